@@ -1,0 +1,161 @@
+"""Re-check a clearing against its orders under the conditions the energy-trading pallet checks
+(docs/chain-interface.md), naming each failed condition and the orders involved.
+
+"Unfilled" means an order with some quantity left (partly filled orders count): the stricter
+reading of the pallet's equilibrium condition, which the matcher always meets.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .network import Network
+from .orders import Book
+
+MAX_EXAMPLES = 3  # ids named per failed condition; the count says how many more
+
+
+@dataclass(frozen=True)
+class Violation:
+    condition: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.condition}: {self.message}"
+
+
+class _Report:
+    def __init__(self):
+        self.found: dict[str, list[str]] = {}
+
+    def add(self, condition: str, detail: str) -> None:
+        self.found.setdefault(condition, []).append(detail)
+
+    def violations(self) -> list[Violation]:
+        out = []
+        for condition, details in self.found.items():
+            shown = "; ".join(details[:MAX_EXAMPLES])
+            more = f" (and {len(details) - MAX_EXAMPLES} more)" if len(details) > MAX_EXAMPLES else ""
+            out.append(Violation(condition, shown + more))
+        return out
+
+
+def _is_uint(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**64
+
+
+def verify(book: Book, clearing: dict, network: Network | None = None) -> list[Violation]:
+    """All violated conditions of `clearing` (a dict as Clearing.to_json_dict gives) for the
+    orders in `book`; an empty list means the pallet would accept it. `network` supplies the
+    grid fees (none: every fee is 0)."""
+    report = _Report()
+    if not isinstance(clearing, dict):
+        return [Violation("format", "a clearing is a JSON object")]
+    mechanism = clearing.get("mechanism")
+    if mechanism not in ("uniform", "pay-as-bid", "zonal"):
+        return [Violation("mechanism", f"unknown mechanism {mechanism!r}")]
+    matches = clearing.get("matches")
+    if not isinstance(matches, list):
+        return [Violation("format", "matches must be a list")]
+
+    bid_at = {int(i): k for k, i in enumerate(book.bid_id.tolist())}
+    offer_at = {int(i): k for k, i in enumerate(book.offer_id.tolist())}
+    fee_of = network.fee if network is not None else (lambda a, b: 0)
+    bid_fill = np.zeros(book.n_bids, dtype=object)
+    offer_fill = np.zeros(book.n_offers, dtype=object)
+    price = clearing.get("price")
+    zone_prices = clearing.get("zone_prices")
+    if mechanism == "uniform" and not _is_uint(price):
+        report.add("uniform_price", f"uniform needs one integer price, got {price!r}")
+        price = None
+    zone_price: dict[int, int] | None = None
+    if mechanism == "zonal":
+        zone_price = {}
+        if not isinstance(zone_prices, dict):
+            report.add("zone_prices", f"zonal needs zone_prices as an object zone -> price, got {zone_prices!r}")
+        else:
+            for key, value in zone_prices.items():
+                if not str(key).isdigit() or not _is_uint(value):
+                    report.add("zone_prices", f"zone {key!r}: price {value!r} is not an unsigned integer")
+                else:
+                    zone_price[int(key)] = value
+            for zone in sorted(set(book.bid_zone.tolist()) | set(book.offer_zone.tolist())):
+                if zone not in zone_price:
+                    report.add("zone_prices", f"zone {zone} has orders but no price")
+
+    total = 0
+    for n, match in enumerate(matches):
+        if not isinstance(match, dict) or not all(
+                _is_uint(match.get(k)) for k in ("bid", "offer", "quantity_wh", "buyer_price", "seller_price")):
+            report.add("format", f"match {n}: needs unsigned integers bid, offer, quantity_wh, buyer_price, "
+                       f"seller_price")
+            continue
+        bid_id, offer_id, q = match["bid"], match["offer"], match["quantity_wh"]
+        buyer, seller = match["buyer_price"], match["seller_price"]
+        b, o = bid_at.get(bid_id), offer_at.get(offer_id)
+        if b is None:
+            report.add("unknown_order", f"match {n}: bid {bid_id} is not a bid of this interval"
+                       + (" (it is an offer)" if bid_id in offer_at else ""))
+        if o is None:
+            report.add("unknown_order", f"match {n}: offer {offer_id} is not an offer of this interval"
+                       + (" (it is a bid)" if offer_id in bid_at else ""))
+        if q == 0:
+            report.add("quantity", f"match {n} (bid {bid_id}, offer {offer_id}): quantity_wh is 0")
+        total += q
+        if b is None or o is None:
+            continue
+        bid_fill[b] += q
+        offer_fill[o] += q
+        bid_limit, offer_limit = int(book.bid_price[b]), int(book.offer_price[o])
+        bid_zone, offer_zone = int(book.bid_zone[b]), int(book.offer_zone[o])
+        pair = f"bid {bid_id}, offer {offer_id}"
+        if buyer > bid_limit:
+            report.add("bid_limit", f"{pair}: buyer_price {buyer} > bid limit {bid_limit}")
+        if seller < offer_limit:
+            report.add("offer_limit", f"{pair}: seller_price {seller} < offer limit {offer_limit}")
+        fee = fee_of(offer_zone, bid_zone)
+        if buyer - seller < fee:
+            report.add("grid_fee", f"{pair}: buyer_price - seller_price = {buyer - seller} < fee {fee} "
+                       f"(zone {offer_zone} -> {bid_zone})")
+        if book.bid_renewable_only[b] and not book.offer_renewable[o]:
+            report.add("renewable_only", f"{pair}: renewable-only bid matched with a grid_mix offer")
+        if mechanism == "uniform" and price is not None and (buyer != price or seller != price):
+            report.add("uniform_price", f"{pair}: buyer_price {buyer}, seller_price {seller}, price {price}")
+        elif mechanism == "pay-as-bid" and (buyer != bid_limit or seller != buyer - fee):
+            report.add("pay_as_bid_price", f"{pair}: buyer_price {buyer} (bid limit {bid_limit}), "
+                       f"seller_price {seller} (expected {buyer - fee})")
+        elif mechanism == "zonal" and zone_price is not None:
+            want_b, want_o = zone_price.get(bid_zone), zone_price.get(offer_zone)
+            if buyer != want_b or seller != want_o:
+                report.add("zone_price", f"{pair}: buyer_price {buyer} vs price[{bid_zone}] {want_b}, "
+                           f"seller_price {seller} vs price[{offer_zone}] {want_o}")
+
+    for k in np.flatnonzero(bid_fill > book.bid_qty).tolist():
+        report.add("overfill", f"bid {int(book.bid_id[k])}: filled {bid_fill[k]} of {int(book.bid_qty[k])} Wh")
+    for k in np.flatnonzero(offer_fill > book.offer_qty).tolist():
+        report.add("overfill", f"offer {int(book.offer_id[k])}: filled {offer_fill[k]} of "
+                   f"{int(book.offer_qty[k])} Wh")
+    if clearing.get("volume_wh") != total:
+        report.add("volume", f"volume_wh {clearing.get('volume_wh')!r} != sum of match quantities {total}")
+
+    if mechanism == "uniform" and price is not None:
+        _equilibrium(report, book, bid_fill, offer_fill, np.ones(book.n_bids, bool), np.ones(book.n_offers, bool),
+                     price, "")
+    elif mechanism == "zonal" and zone_price is not None:
+        for zone, p in sorted(zone_price.items()):
+            _equilibrium(report, book, bid_fill, offer_fill, book.bid_zone == zone, book.offer_zone == zone,
+                         p, f" in zone {zone}")
+    return report.violations()
+
+
+def _equilibrium(report, book, bid_fill, offer_fill, bid_mask, offer_mask, price, where) -> None:
+    """No unfilled bid with limit > price while an unfilled offer with limit < price exists."""
+    bids = np.flatnonzero(bid_mask & (bid_fill < book.bid_qty) & (book.bid_price > price))
+    offers = np.flatnonzero(offer_mask & (offer_fill < book.offer_qty) & (book.offer_price < price))
+    if len(bids) and len(offers):
+        b = bids[np.argmax(book.bid_price[bids])]
+        o = offers[np.argmin(book.offer_price[offers])]
+        report.add("equilibrium", f"unfilled bid {int(book.bid_id[b])} (limit {int(book.bid_price[b])}) above "
+                   f"price {price} while unfilled offer {int(book.offer_id[o])} (limit "
+                   f"{int(book.offer_price[o])}) is below it{where}")
