@@ -36,6 +36,9 @@ class Clearing:
     quantity_wh: np.ndarray  # int64
     buyer_price: np.ndarray  # int64
     seller_price: np.ndarray
+    # Zonal only: True when the LP optimum could not be priced with one price per zone and
+    # the fallback's (lower-welfare, still valid) clearing was taken.
+    fallback: bool | None = None
 
     @property
     def matches(self) -> list[Match]:
@@ -52,7 +55,7 @@ class Clearing:
     def to_json_dict(self) -> dict:
         zone_prices = None if self.zone_prices is None else \
             {str(zone): price for zone, price in sorted(self.zone_prices.items())}
-        return {
+        head = {
             "mechanism": self.mechanism,
             "price": self.price,
             "zone_prices": zone_prices,
@@ -63,11 +66,17 @@ class Clearing:
                                                     self.quantity_wh.tolist(), self.buyer_price.tolist(),
                                                     self.seller_price.tolist())],
         }
+        if self.fallback is not None:
+            head["fallback"] = self.fallback
+        return head
 
     def to_json(self) -> str:
         """Canonical JSON: fixed key order, no whitespace, one line per match for diffs."""
         head = self.to_json_dict()
         head.pop("matches")
+        fallback = head.pop("fallback", None)
+        if fallback is not None:
+            head["fallback"] = fallback
         text = json.dumps(head, separators=(",", ":"))[:-1]
         rows = ",\n".join(
             f'{{"bid":{b},"offer":{o},"quantity_wh":{q},"buyer_price":{bp},"seller_price":{sp}}}'

@@ -12,8 +12,9 @@ zonal checks (docs/chain-interface.md).
    line's flows in one direction share its capacity_wh; a flow pays the pair's fee.
 3. Integer fills. Flows are rounded down and clamped to capacities and node totals (so they
    stay feasible); each node hands its total to its orders in merit order (the tie rule of
-   `auction`: price, then id). A local pass then matches any order pair the rounding left
-   crossing (bid limit > offer limit, compatible classes, same zone).
+   `auction`: price, then id). A local pass then matches any order pair left crossing by the
+   rounding or left at equal limits (bid limit >= offer limit, as the uniform walk matches),
+   of compatible classes in the same zone.
 4. Matches. Every flow is a run of Wh; its offers and bids, in merit order, are laid along it
    and paired where they overlap, so the match list is a pure function of the flows.
 5. Prices. Zones joined by a fee-free line that is congested in neither direction form one
@@ -25,11 +26,16 @@ zonal checks (docs/chain-interface.md).
    constraints, so that vector is unique and found by Bellman-Ford; where a renewable-only bid
    is left unserved above an unsold grid_mix offer, each such zone's price goes to one side of
    that gap, the target's side first.
-6. Fallback. If no price vector fits the fills (renewable energy scarce in a zone with one
-   price), the prices are fixed first and the LP is re-solved with only the orders and lines
+6. Fallback. If no price vector fits the fills, the LP optimum needs more than one price in
+   some zone: renewable energy is scarce there, or the zone sells its offers to one neighbour
+   while its bids buy cheaper energy from another (with pairwise fees and no transit, its
+   sellers and buyers can face different prices). Then the prices are fixed first and the LP is re-solved with only the orders and lines
    those prices allow; a zone still out of equilibrium has its price raised to its highest
    unfilled bid, and so on. Prices only rise and are bounded by the bids, so this ends, at
-   worst with no trade in that zone.
+   worst with no trade in that zone. A few starting price vectors are tried (the used lines
+   kept largest flow first while their fees can be priced, for each choice of gap sides; then
+   the targets) and the valid clearing of highest welfare wins, the first on a tie. The
+   result then says "fallback": true; its welfare is at most the LP bound, usually below.
 
 Without lines, fees or renewable-only bids this gives the uniform clearing: same matches,
 volume, welfare and price.
@@ -258,25 +264,26 @@ class _Market:
     @staticmethod
     def _greedy(flows, bids, offer_groups) -> None:
         """Walk leftover bids against leftover offers (merged by price, then index) while the
-        bid's limit is strictly above the offer's; only the crossing heads are looked at."""
+        bid's limit is at or above the offer's, as the uniform walk does (the LP is indifferent
+        to trades that gain nothing); only the crossing heads are looked at."""
         b_price, b_index, b_left = bids
         if len(b_price) == 0:
             return
         top = int(b_price[0])
         heads = []
         for (o_price, o_index, o_left), flow in offer_groups:
-            crossing = int(np.searchsorted(o_price, top, side="left"))
+            crossing = int(np.searchsorted(o_price, top, side="right"))
             heads += [(int(o_price[i]), int(o_index[i]), int(o_left[i]), flow) for i in range(crossing)]
         if not heads:
             return
         heads.sort()
         bottom = heads[0][0]
-        crossing = int(np.searchsorted(-b_price, -bottom, side="left"))
+        crossing = int(np.searchsorted(-b_price, -bottom, side="right"))
         bid_rows = [[int(b_price[i]), int(b_left[i])] for i in range(crossing)]
         i = j = 0
         offer_left = [h[2] for h in heads]
         while i < len(bid_rows) and j < len(heads):
-            if bid_rows[i][0] <= heads[j][0]:
+            if bid_rows[i][0] < heads[j][0]:
                 break
             q = min(bid_rows[i][1], offer_left[j])
             flows[heads[j][3]] += q
@@ -527,7 +534,8 @@ def clear_zonal(book: Book, network: Network | None, pricing: str = "zonal", one
     stats = market.zone_stats(bid_fill, offer_fill)
     targets = market.targets(stats, flows)
     prices = market.lattice_prices(stats, flows, targets)
-    if prices is None:
+    fallback = prices is None
+    if fallback:
         best = None
         for start in market.fallback_starts(stats, flows, targets):
             settled = market.settle(start)
@@ -535,10 +543,10 @@ def clear_zonal(book: Book, network: Network | None, pricing: str = "zonal", one
             if best is None or welfare > best[0]:
                 best = (welfare, settled)
         flows, bid_fill, offer_fill, prices = best[1]
-    return _clearing(market, flows, bid_fill, offer_fill, prices, pricing)
+    return _clearing(market, flows, bid_fill, offer_fill, prices, pricing, fallback)
 
 
-def _clearing(market: _Market, flows, bid_fill, offer_fill, prices, pricing) -> Clearing:
+def _clearing(market: _Market, flows, bid_fill, offer_fill, prices, pricing, fallback) -> Clearing:
     book = market.book
     bid_idx, offer_idx, quantity, flow = market.matches(flows, bid_fill, offer_fill)
     fee = market.flow_fee[flow] if len(flow) else np.zeros(0, np.int64)
@@ -567,4 +575,5 @@ def _clearing(market: _Market, flows, bid_fill, offer_fill, prices, pricing) -> 
         quantity_wh=quantity.astype(np.int64),
         buyer_price=buyer.astype(np.int64),
         seller_price=seller.astype(np.int64),
+        fallback=fallback,
     )
