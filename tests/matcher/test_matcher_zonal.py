@@ -116,8 +116,8 @@ def test_a_zone_that_sells_out_and_buys_in_cannot_have_one_price():
     assert clearing.welfare == 494  # zone 0 buys zone 1's offer; zone 1's bid goes without
 
 
-@settings(max_examples=150, deadline=None)
-@given(zonal_books(renewable=True), networks())
+@settings(max_examples=300, deadline=None)
+@given(zonal_books(zones=4, renewable=True, max_orders=12), networks(zones=4))
 def test_zonal_with_renewable_only_bids_always_passes_the_chain_checks(book, network):
     orders = orders_from(*book)
     clearing = clear_orders(orders, mechanism="zonal", network=network)
@@ -207,3 +207,16 @@ def test_network_format_errors():
                                                       {"from": 1, "to": 0, "capacity_wh": 1}]}, "already have a line")]:
         with pytest.raises(NetworkError, match=message):
             Network.from_dict(bad)
+
+
+def test_price_leaves_the_gap_of_an_unserved_renewable_only_bid():
+    # Only grid energy (25) is offered: the renewable-only bid (29) stays unfilled above it, so
+    # the zone price must not lie strictly between 25 and 29. Bid 2 (27) bounds it from above,
+    # so the price goes to the low side of the gap.
+    orders = [{"id": 0, "side": "bid", "quantity_wh": 35, "price": 29, "renewable_only": True},
+              {"id": 1, "side": "offer", "quantity_wh": 35, "price": 25},
+              {"id": 2, "side": "bid", "quantity_wh": 5, "price": 27}]
+    c = clear_orders(orders, mechanism="zonal")
+    check_zonal(orders, {"zones": [0], "lines": []}, c)
+    assert c.zone_prices == {0: 25} and not c.fallback
+    assert [(m.bid, m.offer, m.quantity_wh) for m in c.matches] == [(2, 1, 5)]
