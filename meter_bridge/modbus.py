@@ -171,18 +171,27 @@ def _check_span(address: int, count: int, limit: int) -> None:
 # ------------------------------------------------------------------------------------------
 
 def _old_style_context(bank: RegisterBank, device_id: int):
-    """pymodbus 3.10-3.12: a device context object the server calls per request."""
+    """pymodbus 3.10-3.12: a device context object the server calls per request.
+
+    These versions cannot return an exception code from a read: a raise becomes "server
+    device failure". The code wanted is kept and put into the reply by trace_pdu; nothing
+    awaits between the raise and the send, so another request cannot interleave.
+    """
     from pymodbus.datastore import ModbusServerContext
     from pymodbus.datastore.context import ModbusBaseDeviceContext
+
+    pending: list[int] = []
 
     class BankContext(ModbusBaseDeviceContext):
         def reset(self):
             pass
 
         def getValues(self, fc_as_hex, address, count=1):
-            # These versions cannot return an exception code from a read; a raise makes
-            # the server answer "server device failure".
-            return bank.serve_read(FUNCTION_TABLE[fc_as_hex], address, count)
+            try:
+                return bank.serve_read(FUNCTION_TABLE[fc_as_hex], address, count)
+            except ServerReply as reply:
+                pending[:] = [reply.code]
+                raise
 
         def setValues(self, fc_as_hex, address, values):
             try:
@@ -191,7 +200,14 @@ def _old_style_context(bank: RegisterBank, device_id: int):
                 return reply.code
             return None
 
-    return ModbusServerContext(devices={device_id: BankContext()}, single=False)
+    def trace_pdu(sending: bool, pdu):
+        if not sending:
+            pending.clear()
+        elif pending and pdu.isError():
+            pdu.exception_code = pending.pop()
+        return pdu
+
+    return ModbusServerContext(devices={device_id: BankContext()}, single=False), trace_pdu
 
 
 def _simdevice_context(bank: RegisterBank, device_id: int):
@@ -231,7 +247,7 @@ def _simdevice_context(bank: RegisterBank, device_id: int):
             return ExcCodes(reply.code)
         return None
 
-    return SimDevice(device_id, simdata=tuple(blocks), action=action)
+    return SimDevice(device_id, simdata=tuple(blocks), action=action), None
 
 
 def _context_for(bank: RegisterBank, device_id: int):
@@ -258,14 +274,14 @@ async def start_bank_server(
     """
     if framer not in FRAMERS:
         raise ConfigurationError(f"framer must be one of {sorted(FRAMERS)}, not {framer!r}")
-    context = _context_for(bank, device_id)
+    context, trace_pdu = _context_for(bank, device_id)
     if serial:
         server = ModbusSerialServer(
             context, framer=FramerType.RTU, port=serial.port, baudrate=serial.baudrate,
-            bytesize=serial.bytesize, parity=serial.parity, stopbits=serial.stopbits,
+            bytesize=serial.bytesize, parity=serial.parity, stopbits=serial.stopbits, trace_pdu=trace_pdu,
         )
     else:
-        server = ModbusTcpServer(context, framer=FRAMERS[framer], address=(host, port))
+        server = ModbusTcpServer(context, framer=FRAMERS[framer], address=(host, port), trace_pdu=trace_pdu)
     try:
         await server.serve_forever(background=True)
     except (OSError, RuntimeError) as exc:
