@@ -231,7 +231,7 @@ class _Market:
     def complete_locally(self, flows: np.ndarray, prices: np.ndarray | None) -> None:
         """Match order pairs left crossing in a zone after rounding (adds to local flows)."""
         bid_fill, offer_fill = self.fills(flows)
-        book, nc = self.book, self.nc
+        nc = self.nc
         for z in range(len(self.zones)):
             threshold = None if prices is None else int(prices[z])
             base_flow = z * self.n_combos  # the zone's local pair is pair number z

@@ -5,7 +5,6 @@ import random
 import numpy as np
 import pytest
 from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from matcher import Book, OrderError, clear_arrays, clear_orders, verify
 from matcher.reference import clear_numpy, clear_python, max_welfare_by_units
