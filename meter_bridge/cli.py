@@ -50,7 +50,8 @@ def _connection_options(p: argparse.ArgumentParser, *, model_required: bool) -> 
 
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="python -m meter_bridge", description=__doc__.splitlines()[0])
-    root.add_argument("--log-level", default="WARNING", help="DEBUG, INFO, WARNING (default), ERROR")
+    root.add_argument("--log-level", default="WARNING", type=str.upper,
+                      choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="logging to stderr (default WARNING)")
     sub = root.add_subparsers(dest="command", required=True)
 
     read = sub.add_parser("read", help="read the meter once and print the reading (signed with --key)")
@@ -165,8 +166,11 @@ def _verify(args) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+    logging.basicConfig(level=args.log_level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if logging.getLogger().level > logging.DEBUG:
+        # pymodbus repeats, less clearly, what meter_bridge already logs about each failure.
+        logging.getLogger("pymodbus").setLevel(logging.ERROR)
     try:
         if args.command == "simulate":
             _simulate(args)

@@ -41,7 +41,8 @@ class ModbusReplyError(MeterBridgeError):
         self.code = code
         self.what = what
         name = EXCEPTION_NAMES.get(code, "unknown exception")
-        super().__init__(f"meter answered Modbus exception {code} ({name}) to {what}")
+        hint = "; is the meter model (register map) and device id right?" if code in (0x01, 0x02) else ""
+        super().__init__(f"meter answered Modbus exception {code} ({name}) to {what}{hint}")
 
     @property
     def permanent(self) -> bool:

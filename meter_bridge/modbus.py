@@ -286,8 +286,21 @@ async def start_bank_server(
         await server.serve_forever(background=True)
     except (OSError, RuntimeError) as exc:
         where = serial.port if serial else f"{host}:{port}"
-        raise ConfigurationError(f"cannot serve Modbus on {where}: {exc}") from exc
+        reason = exc if serial else _bind_problem(host, port) or exc
+        raise ConfigurationError(f"cannot serve Modbus on {where}: {reason}") from exc
     return server, _bound_port(server)
+
+
+def _bind_problem(host: str, port: int) -> str | None:
+    """pymodbus only says it could not listen; binding ourselves tells why."""
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.bind((host, port))
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None
 
 
 def _bound_port(server) -> int | None:

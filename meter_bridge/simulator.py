@@ -336,8 +336,9 @@ class SimulatorProcess:
         try:
             self.info = json.loads(line)
         except json.JSONDecodeError:
+            why = line.strip() or self._stderr()
             self.stop()
-            raise ConfigurationError(f"simulator did not start: {line.strip() or self._stderr()}") from None
+            raise ConfigurationError(f"simulator did not start: {why}") from None
         self.host, self.port = self.info["host"], self.info["port"]
 
     def _first_line(self, timeout_s: float) -> str:
@@ -354,7 +355,7 @@ class SimulatorProcess:
         try:
             return self.process.communicate(timeout=5)[1].strip()
         except (subprocess.TimeoutExpired, ValueError):
-            return ""
+            return "(no error output)"
 
     def stop(self) -> None:
         if self.process.poll() is None:

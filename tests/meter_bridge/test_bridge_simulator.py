@@ -6,7 +6,8 @@ import asyncio
 import pytest
 from bridge_testkit import FAST_RETRY, TIMEOUT_S
 
-from meter_bridge import CommandNotConfirmed, MeterClient, SerialSettings, start_simulator
+from meter_bridge import (CommandNotConfirmed, ConfigurationError, MeterClient, SerialSettings, read_meter,
+                          spawn_simulator, start_simulator)
 from meter_bridge.simulator import SimulatedMeter, SiteModel, SiteProfile, clear_sky_fraction
 
 HOUR = 3600.0
@@ -152,3 +153,17 @@ def test_rtu_framing_over_a_serial_url():
                 return reading
         reading = asyncio.run(go())
     assert reading.import_wh >= 1_250_000 and reading.power_w > 0
+
+
+def test_read_meter_opens_reads_and_closes():
+    with start_simulator(0, "sdm120", "consumer", speed=1, start_hour=7.25) as sim:
+        reading = asyncio.run(read_meter(sim.host, sim.port, "sdm120", device_id=1, timeout_s=TIMEOUT_S))
+    assert reading.model == "sdm120" and reading.power_w > 300 and reading.export_wh == 0
+
+
+def test_a_taken_port_is_a_clear_error():
+    with start_simulator(0, "sdm630") as sim:
+        with pytest.raises(ConfigurationError, match=f"(?i)cannot serve Modbus on 127.0.0.1:{sim.port}: address already in use"):
+            start_simulator(sim.port, "sdm630")
+        with pytest.raises(ConfigurationError, match="(?i)simulator did not start.*address already in use"):
+            spawn_simulator(sim.port, "sdm630")
