@@ -117,7 +117,7 @@ class SiteModel:
         h = (t_s % DAY_S) / 3600
         base = 220  # fridge, standby, router
         morning = 900 * _bell(h, 7.25, 0.8)
-        evening = 1900 * _bell(h, 19.5, 1.4) + 1900 * _bell(h - 24, 19.5, 1.4)  # wraps past midnight
+        evening = 1900 * (_bell(h, 19.5, 1.4) + _bell(h + 24, 19.5, 1.4))  # yesterday's tail after midnight
         return self.site.load_scale * (base + morning + evening) * self.load_noise.at(t_s)
 
 

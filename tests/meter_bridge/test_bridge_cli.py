@@ -20,7 +20,8 @@ FAST = ["--timeout", "0.3", "--attempts", "2", "--backoff", "0.02"]
 
 @pytest.fixture(scope="module")
 def simulator():
-    with spawn_simulator(0, "sdm630", "prosumer", speed=600, extra_args=["--start-hour", "12"]) as sim:
+    # speed 60: midday lasts, however slowly the tests run
+    with spawn_simulator(0, "sdm630", "prosumer", speed=60, extra_args=["--start-hour", "12"]) as sim:
         yield sim
 
 

@@ -82,11 +82,11 @@ def test_prosumer_exports_at_noon_and_relay_does_not_stop_pv():
 
 @pytest.mark.parametrize("model", ["sdm120", "sdm230", "sdm630", "sunspec203", "sunspec701"])
 def test_client_reads_every_model_from_the_simulator(model):
-    with start_simulator(0, model, "prosumer", speed=7200, start_hour=12.0) as sim:
+    with start_simulator(0, model, "prosumer", speed=3600, start_hour=12.0) as sim:
         async def go():
             async with MeterClient(model, sim.host, sim.port, timeout_s=TIMEOUT_S, retry=FAST_RETRY) as c:
                 first = await c.read()
-                await asyncio.sleep(0.3)  # ten simulated minutes
+                await asyncio.sleep(0.3)  # 18 simulated minutes
                 return first, await c.read()
         first, second = asyncio.run(go())
     assert first.model == model
@@ -109,7 +109,7 @@ def test_simulator_serves_sunspec_at_other_bases(base):
 
 
 def test_relay_off_drops_the_load_and_stops_import():
-    with start_simulator(0, "sdm630", "consumer", speed=3600, start_hour=19.0) as sim:
+    with start_simulator(0, "sdm630", "consumer", speed=600, start_hour=19.0) as sim:
         async def go():
             async with MeterClient("sdm630", sim.host, sim.port, timeout_s=TIMEOUT_S, retry=FAST_RETRY) as c:
                 on = await c.read()
