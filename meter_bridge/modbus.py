@@ -16,7 +16,7 @@ from pymodbus import FramerType, ModbusException
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 
-from .bank import FUNCTION_TABLE, ILLEGAL_ADDRESS, RegisterBank, ServerReply, Table
+from .bank import FUNCTION_TABLE, RegisterBank, ServerReply, Table
 from .errors import ConfigurationError, LinkError, ModbusReplyError
 
 log = logging.getLogger(__name__)
@@ -251,11 +251,12 @@ def _simdevice_context(bank: RegisterBank, device_id: int):
 
 
 def _context_for(bank: RegisterBank, device_id: int):
-    try:
-        from pymodbus.datastore.context import ModbusBaseDeviceContext  # noqa: F401
-    except ImportError:
-        return _simdevice_context(bank, device_id)
-    return _old_style_context(bank, device_id)
+    """(context, trace_pdu) for this pymodbus: the old device contexts went away in 3.13."""
+    import pymodbus.datastore.context as datastore_context
+
+    if hasattr(datastore_context, "ModbusBaseDeviceContext"):
+        return _old_style_context(bank, device_id)
+    return _simdevice_context(bank, device_id)
 
 
 async def start_bank_server(

@@ -8,6 +8,7 @@ Randomness comes from a fixed seed: the same seed gives the same weather and loa
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import os
@@ -308,8 +309,6 @@ async def run_simulator(config: SimulatorConfig, host: str, port: int, *, device
                         framer: str = "socket", serial: SerialSettings | None = None,
                         announce: Callable[[dict], None] | None = None) -> None:
     """Serve a simulator in the running event loop until cancelled (the CLI's `simulate`)."""
-    import asyncio
-
     meter, bank = config.build()
     server, bound = await start_bank_server(bank, host, port, device_id=device_id, framer=framer, serial=serial)
     if announce:
