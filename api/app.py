@@ -1,0 +1,62 @@
+"""The WattChain API: FastAPI app factory. One router per resource under api/routes/; the
+order log, the index and the operator's store live in the data folder the workers share."""
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+
+from offchain.config import Settings
+from offchain.store import DataDir
+
+from . import errors
+from .chainview import ChainView
+from .routes import intervals, market, meters, orders, participants, reports, stream
+
+log = logging.getLogger(__name__)
+STATIC = Path(__file__).parent / "static"
+
+
+def create_app(settings: Settings | None = None, *, chain: ChainView | None = None) -> FastAPI:
+    settings = settings or Settings.from_env()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        app.state.settings = settings
+        app.state.data = DataDir(settings.data_dir)
+        # Create the stores' schemas before the first request reads them.
+        app.state.data.orders(), app.state.data.index(), app.state.data.ops()
+        app.state.chain = chain or ChainView(settings.node_url).connect()
+        log.info("API on data folder %s, node %s", settings.data_dir, settings.node_url)
+        yield
+        app.state.chain.close()
+
+    app = FastAPI(title="WattChain API", version="0.1.0", lifespan=lifespan,
+                  description="Peer-to-peer electricity market: signed orders in, clearings, settlements and "
+                              "meter readings out. Energy in Wh, prices in ticks per kWh, money in units of "
+                              "1/1000 tick (1 BRL = 100 ticks = 100000 units).")
+    errors.install(app)
+    for module in (market, orders, intervals, participants, meters, reports, stream):
+        app.include_router(module.router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/", include_in_schema=False)
+    def index_page() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
+    return app
+
+
+def serve(settings: Settings, *, log_level: str = "warning") -> None:
+    """Run the API with uvicorn in this process until interrupted."""
+    import uvicorn
+
+    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port, log_level=log_level,
+                access_log=False, timeout_graceful_shutdown=3)
+
+
+__all__ = ["create_app", "serve"]

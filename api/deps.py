@@ -1,0 +1,51 @@
+"""Typed dependencies: the settings, the data folder's stores and the chain view."""
+from __future__ import annotations
+
+import sqlite3
+from typing import Annotated
+
+from fastapi import Depends, Query, Request
+
+from offchain.config import Settings
+from offchain.orderlog import OrderLog
+from offchain.store import DataDir
+
+from .chainview import ChainView
+from .pagination import DEFAULT_LIMIT, MAX_LIMIT
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_data(request: Request) -> DataDir:
+    return request.app.state.data
+
+
+def get_chain(request: Request) -> ChainView:
+    return request.app.state.chain
+
+
+def get_index(request: Request) -> sqlite3.Connection:
+    return request.app.state.data.index()
+
+
+def get_ops(request: Request) -> sqlite3.Connection:
+    return request.app.state.data.ops()
+
+
+def get_order_log(request: Request) -> OrderLog:
+    return OrderLog(request.app.state.data.orders())
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+DataDep = Annotated[DataDir, Depends(get_data)]
+ChainDep = Annotated[ChainView, Depends(get_chain)]
+IndexDep = Annotated[sqlite3.Connection, Depends(get_index)]
+OpsDep = Annotated[sqlite3.Connection, Depends(get_ops)]
+OrderLogDep = Annotated[OrderLog, Depends(get_order_log)]
+LimitQuery = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Items per page")]
+CursorQuery = Annotated[str | None, Query(description="next_cursor of the previous page")]
+
+__all__ = ["ChainDep", "CursorQuery", "DEFAULT_LIMIT", "DataDep", "IndexDep", "LimitQuery", "OpsDep", "OrderLogDep",
+           "SettingsDep"]

@@ -1,0 +1,228 @@
+"""Request and response models, split by role (OrderCreate in, OrderAccepted / OrderPublic
+out). Integers are strict: 1.5 or "15" is not a quantity. Money is in chain units (1/1000
+tick) with a `_brl` string beside it; energy is in Wh; prices in ticks per kWh."""
+from __future__ import annotations
+
+from typing import Annotated, Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+U64 = Annotated[int, Field(strict=True, ge=0, le=2**64 - 1)]
+U16 = Annotated[int, Field(strict=True, ge=0, le=2**16 - 1)]
+Hex64 = Annotated[str, Field(pattern=r"^0x[0-9a-fA-F]{128}$", description="sr25519 signature, 0x + 64 bytes hex")]
+
+T = TypeVar("T")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorPublic(BaseModel):
+    error: str = Field(description="Machine-readable reason; the pallet's error name where one applies")
+    detail: str
+    errors: list[dict[str, Any]] | None = None
+
+
+class OrderCreate(Strict):
+    """An order signed by its owner over the bytes of docs/chain-interface.md."""
+
+    owner: str = Field(description="SS58 address (or 0x public key) of the order's owner")
+    client_order_id: U64 = Field(description="Unique per owner; the idempotency key")
+    interval: U64
+    side: Literal["bid", "offer"]
+    quantity_wh: U64
+    price_ticks: U64 = Field(description="Limit price, ticks per kWh")
+    zone: U16 = 0
+    source: Literal["solar", "wind", "hydro", "biomass", "grid_mix"] = "grid_mix"
+    renewable_only: bool = False
+    signature: Hex64
+
+
+class CancelCreate(Strict):
+    signature: Hex64 = Field(description="Owner's signature over the cancel message")
+
+
+class OrderAccepted(BaseModel):
+    status: Literal["accepted"]
+    order_ref: str
+    log_seq: int
+    owner: str
+    client_order_id: int
+    interval: int | None = None
+    received_ms: int
+
+
+class OrderPublic(BaseModel):
+    owner: str
+    client_order_id: int
+    interval: int
+    side: str
+    quantity_wh: int
+    price_ticks: int
+    zone: int
+    source: str | None = None
+    renewable_only: bool | None = None
+    relay_status: str | None = Field(None, description="pending | submitted | onchain | rejected (None: placed elsewhere)")
+    relay_error: str | None = None
+    order_id: int | None = Field(None, description="The chain's order id, once on chain")
+    status: str | None = Field(None, description="On chain: open | cancelled | cleared")
+    filled_wh: int | None = None
+    block_number: int | None = None
+    block_hash: str | None = None
+    cancel_status: str | None = None
+    cancel_error: str | None = None
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    next_cursor: str | None = None
+
+
+class BookOrder(BaseModel):
+    order_id: int
+    owner: str
+    client_order_id: int
+    side: str
+    quantity_wh: int
+    price_ticks: int
+    zone: int
+    source: str | None
+    renewable_only: bool | None
+    status: str
+    filled_wh: int
+
+
+class BookLevel(BaseModel):
+    price_ticks: int
+    quantity_wh: int
+    orders: int
+
+
+class BookPublic(BaseModel):
+    interval: int
+    zone: int | None
+    gate_closure_ms: int
+    state: Literal["open", "closed", "cleared"]
+    bids: list[BookLevel]
+    offers: list[BookLevel]
+    items: list[BookOrder]
+    next_cursor: str | None = None
+
+
+class MatchPublic(BaseModel):
+    bid: int
+    offer: int
+    buyer: str
+    seller: str
+    quantity_wh: int
+    buyer_price: int
+    seller_price: int
+
+
+class ZonePricePublic(BaseModel):
+    zone: int
+    price: int
+
+
+class ClearingPublic(BaseModel):
+    interval: int
+    mechanism: str
+    price: int | None = Field(description="The uniform price (None for other mechanisms)")
+    zone_prices: list[ZonePricePublic]
+    volume_wh: int
+    match_count: int
+    grid_fees_paid: int
+    block_number: int
+    block_hash: str
+    extrinsic_index: int | None
+    timestamp_ms: int | None
+    matches: list[MatchPublic] | None = None
+
+
+class PositionPublic(BaseModel):
+    interval: int
+    bought_wh: int
+    sold_wh: int
+    net_wh: int
+    paid: int
+    received: int
+    paid_brl: str
+    received_brl: str
+
+
+class SettlementPublic(BaseModel):
+    interval: int
+    account: str
+    contracted_wh: int
+    metered_wh: int
+    imbalance_wh: int
+    amount: int = Field(description="Units paid (>0) or received (<0) for the imbalance")
+    amount_brl: str
+    block_number: int
+    block_hash: str
+
+
+class BalancesPublic(BaseModel):
+    account: str
+    free: int
+    held: int = Field(description="Reserved, including bid holds")
+    free_brl: str
+    held_brl: str
+    energy_wh: int = Field(description="Energy tokens in Wh (1000 Wh = 1 token = 1 kWh)")
+    pending_bid_hold: int = Field(description="Units the account's bids still in the relay log will hold")
+
+
+class ParticipantPublic(BaseModel):
+    account: str
+    zone: int | None
+    registered: bool
+    meters: list[str]
+
+
+class MeterPublic(BaseModel):
+    meter: str
+    owner: str
+    zone: int
+    source: str
+    revoked: bool
+    block_number: int | None
+
+
+class ReadingPublic(BaseModel):
+    meter: str
+    counter: int
+    interval: int
+    owner: str | None
+    kind: str
+    import_wh: int
+    export_wh: int
+    block_number: int
+    block_hash: str
+
+
+class MarketPublic(BaseModel):
+    genesis_hash: str
+    params: dict[str, int]
+    now_ms: int
+    current_interval: int
+    next_open_interval: int
+    next_gate_closure_ms: int
+    order_margin_ms: int
+    max_intervals_ahead: int
+    best_block: int | None = None
+    finalized_block: int | None = None
+    indexed_block: int | None = None
+    distributor: str | None = None
+
+
+class AlertPublic(BaseModel):
+    id: int
+    at_ms: int
+    source: str
+    interval: int | None
+    name: str
+    detail: str
+
+
+__all__ = [name for name in dir() if name[0].isupper()]

@@ -1,0 +1,50 @@
+"""The market as a client needs it before placing an order: genesis hash (signed messages bind
+it), parameters, the current and next open interval; and the operator's alerts."""
+from __future__ import annotations
+
+import time
+
+from fastapi import APIRouter
+
+from offchain.chain import ChainUnavailable
+
+from ..deps import ChainDep, CursorQuery, IndexDep, LimitQuery, OpsDep, SettingsDep
+from ..models import AlertPublic, MarketPublic, Page
+from ..pagination import decode_cursor, page
+
+router = APIRouter(tags=["market"])
+
+
+@router.get("/market", operation_id="get_market", response_model=MarketPublic)
+def get_market(chain: ChainDep, index: IndexDep, settings: SettingsDep) -> MarketPublic:
+    """Genesis hash, market parameters, the current interval and the next one still open."""
+    params = chain.params()
+    now = time.time_ns() // 1_000_000
+    nxt = params.first_open_interval(now, settings.order_margin_ms)
+    try:
+        heads = chain.heads()
+    except ChainUnavailable:
+        heads = {}
+    row = index.execute("SELECT value FROM meta WHERE key = 'last_block'").fetchone()
+    dist = index.execute("SELECT account FROM roles WHERE role = 'distributor'").fetchone()
+    return MarketPublic(
+        genesis_hash="0x" + chain.genesis_hash.hex(), params=params.as_dict(), now_ms=now,
+        current_interval=params.interval_at(now), next_open_interval=nxt, next_gate_closure_ms=params.gate_closure(nxt),
+        order_margin_ms=settings.order_margin_ms, max_intervals_ahead=chain.max_intervals_ahead,
+        best_block=heads.get("best_block"), finalized_block=heads.get("finalized_block"),
+        indexed_block=int(row["value"]) if row else None, distributor=dist["account"] if dist else None)
+
+
+@router.get("/health", operation_id="get_health")
+def get_health() -> dict:
+    return {"status": "ok"}
+
+
+@router.get("/alerts", operation_id="list_alerts", response_model=Page[AlertPublic])
+def list_alerts(ops: OpsDep, limit: LimitQuery = 50, cursor: CursorQuery = None) -> Page[AlertPublic]:
+    """What the workers raised for the operator (rejected clearings, missing readings, ...), newest first."""
+    key = decode_cursor(cursor, 1)
+    rows = ops.execute("SELECT * FROM alerts WHERE id < ? ORDER BY id DESC LIMIT ?",
+                       (key[0] if key else 2**62, limit + 1)).fetchall()
+    rows, nxt = page(rows, limit, lambda r: [r["id"]])
+    return Page[AlertPublic](items=[AlertPublic(**dict(r)) for r in rows], next_cursor=nxt)

@@ -1,0 +1,200 @@
+"""`wattchain`: one command line for the market.
+
+    wattchain demo --intervals N [--json] [--data DIR]   a whole market, live, N intervals
+    wattchain run [--data DIR] [--node URL]              node + API + workers until Ctrl-C
+    wattchain node [--data DIR | --tmp]                  a dev node
+    wattchain api [--data DIR] [--node URL] [--port P]   the HTTP API
+    wattchain workers [--data DIR] [--node URL]          relayer, scheduler, settler, indexer
+    wattchain report --data DIR --from K --to K          the clearing house's report (JSON)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import time
+from pathlib import Path
+
+from .config import Settings
+
+
+def _common(p: argparse.ArgumentParser, *, node: bool = True) -> None:
+    p.add_argument("--data", type=Path, default=None, help="data folder (default: ./data or WATTCHAIN_DATA_DIR)")
+    if node:
+        p.add_argument("--node", default=None, help="node WebSocket URL (default ws://127.0.0.1:9944)")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="wattchain", description="WattChain: a peer-to-peer electricity market")
+    sub = top.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("demo", help="start a dev node, the API, the workers and simulated sites; trade N intervals")
+    p.add_argument("--intervals", type=int, default=3)
+    p.add_argument("--json", action="store_true", help="one JSON object per interval on stdout")
+    p.add_argument("--data", type=Path, default=None, help="data folder (default: data/demo-<time>)")
+    p.add_argument("--prosumers", type=int, default=2)
+    p.add_argument("--consumers", type=int, default=3)
+    p.add_argument("--speed", type=float, default=45.0, help="simulated seconds per wall-clock second at the sites")
+    p.add_argument("-v", "--verbose", action="store_true")
+
+    p = sub.add_parser("run", help="node (unless --node) + API + workers, until Ctrl-C")
+    _common(p)
+    p.add_argument("--port", type=int, default=None, help="API port (default 8000)")
+
+    p = sub.add_parser("node", help="run a dev node in the foreground")
+    p.add_argument("--data", type=Path, default=None, help="keep the chain in DATA/chain (default: --tmp)")
+    p.add_argument("--rpc-port", type=int, default=9944)
+    p.add_argument("-v", "--verbose", action="store_true")
+
+    p = sub.add_parser("api", help="serve the HTTP API")
+    _common(p)
+    p.add_argument("--host", default=None)
+    p.add_argument("--port", type=int, default=None)
+
+    p = sub.add_parser("workers", help="run the off-chain workers")
+    _common(p)
+    p.add_argument("--only", default=None, help="comma-separated subset of relayer,scheduler,settler,indexer")
+    p.add_argument("--mechanism", default=None, choices=["uniform", "pay-as-bid", "zonal"])
+
+    p = sub.add_parser("report", help="print the clearing house's report for settled intervals (JSON)")
+    _common(p, node=False)
+    p.add_argument("--from", dest="from_interval", type=int, required=True)
+    p.add_argument("--to", dest="to_interval", type=int, required=True)
+    p.add_argument("--account", default=None)
+    return top
+
+
+def _settings(args, **extra) -> Settings:
+    return Settings.from_env(data_dir=getattr(args, "data", None), node_url=getattr(args, "node", None), **extra)
+
+
+def _logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if not verbose:
+        for noisy in ("websocket", "substrateinterface", "httpx", "pymodbus"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _terminate_on_sigterm() -> None:
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, handler)
+
+
+def cmd_demo(args) -> int:
+    from .demo import run_demo
+
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, stream=sys.stderr)
+    if args.intervals < 1:
+        print("--intervals must be at least 1", file=sys.stderr)
+        return 2
+    _terminate_on_sigterm()
+    return run_demo(args.intervals, args.data, as_json=args.json, prosumers=args.prosumers,
+                    consumers=args.consumers, speed=args.speed)
+
+
+def cmd_node(args) -> int:
+    from .node import DevNode, build_binary, find_binary
+
+    _terminate_on_sigterm()
+    binary = find_binary() or build_binary()
+    node = DevNode(binary, base_path=(args.data / "chain") if args.data else None, rpc_port=args.rpc_port,
+                   log_path=(args.data / "logs" / "node.log") if args.data else None)
+    node.start()
+    print(f"wattchain-node --dev at {node.url} (Ctrl-C stops it)", file=sys.stderr, flush=True)
+    try:
+        while node.process.poll() is None:
+            time.sleep(0.5)
+        return node.process.returncode or 0
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        node.stop()
+
+
+def cmd_api(args) -> int:
+    from api.app import serve
+
+    _logging(args.verbose)
+    settings = _settings(args, api_host=args.host, api_port=args.port)
+    serve(settings, log_level="debug" if args.verbose else "warning")
+    return 0
+
+
+def cmd_workers(args) -> int:
+    from .workers import WORKERS, Workers
+
+    _logging(args.verbose)
+    _terminate_on_sigterm()
+    settings = _settings(args, mechanism=args.mechanism)
+    names = tuple(n.strip() for n in args.only.split(",")) if args.only else WORKERS
+    workers = Workers(settings, names).start()
+    logging.getLogger("wattchain").info("workers %s on %s, data %s", ",".join(names), settings.node_url,
+                                        settings.data_dir)
+    workers.run_forever()
+    return 0
+
+
+def cmd_run(args) -> int:
+    from .node import DevNode, build_binary, find_binary
+    from .processes import start_api, start_workers, wait_http
+
+    _terminate_on_sigterm()
+    settings = _settings(args, api_port=args.port)
+    data = Path(settings.data_dir).resolve()
+    logs = data / "logs"
+    node = None
+    children = []
+    try:
+        node_url = args.node
+        if node_url is None:
+            node = DevNode(find_binary() or build_binary(), base_path=data / "chain", log_path=logs / "node.log").start()
+            node_url = node.url
+            print(f"[run] node at {node_url}", file=sys.stderr, flush=True)
+        children.append(start_workers(data, node_url, logs / "workers.log"))
+        api = start_api(data, node_url, settings.api_port, logs / "api.log")
+        children.append(api)
+        wait_http(f"http://127.0.0.1:{settings.api_port}/health", 90, api)
+        print(f"[run] API and web page at http://127.0.0.1:{settings.api_port}/ ; logs in {logs}; Ctrl-C stops",
+              file=sys.stderr, flush=True)
+        while all(c.alive() for c in children):
+            time.sleep(0.5)
+        print("[run] a part exited; stopping", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        for child in children:
+            child.stop()
+        if node is not None:
+            node.stop()
+
+
+def cmd_report(args) -> int:
+    from .clearinghouse import report_from_index
+    from .store import DataDir
+
+    settings = _settings(args)
+    report = report_from_index(DataDir(settings.data_dir).index(), args.from_interval, args.to_interval, args.account)
+    print(json.dumps(report, indent=2))
+    return 0 if report["balanced"] else 1
+
+
+COMMANDS = {"demo": cmd_demo, "run": cmd_run, "node": cmd_node, "api": cmd_api, "workers": cmd_workers,
+            "report": cmd_report}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,194 @@
+"""`wattchain demo`: a dev node, the API, the workers and simulated sites, trading live.
+
+The operator (Alice) registers the sites and accredits their meters; each site's agent bids or
+offers through the API client; the scheduler clears each interval at gate closure, the sites'
+meters report after it ends, the settler settles it. One line per interval goes to stdout
+(JSON with --json); progress goes to stderr; everything stays in the data folder."""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+from api.client import Client, OrderRefused
+
+from .chain import UNITS_PER_BRL, Chain, keypair
+from .clearinghouse import report_from_chain
+from .config import Settings
+from .node import DevNode, build_binary, find_binary, free_port
+from .processes import start_api, start_workers, wait_http
+from .sites import Agent, make_sites, register_sites, submit_readings
+from .store import DataDir, now_ms
+
+log = logging.getLogger(__name__)
+
+
+def default_data_dir() -> Path:
+    return Path("data") / time.strftime("demo-%Y%m%d-%H%M%S")
+
+
+class Demo:
+    def __init__(self, intervals: int, data_dir: Path, *, as_json: bool = False, prosumers: int = 2,
+                 consumers: int = 3, speed: float = 45.0, start_hour: float = 15.0, out=sys.stdout, err=sys.stderr):
+        self.intervals = intervals
+        self.data_dir = Path(data_dir).resolve()
+        self.as_json = as_json
+        self.speed = speed
+        self.start_hour = start_hour
+        self.out, self.err = out, err
+        self.sites = make_sites(prosumers, consumers)
+        self.node = self.api = self.workers = None
+        self.chain: Chain | None = None
+        self.results: list[dict] = []
+
+    def say(self, text: str) -> None:
+        print(f"[demo] {text}", file=self.err, flush=True)
+
+    def run(self) -> int:
+        try:
+            self._start()
+            return self._trade()
+        finally:
+            self._stop()
+            self.say(f"state left in {self.data_dir} (chain/, *.db, logs/, meters/)")
+
+    # -- start and stop --------------------------------------------------------------------
+    def _start(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        logs = self.data_dir / "logs"
+        binary = find_binary()
+        if binary is None:
+            binary = build_binary(self.err)
+        self.say(f"starting {binary.name} (dev chain in {self.data_dir / 'chain'})")
+        self.node = DevNode(binary, base_path=self.data_dir / "chain", log_path=logs / "node.log").start()
+        self.say(f"node up at {self.node.url}")
+        port = free_port()
+        self.settings = Settings(data_dir=self.data_dir, node_url=self.node.url, api_port=port)
+        self.workers = start_workers(self.data_dir, self.node.url, logs / "workers.log")
+        self.api = start_api(self.data_dir, self.node.url, port, logs / "api.log")
+        self.api_url = f"http://127.0.0.1:{port}"
+        wait_http(f"{self.api_url}/health", 90, self.api)
+        self.say(f"API at {self.api_url} (web page at {self.api_url}/), workers running")
+        self.chain = Chain(self.node.url).connect()
+        for site in self.sites:
+            site.start(self.speed, self.start_hour, self.data_dir / "meters")
+        self.say(f"{len(self.sites)} simulated sites on Modbus: "
+                 + ", ".join(f"{s.name}@{s.simulator.port}" for s in self.sites))
+        register_sites(self.chain, keypair(self.settings.operator_uri), self.sites, speed=self.speed,
+                       fund_units=1_000 * UNITS_PER_BRL)
+        self.say("operator registered the participants and accredited their meters")
+
+    def _stop(self) -> None:
+        for site in self.sites:
+            site.stop()
+        for child in (self.api, self.workers):
+            if child is not None:
+                child.stop()
+        if self.chain is not None:
+            self.chain.close()
+        if self.node is not None:
+            self.node.stop()
+
+    # -- the market ------------------------------------------------------------------------
+    def _trade(self) -> int:
+        params = self.chain.market_params()
+        client = Client(self.api_url)
+        margin = self.settings.order_margin_ms + 1_000
+        first = params.first_open_interval(now_ms(), margin)
+        last = first + self.intervals - 1
+        self.say(f"trading intervals {first}..{last} ({params.interval_ms // 1000} s each, gate "
+                 f"{params.gate_closure_ms // 1000} s before start); first gate closes in "
+                 f"{(params.gate_closure(first) - now_ms()) / 1000:.0f} s")
+        agents = [Agent(site, params, self.speed, seed=site.seed) for site in self.sites]
+        submitter = keypair("//Eve")  # pays the readings' fees; the meters' signatures make them valid
+        placed: dict[int, int] = {}
+        read: set[int] = set()
+        printed: set[int] = set()
+        deadline = time.monotonic() + (self.intervals + 5) * params.interval_ms / 1000 + 120
+        while len(printed) < self.intervals and time.monotonic() < deadline:
+            now = now_ms()
+            k = params.first_open_interval(now, margin)
+            if first <= k <= last and k not in placed:
+                placed[k] = self._place_orders(client, agents, k)
+            for j in range(first - 1, last + 1):
+                if j not in read and now >= params.interval_end(j) + 300:
+                    self._report_meters(submitter, j)
+                    read.add(j)
+            for j in range(first, last + 1):
+                if j not in printed and self.chain.settled_at(j) is not None:
+                    self._print(j, placed.get(j, 0))
+                    printed.add(j)
+            time.sleep(0.25)
+        client.close()
+        if len(printed) < self.intervals:
+            self.say(f"only {len(printed)} of {self.intervals} intervals settled in time; see {self.data_dir / 'logs'}")
+            return 1
+        return 0 if all(r["settlement"]["balanced"] for r in self.results) else 1
+
+    def _place_orders(self, client: Client, agents: list[Agent], interval: int) -> int:
+        sent = 0
+        for agent in agents:
+            raw = agent.site.read()
+            order = agent.order_for(raw)
+            if order is None:
+                continue
+            side, quantity, price = order
+            try:
+                client.place_order(agent.site.account, side, quantity_wh=quantity, price_ticks=price, interval=interval,
+                                   zone=agent.site.zone, source=agent.site.source)
+                sent += 1
+            except OrderRefused as exc:
+                self.say(f"{agent.site.name}: order refused: {exc}")
+        self.say(f"interval {interval}: {sent} orders placed through the API")
+        return sent
+
+    def _report_meters(self, submitter, interval: int) -> None:
+        readings = [site.sign(site.read(), interval) for site in self.sites]
+        errors = submit_readings(self.chain, submitter, readings)
+        if errors:
+            self.say(f"interval {interval}: readings refused: {', '.join(errors)}")
+
+    def _print(self, interval: int, placed: int) -> None:
+        chain = self.chain
+        orders = len(chain.interval_order_ids(interval))
+        clearing = chain.clearing(interval)
+        report = report_from_chain(chain, interval)
+        db = DataDir(self.data_dir).ops()
+        attempt = db.execute("SELECT block_hash, extrinsic_index, commit_latency_ms FROM clearing_attempts WHERE"
+                             " interval = ? AND state = 'committed' ORDER BY id DESC LIMIT 1", (interval,)).fetchone()
+        settled_block = chain.settled_at(interval)
+        price = clearing.zone_prices[0][1] if clearing and clearing.mechanism == "uniform" and clearing.zone_prices else None
+        totals = report["totals"]
+        result = {
+            "interval": interval, "orders": orders, "orders_placed_via_api": placed,
+            "volume_wh": clearing.volume_wh if clearing else 0, "price": price,
+            "matches": clearing.match_count if clearing else 0,
+            "block": clearing.block_number if clearing else None,
+            "block_hash": attempt["block_hash"] if attempt else None,
+            "extrinsic_index": attempt["extrinsic_index"] if attempt else None,
+            "commit_latency_ms": attempt["commit_latency_ms"] if attempt else None,
+            "settlement": {"block": settled_block, "participants": len(report["parties"]) - 1,
+                           "shortfall_wh": totals["shortfall_wh"], "surplus_wh": totals["surplus_wh"],
+                           "money_sum_units": totals["net_money"], "money_sum_brl": totals["net_money_brl"],
+                           "energy_sum_wh": totals["energy_position_wh"], "balanced": report["balanced"]},
+        }
+        self.results.append(result)
+        if self.as_json:
+            print(json.dumps(result, separators=(",", ":")), file=self.out, flush=True)
+        else:
+            s = result["settlement"]
+            print(f"interval {interval}: {orders} orders, cleared {result['volume_wh']} Wh at "
+                  f"{price if price is not None else '-'} ticks/kWh in block #{result['block']} | settled in block "
+                  f"#{s['block']}: {s['participants']} participants, utility shortfall {s['shortfall_wh']} Wh, "
+                  f"surplus {s['surplus_wh']} Wh, money sum {s['money_sum_brl']} BRL, energy sum "
+                  f"{s['energy_sum_wh']} Wh, {'balanced' if s['balanced'] else 'NOT BALANCED'}",
+                  file=self.out, flush=True)
+
+
+def run_demo(intervals: int, data_dir: Path | None = None, *, as_json: bool = False, **kwargs) -> int:
+    return Demo(intervals, data_dir or default_data_dir(), as_json=as_json, **kwargs).run()
+
+
+__all__ = ["Demo", "run_demo"]

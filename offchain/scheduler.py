@@ -1,0 +1,245 @@
+"""The interval scheduler: at each gate closure, clear the interval's book and commit it.
+
+For interval k, once a finalized block's timestamp has passed k's gate closure the book is
+frozen (the pallet refuses orders and cancels from then on), so the scheduler reads k's orders
+FROM THE CHAIN at that block, runs the matcher on them and submits `submit_clearing`, then waits
+for inclusion and finality. Every interval is cleared, empty ones too: settlement needs it.
+
+Never twice, never blindly:
+- before submitting it reads `Clearings(k)`; a cleared interval is recorded, not resubmitted;
+- the signed extrinsic is logged (ops.db) before the node sees it; after a crash the very same
+  bytes are broadcast again and followed to their block, so a second clearing is never signed
+  while the first may still land;
+- a clearing the chain rejects is recorded with the pallet's error, raised as an alert, and
+  left alone: the operator decides what happens to that interval.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Callable
+
+from substrateinterface import Keypair
+
+from .chain import Chain, ChainError, ChainOrder, MarketParams, PALLET, PendingTx, Receipt
+from .store import DataDir, alert, now_ms, transaction
+
+log = logging.getLogger(__name__)
+
+CLEARING_ERA = 16  # blocks a clearing extrinsic stays valid: a lost one is known lost in ~30 s
+
+ClearFn = Callable[[list[dict], str], object]  # (matcher orders, mechanism) -> matcher.Clearing
+
+
+def default_clear(orders: list[dict], mechanism: str):
+    import matcher
+
+    return matcher.clear_orders(orders, mechanism=mechanism)
+
+
+def clearing_mechanism(configured: str, orders: list[ChainOrder]) -> str:
+    """The uniform auction has one pool and one price; renewable-only bids need the zonal
+    clearing to keep renewable energy apart (the matcher refuses them under 'uniform')."""
+    if configured == "uniform" and any(o.spec.side == "bid" and o.spec.renewable_only for o in orders):
+        return "zonal"
+    return configured
+
+
+def book_for_clearing(orders: list[ChainOrder]) -> list[ChainOrder]:
+    """The orders a clearing of the interval must consider: all but the cancelled ones."""
+    return [o for o in orders if o.status != "cancelled"]
+
+
+class Scheduler:
+    name = "scheduler"
+
+    def __init__(self, data: DataDir, chain: Chain, operator: Keypair, *, mechanism: str = "uniform",
+                 clear_fn: ClearFn = default_clear, finality: bool = True, start_interval: int | None = None,
+                 timeout_s: float = 120.0):
+        self.data = data
+        self.chain = chain
+        self.operator = operator
+        self.mechanism = mechanism
+        self.clear_fn = clear_fn
+        self.finality = finality
+        self.timeout_s = timeout_s
+        self.ops = data.ops()
+        self._params: MarketParams | None = None
+        if start_interval is not None:
+            self._set_next(start_interval, only_if_missing=True)
+
+    # -- the cursor --------------------------------------------------------------------------
+    def _get_next(self) -> int | None:
+        row = self.ops.execute("SELECT value FROM kv WHERE key = 'scheduler.next_interval'").fetchone()
+        return None if row is None else int(row["value"])
+
+    def _set_next(self, interval: int, *, only_if_missing: bool = False) -> None:
+        verb = "INSERT OR IGNORE" if only_if_missing else "INSERT OR REPLACE"
+        with transaction(self.ops) as c:
+            c.execute(f"{verb} INTO kv (key, value) VALUES ('scheduler.next_interval', ?)", (str(interval),))
+
+    def params(self) -> MarketParams:
+        if self._params is None:
+            self._params = self.chain.market_params()
+        return self._params
+
+    def next_interval(self) -> int:
+        k = self._get_next()
+        if k is None:
+            # First start: the earliest interval whose gate is still ahead.
+            k = self.params().first_open_interval(now_ms())
+            self._set_next(k)
+        return k
+
+    # -- one round -------------------------------------------------------------------------
+    def step(self) -> dict | None:
+        """Clear the next interval if its gate has closed on chain; returns the attempt row."""
+        self._params = None  # params may change between intervals
+        k = self.next_interval()
+        gate = self.params().gate_closure(k)
+        if now_ms() < gate:
+            return None
+        finalized = self.chain.finalized_hash()
+        if self.chain.timestamp_ms(finalized) < gate:
+            return None  # the chain's clock has not passed the gate in a final block yet
+        attempt = self.clear_interval(k, book_at=finalized)
+        self._set_next(k + 1)
+        return attempt
+
+    def attempts(self, interval: int) -> list[dict]:
+        return [dict(r) for r in self.ops.execute(
+            "SELECT * FROM clearing_attempts WHERE interval = ? ORDER BY id", (interval,))]
+
+    def clear_interval(self, interval: int, *, book_at: str | None = None) -> dict:
+        """Clear `interval` once. Safe to call again: it finishes or reports what was started."""
+        previous = self.attempts(interval)
+        last = previous[-1] if previous else None
+        if last and last["state"] in ("committed", "rejected"):
+            return last
+        if last and last["state"] in ("signed", "submitted"):
+            outcome = self._resume(last)
+            if outcome is not None:
+                return outcome
+        # Not started, or the started one provably never reached a block.
+        if self.chain.is_cleared(interval):
+            return self._adopt_existing(interval)
+        return self._submit_new(interval, book_at or self.chain.finalized_hash())
+
+    def _submit_new(self, interval: int, book_at: str) -> dict:
+        orders = book_for_clearing(self.chain.orders_of_interval(interval, book_at))
+        mechanism = clearing_mechanism(self.mechanism, orders)
+        clearing = self.clear_fn([o.matcher_dict() for o in orders], mechanism)
+        result = clearing.to_json_dict()
+        zone_prices = [] if clearing.mechanism == "uniform" and result["price"] is None else clearing.chain_zone_prices()
+        params = Chain.clearing_params(interval, clearing.mechanism, result["volume_wh"], zone_prices, result["matches"])
+        created = now_ms()
+        with transaction(self.ops) as c:
+            attempt_id = c.execute(
+                "INSERT INTO clearing_attempts (interval, state, mechanism, orders, volume_wh, price, matches, clearing,"
+                " read_at, created_ms, updated_ms) VALUES (?, 'signing', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (interval, clearing.mechanism, len(orders), result["volume_wh"], result["price"],
+                 len(result["matches"]), json.dumps(result, sort_keys=True), book_at, created, created)).lastrowid
+
+        def log_signed(tx: PendingTx) -> None:
+            # Durable before broadcast: a restart broadcasts these very bytes, never new ones.
+            with transaction(self.ops) as c:
+                c.execute("UPDATE clearing_attempts SET state = 'signed', tx_hash = ?, tx_data = ?, nonce = ?,"
+                          " best_at_submit = ?, mortal_until = ?, updated_ms = ? WHERE id = ?",
+                          (tx.tx_hash, tx.data, tx.nonce, tx.best_at_submit, tx.mortal_until, now_ms(), attempt_id))
+
+        try:
+            tx = self.chain.submit_nowait(self.operator, "submit_clearing", params, era_period=CLEARING_ERA,
+                                          before_broadcast=log_signed)
+        except ChainError as exc:
+            # The pool refused it (invalid, too heavy, ...): a verdict on this clearing.
+            return self._rejected(attempt_id, interval, f"{exc.name}: {exc.detail}" if exc.detail else exc.name)
+        self._update(attempt_id, state="submitted")
+        log.info("interval %d: clearing of %d orders submitted (%s, %d Wh, price %s) in %s", interval, len(orders),
+                 clearing.mechanism, result["volume_wh"], result["price"], tx.tx_hash)
+        return self._follow(attempt_id, interval, tx)
+
+    def _follow(self, attempt_id: int, interval: int, tx: PendingTx) -> dict:
+        try:
+            receipt = self.chain.wait([tx], finality=self.finality, timeout_s=self.timeout_s)[0]
+        except ChainError as exc:
+            if exc.name == "Dropped":
+                self._update(attempt_id, state="dropped", error=str(exc))
+                log.warning("interval %d: clearing %s was dropped before inclusion", interval, tx.tx_hash)
+                # Never included, so nothing was decided: a fresh attempt is not a blind retry.
+                return self.clear_interval(interval)
+            raise
+        return self._record_receipt(attempt_id, interval, receipt)
+
+    def _record_receipt(self, attempt_id: int, interval: int, receipt: Receipt) -> dict:
+        if receipt.success:
+            latency = now_ms() - self.params().gate_closure(interval)
+            self._update(attempt_id, state="committed", block_hash=receipt.block_hash,
+                         block_number=receipt.block_number, extrinsic_index=receipt.extrinsic_index,
+                         commit_latency_ms=latency, error=None)
+            log.info("interval %d: clearing committed in block #%d (%s), extrinsic %d, %.1f s after gate closure",
+                     interval, receipt.block_number, receipt.block_hash, receipt.extrinsic_index, latency / 1000)
+            return self.attempts(interval)[-1]
+        name = receipt.error.name if receipt.error else "ExtrinsicFailed"
+        self._update(attempt_id, block_hash=receipt.block_hash, block_number=receipt.block_number,
+                     extrinsic_index=receipt.extrinsic_index)
+        return self._rejected(attempt_id, interval, name)
+
+    def _rejected(self, attempt_id: int, interval: int, error: str) -> dict:
+        self._update(attempt_id, state="rejected", error=error)
+        log.error("ALERT interval %d: the chain rejected its clearing: %s (not retried; operator action needed)",
+                  interval, error)
+        with transaction(self.ops) as c:
+            alert(c, self.name, "ClearingRejected", f"interval {interval}: {error}", interval)
+        return self.attempts(interval)[-1]
+
+    def _resume(self, attempt: dict) -> dict | None:
+        """A previous run signed (and maybe broadcast) a clearing: find out what became of it.
+        Returns the outcome, or None when that extrinsic provably never made it into a block."""
+        interval = attempt["interval"]
+        tx = PendingTx(tx_hash=attempt["tx_hash"], signer=self.operator.ss58_address, nonce=attempt["nonce"],
+                       call=f"{PALLET}.submit_clearing", data=attempt["tx_data"],
+                       best_at_submit=attempt["best_at_submit"], mortal_until=attempt["mortal_until"])
+        log.info("interval %d: resuming clearing %s from a previous run", interval, tx.tx_hash)
+        try:
+            self.chain.broadcast(tx)  # the same bytes: at most one of them can ever be included
+        except ChainError as exc:
+            log.info("interval %d: re-broadcast refused (%s); following it on chain", interval, exc.detail)
+        self._update(attempt["id"], state="submitted")
+        try:
+            receipt = self.chain.wait([tx], finality=self.finality, timeout_s=self.timeout_s + 60)[0]
+        except ChainError as exc:
+            if exc.name != "Dropped":
+                raise
+            self._update(attempt["id"], state="dropped", error=str(exc))
+            if self.chain.is_cleared(interval):
+                return self._adopt_existing(interval)
+            return None
+        return self._record_receipt(attempt["id"], interval, receipt)
+
+    def _adopt_existing(self, interval: int) -> dict:
+        """The interval is cleared on chain by an attempt we did not see land: record that."""
+        summary = self.chain.clearing(interval)
+        block_hash = self.chain.block_hash(summary.block_number)
+        extrinsic_index = None
+        for event in self.chain.events(block_hash):
+            if event.pallet == PALLET and event.name == "ClearingAccepted" and int(event.attributes["interval"]) == interval:
+                extrinsic_index = event.extrinsic_index
+        created = now_ms()
+        with transaction(self.ops) as c:
+            c.execute("INSERT INTO clearing_attempts (interval, state, mechanism, volume_wh, matches, block_hash,"
+                      " block_number, extrinsic_index, created_ms, updated_ms, error) VALUES"
+                      " (?, 'committed', ?, ?, ?, ?, ?, ?, ?, ?, 'already cleared on chain')",
+                      (interval, summary.mechanism, summary.volume_wh, summary.match_count, block_hash,
+                       summary.block_number, extrinsic_index, created, created))
+        log.info("interval %d: already cleared on chain in block #%d", interval, summary.block_number)
+        return self.attempts(interval)[-1]
+
+    def _update(self, attempt_id: int, **fields) -> None:
+        fields["updated_ms"] = now_ms()
+        names = ", ".join(f"{k} = ?" for k in fields)
+        with transaction(self.ops) as c:
+            c.execute(f"UPDATE clearing_attempts SET {names} WHERE id = ?", (*fields.values(), attempt_id))
+
+
+__all__ = ["Scheduler", "book_for_clearing", "clearing_mechanism", "default_clear"]

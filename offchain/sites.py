@@ -1,0 +1,141 @@
+"""Simulated sites for the demo: prosumers with solar meters and consumers with load meters,
+each behind a meter_bridge Modbus simulator, with a simple trading agent and a meter that
+signs its readings.
+
+The agent forecasts its next interval from the meter's present net power and offers its
+surplus (or bids for its need) through the API client, at a price between the utility's
+feed-in rate and its tariff. The readings go to the chain with `submit_reading`; this stands
+in for the ingest worker (offchain/ingest.py) in the demo.
+
+Time runs `speed` times faster at the sites than on the wall clock, so one 20 s market
+interval is a quarter of an hour of solar and load; meters are accredited with their
+nameplate power times `speed`, so the pallet's plausibility check still applies.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+from substrateinterface import Keypair
+
+from meter_bridge import MeterKey, MeterSigner, read_meter, start_simulator
+from meter_bridge.reading import MeterReading, RawReading
+
+from .chain import Chain, ChainError, MarketParams, keypair
+
+log = logging.getLogger(__name__)
+
+MODEL = "sdm630"
+
+
+@dataclass
+class Site:
+    name: str
+    kind: str  # "prosumer" | "consumer"
+    account: Keypair
+    meter_key: MeterKey
+    zone: int
+    nameplate_w: int
+    seed: int
+    simulator: object = None  # meter_bridge SimulatorHandle
+    signer: MeterSigner | None = None
+    last_reading: RawReading | None = None
+
+    @property
+    def source(self) -> str:
+        return "solar" if self.kind == "prosumer" else "grid_mix"
+
+    def start(self, speed: float, start_hour: float, state_dir: Path) -> None:
+        self.simulator = start_simulator(0, MODEL, self.kind, speed, start_hour=start_hour, seed=self.seed,
+                                         rated_power_w=self.nameplate_w)
+        self.signer = MeterSigner(self.meter_key, state_dir / f"{self.name}.json")
+
+    def stop(self) -> None:
+        if self.simulator is not None:
+            self.simulator.stop()
+
+    def read(self) -> RawReading:
+        self.last_reading = asyncio.run(read_meter(self.simulator.host, self.simulator.port, MODEL))
+        return self.last_reading
+
+    def sign(self, raw: RawReading, interval: int) -> MeterReading:
+        return self.signer.sign(raw, interval)
+
+
+def make_sites(prosumers: int, consumers: int, *, zones: int = 1, seed: int = 7) -> list[Site]:
+    """Dev keys derived from fixed paths (dev chains only), so a rerun finds the same accounts."""
+    sites = []
+    for i in range(prosumers + consumers):
+        kind = "prosumer" if i < prosumers else "consumer"
+        name = f"{kind}-{i + 1}"
+        sites.append(Site(name=name, kind=kind, account=keypair(f"//WattChain/{name}"),
+                          meter_key=MeterKey.from_uri(f"//WattChain/meter/{name}"), zone=i % zones,
+                          nameplate_w=5_000 if kind == "prosumer" else 8_000, seed=seed + i))
+    return sites
+
+
+class Agent:
+    """A site's trader: one order per interval, sized by a forecast from the meter's power."""
+
+    def __init__(self, site: Site, params: MarketParams, speed: float, seed: int):
+        self.site = site
+        self.params = params
+        self.speed = speed
+        self.rng = random.Random(seed)
+
+    def order_for(self, raw: RawReading) -> tuple[str, int, int] | None:
+        """(side, quantity_wh, price_ticks) for the next interval, or None if there is nothing to trade."""
+        hours = self.params.interval_ms / 3_600_000 * self.speed
+        energy_wh = int(abs(raw.power_w) * hours)
+        if energy_wh < 10:
+            return None
+        lo, hi = self.params.feed_in_ticks, self.params.utility_tariff_ticks
+        spread = max(1, hi - lo)
+        if raw.power_w < 0:  # exporting: sell the surplus above the feed-in rate
+            side, price = "offer", lo + self.rng.randint(spread // 10, spread * 6 // 10)
+        else:  # importing: buy below the tariff
+            side, price = "bid", hi - self.rng.randint(spread // 10, spread * 6 // 10)
+        price = min(max(price, self.params.min_price_ticks), self.params.max_price_ticks)
+        return side, min(energy_wh, self.params.max_quantity_wh), price
+
+
+def register_sites(chain: Chain, operator: Keypair, sites: list[Site], *, speed: float, fund_units: int) -> None:
+    """The operator registers each site's account and accredits its meter; it also funds the
+    accounts (bids hold money, shortfalls are paid). Idempotent for a rerun on the same chain."""
+    txs = []
+    known = chain.participants()
+    meters = chain.meters()
+    for site in sites:
+        if known.get(site.account.ss58_address) != site.zone:
+            txs.append(chain.submit_nowait(operator, "register_participant",
+                                           {"who": site.account.ss58_address, "zone": site.zone}))
+        if site.meter_key.public_key_hex not in meters:
+            # Time runs `speed` times faster at the site: so does the energy per interval.
+            rated = min(2**32 - 1, int(site.nameplate_w * 1.5 * speed))
+            txs.append(chain.submit_nowait(operator, "accredit_meter", {
+                "meter": site.meter_key.public_key_hex, "owner": site.account.ss58_address, "zone": site.zone,
+                "source": "Solar" if site.kind == "prosumer" else "GridMix", "rated_power_w": rated}))
+        if chain.balance(site.account.ss58_address).free < fund_units // 2:
+            txs.append(chain.submit_nowait(operator, "transfer_keep_alive",
+                                           {"dest": site.account.ss58_address, "value": fund_units}, module="Balances"))
+    for receipt in chain.wait(txs, timeout_s=90):
+        receipt.raise_for_error()
+
+
+def submit_readings(chain: Chain, submitter: Keypair, readings: list[MeterReading]) -> list[str]:
+    """Send signed readings; returns the pallet's errors (empty when all were accepted)."""
+    txs = []
+    for r in readings:
+        params = Chain.reading_params(r.meter, r.interval, r.counter, r.import_wh, r.export_wh, r.signature)
+        txs.append(chain.submit_nowait(submitter, "submit_reading", params))
+    errors = []
+    for receipt in chain.wait(txs, timeout_s=90):
+        if receipt.error is not None:
+            errors.append(receipt.error.name)
+    return errors
+
+
+__all__ = ["Agent", "Site", "make_sites", "register_sites", "submit_readings"]

@@ -1,0 +1,250 @@
+"""The embedded stores (SQLite, WAL mode) in a data folder, shared by the API and the workers.
+
+- orders.db: the write-ahead log of orders and cancels. The API appends with a synchronous
+  (fsynced) commit before it answers 202; the relayer moves each entry to the chain.
+- index.db:  the chain's EnergyTrading events, as the indexer saw them in finalized blocks;
+  what the API serves. It can always be rebuilt from the chain.
+- ops.db:    the operator's own record: clearing and settlement attempts, alerts.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+ORDERS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS orders (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    owner TEXT NOT NULL,
+    client_order_id TEXT NOT NULL,           -- u64 as decimal text (SQLite integers are i64)
+    interval INTEGER NOT NULL,
+    side TEXT NOT NULL,
+    spec TEXT NOT NULL,                      -- canonical JSON of the signed OrderSpec
+    signature TEXT NOT NULL,                 -- 0x hex, 64 bytes
+    received_ms INTEGER NOT NULL,
+    response TEXT NOT NULL,                  -- the 202 body, replayed to an identical request
+    status TEXT NOT NULL DEFAULT 'pending',  -- pending | submitted | onchain | rejected
+    tx_hash TEXT, block_hash TEXT, block_number INTEGER, order_id INTEGER, error TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0, updated_ms INTEGER,
+    UNIQUE (owner, client_order_id)
+);
+CREATE INDEX IF NOT EXISTS orders_status ON orders (status, seq);
+CREATE INDEX IF NOT EXISTS orders_interval ON orders (interval, seq);
+CREATE TABLE IF NOT EXISTS cancels (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    owner TEXT NOT NULL,
+    client_order_id TEXT NOT NULL,
+    signature TEXT NOT NULL,
+    received_ms INTEGER NOT NULL,
+    response TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'pending',  -- pending | submitted | onchain | rejected
+    tx_hash TEXT, block_hash TEXT, block_number INTEGER, error TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0, updated_ms INTEGER,
+    UNIQUE (owner, client_order_id)
+);
+CREATE INDEX IF NOT EXISTS cancels_status ON cancels (status, seq);
+"""
+
+INDEX_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS blocks (number INTEGER PRIMARY KEY, hash TEXT NOT NULL, timestamp_ms INTEGER);
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    block_number INTEGER NOT NULL, block_hash TEXT NOT NULL, extrinsic_index INTEGER,
+    event_index INTEGER NOT NULL, name TEXT NOT NULL, data TEXT NOT NULL,
+    UNIQUE (block_number, event_index)
+);
+CREATE INDEX IF NOT EXISTS events_name ON events (name, seq);
+CREATE TABLE IF NOT EXISTS orders (
+    order_id INTEGER PRIMARY KEY, owner TEXT NOT NULL, client_order_id TEXT NOT NULL,
+    interval INTEGER NOT NULL, side TEXT NOT NULL, quantity_wh INTEGER NOT NULL,
+    price_ticks INTEGER NOT NULL, zone INTEGER NOT NULL, source TEXT, renewable_only INTEGER,
+    status TEXT NOT NULL, filled_wh INTEGER NOT NULL DEFAULT 0,
+    placed_block INTEGER NOT NULL, placed_block_hash TEXT, extrinsic_index INTEGER, updated_block INTEGER
+);
+CREATE INDEX IF NOT EXISTS orders_book ON orders (interval, zone, side, price_ticks);
+CREATE INDEX IF NOT EXISTS orders_owner ON orders (owner, order_id);
+CREATE TABLE IF NOT EXISTS trades (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, interval INTEGER NOT NULL, bid INTEGER NOT NULL,
+    offer INTEGER NOT NULL, buyer TEXT NOT NULL, seller TEXT NOT NULL, quantity_wh INTEGER NOT NULL,
+    buyer_price INTEGER NOT NULL, seller_price INTEGER NOT NULL,
+    block_number INTEGER NOT NULL, block_hash TEXT NOT NULL, extrinsic_index INTEGER
+);
+CREATE INDEX IF NOT EXISTS trades_interval ON trades (interval, id);
+CREATE INDEX IF NOT EXISTS trades_buyer ON trades (buyer, interval);
+CREATE INDEX IF NOT EXISTS trades_seller ON trades (seller, interval);
+CREATE TABLE IF NOT EXISTS clearings (
+    interval INTEGER PRIMARY KEY, mechanism TEXT NOT NULL, volume_wh INTEGER NOT NULL,
+    matches INTEGER NOT NULL, zone_prices TEXT NOT NULL, grid_fees_paid TEXT NOT NULL,
+    block_number INTEGER NOT NULL, block_hash TEXT NOT NULL, extrinsic_index INTEGER, timestamp_ms INTEGER
+);
+CREATE TABLE IF NOT EXISTS settlements (
+    interval INTEGER NOT NULL, account TEXT NOT NULL, contracted_wh INTEGER NOT NULL,
+    metered_wh INTEGER NOT NULL, imbalance_wh INTEGER NOT NULL, amount TEXT NOT NULL,
+    block_number INTEGER NOT NULL, block_hash TEXT NOT NULL,
+    PRIMARY KEY (interval, account)
+);
+CREATE INDEX IF NOT EXISTS settlements_account ON settlements (account, interval);
+CREATE TABLE IF NOT EXISTS intervals_settled (
+    interval INTEGER PRIMARY KEY, participants INTEGER NOT NULL, shortfall_wh INTEGER NOT NULL,
+    surplus_wh INTEGER NOT NULL, block_number INTEGER NOT NULL, block_hash TEXT NOT NULL,
+    extrinsic_index INTEGER, distributor TEXT
+);
+CREATE TABLE IF NOT EXISTS participants (account TEXT PRIMARY KEY, zone INTEGER NOT NULL, block_number INTEGER);
+CREATE TABLE IF NOT EXISTS meters (
+    meter TEXT PRIMARY KEY, owner TEXT NOT NULL, zone INTEGER NOT NULL, source TEXT NOT NULL,
+    block_number INTEGER, revoked INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS readings (
+    meter TEXT NOT NULL, counter INTEGER NOT NULL, interval INTEGER NOT NULL, owner TEXT,
+    kind TEXT NOT NULL, import_wh INTEGER NOT NULL, export_wh INTEGER NOT NULL,
+    block_number INTEGER NOT NULL, block_hash TEXT NOT NULL,
+    PRIMARY KEY (meter, counter)
+);
+CREATE TABLE IF NOT EXISTS energy_moves (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, source TEXT, target TEXT NOT NULL,
+    amount_wh INTEGER NOT NULL, block_number INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS roles (role TEXT PRIMARY KEY, account TEXT NOT NULL, block_number INTEGER);
+"""
+
+OPS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS clearing_attempts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    interval INTEGER NOT NULL,
+    state TEXT NOT NULL,            -- signed | submitted | committed | rejected | dropped
+    mechanism TEXT, orders INTEGER, volume_wh INTEGER, price INTEGER, matches INTEGER,
+    clearing TEXT,                  -- the matcher's result, canonical JSON
+    read_at TEXT,                   -- block hash the book was read at
+    tx_hash TEXT, tx_data TEXT, nonce INTEGER,
+    best_at_submit INTEGER, mortal_until INTEGER,   -- where to look for the tx after a restart
+    block_hash TEXT, block_number INTEGER, extrinsic_index INTEGER, error TEXT,
+    created_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL,
+    commit_latency_ms INTEGER       -- from gate closure to finality of the clearing
+);
+CREATE INDEX IF NOT EXISTS clearing_attempts_interval ON clearing_attempts (interval, id);
+CREATE TABLE IF NOT EXISTS settle_attempts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, interval INTEGER NOT NULL, state TEXT NOT NULL,
+    tx_hash TEXT, block_hash TEXT, block_number INTEGER, error TEXT, missing_meters TEXT,
+    created_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS settle_attempts_interval ON settle_attempts (interval, id);
+CREATE TABLE IF NOT EXISTS alerts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, at_ms INTEGER NOT NULL, source TEXT NOT NULL,
+    interval INTEGER, name TEXT NOT NULL, detail TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def connect(path: str | os.PathLike, schema: str, *, synchronous: str = "FULL",
+            readonly: bool = False) -> sqlite3.Connection:
+    """A connection in WAL mode. synchronous=FULL makes every commit durable (fsync of the WAL)
+    before it returns: what the order log needs before the API answers 202."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(str(path), timeout=30.0, isolation_level=None, check_same_thread=False)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA busy_timeout = 30000")
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute(f"PRAGMA synchronous = {synchronous}")
+    if not readonly:
+        with transaction(conn):
+            for statement in _statements(schema):
+                conn.execute(statement)
+    return conn
+
+
+def _statements(schema: str) -> list[str]:
+    return [s.strip() for s in schema.split(";") if s.strip()]
+
+
+class transaction:
+    """`with transaction(conn):` BEGIN IMMEDIATE ... COMMIT (ROLLBACK on error)."""
+
+    def __init__(self, conn: sqlite3.Connection):
+        self.conn = conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.conn.execute("BEGIN IMMEDIATE")
+        return self.conn
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.conn.execute("COMMIT")
+        else:
+            self.conn.execute("ROLLBACK")
+
+
+class DataDir:
+    """The data folder's layout; each process opens its own connections (thread-local)."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root).resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+
+    @property
+    def orders_path(self) -> Path:
+        return self.root / "orders.db"
+
+    @property
+    def index_path(self) -> Path:
+        return self.root / "index.db"
+
+    @property
+    def ops_path(self) -> Path:
+        return self.root / "ops.db"
+
+    @property
+    def chain_info_path(self) -> Path:
+        return self.root / "chain.json"
+
+    def _conn(self, name: str, path: Path, schema: str, synchronous: str) -> sqlite3.Connection:
+        conn = getattr(self._local, name, None)
+        if conn is None:
+            conn = connect(path, schema, synchronous=synchronous)
+            setattr(self._local, name, conn)
+        return conn
+
+    def orders(self) -> sqlite3.Connection:
+        return self._conn("orders", self.orders_path, ORDERS_SCHEMA, "FULL")
+
+    def index(self) -> sqlite3.Connection:
+        # Rebuildable from the chain, so a lost tail after power loss costs nothing.
+        return self._conn("index", self.index_path, INDEX_SCHEMA, "NORMAL")
+
+    def ops(self) -> sqlite3.Connection:
+        return self._conn("ops", self.ops_path, OPS_SCHEMA, "FULL")
+
+    def close(self) -> None:
+        for name in ("orders", "index", "ops"):
+            conn = getattr(self._local, name, None)
+            if conn is not None:
+                conn.close()
+                setattr(self._local, name, None)
+
+    # -- what the node told us, for processes that start before it answers -----------------
+    def write_chain_info(self, info: dict) -> None:
+        tmp = self.chain_info_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(info, indent=2, sort_keys=True))
+        os.replace(tmp, self.chain_info_path)
+
+    def read_chain_info(self) -> dict | None:
+        try:
+            return json.loads(self.chain_info_path.read_text())
+        except (OSError, json.JSONDecodeError):
+            return None
+
+
+def alert(conn: sqlite3.Connection, source: str, name: str, detail: str, interval: int | None = None) -> None:
+    """Record an alert for the operator (the API lists them; logs carry them at ERROR)."""
+    conn.execute("INSERT INTO alerts (at_ms, source, interval, name, detail) VALUES (?, ?, ?, ?, ?)",
+                 (now_ms(), source, interval, name, detail))

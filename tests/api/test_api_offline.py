@@ -1,0 +1,178 @@
+"""The API's order entry and listings against a stand-in for the chain view (no node): every
+rejection reason gets its 4xx, idempotency by client_order_id, cursor pagination. The same
+paths run against a real node in tests/e2e."""
+from __future__ import annotations
+
+import time
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from api.client import cancel_body, order_body
+from offchain.chain import Balance, MarketParams, OrderSpec, dev_keypair
+from offchain.config import Settings
+from offchain.store import DataDir, transaction
+
+GENESIS = bytes(range(32))
+PARAMS = MarketParams(interval_ms=20_000, gate_closure_ms=10_000, min_price_ticks=1, max_price_ticks=10_000,
+                      max_quantity_wh=1_000_000, utility_tariff_ticks=95, feed_in_ticks=30)
+BOB, CHARLIE, DAVE = dev_keypair("Bob"), dev_keypair("Charlie"), dev_keypair("Dave")
+
+
+class FakeChainView:
+    genesis_hash = GENESIS
+    max_intervals_ahead = 10
+
+    def __init__(self):
+        self.zones = {BOB.ss58_address: 0, CHARLIE.ss58_address: 1}
+        self.free = {BOB.ss58_address: 10**9, CHARLIE.ss58_address: 100_000}
+
+    def params(self):
+        return PARAMS
+
+    def zone_of(self, account):
+        return self.zones.get(account)
+
+    def balance(self, account, fresh=False):
+        return Balance(self.free.get(account, 0), 0, 0)
+
+    def energy_balance(self, account):
+        return 1234
+
+    def heads(self):
+        return {"best_block": 10, "finalized_block": 8, "chain_time_ms": 0}
+
+    def close(self):
+        pass
+
+
+@pytest.fixture
+def api(tmp_path):
+    app = create_app(Settings(data_dir=tmp_path, order_margin_ms=4_000), chain=FakeChainView())
+    with TestClient(app) as client:
+        yield client
+
+
+def open_interval() -> int:
+    """An interval whose gate is at least 26 s away: open for the whole test."""
+    return PARAMS.first_open_interval(time.time_ns() // 1_000_000, 6_000) + 1
+
+
+def body(signer=BOB, **kw):
+    spec = dict(client_order_id=1, interval=open_interval(), side="bid", quantity_wh=1_000, price_ticks=80, zone=0)
+    spec.update(kw)
+    return order_body(signer, GENESIS, OrderSpec(**spec))
+
+
+def test_place_order_and_replay(api):
+    b = body()
+    first = api.post("/orders", json=b)
+    assert first.status_code == 202, first.text
+    accepted = first.json()
+    assert accepted["status"] == "accepted" and accepted["owner"] == BOB.ss58_address
+    again = api.post("/orders", json=body())  # re-signed, same order: same answer
+    assert again.status_code == 202 and again.json() == accepted
+    clash = api.post("/orders", json=body(quantity_wh=999))
+    assert clash.status_code == 409 and clash.json()["error"] == "ClientOrderIdReused"
+    got = api.get(f"/orders/{BOB.ss58_address}/1").json()
+    assert got["relay_status"] == "pending" and got["quantity_wh"] == 1_000 and got["status"] is None
+
+
+def error_of(response):
+    return response.status_code, response.json()["error"]
+
+
+def test_every_rejection_reason_has_its_4xx(api):
+    k = open_interval()
+    bad_sig = body()
+    bad_sig["signature"] = "0x" + "00" * 64
+    tampered = body()
+    tampered["quantity_wh"] = 2_000
+    cases = {
+        (400, "BadSignature"): bad_sig,
+        (400, "BadSignature") + ("tampered",): tampered,
+        (400, "InvalidAccount"): {**body(), "owner": "nobody"},
+        (403, "NotRegistered"): body(signer=DAVE),
+        (422, "WrongZone"): body(zone=3),
+        (422, "ZeroQuantity"): body(quantity_wh=0),
+        (422, "QuantityTooLarge"): body(quantity_wh=PARAMS.max_quantity_wh + 1),
+        (422, "PriceOutOfBounds"): body(price_ticks=0),
+        (422, "PriceOutOfBounds") + ("high",): body(price_ticks=10_001),
+        (422, "InvalidEnergyConstraint"): body(side="offer", source="solar", renewable_only=True),
+        (422, "GateClosed"): body(interval=PARAMS.interval_at(time.time_ns() // 1_000_000)),
+        (422, "IntervalTooFarAhead"): body(interval=k + 50),
+        (422, "InsufficientBalance"): body(signer=CHARLIE, zone=1, quantity_wh=10_000, price_ticks=80),
+        (422, "InvalidRequest"): {**body(), "quantity_wh": 1.5},
+        (422, "InvalidRequest") + ("missing",): {k2: v for k2, v in body().items() if k2 != "price_ticks"},
+        (422, "InvalidRequest") + ("extra",): {**body(), "colour": "green"},
+        (422, "InvalidRequest") + ("side",): {**body(), "side": "buy"},
+    }
+    for expected, request in cases.items():
+        response = api.post("/orders", json=request)
+        assert error_of(response) == expected[:2], (expected, response.text)
+        assert response.json()["detail"]
+    assert api.get("/market").json()["genesis_hash"] == "0x" + GENESIS.hex()
+
+
+def test_bids_waiting_for_relay_count_against_funds(api):
+    # Charlie has 100_000 units: one bid of 1000 Wh at 60 holds 60_000; a second does not fit.
+    assert api.post("/orders", json=body(CHARLIE, zone=1, price_ticks=60)).status_code == 202
+    second = api.post("/orders", json=body(CHARLIE, client_order_id=2, zone=1, price_ticks=60))
+    assert error_of(second) == (422, "InsufficientBalance")
+    offer = api.post("/orders", json=body(CHARLIE, client_order_id=3, zone=1, side="offer", source="wind"))
+    assert offer.status_code == 202  # offers hold nothing
+
+
+def test_cancel(api):
+    assert api.post("/orders", json=body()).status_code == 202
+    bad = api.request("DELETE", f"/orders/{BOB.ss58_address}/1", json=cancel_body(CHARLIE, GENESIS, 1))
+    assert error_of(bad) == (400, "BadSignature")
+    unknown = api.request("DELETE", f"/orders/{BOB.ss58_address}/77", json=cancel_body(BOB, GENESIS, 77))
+    assert error_of(unknown) == (404, "UnknownOrder")
+    ok = api.request("DELETE", f"/orders/{BOB.ss58_address}/1", json=cancel_body(BOB, GENESIS, 1))
+    assert ok.status_code == 202
+    assert api.request("DELETE", f"/orders/{BOB.ss58_address}/1", json=cancel_body(BOB, GENESIS, 1)).json() == ok.json()
+    assert api.get(f"/orders/{BOB.ss58_address}/1").json()["cancel_status"] == "pending"
+
+
+def _index_orders(data: DataDir, interval: int, n: int) -> None:
+    with transaction(data.index()) as c:
+        for i in range(n):
+            side = "bid" if i % 2 == 0 else "offer"
+            c.execute("INSERT INTO orders (order_id, owner, client_order_id, interval, side, quantity_wh, price_ticks,"
+                      " zone, source, renewable_only, status, placed_block) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0,"
+                      " 'open', 1)", (i, BOB.ss58_address, str(i), interval, side, 100 + i, 50 + i % 7, i % 2,
+                                      "grid_mix" if side == "bid" else "solar"))
+
+
+def test_book_pagination_and_levels(api, tmp_path):
+    _index_orders(DataDir(tmp_path), 5, 23)
+    seen, cursor = [], None
+    while True:
+        page = api.get("/intervals/5/book", params={"limit": 4, **({"cursor": cursor} if cursor else {})}).json()
+        seen += page["items"]
+        cursor = page["next_cursor"]
+        if not cursor:
+            break
+    assert sorted(o["order_id"] for o in seen) == list(range(23))
+    bids = [o for o in seen if o["side"] == "bid"]
+    offers = [o for o in seen if o["side"] == "offer"]
+    assert seen == bids + offers
+    assert [o["price_ticks"] for o in bids] == sorted((o["price_ticks"] for o in bids), reverse=True)
+    assert [o["price_ticks"] for o in offers] == sorted(o["price_ticks"] for o in offers)
+    full = api.get("/intervals/5/book", params={"zone": 1}).json()
+    assert all(o["zone"] == 1 for o in full["items"]) and full["bids"] == []  # odd ids are offers in zone 1
+    assert sum(level["quantity_wh"] for level in full["offers"]) == sum(100 + i for i in range(1, 23, 2))
+    assert api.get("/intervals/5/book", params={"cursor": "garbage!"}).status_code == 400
+
+
+def test_not_found_and_listings(api):
+    assert error_of(api.get("/intervals/5/clearing")) == (404, "NotCleared")
+    assert error_of(api.get("/intervals/5/settlement")) == (404, "NotSettled")
+    assert api.get("/clearings").json() == {"items": [], "next_cursor": None}
+    assert error_of(api.get("/participants/xyz/balances")) == (400, "InvalidAccount")
+    balances = api.get(f"/participants/{BOB.ss58_address}/balances").json()
+    assert balances["free"] == 10**9 and balances["energy_wh"] == 1234 and balances["free_brl"] == "10000.00000"
+    assert api.get("/").status_code == 200 and "WattChain" in api.get("/").text
+    assert api.get("/openapi.json").json()["paths"]["/orders"]["post"]["operationId"] == "place_order"

@@ -1,0 +1,96 @@
+"""The write-ahead order log: durable appends, idempotency by (owner, client_order_id), and the
+relayer's state transitions."""
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import signal
+
+from offchain.chain import OrderSpec
+from offchain.orderlog import OrderLog
+from offchain.store import DataDir
+
+OWNER = "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY"
+BOB = "5FHneW46xGXgs5mUiveU4sbTyGBzmstUspZC92UhjJM694ty"
+SIG = "0x" + "11" * 64
+
+
+def spec(coid=1, **kw):
+    base = dict(client_order_id=coid, interval=10, side="bid", quantity_wh=1000, price_ticks=80)
+    return OrderSpec(**{**base, **kw})
+
+
+def test_log_is_durable_wal_full(tmp_path):
+    conn = DataDir(tmp_path).orders()
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL: fsync on every commit
+
+
+def test_same_order_same_answer_different_order_conflict(tmp_path):
+    log = OrderLog(DataDir(tmp_path).orders())
+    first = log.append_order(OWNER, spec(), SIG)
+    assert first.outcome == "new" and first.response["status"] == "accepted"
+    again = log.append_order(OWNER, spec(), "0x" + "22" * 64)  # re-signed: same order
+    assert again.outcome == "same" and again.response == first.response
+    other = log.append_order(OWNER, spec(quantity_wh=999), SIG)
+    assert other.outcome == "conflict"
+    assert log.append_order(BOB, spec(), SIG).outcome == "new"  # ids are per owner
+    assert log.counts() == {"pending": 2}
+
+
+def test_u64_client_order_ids(tmp_path):
+    log = OrderLog(DataDir(tmp_path).orders())
+    big = 2**64 - 1
+    log.append_order(OWNER, spec(big), SIG)
+    row = log.order(OWNER, big)
+    assert json.loads(row["spec"])["client_order_id"] == big
+
+
+def test_relay_state_transitions(tmp_path):
+    log = OrderLog(DataDir(tmp_path).orders())
+    seqs = [log.append_order(OWNER, spec(i), SIG).seq for i in range(5)]
+    pending = log.pending_orders(3)
+    assert [o.seq for o in pending] == seqs[:3]
+    assert [o.seq for o in log.pending_orders(10, exclude={seqs[0]})] == seqs[1:]
+    log.mark_submitted("orders", seqs[:3], "0xabc")
+    assert [r["seq"] for r in log.submitted("orders")] == seqs[:3]
+    log.mark_onchain("orders", [(seqs[0], 100), (seqs[1], 101)], "0xblock", 7)
+    log.back_to_pending("orders", [seqs[2]], solo=True, error="NotEquilibrium")
+    log.mark_rejected("orders", seqs[3], "GateClosed")
+    row = log.order(OWNER, 0)
+    assert (row["status"], row["order_id"], row["block_number"]) == ("onchain", 100, 7)
+    again = {o.seq: o for o in log.pending_orders(10)}
+    assert again[seqs[2]].attempts == 1 and again[seqs[4]].attempts == 0
+    assert log.order(OWNER, 3)["error"] == "GateClosed"
+    # Bids not yet on chain still count against the owner's funds.
+    assert log.unsettled_bid_cost(OWNER) == 2 * 80 * 1000
+
+
+def test_cancels_wait_for_their_order(tmp_path):
+    log = OrderLog(DataDir(tmp_path).orders())
+    seq = log.append_order(OWNER, spec(1), SIG).seq
+    log.append_cancel(OWNER, 1, SIG)
+    log.append_cancel(OWNER, 99, SIG)  # an order placed elsewhere: nothing to wait for
+    assert [c.client_order_id for c in log.pending_cancels(10)] == [99]
+    log.mark_onchain("orders", [(seq, 5)], None, None)
+    assert sorted(c.client_order_id for c in log.pending_cancels(10)) == [1, 99]
+    assert log.append_cancel(OWNER, 1, "0x" + "33" * 64).outcome == "same"
+
+
+def _append_then_die(path, n, ready):
+    log = OrderLog(DataDir(path).orders())
+    for i in range(n):
+        log.append_order(OWNER, spec(i), SIG)
+        ready.value = i + 1  # only after the commit returned: what the API acknowledges
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_acknowledged_appends_survive_a_kill(tmp_path):
+    ready = multiprocessing.Value("i", 0)
+    p = multiprocessing.get_context("fork").Process(target=_append_then_die, args=(tmp_path, 50, ready))
+    p.start()
+    p.join(30)
+    assert p.exitcode == -signal.SIGKILL
+    log = OrderLog(DataDir(tmp_path).orders())
+    assert log.counts().get("pending") == ready.value == 50
