@@ -27,6 +27,7 @@ setup(
         "pymodbus>=3.10,<4",
         "pyserial>=3.5",
         "substrate-interface==1.8.1",
+        "py-sr25519-bindings>=0.2",
         "fastapi>=0.110",
         "uvicorn>=0.29",
         "httpx>=0.27",

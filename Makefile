@@ -1,0 +1,47 @@
+# WattChain: `make demo` runs the market, `make test` runs every test. Both set up what they need.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+# Outside the repository, so rebuilds (and CI on the same machine) are incremental.
+export CARGO_TARGET_DIR ?= $(HOME)/.cache/wattchain/target
+# Debian's Rust 1.96 builds both the node and the wasm runtime, so the sysroot matches.
+RUST_ENV := PATH=/usr/bin:$$PATH CARGO=/usr/bin/cargo RUSTC=/usr/bin/rustc \
+	WASM_BUILD_RUSTFLAGS="-C link-arg=--allow-undefined" WASM_BUILD_WORKSPACE_HINT=$(CURDIR)/runtime-config
+NODE_BIN := $(CARGO_TARGET_DIR)/debug/wattchain-node
+
+.PHONY: setup toolchain python node test test-rust test-python demo bench weights clean-chain
+
+setup: toolchain python
+
+toolchain:
+	@runtime-config/scripts/install-toolchain.sh
+
+python: $(VENV)/.installed
+
+$(VENV)/.installed: setup.py pyproject.toml
+	@echo "[python] installing WattChain and its dependencies into $(VENV)"
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install -q --upgrade pip
+	@$(PY) -m pip install -q -e ".[test]"
+	@touch $@
+
+# Builds the node (and its wasm runtime); the last line printed is the binary's path.
+node: toolchain
+	@echo "[node] cargo build (cold: about 40 min on 2 cores; incremental afterwards)" >&2
+	@cd runtime-config && $(RUST_ENV) cargo build --locked -p wattchain-node >&2
+	@echo "$(NODE_BIN)"
+
+test-rust: toolchain
+	@cd runtime-config && $(RUST_ENV) SKIP_WASM_BUILD=1 cargo test --locked -p pallet-energy-trading
+
+test-python: python node
+	@WATTCHAIN_NODE=$(NODE_BIN) $(PY) -m pytest -q
+
+test: setup node test-rust test-python
+
+demo: setup node
+	@WATTCHAIN_NODE=$(NODE_BIN) $(VENV)/bin/wattchain demo --intervals 3
+
+bench: python
+	@$(PY) -m matcher.bench

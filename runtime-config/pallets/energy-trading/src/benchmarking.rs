@@ -1,0 +1,299 @@
+//! Benchmarks for every call, each at the worst case its bounds allow. `weights.rs` is
+//! generated from these (see the README's "Weights" section).
+
+use super::*;
+use crate::Pallet as Market;
+use alloc::{vec, vec::Vec};
+use codec::{Decode, Encode};
+use frame_benchmarking::v2::*;
+use frame_support::{
+	traits::{fungible::Mutate, Get},
+	BoundedVec,
+};
+use frame_system::{pallet_prelude::BlockNumberFor, RawOrigin};
+use sp_core::{crypto::KeyTypeId, sr25519};
+use sp_runtime::traits::Zero;
+
+const KEY: KeyTypeId = KeyTypeId(*b"watt");
+/// Benchmarks run at this time (ms) with one-second intervals; `INTERVAL` is open for orders.
+const NOW: u64 = 1_000_000_000;
+const INTERVAL: IntervalId = NOW / 1_000 + 2;
+
+/// A fresh sr25519 key in the benchmark keystore, and the account it is.
+fn keyed_account<T: Config>() -> (sr25519::Public, T::AccountId) {
+	let public = sp_io::crypto::sr25519_generate(KEY, None);
+	let who = T::AccountId::decode(&mut &public.0[..]).expect("32-byte account ids");
+	(public, who)
+}
+
+fn sign(public: &sr25519::Public, msg: &[u8]) -> RawSignature {
+	sp_io::crypto::sr25519_sign(KEY, public, msg).expect("key is in the keystore").0
+}
+
+fn funded_participant<T: Config>(who: &T::AccountId) {
+	let _ = T::Currency::set_balance(who, BalanceOf::<T>::from(u32::MAX) * BalanceOf::<T>::from(u32::MAX));
+	Participants::<T>::insert(who, Participant { zone: 0 });
+}
+
+/// One-second intervals, the clock at `NOW`, a distributor: `INTERVAL` is open for orders.
+fn setup_market<T: Config>() {
+	Params::<T>::put(MarketParams { interval_ms: 1_000, gate_closure_ms: 500, ..MarketParams::default() });
+	Distributor::<T>::put(frame_benchmarking::account::<T::AccountId>("distributor", 0, 0));
+	T::BenchmarkHelper::set_now(NOW);
+}
+
+/// Moves the clock past the end of `INTERVAL`: its gate has closed and it has ended.
+fn after_interval<T: Config>() {
+	T::BenchmarkHelper::set_now((INTERVAL + 1) * 1_000);
+}
+
+fn spec(cid: u64, side: Side, qty: u64, price: u64) -> OrderSpec {
+	OrderSpec {
+		client_order_id: cid,
+		interval: INTERVAL,
+		side,
+		quantity_wh: qty,
+		price_ticks: price,
+		zone: 0,
+		source: if side == Side::Offer { EnergySource::Solar } else { EnergySource::GridMix },
+		renewable_only: false,
+	}
+}
+
+fn genesis<T: Config>() -> Vec<u8> {
+	frame_system::Pallet::<T>::block_hash(BlockNumberFor::<T>::zero()).encode()
+}
+
+#[benchmarks(where T::AccountId: Decode)]
+mod benchmarks {
+	use super::*;
+
+	#[benchmark]
+	fn register_participant() {
+		let who: T::AccountId = account("who", 0, 0);
+		#[extrinsic_call]
+		_(RawOrigin::Root, who.clone(), 7);
+		assert!(Participants::<T>::contains_key(&who));
+	}
+
+	#[benchmark]
+	fn accredit_meter() {
+		let who: T::AccountId = account("who", 0, 0);
+		#[extrinsic_call]
+		_(RawOrigin::Root, [7u8; 32], who, 0, EnergySource::Solar, 5_000);
+		assert!(Meters::<T>::contains_key([7u8; 32]));
+	}
+
+	#[benchmark]
+	fn revoke_meter() {
+		let who: T::AccountId = account("who", 0, 0);
+		Meters::<T>::insert([7u8; 32], Meter { owner: who, zone: 0, source: EnergySource::Solar, rated_power_w: 0, last: None });
+		#[extrinsic_call]
+		_(RawOrigin::Root, [7u8; 32]);
+		assert!(!Meters::<T>::contains_key([7u8; 32]));
+	}
+
+	#[benchmark]
+	fn set_grid_fee() {
+		#[extrinsic_call]
+		_(RawOrigin::Root, 1, 2, 9);
+		assert_eq!(GridFees::<T>::get(1, 2), 9);
+	}
+
+	#[benchmark]
+	fn set_distributor() {
+		let who: T::AccountId = account("who", 0, 0);
+		#[extrinsic_call]
+		_(RawOrigin::Root, who.clone());
+		assert_eq!(Distributor::<T>::get(), Some(who));
+	}
+
+	#[benchmark]
+	fn set_clearing_submitter() {
+		let who: T::AccountId = account("who", 0, 0);
+		#[extrinsic_call]
+		_(RawOrigin::Root, who.clone(), true);
+		assert!(ClearingSubmitters::<T>::contains_key(&who));
+	}
+
+	#[benchmark]
+	fn set_market_params() {
+		let params = MarketParams { feed_in_ticks: 1, ..MarketParams::default() };
+		#[extrinsic_call]
+		_(RawOrigin::Root, params);
+		assert_eq!(Params::<T>::get(), params);
+	}
+
+	#[benchmark]
+	fn place_order() {
+		setup_market::<T>();
+		let who: T::AccountId = account("buyer", 0, 0);
+		funded_participant::<T>(&who);
+		#[extrinsic_call]
+		_(RawOrigin::Signed(who), spec(1, Side::Bid, 1_000, 50));
+		assert_eq!(IntervalOrders::<T>::get(INTERVAL).len(), 1);
+	}
+
+	#[benchmark]
+	fn place_orders_relayed(n: Linear<1, { T::MaxRelayBatch::get() }>) {
+		setup_market::<T>();
+		let genesis = genesis::<T>();
+		let mut orders = Vec::new();
+		for i in 0..n {
+			let (public, owner) = keyed_account::<T>();
+			funded_participant::<T>(&owner);
+			let s = spec(i as u64, Side::Bid, 1_000, 50);
+			let signature = sign(&public, &order_message(&genesis, &public.0, &s));
+			orders.push(SignedOrder { owner, spec: s, signature });
+		}
+		let relayer: T::AccountId = whitelisted_caller();
+		let batch: BoundedVec<_, T::MaxRelayBatch> = orders.try_into().expect("n is within the bound");
+		#[extrinsic_call]
+		_(RawOrigin::Signed(relayer), batch);
+		assert_eq!(IntervalOrders::<T>::get(INTERVAL).len() as u32, n);
+	}
+
+	#[benchmark]
+	fn cancel_order() {
+		setup_market::<T>();
+		let who: T::AccountId = account("buyer", 0, 0);
+		funded_participant::<T>(&who);
+		Market::<T>::do_place_order(who.clone(), spec(1, Side::Bid, 1_000, 50))?;
+		#[extrinsic_call]
+		_(RawOrigin::Signed(who.clone()), 1);
+		let id = ClientOrders::<T>::get(&who, 1).expect("placed");
+		assert_eq!(Orders::<T>::get(id).map(|o| o.status), Some(OrderStatus::Cancelled));
+	}
+
+	#[benchmark]
+	fn cancel_orders_relayed(n: Linear<1, { T::MaxRelayBatch::get() }>) {
+		setup_market::<T>();
+		let genesis = genesis::<T>();
+		let mut cancels = Vec::new();
+		for i in 0..n {
+			let (public, owner) = keyed_account::<T>();
+			funded_participant::<T>(&owner);
+			Market::<T>::do_place_order(owner.clone(), spec(i as u64, Side::Bid, 1_000, 50))?;
+			let signature = sign(&public, &cancel_message(&genesis, &public.0, i as u64));
+			cancels.push(SignedCancel { owner, client_order_id: i as u64, signature });
+		}
+		let relayer: T::AccountId = whitelisted_caller();
+		let batch: BoundedVec<_, T::MaxRelayBatch> = cancels.try_into().expect("n is within the bound");
+		#[extrinsic_call]
+		_(RawOrigin::Signed(relayer), batch);
+		assert!(IntervalOrders::<T>::get(INTERVAL)
+			.iter()
+			.all(|id| Orders::<T>::get(id).map(|o| o.status) == Some(OrderStatus::Cancelled)));
+	}
+
+	/// `m` matched pairs (each its own buyer and seller) plus `o` unmatched offers in the book.
+	#[benchmark]
+	fn submit_clearing(
+		o: Linear<0, { T::MaxOrdersPerInterval::get() / 2 }>,
+		m: Linear<1, { T::MaxMatches::get().min(T::MaxOrdersPerInterval::get() / 4) }>,
+	) {
+		setup_market::<T>();
+		let mut matches = Vec::new();
+		for i in 0..m {
+			let b: T::AccountId = account("buyer", i, 0);
+			let s: T::AccountId = account("seller", i, 0);
+			funded_participant::<T>(&b);
+			funded_participant::<T>(&s);
+			let bid = NextOrderId::<T>::get();
+			Market::<T>::do_place_order(b, spec(i as u64, Side::Bid, 1_000, 60))?;
+			let offer = NextOrderId::<T>::get();
+			Market::<T>::do_place_order(s, spec(i as u64, Side::Offer, 1_000, 40))?;
+			matches.push(Match { bid, offer, quantity_wh: 1_000, buyer_price: 50, seller_price: 50 });
+		}
+		let idle: T::AccountId = account("idle", 0, 0);
+		funded_participant::<T>(&idle);
+		for i in 0..o {
+			Market::<T>::do_place_order(idle.clone(), spec(i as u64, Side::Offer, 1_000, 9_000))?;
+		}
+		let submitter: T::AccountId = whitelisted_caller();
+		ClearingSubmitters::<T>::insert(&submitter, ());
+		after_interval::<T>();
+		let prices: BoundedVec<_, T::MaxZones> = vec![ZonePrice { zone: 0, price: 50 }].try_into().expect("one");
+		let matches: BoundedVec<_, T::MaxMatches> = matches.try_into().expect("m is within the bound");
+		#[extrinsic_call]
+		_(RawOrigin::Signed(submitter), INTERVAL, Mechanism::Uniform, 1_000 * m as u64, prices, matches);
+		assert!(Clearings::<T>::contains_key(INTERVAL));
+	}
+
+	#[benchmark]
+	fn submit_reading() {
+		setup_market::<T>();
+		let (public, owner) = keyed_account::<T>();
+		let last = MeterRegisters { interval: INTERVAL - 1, counter: 1, import_wh: 0, export_wh: 0 };
+		Meters::<T>::insert(
+			public.0,
+			Meter { owner: owner.clone(), zone: 0, source: EnergySource::Solar, rated_power_w: 10_000, last: Some(last) },
+		);
+		let reading = MeterReading { meter: public.0, interval: INTERVAL, counter: 2, import_wh: 1, export_wh: 2 };
+		let signature = sign(&public, &reading_message(&reading));
+		after_interval::<T>();
+		let relayer: T::AccountId = whitelisted_caller();
+		#[extrinsic_call]
+		_(RawOrigin::Signed(relayer), reading, signature);
+		assert_eq!(EnergyBalance::<T>::get(&owner), 2);
+	}
+
+	#[benchmark]
+	fn transfer_energy() {
+		let from: T::AccountId = whitelisted_caller();
+		let to: T::AccountId = account("to", 0, 0);
+		EnergyBalance::<T>::insert(&from, 10_000);
+		EnergyIssuance::<T>::put(10_000);
+		#[extrinsic_call]
+		_(RawOrigin::Signed(from), to.clone(), 4_000);
+		assert_eq!(EnergyBalance::<T>::get(&to), 4_000);
+	}
+
+	/// `m` matches between distinct buyers and sellers, `p` further metered participants.
+	#[benchmark]
+	fn settle_interval(
+		m: Linear<1, { T::MaxMatches::get().min(1_000) }>,
+		p: Linear<0, { T::MaxMeteredPerInterval::get().min(1_000) }>,
+	) {
+		setup_market::<T>();
+		let distributor = Distributor::<T>::get().expect("set up");
+		let _ = T::Currency::set_balance(&distributor, BalanceOf::<T>::from(u32::MAX) * BalanceOf::<T>::from(u32::MAX));
+		let mut matches = Vec::new();
+		for i in 0..m {
+			let b: T::AccountId = account("buyer", i, 0);
+			let s: T::AccountId = account("seller", i, 0);
+			funded_participant::<T>(&b);
+			funded_participant::<T>(&s);
+			let bid = NextOrderId::<T>::get();
+			Market::<T>::do_place_order(b, spec(i as u64, Side::Bid, 1_000, 60))?;
+			let offer = NextOrderId::<T>::get();
+			Market::<T>::do_place_order(s, spec(i as u64, Side::Offer, 1_000, 40))?;
+			matches.push(Match { bid, offer, quantity_wh: 1_000, buyer_price: 50, seller_price: 50 });
+		}
+		for i in 0..p {
+			let who: T::AccountId = account("metered", i, 0);
+			funded_participant::<T>(&who);
+			Metered::<T>::insert(INTERVAL, &who, MeteredEnergy { import_wh: 300, export_wh: 0 });
+		}
+		let bounded: BoundedVec<_, T::MaxMatches> = matches.try_into().expect("m is within the bound");
+		ClearingMatches::<T>::insert(INTERVAL, bounded);
+		let submitter: T::AccountId = whitelisted_caller();
+		ClearingSubmitters::<T>::insert(&submitter, ());
+		Clearings::<T>::insert(
+			INTERVAL,
+			ClearingSummary {
+				mechanism: Mechanism::Uniform,
+				volume_wh: 1_000 * m as u64,
+				match_count: m,
+				submitter: submitter.clone(),
+				block: frame_system::Pallet::<T>::block_number(),
+			},
+		);
+		after_interval::<T>();
+		#[extrinsic_call]
+		_(RawOrigin::Signed(submitter), INTERVAL);
+		assert!(Settled::<T>::contains_key(INTERVAL));
+	}
+
+	impl_benchmark_test_suite!(Market, crate::mock::new_bench_ext(), crate::mock::Test);
+}

@@ -1,0 +1,259 @@
+//! The market's data: what orders, clearings, meters and readings look like on chain.
+//! The byte layout of the signed messages is the contract with the Python side
+//! (`docs/chain-interface.md`): change both together.
+
+use codec::{Decode, DecodeWithMemTracking, Encode, MaxEncodedLen};
+use frame_support::RuntimeDebug;
+use scale_info::TypeInfo;
+use serde::{Deserialize, Serialize};
+
+/// A market interval: interval `k` covers unix milliseconds `[k * interval_ms, (k + 1) * interval_ms)`.
+pub type IntervalId = u64;
+/// Chain-wide order id, given in placement order.
+pub type OrderId = u64;
+/// A grid zone (a feeder, a substation area).
+pub type ZoneId = u16;
+/// An accredited meter is known by its sr25519 public key.
+pub type MeterKey = [u8; 32];
+/// An sr25519 signature, raw.
+pub type RawSignature = [u8; 64];
+
+/// Domain tags that start every signed message, so a signature for one kind can never pass as another.
+pub const ORDER_TAG: &[u8] = b"wattchain:order:v1";
+pub const CANCEL_TAG: &[u8] = b"wattchain:cancel:v1";
+pub const READING_TAG: &[u8] = b"wattchain:reading:v1";
+
+#[derive(Encode, Decode, DecodeWithMemTracking, MaxEncodedLen, TypeInfo, Clone, Copy, PartialEq, Eq, RuntimeDebug)]
+pub enum Side {
+	Bid,
+	Offer,
+}
+
+#[derive(Encode, Decode, DecodeWithMemTracking, MaxEncodedLen, TypeInfo, Clone, Copy, PartialEq, Eq, RuntimeDebug, Serialize, Deserialize)]
+pub enum EnergySource {
+	Solar,
+	Wind,
+	Hydro,
+	Biomass,
+	GridMix,
+}
+
+impl EnergySource {
+	pub fn is_renewable(self) -> bool {
+		!matches!(self, EnergySource::GridMix)
+	}
+}
+
+#[derive(Encode, Decode, DecodeWithMemTracking, MaxEncodedLen, TypeInfo, Clone, Copy, PartialEq, Eq, RuntimeDebug)]
+pub enum Mechanism {
+	/// Pay-as-clear: one price for every match.
+	Uniform,
+	/// Every match at the bid's limit; the seller gets it less the grid fee.
+	PayAsBid,
+	/// One price per zone; the difference across a line pays its grid fee.
+	Zonal,
+}
+
+/// What an order's owner signs: the order as the market sees it.
+#[derive(Encode, Decode, DecodeWithMemTracking, MaxEncodedLen, TypeInfo, Clone, Copy, PartialEq, Eq, RuntimeDebug)]
+pub struct OrderSpec {
+	/// Unique per owner; a resubmission with the same id and content is a no-op.
+	pub client_order_id: u64,
+	pub interval: IntervalId,
+	pub side: Side,
+	pub quantity_wh: u64,
+	/// Limit price, ticks per kWh: the most a bid pays, the least an offer takes.
+	pub price_ticks: u64,
+	pub zone: ZoneId,
+	/// An offer's generation source; bids state `GridMix`.
+	pub source: EnergySource,
+	/// A bid that takes renewable energy only; offers leave it false.
+	pub renewable_only: bool,
+}
+
+/// An order signed off-chain by its owner and relayed by anyone.
+#[derive(Encode, Decode, DecodeWithMemTracking, MaxEncodedLen, TypeInfo, Clone, PartialEq, Eq, RuntimeDebug)]
+pub struct SignedOrder<AccountId> {
+	pub owner: AccountId,
+	pub spec: OrderSpec,
+	pub signature: RawSignature,
+}
+
+/// A cancellation signed off-chain by the order's owner.
+#[derive(Encode, Decode, DecodeWithMemTracking, MaxEncodedLen, TypeInfo, Clone, PartialEq, Eq, RuntimeDebug)]
+pub struct SignedCancel<AccountId> {
+	pub owner: AccountId,
+	pub client_order_id: u64,
+	pub signature: RawSignature,
+}
+
+#[derive(Encode, Decode, DecodeWithMemTracking, MaxEncodedLen, TypeInfo, Clone, Copy, PartialEq, Eq, RuntimeDebug)]
+pub enum OrderStatus {
+	Open,
+	Cancelled,
+	/// The interval was cleared; `filled_wh` may be 0.
+	Cleared { filled_wh: u64 },
+}
+
+#[derive(Encode, Decode, MaxEncodedLen, TypeInfo, Clone, PartialEq, Eq, RuntimeDebug)]
+pub struct Order<AccountId> {
+	pub owner: AccountId,
+	pub spec: OrderSpec,
+	pub status: OrderStatus,
+}
+
+/// One trade of a clearing: `quantity_wh` from `offer` to `bid`.
+#[derive(Encode, Decode, DecodeWithMemTracking, MaxEncodedLen, TypeInfo, Clone, Copy, PartialEq, Eq, RuntimeDebug)]
+pub struct Match {
+	pub bid: OrderId,
+	pub offer: OrderId,
+	pub quantity_wh: u64,
+	/// Ticks per kWh the buyer pays.
+	pub buyer_price: u64,
+	/// Ticks per kWh the seller receives; the difference goes to the distributor.
+	pub seller_price: u64,
+}
+
+#[derive(Encode, Decode, DecodeWithMemTracking, MaxEncodedLen, TypeInfo, Clone, Copy, PartialEq, Eq, RuntimeDebug)]
+pub struct ZonePrice {
+	pub zone: ZoneId,
+	pub price: u64,
+}
+
+/// What is kept of an accepted clearing (its matches are stored beside it).
+#[derive(Encode, Decode, MaxEncodedLen, TypeInfo, Clone, PartialEq, Eq, RuntimeDebug)]
+pub struct ClearingSummary<AccountId, BlockNumber> {
+	pub mechanism: Mechanism,
+	pub volume_wh: u64,
+	pub match_count: u32,
+	pub submitter: AccountId,
+	pub block: BlockNumber,
+}
+
+/// Market parameters the operator sets.
+#[derive(Encode, Decode, DecodeWithMemTracking, MaxEncodedLen, TypeInfo, Clone, Copy, PartialEq, Eq, RuntimeDebug, Serialize, Deserialize)]
+pub struct MarketParams {
+	pub interval_ms: u64,
+	/// Orders for an interval close this long before it starts.
+	pub gate_closure_ms: u64,
+	pub min_price_ticks: u64,
+	pub max_price_ticks: u64,
+	pub max_quantity_wh: u64,
+	/// The utility's tariff for energy bought to cover a shortfall, ticks per kWh.
+	pub utility_tariff_ticks: u64,
+	/// What the utility pays for surplus that found no buyer, ticks per kWh.
+	pub feed_in_ticks: u64,
+}
+
+impl Default for MarketParams {
+	fn default() -> Self {
+		// Fifteen-minute intervals, gate closure one interval ahead; BRL cents per kWh.
+		MarketParams {
+			interval_ms: 15 * 60 * 1000,
+			gate_closure_ms: 15 * 60 * 1000,
+			min_price_ticks: 1,
+			max_price_ticks: 10_000,
+			max_quantity_wh: 1_000_000_000,
+			utility_tariff_ticks: 95,
+			feed_in_ticks: 30,
+		}
+	}
+}
+
+impl MarketParams {
+	pub fn interval_start(&self, interval: IntervalId) -> u64 {
+		interval.saturating_mul(self.interval_ms)
+	}
+	pub fn gate_closure(&self, interval: IntervalId) -> u64 {
+		self.interval_start(interval).saturating_sub(self.gate_closure_ms)
+	}
+	pub fn interval_end(&self, interval: IntervalId) -> u64 {
+		self.interval_start(interval.saturating_add(1))
+	}
+	pub fn interval_at(&self, now_ms: u64) -> IntervalId {
+		now_ms / self.interval_ms.max(1)
+	}
+}
+
+#[derive(Encode, Decode, MaxEncodedLen, TypeInfo, Clone, Copy, PartialEq, Eq, RuntimeDebug)]
+pub struct Participant {
+	pub zone: ZoneId,
+}
+
+/// The last accepted reading of a meter: where the next one must continue.
+#[derive(Encode, Decode, MaxEncodedLen, TypeInfo, Clone, Copy, PartialEq, Eq, RuntimeDebug)]
+pub struct MeterRegisters {
+	pub interval: IntervalId,
+	pub counter: u64,
+	pub import_wh: u64,
+	pub export_wh: u64,
+}
+
+#[derive(Encode, Decode, MaxEncodedLen, TypeInfo, Clone, PartialEq, Eq, RuntimeDebug)]
+pub struct Meter<AccountId> {
+	pub owner: AccountId,
+	pub zone: ZoneId,
+	pub source: EnergySource,
+	/// Nameplate power; a reading that implies more is implausible. 0 = not checked.
+	pub rated_power_w: u32,
+	/// `None` until the first reading, which sets the baseline.
+	pub last: Option<MeterRegisters>,
+}
+
+/// What a meter signs: its cumulative registers at the end of `interval`.
+#[derive(Encode, Decode, DecodeWithMemTracking, MaxEncodedLen, TypeInfo, Clone, Copy, PartialEq, Eq, RuntimeDebug)]
+pub struct MeterReading {
+	pub meter: MeterKey,
+	pub interval: IntervalId,
+	pub counter: u64,
+	pub import_wh: u64,
+	pub export_wh: u64,
+}
+
+/// Metered energy of one owner in one interval (sum over the owner's meters).
+#[derive(Encode, Decode, MaxEncodedLen, TypeInfo, Clone, Copy, PartialEq, Eq, RuntimeDebug, Default)]
+pub struct MeteredEnergy {
+	pub import_wh: u64,
+	pub export_wh: u64,
+}
+
+/// One participant's settlement line for an interval. Positive energy is net import.
+#[derive(Encode, Decode, MaxEncodedLen, TypeInfo, Clone, Copy, PartialEq, Eq, RuntimeDebug)]
+pub struct SettlementLine {
+	/// Bought minus sold in the clearing, Wh.
+	pub contracted_wh: i64,
+	/// Metered import minus export, Wh.
+	pub metered_wh: i64,
+	/// `metered - contracted`: > 0 bought from the utility, < 0 surplus paid at feed-in.
+	pub imbalance_wh: i64,
+	/// Money units the participant paid (> 0) or received (< 0) for the imbalance.
+	pub amount: i128,
+}
+
+/// Message bytes an order's owner signs.
+pub fn order_message(genesis: &[u8], owner: &[u8], spec: &OrderSpec) -> alloc::vec::Vec<u8> {
+	let mut msg = alloc::vec::Vec::with_capacity(ORDER_TAG.len() + 64 + OrderSpec::max_encoded_len());
+	msg.extend_from_slice(ORDER_TAG);
+	msg.extend_from_slice(genesis);
+	msg.extend_from_slice(owner);
+	spec.encode_to(&mut msg);
+	msg
+}
+
+/// Message bytes an owner signs to cancel an order.
+pub fn cancel_message(genesis: &[u8], owner: &[u8], client_order_id: u64) -> alloc::vec::Vec<u8> {
+	let mut msg = alloc::vec::Vec::with_capacity(CANCEL_TAG.len() + 72);
+	msg.extend_from_slice(CANCEL_TAG);
+	msg.extend_from_slice(genesis);
+	msg.extend_from_slice(owner);
+	client_order_id.encode_to(&mut msg);
+	msg
+}
+
+/// Message bytes a meter signs.
+pub fn reading_message(reading: &MeterReading) -> alloc::vec::Vec<u8> {
+	let mut msg = alloc::vec::Vec::with_capacity(READING_TAG.len() + MeterReading::max_encoded_len());
+	msg.extend_from_slice(READING_TAG);
+	reading.encode_to(&mut msg);
+	msg
+}
