@@ -1,0 +1,361 @@
+"""Meter-reading ingest: once per market interval, read every configured meter over Modbus, have
+the reading signed with the meter's key, validate it, queue it durably, and submit the queue in
+order to the chain, so that each reading lands exactly once even across node restarts.
+
+Validation here mirrors the pallet (signature, counter continuity, registers that never run
+backwards, plausibility against rated power) so that problems are reported as anomalies with the
+meter's name while the chain stays the judge. Anomalies: a stale meter, a bad register value, a
+meter reset (registers back to lower values), a meter swap (another key at the same site), a
+missing interval, an implausible reading, and any rejection by the chain with its pallet error.
+
+Run it: `python -m offchain.ingest --config sites.json --node ws://127.0.0.1:9944 --data DIR`.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from meter_bridge import MeterClient, MeterKey, MeterSigner
+from meter_bridge.client import RetryPolicy
+from meter_bridge.errors import MeterStale, ModbusReplyError, ReadingError
+from meter_bridge.reading import MeterReading, verify_reading
+
+from .chain import Chain, ChainError, ChainUnavailable, keypair
+
+log = logging.getLogger("wattchain.ingest")
+
+# Pallet errors that mean "not yet": try the same reading again later.
+RETRY_LATER = {"IntervalNotEnded"}
+# The chain has this reading already (a restart between inclusion and our bookkeeping).
+ALREADY_ON_CHAIN = {"ReadingReplayed"}
+
+
+@dataclass
+class MeterSite:
+    """One metering point: where its meter answers, and the key that signs its readings."""
+
+    name: str
+    model: str
+    host: str
+    port: int
+    key_uri: str
+    device_id: int = 1
+    rated_power_w: int = 0
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "MeterSite":
+        missing = [k for k in ("name", "model", "host", "port", "key_uri") if k not in d]
+        if missing:
+            raise ValueError(f"meter site {d.get('name', '?')}: missing {', '.join(missing)}")
+        return cls(name=str(d["name"]), model=str(d["model"]), host=str(d["host"]), port=int(d["port"]),
+                   key_uri=str(d["key_uri"]), device_id=int(d.get("device_id", 1)),
+                   rated_power_w=int(d.get("rated_power_w", 0)))
+
+
+@dataclass
+class QueuedReading:
+    meter: str
+    counter: int
+    interval: int
+    import_wh: int
+    export_wh: int
+    signature: str
+    site: str
+    status: str = "pending"
+
+    def chain_params(self) -> dict:
+        return Chain.reading_params(self.meter, self.interval, self.counter, self.import_wh, self.export_wh,
+                                    self.signature)
+
+
+@dataclass
+class Anomaly:
+    site: str
+    meter: str
+    interval: int
+    kind: str
+    detail: str
+    at_ms: int = field(default_factory=lambda: int(time.time() * 1000))
+
+
+class ReadingQueue:
+    """The durable queue: a reading is in it before anything is sent, keyed by (meter, counter)
+    so a reading can be queued twice but sent once."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.executescript("""
+            CREATE TABLE IF NOT EXISTS readings (
+                meter TEXT NOT NULL, counter INTEGER NOT NULL, interval INTEGER NOT NULL,
+                import_wh INTEGER NOT NULL, export_wh INTEGER NOT NULL, signature TEXT NOT NULL,
+                site TEXT NOT NULL, status TEXT NOT NULL DEFAULT 'pending', error TEXT, block INTEGER,
+                queued_ms INTEGER NOT NULL, PRIMARY KEY (meter, counter));
+            CREATE TABLE IF NOT EXISTS anomalies (
+                id INTEGER PRIMARY KEY AUTOINCREMENT, site TEXT, meter TEXT, interval INTEGER,
+                kind TEXT NOT NULL, detail TEXT, at_ms INTEGER NOT NULL);
+            CREATE TABLE IF NOT EXISTS sites (name TEXT PRIMARY KEY, meter TEXT NOT NULL);
+        """)
+
+    def add(self, r: MeterReading, site: str) -> bool:
+        """Queue a signed reading; False when it was queued already."""
+        cur = self.db.execute(
+            "INSERT OR IGNORE INTO readings (meter, counter, interval, import_wh, export_wh, signature, site,"
+            " queued_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (r.meter, r.counter, r.interval, r.import_wh, r.export_wh, r.signature, site, int(time.time() * 1000)))
+        return cur.rowcount == 1
+
+    def last(self, meter: str) -> QueuedReading | None:
+        row = self.db.execute(
+            "SELECT meter, counter, interval, import_wh, export_wh, signature, site, status FROM readings"
+            " WHERE meter = ? AND status != 'rejected' ORDER BY counter DESC LIMIT 1", (meter,)).fetchone()
+        return QueuedReading(*row) if row else None
+
+    def pending(self) -> list[QueuedReading]:
+        rows = self.db.execute(
+            "SELECT meter, counter, interval, import_wh, export_wh, signature, site, status FROM readings"
+            " WHERE status = 'pending' ORDER BY meter, counter").fetchall()
+        return [QueuedReading(*row) for row in rows]
+
+    def mark(self, meter: str, counter: int, status: str, *, error: str | None = None,
+             block: int | None = None) -> None:
+        self.db.execute("UPDATE readings SET status = ?, error = ?, block = ? WHERE meter = ? AND counter = ?",
+                        (status, error, block, meter, counter))
+
+    def counts(self) -> dict[str, int]:
+        return dict(self.db.execute("SELECT status, COUNT(*) FROM readings GROUP BY status").fetchall())
+
+    def record(self, a: Anomaly) -> None:
+        self.db.execute("INSERT INTO anomalies (site, meter, interval, kind, detail, at_ms) VALUES (?, ?, ?, ?, ?, ?)",
+                        (a.site, a.meter, a.interval, a.kind, a.detail, a.at_ms))
+
+    def anomalies(self, kind: str | None = None) -> list[Anomaly]:
+        sql = "SELECT site, meter, interval, kind, detail, at_ms FROM anomalies"
+        rows = self.db.execute(sql + (" WHERE kind = ?" if kind else "") + " ORDER BY id",
+                               (kind,) if kind else ()).fetchall()
+        return [Anomaly(*row) for row in rows]
+
+    def site_meter(self, site: str) -> str | None:
+        row = self.db.execute("SELECT meter FROM sites WHERE name = ?", (site,)).fetchone()
+        return row[0] if row else None
+
+    def set_site_meter(self, site: str, meter: str) -> None:
+        self.db.execute("INSERT OR REPLACE INTO sites (name, meter) VALUES (?, ?)", (site, meter))
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def check_reading(r: MeterReading, previous: QueuedReading | None, rated_power_w: int,
+                  interval_ms: int) -> list[tuple[str, str, bool]]:
+    """What is wrong with a reading, as (kind, detail, fatal) triples. Fatal problems would make
+    the chain reject it; the others are reported and the reading still goes on."""
+    problems: list[tuple[str, str, bool]] = []
+    if not verify_reading(r):
+        problems.append(("bad_signature", "the meter's signature does not verify", True))
+    if previous is None:
+        return problems
+    if r.counter <= previous.counter:
+        problems.append(("replay", f"counter {r.counter} after {previous.counter}", True))
+    elif r.counter != previous.counter + 1:
+        problems.append(("counter_gap", f"counter {r.counter} after {previous.counter}", True))
+    for name in ("import_wh", "export_wh"):
+        if getattr(r, name) < getattr(previous, name):
+            problems.append(("meter_reset", f"{name} {getattr(r, name)} Wh after {getattr(previous, name)} Wh", True))
+    if r.interval > previous.interval + 1:
+        missing = r.interval - previous.interval - 1
+        problems.append(("missing_interval", f"{missing} interval(s) without a reading before {r.interval}", False))
+    if rated_power_w > 0 and r.interval > previous.interval:
+        max_wh = rated_power_w * (r.interval - previous.interval) * interval_ms // 3_600_000
+        for name in ("import_wh", "export_wh"):
+            delta = getattr(r, name) - getattr(previous, name)
+            if delta > max_wh:
+                problems.append(("implausible", f"{name} rose {delta} Wh; {rated_power_w} W allows {max_wh} Wh", True))
+    return problems
+
+
+class Ingest:
+    """Reads, signs, validates and queues the meters' readings, and submits the queue."""
+
+    def __init__(self, chain: Chain, sites: list[MeterSite], data_dir: str | Path, *,
+                 submitter_uri: str = "//Bob//stash", retry: RetryPolicy | None = None):
+        self.chain = chain
+        self.sites = sites
+        self.data_dir = Path(data_dir)
+        self.queue = ReadingQueue(self.data_dir / "readings.sqlite")
+        self.submitter = keypair(submitter_uri)
+        self.retry = retry or RetryPolicy(attempts=4, backoff_s=0.25, backoff_max_s=2.0)
+        self.signers = {s.name: MeterSigner(MeterKey.from_uri(s.key_uri), self.data_dir / f"meter-{s.name}.json")
+                        for s in sites}
+        self.stale: set[str] = set()
+
+    def report(self, a: Anomaly, *, error: bool = False) -> None:
+        self.queue.record(a)
+        (log.error if error else log.warning)("meter %s (%s), interval %d: %s: %s", a.site, a.meter[:10], a.interval,
+                                              a.kind, a.detail)
+
+    def requeue_unsent(self) -> None:
+        """After a crash between signing and queueing, the meter's state file still holds the
+        last signed reading: queue it, so no counter is ever skipped."""
+        for site in self.sites:
+            last = self.signers[site.name].last_reading()
+            if last is not None and self.queue.add(last, site.name):
+                log.info("re-queued reading %d of %s signed before a restart", last.counter, site.name)
+
+    async def read_site(self, site: MeterSite, interval: int, interval_ms: int) -> MeterReading | None:
+        signer = self.signers[site.name]
+        meter = signer.key.public_key_hex
+        known = self.queue.site_meter(site.name)
+        if known is not None and known != meter:
+            self.report(Anomaly(site.name, meter, interval, "meter_swap", f"key {meter} replaces {known}"))
+        self.queue.set_site_meter(site.name, meter)
+        try:
+            async with MeterClient(site.model, site.host, site.port, device_id=site.device_id,
+                                   retry=self.retry) as client:
+                raw = await client.read()
+        except MeterStale as exc:
+            self.stale.add(site.name)
+            self.report(Anomaly(site.name, meter, interval, "stale", str(exc)), error=True)
+            return None
+        except (ReadingError, ModbusReplyError) as exc:
+            self.report(Anomaly(site.name, meter, interval, "bad_value", str(exc)), error=True)
+            return None
+        self.stale.discard(site.name)
+        previous = self.queue.last(meter)
+        if previous is not None and previous.interval >= interval:
+            return None  # read for this interval already
+        try:
+            reading = signer.sign(raw, interval)
+        except ReadingError as exc:  # registers ran backwards: a reset or a swapped meter
+            self.report(Anomaly(site.name, meter, interval, "meter_reset", str(exc)), error=True)
+            return None
+        problems = check_reading(reading, previous, site.rated_power_w, interval_ms)
+        for kind, detail, fatal in problems:
+            self.report(Anomaly(site.name, meter, interval, kind, detail), error=fatal)
+        # Even a reading we expect the chain to reject is queued and sent: the chain is the
+        # judge, and its verdict is recorded with the reading.
+        self.queue.add(reading, site.name)
+        return reading
+
+    async def poll(self, interval: int) -> list[MeterReading]:
+        """Read every meter for `interval` (which has just ended)."""
+        params = self.chain.market_params()
+        readings = await asyncio.gather(*(self.read_site(s, interval, params.interval_ms) for s in self.sites))
+        return [r for r in readings if r is not None]
+
+    def submit_pending(self, *, timeout_s: float = 60.0) -> dict[str, int]:
+        """Send queued readings in counter order per meter. Stops at the first reading of a meter
+        the chain cannot take yet; returns how many went on chain, were rejected, or wait."""
+        done = {"on_chain": 0, "rejected": 0, "waiting": 0}
+        blocked: set[str] = set()
+        for r in self.queue.pending():
+            if r.meter in blocked:
+                done["waiting"] += 1
+                continue
+            on_chain = self.chain_counter(r.meter)
+            if on_chain is not None and on_chain >= r.counter:
+                self.queue.mark(r.meter, r.counter, "on_chain", error="found on chain")
+                done["on_chain"] += 1
+                continue
+            try:
+                receipt = self.chain.submit(self.submitter, "submit_reading", r.chain_params(), wait="inclusion",
+                                            timeout_s=timeout_s)
+            except ChainUnavailable:
+                raise
+            except ChainError as exc:
+                if exc.name in ALREADY_ON_CHAIN:
+                    self.queue.mark(r.meter, r.counter, "on_chain", error=exc.name)
+                    done["on_chain"] += 1
+                elif exc.name in RETRY_LATER or not exc.is_module_error:
+                    blocked.add(r.meter)
+                    done["waiting"] += 1
+                    log.info("reading %d of %s waits: %s %s", r.counter, r.site, exc.name, exc.detail)
+                else:
+                    self.queue.mark(r.meter, r.counter, "rejected", error=exc.name)
+                    self.report(Anomaly(r.site, r.meter, r.interval, "rejected_on_chain", exc.name), error=True)
+                    done["rejected"] += 1
+                continue
+            self.queue.mark(r.meter, r.counter, "on_chain", block=receipt.block_number)
+            done["on_chain"] += 1
+        return done
+
+    def chain_counter(self, meter: str) -> int | None:
+        info = self.chain.query("EnergyTrading", "Meters", [meter])
+        last = (info or {}).get("last")
+        return None if not last else int(last["counter"])
+
+    async def run(self, *, intervals: int | None = None, stop: asyncio.Event | None = None) -> None:
+        """Poll at each interval's end and keep the queue flowing; survives node restarts."""
+        self.requeue_unsent()
+        params = self.chain.market_params()
+        done = 0
+        while intervals is None or done < intervals:
+            now = int(time.time() * 1000)
+            interval = params.interval_at(now)
+            end = params.interval_end(interval)
+            await asyncio.sleep(max(0.0, (end - now) / 1000) + 0.2)
+            if stop is not None and stop.is_set():
+                break
+            await self.poll(interval)
+            await self.flush()
+            done += 1
+        await self.flush()
+
+    async def flush(self, *, attempts: int = 1) -> dict[str, int]:
+        result = {"on_chain": 0, "rejected": 0, "waiting": 0}
+        for attempt in range(attempts):
+            try:
+                result = await asyncio.to_thread(self.submit_pending)
+            except ChainUnavailable as exc:
+                log.warning("node unreachable, %d reading(s) stay queued: %s", len(self.queue.pending()), exc)
+                await asyncio.sleep(min(5.0, 0.5 * 2 ** attempt))
+                continue
+            if result["waiting"] == 0:
+                break
+            await asyncio.sleep(1.0)
+        return result
+
+
+def load_sites(path: str | Path) -> list[MeterSite]:
+    data = json.loads(Path(path).read_text())
+    sites = data["sites"] if isinstance(data, dict) else data
+    return [MeterSite.from_dict(d) for d in sites]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m offchain.ingest", description=__doc__.splitlines()[0])
+    ap.add_argument("--config", required=True, help="JSON file: {\"sites\": [{name, model, host, port, key_uri, "
+                                                    "device_id?, rated_power_w?}]}")
+    ap.add_argument("--node", default="ws://127.0.0.1:9944")
+    ap.add_argument("--data", default="data/ingest", help="folder for the queue and the meters' counters")
+    ap.add_argument("--submitter", default="//Bob//stash", help="account that pays the readings' fees")
+    ap.add_argument("--intervals", type=int, default=None, help="stop after this many intervals")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        sites = load_sites(args.config)
+    except (OSError, ValueError, KeyError) as exc:
+        print(f"error: {args.config}: {exc}")
+        return 2
+    chain = Chain(args.node).connect()
+    ingest = Ingest(chain, sites, args.data, submitter_uri=args.submitter)
+    try:
+        asyncio.run(ingest.run(intervals=args.intervals))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        print(json.dumps(ingest.queue.counts()))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
