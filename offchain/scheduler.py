@@ -56,7 +56,7 @@ class Scheduler:
 
     def __init__(self, data: DataDir, chain: Chain, operator: Keypair, *, mechanism: str = "uniform",
                  clear_fn: ClearFn = default_clear, finality: bool = True, start_interval: int | None = None,
-                 timeout_s: float = 120.0):
+                 timeout_s: float = 120.0, lookback: int = 96):
         self.data = data
         self.chain = chain
         self.operator = operator
@@ -64,6 +64,7 @@ class Scheduler:
         self.clear_fn = clear_fn
         self.finality = finality
         self.timeout_s = timeout_s
+        self.lookback = lookback
         self.ops = data.ops()
         self._params: MarketParams | None = None
         if start_interval is not None:
@@ -87,8 +88,14 @@ class Scheduler:
     def next_interval(self) -> int:
         k = self._get_next()
         if k is None:
-            # First start: the earliest interval whose gate is still ahead.
+            # First start: the earliest interval whose gate is still ahead, or an earlier one
+            # whose orders nobody cleared (their bids' funds stay held until someone does).
             k = self.params().first_open_interval(now_ms())
+            for j in range(max(0, k - self.lookback), k):
+                if self.chain.interval_order_ids(j) and not self.chain.is_cleared(j):
+                    log.info("interval %d has orders but no clearing: starting there", j)
+                    k = j
+                    break
             self._set_next(k)
         return k
 
@@ -121,6 +128,9 @@ class Scheduler:
             outcome = self._resume(last)
             if outcome is not None:
                 return outcome
+        if last and last["state"] == "signing":
+            # Died before the extrinsic was even logged: the node never saw it.
+            self._update(last["id"], state="abandoned")
         # Not started, or the started one provably never reached a block.
         if self.chain.is_cleared(interval):
             return self._adopt_existing(interval)

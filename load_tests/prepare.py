@@ -1,0 +1,48 @@
+"""Register and fund the load-test traders on a dev chain (operator //Alice), so their orders
+pass the API's checks: `python -m load_tests.prepare --node ws://127.0.0.1:9944 --traders 20`.
+Prints the secret URIs (dev keys, dev chains only) the locustfile reads from
+WATTCHAIN_LOAD_KEYS."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from offchain.chain import UNITS_PER_BRL, Chain, keypair
+
+
+def trader_uris(n: int) -> list[str]:
+    return [f"//WattChain/load/{i}" for i in range(n)]
+
+
+def prepare(node_url: str, traders: int, *, zone: int = 0, fund_brl: int = 100_000) -> list[str]:
+    chain = Chain(node_url).connect()
+    operator = keypair("//Alice")
+    known = chain.participants()
+    uris = trader_uris(traders)
+    txs = []
+    for uri in uris:
+        account = keypair(uri).ss58_address
+        if known.get(account) != zone:
+            txs.append(chain.submit_nowait(operator, "register_participant", {"who": account, "zone": zone}))
+        if chain.balance(account).free < fund_brl * UNITS_PER_BRL // 2:
+            txs.append(chain.submit_nowait(operator, "transfer_keep_alive",
+                                           {"dest": account, "value": fund_brl * UNITS_PER_BRL}, module="Balances"))
+    for receipt in chain.wait(txs, timeout_s=120):
+        receipt.raise_for_error()
+    chain.close()
+    return uris
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m load_tests.prepare", description=__doc__)
+    p.add_argument("--node", default="ws://127.0.0.1:9944")
+    p.add_argument("--traders", type=int, default=20)
+    args = p.parse_args(argv)
+    uris = prepare(args.node, args.traders)
+    print(",".join(uris))
+    print(f"registered and funded {len(uris)} traders", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

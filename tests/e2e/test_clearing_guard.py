@@ -1,0 +1,130 @@
+"""The scheduler's guards against a real node: a clearing the chain rejects is recorded with the
+pallet's error name, raised as an alert and never submitted again; a crash between submitting
+a clearing and its inclusion does not clear the interval twice."""
+from __future__ import annotations
+
+import pytest
+
+import matcher
+from e2e_helpers import now_ms, setup_participants, wait_for_gate, wait_until
+from offchain.chain import PALLET, Chain, OrderSpec, keypair, sign_order
+from offchain.scheduler import Scheduler
+from offchain.store import DataDir
+
+SELLER, BUYER = "//Guard/seller", "//Guard/buyer"
+
+
+@pytest.fixture(scope="module")
+def node(node_binary, tmp_path_factory):
+    from offchain.node import DevNode
+
+    root = tmp_path_factory.mktemp("guard")
+    node = DevNode(node_binary, log_path=root / "node.log").start()
+    yield node
+    node.stop()
+
+
+@pytest.fixture(scope="module")
+def chain(node):
+    chain = Chain(node.url).connect()
+    setup_participants(chain, [SELLER, BUYER])
+    yield chain
+    chain.close()
+
+
+def place_crossing_orders(chain: Chain, interval: int) -> None:
+    """An offer at 40 and two bids at 70 and 50 (2 x 600 Wh wanted, 800 Wh offered)."""
+    seller, buyer = keypair(SELLER), keypair(BUYER)
+    base = now_ms() * 10
+    orders = [sign_order(seller, chain.genesis_hash, OrderSpec(base, interval, "offer", 800, 40, source="solar")),
+              sign_order(buyer, chain.genesis_hash, OrderSpec(base + 1, interval, "bid", 600, 70)),
+              sign_order(buyer, chain.genesis_hash, OrderSpec(base + 2, interval, "bid", 600, 50))]
+    chain.place_orders_relayed(keypair("//Dave"), orders)
+
+
+def not_in_equilibrium(orders, mechanism):
+    """A 'clearing' that leaves gains from trade on the table: it keeps only the second match
+    (200 Wh to the bid at 50), so the bid at 70 and 600 Wh of the offer at 40 stay unfilled
+    around the price of 50."""
+    clearing = matcher.clear_orders(orders, mechanism=mechanism)
+    assert len(clearing.bid) == 2 and clearing.price == 50
+    keep = slice(1, 2)
+    clearing.bid, clearing.offer = clearing.bid[keep], clearing.offer[keep]
+    clearing.quantity_wh, clearing.buyer_price = clearing.quantity_wh[keep], clearing.buyer_price[keep]
+    clearing.seller_price = clearing.seller_price[keep]
+    clearing.volume_wh = int(clearing.quantity_wh.sum())
+    return clearing
+
+
+def test_a_rejected_clearing_is_logged_alerted_and_not_retried(chain, tmp_path):
+    params = chain.market_params()
+    k = params.first_open_interval(now_ms(), 4_000)
+    place_crossing_orders(chain, k)
+    data = DataDir(tmp_path)
+    operator = keypair("//Alice")
+    scheduler = Scheduler(data, chain, operator, clear_fn=not_in_equilibrium, start_interval=k)
+    wait_until(lambda: scheduler.step() is not None, 60, f"the scheduler to take interval {k}")
+    (attempt,) = scheduler.attempts(k)
+    assert attempt["state"] == "rejected" and attempt["error"] == "NotEquilibrium"
+    assert attempt["block_hash"] and attempt["extrinsic_index"] is not None  # it did reach a block
+    alerts = [dict(r) for r in data.ops().execute("SELECT * FROM alerts")]
+    assert [(a["name"], a["interval"]) for a in alerts] == [("ClearingRejected", k)]
+    assert "NotEquilibrium" in alerts[0]["detail"]
+    assert not chain.is_cleared(k)
+
+    # Asked again (a later loop, a restart with a fixed matcher): nothing is submitted.
+    nonce = chain.account_next_nonce(operator.ss58_address)
+    for again in (scheduler, Scheduler(data, Chain(chain.url).connect(), operator)):
+        assert again.clear_interval(k)["state"] == "rejected"
+    assert chain.account_next_nonce(operator.ss58_address) == nonce
+    assert len(scheduler.attempts(k)) == 1
+    assert not chain.is_cleared(k)
+
+
+class Crash(Exception):
+    """The process dies here."""
+
+
+class CrashAfterBroadcast(Scheduler):
+    def _follow(self, attempt_id, interval, tx):
+        raise Crash(tx.tx_hash)
+
+
+class CrashBeforeBroadcast(Scheduler):
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        real = self.chain.broadcast
+
+        def broadcast(tx):
+            if tx.call.endswith("submit_clearing"):
+                raise Crash(tx.tx_hash)  # logged as signed, never handed to the node
+            return real(tx)
+        self.chain.broadcast = broadcast
+
+
+@pytest.mark.parametrize("crashing", [CrashAfterBroadcast, CrashBeforeBroadcast])
+def test_a_crash_between_submit_and_inclusion_does_not_clear_twice(chain, tmp_path, crashing):
+    params = chain.market_params()
+    k = params.first_open_interval(now_ms(), 4_000)
+    place_crossing_orders(chain, k)
+    data = DataDir(tmp_path)
+    operator = keypair("//Alice")
+    first = crashing(data, Chain(chain.url).connect(), operator, start_interval=k)
+    book_at = wait_for_gate(chain, k)
+    with pytest.raises(Crash):
+        first.clear_interval(k, book_at=book_at)
+    (attempt,) = first.attempts(k)
+    assert attempt["state"] == "signed" if crashing is CrashBeforeBroadcast else attempt["state"] in ("signed", "submitted")
+
+    # The restarted scheduler finishes what was started, with the very same extrinsic.
+    restarted = Scheduler(DataDir(tmp_path), Chain(chain.url).connect(), operator)
+    outcome = restarted.clear_interval(k)
+    assert outcome["state"] == "committed" and outcome["tx_hash"] == attempt["tx_hash"]
+    assert restarted.clear_interval(k)["state"] == "committed"  # and again: nothing new
+    assert len(restarted.attempts(k)) == 1
+    summary = chain.clearing(k)
+    assert (summary.volume_wh, summary.zone_prices) == (800, [(0, 50)])
+    accepted = [e for n in range(summary.block_number - 3, chain.best_number() + 1)
+                for e in chain.events(chain.block_hash(n))
+                if e.pallet == PALLET and e.name == "ClearingAccepted" and int(e.attributes["interval"]) == k]
+    assert len(accepted) == 1

@@ -1,0 +1,330 @@
+"""The trading path end to end, on a real node with the API and the workers as real processes:
+orders over HTTP are relayed, cleared at gate closure and committed; the chain's clearing is
+what the matcher computes from the chain's orders; settlement balances money and energy to
+zero; each bad order gets its 4xx; a kill -9 of the API (and of the workers) loses nothing
+that was acknowledged.
+
+The tests of this module run in order and share one market (one node, one data folder)."""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+import matcher
+from api.client import Client, OrderRefused, fresh_client_order_id, order_body
+from e2e_helpers import now_ms, setup_participants, wait_until
+from meter_bridge import MeterKey, sign_reading
+from meter_bridge.reading import RawReading
+from offchain.chain import PALLET, Chain, OrderSpec, keypair
+from offchain.clearinghouse import report_from_chain
+from offchain.node import DevNode, free_port
+from offchain.processes import Child, start_api, start_workers, wait_http
+from offchain.scheduler import book_for_clearing
+
+PROSUMERS = ["//E2E/trader/0", "//E2E/trader/1"]
+CONSUMERS = ["//E2E/trader/2", "//E2E/trader/3"]
+TRADERS = PROSUMERS + CONSUMERS
+POOR = "//E2E/poor"
+STRANGER = "//E2E/unregistered"
+READER = "//Eve"  # pays the readings' fees
+
+
+@dataclass
+class Market:
+    root: Path
+    node: DevNode
+    chain: Chain
+    api: Child
+    workers: Child
+    port: int
+    meters: dict[str, MeterKey]
+    counters: dict[str, int] = field(default_factory=dict)
+    registers: dict[str, list[int]] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def client(self) -> Client:
+        return Client(self.url)
+
+    def logs(self) -> str:
+        out = []
+        for name in ("workers", "api", "node"):
+            path = self.root / "logs" / f"{name}.log"
+            if path.exists():
+                out.append(f"--- {name}.log (tail)\n" + "\n".join(path.read_text(errors="replace").splitlines()[-40:]))
+        return "\n".join(out)
+
+    def restart_api(self) -> None:
+        self.api = start_api(self.root, self.node.url, self.port, self.root / "logs" / "api.log")
+        wait_http(f"{self.url}/health", 90, self.api)
+
+    def restart_workers(self) -> None:
+        self.workers = start_workers(self.root, self.node.url, self.root / "logs" / "workers.log")
+
+    def submit_readings(self, interval: int) -> None:
+        """Each meter reports its cumulative registers at the end of `interval` (the ingest
+        worker's job): prosumers export about 600 Wh an interval, consumers import about 500."""
+        reader = keypair(READER)
+        txs = []
+        for i, (uri, key) in enumerate(self.meters.items()):
+            imp, exp = self.registers.setdefault(uri, [10_000, 5_000])
+            if uri in PROSUMERS:
+                exp += 550 + 37 * i + interval % 50
+                imp += 20
+            else:
+                imp += 480 + 23 * i + interval % 40
+            self.registers[uri] = [imp, exp]
+            counter = self.counters.get(uri, 0) + 1
+            self.counters[uri] = counter
+            raw = RawReading(model="sdm630", import_wh=imp, export_wh=exp, power_w=0, timestamp_ms=now_ms())
+            r = sign_reading(raw, key, interval, counter)
+            txs.append(self.chain.submit_nowait(reader, "submit_reading", Chain.reading_params(
+                r.meter, r.interval, r.counter, r.import_wh, r.export_wh, r.signature)))
+        for receipt in self.chain.wait(txs, timeout_s=60):
+            receipt.raise_for_error()
+
+
+@pytest.fixture(scope="module")
+def market(node_binary, tmp_path_factory):
+    root = tmp_path_factory.mktemp("market")
+    node = DevNode(node_binary, log_path=root / "logs" / "node.log").start()
+    chain = Chain(node.url).connect()
+    meters = {uri: MeterKey.from_uri(f"{uri}/meter") for uri in TRADERS}
+    setup_participants(chain, TRADERS, meters={uri: key.public_key_hex for uri, key in meters.items()})
+    setup_participants(chain, [POOR], fund_brl=1)
+    port = free_port()
+    workers = start_workers(root, node.url, root / "logs" / "workers.log")
+    api = start_api(root, node.url, port, root / "logs" / "api.log")
+    m = Market(root, node, chain, api, workers, port, meters)
+    try:
+        wait_http(f"{m.url}/health", 90, api)
+        yield m
+    finally:
+        for child in (m.api, m.workers):
+            child.stop()
+        chain.close()
+        node.stop()
+
+
+def body(signer, genesis: bytes, **kw) -> dict:
+    spec = dict(client_order_id=fresh_client_order_id(), side="bid", quantity_wh=500, price_ticks=80, zone=0)
+    spec.update(kw)
+    return order_body(signer, genesis, OrderSpec(**spec))
+
+
+def test_each_bad_order_gets_its_4xx(market):
+    client = market.client()
+    m = client.market()
+    genesis = bytes.fromhex(m["genesis_hash"][2:])
+    k = m["next_open_interval"] + 40  # far after the intervals the other tests trade
+    trader, poor, stranger = keypair(TRADERS[0]), keypair(POOR), keypair(STRANGER)
+    forged = body(trader, genesis, interval=k)
+    forged["quantity_wh"] += 1  # signed for another quantity
+    ok = body(trader, genesis, interval=k)
+    cases = [
+        ((400, "BadSignature"), forged),
+        ((400, "BadSignature"), body(trader, bytes(32), interval=k)),  # signed for another chain
+        ((400, "InvalidAccount"), {**ok, "owner": "5NotAnAddress"}),
+        ((403, "NotRegistered"), body(stranger, genesis, interval=k)),
+        ((422, "WrongZone"), body(trader, genesis, interval=k, zone=9)),
+        ((422, "ZeroQuantity"), body(trader, genesis, interval=k, quantity_wh=0)),
+        ((422, "QuantityTooLarge"), body(trader, genesis, interval=k, quantity_wh=m["params"]["max_quantity_wh"] + 1)),
+        ((422, "PriceOutOfBounds"), body(trader, genesis, interval=k, price_ticks=m["params"]["max_price_ticks"] + 1)),
+        ((422, "InvalidEnergyConstraint"), body(trader, genesis, interval=k, side="offer", source="solar",
+                                                renewable_only=True)),
+        ((422, "GateClosed"), body(trader, genesis, interval=m["current_interval"])),
+        ((422, "IntervalTooFarAhead"), body(trader, genesis, interval=m["current_interval"]
+                                            + m["max_intervals_ahead"] + 2)),
+        ((422, "InsufficientBalance"), body(poor, genesis, interval=k, quantity_wh=10_000, price_ticks=500)),
+        ((422, "InvalidRequest"), {**ok, "price_ticks": "80"}),
+        ((422, "InvalidRequest"), {key: v for key, v in ok.items() if key != "signature"}),
+    ]
+    for (status, reason), request in cases:
+        response = httpx.post(f"{market.url}/orders", json=request)
+        assert (response.status_code, response.json().get("error")) == (status, reason), (reason, response.text)
+    accepted = httpx.post(f"{market.url}/orders", json=ok)
+    assert accepted.status_code == 202
+    assert httpx.post(f"{market.url}/orders", json=ok).json() == accepted.json()
+    clash = httpx.post(f"{market.url}/orders", json={**body(trader, genesis, interval=k,
+                                                            client_order_id=ok["client_order_id"], price_ticks=81)})
+    assert (clash.status_code, clash.json()["error"]) == (409, "ClientOrderIdReused")
+    # The accepted one reaches the chain.
+    on_chain = wait_until(lambda: client.order(trader.ss58_address, ok["client_order_id"])["relay_status"] == "onchain",
+                          60, "the accepted order on chain")
+    assert on_chain
+    assert market.chain.client_order_id(trader.ss58_address, ok["client_order_id"]) is not None
+
+
+class StreamReader(threading.Thread):
+    def __init__(self, url: str, timeout_s: float):
+        super().__init__(daemon=True)
+        self.url, self.timeout_s = url, timeout_s
+        self.events: list[tuple[str, dict]] = []
+
+    def run(self):
+        with Client(self.url) as client:
+            try:
+                for event in client.stream(after=0, timeout_s=self.timeout_s):
+                    self.events.append(event)
+            except httpx.HTTPError:
+                pass
+
+
+def test_three_intervals_cleared_committed_and_settled(market):
+    chain, client = market.chain, market.client()
+    genesis = client.genesis_hash
+    params = chain.market_params()
+    k0 = params.first_open_interval(now_ms(), 14_000)  # time to place, relay and cancel before the gate
+    intervals = [k0, k0 + 1, k0 + 2]
+    stream = StreamReader(market.url, timeout_s=240)
+    stream.start()
+    start_balance = {uri: chain.balance(keypair(uri).ss58_address).total for uri in TRADERS}
+
+    # Orders for the three intervals, over HTTP, signed by their owners.
+    placed: dict[int, list[dict]] = {k: [] for k in intervals}
+    for n, k in enumerate(intervals):
+        for i, uri in enumerate(PROSUMERS):
+            placed[k].append(client.place_order(keypair(uri), "offer", quantity_wh=400 + 50 * i + 10 * n,
+                                                price_ticks=40 + 5 * i + n, interval=k, source="solar"))
+        for i, uri in enumerate(CONSUMERS):
+            placed[k].append(client.place_order(keypair(uri), "bid", quantity_wh=350 + 40 * i,
+                                                price_ticks=70 - 10 * i + n, interval=k))
+        # One order per interval that no one can fill, and one that is cancelled.
+        placed[k].append(client.place_order(keypair(CONSUMERS[0]), "bid", quantity_wh=100, price_ticks=31, interval=k))
+        doomed = client.place_order(keypair(CONSUMERS[1]), "bid", quantity_wh=100, price_ticks=90, interval=k)
+        placed[k].append(doomed)
+        wait_until(lambda: client.order(doomed["owner"], doomed["client_order_id"])["relay_status"] == "onchain", 60,
+                   "the order to cancel on chain")
+        client.cancel_order(keypair(CONSUMERS[1]), doomed["client_order_id"])
+
+    # Meters: a baseline at the end of the interval before the first, then one reading per interval.
+    for j in [k0 - 1] + intervals:
+        wait_until(lambda: now_ms() >= params.interval_end(j) + 200, 120, f"end of interval {j}")
+        market.submit_readings(j)
+
+    for k in intervals:
+        clearing = wait_until(lambda: _get(client, f"/intervals/{k}/clearing"), 90,
+                              f"clearing of interval {k}\n{market.logs()}")
+        chain_clearing = chain.clearing(k)
+        # What the chain holds is what the matcher computes from the chain's orders.
+        orders = book_for_clearing(chain.orders_of_interval(k))
+        assert len(orders) == len(placed[k]) - 1  # all that were accepted, but the cancelled one
+        expected = matcher.clear_orders([o.matcher_dict() for o in orders], mechanism="uniform").to_json_dict()
+        assert chain_clearing.volume_wh == expected["volume_wh"] > 0
+        assert chain_clearing.zone_prices == [(0, expected["price"])]
+        assert [m.as_dict() for m in chain_clearing.matches] == expected["matches"]
+        # The API's view carries the block and the extrinsic that committed it.
+        assert clearing["price"] == expected["price"] and clearing["volume_wh"] == expected["volume_wh"]
+        assert chain.block_hash(clearing["block_number"]) == clearing["block_hash"]
+        accepted = [e for e in chain.events(clearing["block_hash"]) if e.name == "ClearingAccepted"]
+        assert [e.extrinsic_index for e in accepted] == [clearing["extrinsic_index"]]
+        assert {(t["bid"], t["offer"], t["quantity_wh"]) for t in clearing["matches"]} == \
+            {(m["bid"], m["offer"], m["quantity_wh"]) for m in expected["matches"]}
+        # Every order of the interval: cleared, with its fill; the cancelled one cancelled.
+        for o in chain.orders_of_interval(k):
+            assert o.status in ("cleared", "cancelled")
+
+    for k in intervals:
+        report = wait_until(lambda: _get(client, f"/intervals/{k}/settlement"), 120,
+                            f"settlement of interval {k}\n{market.logs()}")
+        assert report["balanced"], report["problems"]
+        assert report["totals"]["net_money"] == 0 and report["totals"]["energy_position_wh"] == 0
+        assert report_from_chain(chain, k)["parties"] == report["parties"]
+        assert {p["role"] for p in report["parties"]} == {"participant", "distributor"}
+
+    # Over the period: each trader's balance moved by exactly its net in the report (traders
+    # never pay fees: the relayer submits their orders, Eve their readings).
+    period = client.report(intervals[0], intervals[-1])
+    assert period["balanced"] and period["period"]["intervals"] == intervals
+    rows = {p["account"]: p for p in period["parties"]}
+    for uri in TRADERS:
+        account = keypair(uri).ss58_address
+        assert chain.balance(account).total - start_balance[uri] == rows[account]["net_money"], uri
+    positions = client.positions(keypair(CONSUMERS[0]).ss58_address)["items"]
+    assert {p["interval"] for p in positions} >= set(intervals)
+
+    stream.join(5)
+    kinds = {(kind, data["interval"]) for kind, data in stream.events}
+    for k in intervals:
+        assert ("clearing", k) in kinds and ("settlement", k) in kinds, stream.events
+
+
+def _get(client: Client, path: str):
+    try:
+        return client.get(path)
+    except OrderRefused as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+def test_kill9_of_the_api_and_the_workers_loses_nothing(market):
+    """Orders posted continuously; the API is killed with SIGKILL mid-interval and restarted,
+    the workers too. Every order that got a 202 reaches the chain, exactly once."""
+    client = market.client()
+    genesis = client.genesis_hash
+    params = market.chain.market_params()
+    k = params.first_open_interval(now_ms(), 4_000) + 2  # stays open for the whole test
+    acknowledged: list[dict] = []
+    refused: list[str] = []
+    stop = threading.Event()
+
+    def post_orders(uri: str):
+        signer = keypair(uri)
+        with httpx.Client(base_url=market.url, timeout=5) as http:
+            while not stop.is_set():
+                b = body(signer, genesis, interval=k, side="offer", source="solar", quantity_wh=10, price_ticks=50)
+                try:
+                    r = http.post("/orders", json=b)
+                except httpx.HTTPError:
+                    time.sleep(0.05)  # the API is down: the client retries later
+                    continue
+                if r.status_code == 202:
+                    acknowledged.append({"owner": signer.ss58_address, "body": b, "response": r.json()})
+                else:
+                    refused.append(r.text)
+
+    threads = [threading.Thread(target=post_orders, args=(uri,), daemon=True) for uri in PROSUMERS]
+    for t in threads:
+        t.start()
+    wait_until(lambda: len(acknowledged) >= 20, 30, "orders flowing")
+    market.api.kill9()
+    killed_at = len(acknowledged)
+    market.workers.kill9()
+    time.sleep(1.0)
+    market.restart_workers()
+    market.restart_api()
+    wait_until(lambda: len(acknowledged) >= killed_at + 20, 30, "orders flowing after the restart")
+    market.workers.kill9()  # again, this time while the relayer is busy
+    market.restart_workers()
+    time.sleep(1.0)
+    stop.set()
+    for t in threads:
+        t.join(10)
+    assert not refused, refused[:3]
+
+    # The same request after the crash gets the same answer.
+    first = acknowledged[0]
+    assert httpx.post(f"{market.url}/orders", json=first["body"]).json() == first["response"]
+
+    chain = market.chain
+
+    def all_on_chain():
+        return all(client.order(a["owner"], a["body"]["client_order_id"])["relay_status"] == "onchain"
+                   for a in acknowledged)
+
+    wait_until(all_on_chain, 120, f"all {len(acknowledged)} acknowledged orders on chain\n{market.logs()}")
+    ids = chain.interval_order_ids(k)
+    on_chain = {(o.owner, o.spec.client_order_id): o for o in chain.orders(ids)}
+    assert len(ids) == len(on_chain)  # nothing placed twice
+    for a in acknowledged:
+        o = on_chain[(a["owner"], a["body"]["client_order_id"])]
+        assert (o.spec.quantity_wh, o.spec.price_ticks, o.spec.side) == (10, 50, "offer")
+    assert len(on_chain) == len(acknowledged)

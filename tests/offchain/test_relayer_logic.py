@@ -1,0 +1,147 @@
+"""The relayer's bookkeeping against a scripted chain: batches, the split of a failed batch into
+single orders, the chain's verdict on the bad one, pool refusals, drops and recovery."""
+from __future__ import annotations
+
+import time
+
+from offchain.chain import ChainError, Event, MarketParams, OrderSpec, PendingTx, Receipt, dev_keypair, sign_order
+from offchain.orderlog import OrderLog
+from offchain.relayer import Relayer
+from offchain.store import DataDir
+
+GENESIS = bytes(32)
+BOB = dev_keypair("Bob")
+PARAMS = MarketParams(20_000, 10_000, 1, 10_000, 10**9, 95, 30)
+
+
+class ScriptedChain:
+    """Decides each extrinsic's fate with `verdict(function, items) -> None | error name`."""
+
+    def __init__(self, verdict=lambda f, items: None, refuse=lambda f, items: None):
+        self.verdict, self.refuse = verdict, refuse
+        self.sent: list[tuple[str, list]] = []
+        self.on_chain: dict[tuple[str, int], int] = {}
+        self.next_id = 0
+        self.landed: list[Receipt] = []
+        self.drop_next = False
+
+    def market_params(self):
+        return PARAMS
+
+    def submit_nowait(self, signer, function, params, **_):
+        items = params.get("orders") or params.get("cancels")
+        reason = self.refuse(function, items)
+        if reason:
+            raise ChainError("InvalidTransaction", reason)
+        self.sent.append((function, items))
+        tx = PendingTx(f"0x{len(self.sent):064x}", signer.ss58_address, len(self.sent), function, "0x", 0, 10)
+        if self.drop_next:
+            self.drop_next = False
+            self.dropped = tx
+            return tx
+        error = self.verdict(function, items)
+        events = []
+        if error is None and function == "place_orders_relayed":
+            for o in items:
+                key = (o["owner"], o["spec"]["client_order_id"])
+                if key not in self.on_chain:
+                    self.on_chain[key] = self.next_id
+                    events.append(Event("EnergyTrading", "OrderPlaced", {"owner": o["owner"], "order_id": self.next_id,
+                                                                          "client_order_id": key[1]}, 1, 0))
+                    self.next_id += 1
+        err = None if error is None else ChainError(error, pallet="EnergyTrading")
+        self.landed.append(Receipt(tx.tx_hash, "0xblock", 5, 1, error is None, err, events))
+        return tx
+
+    def watcher(self, finality=False):
+        chain = self
+
+        class W:
+            def add(self, tx):
+                pass
+
+            def poll(self):
+                ready, chain.landed = chain.landed, []
+                dropped = []
+                if getattr(chain, "dropped", None):
+                    dropped = [ChainError("Dropped", "gone", tx_hash=chain.dropped.tx_hash)]
+                    chain.dropped = None
+                return ready, dropped
+        return W()
+
+    def client_order_id(self, owner, coid):
+        return self.on_chain.get((owner, coid))
+
+
+def log_orders(data, n, interval=None, start=0):
+    log = OrderLog(data.orders())
+    interval = interval if interval is not None else PARAMS.first_open_interval(time.time_ns() // 1_000_000) + 1
+    for i in range(start, start + n):
+        signed = sign_order(BOB, GENESIS, OrderSpec(i, interval, "bid", 100 + i, 50))
+        log.append_order(BOB.ss58_address, signed.spec, "0x" + signed.signature.hex())
+    return log
+
+
+def run(relayer, rounds=10):
+    for _ in range(rounds):
+        relayer.step()
+
+
+def test_batches_land_and_get_their_chain_ids(tmp_path):
+    data = DataDir(tmp_path)
+    log = log_orders(data, 10)
+    chain = ScriptedChain()
+    relayer = Relayer(data, chain, dev_keypair("Dave"), batch=4, in_flight=2)
+    run(relayer)
+    assert [len(items) for _, items in chain.sent] == [4, 4, 2]
+    assert log.counts() == {"onchain": 10}
+    assert log.order(BOB.ss58_address, 7)["order_id"] == chain.on_chain[(BOB.ss58_address, 7)]
+
+
+def test_a_failed_batch_is_split_and_only_the_bad_order_rejected(tmp_path):
+    data = DataDir(tmp_path)
+    log = log_orders(data, 5)
+    bad = lambda f, items: "InsufficientBalance" if any(o["spec"]["client_order_id"] == 3 for o in items) else None
+    chain = ScriptedChain(verdict=bad)
+    run(Relayer(data, chain, dev_keypair("Dave"), batch=8))
+    assert [len(items) for _, items in chain.sent] == [5, 1, 1, 1, 1, 1]
+    assert log.counts() == {"onchain": 4, "rejected": 1}
+    assert log.order(BOB.ss58_address, 3)["error"] == "InsufficientBalance"
+
+
+def test_pool_refusal_of_a_batch_splits_it_and_a_dropped_tx_is_resent(tmp_path):
+    data = DataDir(tmp_path)
+    log = log_orders(data, 3)
+    chain = ScriptedChain(refuse=lambda f, items: "ExhaustsResources" if len(items) > 1 else None)
+    chain.drop_next = False
+    run(Relayer(data, chain, dev_keypair("Dave"), batch=8))
+    assert log.counts() == {"onchain": 3}
+    log_orders(data, 1, start=10)
+    chain2 = ScriptedChain()
+    chain2.drop_next = True
+    run(Relayer(data, chain2, dev_keypair("Dave"), batch=8))
+    assert log.counts() == {"onchain": 4} and len(chain2.sent) == 2  # dropped once, resent once
+
+
+def test_late_orders_are_refused_without_spoiling_a_batch(tmp_path):
+    data = DataDir(tmp_path)
+    current = PARAMS.interval_at(time.time_ns() // 1_000_000)
+    log = log_orders(data, 2, interval=current - 1)
+    log_orders(data, 2, start=5)
+    chain = ScriptedChain()
+    run(Relayer(data, chain, dev_keypair("Dave")))
+    assert log.counts() == {"onchain": 2, "rejected": 2}
+    assert log.order(BOB.ss58_address, 0)["error"] == "GateClosed"
+
+
+def test_recovery_of_submitted_entries(tmp_path):
+    data = DataDir(tmp_path)
+    log = log_orders(data, 2)
+    seqs = [o.seq for o in log.pending_orders(10)]
+    log.mark_submitted("orders", seqs, "0xdead")  # a previous run sent them, then died
+    chain = ScriptedChain()
+    chain.on_chain[(BOB.ss58_address, 0)] = 42  # one of them made it
+    run(Relayer(data, chain, dev_keypair("Dave")))
+    assert log.order(BOB.ss58_address, 0)["order_id"] == 42
+    assert log.counts() == {"onchain": 2}
+    assert [len(items) for _, items in chain.sent] == [1]  # only the other one is resent
