@@ -3,7 +3,6 @@
 //! (`docs/chain-interface.md`): change both together.
 
 use codec::{Decode, DecodeWithMemTracking, Encode, MaxEncodedLen};
-use frame_support::RuntimeDebug;
 use scale_info::TypeInfo;
 use serde::{Deserialize, Serialize};
 
@@ -23,13 +22,13 @@ pub const ORDER_TAG: &[u8] = b"wattchain:order:v1";
 pub const CANCEL_TAG: &[u8] = b"wattchain:cancel:v1";
 pub const READING_TAG: &[u8] = b"wattchain:reading:v1";
 
-#[derive(Encode, Decode, DecodeWithMemTracking, MaxEncodedLen, TypeInfo, Clone, Copy, PartialEq, Eq, RuntimeDebug)]
+#[derive(Encode, Decode, DecodeWithMemTracking, MaxEncodedLen, TypeInfo, Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Side {
 	Bid,
 	Offer,
 }
 
-#[derive(Encode, Decode, DecodeWithMemTracking, MaxEncodedLen, TypeInfo, Clone, Copy, PartialEq, Eq, RuntimeDebug, Serialize, Deserialize)]
+#[derive(Encode, Decode, DecodeWithMemTracking, MaxEncodedLen, TypeInfo, Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub enum EnergySource {
 	Solar,
 	Wind,
@@ -44,7 +43,7 @@ impl EnergySource {
 	}
 }
 
-#[derive(Encode, Decode, DecodeWithMemTracking, MaxEncodedLen, TypeInfo, Clone, Copy, PartialEq, Eq, RuntimeDebug)]
+#[derive(Encode, Decode, DecodeWithMemTracking, MaxEncodedLen, TypeInfo, Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Mechanism {
 	/// Pay-as-clear: one price for every match.
 	Uniform,
@@ -55,7 +54,7 @@ pub enum Mechanism {
 }
 
 /// What an order's owner signs: the order as the market sees it.
-#[derive(Encode, Decode, DecodeWithMemTracking, MaxEncodedLen, TypeInfo, Clone, Copy, PartialEq, Eq, RuntimeDebug)]
+#[derive(Encode, Decode, DecodeWithMemTracking, MaxEncodedLen, TypeInfo, Clone, Copy, PartialEq, Eq, Debug)]
 pub struct OrderSpec {
 	/// Unique per owner; a resubmission with the same id and content is a no-op.
 	pub client_order_id: u64,
@@ -72,7 +71,7 @@ pub struct OrderSpec {
 }
 
 /// An order signed off-chain by its owner and relayed by anyone.
-#[derive(Encode, Decode, DecodeWithMemTracking, MaxEncodedLen, TypeInfo, Clone, PartialEq, Eq, RuntimeDebug)]
+#[derive(Encode, Decode, DecodeWithMemTracking, MaxEncodedLen, TypeInfo, Clone, PartialEq, Eq, Debug)]
 pub struct SignedOrder<AccountId> {
 	pub owner: AccountId,
 	pub spec: OrderSpec,
@@ -80,14 +79,14 @@ pub struct SignedOrder<AccountId> {
 }
 
 /// A cancellation signed off-chain by the order's owner.
-#[derive(Encode, Decode, DecodeWithMemTracking, MaxEncodedLen, TypeInfo, Clone, PartialEq, Eq, RuntimeDebug)]
+#[derive(Encode, Decode, DecodeWithMemTracking, MaxEncodedLen, TypeInfo, Clone, PartialEq, Eq, Debug)]
 pub struct SignedCancel<AccountId> {
 	pub owner: AccountId,
 	pub client_order_id: u64,
 	pub signature: RawSignature,
 }
 
-#[derive(Encode, Decode, DecodeWithMemTracking, MaxEncodedLen, TypeInfo, Clone, Copy, PartialEq, Eq, RuntimeDebug)]
+#[derive(Encode, Decode, DecodeWithMemTracking, MaxEncodedLen, TypeInfo, Clone, Copy, PartialEq, Eq, Debug)]
 pub enum OrderStatus {
 	Open,
 	Cancelled,
@@ -95,7 +94,7 @@ pub enum OrderStatus {
 	Cleared { filled_wh: u64 },
 }
 
-#[derive(Encode, Decode, MaxEncodedLen, TypeInfo, Clone, PartialEq, Eq, RuntimeDebug)]
+#[derive(Encode, Decode, MaxEncodedLen, TypeInfo, Clone, PartialEq, Eq, Debug)]
 pub struct Order<AccountId> {
 	pub owner: AccountId,
 	pub spec: OrderSpec,
@@ -103,7 +102,7 @@ pub struct Order<AccountId> {
 }
 
 /// One trade of a clearing: `quantity_wh` from `offer` to `bid`.
-#[derive(Encode, Decode, DecodeWithMemTracking, MaxEncodedLen, TypeInfo, Clone, Copy, PartialEq, Eq, RuntimeDebug)]
+#[derive(Encode, Decode, DecodeWithMemTracking, MaxEncodedLen, TypeInfo, Clone, Copy, PartialEq, Eq, Debug)]
 pub struct Match {
 	pub bid: OrderId,
 	pub offer: OrderId,
@@ -114,14 +113,14 @@ pub struct Match {
 	pub seller_price: u64,
 }
 
-#[derive(Encode, Decode, DecodeWithMemTracking, MaxEncodedLen, TypeInfo, Clone, Copy, PartialEq, Eq, RuntimeDebug)]
+#[derive(Encode, Decode, DecodeWithMemTracking, MaxEncodedLen, TypeInfo, Clone, Copy, PartialEq, Eq, Debug)]
 pub struct ZonePrice {
 	pub zone: ZoneId,
 	pub price: u64,
 }
 
 /// What is kept of an accepted clearing (its matches are stored beside it).
-#[derive(Encode, Decode, MaxEncodedLen, TypeInfo, Clone, PartialEq, Eq, RuntimeDebug)]
+#[derive(Encode, Decode, MaxEncodedLen, TypeInfo, Clone, PartialEq, Eq, Debug)]
 pub struct ClearingSummary<AccountId, BlockNumber> {
 	pub mechanism: Mechanism,
 	pub volume_wh: u64,
@@ -131,7 +130,7 @@ pub struct ClearingSummary<AccountId, BlockNumber> {
 }
 
 /// Market parameters the operator sets.
-#[derive(Encode, Decode, DecodeWithMemTracking, MaxEncodedLen, TypeInfo, Clone, Copy, PartialEq, Eq, RuntimeDebug, Serialize, Deserialize)]
+#[derive(Encode, Decode, DecodeWithMemTracking, MaxEncodedLen, TypeInfo, Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct MarketParams {
 	pub interval_ms: u64,
 	/// Orders for an interval close this long before it starts.
@@ -175,13 +174,13 @@ impl MarketParams {
 	}
 }
 
-#[derive(Encode, Decode, MaxEncodedLen, TypeInfo, Clone, Copy, PartialEq, Eq, RuntimeDebug)]
+#[derive(Encode, Decode, MaxEncodedLen, TypeInfo, Clone, Copy, PartialEq, Eq, Debug)]
 pub struct Participant {
 	pub zone: ZoneId,
 }
 
 /// The last accepted reading of a meter: where the next one must continue.
-#[derive(Encode, Decode, MaxEncodedLen, TypeInfo, Clone, Copy, PartialEq, Eq, RuntimeDebug)]
+#[derive(Encode, Decode, MaxEncodedLen, TypeInfo, Clone, Copy, PartialEq, Eq, Debug)]
 pub struct MeterRegisters {
 	pub interval: IntervalId,
 	pub counter: u64,
@@ -189,7 +188,7 @@ pub struct MeterRegisters {
 	pub export_wh: u64,
 }
 
-#[derive(Encode, Decode, MaxEncodedLen, TypeInfo, Clone, PartialEq, Eq, RuntimeDebug)]
+#[derive(Encode, Decode, MaxEncodedLen, TypeInfo, Clone, PartialEq, Eq, Debug)]
 pub struct Meter<AccountId> {
 	pub owner: AccountId,
 	pub zone: ZoneId,
@@ -201,7 +200,7 @@ pub struct Meter<AccountId> {
 }
 
 /// What a meter signs: its cumulative registers at the end of `interval`.
-#[derive(Encode, Decode, DecodeWithMemTracking, MaxEncodedLen, TypeInfo, Clone, Copy, PartialEq, Eq, RuntimeDebug)]
+#[derive(Encode, Decode, DecodeWithMemTracking, MaxEncodedLen, TypeInfo, Clone, Copy, PartialEq, Eq, Debug)]
 pub struct MeterReading {
 	pub meter: MeterKey,
 	pub interval: IntervalId,
@@ -211,14 +210,14 @@ pub struct MeterReading {
 }
 
 /// Metered energy of one owner in one interval (sum over the owner's meters).
-#[derive(Encode, Decode, MaxEncodedLen, TypeInfo, Clone, Copy, PartialEq, Eq, RuntimeDebug, Default)]
+#[derive(Encode, Decode, MaxEncodedLen, TypeInfo, Clone, Copy, PartialEq, Eq, Debug, Default)]
 pub struct MeteredEnergy {
 	pub import_wh: u64,
 	pub export_wh: u64,
 }
 
 /// One participant's settlement line for an interval. Positive energy is net import.
-#[derive(Encode, Decode, MaxEncodedLen, TypeInfo, Clone, Copy, PartialEq, Eq, RuntimeDebug)]
+#[derive(Encode, Decode, DecodeWithMemTracking, MaxEncodedLen, TypeInfo, Clone, Copy, PartialEq, Eq, Debug)]
 pub struct SettlementLine {
 	/// Bought minus sold in the clearing, Wh.
 	pub contracted_wh: i64,
