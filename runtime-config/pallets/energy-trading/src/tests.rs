@@ -9,7 +9,7 @@ use frame_support::{
 	BoundedVec,
 };
 use sp_core::{sr25519, Pair};
-use sp_runtime::{AccountId32, DispatchError};
+use sp_runtime::{AccountId32, DispatchError, DispatchResult};
 
 type E = Error<Test>;
 type Ev = Event<Test>;
