@@ -197,6 +197,7 @@ class Ingest:
         self.signers = {s.name: MeterSigner(MeterKey.from_uri(s.key_uri), self.data_dir / f"meter-{s.name}.json")
                         for s in sites}
         self.stale: set[str] = set()
+        self._params = None
 
     def report(self, a: Anomaly, *, error: bool = False) -> None:
         self.queue.record(a)
@@ -247,10 +248,17 @@ class Ingest:
         return reading
 
     async def poll(self, interval: int) -> list[MeterReading]:
-        """Read every meter for `interval` (which has just ended)."""
-        params = self.chain.market_params()
-        readings = await asyncio.gather(*(self.read_site(s, interval, params.interval_ms) for s in self.sites))
+        """Read every meter for `interval` (which has just ended). Needs no node: readings queue
+        up while the chain is unreachable."""
+        interval_ms = self.params().interval_ms
+        readings = await asyncio.gather(*(self.read_site(s, interval, interval_ms) for s in self.sites))
         return [r for r in readings if r is not None]
+
+    def params(self):
+        # The interval length is frozen once trading starts, so one read serves the whole run.
+        if self._params is None:
+            self._params = self.chain.market_params()
+        return self._params
 
     def submit_pending(self, *, timeout_s: float = 60.0) -> dict[str, int]:
         """Send queued readings in counter order per meter. Stops at the first reading of a meter
@@ -293,36 +301,61 @@ class Ingest:
         last = (info or {}).get("last")
         return None if not last else int(last["counter"])
 
-    async def run(self, *, intervals: int | None = None, stop: asyncio.Event | None = None) -> None:
-        """Poll at each interval's end and keep the queue flowing; survives node restarts."""
+    async def run(self, *, intervals: int | None = None, stop: asyncio.Event | None = None,
+                  drain_s: float = 120.0) -> None:
+        """Poll at each interval's end while a second task keeps the queue flowing to the chain,
+        so a node that is down delays submission but never reading. After the last interval it
+        keeps submitting for up to `drain_s` until the queue is empty."""
         self.requeue_unsent()
-        params = self.chain.market_params()
-        done = 0
-        while intervals is None or done < intervals:
-            now = int(time.time() * 1000)
-            interval = params.interval_at(now)
-            end = params.interval_end(interval)
-            await asyncio.sleep(max(0.0, (end - now) / 1000) + 0.2)
-            if stop is not None and stop.is_set():
-                break
-            await self.poll(interval)
-            await self.flush()
-            done += 1
-        await self.flush()
+        params = self.params()
+        reading_done = asyncio.Event()
+        wake = asyncio.Event()
 
-    async def flush(self, *, attempts: int = 1) -> dict[str, int]:
-        result = {"on_chain": 0, "rejected": 0, "waiting": 0}
-        for attempt in range(attempts):
+        async def reader():
+            done = 0
             try:
-                result = await asyncio.to_thread(self.submit_pending)
-            except ChainUnavailable as exc:
-                log.warning("node unreachable, %d reading(s) stay queued: %s", len(self.queue.pending()), exc)
-                await asyncio.sleep(min(5.0, 0.5 * 2 ** attempt))
-                continue
-            if result["waiting"] == 0:
-                break
-            await asyncio.sleep(1.0)
-        return result
+                while intervals is None or done < intervals:
+                    now = int(time.time() * 1000)
+                    interval = params.interval_at(now)
+                    await asyncio.sleep(max(0.0, (params.interval_end(interval) - now) / 1000) + 0.2)
+                    if stop is not None and stop.is_set():
+                        break
+                    await self.poll(interval)
+                    wake.set()
+                    done += 1
+            finally:
+                reading_done.set()
+                wake.set()
+
+        async def submitter():
+            backoff = 0.5
+            drain_deadline = None
+            while True:
+                wake.clear()
+                try:
+                    result = await asyncio.to_thread(self.submit_pending)
+                    backoff = 0.5
+                except ChainUnavailable as exc:
+                    log.warning("node unreachable, %d reading(s) stay queued: %s", len(self.queue.pending()), exc)
+                    result = {"waiting": 1}
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 5.0)
+                if reading_done.is_set():
+                    if not self.queue.pending():
+                        return
+                    drain_deadline = drain_deadline or time.monotonic() + drain_s
+                    if time.monotonic() > drain_deadline:
+                        log.error("%d reading(s) still queued after %.0f s", len(self.queue.pending()), drain_s)
+                        return
+                if result.get("waiting"):
+                    await asyncio.sleep(1.0)  # e.g. the chain's clock has not passed the interval yet
+                else:
+                    try:
+                        await asyncio.wait_for(wake.wait(), timeout=1.0)
+                    except asyncio.TimeoutError:
+                        pass
+
+        await asyncio.gather(reader(), submitter())
 
 
 def load_sites(path: str | Path) -> list[MeterSite]:
