@@ -8,7 +8,7 @@ from fastapi import Depends, Query, Request
 
 from offchain.config import Settings
 from offchain.orderlog import OrderLog
-from offchain.store import DataDir
+from offchain.store import DataDir, ThreadConnection
 
 from .chainview import ChainView
 from .pagination import DEFAULT_LIMIT, MAX_LIMIT
@@ -26,16 +26,18 @@ def get_chain(request: Request) -> ChainView:
     return request.app.state.chain
 
 
+# Connections are per thread, and FastAPI may run a dependency and its endpoint on different
+# threads: hand out stand-ins that pick the calling thread's connection at each use.
 def get_index(request: Request) -> sqlite3.Connection:
-    return request.app.state.data.index()
+    return ThreadConnection(request.app.state.data.index)
 
 
 def get_ops(request: Request) -> sqlite3.Connection:
-    return request.app.state.data.ops()
+    return ThreadConnection(request.app.state.data.ops)
 
 
 def get_order_log(request: Request) -> OrderLog:
-    return OrderLog(request.app.state.data.orders())
+    return OrderLog(ThreadConnection(request.app.state.data.orders))
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]

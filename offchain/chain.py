@@ -45,6 +45,8 @@ _CHAIN_SOURCE = {"solar": "Solar", "wind": "Wind", "hydro": "Hydro", "biomass": 
 _CHAIN_MECHANISM = {"uniform": "Uniform", "pay-as-bid": "PayAsBid", "zonal": "Zonal"}
 U16_MAX, U64_MAX = 2**16 - 1, 2**64 - 1
 
+_INIT_LOCK = threading.Lock()
+
 # Errors a transport can raise when the node goes away or restarts.
 _CONNECTION_ERRORS = (WebSocketException, ConnectionError, OSError, BrokenPipeError, TimeoutError)
 
@@ -473,15 +475,19 @@ class Chain:
 
     def _open(self) -> None:
         self.close()
-        substrate = SubstrateInterface(url=self.url, ss58_format=SS58_FORMAT, auto_reconnect=False,
-                                       ws_options={"timeout": self.rpc_timeout_s})
-        substrate.init_runtime()
+        # scalecodec keeps type registries in shared state: two threads decoding metadata at
+        # once can see each other's half-loaded registry ("Decoder class for Compact<u32> not found").
+        with _INIT_LOCK:
+            substrate = SubstrateInterface(url=self.url, ss58_format=SS58_FORMAT, auto_reconnect=False,
+                                           ws_options={"timeout": self.rpc_timeout_s})
+            substrate.init_runtime()
         genesis = substrate.get_block_hash(0)
         if self._genesis is not None and genesis != self._genesis:
             log.warning("node at %s has a new genesis %s (was %s): a new chain", self.url, genesis, self._genesis)
-        if self._genesis is not None:
-            # The node restarted: its pool is gone, and with it the nonces we had counted on.
-            _forget_nonces(genesis)
+        # A (re)connection may meet a restarted node whose pool is gone, or a fresh dev chain
+        # with the same genesis as an earlier one: the nonces counted so far mean nothing there.
+        # The node's own next index (which includes its pool) is read again on the next submit.
+        _forget_nonces(genesis)
         self._genesis = genesis
         self._substrate = substrate
         self._block_tx_cache.clear()
@@ -752,7 +758,8 @@ class Chain:
         """Compose and sign a call with the given nonce (default: the next tracked one). The
         result is not submitted yet; `broadcast` it (as many times as needed)."""
         def run(s: SubstrateInterface):
-            call = s.compose_call(call_module=module, call_function=function, call_params=params)
+            call = s.compose_call(call_module=module, call_function=function,
+                                  call_params=_encodable(s, module, function, params))
             best = int(s.rpc_request("chain_getHeader", [])["result"]["number"], 16)
             extrinsic = s.create_signed_extrinsic(call=call, keypair=signer, nonce=nonce,
                                                    era={"period": era_period})
@@ -912,7 +919,8 @@ class Chain:
 
     def encode_call_args(self, function: str, params: dict, module: str = PALLET) -> bytes:
         """The SCALE bytes of a call's arguments (the call data without its 2-byte index)."""
-        call = self._call(lambda s: s.compose_call(call_module=module, call_function=function, call_params=params))
+        call = self._call(lambda s: s.compose_call(call_module=module, call_function=function,
+                                                   call_params=_encodable(s, module, function, params)))
         return bytes(call.data.data)[2:]
 
 
@@ -979,6 +987,19 @@ class ReceiptWatcher:
                                           f"{tx.mortal_until}", tx_hash=tx_hash))
                 del self.pending[tx_hash]
         return ready, dropped
+
+
+def _encodable(s: SubstrateInterface, module: str, function: str, params: dict) -> dict:
+    """scalecodec 1.2 sees a BoundedVec argument as a one-field tuple around the Vec: hand it
+    the list wrapped that way, so callers pass plain lists."""
+    fields = s.get_metadata_call_function(module, function).value["fields"]
+    out = dict(params)
+    for f in fields:
+        type_name = f.get("typeName") or ""
+        value = out.get(f["name"])
+        if type_name.startswith(("BoundedVec<", "WeakBoundedVec<")) and isinstance(value, list):
+            out[f["name"]] = (value,)
+    return out
 
 
 def _request_error_text(exc: SubstrateRequestException) -> str:

@@ -6,9 +6,11 @@ meters report after it ends, the settler settles it. One line per interval goes 
 (JSON with --json); progress goes to stderr; everything stays in the data folder."""
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -17,9 +19,10 @@ from api.client import Client, OrderRefused
 from .chain import UNITS_PER_BRL, Chain, keypair
 from .clearinghouse import report_from_chain
 from .config import Settings
+from .ingest import Ingest
 from .node import DevNode, build_binary, find_binary, free_port
 from .processes import start_api, start_workers, wait_http
-from .sites import Agent, make_sites, register_sites, submit_readings
+from .sites import Agent, make_sites, register_sites
 from .store import DataDir, now_ms
 
 log = logging.getLogger(__name__)
@@ -52,7 +55,7 @@ class Demo:
             return self._trade()
         finally:
             self._stop()
-            self.say(f"state left in {self.data_dir} (chain/, *.db, logs/, meters/)")
+            self.say(f"state left in {self.data_dir} (chain/, *.db, logs/, ingest/)")
 
     # -- start and stop --------------------------------------------------------------------
     def _start(self) -> None:
@@ -73,12 +76,26 @@ class Demo:
         self.say(f"API at {self.api_url} (web page at {self.api_url}/), workers running")
         self.chain = Chain(self.node.url).connect()
         for site in self.sites:
-            site.start(self.speed, self.start_hour, self.data_dir / "meters")
+            site.start(self.speed, self.start_hour)
         self.say(f"{len(self.sites)} simulated sites on Modbus: "
                  + ", ".join(f"{s.name}@{s.simulator.port}" for s in self.sites))
         register_sites(self.chain, keypair(self.settings.operator_uri), self.sites, speed=self.speed,
                        fund_units=1_000 * UNITS_PER_BRL)
         self.say("operator registered the participants and accredited their meters")
+        self._start_ingest()
+
+    def _start_ingest(self) -> None:
+        """The ingest worker reads the simulated meters at each interval's end and sends their
+        signed readings (the first one is each meter's baseline)."""
+        ingest = Ingest(Chain(self.node.url).connect(), [s.meter_site(self.speed) for s in self.sites],
+                        self.data_dir / "ingest", submitter_uri="//Eve")
+
+        def run():
+            try:
+                asyncio.run(ingest.run(intervals=self.intervals + 3))
+            except Exception:  # the demo reports what is missing; the log has the details
+                log.exception("ingest stopped")
+        threading.Thread(target=run, name="ingest", daemon=True).start()
 
     def _stop(self) -> None:
         for site in self.sites:
@@ -102,9 +119,7 @@ class Demo:
                  f"{params.gate_closure_ms // 1000} s before start); first gate closes in "
                  f"{(params.gate_closure(first) - now_ms()) / 1000:.0f} s")
         agents = [Agent(site, params, self.speed, seed=site.seed) for site in self.sites]
-        submitter = keypair("//Eve")  # pays the readings' fees; the meters' signatures make them valid
         placed: dict[int, int] = {}
-        read: set[int] = set()
         printed: set[int] = set()
         deadline = time.monotonic() + (self.intervals + 5) * params.interval_ms / 1000 + 120
         while len(printed) < self.intervals and time.monotonic() < deadline:
@@ -112,10 +127,6 @@ class Demo:
             k = params.first_open_interval(now, margin)
             if first <= k <= last and k not in placed:
                 placed[k] = self._place_orders(client, agents, k)
-            for j in range(first - 1, last + 1):
-                if j not in read and now >= params.interval_end(j) + 300:
-                    self._report_meters(submitter, j)
-                    read.add(j)
             for j in range(first, last + 1):
                 if j not in printed and self.chain.settled_at(j) is not None:
                     self._print(j, placed.get(j, 0))
@@ -143,12 +154,6 @@ class Demo:
                 self.say(f"{agent.site.name}: order refused: {exc}")
         self.say(f"interval {interval}: {sent} orders placed through the API")
         return sent
-
-    def _report_meters(self, submitter, interval: int) -> None:
-        readings = [site.sign(site.read(), interval) for site in self.sites]
-        errors = submit_readings(self.chain, submitter, readings)
-        if errors:
-            self.say(f"interval {interval}: readings refused: {', '.join(errors)}")
 
     def _print(self, interval: int, placed: int) -> None:
         chain = self.chain

@@ -4,8 +4,8 @@ signs its readings.
 
 The agent forecasts its next interval from the meter's present net power and offers its
 surplus (or bids for its need) through the API client, at a price between the utility's
-feed-in rate and its tariff. The readings go to the chain with `submit_reading`; this stands
-in for the ingest worker (offchain/ingest.py) in the demo.
+feed-in rate and its tariff. The readings go to the chain through the ingest worker
+(offchain/ingest.py), which reads the same simulators over Modbus.
 
 Time runs `speed` times faster at the sites than on the wall clock, so one 20 s market
 interval is a quarter of an hour of solar and load; meters are accredited with their
@@ -17,14 +17,14 @@ import asyncio
 import logging
 import random
 from dataclasses import dataclass
-from pathlib import Path
 
 from substrateinterface import Keypair
 
-from meter_bridge import MeterKey, MeterSigner, read_meter, start_simulator
-from meter_bridge.reading import MeterReading, RawReading
+from meter_bridge import MeterKey, read_meter, start_simulator
+from meter_bridge.reading import RawReading
 
-from .chain import Chain, ChainError, MarketParams, keypair
+from .chain import Chain, MarketParams, keypair
+from .ingest import MeterSite
 
 log = logging.getLogger(__name__)
 
@@ -41,17 +41,28 @@ class Site:
     nameplate_w: int
     seed: int
     simulator: object = None  # meter_bridge SimulatorHandle
-    signer: MeterSigner | None = None
     last_reading: RawReading | None = None
 
     @property
     def source(self) -> str:
         return "solar" if self.kind == "prosumer" else "grid_mix"
 
-    def start(self, speed: float, start_hour: float, state_dir: Path) -> None:
+    @property
+    def meter_uri(self) -> str:
+        return f"//WattChain/meter/{self.name}"
+
+    def rated_power_w(self, speed: float) -> int:
+        """What the meter is accredited for: nameplate with headroom, times the site's speed-up."""
+        return min(2**32 - 1, int(self.nameplate_w * 1.5 * speed))
+
+    def start(self, speed: float, start_hour: float) -> None:
         self.simulator = start_simulator(0, MODEL, self.kind, speed, start_hour=start_hour, seed=self.seed,
                                          rated_power_w=self.nameplate_w)
-        self.signer = MeterSigner(self.meter_key, state_dir / f"{self.name}.json")
+
+    def meter_site(self, speed: float) -> MeterSite:
+        """The site as the ingest worker knows it."""
+        return MeterSite(name=self.name, model=MODEL, host=self.simulator.host, port=self.simulator.port,
+                         key_uri=self.meter_uri, rated_power_w=self.rated_power_w(speed))
 
     def stop(self) -> None:
         if self.simulator is not None:
@@ -61,9 +72,6 @@ class Site:
         self.last_reading = asyncio.run(read_meter(self.simulator.host, self.simulator.port, MODEL))
         return self.last_reading
 
-    def sign(self, raw: RawReading, interval: int) -> MeterReading:
-        return self.signer.sign(raw, interval)
-
 
 def make_sites(prosumers: int, consumers: int, *, zones: int = 1, seed: int = 7) -> list[Site]:
     """Dev keys derived from fixed paths (dev chains only), so a rerun finds the same accounts."""
@@ -72,7 +80,7 @@ def make_sites(prosumers: int, consumers: int, *, zones: int = 1, seed: int = 7)
         kind = "prosumer" if i < prosumers else "consumer"
         name = f"{kind}-{i + 1}"
         sites.append(Site(name=name, kind=kind, account=keypair(f"//WattChain/{name}"),
-                          meter_key=MeterKey.from_uri(f"//WattChain/meter/{name}"), zone=i % zones,
+                          meter_key=MeterKey.from_uri(f"//WattChain/meter/{kind}-{i + 1}"), zone=i % zones,
                           nameplate_w=5_000 if kind == "prosumer" else 8_000, seed=seed + i))
     return sites
 
@@ -114,10 +122,10 @@ def register_sites(chain: Chain, operator: Keypair, sites: list[Site], *, speed:
                                            {"who": site.account.ss58_address, "zone": site.zone}))
         if site.meter_key.public_key_hex not in meters:
             # Time runs `speed` times faster at the site: so does the energy per interval.
-            rated = min(2**32 - 1, int(site.nameplate_w * 1.5 * speed))
             txs.append(chain.submit_nowait(operator, "accredit_meter", {
                 "meter": site.meter_key.public_key_hex, "owner": site.account.ss58_address, "zone": site.zone,
-                "source": "Solar" if site.kind == "prosumer" else "GridMix", "rated_power_w": rated}))
+                "source": "Solar" if site.kind == "prosumer" else "GridMix",
+                "rated_power_w": site.rated_power_w(speed)}))
         if chain.balance(site.account.ss58_address).free < fund_units // 2:
             txs.append(chain.submit_nowait(operator, "transfer_keep_alive",
                                            {"dest": site.account.ss58_address, "value": fund_units}, module="Balances"))
@@ -125,17 +133,4 @@ def register_sites(chain: Chain, operator: Keypair, sites: list[Site], *, speed:
         receipt.raise_for_error()
 
 
-def submit_readings(chain: Chain, submitter: Keypair, readings: list[MeterReading]) -> list[str]:
-    """Send signed readings; returns the pallet's errors (empty when all were accepted)."""
-    txs = []
-    for r in readings:
-        params = Chain.reading_params(r.meter, r.interval, r.counter, r.import_wh, r.export_wh, r.signature)
-        txs.append(chain.submit_nowait(submitter, "submit_reading", params))
-    errors = []
-    for receipt in chain.wait(txs, timeout_s=90):
-        if receipt.error is not None:
-            errors.append(receipt.error.name)
-    return errors
-
-
-__all__ = ["Agent", "Site", "make_sites", "register_sites", "submit_readings"]
+__all__ = ["Agent", "Site", "make_sites", "register_sites"]

@@ -183,6 +183,24 @@ class transaction:
             self.conn.execute("ROLLBACK")
 
 
+class ThreadConnection:
+    """Stands for "this thread's connection" to one store: every call goes to the connection of
+    the thread making it. (FastAPI may resolve a dependency on one thread and run the endpoint
+    on another; an SQLite connection must not serve two threads at once.)"""
+
+    def __init__(self, get):
+        self._get = get
+
+    def execute(self, *args, **kwargs):
+        return self._get().execute(*args, **kwargs)
+
+    def executemany(self, *args, **kwargs):
+        return self._get().executemany(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._get(), name)
+
+
 class DataDir:
     """The data folder's layout; each process opens its own connections (thread-local)."""
 

@@ -327,4 +327,7 @@ def test_kill9_of_the_api_and_the_workers_loses_nothing(market):
     for a in acknowledged:
         o = on_chain[(a["owner"], a["body"]["client_order_id"])]
         assert (o.spec.quantity_wh, o.spec.price_ticks, o.spec.side) == (10, 50, "offer")
-    assert len(on_chain) == len(acknowledged)
+    # An order logged just before the kill but never answered may land too: the client saw no
+    # 202, so either outcome is right; at most one per posting thread.
+    extra = set(on_chain) - {(a["owner"], a["body"]["client_order_id"]) for a in acknowledged}
+    assert len(extra) <= len(threads)
