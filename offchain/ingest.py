@@ -194,8 +194,11 @@ class Ingest:
         self.queue = ReadingQueue(self.data_dir / "readings.sqlite")
         self.submitter = keypair(submitter_uri)
         self.retry = retry or RetryPolicy(attempts=4, backoff_s=0.25, backoff_max_s=2.0)
-        self.signers = {s.name: MeterSigner(MeterKey.from_uri(s.key_uri), self.data_dir / f"meter-{s.name}.json")
-                        for s in sites}
+        self.signers = {}
+        for s in sites:
+            key = MeterKey.from_uri(s.key_uri)
+            # One counter file per meter key, not per site: a swapped meter starts its own count.
+            self.signers[s.name] = MeterSigner(key, self.data_dir / f"meter-{key.public_key_hex[2:18]}.json")
         self.stale: set[str] = set()
         self._params = None
 
