@@ -32,8 +32,11 @@ node: toolchain
 	@cd runtime-config && $(RUST_ENV) cargo build --locked -p wattchain-node >&2
 	@echo "$(NODE_BIN)"
 
+# The pallet's unit and randomized tests, then its benchmarks run once each as tests.
 test-rust: toolchain
 	@cd runtime-config && $(RUST_ENV) SKIP_WASM_BUILD=1 cargo test --locked -p pallet-energy-trading
+	@cd runtime-config && $(RUST_ENV) SKIP_WASM_BUILD=1 cargo test --locked -p pallet-energy-trading \
+		--features runtime-benchmarks benchmarking::
 
 test-python: python node
 	@WATTCHAIN_NODE=$(NODE_BIN) $(PY) -m pytest -q

@@ -669,7 +669,7 @@ pub mod pallet {
 			((price_ticks as u128) * (quantity_wh as u128)).saturated_into()
 		}
 
-		fn do_place_order(owner: T::AccountId, spec: OrderSpec) -> DispatchResult {
+		pub(crate) fn do_place_order(owner: T::AccountId, spec: OrderSpec) -> DispatchResult {
 			if let Some(existing) = ClientOrders::<T>::get(&owner, spec.client_order_id) {
 				let order = Orders::<T>::get(existing).ok_or(Error::<T>::UnknownOrder)?;
 				ensure!(order.spec == spec, Error::<T>::ClientOrderIdReused);
