@@ -19,6 +19,12 @@ from pathlib import Path
 
 from .config import Settings
 
+# An editable install made before api/ existed maps only the packages it saw then; the CLI
+# belongs to this checkout, so make its sibling packages importable either way.
+_ROOT = str(Path(__file__).resolve().parent.parent)
+if _ROOT not in sys.path:
+    sys.path.append(_ROOT)
+
 
 def _common(p: argparse.ArgumentParser, *, node: bool = True) -> None:
     p.add_argument("--data", type=Path, default=None, help="data folder (default: ./data or WATTCHAIN_DATA_DIR)")
