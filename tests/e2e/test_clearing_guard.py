@@ -128,3 +128,30 @@ def test_a_crash_between_submit_and_inclusion_does_not_clear_twice(chain, tmp_pa
                 for e in chain.events(chain.block_hash(n))
                 if e.pallet == PALLET and e.name == "ClearingAccepted" and int(e.attributes["interval"]) == k]
     assert len(accepted) == 1
+
+
+def test_pay_as_bid_and_renewable_only_books_are_committed(chain, tmp_path):
+    """The other mechanisms pass the pallet's checks too: pay-as-bid by configuration, and zonal
+    when a renewable-only bid is in the book (the uniform auction cannot keep it apart)."""
+    params = chain.market_params()
+    k = params.first_open_interval(now_ms(), 4_000)
+    place_crossing_orders(chain, k)
+    seller, buyer = keypair(SELLER), keypair(BUYER)
+    base = now_ms() * 10
+    chain.place_orders_relayed(keypair("//Dave"), [
+        sign_order(seller, chain.genesis_hash, OrderSpec(base, k + 1, "offer", 500, 35, source="wind")),
+        sign_order(seller, chain.genesis_hash, OrderSpec(base + 1, k + 1, "offer", 500, 30, source="grid_mix")),
+        sign_order(buyer, chain.genesis_hash, OrderSpec(base + 2, k + 1, "bid", 700, 60, renewable_only=True))])
+    data = DataDir(tmp_path)
+    pay_as_bid = Scheduler(data, chain, keypair("//Alice"), mechanism="pay-as-bid", start_interval=k)
+    wait_for_gate(chain, k)
+    assert pay_as_bid.clear_interval(k)["state"] == "committed"
+    cleared = chain.clearing(k)
+    assert cleared.mechanism == "pay-as-bid" and cleared.volume_wh == 800 and cleared.zone_prices == []
+    assert {m.buyer_price for m in cleared.matches} == {70, 50}  # each bid pays its own limit
+    uniform = Scheduler(DataDir(tmp_path / "u"), chain, keypair("//Alice"), mechanism="uniform", start_interval=k + 1)
+    wait_for_gate(chain, k + 1)
+    assert uniform.clear_interval(k + 1)["state"] == "committed"
+    zonal = chain.clearing(k + 1)
+    assert zonal.mechanism == "zonal" and zonal.volume_wh == 500  # only the wind offer may serve the bid
+    assert {m.seller_price for m in zonal.matches} == {m.buyer_price for m in zonal.matches}
