@@ -3,7 +3,7 @@ both end up here, and every worker and the API take a Settings."""
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 from .chain import DEFAULT_URL

@@ -133,10 +133,22 @@ class Demo:
                     printed.add(j)
             time.sleep(0.25)
         client.close()
+        self._wait_for_index(last)
         if len(printed) < self.intervals:
             self.say(f"only {len(printed)} of {self.intervals} intervals settled in time; see {self.data_dir / 'logs'}")
             return 1
         return 0 if all(r["settlement"]["balanced"] for r in self.results) else 1
+
+    def _wait_for_index(self, last: int, timeout_s: float = 30.0) -> None:
+        """Let the indexer reach the last settlement, so the data folder left behind (and the
+        API on it) holds the whole run."""
+        index = DataDir(self.data_dir).index()
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if index.execute("SELECT 1 FROM intervals_settled WHERE interval = ?", (last,)).fetchone():
+                return
+            time.sleep(0.5)
+        self.say(f"the index has not reached the settlement of interval {last} yet")
 
     def _place_orders(self, client: Client, agents: list[Agent], interval: int) -> int:
         sent = 0

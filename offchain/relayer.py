@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from substrateinterface import Keypair
 
 from .chain import Chain, ChainError, MarketParams, PALLET, SignedCancel, SignedOrder, ss58
-from .orderlog import LoggedCancel, LoggedOrder, OrderLog
+from .orderlog import LoggedOrder, OrderLog
 from .store import DataDir, alert
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from typing import Callable
 
 from substrateinterface import Keypair

@@ -20,7 +20,7 @@ from api.client import Client, OrderRefused, fresh_client_order_id, order_body
 from e2e_helpers import now_ms, setup_participants, wait_until
 from meter_bridge import MeterKey, sign_reading
 from meter_bridge.reading import RawReading
-from offchain.chain import PALLET, Chain, OrderSpec, keypair
+from offchain.chain import Chain, OrderSpec, keypair
 from offchain.clearinghouse import report_from_chain
 from offchain.node import DevNode, free_port
 from offchain.processes import Child, start_api, start_workers, wait_http
@@ -179,7 +179,6 @@ class StreamReader(threading.Thread):
 
 def test_three_intervals_cleared_committed_and_settled(market):
     chain, client = market.chain, market.client()
-    genesis = client.genesis_hash
     params = chain.market_params()
     k0 = params.first_open_interval(now_ms(), 14_000)  # time to place, relay and cancel before the gate
     intervals = [k0, k0 + 1, k0 + 2]
