@@ -7,6 +7,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from offchain.chain import ChainUnavailable
+
 
 class APIError(Exception):
     def __init__(self, status: int, error: str, detail: str):
@@ -25,6 +27,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(APIError)
     async def _api_error(_: Request, exc: APIError):
         return JSONResponse({"error": exc.error, "detail": exc.detail}, status_code=exc.status)
+
+    @app.exception_handler(ChainUnavailable)
+    async def _no_chain(_: Request, exc: ChainUnavailable):
+        return JSONResponse({"error": "ChainUnavailable", "detail": str(exc)}, status_code=503)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError):
