@@ -10,7 +10,7 @@ RUST_ENV := PATH=/usr/bin:$$PATH CARGO=/usr/bin/cargo RUSTC=/usr/bin/rustc \
 	WASM_BUILD_RUSTFLAGS="-C link-arg=--allow-undefined" WASM_BUILD_WORKSPACE_HINT=$(CURDIR)/runtime-config
 NODE_BIN := $(CARGO_TARGET_DIR)/debug/wattchain-node
 
-.PHONY: setup toolchain python node test test-rust test-python demo bench weights clean-chain
+.PHONY: setup toolchain python node test test-rust test-python demo bench weights
 
 setup: toolchain python
 
@@ -45,6 +45,16 @@ test: setup node test-rust test-python
 
 demo: setup node
 	@WATTCHAIN_NODE=$(NODE_BIN) $(VENV)/bin/wattchain demo --intervals 3
+
+# Regenerates the pallet's weights.rs by running its benchmarks in the wasm runtime
+# (a node built with the runtime-benchmarks feature, in its own target folder).
+BENCH_TARGET := $(HOME)/.cache/wattchain/target-bench
+weights: toolchain
+	@cd runtime-config && $(RUST_ENV) CARGO_TARGET_DIR=$(BENCH_TARGET) cargo build --locked -p wattchain-node \
+		--features runtime-benchmarks >&2
+	$(BENCH_TARGET)/debug/wattchain-node benchmark pallet --chain dev --pallet pallet_energy_trading \
+		--extrinsic '*' --steps 20 --repeat 10 --wasm-execution compiled \
+		--output runtime-config/pallets/energy-trading/src/weights.rs
 
 bench: python
 	@$(PY) -m matcher.bench

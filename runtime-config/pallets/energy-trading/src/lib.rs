@@ -813,8 +813,8 @@ pub mod pallet {
 			let mut paid_by_bid: BTreeMap<OrderId, BalanceOf<T>> = BTreeMap::new();
 			let distributor = Distributor::<T>::get();
 			for m in matches {
-				let (bid, _) = &book[&m.bid];
-				let (offer, _) = &book[&m.offer];
+				let (bid, _) = book.get(&m.bid).ok_or(Error::<T>::OrderNotInInterval)?;
+				let (offer, _) = book.get(&m.offer).ok_or(Error::<T>::OrderNotInInterval)?;
 				let to_seller = Self::cost(m.seller_price, m.quantity_wh);
 				let to_grid = Self::cost(m.buyer_price - m.seller_price, m.quantity_wh);
 				if !to_seller.is_zero() {
@@ -839,9 +839,10 @@ pub mod pallet {
 						Restriction::Free,
 						Fortitude::Polite,
 					)?;
-					fees_paid += to_grid;
+					fees_paid = fees_paid.saturating_add(to_grid);
 				}
-				*paid_by_bid.entry(m.bid).or_insert_with(Zero::zero) += to_seller + to_grid;
+				let paid = paid_by_bid.entry(m.bid).or_insert_with(Zero::zero);
+				*paid = paid.saturating_add(to_seller.saturating_add(to_grid));
 				Self::deposit_event(Event::Traded {
 					interval,
 					bid: m.bid,
@@ -1003,7 +1004,7 @@ pub mod pallet {
 				return Ok(());
 			};
 			ensure!(reading.counter > last.counter, Error::<T>::ReadingReplayed);
-			ensure!(reading.counter == last.counter + 1, Error::<T>::CounterGap);
+			ensure!(Some(reading.counter) == last.counter.checked_add(1), Error::<T>::CounterGap);
 			ensure!(reading.interval > last.interval, Error::<T>::IntervalNotAfterLast);
 			ensure!(
 				reading.import_wh >= last.import_wh && reading.export_wh >= last.export_wh,
@@ -1085,11 +1086,8 @@ pub mod pallet {
 				let c = contracted.get(who).copied().unwrap_or(0);
 				let mtr = metered.get(who).copied().unwrap_or(0);
 				let imbalance = mtr - c;
-				let amount: i128 = if imbalance > 0 {
-					imbalance * params.utility_tariff_ticks as i128
-				} else {
-					imbalance * params.feed_in_ticks as i128
-				};
+				let rate = if imbalance > 0 { params.utility_tariff_ticks } else { params.feed_in_ticks };
+				let amount = imbalance.checked_mul(rate as i128).ok_or(Error::<T>::Overflow)?;
 				if amount != 0 {
 					if distributor.is_none() {
 						distributor = Some(Distributor::<T>::get().ok_or(Error::<T>::NoDistributor)?);
