@@ -31,6 +31,7 @@ STAGES = [tuple(int(x) for x in stage.split(":")) for stage in
           os.environ.get("WATTCHAIN_LOAD_STAGES", "15:5,30:20,45:40,60:40").split(",")]
 
 _budget = itertools.count()
+_spent = threading.Event()  # the order budget is used up: the shape ends the test
 _market_lock = threading.Lock()
 _market: dict = {}
 
@@ -64,7 +65,7 @@ class Trader(HttpUser):
     @task(5)
     def place_order(self):
         if next(_budget) >= ORDER_BUDGET:
-            self.environment.runner.quit()
+            _spent.set()
             return
         genesis, params, interval = market(self.client)
         side = self.rng.choice(("bid", "offer"))
@@ -88,9 +89,12 @@ class Trader(HttpUser):
 
 
 class RampHoldStop(LoadTestShape):
-    """(end second, users) stages; after the last one the test stops."""
+    """(end second, users) stages; after the last one, or once the order budget is spent, the
+    test stops."""
 
     def tick(self):
+        if _spent.is_set():
+            return None
         run_time = self.get_run_time()
         for end, users in STAGES:
             if run_time < end:
