@@ -718,6 +718,13 @@ class Chain:
     def is_cleared(self, interval: int, block_hash: str | None = None) -> bool:
         return self.query(PALLET, "Clearings", [interval], block_hash=block_hash) is not None
 
+    def settlement_params(self, interval: int) -> dict:
+        """The arguments of `settle_interval`: the interval and the counts that price the call
+        (its matches and its metered participants), read from the chain now."""
+        matches = self.query(PALLET, "ClearingMatches", [interval]) or []
+        metered = self.query(PALLET, "MeteredCount", [interval]) or 0
+        return {"interval": interval, "matches": len(matches), "metered": int(metered)}
+
     def settled_at(self, interval: int, block_hash: str | None = None) -> int | None:
         v = self.query(PALLET, "Settled", [interval], block_hash=block_hash)
         return None if v is None else int(v)
@@ -900,10 +907,12 @@ class Chain:
 
     @staticmethod
     def clearing_params(interval: int, mechanism: str, volume_wh: int, zone_prices: Iterable[tuple[int, int]],
-                        matches: Iterable[dict]) -> dict:
+                        matches: Iterable[dict], book_orders: int) -> dict:
         """The arguments of `submit_clearing`, from plain values (matches as dicts with bid,
-        offer, quantity_wh, buyer_price, seller_price)."""
+        offer, quantity_wh, buyer_price, seller_price). `book_orders` is the size of the
+        interval's book (cancelled orders included): the pallet prices the call by it."""
         return {"interval": interval, "mechanism": _CHAIN_MECHANISM[mechanism], "volume_wh": int(volume_wh),
+                "book_orders": int(book_orders),
                 "zone_prices": [{"zone": int(z), "price": int(p)} for z, p in zone_prices],
                 "matches": [{"bid": int(m["bid"]), "offer": int(m["offer"]), "quantity_wh": int(m["quantity_wh"]),
                              "buyer_price": int(m["buyer_price"]), "seller_price": int(m["seller_price"])}

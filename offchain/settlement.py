@@ -83,7 +83,7 @@ class Settler:
             with transaction(self.ops) as c:
                 alert(c, self.name, "ReadingsMissing", text, interval)
         try:
-            receipt = self.chain.submit(self.operator, "settle_interval", {"interval": interval},
+            receipt = self.chain.submit(self.operator, "settle_interval", self.chain.settlement_params(interval),
                                         wait="finality" if self.finality else "inclusion", timeout_s=self.timeout_s)
         except ChainError as exc:
             if exc.name in _NOT_YET:

@@ -218,7 +218,7 @@ mod benchmarks {
 		let prices: BoundedVec<_, T::MaxZones> = vec![ZonePrice { zone: 0, price: 50 }].try_into().expect("one");
 		let matches: BoundedVec<_, T::MaxMatches> = matches.try_into().expect("m is within the bound");
 		#[extrinsic_call]
-		_(RawOrigin::Signed(submitter), INTERVAL, Mechanism::Uniform, 1_000 * m as u64, prices, matches);
+		_(RawOrigin::Signed(submitter), INTERVAL, Mechanism::Uniform, 1_000 * m as u64, prices, matches, 2 * m + o);
 		assert!(Clearings::<T>::contains_key(INTERVAL));
 		Ok(())
 	}
@@ -295,7 +295,7 @@ mod benchmarks {
 		);
 		after_interval::<T>();
 		#[extrinsic_call]
-		_(RawOrigin::Signed(submitter), INTERVAL);
+		_(RawOrigin::Signed(submitter), INTERVAL, m, p);
 		assert!(Settled::<T>::contains_key(INTERVAL));
 		Ok(())
 	}

@@ -412,6 +412,9 @@ pub mod pallet {
 		SettlementPaymentFailed,
 		/// An arithmetic overflow.
 		Overflow,
+		/// A declared upper bound (orders in the book, matches, metered participants) is below
+		/// the real count, so the call was priced too low.
+		WitnessTooSmall,
 	}
 
 	#[pallet::call]
@@ -579,8 +582,13 @@ pub mod pallet {
 		/// Submit the clearing of `interval` (clearing submitters). It is checked in full and
 		/// either applied whole, paying sellers and the distributor from the buyers' holds and
 		/// releasing every remaining hold of the interval, or rejected with the first failed check.
+		/// `book_orders` is an upper bound of the orders in the interval's book (cancelled ones
+		/// included): the call is priced by it before it runs, and refunded to the real count.
 		#[pallet::call_index(20)]
-		#[pallet::weight(T::WeightInfo::submit_clearing(T::MaxOrdersPerInterval::get(), matches.len() as u32))]
+		#[pallet::weight(T::WeightInfo::submit_clearing(
+			(*book_orders).min(T::MaxOrdersPerInterval::get()),
+			matches.len() as u32,
+		))]
 		pub fn submit_clearing(
 			origin: OriginFor<T>,
 			interval: IntervalId,
@@ -588,9 +596,14 @@ pub mod pallet {
 			volume_wh: u64,
 			zone_prices: BoundedVec<ZonePrice, T::MaxZones>,
 			matches: BoundedVec<Match, T::MaxMatches>,
+			book_orders: u32,
 		) -> DispatchResultWithPostInfo {
 			let submitter = ensure_signed(origin)?;
 			ensure!(ClearingSubmitters::<T>::contains_key(&submitter), Error::<T>::NotClearingSubmitter);
+			ensure!(
+				IntervalOrders::<T>::decode_len(interval).unwrap_or(0) as u32 <= book_orders,
+				Error::<T>::WitnessTooSmall
+			);
 			let orders_in_book = Self::do_clearing(submitter, interval, mechanism, volume_wh, zone_prices, &matches)?;
 			Ok(Some(T::WeightInfo::submit_clearing(orders_in_book, matches.len() as u32)).into())
 		}
@@ -625,11 +638,26 @@ pub mod pallet {
 		/// Settle a cleared interval against its metered energy (clearing submitters). Each
 		/// participant's imbalance (metered minus contracted) is bought from the distributor at
 		/// the utility tariff (shortfall) or paid by it at the feed-in rate (surplus).
+		/// `matches` and `metered` are upper bounds of the interval's matches and metered
+		/// participants, which price the call before it runs.
 		#[pallet::call_index(40)]
-		#[pallet::weight(T::WeightInfo::settle_interval(T::MaxMatches::get(), T::MaxMeteredPerInterval::get()))]
-		pub fn settle_interval(origin: OriginFor<T>, interval: IntervalId) -> DispatchResultWithPostInfo {
+		#[pallet::weight(T::WeightInfo::settle_interval(
+			(*matches).min(T::MaxMatches::get()),
+			(*metered).min(T::MaxMeteredPerInterval::get()),
+		))]
+		pub fn settle_interval(
+			origin: OriginFor<T>,
+			interval: IntervalId,
+			matches: u32,
+			metered: u32,
+		) -> DispatchResultWithPostInfo {
 			let submitter = ensure_signed(origin)?;
 			ensure!(ClearingSubmitters::<T>::contains_key(&submitter), Error::<T>::NotClearingSubmitter);
+			ensure!(
+				ClearingMatches::<T>::decode_len(interval).unwrap_or(0) as u32 <= matches &&
+					MeteredCount::<T>::get(interval) <= metered,
+				Error::<T>::WitnessTooSmall
+			);
 			let (matches, metered) = Self::do_settle(interval)?;
 			Ok(Some(T::WeightInfo::settle_interval(matches, metered)).into())
 		}

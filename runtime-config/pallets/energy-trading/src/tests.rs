@@ -88,9 +88,14 @@ fn clear_with_volume(
 		volume,
 		BoundedVec::truncate_from(zp),
 		BoundedVec::truncate_from(matches.to_vec()),
+		IntervalOrders::<Test>::get(interval).len() as u32,
 	)
 	.map(|_| ())
 	.map_err(|e| e.error)
+}
+
+fn settle(interval: u64) -> frame_support::dispatch::DispatchResultWithPostInfo {
+	Market::settle_interval(origin(&operator()), interval, 10, 10)
 }
 
 fn held(who: &AccountId32) -> u128 {
@@ -420,7 +425,8 @@ fn clearing_is_for_submitters_after_gate_closure() {
 				Mechanism::Uniform,
 				0,
 				BoundedVec::new(),
-				BoundedVec::new()
+				BoundedVec::new(),
+				10
 			),
 			E::NotClearingSubmitter
 		);
@@ -512,6 +518,30 @@ fn renewable_only_bids_take_renewable_energy_only() {
 		// Nothing can trade: the only offer is grid mix. An empty clearing is an equilibrium.
 		assert_ok!(clear(2, Mechanism::Uniform, &[], &[]));
 		assert_eq!(held(&buyer()), 0);
+	});
+}
+
+#[test]
+fn declared_bounds_below_the_real_counts_are_refused() {
+	run(|| {
+		let (b1, b2, o1, _) = simple_book();
+		close_gate(2);
+		assert_noop!(
+			Market::submit_clearing(
+				origin(&operator()),
+				2,
+				Mechanism::Uniform,
+				0,
+				BoundedVec::new(),
+				BoundedVec::new(),
+				3
+			),
+			E::WitnessTooSmall
+		);
+		assert_ok!(clear(2, Mechanism::Uniform, &[(0, 42)], &[m(b1, o1, 100, 42, 42), m(b2, o1, 50, 42, 42)]));
+		end_interval(2);
+		assert_noop!(Market::settle_interval(origin(&operator()), 2, 1, 10), E::WitnessTooSmall);
+		assert_ok!(Market::settle_interval(origin(&operator()), 2, 2, 0));
 	});
 }
 
@@ -636,14 +666,14 @@ fn settlement_buys_shortfalls_and_pays_surplus_at_regulated_rates() {
 		assert_ok!(clear(2, Mechanism::Uniform, &[(0, 42)], &[m(b1, o1, 100, 42, 42), m(b2, o1, 50, 42, 42)]));
 		end_interval(1);
 		assert_ok!(submit(reading(1, 1, 0, 0)));
-		assert_noop!(Market::settle_interval(origin(&operator()), 2), E::IntervalNotEnded);
+		assert_noop!(settle(2), E::IntervalNotEnded);
 		end_interval(2);
 		assert_ok!(submit(reading(2, 2, 0, 100)));
-		assert_noop!(Market::settle_interval(origin(&seller()), 2), E::NotClearingSubmitter);
-		assert_noop!(Market::settle_interval(origin(&operator()), 3), E::NotCleared);
+		assert_noop!(Market::settle_interval(origin(&seller()), 2, 10, 10), E::NotClearingSubmitter);
+		assert_noop!(settle(3), E::NotCleared);
 
 		let (bob, charlie, grid) = (free(&seller()), free(&buyer()), free(&distributor()));
-		assert_ok!(Market::settle_interval(origin(&operator()), 2));
+		assert_ok!(settle(2));
 		// Bob: contracted -150, metered -100: 50 Wh short, bought at the tariff.
 		let bob_line = Settlements::<Test>::get(2, seller()).expect("line");
 		assert_eq!((bob_line.contracted_wh, bob_line.metered_wh, bob_line.imbalance_wh), (-150, -100, 50));
@@ -655,7 +685,7 @@ fn settlement_buys_shortfalls_and_pays_surplus_at_regulated_rates() {
 		assert_eq!(free(&buyer()), charlie + 150 * FEED_IN as u128);
 		assert_eq!(free(&distributor()), grid + 50 * TARIFF as u128 - 150 * FEED_IN as u128);
 		System::assert_last_event(Ev::IntervalSettled { interval: 2, participants: 2, shortfall_wh: 50, surplus_wh: 150 }.into());
-		assert_noop!(Market::settle_interval(origin(&operator()), 2), E::AlreadySettled);
+		assert_noop!(settle(2), E::AlreadySettled);
 	});
 }
 
@@ -667,10 +697,10 @@ fn settlement_fails_whole_when_a_payer_cannot_pay() {
 		assert_ok!(clear(2, Mechanism::Uniform, &[(0, 42)], &[m(b1, o1, 100, 42, 42), m(b2, o1, 50, 42, 42)]));
 		end_interval(2);
 		assert_ok!(Balances::force_set_balance(RuntimeOrigin::root(), seller(), 10));
-		assert_noop!(Market::settle_interval(origin(&operator()), 2), E::SettlementPaymentFailed);
+		assert_noop!(settle(2), E::SettlementPaymentFailed);
 		assert_ok!(Balances::force_set_balance(RuntimeOrigin::root(), seller(), START_BALANCE));
 		Distributor::<Test>::kill();
-		assert_noop!(Market::settle_interval(origin(&operator()), 2), E::NoDistributor);
+		assert_noop!(settle(2), E::NoDistributor);
 	});
 }
 
