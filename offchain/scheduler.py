@@ -55,7 +55,7 @@ class Scheduler:
 
     def __init__(self, data: DataDir, chain: Chain, operator: Keypair, *, mechanism: str = "uniform",
                  clear_fn: ClearFn = default_clear, finality: bool = True, start_interval: int | None = None,
-                 timeout_s: float = 120.0, lookback: int = 96):
+                 timeout_s: float = 120.0, lookback: int = 96, skip_after_intervals: int = 2):
         self.data = data
         self.chain = chain
         self.operator = operator
@@ -64,6 +64,7 @@ class Scheduler:
         self.finality = finality
         self.timeout_s = timeout_s
         self.lookback = lookback
+        self.skip_after_intervals = skip_after_intervals
         self.ops = data.ops()
         self._params: MarketParams | None = None
         if start_interval is not None:
@@ -106,12 +107,35 @@ class Scheduler:
         gate = self.params().gate_closure(k)
         if now_ms() < gate:
             return None
+        if self._stale_and_empty(k):
+            self._set_next(k + 1)
+            return self._record_skip(k)
         finalized = self.chain.finalized_hash()
         if self.chain.timestamp_ms(finalized) < gate:
             return None  # the chain's clock has not passed the gate in a final block yet
         attempt = self.clear_interval(k, book_at=finalized)
         self._set_next(k + 1)
         return attempt
+
+    def _stale_and_empty(self, interval: int) -> bool:
+        """Catching up after downtime: an interval long over, with no order and no metered
+        energy, needs no clearing (nothing to pay, nothing to settle); skipping it keeps the
+        scheduler from spending a block on each before it reaches the present."""
+        params = self.params()
+        if now_ms() < params.interval_end(interval) + self.skip_after_intervals * params.interval_ms:
+            return False
+        if self.attempts(interval) or self.chain.is_cleared(interval):
+            return False
+        return not self.chain.interval_order_ids(interval) and \
+            not int(self.chain.query(PALLET, "MeteredCount", [interval]) or 0)
+
+    def _record_skip(self, interval: int) -> dict:
+        t = now_ms()
+        with transaction(self.ops) as c:
+            c.execute("INSERT INTO clearing_attempts (interval, state, orders, created_ms, updated_ms, error)"
+                      " VALUES (?, 'skipped', 0, ?, ?, 'long over, no orders, nothing metered')", (interval, t, t))
+        log.info("interval %d: skipped (long over, no orders, nothing metered)", interval)
+        return self.attempts(interval)[-1]
 
     def attempts(self, interval: int) -> list[dict]:
         return [dict(r) for r in self.ops.execute(
@@ -136,12 +160,14 @@ class Scheduler:
         return self._submit_new(interval, book_at or self.chain.finalized_hash())
 
     def _submit_new(self, interval: int, book_at: str) -> dict:
-        orders = book_for_clearing(self.chain.orders_of_interval(interval, book_at))
+        book = self.chain.orders_of_interval(interval, book_at)
+        orders = book_for_clearing(book)
         mechanism = clearing_mechanism(self.mechanism, orders)
         clearing = self.clear_fn([o.matcher_dict() for o in orders], mechanism)
         result = clearing.to_json_dict()
         zone_prices = [] if clearing.mechanism == "uniform" and result["price"] is None else clearing.chain_zone_prices()
-        params = Chain.clearing_params(interval, clearing.mechanism, result["volume_wh"], zone_prices, result["matches"])
+        params = Chain.clearing_params(interval, clearing.mechanism, result["volume_wh"], zone_prices, result["matches"],
+                                       book_orders=len(book))
         created = now_ms()
         with transaction(self.ops) as c:
             attempt_id = c.execute(

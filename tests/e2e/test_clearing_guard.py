@@ -27,6 +27,7 @@ def node(node_binary, tmp_path_factory):
 @pytest.fixture(scope="module")
 def chain(node):
     chain = Chain(node.url).connect()
+    chain.born_in = chain.market_params().interval_at(now_ms())  # no interval before it holds orders
     setup_participants(chain, [SELLER, BUYER])
     yield chain
     chain.close()
@@ -155,3 +156,14 @@ def test_pay_as_bid_and_renewable_only_books_are_committed(chain, tmp_path):
     zonal = chain.clearing(k + 1)
     assert zonal.mechanism == "zonal" and zonal.volume_wh == 500  # only the wind offer may serve the bid
     assert {m.seller_price for m in zonal.matches} == {m.buyer_price for m in zonal.matches}
+
+
+def test_catching_up_skips_long_past_empty_intervals(chain, tmp_path):
+    """After downtime the scheduler does not spend a block on every empty interval it missed."""
+    start = chain.born_in - 8  # long before this chain's first order
+    scheduler = Scheduler(DataDir(tmp_path), chain, keypair("//Alice"), start_interval=start)
+    nonce = chain.account_next_nonce(keypair("//Alice").ss58_address)
+    outcomes = [scheduler.step() for _ in range(5)]
+    assert [o["state"] for o in outcomes] == ["skipped"] * 5
+    assert [o["interval"] for o in outcomes] == list(range(start, start + 5))
+    assert chain.account_next_nonce(keypair("//Alice").ss58_address) == nonce  # nothing submitted
