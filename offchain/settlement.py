@@ -46,7 +46,8 @@ class Settler:
         """Intervals whose clearing is committed and whose settlement is not final yet."""
         return [r["interval"] for r in self.ops.execute(
             "SELECT DISTINCT c.interval FROM clearing_attempts c WHERE c.state = 'committed' AND NOT EXISTS"
-            " (SELECT 1 FROM settle_attempts s WHERE s.interval = c.interval AND s.state IN ('committed', 'rejected'))"
+            " (SELECT 1 FROM settle_attempts s WHERE s.interval = c.interval AND s.state IN ('committed', 'rejected',"
+            " 'skipped'))"
             " ORDER BY c.interval")]
 
     def missing_meters(self, interval: int) -> list[str]:
@@ -72,8 +73,17 @@ class Settler:
                 continue
             if self.chain.timestamp_ms() < end:
                 continue
+            if self._nothing_to_settle(interval):
+                done.append(self._record(interval, "skipped", error="no trades, nothing metered"))
+                continue
             done.append(self.settle(interval, missing))
         return done
+
+    def _nothing_to_settle(self, interval: int) -> bool:
+        """No trade and no metered energy: every line would be zero, so no extrinsic is spent."""
+        clearing = self.chain.clearing(interval)
+        return (clearing is None or not clearing.matches) and \
+            not int(self.chain.query("EnergyTrading", "MeteredCount", [interval]) or 0)
 
     def settle(self, interval: int, missing: list[str] | None = None) -> dict:
         missing = missing or []
