@@ -8,7 +8,6 @@
 """
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 import threading
@@ -221,10 +220,6 @@ class DataDir:
     def ops_path(self) -> Path:
         return self.root / "ops.db"
 
-    @property
-    def chain_info_path(self) -> Path:
-        return self.root / "chain.json"
-
     def _conn(self, name: str, path: Path, schema: str, synchronous: str) -> sqlite3.Connection:
         conn = getattr(self._local, name, None)
         if conn is None:
@@ -248,18 +243,6 @@ class DataDir:
             if conn is not None:
                 conn.close()
                 setattr(self._local, name, None)
-
-    # -- what the node told us, for processes that start before it answers -----------------
-    def write_chain_info(self, info: dict) -> None:
-        tmp = self.chain_info_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(info, indent=2, sort_keys=True))
-        os.replace(tmp, self.chain_info_path)
-
-    def read_chain_info(self) -> dict | None:
-        try:
-            return json.loads(self.chain_info_path.read_text())
-        except (OSError, json.JSONDecodeError):
-            return None
 
 
 def alert(conn: sqlite3.Connection, source: str, name: str, detail: str, interval: int | None = None) -> None:
