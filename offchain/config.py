@@ -21,6 +21,9 @@ class Settings:
     # The API refuses orders whose gate closes sooner than this: time for the relayer to get
     # them into a block (a batch every poll, a block every 2 s on the dev chain).
     order_margin_ms: int = 4_000
+    # Orders the API takes per interval (None: up to the chain's MaxOrdersPerInterval). A
+    # clearing is priced by its book; a cap keeps every book small enough to clear in a block.
+    max_orders_per_interval: int | None = None
     relay_batch: int = 128
     relay_in_flight: int = 3
     # Settlement waits for every accredited meter's reading of the interval, or this long

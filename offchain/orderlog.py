@@ -116,6 +116,11 @@ class OrderLog:
             total += spec["price_ticks"] * spec["quantity_wh"]
         return total
 
+    def interval_count(self, interval: int) -> int:
+        """Orders logged for the interval that are not known to be refused."""
+        return self.conn.execute("SELECT count(*) FROM orders WHERE interval = ? AND status != ?",
+                                 (interval, REJECTED)).fetchone()[0]
+
     def counts(self) -> dict[str, int]:
         return {row["status"]: row["n"] for row in
                 self.conn.execute("SELECT status, count(*) AS n FROM orders GROUP BY status")}

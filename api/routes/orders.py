@@ -94,6 +94,9 @@ def place_order(body: OrderCreate, response: Response, chain: ChainDep, orders: 
     if spec.interval > current + chain.max_intervals_ahead:
         raise APIError(422, "IntervalTooFarAhead", f"interval {spec.interval} is more than "
                        f"{chain.max_intervals_ahead} intervals after the current one ({current})")
+    cap = settings.max_orders_per_interval
+    if cap is not None and orders.interval_count(spec.interval) >= cap:
+        raise APIError(422, "IntervalFull", f"interval {spec.interval} has its {cap} orders; try a later one")
     if spec.side == "bid":
         cost = spec.price_ticks * spec.quantity_wh
         committed = orders.unsettled_bid_cost(owner)

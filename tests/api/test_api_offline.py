@@ -115,6 +115,15 @@ def test_every_rejection_reason_has_its_4xx(api):
     assert api.get("/market").json()["genesis_hash"] == "0x" + GENESIS.hex()
 
 
+def test_interval_cap(tmp_path):
+    app = create_app(Settings(data_dir=tmp_path, max_orders_per_interval=2), chain=FakeChainView())
+    with TestClient(app) as api:
+        for i in range(2):
+            assert api.post("/orders", json=body(client_order_id=i)).status_code == 202
+        assert error_of(api.post("/orders", json=body(client_order_id=5))) == (422, "IntervalFull")
+        assert api.post("/orders", json=body(client_order_id=6, interval=open_interval() + 1)).status_code == 202
+
+
 def test_bids_waiting_for_relay_count_against_funds(api):
     # Charlie has 100_000 units: one bid of 1000 Wh at 60 holds 60_000; a second does not fit.
     assert api.post("/orders", json=body(CHARLIE, zone=1, price_ticks=60)).status_code == 202
