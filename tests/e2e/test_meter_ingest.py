@@ -42,6 +42,7 @@ def fresh_chain(start_node):
     short_intervals(chain)
     yield chain
     chain.close()
+    node.stop()  # each test has its own chain; don't let them pile up
 
 
 def test_simulated_meter_mints_tokens_for_export(fresh_chain, tmp_path):
