@@ -10,12 +10,17 @@ RUST_ENV := PATH=/usr/bin:$$PATH CARGO=/usr/bin/cargo RUSTC=/usr/bin/rustc \
 	WASM_BUILD_RUSTFLAGS="-C link-arg=--allow-undefined" WASM_BUILD_WORKSPACE_HINT=$(CURDIR)/runtime-config
 NODE_BIN := $(CARGO_TARGET_DIR)/debug/wattchain-node
 
-.PHONY: setup toolchain python node test test-rust test-python demo bench weights
+.PHONY: setup toolchain python browser node test test-rust test-python demo bench weights
 
-setup: toolchain python
+setup: toolchain python browser
 
 toolchain:
 	@runtime-config/scripts/install-toolchain.sh
+
+# Debian's Chromium, for the test that opens the web page in a real browser.
+browser:
+	@command -v chromium >/dev/null || { echo "[browser] installing chromium"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 python: $(VENV)/.installed
 
@@ -46,7 +51,7 @@ test: setup node test-rust test-python
 demo: setup node
 	@WATTCHAIN_NODE=$(NODE_BIN) $(VENV)/bin/wattchain demo --intervals 3
 
-# Regenerates the pallet's weights.rs by running its benchmarks in the wasm runtime
+# Regenerates the runtime's weights for the market pallet by running its benchmarks in the wasm runtime
 # (a node built with the runtime-benchmarks feature, in its own target folder).
 BENCH_TARGET := $(HOME)/.cache/wattchain/target-bench
 weights: toolchain
@@ -54,7 +59,7 @@ weights: toolchain
 		--features runtime-benchmarks >&2
 	$(BENCH_TARGET)/debug/wattchain-node benchmark pallet --chain dev --pallet pallet_energy_trading \
 		--extrinsic '*' --steps 20 --repeat 10 --wasm-execution compiled \
-		--output runtime-config/pallets/energy-trading/src/weights.rs
+		--output runtime-config/runtime/src/weights/pallet_energy_trading.rs
 
 bench: python
 	@$(PY) -m matcher.bench

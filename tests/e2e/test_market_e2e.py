@@ -7,6 +7,10 @@ that was acknowledged.
 The tests of this module run in order and share one market (one node, one data folder)."""
 from __future__ import annotations
 
+import os
+
+import shutil
+
 import threading
 import time
 from dataclasses import dataclass, field
@@ -330,3 +334,48 @@ def test_kill9_of_the_api_and_the_workers_loses_nothing(market):
     # 202, so either outcome is right; at most one per posting thread.
     extra = set(on_chain) - {(a["owner"], a["body"]["client_order_id"]) for a in acknowledged}
     assert len(extra) <= len(threads)
+
+
+def _chromium(args: list[str], done=lambda: False, settle_s: float = 20) -> str:
+    """Runs headless Chromium for up to `settle_s` (or until `done()`), then stops it politely
+    so it flushes what it printed: with a page that keeps an event stream open, Chromium
+    renders and prints but does not always exit by itself."""
+    import signal
+    import subprocess
+
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert browser, "chromium is installed by `make setup` (Debian package chromium)"
+    proc = subprocess.Popen([browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                             *args], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    deadline = time.monotonic() + settle_s
+    while time.monotonic() < deadline and proc.poll() is None and not done():
+        time.sleep(0.2)
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        out, _ = proc.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
+    return out
+
+
+def test_web_page_renders_the_market_in_a_real_browser(market, tmp_path):
+    """Headless Chromium loads the page from the running API; its script fills in the market,
+    the order book and the clearings committed by the tests above."""
+    profile = f"--user-data-dir={tmp_path / 'profile'}"
+    dom = _chromium([profile, "--virtual-time-budget=8000", "--dump-dom", market.url + "/"])
+    assert "current interval" in dom, dom[:2000]
+    assert "genesis 0x" in dom, "the status line shows the chain it reads"
+    assert "API unreachable" not in dom
+    cleared = _get(market.client(), "/clearings?limit=12")["items"]
+    assert cleared, "the tests above committed clearings"
+    assert f'data-key="{cleared[0]["interval"]}"' in dom, "the newest clearing is listed on the page"
+    shot = tmp_path / "page.png"
+    _chromium([profile + "2", "--virtual-time-budget=8000", "--window-size=1200,900", f"--screenshot={shot}",
+               market.url + "/"], lambda: shot.exists() and shot.stat().st_size > 10_000)
+    assert shot.exists() and shot.stat().st_size > 10_000
+    keep = os.environ.get("WATTCHAIN_SCREENSHOT")
+    if keep:
+        shutil.copy(shot, keep)

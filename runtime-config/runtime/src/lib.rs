@@ -16,6 +16,7 @@ use alloc::vec::Vec;
 
 pub mod apis;
 pub mod genesis;
+pub mod weights;
 
 use frame_support::{
 	derive_impl, parameter_types,
@@ -266,7 +267,7 @@ impl pallet_energy_trading::Config for Runtime {
 	type MaxZones = MaxZones;
 	type MaxMeteredPerInterval = MaxMeteredPerInterval;
 	type MaxIntervalsAhead = MaxIntervalsAhead;
-	type WeightInfo = pallet_energy_trading::weights::SubstrateWeight<Runtime>;
+	type WeightInfo = weights::pallet_energy_trading::WeightInfo<Runtime>;
 	#[cfg(feature = "runtime-benchmarks")]
 	type BenchmarkHelper = BenchmarkClock;
 }

@@ -1,9 +1,10 @@
-//! Weights of the energy-trading pallet's calls.
+//! Weights of the energy-trading pallet's calls: the `WeightInfo` trait, and default figures for
+//! mocks and runtimes that have not benchmarked the pallet yet.
 //!
-//! PROVISIONAL: these figures were set by hand from the storage reads and writes of each call
-//! and a conservative per-item cost, until `make weights` (frame benchmarking CLI against the
-//! runtime built with `runtime-benchmarks`) regenerates this file from the benchmarks in
-//! `benchmarking.rs`. The shape (which calls scale with which argument) is already the final one.
+//! WattChain's runtime does not use these defaults: it uses the figures `make weights` measured
+//! from `benchmarking.rs` (`runtime/src/weights/pallet_energy_trading.rs`). The defaults are set
+//! by hand from each call's storage reads and writes, with the same shape (which calls scale
+//! with which argument).
 
 #![allow(unused_parens, unused_imports)]
 
