@@ -33,7 +33,7 @@ $(VENV)/.installed: setup.py pyproject.toml
 
 # Builds the node (and its wasm runtime); the last line printed is the binary's path.
 node: toolchain
-	@echo "[node] cargo build (cold: about 40 min on 2 cores; incremental afterwards)" >&2
+	@echo "[node] cargo build (cold: about 30 min on 2 cores; incremental afterwards)" >&2
 	@cd runtime-config && $(RUST_ENV) cargo build --locked -p wattchain-node >&2
 	@echo "$(NODE_BIN)"
 

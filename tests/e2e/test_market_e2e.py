@@ -336,46 +336,73 @@ def test_kill9_of_the_api_and_the_workers_loses_nothing(market):
     assert len(extra) <= len(threads)
 
 
-def _chromium(args: list[str], done=lambda: False, settle_s: float = 20) -> str:
-    """Runs headless Chromium for up to `settle_s` (or until `done()`), then stops it politely
-    so it flushes what it printed: with a page that keeps an event stream open, Chromium
-    renders and prints but does not always exit by itself."""
-    import signal
-    import subprocess
+class _Browser:
+    """Headless Chromium driven over the DevTools protocol: open a page, read its live DOM,
+    take a screenshot."""
 
-    browser = shutil.which("chromium") or shutil.which("chromium-browser")
-    assert browser, "chromium is installed by `make setup` (Debian package chromium)"
-    proc = subprocess.Popen([browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                             *args], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    deadline = time.monotonic() + settle_s
-    while time.monotonic() < deadline and proc.poll() is None and not done():
-        time.sleep(0.2)
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-    try:
-        out, _ = proc.communicate(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, _ = proc.communicate()
-    return out
+    def __init__(self, profile: Path):
+        import subprocess
+
+        browser = shutil.which("chromium") or shutil.which("chromium-browser")
+        assert browser, "chromium is installed by `make setup` (Debian package chromium)"
+        self.proc = subprocess.Popen(
+            [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={profile}", "--remote-debugging-port=0", "--window-size=1200,900", "about:blank"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        port_file = profile / "DevToolsActivePort"
+        wait_until(lambda: port_file.exists() and port_file.read_text().strip(), 30, "chromium's DevTools port")
+        port = int(port_file.read_text().split()[0])
+        pages = httpx.get(f"http://127.0.0.1:{port}/json/list", timeout=10).json()
+        import websocket  # websocket-client, a dependency of substrate-interface
+
+        self.ws = websocket.create_connection([p for p in pages if p["type"] == "page"][0]["webSocketDebuggerUrl"],
+                                              timeout=30)
+        self.next_id = 0
+
+    def call(self, method: str, **params):
+        import json as _json
+
+        self.next_id += 1
+        self.ws.send(_json.dumps({"id": self.next_id, "method": method, "params": params}))
+        while True:
+            msg = _json.loads(self.ws.recv())
+            if msg.get("id") == self.next_id:
+                return msg.get("result", {})
+
+    def html(self) -> str:
+        # Empty while a navigation is still replacing the document.
+        result = self.call("Runtime.evaluate", expression="document.documentElement.outerHTML", returnByValue=True)
+        return result.get("result", {}).get("value") or ""
+
+    def close(self):
+        self.ws.close()
+        self.proc.kill()
+        self.proc.wait(10)
 
 
 def test_web_page_renders_the_market_in_a_real_browser(market, tmp_path):
     """Headless Chromium loads the page from the running API; its script fills in the market,
     the order book and the clearings committed by the tests above."""
-    profile = f"--user-data-dir={tmp_path / 'profile'}"
-    dom = _chromium([profile, "--virtual-time-budget=8000", "--dump-dom", market.url + "/"])
-    assert "current interval" in dom, dom[:2000]
-    assert "genesis 0x" in dom, "the status line shows the chain it reads"
-    assert "API unreachable" not in dom
+    import base64
+
     cleared = _get(market.client(), "/clearings?limit=12")["items"]
     assert cleared, "the tests above committed clearings"
-    assert f'data-key="{cleared[0]["interval"]}"' in dom, "the newest clearing is listed on the page"
-    shot = tmp_path / "page.png"
-    _chromium([profile + "2", "--virtual-time-budget=8000", "--window-size=1200,900", f"--screenshot={shot}",
-               market.url + "/"], lambda: shot.exists() and shot.stat().st_size > 10_000)
-    assert shot.exists() and shot.stat().st_size > 10_000
-    keep = os.environ.get("WATTCHAIN_SCREENSHOT")
-    if keep:
-        shutil.copy(shot, keep)
+    (tmp_path / "profile").mkdir()
+    browser = _Browser(tmp_path / "profile")
+    try:
+        browser.call("Page.navigate", url=market.url + "/")
+        wait_until(lambda: "current interval" in browser.html() and "genesis 0x" in browser.html(), 30,
+                   "the page to show the market")
+        wait_until(lambda: f'data-key="{cleared[0]["interval"]}"' in browser.html(), 30,
+                   "the newest clearing on the page")
+        status = browser.call("Runtime.evaluate", expression="document.getElementById('status').textContent",
+                              returnByValue=True)["result"]["value"]
+        assert status.startswith("genesis 0x"), status
+        shot = base64.b64decode(browser.call("Page.captureScreenshot", format="png")["data"])
+        assert len(shot) > 10_000
+        keep = os.environ.get("WATTCHAIN_SCREENSHOT")
+        if keep:
+            Path(keep).write_bytes(shot)
+    finally:
+        browser.close()
