@@ -10,8 +10,8 @@ from fastapi import FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
-from offchain.config import Settings
-from offchain.store import DataDir
+from market.settings import Settings
+from store import DataDir
 
 from . import errors
 from .chainview import ChainView

@@ -10,7 +10,8 @@ import logging
 import threading
 import time
 
-from offchain.chain import Balance, Chain, ChainUnavailable, MarketParams, ss58
+from chain import Balance, Chain, ChainUnavailable
+from market import MarketParams, ss58
 
 log = logging.getLogger(__name__)
 

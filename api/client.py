@@ -16,9 +16,9 @@ import time
 from typing import Iterator
 
 import httpx
-from substrateinterface import Keypair
 
-from offchain.chain import OrderSpec, keypair, sign_cancel, sign_order
+from market import OrderSpec, keypair, sign_cancel, sign_order
+from market.accounts import Signer
 
 __all__ = ["Client", "OrderRefused", "keypair", "order_body", "cancel_body"]
 
@@ -40,13 +40,13 @@ class OrderRefused(Exception):
         super().__init__(f"{status} {error}: {detail}")
 
 
-def order_body(signer: Keypair, genesis_hash: bytes, spec: OrderSpec) -> dict:
+def order_body(signer: Signer, genesis_hash: bytes, spec: OrderSpec) -> dict:
     """The POST /orders body for `spec`, signed by `signer` (the owner)."""
     signed = sign_order(signer, genesis_hash, spec)
     return {"owner": signed.owner, **spec.as_dict(), "signature": "0x" + signed.signature.hex()}
 
 
-def cancel_body(signer: Keypair, genesis_hash: bytes, client_order_id: int) -> dict:
+def cancel_body(signer: Signer, genesis_hash: bytes, client_order_id: int) -> dict:
     return {"signature": "0x" + sign_cancel(signer, genesis_hash, client_order_id).signature.hex()}
 
 
@@ -92,7 +92,7 @@ class Client:
         return self.market()["next_open_interval"]
 
     # -- orders ------------------------------------------------------------------------------
-    def place_order(self, signer: Keypair, side: str, *, quantity_wh: int, price_ticks: int, interval: int | None = None,
+    def place_order(self, signer: Signer, side: str, *, quantity_wh: int, price_ticks: int, interval: int | None = None,
                     zone: int = 0, source: str | None = None, renewable_only: bool = False,
                     client_order_id: int | None = None) -> dict:
         """Sign and send an order; returns the 202 body (order_ref, log_seq, interval, ...)."""
@@ -105,7 +105,7 @@ class Client:
     def send_order(self, body: dict) -> dict:
         return self._json(self.http.post("/orders", json=body))
 
-    def cancel_order(self, signer: Keypair, client_order_id: int) -> dict:
+    def cancel_order(self, signer: Signer, client_order_id: int) -> dict:
         return self._json(self.http.request("DELETE", f"/orders/{signer.ss58_address}/{client_order_id}",
                                             json=cancel_body(signer, self.genesis_hash, client_order_id)))
 

@@ -6,9 +6,9 @@ from typing import Annotated
 
 from fastapi import Depends, Query, Request
 
-from offchain.config import Settings
-from offchain.orderlog import OrderLog
-from offchain.store import DataDir, ThreadConnection
+from market.settings import Settings
+from store import DataDir, ThreadConnection
+from store.orderlog import OrderLog
 
 from .chainview import ChainView
 from .pagination import DEFAULT_LIMIT, MAX_LIMIT

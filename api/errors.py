@@ -7,7 +7,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from offchain.chain import ChainUnavailable
+from chain import ChainUnavailable
 
 
 class APIError(Exception):

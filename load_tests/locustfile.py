@@ -22,7 +22,7 @@ from urllib.parse import urlparse
 from locust import HttpUser, LoadTestShape, between, events, task
 
 from api.client import fresh_client_order_id, order_body
-from offchain.chain import MarketParams, OrderSpec, keypair
+from market import MarketParams, OrderSpec, keypair
 
 KEYS = [keypair(uri) for uri in os.environ.get(
     "WATTCHAIN_LOAD_KEYS", ",".join(f"//WattChain/load/{i}" for i in range(20))).split(",") if uri]

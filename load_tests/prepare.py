@@ -7,7 +7,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from offchain.chain import UNITS_PER_BRL, Chain, keypair
+from chain import Chain, Newcomer, onboard
+from market import UNITS_PER_BRL, keypair
 
 
 def trader_uris(n: int) -> list[str]:
@@ -15,21 +16,13 @@ def trader_uris(n: int) -> list[str]:
 
 
 def prepare(node_url: str, traders: int, *, zone: int = 0, fund_brl: int = 100_000) -> list[str]:
-    chain = Chain(node_url).connect()
-    operator = keypair("//Alice")
-    known = chain.participants()
     uris = trader_uris(traders)
-    txs = []
-    for uri in uris:
-        account = keypair(uri).ss58_address
-        if known.get(account) != zone:
-            txs.append(chain.submit_nowait(operator, "register_participant", {"who": account, "zone": zone}))
-        if chain.balance(account).free < fund_brl * UNITS_PER_BRL // 2:
-            txs.append(chain.submit_nowait(operator, "transfer_keep_alive",
-                                           {"dest": account, "value": fund_brl * UNITS_PER_BRL}, module="Balances"))
-    for receipt in chain.wait(txs, timeout_s=120):
-        receipt.raise_for_error()
-    chain.close()
+    chain = Chain(node_url).connect()
+    try:
+        onboard(chain, keypair("//Alice"),
+                [Newcomer(keypair(uri).ss58_address, zone, fund_brl * UNITS_PER_BRL) for uri in uris])
+    finally:
+        chain.close()
     return uris
 
 

@@ -7,14 +7,29 @@ see docs/meter_bridge.md.
 from .bank import RegisterBank, Table
 from .client import MeterClient, RetryPolicy, read_meter
 from .counter import CounterStore, MeterSigner
-from .errors import (CommandNotConfirmed, ConfigurationError, DiscoveryError, LinkError,
-                     MalformedReading, MeterBridgeError, MeterStale, ModbusReplyError, ReadingError,
-                     StateFileError)
+from .errors import (
+                     CommandNotConfirmed,
+                     ConfigurationError,
+                     DiscoveryError,
+                     LinkError,
+                     MalformedReading,
+                     MeterBridgeError,
+                     MeterStale,
+                     ModbusReplyError,
+                     ReadingError,
+                     StateFileError,
+)
 from .keys import MeterKey, verify_signature
 from .modbus import SerialSettings, serve_bank
 from .reading import MeterReading, RawReading, reading_message, sign_reading, verify_reading
 from .registers import CONTROLS, MODELS, ControlMap, Measurement, meter_map
-from .simulator import SimulatorConfig, SimulatorHandle, SimulatorProcess, spawn_simulator, start_simulator
+from .simulator import (
+                     SimulatorConfig,
+                     SimulatorHandle,
+                     SimulatorProcess,
+                     spawn_simulator,
+                     start_simulator,
+)
 
 __all__ = [
     "CONTROLS", "MODELS", "CommandNotConfirmed", "ConfigurationError", "ControlMap", "CounterStore",

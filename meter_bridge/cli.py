@@ -14,8 +14,13 @@ import sys
 
 from .client import MeterClient, RetryPolicy, now_ms
 from .counter import MeterSigner
-from .errors import (CommandNotConfirmed, ConfigurationError, MeterBridgeError, MeterStale,
-                     ReadingError)
+from .errors import (
+    CommandNotConfirmed,
+    ConfigurationError,
+    MeterBridgeError,
+    MeterStale,
+    ReadingError,
+)
 from .keys import KEY_ENV, MeterKey
 from .modbus import SerialSettings
 from .reading import verify_reading

@@ -11,18 +11,34 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from market import now_ms
+
 from .bank import Table
-from .errors import (CommandNotConfirmed, ConfigurationError, DiscoveryError, LinkError,
-                     MeterStale, ModbusReplyError, ReadingError)
+from .errors import (
+    CommandNotConfirmed,
+    ConfigurationError,
+    DiscoveryError,
+    LinkError,
+    MeterStale,
+    ModbusReplyError,
+    ReadingError,
+)
 from .modbus import ModbusLink, SerialSettings
 from .reading import RawReading
-from .registers import (CONTROLS, SUNSPEC_BASES, SUNSPEC_END_ID, SUNSPEC_MARKER, ControlMap,
-                        EastronMap, SunSpecMap, meter_map)
+from .registers import (
+    CONTROLS,
+    SUNSPEC_BASES,
+    SUNSPEC_END_ID,
+    SUNSPEC_MARKER,
+    ControlMap,
+    EastronMap,
+    SunSpecMap,
+    meter_map,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -48,8 +64,6 @@ class RetryPolicy:
         return min(self.backoff_s * 2 ** (failed_attempt - 1), self.backoff_max_s)
 
 
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class MeterClient:

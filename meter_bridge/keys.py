@@ -11,6 +11,8 @@ import os
 import sr25519
 from substrateinterface import Keypair, KeypairType
 
+from market import verify_sr25519
+
 from .errors import ConfigurationError
 
 # Environment variable the CLI reads a key from, so it need not appear on a command line.
@@ -65,8 +67,7 @@ class MeterKey:
 
 def verify_signature(public_key: bytes, message: bytes, signature: bytes) -> bool:
     """True only for an sr25519 signature over exactly `message` (signing context "substrate")."""
-    if len(public_key) != 32 or len(signature) != 64:
-        return False
+    return verify_sr25519(public_key, message, signature)
     try:
         return bool(sr25519.verify(signature, message, public_key))
     except (ValueError, TypeError):

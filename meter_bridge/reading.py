@@ -7,13 +7,13 @@ power_w and timestamp_ms travel with a reading but are not signed: the chain doe
 from __future__ import annotations
 
 import json
-import struct
 from dataclasses import asdict, dataclass
+
+from market import reading_message as market_reading_message
 
 from .errors import MalformedReading
 from .keys import MeterKey, verify_signature
 
-READING_DOMAIN = b"wattchain:reading:v1"
 U64_MAX = 2**64 - 1
 I64_MIN, I64_MAX = -(2**63), 2**63 - 1
 
@@ -108,12 +108,11 @@ def _hex_bytes(name: str, value, length: int) -> bytes:
 
 
 def reading_message(meter_public_key: bytes, interval: int, counter: int, import_wh: int, export_wh: int) -> bytes:
-    """The bytes a meter signs and the chain verifies."""
-    if len(meter_public_key) != 32:
-        raise MalformedReading(f"meter public key must be 32 bytes, got {len(meter_public_key)}")
-    for name, value in (("interval", interval), ("counter", counter), ("import_wh", import_wh), ("export_wh", export_wh)):
-        _check_int(name, value, 0, U64_MAX)
-    return READING_DOMAIN + meter_public_key + struct.pack("<QQQQ", interval, counter, import_wh, export_wh)
+    """The bytes a meter signs and the chain verifies (built once, in market/messages.py)."""
+    try:
+        return market_reading_message(meter_public_key, interval, counter, import_wh, export_wh)
+    except ValueError as exc:
+        raise MalformedReading(str(exc)) from None
 
 
 def sign_reading(raw: RawReading, key: MeterKey, interval: int, counter: int) -> MeterReading:

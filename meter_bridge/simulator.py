@@ -23,8 +23,16 @@ from dataclasses import dataclass
 from .bank import ILLEGAL_ADDRESS, ILLEGAL_VALUE, RegisterBank, ServerReply, Table
 from .errors import ConfigurationError
 from .modbus import SerialSettings, ServerThread, start_bank_server
-from .registers import (CONTROLS, SUNSPEC_MARKER, ControlMap, EastronMap, Measurement, SunSpecMap,
-                        meter_map, sunspec_common_model)
+from .registers import (
+    CONTROLS,
+    SUNSPEC_MARKER,
+    ControlMap,
+    EastronMap,
+    Measurement,
+    SunSpecMap,
+    meter_map,
+    sunspec_common_model,
+)
 
 DAY_S = 86_400
 SLOT_S = 300  # weather and load noise change every 5 simulated minutes

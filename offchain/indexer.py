@@ -8,8 +8,9 @@ from __future__ import annotations
 import json
 import logging
 
-from .chain import PALLET, Block, Chain, ss58
-from .store import DataDir, transaction
+from chain import PALLET, Block, Chain
+from market import from_chain_name, ss58
+from store import DataDir, transaction
 
 log = logging.getLogger(__name__)
 
@@ -25,22 +26,12 @@ def _json_default(value):
     return str(value)
 
 
-def _enum(value) -> str:
-    if isinstance(value, dict):
-        (value,) = value.keys()
-    return str(value)
-
-
 def _hex(value) -> str:
     if isinstance(value, (bytes, bytearray)):
         return "0x" + bytes(value).hex()
     if isinstance(value, (list, tuple)):
         return "0x" + bytes(value).hex()
     return str(value)
-
-
-_SOURCE = {"Solar": "solar", "Wind": "wind", "Hydro": "hydro", "Biomass": "biomass", "GridMix": "grid_mix"}
-_MECHANISM = {"Uniform": "uniform", "PayAsBid": "pay-as-bid", "Zonal": "zonal"}
 
 
 class Indexer:
@@ -125,7 +116,7 @@ class Indexer:
     def _on_MeterAccredited(self, c, block, e, _):
         a = e.attributes
         c.execute("INSERT OR REPLACE INTO meters (meter, owner, zone, source, block_number, revoked) VALUES (?, ?, ?, ?, ?, 0)",
-                  (_hex(a["meter"]), ss58(a["owner"]), int(a["zone"]), _SOURCE.get(_enum(a["source"]), _enum(a["source"])),
+                  (_hex(a["meter"]), ss58(a["owner"]), int(a["zone"]), from_chain_name(a["source"]),
                    block.number))
 
     def _on_MeterRevoked(self, c, block, e, _):
@@ -138,7 +129,7 @@ class Indexer:
         c.execute("INSERT OR REPLACE INTO orders (order_id, owner, client_order_id, interval, side, quantity_wh,"
                   " price_ticks, zone, source, renewable_only, status, filled_wh, placed_block, placed_block_hash,"
                   " extrinsic_index, updated_block) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'open', 0, ?, ?, ?, ?)",
-                  (order_id, ss58(a["owner"]), str(a["client_order_id"]), int(a["interval"]), _enum(a["side"]).lower(),
+                  (order_id, ss58(a["owner"]), str(a["client_order_id"]), int(a["interval"]), from_chain_name(a["side"]),
                    int(a["quantity_wh"]), int(a["price_ticks"]), int(a["zone"]),
                    spec.spec.source if spec else None, int(spec.spec.renewable_only) if spec else None,
                    block.number, block.hash, e.extrinsic_index, block.number))
@@ -164,7 +155,7 @@ class Indexer:
         prices = [{"zone": int(p["zone"]), "price": int(p["price"])} for p in (a.get("zone_prices") or [])]
         c.execute("INSERT OR REPLACE INTO clearings (interval, mechanism, volume_wh, matches, zone_prices, grid_fees_paid,"
                   " block_number, block_hash, extrinsic_index, timestamp_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                  (interval, _MECHANISM.get(_enum(a["mechanism"]), _enum(a["mechanism"])), int(a["volume_wh"]),
+                  (interval, from_chain_name(a["mechanism"]), int(a["volume_wh"]),
                    int(a["matches"]), json.dumps(prices), str(a["grid_fees_paid"]), block.number, block.hash,
                    e.extrinsic_index, block.timestamp_ms))
         c.execute("UPDATE orders SET status = 'cleared', updated_block = ? WHERE interval = ? AND status = 'open'",

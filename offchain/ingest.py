@@ -8,25 +8,25 @@ meter's name while the chain stays the judge. Anomalies: a stale meter, a bad re
 meter reset (registers back to lower values), a meter swap (another key at the same site), a
 missing interval, an implausible reading, and any rejection by the chain with its pallet error.
 
-Run it: `python -m offchain.ingest --config sites.json --node ws://127.0.0.1:9944 --data DIR`.
+Run it: `wattchain ingest --sites sites.json` (settings: market/settings.py).
 """
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import logging
-import sqlite3
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
+from chain import Chain, ChainError, ChainUnavailable
+from market import keypair, now_ms
+from market.settings import Settings
 from meter_bridge import MeterClient, MeterKey, MeterSigner
 from meter_bridge.client import RetryPolicy
 from meter_bridge.errors import MeterStale, ModbusReplyError, ReadingError
 from meter_bridge.reading import MeterReading, verify_reading
-
-from .chain import Chain, ChainError, ChainUnavailable, keypair
+from store import Anomaly, DataDir, QueuedReading, ReadingQueue
 
 log = logging.getLogger("wattchain.ingest")
 
@@ -56,103 +56,6 @@ class MeterSite:
         return cls(name=str(d["name"]), model=str(d["model"]), host=str(d["host"]), port=int(d["port"]),
                    key_uri=str(d["key_uri"]), device_id=int(d.get("device_id", 1)),
                    rated_power_w=int(d.get("rated_power_w", 0)))
-
-
-@dataclass
-class QueuedReading:
-    meter: str
-    counter: int
-    interval: int
-    import_wh: int
-    export_wh: int
-    signature: str
-    site: str
-    status: str = "pending"
-
-    def chain_params(self) -> dict:
-        return Chain.reading_params(self.meter, self.interval, self.counter, self.import_wh, self.export_wh,
-                                    self.signature)
-
-
-@dataclass
-class Anomaly:
-    site: str
-    meter: str
-    interval: int
-    kind: str
-    detail: str
-    at_ms: int = field(default_factory=lambda: int(time.time() * 1000))
-
-
-class ReadingQueue:
-    """The durable queue: a reading is in it before anything is sent, keyed by (meter, counter)
-    so a reading can be queued twice but sent once."""
-
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")
-        self.db.executescript("""
-            CREATE TABLE IF NOT EXISTS readings (
-                meter TEXT NOT NULL, counter INTEGER NOT NULL, interval INTEGER NOT NULL,
-                import_wh INTEGER NOT NULL, export_wh INTEGER NOT NULL, signature TEXT NOT NULL,
-                site TEXT NOT NULL, status TEXT NOT NULL DEFAULT 'pending', error TEXT, block INTEGER,
-                queued_ms INTEGER NOT NULL, PRIMARY KEY (meter, counter));
-            CREATE TABLE IF NOT EXISTS anomalies (
-                id INTEGER PRIMARY KEY AUTOINCREMENT, site TEXT, meter TEXT, interval INTEGER,
-                kind TEXT NOT NULL, detail TEXT, at_ms INTEGER NOT NULL);
-            CREATE TABLE IF NOT EXISTS sites (name TEXT PRIMARY KEY, meter TEXT NOT NULL);
-        """)
-
-    def add(self, r: MeterReading, site: str) -> bool:
-        """Queue a signed reading; False when it was queued already."""
-        cur = self.db.execute(
-            "INSERT OR IGNORE INTO readings (meter, counter, interval, import_wh, export_wh, signature, site,"
-            " queued_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (r.meter, r.counter, r.interval, r.import_wh, r.export_wh, r.signature, site, int(time.time() * 1000)))
-        return cur.rowcount == 1
-
-    def last(self, meter: str) -> QueuedReading | None:
-        row = self.db.execute(
-            "SELECT meter, counter, interval, import_wh, export_wh, signature, site, status FROM readings"
-            " WHERE meter = ? AND status != 'rejected' ORDER BY counter DESC LIMIT 1", (meter,)).fetchone()
-        return QueuedReading(*row) if row else None
-
-    def pending(self) -> list[QueuedReading]:
-        rows = self.db.execute(
-            "SELECT meter, counter, interval, import_wh, export_wh, signature, site, status FROM readings"
-            " WHERE status = 'pending' ORDER BY meter, counter").fetchall()
-        return [QueuedReading(*row) for row in rows]
-
-    def mark(self, meter: str, counter: int, status: str, *, error: str | None = None,
-             block: int | None = None) -> None:
-        self.db.execute("UPDATE readings SET status = ?, error = ?, block = ? WHERE meter = ? AND counter = ?",
-                        (status, error, block, meter, counter))
-
-    def counts(self) -> dict[str, int]:
-        return dict(self.db.execute("SELECT status, COUNT(*) FROM readings GROUP BY status").fetchall())
-
-    def record(self, a: Anomaly) -> None:
-        self.db.execute("INSERT INTO anomalies (site, meter, interval, kind, detail, at_ms) VALUES (?, ?, ?, ?, ?, ?)",
-                        (a.site, a.meter, a.interval, a.kind, a.detail, a.at_ms))
-
-    def anomalies(self, kind: str | None = None) -> list[Anomaly]:
-        sql = "SELECT site, meter, interval, kind, detail, at_ms FROM anomalies"
-        rows = self.db.execute(sql + (" WHERE kind = ?" if kind else "") + " ORDER BY id",
-                               (kind,) if kind else ()).fetchall()
-        return [Anomaly(*row) for row in rows]
-
-    def site_meter(self, site: str) -> str | None:
-        row = self.db.execute("SELECT meter FROM sites WHERE name = ?", (site,)).fetchone()
-        return row[0] if row else None
-
-    def set_site_meter(self, site: str, meter: str) -> None:
-        self.db.execute("INSERT OR REPLACE INTO sites (name, meter) VALUES (?, ?)", (site, meter))
-
-    def close(self) -> None:
-        self.db.close()
 
 
 def check_reading(r: MeterReading, previous: QueuedReading | None, rated_power_w: int,
@@ -187,12 +90,13 @@ class Ingest:
     """Reads, signs, validates and queues the meters' readings, and submits the queue."""
 
     def __init__(self, chain: Chain, sites: list[MeterSite], data_dir: str | Path, *,
-                 submitter_uri: str = "//Bob//stash", retry: RetryPolicy | None = None):
+                 submitter_uri: str | None = None, retry: RetryPolicy | None = None):
         self.chain = chain
         self.sites = sites
         self.data_dir = Path(data_dir)
-        self.queue = ReadingQueue(self.data_dir / "readings.sqlite")
-        self.submitter = keypair(submitter_uri)
+        self.queue = ReadingQueue(DataDir(self.data_dir).ingest_path)
+        # The account that pays the readings' fees: the deployment's, unless a test names one.
+        self.submitter = keypair(submitter_uri or Settings().meter_submitter_uri)
         self.retry = retry or RetryPolicy(attempts=4, backoff_s=0.25, backoff_max_s=2.0)
         self.signers = {}
         for s in sites:
@@ -278,7 +182,7 @@ class Ingest:
                 done["on_chain"] += 1
                 continue
             try:
-                receipt = self.chain.submit(self.submitter, "submit_reading", r.chain_params(), wait="inclusion",
+                receipt = self.chain.submit(self.submitter, "submit_reading", Chain.reading_params(r.meter, r.interval, r.counter, r.import_wh, r.export_wh, r.signature), wait="inclusion",
                                             timeout_s=timeout_s)
             except ChainUnavailable:
                 raise
@@ -318,7 +222,7 @@ class Ingest:
             done = 0
             try:
                 while intervals is None or done < intervals:
-                    now = int(time.time() * 1000)
+                    now = now_ms()
                     interval = params.interval_at(now)
                     await asyncio.sleep(max(0.0, (params.interval_end(interval) - now) / 1000) + 0.2)
                     if stop is not None and stop.is_set():
@@ -365,33 +269,3 @@ def load_sites(path: str | Path) -> list[MeterSite]:
     data = json.loads(Path(path).read_text())
     sites = data["sites"] if isinstance(data, dict) else data
     return [MeterSite.from_dict(d) for d in sites]
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m offchain.ingest", description=__doc__.splitlines()[0])
-    ap.add_argument("--config", required=True, help="JSON file: {\"sites\": [{name, model, host, port, key_uri, "
-                                                    "device_id?, rated_power_w?}]}")
-    ap.add_argument("--node", default="ws://127.0.0.1:9944")
-    ap.add_argument("--data", default="data/ingest", help="folder for the queue and the meters' counters")
-    ap.add_argument("--submitter", default="//Bob//stash", help="account that pays the readings' fees")
-    ap.add_argument("--intervals", type=int, default=None, help="stop after this many intervals")
-    args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        sites = load_sites(args.config)
-    except (OSError, ValueError, KeyError) as exc:
-        print(f"error: {args.config}: {exc}")
-        return 2
-    chain = Chain(args.node).connect()
-    ingest = Ingest(chain, sites, args.data, submitter_uri=args.submitter)
-    try:
-        asyncio.run(ingest.run(intervals=args.intervals))
-    except KeyboardInterrupt:
-        pass
-    finally:
-        print(json.dumps(ingest.queue.counts()))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -15,9 +15,10 @@ from dataclasses import dataclass
 
 from substrateinterface import Keypair
 
-from .chain import Chain, ChainError, MarketParams, PALLET, SignedCancel, SignedOrder, ss58
-from .orderlog import LoggedOrder, OrderLog
-from .store import DataDir, alert
+from chain import PALLET, Chain, ChainError
+from market import MarketParams, SignedCancel, SignedOrder, now_ms, ss58
+from store import DataDir, alert
+from store.orderlog import LoggedOrder, OrderLog
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +115,7 @@ class Relayer:
 
     def _drop_late(self, entries: list[LoggedOrder]) -> list[LoggedOrder]:
         params = self._params_now()
-        now = int(time.time() * 1000)
+        now = now_ms()
         keep = []
         for e in entries:
             if now >= params.gate_closure(e.spec.interval) + LATE_GRACE_MS:

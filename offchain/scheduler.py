@@ -21,8 +21,9 @@ from typing import Callable
 
 from substrateinterface import Keypair
 
-from .chain import Chain, ChainError, ChainOrder, MarketParams, PALLET, PendingTx, Receipt
-from .store import DataDir, alert, now_ms, transaction
+from chain import PALLET, Chain, ChainError, ChainOrder, PendingTx, Receipt
+from market import MarketParams, now_ms
+from store import DataDir, alert, transaction
 
 log = logging.getLogger(__name__)
 

@@ -15,9 +15,10 @@ import logging
 
 from substrateinterface import Keypair
 
-from .chain import Chain, ChainError, MarketParams
-from .clearinghouse import report_from_chain, summary_line
-from .store import DataDir, alert, now_ms, transaction
+from chain import Chain, ChainError
+from market import MarketParams, now_ms
+from market.clearinghouse import summary_line
+from store import DataDir, alert, transaction
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +113,7 @@ class Settler:
         attempt = self._record(interval, "committed", tx_hash=receipt.tx_hash, block_hash=receipt.block_hash,
                                block_number=receipt.block_number, missing=missing)
         try:
-            report = report_from_chain(self.chain, interval, receipt.block_hash)
+            report = self.chain.settlement_report(interval, receipt.block_hash)
             self.reports[interval] = report
             level = logging.INFO if report["balanced"] else logging.ERROR
             log.log(level, "interval %d settled in block #%d: %s", interval, receipt.block_number, summary_line(report))

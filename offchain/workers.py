@@ -8,13 +8,15 @@ import threading
 import time
 from typing import Callable
 
-from .chain import Chain, ChainUnavailable, keypair
-from .config import Settings
+from chain import Chain, ChainUnavailable
+from market import keypair
+from market.settings import Settings
+from store import DataDir
+
 from .indexer import Indexer
 from .relayer import Relayer
 from .scheduler import Scheduler
 from .settlement import Settler
-from .store import DataDir
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:  # a checkout without `pip install -e .`
     sys.path.insert(0, str(REPO_ROOT))
 
-from offchain.node import DevNode, find_binary, free_port as _free_port  # noqa: E402
+from wattchain.node import DevNode, find_binary  # noqa: E402
+from wattchain.node import free_port as _free_port
 
 
 @pytest.fixture
@@ -53,7 +54,7 @@ def dev_node(start_node) -> DevNode:
 
 @pytest.fixture(scope="session")
 def chain(dev_node):
-    from offchain.chain import Chain
+    from chain import Chain
 
     connection = Chain(dev_node.url).connect()
     yield connection

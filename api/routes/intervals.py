@@ -3,15 +3,24 @@ block and extrinsic that committed it), the list of clearings, and its settlemen
 from __future__ import annotations
 
 import json
-import time
 
 from fastapi import APIRouter, Query
 
-from offchain.clearinghouse import report_from_index
+from market import now_ms
+from store import report_from_index
 
 from ..deps import ChainDep, CursorQuery, IndexDep, LimitQuery, OpsDep
 from ..errors import APIError
-from ..models import BookLevel, BookOrder, BookPublic, ClearingPublic, ErrorPublic, MatchPublic, Page, ZonePricePublic
+from ..models import (
+    BookLevel,
+    BookOrder,
+    BookPublic,
+    ClearingPublic,
+    ErrorPublic,
+    MatchPublic,
+    Page,
+    ZonePricePublic,
+)
 from ..pagination import decode_cursor, page
 
 router = APIRouter(tags=["intervals"])
@@ -38,7 +47,7 @@ def get_order_book(interval: int, index: IndexDep, chain: ChainDep,
     params = chain.params()
     cleared = index.execute("SELECT 1 FROM clearings WHERE interval = ?", (interval,)).fetchone() is not None
     gate = params.gate_closure(interval)
-    state = "cleared" if cleared else ("closed" if time.time() * 1000 >= gate else "open")
+    state = "cleared" if cleared else ("closed" if now_ms() >= gate else "open")
     key = decode_cursor(cursor, 3)
     where = ["interval = ?", "status != 'cancelled'"]
     args: list = [interval]

@@ -2,11 +2,10 @@
 it), parameters, the current and next open interval; and the operator's alerts."""
 from __future__ import annotations
 
-import time
-
 from fastapi import APIRouter
 
-from offchain.chain import ChainUnavailable
+from chain import ChainUnavailable
+from market import now_ms
 
 from ..deps import ChainDep, CursorQuery, IndexDep, LimitQuery, OpsDep, SettingsDep
 from ..models import AlertPublic, MarketPublic, Page
@@ -19,7 +18,7 @@ router = APIRouter(tags=["market"])
 def get_market(chain: ChainDep, index: IndexDep, settings: SettingsDep) -> MarketPublic:
     """Genesis hash, market parameters, the current interval and the next one still open."""
     params = chain.params()
-    now = time.time_ns() // 1_000_000
+    now = now_ms()
     nxt = params.first_open_interval(now, settings.order_margin_ms)
     try:
         heads = chain.heads()

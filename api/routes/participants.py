@@ -4,11 +4,20 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Query
 
-from offchain.chain import ChainUnavailable, public_key, ss58, units_to_brl
+from chain import ChainUnavailable
+from market import public_key, ss58, units_to_brl
 
 from ..deps import ChainDep, CursorQuery, IndexDep, LimitQuery, OrderLogDep
 from ..errors import APIError
-from ..models import BalancesPublic, BookOrder, ErrorPublic, Page, ParticipantPublic, PositionPublic, SettlementPublic
+from ..models import (
+    BalancesPublic,
+    BookOrder,
+    ErrorPublic,
+    Page,
+    ParticipantPublic,
+    PositionPublic,
+    SettlementPublic,
+)
 from ..pagination import decode_cursor, page
 
 router = APIRouter(prefix="/participants", tags=["participants"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Query
 
-from offchain.clearinghouse import report_from_index
+from store import report_from_index
 
 from ..deps import IndexDep
 from ..errors import APIError

@@ -12,8 +12,8 @@ import time
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
-from offchain.clearinghouse import report_from_index
-from offchain.store import INDEX_SCHEMA, connect
+from market import from_chain_name
+from store import INDEX_SCHEMA, connect, report_from_index
 
 router = APIRouter(tags=["stream"])
 
@@ -29,9 +29,9 @@ def _message(conn, row) -> dict:
             "extrinsic_index": row["extrinsic_index"]}
     if row["name"] == "ClearingAccepted":
         prices = [{"zone": int(p["zone"]), "price": int(p["price"])} for p in (data.get("zone_prices") or [])]
-        mechanism = data["mechanism"] if isinstance(data["mechanism"], str) else next(iter(data["mechanism"]))
+        mechanism = from_chain_name(data["mechanism"])
         base.update(mechanism=mechanism, volume_wh=int(data["volume_wh"]), matches=int(data["matches"]),
-                    zone_prices=prices, price=prices[0]["price"] if mechanism == "Uniform" and prices else None,
+                    zone_prices=prices, price=prices[0]["price"] if mechanism == "uniform" and prices else None,
                     grid_fees_paid=int(data["grid_fees_paid"]))
     else:
         report = report_from_index(conn, interval, interval)

@@ -10,9 +10,10 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.client import cancel_body, order_body
-from offchain.chain import Balance, MarketParams, OrderSpec, dev_keypair
-from offchain.config import Settings
-from offchain.store import DataDir, transaction
+from chain import Balance
+from market import MarketParams, OrderSpec, dev_keypair
+from market.settings import Settings
+from store import DataDir, transaction
 
 GENESIS = bytes(range(32))
 PARAMS = MarketParams(interval_ms=20_000, gate_closure_ms=10_000, min_price_ticks=1, max_price_ticks=10_000,

@@ -9,10 +9,8 @@ import signal
 import subprocess
 import time
 
-import pytest
-
-from offchain.chain import Chain
-from offchain.node import free_port
+from chain import Chain
+from wattchain.node import free_port
 
 
 def peer_id(binary, key_file) -> str:

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import time
 
-from offchain.chain import UNITS_PER_BRL, Chain, keypair
+from chain import Chain, Newcomer, onboard
+from market import UNITS_PER_BRL, keypair
 
 OPERATOR = "//Alice"
 
@@ -20,31 +21,13 @@ def wait_until(predicate, timeout_s: float, what: str, poll_s: float = 0.25):
         time.sleep(poll_s)
 
 
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 def setup_participants(chain: Chain, uris: list[str], zone: int = 0, fund_brl: int = 1_000,
                        meters: dict[str, str] | None = None, rated_power_w: int = 0) -> None:
     """Register (zone), fund and accredit meters (owner uri -> meter public key hex), as the operator."""
-    operator = keypair(OPERATOR)
-    known = chain.participants()
-    accredited = chain.meters()
-    txs = []
-    for uri in uris:
-        account = keypair(uri).ss58_address
-        if known.get(account) != zone:
-            txs.append(chain.submit_nowait(operator, "register_participant", {"who": account, "zone": zone}))
-        if chain.balance(account).free < fund_brl * UNITS_PER_BRL // 2:
-            txs.append(chain.submit_nowait(operator, "transfer_keep_alive",
-                                           {"dest": account, "value": fund_brl * UNITS_PER_BRL}, module="Balances"))
-    for uri, meter in (meters or {}).items():
-        if meter not in accredited:
-            txs.append(chain.submit_nowait(operator, "accredit_meter", {
-                "meter": meter, "owner": keypair(uri).ss58_address, "zone": zone, "source": "Solar",
-                "rated_power_w": rated_power_w}))
-    for receipt in chain.wait(txs, timeout_s=120):
-        receipt.raise_for_error()
+    meters = meters or {}
+    onboard(chain, keypair(OPERATOR), [
+        Newcomer(keypair(uri).ss58_address, zone, fund_brl * UNITS_PER_BRL, meter=meters.get(uri),
+                 rated_power_w=rated_power_w) for uri in uris])
 
 
 def wait_for_gate(chain: Chain, interval: int, *, finalized: bool = True, timeout_s: float = 60) -> str:

@@ -1,13 +1,13 @@
-"""offchain.chain against a real dev node: metadata names, SCALE of OrderSpec with the node's own
+"""The chain client against a real dev node: metadata names, SCALE of OrderSpec with the node's own
 metadata, an order signed and submitted by its owner (storage + OrderPlaced), relayed orders,
 pallet errors by name, back-to-back nonces, reconnecting after a node restart."""
 from __future__ import annotations
 
 import pytest
+from e2e_helpers import setup_participants, wait_until
 
-from e2e_helpers import now_ms, setup_participants, wait_until
-from offchain.chain import (PALLET, Chain, ChainError, OrderSpec, SignedOrder, dev_keypair, keypair, sign_cancel,
-                            sign_order)
+from chain import PALLET, Chain, ChainError
+from market import OrderSpec, SignedOrder, dev_keypair, keypair, now_ms, sign_cancel, sign_order
 
 BOB = "//Bob"
 
@@ -97,7 +97,7 @@ def test_back_to_back_submissions_keep_their_nonces(chain, market):
     assert all(r.success and r.finalized for r in receipts)
     # A stale local nonce is resynced from the pool, not fatal.
     chain.resync_nonce(charlie.ss58_address)
-    from offchain import chain as chain_module
+    from chain import transactions as chain_module
     tracker = chain_module._tracker(chain.genesis_hash_hex, charlie.ss58_address)
     tracker.next = txs[0].nonce  # pretend we forgot those six
     receipt = chain.submit(charlie, "place_order", {"spec": OrderSpec(base + 99, k, "bid", 10, 50).to_call_arg()})

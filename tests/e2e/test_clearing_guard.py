@@ -4,19 +4,20 @@ a clearing and its inclusion does not clear the interval twice."""
 from __future__ import annotations
 
 import pytest
+from e2e_helpers import setup_participants, wait_for_gate, wait_until
 
 import matcher
-from e2e_helpers import now_ms, setup_participants, wait_for_gate, wait_until
-from offchain.chain import PALLET, Chain, OrderSpec, keypair, sign_order
+from chain import PALLET, Chain
+from market import OrderSpec, keypair, now_ms, sign_order
 from offchain.scheduler import Scheduler
-from offchain.store import DataDir
+from store import DataDir
 
 SELLER, BUYER = "//Guard/seller", "//Guard/buyer"
 
 
 @pytest.fixture(scope="module")
 def node(node_binary, tmp_path_factory):
-    from offchain.node import DevNode
+    from wattchain.node import DevNode
 
     root = tmp_path_factory.mktemp("guard")
     node = DevNode(node_binary, log_path=root / "node.log").start()

@@ -7,13 +7,13 @@ import os
 import subprocess
 import sys
 
-from offchain.node import REPO_ROOT
+from wattchain.node import REPO_ROOT
 
 
 def test_demo_one_interval_json(node_binary, tmp_path):
     data = tmp_path / "demo"
     env = dict(os.environ, WATTCHAIN_NODE=str(node_binary))
-    proc = subprocess.run([sys.executable, "-m", "offchain.cli", "demo", "--intervals", "1", "--json", "--data",
+    proc = subprocess.run([sys.executable, "-m", "wattchain.cli", "demo", "--intervals", "1", "--json", "--data",
                            str(data)], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]

@@ -8,9 +8,7 @@ The tests of this module run in order and share one market (one node, one data f
 from __future__ import annotations
 
 import os
-
 import shutil
-
 import threading
 import time
 from dataclasses import dataclass, field
@@ -18,17 +16,17 @@ from pathlib import Path
 
 import httpx
 import pytest
+from e2e_helpers import setup_participants, wait_until
 
 import matcher
 from api.client import Client, OrderRefused, fresh_client_order_id, order_body
-from e2e_helpers import now_ms, setup_participants, wait_until
+from chain import Chain
+from market import OrderSpec, keypair, now_ms
 from meter_bridge import MeterKey, sign_reading
 from meter_bridge.reading import RawReading
-from offchain.chain import Chain, OrderSpec, keypair
-from offchain.clearinghouse import report_from_chain
-from offchain.node import DevNode, free_port
-from offchain.processes import Child, start_api, start_workers, wait_http
 from offchain.scheduler import book_for_clearing
+from wattchain.node import DevNode, free_port
+from wattchain.processes import Child, start_api, start_workers, wait_http
 
 PROSUMERS = ["//E2E/trader/0", "//E2E/trader/1"]
 CONSUMERS = ["//E2E/trader/2", "//E2E/trader/3"]
@@ -239,7 +237,7 @@ def test_three_intervals_cleared_committed_and_settled(market):
                             f"settlement of interval {k}\n{market.logs()}")
         assert report["balanced"], report["problems"]
         assert report["totals"]["net_money"] == 0 and report["totals"]["energy_position_wh"] == 0
-        assert report_from_chain(chain, k)["parties"] == report["parties"]
+        assert chain.settlement_report(k)["parties"] == report["parties"]
         assert {p["role"] for p in report["parties"]} == {"participant", "distributor"}
 
     # Over the period: each trader's balance moved by exactly its net in the report (traders

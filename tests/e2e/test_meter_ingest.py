@@ -9,9 +9,10 @@ import time
 
 import pytest
 
+from chain import Chain, ChainError
+from market import keypair
 from meter_bridge import MeterKey, sign_reading, start_simulator
 from meter_bridge.reading import RawReading
-from offchain.chain import Chain, ChainError, keypair
 from offchain.ingest import Ingest, MeterSite
 
 INTERVAL_MS = 4_000

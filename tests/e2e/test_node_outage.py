@@ -3,11 +3,13 @@ judge from what it knew (parameters, the owner's registration, its funds), logs 
 relayer puts them on chain once the node is back. Nothing acknowledged is lost."""
 from __future__ import annotations
 
+from e2e_helpers import setup_participants, wait_until
+
 from api.client import Client
-from e2e_helpers import now_ms, setup_participants, wait_until
-from offchain.chain import Chain, keypair
-from offchain.node import DevNode, free_port
-from offchain.processes import start_api, start_workers, wait_http
+from chain import Chain
+from market import keypair, now_ms
+from wattchain.node import DevNode, free_port
+from wattchain.processes import start_api, start_workers, wait_http
 
 TRADER = "//Outage/trader"
 

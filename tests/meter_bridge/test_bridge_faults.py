@@ -7,8 +7,15 @@ import time
 import pytest
 from bridge_testkit import FAST_RETRY, TIMEOUT_S
 
-from meter_bridge import (MeterClient, MeterStale, ModbusReplyError, RegisterBank, RetryPolicy, Table,
-                          start_simulator)
+from meter_bridge import (
+    MeterClient,
+    MeterStale,
+    ModbusReplyError,
+    RegisterBank,
+    RetryPolicy,
+    Table,
+    start_simulator,
+)
 
 BUSY = 0x06
 

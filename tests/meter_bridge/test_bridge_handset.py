@@ -8,8 +8,16 @@ import struct
 import pytest
 from bridge_testkit import FAST_RETRY, TIMEOUT_S
 
-from meter_bridge import (CommandNotConfirmed, ControlMap, DiscoveryError, MeterClient, ModbusReplyError,
-                          ReadingError, RegisterBank, Table)
+from meter_bridge import (
+    CommandNotConfirmed,
+    ControlMap,
+    DiscoveryError,
+    MeterClient,
+    ModbusReplyError,
+    ReadingError,
+    RegisterBank,
+    Table,
+)
 
 
 def f32(value: float, order: str = "big") -> list[int]:

@@ -9,8 +9,18 @@ import threading
 import pytest
 from substrateinterface import Keypair
 
-from meter_bridge import (MalformedReading, MeterKey, MeterReading, MeterSigner, RawReading, ReadingError,
-                          StateFileError, reading_message, sign_reading, verify_reading)
+from meter_bridge import (
+    MalformedReading,
+    MeterKey,
+    MeterReading,
+    MeterSigner,
+    RawReading,
+    ReadingError,
+    StateFileError,
+    reading_message,
+    sign_reading,
+    verify_reading,
+)
 
 RAW = RawReading("sdm630", import_wh=1_250_123, export_wh=830_456, power_w=-2500, timestamp_ms=1_700_000_123_456)
 

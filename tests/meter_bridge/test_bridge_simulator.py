@@ -6,8 +6,15 @@ import asyncio
 import pytest
 from bridge_testkit import FAST_RETRY, TIMEOUT_S
 
-from meter_bridge import (CommandNotConfirmed, ConfigurationError, MeterClient, SerialSettings, read_meter,
-                          spawn_simulator, start_simulator)
+from meter_bridge import (
+    CommandNotConfirmed,
+    ConfigurationError,
+    MeterClient,
+    SerialSettings,
+    read_meter,
+    spawn_simulator,
+    start_simulator,
+)
 from meter_bridge.simulator import SimulatedMeter, SiteModel, SiteProfile, clear_sky_fraction
 
 HOUR = 3600.0

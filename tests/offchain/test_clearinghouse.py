@@ -1,9 +1,10 @@
 """The clearing house's report balances money and energy to zero, the distributor included."""
 from __future__ import annotations
 
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from offchain.clearinghouse import SettlementLine, Trade, build_report
+from market.clearinghouse import SettlementLine, Trade, build_report
 
 TARIFF, FEED_IN = 95, 30
 PEOPLE = ["A", "B", "C", "D"]

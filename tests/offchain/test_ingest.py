@@ -8,8 +8,9 @@ import time
 from meter_bridge import MeterKey, sign_reading, start_simulator
 from meter_bridge.client import RetryPolicy
 from meter_bridge.reading import RawReading
-from offchain.ingest import Ingest, MeterSite, QueuedReading, check_reading
-from offchain.node import free_port
+from offchain.ingest import Ingest, MeterSite, check_reading
+from store import QueuedReading
+from wattchain.node import free_port
 
 KEY = MeterKey.from_uri("//UnitMeter")
 

@@ -5,14 +5,33 @@ from __future__ import annotations
 import struct
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scalecodec.base import RuntimeConfigurationObject
 from scalecodec.type_registry import load_type_registry_preset
 
+from market import (
+    CANCEL_TAG,
+    ORDER_TAG,
+    SIDES,
+    SOURCES,
+    MarketParams,
+    OrderSpec,
+    SignedOrder,
+    cancel_message,
+    dev_keypair,
+    order_message,
+    public_key,
+    reading_message,
+    sign_cancel,
+    sign_order,
+    ss58,
+    units_to_brl,
+    verify_cancel,
+    verify_order,
+    verify_sr25519,
+)
 from meter_bridge.reading import reading_message as bridge_reading_message
-from offchain.chain import (CANCEL_TAG, ORDER_TAG, SIDES, SOURCES, MarketParams, OrderSpec, SignedOrder,
-                            cancel_message, dev_keypair, order_message, public_key, reading_message, sign_cancel,
-                            sign_order, ss58, units_to_brl, verify_cancel, verify_order, verify_sr25519)
 
 GENESIS = bytes(range(32))
 ALICE = dev_keypair("Alice")

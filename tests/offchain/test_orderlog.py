@@ -7,9 +7,9 @@ import multiprocessing
 import os
 import signal
 
-from offchain.chain import OrderSpec
-from offchain.orderlog import OrderLog
-from offchain.store import DataDir
+from market import OrderSpec
+from store import DataDir
+from store.orderlog import OrderLog
 
 OWNER = "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY"
 BOB = "5FHneW46xGXgs5mUiveU4sbTyGBzmstUspZC92UhjJM694ty"

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import time
 
-from offchain.chain import ChainError, Event, MarketParams, OrderSpec, PendingTx, Receipt, dev_keypair, sign_order
-from offchain.orderlog import OrderLog
+from chain import ChainError, Event, PendingTx, Receipt
+from market import MarketParams, OrderSpec, dev_keypair, sign_order
 from offchain.relayer import Relayer
-from offchain.store import DataDir
+from store import DataDir
+from store.orderlog import OrderLog
 
 GENESIS = bytes(32)
 BOB = dev_keypair("Bob")

@@ -20,11 +20,11 @@ from dataclasses import dataclass
 
 from substrateinterface import Keypair
 
+from chain import Chain, Newcomer, onboard
+from market import MarketParams, keypair
 from meter_bridge import MeterKey, read_meter, start_simulator
 from meter_bridge.reading import RawReading
-
-from .chain import Chain, MarketParams, keypair
-from .ingest import MeterSite
+from offchain.ingest import MeterSite
 
 log = logging.getLogger(__name__)
 
@@ -111,26 +111,12 @@ class Agent:
 
 
 def register_sites(chain: Chain, operator: Keypair, sites: list[Site], *, speed: float, fund_units: int) -> None:
-    """The operator registers each site's account and accredits its meter; it also funds the
-    accounts (bids hold money, shortfalls are paid). Idempotent for a rerun on the same chain."""
-    txs = []
-    known = chain.participants()
-    meters = chain.meters()
-    for site in sites:
-        if known.get(site.account.ss58_address) != site.zone:
-            txs.append(chain.submit_nowait(operator, "register_participant",
-                                           {"who": site.account.ss58_address, "zone": site.zone}))
-        if site.meter_key.public_key_hex not in meters:
-            # Time runs `speed` times faster at the site: so does the energy per interval.
-            txs.append(chain.submit_nowait(operator, "accredit_meter", {
-                "meter": site.meter_key.public_key_hex, "owner": site.account.ss58_address, "zone": site.zone,
-                "source": "Solar" if site.kind == "prosumer" else "GridMix",
-                "rated_power_w": site.rated_power_w(speed)}))
-        if chain.balance(site.account.ss58_address).free < fund_units // 2:
-            txs.append(chain.submit_nowait(operator, "transfer_keep_alive",
-                                           {"dest": site.account.ss58_address, "value": fund_units}, module="Balances"))
-    for receipt in chain.wait(txs, timeout_s=90):
-        receipt.raise_for_error()
+    """The operator registers each site's account, accredits its meter and funds the account.
+    Time runs `speed` times faster at the site: so does the energy per interval."""
+    onboard(chain, operator, [
+        Newcomer(site.account.ss58_address, site.zone, fund_units, meter=site.meter_key.public_key_hex,
+                 source="solar" if site.kind == "prosumer" else "grid_mix", rated_power_w=site.rated_power_w(speed))
+        for site in sites], timeout_s=90)
 
 
 __all__ = ["Agent", "Site", "make_sites", "register_sites"]

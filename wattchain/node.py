@@ -95,7 +95,7 @@ class DevNode:
 
     def wait_ready(self, timeout_s: float = 120.0) -> None:
         """Until the RPC answers and the chain has produced a block."""
-        from .chain import Chain, ChainUnavailable
+        from chain import Chain, ChainUnavailable
 
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:

@@ -12,14 +12,15 @@ and congestion rent); an imbalance is paid to the distributor at the tariff (sho
 at the feed-in rate (surplus). Every payment has a payer and a payee in the report, so the
 parties' net amounts sum to zero.
 
-Pure functions of their inputs: the settler builds it from the chain, the API from the index.
+Pure functions of their inputs: the settler builds the report from the chain
+(offchain/settlement.py), the API and the CLI from the index (store/queries.py).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Iterable
 
-from .chain import UNITS_PER_BRL, units_to_brl
+from .units import UNITS_PER_BRL, units_to_brl
 
 
 @dataclass(frozen=True)
@@ -125,45 +126,6 @@ def build_report(trades: Iterable[Trade], lines: Iterable[SettlementLine], distr
     }
 
 
-def report_from_chain(chain, interval: int, block_hash: str | None = None) -> dict:
-    """The report of one settled interval, read from chain storage."""
-    clearing = chain.clearing(interval, block_hash)
-    trades = []
-    if clearing is not None and clearing.matches:
-        ids = sorted({m.bid for m in clearing.matches} | {m.offer for m in clearing.matches})
-        owners = {o.order_id: o.owner for o in chain.orders(ids, block_hash)}
-        trades = [Trade(interval, owners[m.bid], owners[m.offer], m.quantity_wh, m.buyer_price, m.seller_price)
-                  for m in clearing.matches]
-    lines = [SettlementLine(interval, account, v["contracted_wh"], v["metered_wh"], v["imbalance_wh"], v["amount"])
-             for account, v in chain.settlement_lines(interval, block_hash).items()]
-    return build_report(trades, lines, chain.distributor(block_hash), [interval])
-
-
-def report_from_index(conn, from_interval: int, to_interval: int, account: str | None = None) -> dict:
-    """The report over settled intervals in [from_interval, to_interval], from index.db. With
-    `account`, only that party's row is kept (totals still cover everyone)."""
-    settled = [r["interval"] for r in conn.execute(
-        "SELECT interval FROM intervals_settled WHERE interval BETWEEN ? AND ? ORDER BY interval",
-        (from_interval, to_interval))]
-    trades, lines = [], []
-    if settled:
-        marks = ",".join("?" * len(settled))
-        trades = [Trade(r["interval"], r["buyer"], r["seller"], r["quantity_wh"], r["buyer_price"], r["seller_price"])
-                  for r in conn.execute(f"SELECT * FROM trades WHERE interval IN ({marks}) ORDER BY id", settled)]
-        lines = [SettlementLine(r["interval"], r["account"], r["contracted_wh"], r["metered_wh"], r["imbalance_wh"],
-                                int(r["amount"]))
-                 for r in conn.execute(f"SELECT * FROM settlements WHERE interval IN ({marks})", settled)]
-    row = conn.execute("SELECT distributor FROM intervals_settled WHERE interval BETWEEN ? AND ?"
-                       " AND distributor IS NOT NULL ORDER BY interval DESC LIMIT 1",
-                       (from_interval, to_interval)).fetchone()
-    if row is None:
-        row = conn.execute("SELECT account AS distributor FROM roles WHERE role = 'distributor'").fetchone()
-    report = build_report(trades, lines, row["distributor"] if row else None, settled)
-    if account is not None:
-        report["parties"] = [p for p in report["parties"] if p["account"] == account]
-    return report
-
-
 def summary_line(report: dict) -> str:
     t = report["totals"]
     return (f"{len(report['parties']) - 1} participants, traded {t['traded_wh']} Wh, utility shortfall "
@@ -171,4 +133,4 @@ def summary_line(report: dict) -> str:
             f"energy sum {t['energy_position_wh']} Wh, {'balanced' if report['balanced'] else 'NOT BALANCED'}")
 
 
-__all__ = ["SettlementLine", "Trade", "build_report", "report_from_chain", "report_from_index", "summary_line"]
+__all__ = ["SettlementLine", "Trade", "build_report", "summary_line"]

@@ -11,8 +11,9 @@ import json
 import sqlite3
 from dataclasses import dataclass
 
-from .chain import OrderSpec
-from .store import now_ms, transaction
+from market import OrderSpec, now_ms
+
+from .db import transaction
 
 # Entry states.
 PENDING, SUBMITTED, ONCHAIN, REJECTED = "pending", "submitted", "onchain", "rejected"

@@ -5,7 +5,11 @@
     wattchain node [--data DIR | --tmp]                  a dev node
     wattchain api [--data DIR] [--node URL] [--port P]   the HTTP API
     wattchain workers [--data DIR] [--node URL]          relayer, scheduler, settler, indexer
+    wattchain ingest --sites FILE [--node URL]           read, sign and submit meter readings
     wattchain report --data DIR --from K --to K          the clearing house's report (JSON)
+
+Every command that takes settings also reads `--config FILE` (TOML) and WATTCHAIN_* variables
+(market/settings.py).
 """
 from __future__ import annotations
 
@@ -17,7 +21,9 @@ import sys
 import time
 from pathlib import Path
 
-from .config import Settings
+from pydantic import ValidationError
+
+from market.settings import Settings
 
 # An editable install made before api/ existed maps only the packages it saw then; the CLI
 # belongs to this checkout, so make its sibling packages importable either way.
@@ -27,6 +33,7 @@ if _ROOT not in sys.path:
 
 
 def _common(p: argparse.ArgumentParser, *, node: bool = True) -> None:
+    p.add_argument("--config", type=Path, default=None, help="settings file, TOML (default: WATTCHAIN_CONFIG)")
     p.add_argument("--data", type=Path, default=None, help="data folder (default: ./data or WATTCHAIN_DATA_DIR)")
     if node:
         p.add_argument("--node", default=None, help="node WebSocket URL (default ws://127.0.0.1:9944)")
@@ -65,6 +72,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--only", default=None, help="comma-separated subset of relayer,scheduler,settler,indexer")
     p.add_argument("--mechanism", default=None, choices=["uniform", "pay-as-bid", "zonal"])
 
+    p = sub.add_parser("ingest", help="read the meters every interval, sign and submit their readings")
+    _common(p)
+    p.add_argument("--sites", type=Path, default=None,
+                   help="JSON: {\"sites\": [{name, model, host, port, key_uri, device_id?, rated_power_w?}]}")
+    p.add_argument("--intervals", type=int, default=None, help="stop after this many intervals")
+
     p = sub.add_parser("report", help="print the clearing house's report for settled intervals (JSON)")
     _common(p, node=False)
     p.add_argument("--from", dest="from_interval", type=int, required=True)
@@ -74,7 +87,8 @@ def parser() -> argparse.ArgumentParser:
 
 
 def _settings(args, **extra) -> Settings:
-    return Settings.from_env(data_dir=getattr(args, "data", None), node_url=getattr(args, "node", None), **extra)
+    return Settings.from_env(getattr(args, "config", None), data_dir=getattr(args, "data", None),
+                             node_url=getattr(args, "node", None), **extra)
 
 
 def _logging(verbose: bool) -> None:
@@ -132,7 +146,7 @@ def cmd_api(args) -> int:
 
 
 def cmd_workers(args) -> int:
-    from .workers import WORKERS, Workers
+    from offchain.workers import WORKERS, Workers
 
     _logging(args.verbose)
     _terminate_on_sigterm()
@@ -180,9 +194,36 @@ def cmd_run(args) -> int:
             node.stop()
 
 
+def cmd_ingest(args) -> int:
+    import asyncio
+
+    from chain import Chain
+    from offchain.ingest import Ingest, load_sites
+
+    _logging(args.verbose)
+    _terminate_on_sigterm()
+    settings = _settings(args, meter_sites=args.sites)
+    if settings.meter_sites is None:
+        print("error: no meter sites: pass --sites FILE or set meter_sites", file=sys.stderr)
+        return 2
+    try:
+        sites = load_sites(settings.meter_sites)
+    except (OSError, ValueError, KeyError) as exc:
+        print(f"error: {settings.meter_sites}: {exc}", file=sys.stderr)
+        return 2
+    ingest = Ingest(Chain(settings.node_url).connect(), sites, Path(settings.data_dir) / "ingest",
+                    submitter_uri=settings.meter_submitter_uri)
+    try:
+        asyncio.run(ingest.run(intervals=args.intervals))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        print(json.dumps(ingest.queue.counts()))
+    return 0
+
+
 def cmd_report(args) -> int:
-    from .clearinghouse import report_from_index
-    from .store import DataDir
+    from store import DataDir, report_from_index
 
     settings = _settings(args)
     report = report_from_index(DataDir(settings.data_dir).index(), args.from_interval, args.to_interval, args.account)
@@ -191,7 +232,7 @@ def cmd_report(args) -> int:
 
 
 COMMANDS = {"demo": cmd_demo, "run": cmd_run, "node": cmd_node, "api": cmd_api, "workers": cmd_workers,
-            "report": cmd_report}
+            "ingest": cmd_ingest, "report": cmd_report}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -200,6 +241,9 @@ def main(argv: list[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except KeyboardInterrupt:
         return 130
+    except (ValidationError, ValueError) as exc:  # a bad setting: name it, no traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

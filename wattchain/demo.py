@@ -15,15 +15,15 @@ import time
 from pathlib import Path
 
 from api.client import Client, OrderRefused
+from chain import Chain
+from market import UNITS_PER_BRL, keypair, now_ms
+from market.settings import Settings
+from offchain.ingest import Ingest
+from store import DataDir
 
-from .chain import UNITS_PER_BRL, Chain, keypair
-from .clearinghouse import report_from_chain
-from .config import Settings
-from .ingest import Ingest
 from .node import DevNode, build_binary, find_binary, free_port
 from .processes import start_api, start_workers, wait_http
 from .sites import Agent, make_sites, register_sites
-from .store import DataDir, now_ms
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ class Demo:
         """The ingest worker reads the simulated meters at each interval's end and sends their
         signed readings (the first one is each meter's baseline)."""
         ingest = Ingest(Chain(self.node.url).connect(), [s.meter_site(self.speed) for s in self.sites],
-                        self.data_dir / "ingest", submitter_uri="//Eve")
+                        self.data_dir / "ingest", submitter_uri=self.settings.meter_submitter_uri)
 
         def run():
             try:
@@ -171,7 +171,7 @@ class Demo:
         chain = self.chain
         orders = len(chain.interval_order_ids(interval))
         clearing = chain.clearing(interval)
-        report = report_from_chain(chain, interval)
+        report = chain.settlement_report(interval)
         db = DataDir(self.data_dir).ops()
         attempt = db.execute("SELECT block_hash, extrinsic_index, commit_latency_ms FROM clearing_attempts WHERE"
                              " interval = ? AND state = 'committed' ORDER BY id DESC LIMIT 1", (interval,)).fetchone()

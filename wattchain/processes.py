@@ -22,7 +22,7 @@ def _env() -> dict:
 
 
 class Child:
-    """A `python -m offchain.cli <command> ...` child with its output in a log file."""
+    """A `python -m wattchain.cli <command> ...` child with its output in a log file."""
 
     def __init__(self, args: list[str], log_path: Path):
         self.args = args
@@ -32,7 +32,7 @@ class Child:
     def start(self) -> "Child":
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
-        self.process = subprocess.Popen([sys.executable, "-m", "offchain.cli", *self.args], stdout=log,
+        self.process = subprocess.Popen([sys.executable, "-m", "wattchain.cli", *self.args], stdout=log,
                                         stderr=subprocess.STDOUT, env=_env(), cwd=str(REPO_ROOT),
                                         start_new_session=True)
         log.close()

@@ -1,0 +1,18 @@
+"""WattChain's client of its node: the one wrapper around substrate-interface.
+
+- `connection`: connect with retry, reconnect, JSON-RPC, blocks, events, storage by name;
+- `reads`: the EnergyTrading pallet's storage as plain Python;
+- `transactions`: nonces, signing, submission, receipts (`Chain` is the whole client);
+- `errors`: `ChainError` (named after the pallet's error) and `ChainUnavailable`;
+- `onboarding`: the operator's registration of participants and meters.
+"""
+from .connection import DEFAULT_URL, PALLET, Block, Event
+from .errors import ChainError, ChainUnavailable
+from .onboarding import Newcomer, onboard
+from .reads import Balance, ChainClearing, ChainMatch, ChainOrder
+from .transactions import Chain, PendingTx, Receipt, ReceiptWatcher
+
+__all__ = [
+    "Balance", "Block", "Chain", "ChainClearing", "ChainError", "ChainMatch", "ChainOrder", "ChainUnavailable",
+    "DEFAULT_URL", "Event", "Newcomer", "PALLET", "PendingTx", "Receipt", "ReceiptWatcher", "onboard",
+]

@@ -1,0 +1,256 @@
+"""The connection to a WattChain node: connect with retry, reconnect when the node restarts,
+raw JSON-RPC, blocks and their events, and storage reads by name. substrate-interface (in
+maintenance) is used only inside this package, so an upgrade touches one folder."""
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Sequence
+
+from substrateinterface import SubstrateInterface
+from substrateinterface.exceptions import SubstrateRequestException
+
+from market import SS58_FORMAT
+
+from .errors import CONNECTION_ERRORS, ChainError, ChainUnavailable
+
+log = logging.getLogger("wattchain.chain")
+
+PALLET = "EnergyTrading"
+DEFAULT_URL = "ws://127.0.0.1:9944"
+
+# scalecodec keeps type registries in shared state: two threads decoding metadata at once can
+# see each other's half-loaded registry ("Decoder class for Compact<u32> not found").
+_INIT_LOCK = threading.Lock()
+
+
+@dataclass
+class Event:
+    pallet: str
+    name: str
+    attributes: Any
+    extrinsic_index: int | None  # None for initialization/finalization events
+    index: int  # position in the block's event list
+
+
+@dataclass
+class Block:
+    number: int
+    hash: str
+    timestamp_ms: int | None
+    events: list[Event]
+
+
+class ChainConnection:
+    """The transport and generic reads. `Chain` (chain/__init__) adds the pallet's reads and
+    the transactions on top; use that."""
+
+    def __init__(self, url: str = DEFAULT_URL, *, connect_timeout_s: float = 60.0, rpc_timeout_s: float = 30.0,
+                 retry_s: float = 30.0):
+        self.url = url
+        self.connect_timeout_s = connect_timeout_s
+        self.rpc_timeout_s = rpc_timeout_s
+        self.retry_s = retry_s  # how long a call keeps reconnecting before giving up
+        self._substrate: SubstrateInterface | None = None
+        self._genesis: str | None = None
+        self._block_tx_cache: OrderedDict[str, list[str]] = OrderedDict()
+        self.reconnects = 0
+
+    # -- connection -------------------------------------------------------------------------
+    def connect(self, timeout_s: float | None = None) -> "ChainConnection":
+        """Connect, retrying until the node answers or `timeout_s` passes."""
+        deadline = time.monotonic() + (self.connect_timeout_s if timeout_s is None else timeout_s)
+        delay, last = 0.2, None
+        while True:
+            try:
+                self._open()
+                return self
+            except CONNECTION_ERRORS + (SubstrateRequestException,) as exc:
+                last = exc
+            if time.monotonic() >= deadline:
+                raise ChainUnavailable(f"cannot reach node at {self.url}: {last}")
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+    def _open(self) -> None:
+        self.close()
+        with _INIT_LOCK:
+            substrate = SubstrateInterface(url=self.url, ss58_format=SS58_FORMAT, auto_reconnect=False,
+                                           ws_options={"timeout": self.rpc_timeout_s})
+            substrate.init_runtime()
+        genesis = substrate.get_block_hash(0)
+        if self._genesis is not None and genesis != self._genesis:
+            log.warning("node at %s has a new genesis %s (was %s): a new chain", self.url, genesis, self._genesis)
+        # A (re)connection may meet a restarted node whose pool is gone, or a fresh dev chain
+        # with the same genesis as an earlier one: the nonces counted so far mean nothing there.
+        # The node's own next index (which includes its pool) is read again on the next submit.
+        self._reconnected(genesis)
+        self._genesis = genesis
+        self._substrate = substrate
+        self._block_tx_cache.clear()
+
+    def close(self) -> None:
+        if self._substrate is not None:
+            try:
+                self._substrate.close()
+            except Exception:  # closing a dead socket may raise anything
+                pass
+            self._substrate = None
+
+    def __enter__(self) -> "ChainConnection":
+        if self._substrate is None:
+            self.connect()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @property
+    def substrate(self) -> SubstrateInterface:
+        if self._substrate is None:
+            self.connect()
+        return self._substrate
+
+    def _call(self, fn: Callable[[SubstrateInterface], Any]) -> Any:
+        """Run fn(substrate), reconnecting (for up to retry_s) when the connection drops."""
+        deadline = time.monotonic() + self.retry_s
+        delay = 0.2
+        while True:
+            try:
+                return fn(self.substrate)
+            except ChainError:
+                raise
+            except CONNECTION_ERRORS as exc:
+                log.warning("connection to %s lost (%s); reconnecting", self.url, exc.__class__.__name__)
+                self.close()
+                if time.monotonic() >= deadline:
+                    raise ChainUnavailable(f"node at {self.url} unreachable: {exc}") from exc
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                try:
+                    self._open()
+                    self.reconnects += 1
+                except CONNECTION_ERRORS + (SubstrateRequestException,):
+                    continue
+
+    def rpc(self, method: str, params: list | None = None) -> Any:
+        """A raw JSON-RPC call; returns its `result`."""
+        response = self._call(lambda s: s.rpc_request(method, params or []))
+        return response.get("result")
+
+    # -- blocks -----------------------------------------------------------------------------
+    @property
+    def genesis_hash_hex(self) -> str:
+        if self._genesis is None:
+            self.connect()
+        return self._genesis
+
+    @property
+    def genesis_hash(self) -> bytes:
+        return bytes.fromhex(self.genesis_hash_hex[2:])
+
+    def best_number(self) -> int:
+        return int(self.rpc("chain_getHeader")["number"], 16)
+
+    def finalized_hash(self) -> str:
+        return self.rpc("chain_getFinalizedHead")
+
+    def finalized_number(self) -> int:
+        return self.block_number(self.finalized_hash())
+
+    def block_number(self, block_hash: str) -> int:
+        header = self.rpc("chain_getHeader", [block_hash])
+        if header is None:
+            raise ChainError("UnknownBlock", block_hash)
+        return int(header["number"], 16)
+
+    def block_hash(self, number: int) -> str | None:
+        return self.rpc("chain_getBlockHash", [number])
+
+    def timestamp_ms(self, block_hash: str | None = None) -> int:
+        """The block's `Timestamp.Now` (unix ms): the clock the pallet's gates use."""
+        return int(self.query("Timestamp", "Now", block_hash=block_hash) or 0)
+
+    def block_extrinsic_hashes(self, block_hash: str) -> list[str]:
+        cached = self._block_tx_cache.get(block_hash)
+        if cached is not None:
+            return cached
+        block = self.rpc("chain_getBlock", [block_hash])
+        if block is None:
+            raise ChainError("UnknownBlock", block_hash)
+        hashes = ["0x" + hashlib.blake2b(bytes.fromhex(x[2:]), digest_size=32).hexdigest()
+                  for x in block["block"]["extrinsics"]]
+        self._block_tx_cache[block_hash] = hashes
+        while len(self._block_tx_cache) > 256:
+            self._block_tx_cache.popitem(last=False)
+        return hashes
+
+    def events(self, block_hash: str) -> list[Event]:
+        records = self._call(lambda s: s.get_events(block_hash))
+        events = []
+        for i, record in enumerate(records):
+            v = record.value
+            events.append(Event(pallet=v["module_id"], name=v["event_id"], attributes=v.get("attributes"),
+                                extrinsic_index=v.get("extrinsic_idx") if v.get("phase") == "ApplyExtrinsic" else None,
+                                index=i))
+        return events
+
+    def block(self, number: int, *, with_events: bool = True) -> Block:
+        block_hash = self.block_hash(number)
+        if block_hash is None:
+            raise ChainError("UnknownBlock", f"no block #{number}")
+        return Block(number, block_hash, self.timestamp_ms(block_hash),
+                     self.events(block_hash) if with_events else [])
+
+    def follow_finalized(self, start: int, *, poll_s: float = 0.5,
+                         stop: Callable[[], bool] = lambda: False) -> Iterator[Block]:
+        """Yield every finalized block from number `start` on, in order, forever (until stop()).
+        Survives node restarts (it reconnects and carries on from the next number)."""
+        number = start
+        while not stop():
+            try:
+                finalized = self.finalized_number()
+            except ChainUnavailable:
+                time.sleep(poll_s)
+                continue
+            if number > finalized:
+                time.sleep(poll_s)
+                continue
+            yield self.block(number)
+            number += 1
+
+    # -- storage ----------------------------------------------------------------------------
+    def query(self, module: str, item: str, params: list | None = None, block_hash: str | None = None) -> Any:
+        obj = self._call(lambda s: s.query(module, item, params or [], block_hash=block_hash))
+        return None if obj is None else obj.value
+
+    def query_map(self, module: str, item: str, params: list | None = None,
+                  block_hash: str | None = None, page_size: int = 500) -> list[tuple[Any, Any]]:
+        def run(s: SubstrateInterface):
+            result = s.query_map(module, item, params or [], block_hash=block_hash, page_size=page_size)
+            return [(k.value, v.value) for k, v in result]
+        return self._call(run)
+
+    def query_multi(self, module: str, item: str, keys: Sequence[list], block_hash: str | None = None) -> list[Any]:
+        if not keys:
+            return []
+
+        def run(s: SubstrateInterface):
+            storage_keys = [s.create_storage_key(module, item, list(k)) for k in keys]
+            out: list[Any] = []
+            for start in range(0, len(storage_keys), 1000):
+                out.extend(v.value if v is not None else None
+                           for _, v in s.query_multi(storage_keys[start:start + 1000], block_hash=block_hash))
+            return out
+        return self._call(run)
+
+    def constant(self, module: str, name: str) -> Any:
+        obj = self._call(lambda s: s.get_constant(module, name))
+        return None if obj is None else obj.value
+
+    def _reconnected(self, genesis: str) -> None:
+        """Called after every (re)connection; the transaction layer forgets its nonces here."""

@@ -1,0 +1,353 @@
+"""Transactions: sign with locally tracked nonces (resynced on error), broadcast, follow blocks to
+find where an extrinsic landed, and turn an `ExtrinsicFailed` into a `ChainError` named after
+the pallet's error. Also the argument builders of the market's own calls."""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Sequence
+
+from substrateinterface import Keypair, SubstrateInterface
+from substrateinterface.exceptions import SubstrateRequestException
+
+from market import SignedCancel, SignedOrder, public_key, ss58, to_chain_name
+
+from .connection import PALLET, Event
+from .errors import ChainError, request_error_text
+from .reads import MarketReads
+
+log = logging.getLogger("wattchain.chain")
+
+
+@dataclass
+class PendingTx:
+    """A signed extrinsic handed to the node, not yet seen in a block."""
+
+    tx_hash: str
+    signer: str
+    nonce: int
+    call: str  # "Pallet.function"
+    data: str  # 0x-hex of the signed extrinsic, so it can be broadcast again unchanged
+    best_at_submit: int
+    mortal_until: int  # last block number at which it can be included
+
+
+@dataclass
+class Receipt:
+    tx_hash: str
+    block_hash: str
+    block_number: int
+    extrinsic_index: int
+    success: bool
+    error: ChainError | None
+    events: list[Event]
+    finalized: bool = False
+    call: str = ""
+
+    def raise_for_error(self) -> "Receipt":
+        if self.error is not None:
+            raise self.error
+        return self
+
+    def find(self, pallet: str, name: str) -> list[Event]:
+        return [e for e in self.events if e.pallet == pallet and e.name == name]
+
+
+
+# --------------------------------------------------------------------------------------------
+# Nonces: one tracker per (chain, account) in this process, shared by every Chain object.
+
+
+class _NonceTracker:
+    def __init__(self):
+        self.lock = threading.RLock()
+        self.next: int | None = None
+
+
+_NONCES: dict[tuple[str, str], _NonceTracker] = {}
+_NONCES_LOCK = threading.Lock()
+
+
+def _tracker(genesis: str, address: str) -> _NonceTracker:
+    with _NONCES_LOCK:
+        return _NONCES.setdefault((genesis, address), _NonceTracker())
+
+
+def _forget_nonces(genesis: str) -> None:
+    with _NONCES_LOCK:
+        for (g, _), tracker in _NONCES.items():
+            if g == genesis:
+                tracker.next = None
+
+
+# Pool answers that mean "your nonce is wrong", not "your transaction is wrong".
+_NONCE_PROBLEMS = ("stale", "outdated", "priority is too low", "1014")
+
+
+def _is_nonce_problem(detail: str) -> bool:
+    text = detail.lower()
+    return any(p in text for p in _NONCE_PROBLEMS)
+
+
+
+class Chain(MarketReads):
+    """A connection to a WattChain node: reads and transactions. Not thread-safe: give each
+    thread its own Chain (they share nonce trackers, so two threads may sign with the same
+    account)."""
+
+    def _reconnected(self, genesis: str) -> None:
+        _forget_nonces(genesis)
+
+    # -- extrinsics -------------------------------------------------------------------------
+    def sign(self, signer: Keypair, function: str, params: dict, *, module: str = PALLET, nonce: int | None = None,
+             era_period: int = 64) -> PendingTx:
+        """Compose and sign a call with the given nonce (default: the next tracked one). The
+        result is not submitted yet; `broadcast` it (as many times as needed)."""
+        def run(s: SubstrateInterface):
+            call = s.compose_call(call_module=module, call_function=function,
+                                  call_params=_encodable(s, module, function, params))
+            best = int(s.rpc_request("chain_getHeader", [])["result"]["number"], 16)
+            extrinsic = s.create_signed_extrinsic(call=call, keypair=signer, nonce=nonce,
+                                                   era={"period": era_period})
+            return extrinsic, best
+        extrinsic, best = self._call(run)
+        return PendingTx(tx_hash="0x" + extrinsic.extrinsic_hash.hex(), signer=signer.ss58_address, nonce=nonce,
+                         call=f"{module}.{function}", data=str(extrinsic.data), best_at_submit=best,
+                         mortal_until=best + era_period)
+
+    def broadcast(self, tx: PendingTx) -> PendingTx:
+        """Hand a signed extrinsic to the node. Sending the same bytes again is harmless: the
+        pool knows them already, or they were included (and cannot be included twice)."""
+        try:
+            self._call(lambda s: s.rpc_request("author_submitExtrinsic", [tx.data]))
+        except SubstrateRequestException as exc:
+            detail = request_error_text(exc)
+            if "already imported" in detail.lower() or "1013" in detail:
+                return tx
+            raise ChainError("InvalidTransaction", detail, tx_hash=tx.tx_hash) from None
+        return tx
+
+    def submit(self, signer: Keypair, function: str, params: dict, *, module: str = PALLET,
+               wait: str | None = "inclusion", timeout_s: float = 60.0, era_period: int = 64) -> Receipt | PendingTx:
+        """Sign with the account's next nonce and submit. wait: None (return the PendingTx),
+        "inclusion" or "finality" (return the Receipt; raise ChainError if it failed)."""
+        tx = self.submit_nowait(signer, function, params, module=module, era_period=era_period)
+        if wait is None:
+            return tx
+        return self.wait([tx], finality=(wait == "finality"), timeout_s=timeout_s)[0].raise_for_error()
+
+    def submit_nowait(self, signer: Keypair, function: str, params: dict, *, module: str = PALLET,
+                      era_period: int = 64, before_broadcast: Callable[[PendingTx], None] | None = None) -> PendingTx:
+        """Sign with the tracked nonce and broadcast; on a nonce problem resync and retry (at
+        most twice). `before_broadcast(tx)` runs after signing and before the node sees the tx,
+        e.g. to log its bytes durably so a restart can broadcast the very same extrinsic."""
+        tracker = _tracker(self.genesis_hash_hex, signer.ss58_address)
+        with tracker.lock:
+            for attempt in range(3):
+                if tracker.next is None:
+                    tracker.next = self.account_next_nonce(signer.ss58_address)
+                nonce = tracker.next
+                tx = self.sign(signer, function, params, module=module, nonce=nonce, era_period=era_period)
+                if before_broadcast is not None:
+                    before_broadcast(tx)
+                try:
+                    self.broadcast(tx)
+                except ChainError as exc:
+                    tracker.next = None  # after any refusal the pool's view is the safe one
+                    if _is_nonce_problem(exc.detail) and attempt < 2:
+                        log.info("nonce %d of %s refused (%s); resyncing", nonce, signer.ss58_address, exc.detail)
+                        continue
+                    raise
+                # A reconnect during sign/broadcast forgets nonces; then the pool decides next time.
+                if tracker.next == nonce:
+                    tracker.next = nonce + 1
+                return tx
+        raise AssertionError("unreachable")
+
+    def resync_nonce(self, account: str) -> None:
+        _tracker(self.genesis_hash_hex, ss58(account)).next = None
+
+    def watcher(self, *, finality: bool = False) -> "ReceiptWatcher":
+        return ReceiptWatcher(self, finality=finality)
+
+    def wait(self, txs: Sequence[PendingTx], *, finality: bool = False, timeout_s: float = 60.0,
+             poll_s: float = 0.25) -> list[Receipt]:
+        """Follow the best chain until every tx is in a block (and, with finality, that block is
+        finalized). Receipts come back in the order of `txs`; a failed dispatch is a Receipt
+        with `error` set. Raises ChainError('Dropped') when a tx outlives its mortality and
+        ChainError('Timeout') after timeout_s."""
+        watcher = self.watcher(finality=finality)
+        for tx in txs:
+            watcher.add(tx)
+        receipts: dict[str, Receipt] = {}
+        deadline = time.monotonic() + timeout_s
+        while True:
+            ready, dropped = watcher.poll()
+            if dropped:
+                raise dropped[0]
+            for r in ready:
+                receipts[r.tx_hash] = r
+            if len(receipts) == len(txs):
+                return [receipts[tx.tx_hash] for tx in txs]
+            if time.monotonic() > deadline:
+                missing = [tx for tx in txs if tx.tx_hash not in receipts]
+                for tx in missing:
+                    self.resync_nonce(tx.signer)
+                raise ChainError("Timeout", f"not {'finalized' if finality else 'included'} after "
+                                 f"{timeout_s:.0f} s: {', '.join(tx.tx_hash for tx in missing)}",
+                                 tx_hash=missing[0].tx_hash)
+            time.sleep(poll_s)
+
+    def _receipt(self, tx: PendingTx, block_hash: str, number: int, index: int, events: list[Event]) -> Receipt:
+        mine = [e for e in events if e.extrinsic_index == index]
+        error = None
+        success = True
+        for e in mine:
+            if e.pallet == "System" and e.name == "ExtrinsicFailed":
+                success = False
+                error = self._dispatch_error(e.attributes, tx, block_hash, index)
+        return Receipt(tx.tx_hash, block_hash, number, index, success, error, mine, call=tx.call)
+
+    def _dispatch_error(self, attributes: Any, tx: PendingTx, block_hash: str, index: int) -> ChainError:
+        dispatch_error = attributes["dispatch_error"] if isinstance(attributes, dict) else attributes[0]
+        where = dict(tx_hash=tx.tx_hash, block_hash=block_hash, extrinsic_index=index)
+        if isinstance(dispatch_error, dict) and "Module" in dispatch_error:
+            module = dispatch_error["Module"]
+            if isinstance(module, (tuple, list)):
+                module_index, error_index = module[0], module[1]
+            else:
+                module_index, error_index = module["index"], module["error"]
+            if isinstance(error_index, str):  # [u8; 4]: the first byte is the variant
+                error_index = int(error_index[2:4], 16)
+            elif isinstance(error_index, (bytes, list)):
+                error_index = error_index[0]
+            pallet = self._pallet_name(module_index)
+            error = self.substrate.metadata.get_module_error(module_index=module_index, error_index=error_index)
+            docs = " ".join(error.docs).strip() if error is not None and error.docs else ""
+            return ChainError(error.name if error is not None else f"Error{error_index}", docs, pallet=pallet, **where)
+        if isinstance(dispatch_error, dict):
+            (name, inner), = dispatch_error.items()
+            return ChainError(str(name), "" if inner is None else str(inner), **where)
+        return ChainError(str(dispatch_error), **where)
+
+    def _pallet_name(self, module_index: int) -> str | None:
+        for pallet in self.substrate.metadata.pallets:
+            if pallet["index"] == module_index:
+                return pallet.name
+        return None
+
+    # -- conveniences for the market --------------------------------------------------------
+    def place_orders_relayed(self, relayer: Keypair, orders: Iterable[SignedOrder], **kwargs):
+        return self.submit(relayer, "place_orders_relayed", {"orders": [o.to_call_arg() for o in orders]}, **kwargs)
+
+    def cancel_orders_relayed(self, relayer: Keypair, cancels: Iterable[SignedCancel], **kwargs):
+        return self.submit(relayer, "cancel_orders_relayed", {"cancels": [c.to_call_arg() for c in cancels]},
+                           **kwargs)
+
+    @staticmethod
+    def clearing_params(interval: int, mechanism: str, volume_wh: int, zone_prices: Iterable[tuple[int, int]],
+                        matches: Iterable[dict], book_orders: int) -> dict:
+        """The arguments of `submit_clearing`, from plain values (matches as dicts with bid,
+        offer, quantity_wh, buyer_price, seller_price). `book_orders` is the size of the
+        interval's book (cancelled orders included): the pallet prices the call by it."""
+        return {"interval": interval, "mechanism": to_chain_name(mechanism), "volume_wh": int(volume_wh),
+                "book_orders": int(book_orders),
+                "zone_prices": [{"zone": int(z), "price": int(p)} for z, p in zone_prices],
+                "matches": [{"bid": int(m["bid"]), "offer": int(m["offer"]), "quantity_wh": int(m["quantity_wh"]),
+                             "buyer_price": int(m["buyer_price"]), "seller_price": int(m["seller_price"])}
+                            for m in matches]}
+
+    @staticmethod
+    def reading_params(meter: str | bytes, interval: int, counter: int, import_wh: int, export_wh: int,
+                       signature: str | bytes) -> dict:
+        meter_hex = "0x" + public_key(meter).hex()
+        sig_hex = signature if isinstance(signature, str) else "0x" + bytes(signature).hex()
+        return {"reading": {"meter": meter_hex, "interval": interval, "counter": counter, "import_wh": import_wh,
+                            "export_wh": export_wh}, "signature": sig_hex}
+
+    def encode_call_args(self, function: str, params: dict, module: str = PALLET) -> bytes:
+        """The SCALE bytes of a call's arguments (the call data without its 2-byte index)."""
+        call = self._call(lambda s: s.compose_call(call_module=module, call_function=function,
+                                                   call_params=_encodable(s, module, function, params)))
+        return bytes(call.data.data)[2:]
+
+
+
+class ReceiptWatcher:
+    """Finds submitted extrinsics in new blocks without blocking: add() them, then poll() as
+    often as convenient. With finality, a receipt is ready once its block is finalized and still
+    canonical (a retracted block puts the tx back to be found again)."""
+
+    def __init__(self, chain: Chain, *, finality: bool = False):
+        self.chain = chain
+        self.finality = finality
+        self.pending: dict[str, PendingTx] = {}
+        self.included: dict[str, Receipt] = {}
+        self.scanned: int | None = None
+
+    def add(self, tx: PendingTx) -> None:
+        self.pending[tx.tx_hash] = tx
+        start = tx.best_at_submit
+        self.scanned = start if self.scanned is None else min(self.scanned, start)
+
+    def __len__(self) -> int:
+        return len(self.pending)
+
+    def poll(self) -> tuple[list[Receipt], list[ChainError]]:
+        """(receipts now ready, ChainError('Dropped') for txs past their mortality)."""
+        if not self.pending:
+            return [], []
+        chain = self.chain
+        best = chain.best_number()
+        for number in range(self.scanned + 1, best + 1):
+            block_hash = chain.block_hash(number)
+            if block_hash is None:
+                break
+            hashes = chain.block_extrinsic_hashes(block_hash)
+            hits = [(i, h) for i, h in enumerate(hashes) if h in self.pending and h not in self.included]
+            if hits:
+                events = chain.events(block_hash)
+                for index, tx_hash in hits:
+                    self.included[tx_hash] = chain._receipt(self.pending[tx_hash], block_hash, number, index, events)
+            self.scanned = number
+        ready: list[Receipt] = []
+        if self.finality and self.included:
+            finalized = chain.finalized_number()
+            for tx_hash, receipt in list(self.included.items()):
+                if receipt.block_number > finalized:
+                    continue
+                if chain.block_hash(receipt.block_number) == receipt.block_hash:
+                    receipt.finalized = True
+                    ready.append(receipt)
+                else:
+                    log.warning("block %s with %s was retracted; looking again", receipt.block_hash, tx_hash)
+                    del self.included[tx_hash]
+                    self.scanned = min(self.scanned, receipt.block_number - 1)
+        elif not self.finality:
+            ready = list(self.included.values())
+        for receipt in ready:
+            self.pending.pop(receipt.tx_hash, None)
+            self.included.pop(receipt.tx_hash, None)
+        dropped = []
+        for tx_hash, tx in list(self.pending.items()):
+            if tx_hash not in self.included and best > tx.mortal_until:
+                chain.resync_nonce(tx.signer)
+                dropped.append(ChainError("Dropped", f"{tx.call} {tx_hash} was not included by block "
+                                          f"{tx.mortal_until}", tx_hash=tx_hash))
+                del self.pending[tx_hash]
+        return ready, dropped
+
+
+def _encodable(s: SubstrateInterface, module: str, function: str, params: dict) -> dict:
+    """scalecodec 1.2 sees a BoundedVec argument as a one-field tuple around the Vec: hand it
+    the list wrapped that way, so callers pass plain lists."""
+    fields = s.get_metadata_call_function(module, function).value["fields"]
+    out = dict(params)
+    for f in fields:
+        type_name = f.get("typeName") or ""
+        value = out.get(f["name"])
+        if type_name.startswith(("BoundedVec<", "WeakBoundedVec<")) and isinstance(value, list):
+            out[f["name"]] = (value,)
+    return out

@@ -1,0 +1,41 @@
+"""The market's parameters as the pallet stores them (`EnergyTrading.Params`), and the interval
+arithmetic every part shares: interval k runs [k * interval_ms, (k + 1) * interval_ms) in chain
+time, and its gate closes gate_closure_ms before it starts."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class MarketParams:
+    interval_ms: int
+    gate_closure_ms: int
+    min_price_ticks: int
+    max_price_ticks: int
+    max_quantity_wh: int
+    utility_tariff_ticks: int
+    feed_in_ticks: int
+
+    def interval_start(self, interval: int) -> int:
+        return interval * self.interval_ms
+
+    def interval_end(self, interval: int) -> int:
+        return (interval + 1) * self.interval_ms
+
+    def gate_closure(self, interval: int) -> int:
+        return max(0, self.interval_start(interval) - self.gate_closure_ms)
+
+    def interval_at(self, now_ms: int) -> int:
+        return now_ms // max(1, self.interval_ms)
+
+    def first_open_interval(self, now_ms: int, margin_ms: int = 0) -> int:
+        """The earliest interval whose gate closes after now + margin."""
+        k = self.interval_at(now_ms + margin_ms + self.gate_closure_ms)
+        while self.gate_closure(k) <= now_ms + margin_ms:
+            k += 1
+        return k
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)

@@ -1,0 +1,86 @@
+"""Settings of a WattChain deployment, in one place, for every worker, the API, ingest and the
+command line. Each value comes from, highest first: a command-line option, a `WATTCHAIN_<NAME>`
+variable, the operator's TOML file (`--config FILE` or `WATTCHAIN_CONFIG`), the default here.
+Example file: docs/wattchain.example.toml."""
+from __future__ import annotations
+
+import os
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+# The TOML file of the Settings being built now (pydantic-settings takes sources per class).
+_CONFIG_FILE: ContextVar[Path | None] = ContextVar("wattchain_config_file", default=None)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="WATTCHAIN_", frozen=True, extra="forbid")
+
+    data_dir: Path = Path("data")
+    node_url: str = "ws://127.0.0.1:9944"
+    # Dev-chain roles (genesis.rs): Alice is operator and clearing submitter. The relayer and
+    # the meter-reading submitter only pay fees; any funded account will do. Real deployments
+    # pass secret URIs from a vault.
+    operator_uri: str = "//Alice"
+    relayer_uri: str = "//Dave"
+    meter_submitter_uri: str = "//Eve"
+    mechanism: Literal["uniform", "pay-as-bid", "zonal"] = "uniform"
+    # The API refuses orders whose gate closes sooner than this: time for the relayer to get
+    # them into a block (a batch every poll, a block every 2 s on the dev chain).
+    order_margin_ms: int = Field(4_000, ge=0)
+    # Orders the API takes per interval (None: up to the chain's MaxOrdersPerInterval). A
+    # clearing is priced by its book; a cap keeps every book small enough to clear in a block.
+    max_orders_per_interval: int | None = Field(None, ge=1)
+    relay_batch: int = Field(128, ge=1)
+    relay_in_flight: int = Field(3, ge=1)
+    # Settlement waits for every accredited meter's reading of the interval, or this long
+    # after the interval ended (None: two intervals), whichever comes first.
+    settle_max_wait_ms: int | None = Field(None, ge=0)
+    settle_min_delay_ms: int = Field(2_000, ge=0)
+    finality: bool = True  # clearings and settlements wait for finality before counting as done
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(8000, ge=0, le=65_535)
+    # Meter-reading ingest: the sites' JSON ({"sites": [{name, model, host, port, key_uri, ...}]}).
+    meter_sites: Path | None = None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = _CONFIG_FILE.get()
+        if config_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
+        return tuple(sources)
+
+    @classmethod
+    def from_env(cls, config_file: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
+        """Defaults < the TOML file < WATTCHAIN_* variables < keyword arguments (None values are
+        ignored, so unset command-line options fall through)."""
+        path = config_file or os.environ.get("WATTCHAIN_CONFIG") or None
+        if path is not None and not Path(path).is_file():
+            raise ValueError(f"config file {path} does not exist")
+        token = _CONFIG_FILE.set(Path(path) if path is not None else None)
+        try:
+            return cls(**{k: v for k, v in overrides.items() if v is not None})
+        finally:
+            _CONFIG_FILE.reset(token)
+
+    def with_(self, **changes: Any) -> Settings:
+        return self.model_copy(update={k: v for k, v in changes.items() if v is not None})
+
+
+__all__ = ["Settings"]
