@@ -214,6 +214,7 @@ class MarketPublic(BaseModel):
     finalized_block: int | None = None
     indexed_block: int | None = None
     distributor: str | None = None
+    timezone: str = Field(description="The market's time zone (IANA): intervals are shown in its clock time")
 
 
 class AlertPublic(BaseModel):

@@ -8,8 +8,9 @@ import os
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -46,10 +47,21 @@ class Settings(BaseSettings):
     settle_max_wait_ms: int | None = Field(None, ge=0)
     settle_min_delay_ms: int = Field(2_000, ge=0)
     finality: bool = True  # clearings and settlements wait for finality before counting as done
+    # The market's local time zone: times shown to people (web page, demo) are in it.
+    timezone: str = "America/Sao_Paulo"
     api_host: str = "127.0.0.1"
     api_port: int = Field(8000, ge=0, le=65_535)
     # Meter-reading ingest: the sites' JSON ({"sites": [{name, model, host, port, key_uri, ...}]}).
     meter_sites: Path | None = None
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (an IANA name such as America/Sao_Paulo)") from None
+        return value
 
     @classmethod
     def settings_customise_sources(

@@ -212,7 +212,8 @@ class Ingest:
                   drain_s: float = 120.0) -> None:
         """Poll at each interval's end while a second task keeps the queue flowing to the chain,
         so a node that is down delays submission but never reading. After the last interval it
-        keeps submitting for up to `drain_s` until the queue is empty."""
+        keeps submitting for up to `drain_s` until the queue is empty. Setting `stop` ends both
+        tasks promptly (before the meters they read go away)."""
         self.requeue_unsent()
         params = self.params()
         reading_done = asyncio.Event()
@@ -224,9 +225,15 @@ class Ingest:
                 while intervals is None or done < intervals:
                     now = now_ms()
                     interval = params.interval_at(now)
-                    await asyncio.sleep(max(0.0, (params.interval_end(interval) - now) / 1000) + 0.2)
-                    if stop is not None and stop.is_set():
-                        break
+                    delay = max(0.0, (params.interval_end(interval) - now) / 1000) + 0.2
+                    if stop is None:
+                        await asyncio.sleep(delay)
+                    else:  # wake at once when told to stop, not at the interval's end
+                        try:
+                            await asyncio.wait_for(stop.wait(), delay)
+                            break
+                        except asyncio.TimeoutError:
+                            pass
                     await self.poll(interval)
                     wake.set()
                     done += 1
@@ -247,6 +254,8 @@ class Ingest:
                     result = {"waiting": 1}
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, 5.0)
+                if stop is not None and stop.is_set():
+                    return  # what is queued stays queued: the next run sends it
                 if reading_done.is_set():
                     if not self.queue.pending():
                         return

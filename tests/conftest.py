@@ -61,6 +61,14 @@ def chain(dev_node):
     connection.close()
 
 
+def pytest_collection_modifyitems(config, items):
+    """Every test that needs the node binary, directly or through a fixture, is a `chain` test:
+    `pytest -m "not chain"` is the quick loop that needs no node."""
+    for item in items:
+        if "node_binary" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.chain)
+
+
 def pytest_configure(config):
     # Child processes (API, workers) import the packages from this checkout.
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from api.client import Client, OrderRefused
 from chain import Chain
-from market import UNITS_PER_BRL, keypair, now_ms
+from market import UNITS_PER_BRL, interval_clock, keypair, now_ms
 from market.settings import Settings
 from offchain.ingest import Ingest
 from store import DataDir
@@ -43,6 +43,9 @@ class Demo:
         self.out, self.err = out, err
         self.sites = make_sites(prosumers, consumers)
         self.node = self.api = self.workers = None
+        self._ingest_thread: threading.Thread | None = None
+        self._ingest_loop: asyncio.AbstractEventLoop | None = None
+        self._ingest_stop: asyncio.Event | None = None
         self.chain: Chain | None = None
         self.results: list[dict] = []
 
@@ -89,15 +92,34 @@ class Demo:
         signed readings (the first one is each meter's baseline)."""
         ingest = Ingest(Chain(self.node.url).connect(), [s.meter_site(self.speed) for s in self.sites],
                         self.data_dir / "ingest", submitter_uri=self.settings.meter_submitter_uri)
+        started = threading.Event()
 
-        def run():
+        async def main() -> None:
+            self._ingest_loop = asyncio.get_running_loop()
+            self._ingest_stop = asyncio.Event()
+            started.set()
+            await ingest.run(intervals=self.intervals + 3, stop=self._ingest_stop)
+
+        def run() -> None:
             try:
-                asyncio.run(ingest.run(intervals=self.intervals + 3))
+                asyncio.run(main())
             except Exception:  # the demo reports what is missing; the log has the details
                 log.exception("ingest stopped")
-        threading.Thread(target=run, name="ingest", daemon=True).start()
+            finally:
+                started.set()
+                ingest.chain.close()
+
+        self._ingest_thread = threading.Thread(target=run, name="ingest", daemon=True)
+        self._ingest_thread.start()
+        started.wait(10)
 
     def _stop(self) -> None:
+        # In the order that leaves no part talking to one already gone: ingest reads the sites'
+        # meters, so it stops before them; the API and the workers before the node they use.
+        if self._ingest_thread is not None:
+            if self._ingest_loop is not None and self._ingest_stop is not None:
+                self._ingest_loop.call_soon_threadsafe(self._ingest_stop.set)
+            self._ingest_thread.join(timeout=30)
         for site in self.sites:
             site.stop()
         for child in (self.api, self.workers):
@@ -110,12 +132,14 @@ class Demo:
 
     # -- the market ------------------------------------------------------------------------
     def _trade(self) -> int:
-        params = self.chain.market_params()
+        params = self.params = self.chain.market_params()
         client = Client(self.api_url)
         margin = self.settings.order_margin_ms + 1_000
         first = params.first_open_interval(now_ms(), margin)
         last = first + self.intervals - 1
-        self.say(f"trading intervals {first}..{last} ({params.interval_ms // 1000} s each, gate "
+        span = (f"{interval_clock(first, params.interval_ms, self.settings.timezone).split('–')[0]}–"
+                f"{interval_clock(last, params.interval_ms, self.settings.timezone).split('–')[1]}")
+        self.say(f"trading intervals {first}..{last}, {span} {self.settings.timezone} ({params.interval_ms // 1000} s each, gate "
                  f"{params.gate_closure_ms // 1000} s before start); first gate closes in "
                  f"{(params.gate_closure(first) - now_ms()) / 1000:.0f} s")
         agents = [Agent(site, params, self.speed, seed=site.seed) for site in self.sites]
@@ -164,7 +188,8 @@ class Demo:
                 sent += 1
             except OrderRefused as exc:
                 self.say(f"{agent.site.name}: order refused: {exc}")
-        self.say(f"interval {interval}: {sent} orders placed through the API")
+        clock = interval_clock(interval, self.params.interval_ms, self.settings.timezone)
+        self.say(f"interval {interval} ({clock}): {sent} orders placed through the API")
         return sent
 
     def _print(self, interval: int, placed: int) -> None:
@@ -178,8 +203,9 @@ class Demo:
         settled_block = chain.settled_at(interval)
         price = clearing.zone_prices[0][1] if clearing and clearing.mechanism == "uniform" and clearing.zone_prices else None
         totals = report["totals"]
+        clock = interval_clock(interval, self.params.interval_ms, self.settings.timezone)
         result = {
-            "interval": interval, "orders": orders, "orders_placed_via_api": placed,
+            "interval": interval, "clock": clock, "orders": orders, "orders_placed_via_api": placed,
             "volume_wh": clearing.volume_wh if clearing else 0, "price": price,
             "matches": clearing.match_count if clearing else 0,
             "block": clearing.block_number if clearing else None,
@@ -196,7 +222,7 @@ class Demo:
             print(json.dumps(result, separators=(",", ":")), file=self.out, flush=True)
         else:
             s = result["settlement"]
-            print(f"interval {interval}: {orders} orders, cleared {result['volume_wh']} Wh at "
+            print(f"interval {interval} ({clock}): {orders} orders, cleared {result['volume_wh']} Wh at "
                   f"{price if price is not None else '-'} ticks/kWh in block #{result['block']} | settled in block "
                   f"#{s['block']}: {s['participants']} participants, utility shortfall {s['shortfall_wh']} Wh, "
                   f"surplus {s['surplus_wh']} Wh, money sum {s['money_sum_brl']} BRL, energy sum "

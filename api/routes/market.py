@@ -31,7 +31,8 @@ def get_market(chain: ChainDep, index: IndexDep, settings: SettingsDep) -> Marke
         current_interval=params.interval_at(now), next_open_interval=nxt, next_gate_closure_ms=params.gate_closure(nxt),
         order_margin_ms=settings.order_margin_ms, max_intervals_ahead=chain.max_intervals_ahead,
         best_block=heads.get("best_block"), finalized_block=heads.get("finalized_block"),
-        indexed_block=int(row["value"]) if row else None, distributor=dist["account"] if dist else None)
+        indexed_block=int(row["value"]) if row else None, distributor=dist["account"] if dist else None,
+        timezone=settings.timezone)
 
 
 @router.get("/health", operation_id="get_health")

@@ -21,7 +21,7 @@ from e2e_helpers import setup_participants, wait_until
 import matcher
 from api.client import Client, OrderRefused, fresh_client_order_id, order_body
 from chain import Chain
-from market import OrderSpec, keypair, now_ms
+from market import OrderSpec, interval_clock, keypair, now_ms
 from meter_bridge import MeterKey, sign_reading
 from meter_bridge.reading import RawReading
 from offchain.scheduler import book_for_clearing
@@ -394,6 +394,10 @@ def test_web_page_renders_the_market_in_a_real_browser(market, tmp_path):
                    "the page to show the market")
         wait_until(lambda: f'data-key="{cleared[0]["interval"]}"' in browser.html(), 30,
                    "the newest clearing on the page")
+        # Intervals read as clock times in the market's time zone, beside their number.
+        interval_ms = _get(market.client(), "/market")["params"]["interval_ms"]
+        clock = interval_clock(cleared[0]["interval"], interval_ms, "America/Sao_Paulo")
+        assert f'{cleared[0]["interval"]} ({clock})' in browser.html()
         status = browser.call("Runtime.evaluate", expression="document.getElementById('status').textContent",
                               returnByValue=True)["result"]["value"]
         assert status.startswith("genesis 0x"), status
