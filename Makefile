@@ -10,7 +10,7 @@ RUST_ENV := PATH=/usr/bin:$$PATH CARGO=/usr/bin/cargo RUSTC=/usr/bin/rustc \
 	WASM_BUILD_RUSTFLAGS="-C link-arg=--allow-undefined" WASM_BUILD_WORKSPACE_HINT=$(CURDIR)/runtime-config
 NODE_BIN := $(CARGO_TARGET_DIR)/debug/wattchain-node
 
-.PHONY: setup toolchain python browser node test test-rust test-python demo bench weights
+.PHONY: setup toolchain python browser node check test test-rust test-python demo bench weights
 
 setup: toolchain python browser
 
@@ -28,8 +28,17 @@ $(VENV)/.installed: setup.py pyproject.toml
 	@echo "[python] installing WattChain and its dependencies into $(VENV)"
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install -q --upgrade pip
-	@$(PY) -m pip install -q -e ".[test]"
+	@$(PY) -m pip install -q -e ".[test,dev]"
 	@touch $@
+
+# The quick loop, no node needed: lint, format, types, import contracts, every test not marked `chain`.
+check: python
+	@echo "[check] ruff, ruff format, mypy, import contracts" >&2
+	@$(VENV)/bin/ruff check --quiet .
+	@$(VENV)/bin/ruff format --check --quiet .
+	@$(VENV)/bin/mypy
+	@$(VENV)/bin/lint-imports --no-cache | tail -n 1
+	@$(PY) -m pytest -q -m "not chain"
 
 # Builds the node (and its wasm runtime); the last line printed is the binary's path.
 node: toolchain

@@ -1,4 +1,5 @@
 """Installs WattChain's Python packages and compiles the matcher's Cython core."""
+
 import numpy
 from Cython.Build import cythonize
 from setuptools import Extension, setup
@@ -15,5 +16,9 @@ extensions = [
 
 # Metadata and dependencies are in pyproject.toml; setup.py only adds the compiled extension.
 setup(
-    ext_modules=cythonize(extensions, language_level=3, compiler_directives={"boundscheck": False, "wraparound": False}),
+    ext_modules=cythonize(
+        extensions,
+        language_level=3,
+        compiler_directives={"boundscheck": False, "wraparound": False},
+    ),
 )

@@ -1,5 +1,6 @@
 """The WattChain API: FastAPI app factory. One router per resource under api/routes/; the
 order log, the index and the operator's store live in the data folder the workers share."""
+
 from __future__ import annotations
 
 import logging
@@ -35,10 +36,14 @@ def create_app(settings: Settings | None = None, *, chain: ChainView | None = No
         yield
         app.state.chain.close()
 
-    app = FastAPI(title="WattChain API", version="0.1.0", lifespan=lifespan,
-                  description="Peer-to-peer electricity market: signed orders in, clearings, settlements and "
-                              "meter readings out. Energy in Wh, prices in ticks per kWh, money in units of "
-                              "1/1000 tick (1 BRL = 100 ticks = 100000 units).")
+    app = FastAPI(
+        title="WattChain API",
+        version="0.1.0",
+        lifespan=lifespan,
+        description="Peer-to-peer electricity market: signed orders in, clearings, settlements and "
+        "meter readings out. Energy in Wh, prices in ticks per kWh, money in units of "
+        "1/1000 tick (1 BRL = 100 ticks = 100000 units).",
+    )
     errors.install(app)
     for module in (market, orders, intervals, participants, meters, reports, stream):
         app.include_router(module.router)
@@ -55,8 +60,14 @@ def serve(settings: Settings, *, log_level: str = "warning") -> None:
     """Run the API with uvicorn in this process until interrupted."""
     import uvicorn
 
-    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port, log_level=log_level,
-                access_log=False, timeout_graceful_shutdown=3)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.api_host,
+        port=settings.api_port,
+        log_level=log_level,
+        access_log=False,
+        timeout_graceful_shutdown=3,
+    )
 
 
 __all__ = ["create_app", "serve"]

@@ -4,6 +4,7 @@ balances. One node connection, shared by the request threads under a lock.
 
 While the node is unreachable the last known values are used, so orders can still be taken
 (and logged for the relayer); with nothing known yet, a call raises ChainUnavailable (503)."""
+
 from __future__ import annotations
 
 import logging
@@ -17,8 +18,16 @@ log = logging.getLogger(__name__)
 
 
 class ChainView:
-    def __init__(self, url: str, *, params_ttl_s: float = 5.0, participant_ttl_s: float = 30.0,
-                 unknown_ttl_s: float = 1.0, balance_ttl_s: float = 1.0, retry_s: float = 3.0):
+    def __init__(
+        self,
+        url: str,
+        *,
+        params_ttl_s: float = 5.0,
+        participant_ttl_s: float = 30.0,
+        unknown_ttl_s: float = 1.0,
+        balance_ttl_s: float = 1.0,
+        retry_s: float = 3.0,
+    ):
         # A request should not hang on a dead node for long: a short retry, then stale values.
         self.chain = Chain(url, retry_s=retry_s)
         self.lock = threading.RLock()
@@ -32,7 +41,7 @@ class ChainView:
         self._genesis: bytes | None = None
         self._max_ahead: int | None = None
 
-    def connect(self, timeout_s: float = 60.0) -> "ChainView":
+    def connect(self, timeout_s: float = 60.0) -> ChainView:
         with self.lock:
             self.chain.connect(timeout_s)
             self._genesis = self.chain.genesis_hash
@@ -78,7 +87,11 @@ class ChainView:
         """The participant's zone, or None if it is not registered."""
         account = ss58(account)
         cached = self._zones.get(account)
-        ttl = self.participant_ttl_s if cached is not None and cached[1] is not None else self.unknown_ttl_s
+        ttl = (
+            self.participant_ttl_s
+            if cached is not None and cached[1] is not None
+            else self.unknown_ttl_s
+        )
         value, at = self._cached(cached, ttl, lambda: self.chain.participant_zone(account))
         if at is not None:
             self._zones[account] = (at, value)
@@ -87,7 +100,9 @@ class ChainView:
     def balance(self, account: str, *, fresh: bool = False) -> Balance:
         account = ss58(account)
         cached = self._balances.get(account)
-        value, at = self._cached(cached, 0.0 if fresh else self.balance_ttl_s, lambda: self.chain.balance(account))
+        value, at = self._cached(
+            cached, 0.0 if fresh else self.balance_ttl_s, lambda: self.chain.balance(account)
+        )
         if at is not None:
             self._balances[account] = (at, value)
         return value

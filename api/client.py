@@ -7,13 +7,14 @@ the API only ever sees the signature.
 
 The interval defaults to the next one still open; client_order_id defaults to a fresh one.
 """
+
 from __future__ import annotations
 
 import itertools
 import json
 import threading
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 import httpx
 
@@ -51,8 +52,13 @@ def cancel_body(signer: Signer, genesis_hash: bytes, client_order_id: int) -> di
 
 
 class Client:
-    def __init__(self, base_url: str = "http://127.0.0.1:8000", *, timeout_s: float = 10.0,
-                 http: httpx.Client | None = None):
+    def __init__(
+        self,
+        base_url: str = "http://127.0.0.1:8000",
+        *,
+        timeout_s: float = 10.0,
+        http: httpx.Client | None = None,
+    ):
         self.base_url = base_url.rstrip("/")
         self.http = http or httpx.Client(base_url=self.base_url, timeout=timeout_s)
         self._market: dict | None = None
@@ -60,7 +66,7 @@ class Client:
     def close(self) -> None:
         self.http.close()
 
-    def __enter__(self) -> "Client":
+    def __enter__(self) -> Client:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -70,13 +76,19 @@ class Client:
         if response.status_code >= 400:
             try:
                 body = response.json()
-                raise OrderRefused(response.status_code, body.get("error", "Error"), body.get("detail", response.text))
+                raise OrderRefused(
+                    response.status_code,
+                    body.get("error", "Error"),
+                    body.get("detail", response.text),
+                )
             except (ValueError, AttributeError):
                 raise OrderRefused(response.status_code, "Error", response.text) from None
         return response.json()
 
     def get(self, path: str, **params):
-        return self._json(self.http.get(path, params={k: v for k, v in params.items() if v is not None}))
+        return self._json(
+            self.http.get(path, params={k: v for k, v in params.items() if v is not None})
+        )
 
     # -- the market --------------------------------------------------------------------------
     def market(self, *, refresh: bool = True) -> dict:
@@ -92,22 +104,43 @@ class Client:
         return self.market()["next_open_interval"]
 
     # -- orders ------------------------------------------------------------------------------
-    def place_order(self, signer: Signer, side: str, *, quantity_wh: int, price_ticks: int, interval: int | None = None,
-                    zone: int = 0, source: str | None = None, renewable_only: bool = False,
-                    client_order_id: int | None = None) -> dict:
+    def place_order(
+        self,
+        signer: Signer,
+        side: str,
+        *,
+        quantity_wh: int,
+        price_ticks: int,
+        interval: int | None = None,
+        zone: int = 0,
+        source: str | None = None,
+        renewable_only: bool = False,
+        client_order_id: int | None = None,
+    ) -> dict:
         """Sign and send an order; returns the 202 body (order_ref, log_seq, interval, ...)."""
-        spec = OrderSpec(client_order_id=fresh_client_order_id() if client_order_id is None else client_order_id,
-                         interval=self.next_open_interval() if interval is None else interval, side=side,
-                         quantity_wh=quantity_wh, price_ticks=price_ticks, zone=zone,
-                         source=source or ("grid_mix" if side == "bid" else "solar"), renewable_only=renewable_only)
+        spec = OrderSpec(
+            client_order_id=fresh_client_order_id() if client_order_id is None else client_order_id,
+            interval=self.next_open_interval() if interval is None else interval,
+            side=side,
+            quantity_wh=quantity_wh,
+            price_ticks=price_ticks,
+            zone=zone,
+            source=source or ("grid_mix" if side == "bid" else "solar"),
+            renewable_only=renewable_only,
+        )
         return self.send_order(order_body(signer, self.genesis_hash, spec))
 
     def send_order(self, body: dict) -> dict:
         return self._json(self.http.post("/orders", json=body))
 
     def cancel_order(self, signer: Signer, client_order_id: int) -> dict:
-        return self._json(self.http.request("DELETE", f"/orders/{signer.ss58_address}/{client_order_id}",
-                                            json=cancel_body(signer, self.genesis_hash, client_order_id)))
+        return self._json(
+            self.http.request(
+                "DELETE",
+                f"/orders/{signer.ss58_address}/{client_order_id}",
+                json=cancel_body(signer, self.genesis_hash, client_order_id),
+            )
+        )
 
     def order(self, owner: str, client_order_id: int) -> dict:
         return self.get(f"/orders/{owner}/{client_order_id}")
@@ -135,7 +168,12 @@ class Client:
         return self.get(f"/participants/{account}/settlements", **params)
 
     def report(self, from_interval: int, to_interval: int, account: str | None = None) -> dict:
-        return self.get("/reports/clearing-house", from_interval=from_interval, to_interval=to_interval, account=account)
+        return self.get(
+            "/reports/clearing-house",
+            from_interval=from_interval,
+            to_interval=to_interval,
+            account=account,
+        )
 
     def all_pages(self, path: str, **params) -> list:
         """Every item of a cursor-paginated listing."""
@@ -147,11 +185,15 @@ class Client:
             if not cursor:
                 return items
 
-    def stream(self, *, after: int | None = None, timeout_s: float | None = None) -> Iterator[tuple[str, dict]]:
+    def stream(
+        self, *, after: int | None = None, timeout_s: float | None = None
+    ) -> Iterator[tuple[str, dict]]:
         """(event, data) pairs from the server-sent event stream, until timeout_s passes."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         params = {} if after is None else {"after": after}
-        with self.http.stream("GET", "/stream", params=params, timeout=httpx.Timeout(5.0, read=20.0)) as response:
+        with self.http.stream(
+            "GET", "/stream", params=params, timeout=httpx.Timeout(5.0, read=20.0)
+        ) as response:
             event, data = None, []
             for line in response.iter_lines():
                 if deadline is not None and time.monotonic() > deadline:

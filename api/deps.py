@@ -1,4 +1,5 @@
 """Typed dependencies: the settings, the data folder's stores and the chain view."""
+
 from __future__ import annotations
 
 import sqlite3
@@ -49,5 +50,14 @@ OrderLogDep = Annotated[OrderLog, Depends(get_order_log)]
 LimitQuery = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Items per page")]
 CursorQuery = Annotated[str | None, Query(description="next_cursor of the previous page")]
 
-__all__ = ["ChainDep", "CursorQuery", "DEFAULT_LIMIT", "DataDep", "IndexDep", "LimitQuery", "OpsDep", "OrderLogDep",
-           "SettingsDep"]
+__all__ = [
+    "ChainDep",
+    "CursorQuery",
+    "DEFAULT_LIMIT",
+    "DataDep",
+    "IndexDep",
+    "LimitQuery",
+    "OpsDep",
+    "OrderLogDep",
+    "SettingsDep",
+]

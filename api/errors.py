@@ -1,6 +1,7 @@
 """One error shape for every 4xx: {"error": <reason>, "detail": <text>}. Reasons are the
 pallet's error names where the API checks what the chain would (NotRegistered, GateClosed,
 PriceOutOfBounds, ...), so a client handles a refusal the same way wherever it comes from."""
+
 from __future__ import annotations
 
 from fastapi import FastAPI, Request
@@ -34,10 +35,18 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError):
-        errors = [{"field": _field(e.get("loc", ())), "message": e.get("msg", ""), "type": e.get("type", "")}
-                  for e in exc.errors()]
+        errors = [
+            {
+                "field": _field(e.get("loc", ())),
+                "message": e.get("msg", ""),
+                "type": e.get("type", ""),
+            }
+            for e in exc.errors()
+        ]
         detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors) or "invalid request"
-        return JSONResponse({"error": "InvalidRequest", "detail": detail, "errors": errors}, status_code=422)
+        return JSONResponse(
+            {"error": "InvalidRequest", "detail": detail, "errors": errors}, status_code=422
+        )
 
 
 __all__ = ["APIError", "install"]

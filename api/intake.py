@@ -4,6 +4,7 @@ They are what the chain would check (signature, registration, zone, bounds, gate
 for a bid), so that a bad order is refused now with a 4xx naming the reason, and an order is
 acknowledged only once it is in the write-ahead log on disk. The routes (api/routes/orders.py)
 only translate HTTP to these calls."""
+
 from __future__ import annotations
 
 import json
@@ -33,7 +34,9 @@ def owner_key(value: str) -> tuple[str, bytes]:
     try:
         raw = public_key(value)
     except (ValueError, TypeError):
-        raise APIError(400, "InvalidAccount", f"owner {value!r} is not an SS58 address or 32-byte public key") from None
+        raise APIError(
+            400, "InvalidAccount", f"owner {value!r} is not an SS58 address or 32-byte public key"
+        ) from None
     return ss58(raw), raw
 
 
@@ -41,59 +44,106 @@ def _signature(hex_text: str) -> bytes:
     return bytes.fromhex(hex_text[2:])
 
 
-def place_order(body: OrderCreate, chain: ChainView, orders: OrderLog, index: sqlite3.Connection,
-                settings: Settings) -> dict[str, Any]:
+def place_order(
+    body: OrderCreate,
+    chain: ChainView,
+    orders: OrderLog,
+    index: sqlite3.Connection,
+    settings: Settings,
+) -> dict[str, Any]:
     """Check a signed order and log it; the answer of its 202 (the first answer again for the
     same order sent twice). Raises APIError naming the reason."""
     owner, owner_raw = owner_key(body.owner)
     try:
-        spec = OrderSpec(body.client_order_id, body.interval, body.side, body.quantity_wh, body.price_ticks, body.zone,
-                         body.source, body.renewable_only)
+        spec = OrderSpec(
+            body.client_order_id,
+            body.interval,
+            body.side,
+            body.quantity_wh,
+            body.price_ticks,
+            body.zone,
+            body.source,
+            body.renewable_only,
+        )
     except ValueError as exc:
         raise APIError(422, "InvalidRequest", str(exc)) from None
-    if not verify_sr25519(owner_raw, order_message(chain.genesis_hash, owner_raw, spec), _signature(body.signature)):
-        raise APIError(400, "BadSignature", "signature does not verify for the owner over the order message "
-                       "(wattchain:order:v1 ++ genesis hash ++ owner ++ OrderSpec)")
+    if not verify_sr25519(
+        owner_raw, order_message(chain.genesis_hash, owner_raw, spec), _signature(body.signature)
+    ):
+        raise APIError(
+            400,
+            "BadSignature",
+            "signature does not verify for the owner over the order message "
+            "(wattchain:order:v1 ++ genesis hash ++ owner ++ OrderSpec)",
+        )
 
     existing = orders.order(owner, spec.client_order_id)
     if existing is not None:
         if existing["spec"] == spec_json(spec):
             return json.loads(existing["response"])
-        raise APIError(409, "ClientOrderIdReused",
-                       f"client_order_id {spec.client_order_id} of {owner} is taken by a different order")
+        raise APIError(
+            409,
+            "ClientOrderIdReused",
+            f"client_order_id {spec.client_order_id} of {owner} is taken by a different order",
+        )
     if order_on_chain(index, owner, spec.client_order_id) is not None:
-        raise APIError(409, "ClientOrderIdReused",
-                       f"client_order_id {spec.client_order_id} of {owner} is already used on chain")
+        raise APIError(
+            409,
+            "ClientOrderIdReused",
+            f"client_order_id {spec.client_order_id} of {owner} is already used on chain",
+        )
 
     zone = chain.zone_of(owner)
     if zone is None:
         raise APIError(403, "NotRegistered", f"{owner} is not a registered participant")
     if zone != spec.zone:
-        raise APIError(422, "WrongZone", f"{owner} trades in zone {zone}, the order says zone {spec.zone}")
+        raise APIError(
+            422, "WrongZone", f"{owner} trades in zone {zone}, the order says zone {spec.zone}"
+        )
     params = chain.params()
     if spec.quantity_wh == 0:
         raise APIError(422, "ZeroQuantity", "quantity_wh must be positive")
     if spec.quantity_wh > params.max_quantity_wh:
-        raise APIError(422, "QuantityTooLarge", f"quantity_wh {spec.quantity_wh} is above the market's maximum "
-                       f"{params.max_quantity_wh}")
+        raise APIError(
+            422,
+            "QuantityTooLarge",
+            f"quantity_wh {spec.quantity_wh} is above the market's maximum "
+            f"{params.max_quantity_wh}",
+        )
     if not params.min_price_ticks <= spec.price_ticks <= params.max_price_ticks:
-        raise APIError(422, "PriceOutOfBounds", f"price_ticks {spec.price_ticks} is outside "
-                       f"[{params.min_price_ticks}, {params.max_price_ticks}]")
+        raise APIError(
+            422,
+            "PriceOutOfBounds",
+            f"price_ticks {spec.price_ticks} is outside "
+            f"[{params.min_price_ticks}, {params.max_price_ticks}]",
+        )
     if spec.side == "offer" and spec.renewable_only:
-        raise APIError(422, "InvalidEnergyConstraint", "renewable_only is for bids; an offer states its source")
+        raise APIError(
+            422, "InvalidEnergyConstraint", "renewable_only is for bids; an offer states its source"
+        )
     now = now_ms()
     gate = params.gate_closure(spec.interval)
     if now + settings.order_margin_ms >= gate:
-        raise APIError(422, "GateClosed", f"orders for interval {spec.interval} closed at {gate} ms (unix); this API "
-                       f"stops taking them {settings.order_margin_ms} ms earlier so they reach a block in time; next "
-                       f"open interval: {params.first_open_interval(now, settings.order_margin_ms)}")
+        raise APIError(
+            422,
+            "GateClosed",
+            f"orders for interval {spec.interval} closed at {gate} ms (unix); this API "
+            f"stops taking them {settings.order_margin_ms} ms earlier so they reach a block in time; next "
+            f"open interval: {params.first_open_interval(now, settings.order_margin_ms)}",
+        )
     current = params.interval_at(now)
     if spec.interval > current + chain.max_intervals_ahead:
-        raise APIError(422, "IntervalTooFarAhead", f"interval {spec.interval} is more than "
-                       f"{chain.max_intervals_ahead} intervals after the current one ({current})")
+        raise APIError(
+            422,
+            "IntervalTooFarAhead",
+            f"interval {spec.interval} is more than "
+            f"{chain.max_intervals_ahead} intervals after the current one ({current})",
+        )
     cap = settings.max_orders_per_interval
     if cap is not None and orders.interval_count(spec.interval) >= cap:
-        raise APIError(422, "IntervalFull", f"interval {spec.interval} has its {cap} orders; try a later one")
+        raise APIError(
+            422, "IntervalFull", f"interval {spec.interval} has its {cap} orders; try a later one"
+        )
     if spec.side == "bid":
         cost = spec.price_ticks * spec.quantity_wh
         committed = orders.unsettled_bid_cost(owner)
@@ -101,17 +151,26 @@ def place_order(body: OrderCreate, chain: ChainView, orders: OrderLog, index: sq
         if cost + committed > free:
             free = chain.balance(owner, fresh=True).free
         if cost + committed > free:
-            raise APIError(422, "InsufficientBalance", f"the bid holds {cost} units; free balance {free} units, "
-                           f"{committed} units already promised to bids awaiting relay")
+            raise APIError(
+                422,
+                "InsufficientBalance",
+                f"the bid holds {cost} units; free balance {free} units, "
+                f"{committed} units already promised to bids awaiting relay",
+            )
 
     appended = orders.append_order(owner, spec, body.signature)
     if appended.outcome == "conflict":  # lost a race with another request for the same id
-        raise APIError(409, "ClientOrderIdReused",
-                       f"client_order_id {spec.client_order_id} of {owner} is taken by a different order")
+        raise APIError(
+            409,
+            "ClientOrderIdReused",
+            f"client_order_id {spec.client_order_id} of {owner} is taken by a different order",
+        )
     return appended.response
 
 
-def order_public(owner: str, client_order_id: int, orders: OrderLog, index: sqlite3.Connection) -> OrderPublic:
+def order_public(
+    owner: str, client_order_id: int, orders: OrderLog, index: sqlite3.Connection
+) -> OrderPublic:
     """Where an order is: the relay log's view merged with the index's."""
     logged = orders.order(owner, client_order_id)
     row = order_on_chain(index, owner, client_order_id)
@@ -120,47 +179,93 @@ def order_public(owner: str, client_order_id: int, orders: OrderLog, index: sqli
     if logged is not None:
         spec = json.loads(logged["spec"])
     else:
-        spec = {"interval": row["interval"], "side": row["side"], "quantity_wh": row["quantity_wh"],
-                "price_ticks": row["price_ticks"], "zone": row["zone"], "source": row["source"],
-                "renewable_only": None if row["renewable_only"] is None else bool(row["renewable_only"])}
+        spec = {
+            "interval": row["interval"],
+            "side": row["side"],
+            "quantity_wh": row["quantity_wh"],
+            "price_ticks": row["price_ticks"],
+            "zone": row["zone"],
+            "source": row["source"],
+            "renewable_only": None
+            if row["renewable_only"] is None
+            else bool(row["renewable_only"]),
+        }
     cancel = orders.cancel(owner, client_order_id)
     return OrderPublic(
-        owner=owner, client_order_id=client_order_id, interval=spec["interval"], side=spec["side"],
-        quantity_wh=spec["quantity_wh"], price_ticks=spec["price_ticks"], zone=spec["zone"], source=spec.get("source"),
+        owner=owner,
+        client_order_id=client_order_id,
+        interval=spec["interval"],
+        side=spec["side"],
+        quantity_wh=spec["quantity_wh"],
+        price_ticks=spec["price_ticks"],
+        zone=spec["zone"],
+        source=spec.get("source"),
         renewable_only=spec.get("renewable_only"),
         relay_status=logged["status"] if logged is not None else None,
-        relay_error=logged["error"] if logged is not None and logged["status"] == "rejected" else None,
-        order_id=row["order_id"] if row is not None else (logged["order_id"] if logged is not None else None),
+        relay_error=logged["error"]
+        if logged is not None and logged["status"] == "rejected"
+        else None,
+        order_id=row["order_id"]
+        if row is not None
+        else (logged["order_id"] if logged is not None else None),
         status=row["status"] if row is not None else None,
         filled_wh=row["filled_wh"] if row is not None else None,
-        block_number=row["placed_block"] if row is not None else (logged["block_number"] if logged else None),
-        block_hash=row["placed_block_hash"] if row is not None else (logged["block_hash"] if logged else None),
+        block_number=row["placed_block"]
+        if row is not None
+        else (logged["block_number"] if logged else None),
+        block_hash=row["placed_block_hash"]
+        if row is not None
+        else (logged["block_hash"] if logged else None),
         cancel_status=cancel["status"] if cancel is not None else None,
-        cancel_error=cancel["error"] if cancel is not None and cancel["status"] == "rejected" else None,
+        cancel_error=cancel["error"]
+        if cancel is not None and cancel["status"] == "rejected"
+        else None,
     )
 
 
-def cancel_order(owner: str, client_order_id: int, body: CancelCreate, chain: ChainView, orders: OrderLog,
-                 index: sqlite3.Connection, settings: Settings) -> dict[str, Any]:
+def cancel_order(
+    owner: str,
+    client_order_id: int,
+    body: CancelCreate,
+    chain: ChainView,
+    orders: OrderLog,
+    index: sqlite3.Connection,
+    settings: Settings,
+) -> dict[str, Any]:
     """Check a signed cancel and log it; the answer of its 202. Raises APIError."""
     owner, owner_raw = owner_key(owner)
     if not 0 <= client_order_id < 2**64:
         raise APIError(422, "InvalidRequest", "client_order_id must fit u64")
-    if not verify_sr25519(owner_raw, cancel_message(chain.genesis_hash, owner_raw, client_order_id),
-                          _signature(body.signature)):
-        raise APIError(400, "BadSignature", "signature does not verify for the owner over the cancel message "
-                       "(wattchain:cancel:v1 ++ genesis hash ++ owner ++ client_order_id)")
+    if not verify_sr25519(
+        owner_raw,
+        cancel_message(chain.genesis_hash, owner_raw, client_order_id),
+        _signature(body.signature),
+    ):
+        raise APIError(
+            400,
+            "BadSignature",
+            "signature does not verify for the owner over the cancel message "
+            "(wattchain:cancel:v1 ++ genesis hash ++ owner ++ client_order_id)",
+        )
     previous = orders.cancel(owner, client_order_id)
     if previous is not None:
         return json.loads(previous["response"])
     order = order_public(owner, client_order_id, orders, index)
     if order.relay_status == "rejected":
-        raise APIError(409, "OrderNotOpen", f"the chain refused this order ({order.relay_error}); nothing to cancel")
+        raise APIError(
+            409,
+            "OrderNotOpen",
+            f"the chain refused this order ({order.relay_error}); nothing to cancel",
+        )
     if order.status in ("cleared",):
         raise APIError(409, "OrderNotOpen", "the order's interval is cleared already")
     params = chain.params()
     gate = params.gate_closure(order.interval)
     if now_ms() + settings.order_margin_ms >= gate:
-        raise APIError(422, "GateClosed", f"the gate of interval {order.interval} closes at {gate} ms: too late to cancel")
+        raise APIError(
+            422,
+            "GateClosed",
+            f"the gate of interval {order.interval} closes at {gate} ms: too late to cancel",
+        )
     appended = orders.append_cancel(owner, client_order_id, body.signature)
     return appended.response

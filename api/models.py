@@ -1,6 +1,7 @@
 """Request and response models, split by role (OrderCreate in, OrderAccepted / OrderPublic
 out). Integers are strict: 1.5 or "15" is not a quantity. Money is in chain units (1/1000
 tick) with a `_brl` string beside it; energy is in Wh; prices in ticks per kWh."""
+
 from __future__ import annotations
 
 from typing import Annotated, Any, Generic, Literal, TypeVar
@@ -9,7 +10,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 U64 = Annotated[int, Field(strict=True, ge=0, le=2**64 - 1)]
 U16 = Annotated[int, Field(strict=True, ge=0, le=2**16 - 1)]
-Hex64 = Annotated[str, Field(pattern=r"^0x[0-9a-fA-F]{128}$", description="sr25519 signature, 0x + 64 bytes hex")]
+Hex64 = Annotated[
+    str, Field(pattern=r"^0x[0-9a-fA-F]{128}$", description="sr25519 signature, 0x + 64 bytes hex")
+]
 
 T = TypeVar("T")
 
@@ -19,7 +22,9 @@ class Strict(BaseModel):
 
 
 class ErrorPublic(BaseModel):
-    error: str = Field(description="Machine-readable reason; the pallet's error name where one applies")
+    error: str = Field(
+        description="Machine-readable reason; the pallet's error name where one applies"
+    )
     detail: str
     errors: list[dict[str, Any]] | None = None
 
@@ -63,7 +68,9 @@ class OrderPublic(BaseModel):
     zone: int
     source: str | None = None
     renewable_only: bool | None = None
-    relay_status: str | None = Field(None, description="pending | submitted | onchain | rejected (None: placed elsewhere)")
+    relay_status: str | None = Field(
+        None, description="pending | submitted | onchain | rejected (None: placed elsewhere)"
+    )
     relay_error: str | None = None
     order_id: int | None = Field(None, description="The chain's order id, once on chain")
     status: str | None = Field(None, description="On chain: open | cancelled | cleared")
@@ -170,7 +177,9 @@ class BalancesPublic(BaseModel):
     free_brl: str
     held_brl: str
     energy_wh: int = Field(description="Energy tokens in Wh (1000 Wh = 1 token = 1 kWh)")
-    pending_bid_hold: int = Field(description="Units the account's bids still in the relay log will hold")
+    pending_bid_hold: int = Field(
+        description="Units the account's bids still in the relay log will hold"
+    )
 
 
 class ParticipantPublic(BaseModel):
@@ -214,7 +223,9 @@ class MarketPublic(BaseModel):
     finalized_block: int | None = None
     indexed_block: int | None = None
     distributor: str | None = None
-    timezone: str = Field(description="The market's time zone (IANA): intervals are shown in its clock time")
+    timezone: str = Field(
+        description="The market's time zone (IANA): intervals are shown in its clock time"
+    )
 
 
 class AlertPublic(BaseModel):

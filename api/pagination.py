@@ -1,5 +1,6 @@
 """Opaque cursors: the sort key of the last item served, base64url JSON. The next page starts
 strictly after it, so inserts between pages neither repeat nor skip what was already seen."""
+
 from __future__ import annotations
 
 import base64
@@ -12,7 +13,11 @@ MAX_LIMIT = 500
 
 
 def encode_cursor(key: list) -> str:
-    return base64.urlsafe_b64encode(json.dumps(key, separators=(",", ":")).encode()).decode().rstrip("=")
+    return (
+        base64.urlsafe_b64encode(json.dumps(key, separators=(",", ":")).encode())
+        .decode()
+        .rstrip("=")
+    )
 
 
 def decode_cursor(cursor: str | None, length: int) -> list | None:

@@ -6,6 +6,7 @@
 - `errors`: `ChainError` (named after the pallet's error) and `ChainUnavailable`;
 - `onboarding`: the operator's registration of participants and meters.
 """
+
 from .connection import DEFAULT_URL, PALLET, Block, Event
 from .errors import ChainError, ChainUnavailable
 from .onboarding import Newcomer, onboard
@@ -13,6 +14,20 @@ from .reads import Balance, ChainClearing, ChainMatch, ChainOrder
 from .transactions import Chain, PendingTx, Receipt, ReceiptWatcher
 
 __all__ = [
-    "Balance", "Block", "Chain", "ChainClearing", "ChainError", "ChainMatch", "ChainOrder", "ChainUnavailable",
-    "DEFAULT_URL", "Event", "Newcomer", "PALLET", "PendingTx", "Receipt", "ReceiptWatcher", "onboard",
+    "Balance",
+    "Block",
+    "Chain",
+    "ChainClearing",
+    "ChainError",
+    "ChainMatch",
+    "ChainOrder",
+    "ChainUnavailable",
+    "DEFAULT_URL",
+    "Event",
+    "Newcomer",
+    "PALLET",
+    "PendingTx",
+    "Receipt",
+    "ReceiptWatcher",
+    "onboard",
 ]

@@ -1,6 +1,7 @@
 """The connection to a WattChain node: connect with retry, reconnect when the node restarts,
 raw JSON-RPC, blocks and their events, and storage reads by name. substrate-interface (in
 maintenance) is used only inside this package, so an upgrade touches one folder."""
+
 from __future__ import annotations
 
 import hashlib
@@ -8,8 +9,9 @@ import logging
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 from substrateinterface import SubstrateInterface
 from substrateinterface.exceptions import SubstrateRequestException
@@ -49,8 +51,14 @@ class ChainConnection:
     """The transport and generic reads. `Chain` (chain/__init__) adds the pallet's reads and
     the transactions on top; use that."""
 
-    def __init__(self, url: str = DEFAULT_URL, *, connect_timeout_s: float = 60.0, rpc_timeout_s: float = 30.0,
-                 retry_s: float = 30.0):
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        *,
+        connect_timeout_s: float = 60.0,
+        rpc_timeout_s: float = 30.0,
+        retry_s: float = 30.0,
+    ):
         self.url = url
         self.connect_timeout_s = connect_timeout_s
         self.rpc_timeout_s = rpc_timeout_s
@@ -61,7 +69,7 @@ class ChainConnection:
         self.reconnects = 0
 
     # -- connection -------------------------------------------------------------------------
-    def connect(self, timeout_s: float | None = None) -> "ChainConnection":
+    def connect(self, timeout_s: float | None = None) -> ChainConnection:
         """Connect, retrying until the node answers or `timeout_s` passes."""
         deadline = time.monotonic() + (self.connect_timeout_s if timeout_s is None else timeout_s)
         delay, last = 0.2, None
@@ -79,12 +87,21 @@ class ChainConnection:
     def _open(self) -> None:
         self.close()
         with _INIT_LOCK:
-            substrate = SubstrateInterface(url=self.url, ss58_format=SS58_FORMAT, auto_reconnect=False,
-                                           ws_options={"timeout": self.rpc_timeout_s})
+            substrate = SubstrateInterface(
+                url=self.url,
+                ss58_format=SS58_FORMAT,
+                auto_reconnect=False,
+                ws_options={"timeout": self.rpc_timeout_s},
+            )
             substrate.init_runtime()
         genesis = substrate.get_block_hash(0)
         if self._genesis is not None and genesis != self._genesis:
-            log.warning("node at %s has a new genesis %s (was %s): a new chain", self.url, genesis, self._genesis)
+            log.warning(
+                "node at %s has a new genesis %s (was %s): a new chain",
+                self.url,
+                genesis,
+                self._genesis,
+            )
         # A (re)connection may meet a restarted node whose pool is gone, or a fresh dev chain
         # with the same genesis as an earlier one: the nonces counted so far mean nothing there.
         # The node's own next index (which includes its pool) is read again on the next submit.
@@ -101,7 +118,7 @@ class ChainConnection:
                 pass
             self._substrate = None
 
-    def __enter__(self) -> "ChainConnection":
+    def __enter__(self) -> ChainConnection:
         if self._substrate is None:
             self.connect()
         return self
@@ -125,7 +142,9 @@ class ChainConnection:
             except ChainError:
                 raise
             except CONNECTION_ERRORS as exc:
-                log.warning("connection to %s lost (%s); reconnecting", self.url, exc.__class__.__name__)
+                log.warning(
+                    "connection to %s lost (%s); reconnecting", self.url, exc.__class__.__name__
+                )
                 self.close()
                 if time.monotonic() >= deadline:
                     raise ChainUnavailable(f"node at {self.url} unreachable: {exc}") from exc
@@ -182,8 +201,10 @@ class ChainConnection:
         block = self.rpc("chain_getBlock", [block_hash])
         if block is None:
             raise ChainError("UnknownBlock", block_hash)
-        hashes = ["0x" + hashlib.blake2b(bytes.fromhex(x[2:]), digest_size=32).hexdigest()
-                  for x in block["block"]["extrinsics"]]
+        hashes = [
+            "0x" + hashlib.blake2b(bytes.fromhex(x[2:]), digest_size=32).hexdigest()
+            for x in block["block"]["extrinsics"]
+        ]
         self._block_tx_cache[block_hash] = hashes
         while len(self._block_tx_cache) > 256:
             self._block_tx_cache.popitem(last=False)
@@ -194,20 +215,33 @@ class ChainConnection:
         events = []
         for i, record in enumerate(records):
             v = record.value
-            events.append(Event(pallet=v["module_id"], name=v["event_id"], attributes=v.get("attributes"),
-                                extrinsic_index=v.get("extrinsic_idx") if v.get("phase") == "ApplyExtrinsic" else None,
-                                index=i))
+            events.append(
+                Event(
+                    pallet=v["module_id"],
+                    name=v["event_id"],
+                    attributes=v.get("attributes"),
+                    extrinsic_index=v.get("extrinsic_idx")
+                    if v.get("phase") == "ApplyExtrinsic"
+                    else None,
+                    index=i,
+                )
+            )
         return events
 
     def block(self, number: int, *, with_events: bool = True) -> Block:
         block_hash = self.block_hash(number)
         if block_hash is None:
             raise ChainError("UnknownBlock", f"no block #{number}")
-        return Block(number, block_hash, self.timestamp_ms(block_hash),
-                     self.events(block_hash) if with_events else [])
+        return Block(
+            number,
+            block_hash,
+            self.timestamp_ms(block_hash),
+            self.events(block_hash) if with_events else [],
+        )
 
-    def follow_finalized(self, start: int, *, poll_s: float = 0.5,
-                         stop: Callable[[], bool] = lambda: False) -> Iterator[Block]:
+    def follow_finalized(
+        self, start: int, *, poll_s: float = 0.5, stop: Callable[[], bool] = lambda: False
+    ) -> Iterator[Block]:
         """Yield every finalized block from number `start` on, in order, forever (until stop()).
         Survives node restarts (it reconnects and carries on from the next number)."""
         number = start
@@ -224,18 +258,31 @@ class ChainConnection:
             number += 1
 
     # -- storage ----------------------------------------------------------------------------
-    def query(self, module: str, item: str, params: list | None = None, block_hash: str | None = None) -> Any:
+    def query(
+        self, module: str, item: str, params: list | None = None, block_hash: str | None = None
+    ) -> Any:
         obj = self._call(lambda s: s.query(module, item, params or [], block_hash=block_hash))
         return None if obj is None else obj.value
 
-    def query_map(self, module: str, item: str, params: list | None = None,
-                  block_hash: str | None = None, page_size: int = 500) -> list[tuple[Any, Any]]:
+    def query_map(
+        self,
+        module: str,
+        item: str,
+        params: list | None = None,
+        block_hash: str | None = None,
+        page_size: int = 500,
+    ) -> list[tuple[Any, Any]]:
         def run(s: SubstrateInterface):
-            result = s.query_map(module, item, params or [], block_hash=block_hash, page_size=page_size)
+            result = s.query_map(
+                module, item, params or [], block_hash=block_hash, page_size=page_size
+            )
             return [(k.value, v.value) for k, v in result]
+
         return self._call(run)
 
-    def query_multi(self, module: str, item: str, keys: Sequence[list], block_hash: str | None = None) -> list[Any]:
+    def query_multi(
+        self, module: str, item: str, keys: Sequence[list], block_hash: str | None = None
+    ) -> list[Any]:
         if not keys:
             return []
 
@@ -243,9 +290,14 @@ class ChainConnection:
             storage_keys = [s.create_storage_key(module, item, list(k)) for k in keys]
             out: list[Any] = []
             for start in range(0, len(storage_keys), 1000):
-                out.extend(v.value if v is not None else None
-                           for _, v in s.query_multi(storage_keys[start:start + 1000], block_hash=block_hash))
+                out.extend(
+                    v.value if v is not None else None
+                    for _, v in s.query_multi(
+                        storage_keys[start : start + 1000], block_hash=block_hash
+                    )
+                )
             return out
+
         return self._call(run)
 
     def constant(self, module: str, name: str) -> Any:

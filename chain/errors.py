@@ -1,4 +1,5 @@
 """Errors of the chain client: what the chain refused, and a node that cannot be reached."""
+
 from __future__ import annotations
 
 from substrateinterface.exceptions import SubstrateRequestException
@@ -13,8 +14,16 @@ class ChainError(Exception):
     one (`NotEquilibrium`, `GateClosed`, ...), else a short kind (`InvalidTransaction`,
     `Dropped`, `Timeout`, `Connection`, `BadOrigin`, ...)."""
 
-    def __init__(self, name: str, detail: str = "", *, pallet: str | None = None, tx_hash: str | None = None,
-                 block_hash: str | None = None, extrinsic_index: int | None = None):
+    def __init__(
+        self,
+        name: str,
+        detail: str = "",
+        *,
+        pallet: str | None = None,
+        tx_hash: str | None = None,
+        block_hash: str | None = None,
+        extrinsic_index: int | None = None,
+    ):
         self.name = name
         self.detail = detail
         self.pallet = pallet
@@ -36,12 +45,15 @@ class ChainUnavailable(ChainError):
         super().__init__("Connection", detail)
 
 
-
 def request_error_text(exc: SubstrateRequestException) -> str:
     """The node's JSON-RPC error as one line (`1014: Priority is too low ...`)."""
     arg = exc.args[0] if exc.args else exc
     if isinstance(arg, dict):
         parts = [str(arg.get("message", "")), str(arg.get("data", "") or "")]
         code = arg.get("code")
-        return f"{code}: " + " ".join(p for p in parts if p) if code is not None else " ".join(p for p in parts if p)
+        return (
+            f"{code}: " + " ".join(p for p in parts if p)
+            if code is not None
+            else " ".join(p for p in parts if p)
+        )
     return str(arg)

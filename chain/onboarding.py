@@ -2,10 +2,12 @@
 money, shortfalls are paid) and accredits its meter. The demo's sites, the load test's traders
 and the tests all onboard through here. Idempotent: a rerun on the same chain only does what
 is missing."""
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 from market import to_chain_name
 
@@ -25,7 +27,9 @@ class Newcomer:
     rated_power_w: int = 0  # the meter's plausibility limit (0: none)
 
 
-def onboard(chain: "Chain", operator: "Keypair", newcomers: Sequence[Newcomer], *, timeout_s: float = 120) -> None:
+def onboard(
+    chain: Chain, operator: Keypair, newcomers: Sequence[Newcomer], *, timeout_s: float = 120
+) -> None:
     """Submit every missing registration, accreditation and transfer at once, then wait for all
     of them; raises ChainError for the first that failed."""
     known = chain.participants()
@@ -33,13 +37,33 @@ def onboard(chain: "Chain", operator: "Keypair", newcomers: Sequence[Newcomer], 
     txs = []
     for n in newcomers:
         if known.get(n.account) != n.zone:
-            txs.append(chain.submit_nowait(operator, "register_participant", {"who": n.account, "zone": n.zone}))
+            txs.append(
+                chain.submit_nowait(
+                    operator, "register_participant", {"who": n.account, "zone": n.zone}
+                )
+            )
         if n.meter is not None and n.meter not in meters:
-            txs.append(chain.submit_nowait(operator, "accredit_meter", {
-                "meter": n.meter, "owner": n.account, "zone": n.zone, "source": to_chain_name(n.source),
-                "rated_power_w": n.rated_power_w}))
+            txs.append(
+                chain.submit_nowait(
+                    operator,
+                    "accredit_meter",
+                    {
+                        "meter": n.meter,
+                        "owner": n.account,
+                        "zone": n.zone,
+                        "source": to_chain_name(n.source),
+                        "rated_power_w": n.rated_power_w,
+                    },
+                )
+            )
         if chain.balance(n.account).free < n.fund_units // 2:
-            txs.append(chain.submit_nowait(operator, "transfer_keep_alive",
-                                           {"dest": n.account, "value": n.fund_units}, module="Balances"))
+            txs.append(
+                chain.submit_nowait(
+                    operator,
+                    "transfer_keep_alive",
+                    {"dest": n.account, "value": n.fund_units},
+                    module="Balances",
+                )
+            )
     for receipt in chain.wait(txs, timeout_s=timeout_s):
         receipt.raise_for_error()

@@ -1,10 +1,12 @@
 """The pallet's storage as plain Python: market parameters, participants, orders, clearings,
 settlement lines, meters and balances."""
+
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from market import MarketParams, OrderSpec, from_chain_name, ss58
 from market.clearinghouse import SettlementLine, Trade, build_report
@@ -22,9 +24,15 @@ class ChainOrder:
 
     def matcher_dict(self) -> dict:
         """The order as matcher.clear_orders takes it."""
-        return {"id": self.order_id, "side": self.spec.side, "quantity_wh": self.spec.quantity_wh,
-                "price": self.spec.price_ticks, "zone": self.spec.zone, "source": self.spec.source,
-                "renewable_only": self.spec.renewable_only}
+        return {
+            "id": self.order_id,
+            "side": self.spec.side,
+            "quantity_wh": self.spec.quantity_wh,
+            "price": self.spec.price_ticks,
+            "zone": self.spec.zone,
+            "source": self.spec.source,
+            "renewable_only": self.spec.renewable_only,
+        }
 
 
 @dataclass(frozen=True)
@@ -62,7 +70,6 @@ class Balance:
         return self.free + self.reserved
 
 
-
 class MarketReads(ChainConnection):
     """Typed reads of the EnergyTrading pallet (at the best block, or at `block_hash`)."""
 
@@ -75,7 +82,10 @@ class MarketReads(ChainConnection):
         return None if v is None else int(v["zone"])
 
     def participants(self, block_hash: str | None = None) -> dict[str, int]:
-        return {ss58(k): int(v["zone"]) for k, v in self.query_map(PALLET, "Participants", block_hash=block_hash)}
+        return {
+            ss58(k): int(v["zone"])
+            for k, v in self.query_map(PALLET, "Participants", block_hash=block_hash)
+        }
 
     def distributor(self, block_hash: str | None = None) -> str | None:
         v = self.query(PALLET, "Distributor", block_hash=block_hash)
@@ -86,18 +96,23 @@ class MarketReads(ChainConnection):
         return None if v is None else ss58(v)
 
     def interval_order_ids(self, interval: int, block_hash: str | None = None) -> list[int]:
-        return [int(i) for i in self.query(PALLET, "IntervalOrders", [interval], block_hash=block_hash) or []]
+        return [
+            int(i)
+            for i in self.query(PALLET, "IntervalOrders", [interval], block_hash=block_hash) or []
+        ]
 
     @staticmethod
     def _order(order_id: int, v: dict) -> ChainOrder:
         status = v["status"]
         filled = None
         if isinstance(status, dict):  # Cleared { filled_wh }
-            (name, inner), = status.items()
+            ((name, inner),) = status.items()
             if isinstance(inner, dict):
                 filled = int(inner["filled_wh"])
             status = name
-        return ChainOrder(order_id, ss58(v["owner"]), OrderSpec.from_chain(v["spec"]), str(status).lower(), filled)
+        return ChainOrder(
+            order_id, ss58(v["owner"]), OrderSpec.from_chain(v["spec"]), str(status).lower(), filled
+        )
 
     def orders(self, order_ids: Sequence[int], block_hash: str | None = None) -> list[ChainOrder]:
         values = self.query_multi(PALLET, "Orders", [[i] for i in order_ids], block_hash=block_hash)
@@ -111,8 +126,12 @@ class MarketReads(ChainConnection):
         """Every order of the interval's book (any status), in placement order."""
         return self.orders(self.interval_order_ids(interval, block_hash), block_hash)
 
-    def client_order_id(self, owner: str, client_order_id: int, block_hash: str | None = None) -> int | None:
-        v = self.query(PALLET, "ClientOrders", [ss58(owner), client_order_id], block_hash=block_hash)
+    def client_order_id(
+        self, owner: str, client_order_id: int, block_hash: str | None = None
+    ) -> int | None:
+        v = self.query(
+            PALLET, "ClientOrders", [ss58(owner), client_order_id], block_hash=block_hash
+        )
         return None if v is None else int(v)
 
     def clearing(self, interval: int, block_hash: str | None = None) -> ChainClearing | None:
@@ -124,11 +143,22 @@ class MarketReads(ChainConnection):
         return ChainClearing(
             interval=interval,
             mechanism=from_chain_name(summary["mechanism"]),
-            volume_wh=int(summary["volume_wh"]), match_count=int(summary["match_count"]),
-            submitter=ss58(summary["submitter"]), block_number=int(summary["block"]),
+            volume_wh=int(summary["volume_wh"]),
+            match_count=int(summary["match_count"]),
+            submitter=ss58(summary["submitter"]),
+            block_number=int(summary["block"]),
             zone_prices=[(int(p["zone"]), int(p["price"])) for p in prices],
-            matches=[ChainMatch(int(m["bid"]), int(m["offer"]), int(m["quantity_wh"]), int(m["buyer_price"]),
-                                int(m["seller_price"])) for m in matches])
+            matches=[
+                ChainMatch(
+                    int(m["bid"]),
+                    int(m["offer"]),
+                    int(m["quantity_wh"]),
+                    int(m["buyer_price"]),
+                    int(m["seller_price"]),
+                )
+                for m in matches
+            ],
+        )
 
     def is_cleared(self, interval: int, block_hash: str | None = None) -> bool:
         return self.query(PALLET, "Clearings", [interval], block_hash=block_hash) is not None
@@ -145,21 +175,29 @@ class MarketReads(ChainConnection):
         return None if v is None else int(v)
 
     def settlement_lines(self, interval: int, block_hash: str | None = None) -> dict[str, dict]:
-        return {ss58(k): {n: int(x) for n, x in v.items()}
-                for k, v in self.query_map(PALLET, "Settlements", [interval], block_hash=block_hash)}
+        return {
+            ss58(k): {n: int(x) for n, x in v.items()}
+            for k, v in self.query_map(PALLET, "Settlements", [interval], block_hash=block_hash)
+        }
 
     def metered(self, interval: int, block_hash: str | None = None) -> dict[str, dict]:
-        return {ss58(k): {n: int(x) for n, x in v.items()}
-                for k, v in self.query_map(PALLET, "Metered", [interval], block_hash=block_hash)}
+        return {
+            ss58(k): {n: int(x) for n, x in v.items()}
+            for k, v in self.query_map(PALLET, "Metered", [interval], block_hash=block_hash)
+        }
 
     def meters(self, block_hash: str | None = None) -> dict[str, dict]:
         """Accredited meters by 0x public key: owner, zone, source, rated_power_w, last registers."""
         out = {}
         for key, v in self.query_map(PALLET, "Meters", block_hash=block_hash):
             key_hex = key if isinstance(key, str) else "0x" + bytes(key).hex()
-            out[key_hex] = {"owner": ss58(v["owner"]), "zone": int(v["zone"]),
-                            "source": from_chain_name(v["source"]),
-                            "rated_power_w": int(v["rated_power_w"]), "last": v["last"]}
+            out[key_hex] = {
+                "owner": ss58(v["owner"]),
+                "zone": int(v["zone"]),
+                "source": from_chain_name(v["source"]),
+                "rated_power_w": int(v["rated_power_w"]),
+                "last": v["last"],
+            }
         return out
 
     def balance(self, account: str, block_hash: str | None = None) -> Balance:
@@ -181,9 +219,26 @@ class MarketReads(ChainConnection):
         if clearing is not None and clearing.matches:
             ids = sorted({m.bid for m in clearing.matches} | {m.offer for m in clearing.matches})
             owners = {o.order_id: o.owner for o in self.orders(ids, block_hash)}
-            trades = [Trade(interval, owners[m.bid], owners[m.offer], m.quantity_wh, m.buyer_price, m.seller_price)
-                      for m in clearing.matches]
-        lines = [SettlementLine(interval, account, v["contracted_wh"], v["metered_wh"], v["imbalance_wh"],
-                                v["amount"])
-                 for account, v in self.settlement_lines(interval, block_hash).items()]
+            trades = [
+                Trade(
+                    interval,
+                    owners[m.bid],
+                    owners[m.offer],
+                    m.quantity_wh,
+                    m.buyer_price,
+                    m.seller_price,
+                )
+                for m in clearing.matches
+            ]
+        lines = [
+            SettlementLine(
+                interval,
+                account,
+                v["contracted_wh"],
+                v["metered_wh"],
+                v["imbalance_wh"],
+                v["amount"],
+            )
+            for account, v in self.settlement_lines(interval, block_hash).items()
+        ]
         return build_report(trades, lines, self.distributor(block_hash), [interval])

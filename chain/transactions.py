@@ -1,13 +1,15 @@
 """Transactions: sign with locally tracked nonces (resynced on error), broadcast, follow blocks to
 find where an extrinsic landed, and turn an `ExtrinsicFailed` into a `ChainError` named after
 the pallet's error. Also the argument builders of the market's own calls."""
+
 from __future__ import annotations
 
 import logging
 import threading
 import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 from substrateinterface import Keypair, SubstrateInterface
 from substrateinterface.exceptions import SubstrateRequestException
@@ -46,14 +48,13 @@ class Receipt:
     finalized: bool = False
     call: str = ""
 
-    def raise_for_error(self) -> "Receipt":
+    def raise_for_error(self) -> Receipt:
         if self.error is not None:
             raise self.error
         return self
 
     def find(self, pallet: str, name: str) -> list[Event]:
         return [e for e in self.events if e.pallet == pallet and e.name == name]
-
 
 
 # --------------------------------------------------------------------------------------------
@@ -91,7 +92,6 @@ def _is_nonce_problem(detail: str) -> bool:
     return any(p in text for p in _NONCE_PROBLEMS)
 
 
-
 class Chain(MarketReads):
     """A connection to a WattChain node: reads and transactions. Not thread-safe: give each
     thread its own Chain (they share nonce trackers, so two threads may sign with the same
@@ -101,21 +101,41 @@ class Chain(MarketReads):
         _forget_nonces(genesis)
 
     # -- extrinsics -------------------------------------------------------------------------
-    def sign(self, signer: Keypair, function: str, params: dict, *, module: str = PALLET, nonce: int | None = None,
-             era_period: int = 64) -> PendingTx:
+    def sign(
+        self,
+        signer: Keypair,
+        function: str,
+        params: dict,
+        *,
+        module: str = PALLET,
+        nonce: int | None = None,
+        era_period: int = 64,
+    ) -> PendingTx:
         """Compose and sign a call with the given nonce (default: the next tracked one). The
         result is not submitted yet; `broadcast` it (as many times as needed)."""
+
         def run(s: SubstrateInterface):
-            call = s.compose_call(call_module=module, call_function=function,
-                                  call_params=_encodable(s, module, function, params))
+            call = s.compose_call(
+                call_module=module,
+                call_function=function,
+                call_params=_encodable(s, module, function, params),
+            )
             best = int(s.rpc_request("chain_getHeader", [])["result"]["number"], 16)
-            extrinsic = s.create_signed_extrinsic(call=call, keypair=signer, nonce=nonce,
-                                                   era={"period": era_period})
+            extrinsic = s.create_signed_extrinsic(
+                call=call, keypair=signer, nonce=nonce, era={"period": era_period}
+            )
             return extrinsic, best
+
         extrinsic, best = self._call(run)
-        return PendingTx(tx_hash="0x" + extrinsic.extrinsic_hash.hex(), signer=signer.ss58_address, nonce=nonce,
-                         call=f"{module}.{function}", data=str(extrinsic.data), best_at_submit=best,
-                         mortal_until=best + era_period)
+        return PendingTx(
+            tx_hash="0x" + extrinsic.extrinsic_hash.hex(),
+            signer=signer.ss58_address,
+            nonce=nonce,
+            call=f"{module}.{function}",
+            data=str(extrinsic.data),
+            best_at_submit=best,
+            mortal_until=best + era_period,
+        )
 
     def broadcast(self, tx: PendingTx) -> PendingTx:
         """Hand a signed extrinsic to the node. Sending the same bytes again is harmless: the
@@ -129,17 +149,36 @@ class Chain(MarketReads):
             raise ChainError("InvalidTransaction", detail, tx_hash=tx.tx_hash) from None
         return tx
 
-    def submit(self, signer: Keypair, function: str, params: dict, *, module: str = PALLET,
-               wait: str | None = "inclusion", timeout_s: float = 60.0, era_period: int = 64) -> Receipt | PendingTx:
+    def submit(
+        self,
+        signer: Keypair,
+        function: str,
+        params: dict,
+        *,
+        module: str = PALLET,
+        wait: str | None = "inclusion",
+        timeout_s: float = 60.0,
+        era_period: int = 64,
+    ) -> Receipt | PendingTx:
         """Sign with the account's next nonce and submit. wait: None (return the PendingTx),
         "inclusion" or "finality" (return the Receipt; raise ChainError if it failed)."""
         tx = self.submit_nowait(signer, function, params, module=module, era_period=era_period)
         if wait is None:
             return tx
-        return self.wait([tx], finality=(wait == "finality"), timeout_s=timeout_s)[0].raise_for_error()
+        return self.wait([tx], finality=(wait == "finality"), timeout_s=timeout_s)[
+            0
+        ].raise_for_error()
 
-    def submit_nowait(self, signer: Keypair, function: str, params: dict, *, module: str = PALLET,
-                      era_period: int = 64, before_broadcast: Callable[[PendingTx], None] | None = None) -> PendingTx:
+    def submit_nowait(
+        self,
+        signer: Keypair,
+        function: str,
+        params: dict,
+        *,
+        module: str = PALLET,
+        era_period: int = 64,
+        before_broadcast: Callable[[PendingTx], None] | None = None,
+    ) -> PendingTx:
         """Sign with the tracked nonce and broadcast; on a nonce problem resync and retry (at
         most twice). `before_broadcast(tx)` runs after signing and before the node sees the tx,
         e.g. to log its bytes durably so a restart can broadcast the very same extrinsic."""
@@ -149,7 +188,9 @@ class Chain(MarketReads):
                 if tracker.next is None:
                     tracker.next = self.account_next_nonce(signer.ss58_address)
                 nonce = tracker.next
-                tx = self.sign(signer, function, params, module=module, nonce=nonce, era_period=era_period)
+                tx = self.sign(
+                    signer, function, params, module=module, nonce=nonce, era_period=era_period
+                )
                 if before_broadcast is not None:
                     before_broadcast(tx)
                 try:
@@ -157,7 +198,12 @@ class Chain(MarketReads):
                 except ChainError as exc:
                     tracker.next = None  # after any refusal the pool's view is the safe one
                     if _is_nonce_problem(exc.detail) and attempt < 2:
-                        log.info("nonce %d of %s refused (%s); resyncing", nonce, signer.ss58_address, exc.detail)
+                        log.info(
+                            "nonce %d of %s refused (%s); resyncing",
+                            nonce,
+                            signer.ss58_address,
+                            exc.detail,
+                        )
                         continue
                     raise
                 # A reconnect during sign/broadcast forgets nonces; then the pool decides next time.
@@ -169,11 +215,17 @@ class Chain(MarketReads):
     def resync_nonce(self, account: str) -> None:
         _tracker(self.genesis_hash_hex, ss58(account)).next = None
 
-    def watcher(self, *, finality: bool = False) -> "ReceiptWatcher":
+    def watcher(self, *, finality: bool = False) -> ReceiptWatcher:
         return ReceiptWatcher(self, finality=finality)
 
-    def wait(self, txs: Sequence[PendingTx], *, finality: bool = False, timeout_s: float = 60.0,
-             poll_s: float = 0.25) -> list[Receipt]:
+    def wait(
+        self,
+        txs: Sequence[PendingTx],
+        *,
+        finality: bool = False,
+        timeout_s: float = 60.0,
+        poll_s: float = 0.25,
+    ) -> list[Receipt]:
         """Follow the best chain until every tx is in a block (and, with finality, that block is
         finalized). Receipts come back in the order of `txs`; a failed dispatch is a Receipt
         with `error` set. Raises ChainError('Dropped') when a tx outlives its mortality and
@@ -195,12 +247,17 @@ class Chain(MarketReads):
                 missing = [tx for tx in txs if tx.tx_hash not in receipts]
                 for tx in missing:
                     self.resync_nonce(tx.signer)
-                raise ChainError("Timeout", f"not {'finalized' if finality else 'included'} after "
-                                 f"{timeout_s:.0f} s: {', '.join(tx.tx_hash for tx in missing)}",
-                                 tx_hash=missing[0].tx_hash)
+                raise ChainError(
+                    "Timeout",
+                    f"not {'finalized' if finality else 'included'} after "
+                    f"{timeout_s:.0f} s: {', '.join(tx.tx_hash for tx in missing)}",
+                    tx_hash=missing[0].tx_hash,
+                )
             time.sleep(poll_s)
 
-    def _receipt(self, tx: PendingTx, block_hash: str, number: int, index: int, events: list[Event]) -> Receipt:
+    def _receipt(
+        self, tx: PendingTx, block_hash: str, number: int, index: int, events: list[Event]
+    ) -> Receipt:
         mine = [e for e in events if e.extrinsic_index == index]
         error = None
         success = True
@@ -210,8 +267,12 @@ class Chain(MarketReads):
                 error = self._dispatch_error(e.attributes, tx, block_hash, index)
         return Receipt(tx.tx_hash, block_hash, number, index, success, error, mine, call=tx.call)
 
-    def _dispatch_error(self, attributes: Any, tx: PendingTx, block_hash: str, index: int) -> ChainError:
-        dispatch_error = attributes["dispatch_error"] if isinstance(attributes, dict) else attributes[0]
+    def _dispatch_error(
+        self, attributes: Any, tx: PendingTx, block_hash: str, index: int
+    ) -> ChainError:
+        dispatch_error = (
+            attributes["dispatch_error"] if isinstance(attributes, dict) else attributes[0]
+        )
         where = dict(tx_hash=tx.tx_hash, block_hash=block_hash, extrinsic_index=index)
         if isinstance(dispatch_error, dict) and "Module" in dispatch_error:
             module = dispatch_error["Module"]
@@ -224,11 +285,18 @@ class Chain(MarketReads):
             elif isinstance(error_index, (bytes, list)):
                 error_index = error_index[0]
             pallet = self._pallet_name(module_index)
-            error = self.substrate.metadata.get_module_error(module_index=module_index, error_index=error_index)
+            error = self.substrate.metadata.get_module_error(
+                module_index=module_index, error_index=error_index
+            )
             docs = " ".join(error.docs).strip() if error is not None and error.docs else ""
-            return ChainError(error.name if error is not None else f"Error{error_index}", docs, pallet=pallet, **where)
+            return ChainError(
+                error.name if error is not None else f"Error{error_index}",
+                docs,
+                pallet=pallet,
+                **where,
+            )
         if isinstance(dispatch_error, dict):
-            (name, inner), = dispatch_error.items()
+            ((name, inner),) = dispatch_error.items()
             return ChainError(str(name), "" if inner is None else str(inner), **where)
         return ChainError(str(dispatch_error), **where)
 
@@ -240,39 +308,80 @@ class Chain(MarketReads):
 
     # -- conveniences for the market --------------------------------------------------------
     def place_orders_relayed(self, relayer: Keypair, orders: Iterable[SignedOrder], **kwargs):
-        return self.submit(relayer, "place_orders_relayed", {"orders": [o.to_call_arg() for o in orders]}, **kwargs)
+        return self.submit(
+            relayer, "place_orders_relayed", {"orders": [o.to_call_arg() for o in orders]}, **kwargs
+        )
 
     def cancel_orders_relayed(self, relayer: Keypair, cancels: Iterable[SignedCancel], **kwargs):
-        return self.submit(relayer, "cancel_orders_relayed", {"cancels": [c.to_call_arg() for c in cancels]},
-                           **kwargs)
+        return self.submit(
+            relayer,
+            "cancel_orders_relayed",
+            {"cancels": [c.to_call_arg() for c in cancels]},
+            **kwargs,
+        )
 
     @staticmethod
-    def clearing_params(interval: int, mechanism: str, volume_wh: int, zone_prices: Iterable[tuple[int, int]],
-                        matches: Iterable[dict], book_orders: int) -> dict:
+    def clearing_params(
+        interval: int,
+        mechanism: str,
+        volume_wh: int,
+        zone_prices: Iterable[tuple[int, int]],
+        matches: Iterable[dict],
+        book_orders: int,
+    ) -> dict:
         """The arguments of `submit_clearing`, from plain values (matches as dicts with bid,
         offer, quantity_wh, buyer_price, seller_price). `book_orders` is the size of the
         interval's book (cancelled orders included): the pallet prices the call by it."""
-        return {"interval": interval, "mechanism": to_chain_name(mechanism), "volume_wh": int(volume_wh),
-                "book_orders": int(book_orders),
-                "zone_prices": [{"zone": int(z), "price": int(p)} for z, p in zone_prices],
-                "matches": [{"bid": int(m["bid"]), "offer": int(m["offer"]), "quantity_wh": int(m["quantity_wh"]),
-                             "buyer_price": int(m["buyer_price"]), "seller_price": int(m["seller_price"])}
-                            for m in matches]}
+        return {
+            "interval": interval,
+            "mechanism": to_chain_name(mechanism),
+            "volume_wh": int(volume_wh),
+            "book_orders": int(book_orders),
+            "zone_prices": [{"zone": int(z), "price": int(p)} for z, p in zone_prices],
+            "matches": [
+                {
+                    "bid": int(m["bid"]),
+                    "offer": int(m["offer"]),
+                    "quantity_wh": int(m["quantity_wh"]),
+                    "buyer_price": int(m["buyer_price"]),
+                    "seller_price": int(m["seller_price"]),
+                }
+                for m in matches
+            ],
+        }
 
     @staticmethod
-    def reading_params(meter: str | bytes, interval: int, counter: int, import_wh: int, export_wh: int,
-                       signature: str | bytes) -> dict:
+    def reading_params(
+        meter: str | bytes,
+        interval: int,
+        counter: int,
+        import_wh: int,
+        export_wh: int,
+        signature: str | bytes,
+    ) -> dict:
         meter_hex = "0x" + public_key(meter).hex()
         sig_hex = signature if isinstance(signature, str) else "0x" + bytes(signature).hex()
-        return {"reading": {"meter": meter_hex, "interval": interval, "counter": counter, "import_wh": import_wh,
-                            "export_wh": export_wh}, "signature": sig_hex}
+        return {
+            "reading": {
+                "meter": meter_hex,
+                "interval": interval,
+                "counter": counter,
+                "import_wh": import_wh,
+                "export_wh": export_wh,
+            },
+            "signature": sig_hex,
+        }
 
     def encode_call_args(self, function: str, params: dict, module: str = PALLET) -> bytes:
         """The SCALE bytes of a call's arguments (the call data without its 2-byte index)."""
-        call = self._call(lambda s: s.compose_call(call_module=module, call_function=function,
-                                                   call_params=_encodable(s, module, function, params)))
+        call = self._call(
+            lambda s: s.compose_call(
+                call_module=module,
+                call_function=function,
+                call_params=_encodable(s, module, function, params),
+            )
+        )
         return bytes(call.data.data)[2:]
-
 
 
 class ReceiptWatcher:
@@ -306,11 +415,15 @@ class ReceiptWatcher:
             if block_hash is None:
                 break
             hashes = chain.block_extrinsic_hashes(block_hash)
-            hits = [(i, h) for i, h in enumerate(hashes) if h in self.pending and h not in self.included]
+            hits = [
+                (i, h) for i, h in enumerate(hashes) if h in self.pending and h not in self.included
+            ]
             if hits:
                 events = chain.events(block_hash)
                 for index, tx_hash in hits:
-                    self.included[tx_hash] = chain._receipt(self.pending[tx_hash], block_hash, number, index, events)
+                    self.included[tx_hash] = chain._receipt(
+                        self.pending[tx_hash], block_hash, number, index, events
+                    )
             self.scanned = number
         ready: list[Receipt] = []
         if self.finality and self.included:
@@ -322,7 +435,9 @@ class ReceiptWatcher:
                     receipt.finalized = True
                     ready.append(receipt)
                 else:
-                    log.warning("block %s with %s was retracted; looking again", receipt.block_hash, tx_hash)
+                    log.warning(
+                        "block %s with %s was retracted; looking again", receipt.block_hash, tx_hash
+                    )
                     del self.included[tx_hash]
                     self.scanned = min(self.scanned, receipt.block_number - 1)
         elif not self.finality:
@@ -334,8 +449,13 @@ class ReceiptWatcher:
         for tx_hash, tx in list(self.pending.items()):
             if tx_hash not in self.included and best > tx.mortal_until:
                 chain.resync_nonce(tx.signer)
-                dropped.append(ChainError("Dropped", f"{tx.call} {tx_hash} was not included by block "
-                                          f"{tx.mortal_until}", tx_hash=tx_hash))
+                dropped.append(
+                    ChainError(
+                        "Dropped",
+                        f"{tx.call} {tx_hash} was not included by block {tx.mortal_until}",
+                        tx_hash=tx_hash,
+                    )
+                )
                 del self.pending[tx_hash]
         return ready, dropped
 

@@ -10,6 +10,7 @@ Environment: WATTCHAIN_LOAD_KEYS (comma-separated secret URIs of registered, fun
 default: the prepare script's //WattChain/load/0..19), WATTCHAIN_LOAD_ORDERS (order budget,
 default 3000), WATTCHAIN_LOAD_STAGES ("seconds:users,..." default "15:5,30:20,45:40,60:40").
 """
+
 from __future__ import annotations
 
 import itertools
@@ -24,11 +25,18 @@ from locust import HttpUser, LoadTestShape, between, events, task
 from api.client import fresh_client_order_id, order_body
 from market import MarketParams, OrderSpec, keypair
 
-KEYS = [keypair(uri) for uri in os.environ.get(
-    "WATTCHAIN_LOAD_KEYS", ",".join(f"//WattChain/load/{i}" for i in range(20))).split(",") if uri]
+KEYS = [
+    keypair(uri)
+    for uri in os.environ.get(
+        "WATTCHAIN_LOAD_KEYS", ",".join(f"//WattChain/load/{i}" for i in range(20))
+    ).split(",")
+    if uri
+]
 ORDER_BUDGET = int(os.environ.get("WATTCHAIN_LOAD_ORDERS", "3000"))
-STAGES = [tuple(int(x) for x in stage.split(":")) for stage in
-          os.environ.get("WATTCHAIN_LOAD_STAGES", "15:5,30:20,45:40,60:40").split(",")]
+STAGES = [
+    tuple(int(x) for x in stage.split(":"))
+    for stage in os.environ.get("WATTCHAIN_LOAD_STAGES", "15:5,30:20,45:40,60:40").split(",")
+]
 
 _budget = itertools.count()
 _spent = threading.Event()  # the order budget is used up: the shape ends the test
@@ -48,8 +56,12 @@ def market(client) -> tuple[bytes, MarketParams, int]:
     with _market_lock:
         if not _market or time.monotonic() - _market["at"] > 2:
             m = client.get("/market", name="/market").json()
-            _market.update(at=time.monotonic(), genesis=bytes.fromhex(m["genesis_hash"][2:]),
-                           params=MarketParams(**m["params"]), next=m["next_open_interval"])
+            _market.update(
+                at=time.monotonic(),
+                genesis=bytes.fromhex(m["genesis_hash"][2:]),
+                params=MarketParams(**m["params"]),
+                next=m["next_open_interval"],
+            )
         return _market["genesis"], _market["params"], _market["next"]
 
 
@@ -69,12 +81,20 @@ class Trader(HttpUser):
             return
         genesis, params, interval = market(self.client)
         side = self.rng.choice(("bid", "offer"))
-        spec = OrderSpec(client_order_id=fresh_client_order_id(), interval=interval, side=side,
-                         quantity_wh=self.rng.randint(100, 2_000),
-                         price_ticks=self.rng.randint(params.feed_in_ticks, params.utility_tariff_ticks),
-                         source="grid_mix" if side == "bid" else "solar")
-        with self.client.post("/orders", json=order_body(self.key, genesis, spec), name="POST /orders",
-                              catch_response=True) as response:
+        spec = OrderSpec(
+            client_order_id=fresh_client_order_id(),
+            interval=interval,
+            side=side,
+            quantity_wh=self.rng.randint(100, 2_000),
+            price_ticks=self.rng.randint(params.feed_in_ticks, params.utility_tariff_ticks),
+            source="grid_mix" if side == "bid" else "solar",
+        )
+        with self.client.post(
+            "/orders",
+            json=order_body(self.key, genesis, spec),
+            name="POST /orders",
+            catch_response=True,
+        ) as response:
             if response.status_code == 202:
                 response.success()
             elif response.status_code == 422 and response.json().get("error") == "GateClosed":
@@ -85,7 +105,9 @@ class Trader(HttpUser):
     @task(2)
     def read_book(self):
         _, _, interval = market(self.client)
-        self.client.get(f"/intervals/{interval - 1}/book", params={"limit": 50}, name="GET /intervals/{k}/book")
+        self.client.get(
+            f"/intervals/{interval - 1}/book", params={"limit": 50}, name="GET /intervals/{k}/book"
+        )
 
 
 class RampHoldStop(LoadTestShape):

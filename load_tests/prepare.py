@@ -2,6 +2,7 @@
 pass the API's checks: `python -m load_tests.prepare --node ws://127.0.0.1:9944 --traders 20`.
 Prints the secret URIs (dev keys, dev chains only) the locustfile reads from
 WATTCHAIN_LOAD_KEYS."""
+
 from __future__ import annotations
 
 import argparse
@@ -19,8 +20,11 @@ def prepare(node_url: str, traders: int, *, zone: int = 0, fund_brl: int = 100_0
     uris = trader_uris(traders)
     chain = Chain(node_url).connect()
     try:
-        onboard(chain, keypair("//Alice"),
-                [Newcomer(keypair(uri).ss58_address, zone, fund_brl * UNITS_PER_BRL) for uri in uris])
+        onboard(
+            chain,
+            keypair("//Alice"),
+            [Newcomer(keypair(uri).ss58_address, zone, fund_brl * UNITS_PER_BRL) for uri in uris],
+        )
     finally:
         chain.close()
     return uris

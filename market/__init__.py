@@ -3,6 +3,7 @@ reading messages, keys and signatures, the clock and the clearing house's accoun
 
 Every other package may import this one; it imports nothing of ours (docs/architecture.md).
 """
+
 from .accounts import SS58_FORMAT, dev_keypair, keypair, public_key, ss58, verify_sr25519
 from .clock import interval_clock, now_ms
 from .enums import MECHANISMS, SIDES, SOURCES, from_chain_name, to_chain_name
@@ -25,9 +26,36 @@ from .specs import OrderSpec
 from .units import U16_MAX, U64_MAX, UNITS_PER_BRL, UNITS_PER_TICK, units_to_brl
 
 __all__ = [
-    "CANCEL_TAG", "MECHANISMS", "MarketParams", "ORDER_TAG", "OrderSpec", "READING_TAG", "SIDES", "SOURCES",
-    "SS58_FORMAT", "SignedCancel", "SignedOrder", "U16_MAX", "U64_MAX", "UNITS_PER_BRL", "UNITS_PER_TICK",
-    "cancel_message", "dev_keypair", "from_chain_name", "interval_clock", "keypair", "now_ms", "order_message", "public_key",
-    "reading_message", "sign_cancel", "sign_order", "ss58", "to_chain_name", "units_to_brl", "verify_cancel",
-    "verify_order", "verify_sr25519",
+    "CANCEL_TAG",
+    "MECHANISMS",
+    "MarketParams",
+    "ORDER_TAG",
+    "OrderSpec",
+    "READING_TAG",
+    "SIDES",
+    "SOURCES",
+    "SS58_FORMAT",
+    "SignedCancel",
+    "SignedOrder",
+    "U16_MAX",
+    "U64_MAX",
+    "UNITS_PER_BRL",
+    "UNITS_PER_TICK",
+    "cancel_message",
+    "dev_keypair",
+    "from_chain_name",
+    "interval_clock",
+    "keypair",
+    "now_ms",
+    "order_message",
+    "public_key",
+    "reading_message",
+    "sign_cancel",
+    "sign_order",
+    "ss58",
+    "to_chain_name",
+    "units_to_brl",
+    "verify_cancel",
+    "verify_order",
+    "verify_sr25519",
 ]

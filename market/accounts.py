@@ -1,5 +1,6 @@
 """Accounts and keys: SS58 addresses (format 42) on the Python side, 32-byte public keys in
 signed messages, sr25519 signatures checked exactly as the pallet checks them."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol
@@ -22,7 +23,7 @@ class Signer(Protocol):
     def sign(self, data: bytes) -> bytes: ...
 
 
-def keypair(suri: str) -> "Keypair":
+def keypair(suri: str) -> Keypair:
     """An sr25519 keypair from a secret URI: a dev path (`//Alice`, dev chains only), a mnemonic
     with optional derivation path, or a 0x-prefixed 32-byte seed."""
     # Imported here so that verifying (the API, the public client) does not load the node library.
@@ -30,11 +31,13 @@ def keypair(suri: str) -> "Keypair":
 
     suri = suri.strip()
     if suri.startswith("0x") and "/" not in suri:
-        return Keypair.create_from_seed(suri, ss58_format=SS58_FORMAT, crypto_type=KeypairType.SR25519)
+        return Keypair.create_from_seed(
+            suri, ss58_format=SS58_FORMAT, crypto_type=KeypairType.SR25519
+        )
     return Keypair.create_from_uri(suri, ss58_format=SS58_FORMAT, crypto_type=KeypairType.SR25519)
 
 
-def dev_keypair(name: str) -> "Keypair":
+def dev_keypair(name: str) -> Keypair:
     """`dev_keypair("Alice")` is //Alice. For dev chains only: everyone knows these secrets."""
     return keypair(name if name.startswith("/") else f"//{name}")
 

@@ -15,10 +15,12 @@ parties' net amounts sum to zero.
 Pure functions of their inputs: the settler builds the report from the chain
 (offchain/settlement.py), the API and the CLI from the index (store/queries.py).
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Any
 
 from .units import UNITS_PER_BRL, units_to_brl
 
@@ -43,23 +45,40 @@ class SettlementLine:
     amount: int  # units the participant paid (> 0) or received (< 0) for its imbalance
 
 
-def _blank(account: str, role: str) -> dict:
-    return {"account": account, "role": role, "bought_wh": 0, "sold_wh": 0, "contracted_wh": 0, "metered_wh": 0,
-            "imbalance_wh": 0, "utility_wh": 0, "energy_position_wh": 0,
-            "paid_for_energy": 0, "received_for_energy": 0, "grid_fees_received": 0, "imbalance_paid": 0,
-            "imbalance_received": 0, "net_money": 0}
+def _blank(account: str, role: str) -> dict[str, Any]:
+    return {
+        "account": account,
+        "role": role,
+        "bought_wh": 0,
+        "sold_wh": 0,
+        "contracted_wh": 0,
+        "metered_wh": 0,
+        "imbalance_wh": 0,
+        "utility_wh": 0,
+        "energy_position_wh": 0,
+        "paid_for_energy": 0,
+        "received_for_energy": 0,
+        "grid_fees_received": 0,
+        "imbalance_paid": 0,
+        "imbalance_received": 0,
+        "net_money": 0,
+    }
 
 
-def build_report(trades: Iterable[Trade], lines: Iterable[SettlementLine], distributor: str | None,
-                 intervals: Iterable[int]) -> dict:
+def build_report(
+    trades: Iterable[Trade],
+    lines: Iterable[SettlementLine],
+    distributor: str | None,
+    intervals: Iterable[int],
+) -> dict[str, Any]:
     """The report over `intervals` (the period). Money fields are integers in units, each with
     a `_brl` twin; `balanced` says both totals are zero and every participant's energy
     position equals its metered energy."""
     intervals = sorted(set(intervals))
-    parties: dict[str, dict] = {}
+    parties: dict[str, dict[str, Any]] = {}
     util = distributor or "utility"
 
-    def party(account: str) -> dict:
+    def party(account: str) -> dict[str, Any]:
         if account not in parties:
             parties[account] = _blank(account, "distributor" if account == util else "participant")
         return parties[account]
@@ -90,16 +109,31 @@ def build_report(trades: Iterable[Trade], lines: Iterable[SettlementLine], distr
     problems = []
     for p in parties.values():
         p["energy_position_wh"] = p["bought_wh"] - p["sold_wh"] + p["utility_wh"]
-        p["net_money"] = (p["received_for_energy"] + p["grid_fees_received"] + p["imbalance_received"]
-                          - p["paid_for_energy"] - p["imbalance_paid"])
+        p["net_money"] = (
+            p["received_for_energy"]
+            + p["grid_fees_received"]
+            + p["imbalance_received"]
+            - p["paid_for_energy"]
+            - p["imbalance_paid"]
+        )
         if p["role"] == "participant":
             if p["contracted_wh"] != p["bought_wh"] - p["sold_wh"]:
-                problems.append(f"{p['account']}: contracted {p['contracted_wh']} Wh on chain, "
-                                f"{p['bought_wh'] - p['sold_wh']} Wh from trades")
+                problems.append(
+                    f"{p['account']}: contracted {p['contracted_wh']} Wh on chain, "
+                    f"{p['bought_wh'] - p['sold_wh']} Wh from trades"
+                )
             if p["energy_position_wh"] != p["metered_wh"]:
-                problems.append(f"{p['account']}: position {p['energy_position_wh']} Wh != metered {p['metered_wh']} Wh")
-        for key in ("paid_for_energy", "received_for_energy", "grid_fees_received", "imbalance_paid",
-                    "imbalance_received", "net_money"):
+                problems.append(
+                    f"{p['account']}: position {p['energy_position_wh']} Wh != metered {p['metered_wh']} Wh"
+                )
+        for key in (
+            "paid_for_energy",
+            "received_for_energy",
+            "grid_fees_received",
+            "imbalance_paid",
+            "imbalance_received",
+            "net_money",
+        ):
             p[f"{key}_brl"] = units_to_brl(p[key])
     money_total = sum(p["net_money"] for p in parties.values())
     energy_total = sum(p["energy_position_wh"] for p in parties.values())
@@ -110,27 +144,40 @@ def build_report(trades: Iterable[Trade], lines: Iterable[SettlementLine], distr
         problems.append(f"energy does not balance: {energy_total} Wh")
     ordered = sorted(parties.values(), key=lambda p: (p["role"] == "distributor", p["account"]))
     return {
-        "period": {"from_interval": intervals[0] if intervals else None,
-                   "to_interval": intervals[-1] if intervals else None, "intervals": intervals},
+        "period": {
+            "from_interval": intervals[0] if intervals else None,
+            "to_interval": intervals[-1] if intervals else None,
+            "intervals": intervals,
+        },
         "currency": "BRL",
         "units_per_brl": UNITS_PER_BRL,
         "distributor": util,
         "parties": ordered,
-        "totals": {"net_money": money_total, "net_money_brl": units_to_brl(money_total),
-                   "energy_position_wh": energy_total, "market_energy_wh": market_energy,
-                   "traded_wh": sum(p["bought_wh"] for p in parties.values()),
-                   "shortfall_wh": sum(max(0, p["utility_wh"]) for p in parties.values() if p["role"] == "participant"),
-                   "surplus_wh": sum(max(0, -p["utility_wh"]) for p in parties.values() if p["role"] == "participant")},
+        "totals": {
+            "net_money": money_total,
+            "net_money_brl": units_to_brl(money_total),
+            "energy_position_wh": energy_total,
+            "market_energy_wh": market_energy,
+            "traded_wh": sum(p["bought_wh"] for p in parties.values()),
+            "shortfall_wh": sum(
+                max(0, p["utility_wh"]) for p in parties.values() if p["role"] == "participant"
+            ),
+            "surplus_wh": sum(
+                max(0, -p["utility_wh"]) for p in parties.values() if p["role"] == "participant"
+            ),
+        },
         "balanced": not problems,
         "problems": problems,
     }
 
 
-def summary_line(report: dict) -> str:
+def summary_line(report: dict[str, Any]) -> str:
     t = report["totals"]
-    return (f"{len(report['parties']) - 1} participants, traded {t['traded_wh']} Wh, utility shortfall "
-            f"{t['shortfall_wh']} Wh / surplus {t['surplus_wh']} Wh, money sum {t['net_money_brl']} BRL, "
-            f"energy sum {t['energy_position_wh']} Wh, {'balanced' if report['balanced'] else 'NOT BALANCED'}")
+    return (
+        f"{len(report['parties']) - 1} participants, traded {t['traded_wh']} Wh, utility shortfall "
+        f"{t['shortfall_wh']} Wh / surplus {t['surplus_wh']} Wh, money sum {t['net_money_brl']} BRL, "
+        f"energy sum {t['energy_position_wh']} Wh, {'balanced' if report['balanced'] else 'NOT BALANCED'}"
+    )
 
 
 __all__ = ["SettlementLine", "Trade", "build_report", "summary_line"]

@@ -1,5 +1,6 @@
 """The wall clock in the market's unit (unix milliseconds, as the chain's `Timestamp.Now`), and
 intervals as people read them: clock times in the market's time zone."""
+
 from __future__ import annotations
 
 import time
@@ -16,5 +17,7 @@ def interval_clock(interval: int, interval_ms: int, timezone: str) -> str:
     seconds when intervals are not whole minutes (`14:15:20–14:15:40` on the demo chain)."""
     zone = ZoneInfo(timezone)
     fmt = "%H:%M" if interval_ms % 60_000 == 0 else "%H:%M:%S"
-    start, end = (datetime.fromtimestamp(k * interval_ms / 1000, zone) for k in (interval, interval + 1))
+    start, end = (
+        datetime.fromtimestamp(k * interval_ms / 1000, zone) for k in (interval, interval + 1)
+    )
     return f"{start.strftime(fmt)}–{end.strftime(fmt)}"

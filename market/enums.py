@@ -3,6 +3,7 @@
 Our names (`bid`, `grid_mix`, `pay-as-bid`) are what the API, the stores and the matcher use;
 the pallet's (`Bid`, `GridMix`, `PayAsBid`) appear only at the chain boundary. The order of
 each tuple is the SCALE variant index (docs/chain-interface.md, "Enums")."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -12,9 +13,16 @@ SOURCES = ("solar", "wind", "hydro", "biomass", "grid_mix")
 MECHANISMS = ("uniform", "pay-as-bid", "zonal")
 
 _CHAIN_NAMES: dict[str, str] = {
-    "bid": "Bid", "offer": "Offer",
-    "solar": "Solar", "wind": "Wind", "hydro": "Hydro", "biomass": "Biomass", "grid_mix": "GridMix",
-    "uniform": "Uniform", "pay-as-bid": "PayAsBid", "zonal": "Zonal",
+    "bid": "Bid",
+    "offer": "Offer",
+    "solar": "Solar",
+    "wind": "Wind",
+    "hydro": "Hydro",
+    "biomass": "Biomass",
+    "grid_mix": "GridMix",
+    "uniform": "Uniform",
+    "pay-as-bid": "PayAsBid",
+    "zonal": "Zonal",
 }
 _OUR_NAMES = {chain: ours for ours, chain in _CHAIN_NAMES.items()}
 

@@ -1,6 +1,7 @@
 """The signed messages of docs/chain-interface.md, byte for byte as the pallet builds them, and
 the signed order and cancel as the relayer hands them to the chain. Golden vectors of every
 layout are in docs/vectors/signed-messages.json, read by the pallet's tests and ours."""
+
 from __future__ import annotations
 
 import struct
@@ -31,14 +32,22 @@ def cancel_message(genesis_hash: bytes, owner: bytes, client_order_id: int) -> b
     return CANCEL_TAG + bytes(genesis_hash) + bytes(owner) + struct.pack("<Q", client_order_id)
 
 
-def reading_message(meter: bytes, interval: int, counter: int, import_wh: int, export_wh: int) -> bytes:
+def reading_message(
+    meter: bytes, interval: int, counter: int, import_wh: int, export_wh: int
+) -> bytes:
     """`b"wattchain:reading:v1" ++ meter_public_key[32] ++ interval ++ counter ++ import_wh ++ export_wh`
     (each u64 little-endian)."""
     _check_len("meter public key", meter, 32)
-    for name, value in (("interval", interval), ("counter", counter), ("import_wh", import_wh),
-                        ("export_wh", export_wh)):
+    for name, value in (
+        ("interval", interval),
+        ("counter", counter),
+        ("import_wh", import_wh),
+        ("export_wh", export_wh),
+    ):
         _check_u64(name, value)
-    return READING_TAG + bytes(meter) + struct.pack("<QQQQ", interval, counter, import_wh, export_wh)
+    return (
+        READING_TAG + bytes(meter) + struct.pack("<QQQQ", interval, counter, import_wh, export_wh)
+    )
 
 
 def _check_len(what: str, value: bytes, n: int) -> None:
@@ -61,7 +70,11 @@ class SignedOrder:
     signature: bytes  # 64 bytes
 
     def to_call_arg(self) -> dict[str, Any]:
-        return {"owner": self.owner, "spec": self.spec.to_call_arg(), "signature": "0x" + self.signature.hex()}
+        return {
+            "owner": self.owner,
+            "spec": self.spec.to_call_arg(),
+            "signature": "0x" + self.signature.hex(),
+        }
 
 
 @dataclass(frozen=True)
@@ -71,8 +84,11 @@ class SignedCancel:
     signature: bytes
 
     def to_call_arg(self) -> dict[str, Any]:
-        return {"owner": self.owner, "client_order_id": self.client_order_id,
-                "signature": "0x" + self.signature.hex()}
+        return {
+            "owner": self.owner,
+            "client_order_id": self.client_order_id,
+            "signature": "0x" + self.signature.hex(),
+        }
 
 
 def sign_order(signer: Signer, genesis_hash: bytes, spec: OrderSpec) -> SignedOrder:
@@ -81,7 +97,9 @@ def sign_order(signer: Signer, genesis_hash: bytes, spec: OrderSpec) -> SignedOr
 
 
 def sign_cancel(signer: Signer, genesis_hash: bytes, client_order_id: int) -> SignedCancel:
-    signature = bytes(signer.sign(cancel_message(genesis_hash, bytes(signer.public_key), client_order_id)))
+    signature = bytes(
+        signer.sign(cancel_message(genesis_hash, bytes(signer.public_key), client_order_id))
+    )
     return SignedCancel(signer.ss58_address, client_order_id, signature)
 
 
@@ -92,4 +110,6 @@ def verify_order(genesis_hash: bytes, order: SignedOrder) -> bool:
 
 def verify_cancel(genesis_hash: bytes, cancel: SignedCancel) -> bool:
     owner = public_key(cancel.owner)
-    return verify_sr25519(owner, cancel_message(genesis_hash, owner, cancel.client_order_id), cancel.signature)
+    return verify_sr25519(
+        owner, cancel_message(genesis_hash, owner, cancel.client_order_id), cancel.signature
+    )

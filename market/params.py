@@ -1,6 +1,7 @@
 """The market's parameters as the pallet stores them (`EnergyTrading.Params`), and the interval
 arithmetic every part shares: interval k runs [k * interval_ms, (k + 1) * interval_ms) in chain
 time, and its gate closes gate_closure_ms before it starts."""
+
 from __future__ import annotations
 
 import dataclasses

@@ -2,6 +2,7 @@
 command line. Each value comes from, highest first: a command-line option, a `WATTCHAIN_<NAME>`
 variable, the operator's TOML file (`--config FILE` or `WATTCHAIN_CONFIG`), the default here.
 Example file: docs/wattchain.example.toml."""
+
 from __future__ import annotations
 
 import os
@@ -60,7 +61,9 @@ class Settings(BaseSettings):
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r} (an IANA name such as America/Sao_Paulo)") from None
+            raise ValueError(
+                f"unknown time zone {value!r} (an IANA name such as America/Sao_Paulo)"
+            ) from None
         return value
 
     @classmethod
@@ -79,7 +82,9 @@ class Settings(BaseSettings):
         return tuple(sources)
 
     @classmethod
-    def from_env(cls, config_file: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
+    def from_env(
+        cls, config_file: str | os.PathLike[str] | None = None, **overrides: Any
+    ) -> Settings:
         """Defaults < the TOML file < WATTCHAIN_* variables < keyword arguments (None values are
         ignored, so unset command-line options fall through)."""
         path = config_file or os.environ.get("WATTCHAIN_CONFIG") or None

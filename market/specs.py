@@ -1,5 +1,6 @@
 """What an order's owner signs (`OrderSpec`), checked on construction against the pallet's
 types, with its SCALE encoding (docs/chain-interface.md)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -29,7 +30,11 @@ class OrderSpec:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= U64_MAX:
                 raise ValueError(f"{name} must be an integer in 0..2^64-1, got {value!r}")
-        if not isinstance(self.zone, int) or isinstance(self.zone, bool) or not 0 <= self.zone <= U16_MAX:
+        if (
+            not isinstance(self.zone, int)
+            or isinstance(self.zone, bool)
+            or not 0 <= self.zone <= U16_MAX
+        ):
             raise ValueError(f"zone must be an integer in 0..65535, got {self.zone!r}")
         if self.side not in SIDES:
             raise ValueError(f"side must be 'bid' or 'offer', got {self.side!r}")
@@ -40,23 +45,43 @@ class OrderSpec:
 
     def encode(self) -> bytes:
         """SCALE bytes: u64 u64 u8 u64 u64 u16 u8 u8, little-endian, no padding (37 bytes)."""
-        return struct.pack("<QQBQQHBB", self.client_order_id, self.interval, SIDES.index(self.side),
-                           self.quantity_wh, self.price_ticks, self.zone, SOURCES.index(self.source),
-                           1 if self.renewable_only else 0)
+        return struct.pack(
+            "<QQBQQHBB",
+            self.client_order_id,
+            self.interval,
+            SIDES.index(self.side),
+            self.quantity_wh,
+            self.price_ticks,
+            self.zone,
+            SOURCES.index(self.source),
+            1 if self.renewable_only else 0,
+        )
 
     def to_call_arg(self) -> dict[str, Any]:
         """The value substrate-interface encodes for the pallet's `OrderSpec`."""
-        return {"client_order_id": self.client_order_id, "interval": self.interval,
-                "side": to_chain_name(self.side), "quantity_wh": self.quantity_wh,
-                "price_ticks": self.price_ticks, "zone": self.zone,
-                "source": to_chain_name(self.source), "renewable_only": self.renewable_only}
+        return {
+            "client_order_id": self.client_order_id,
+            "interval": self.interval,
+            "side": to_chain_name(self.side),
+            "quantity_wh": self.quantity_wh,
+            "price_ticks": self.price_ticks,
+            "zone": self.zone,
+            "source": to_chain_name(self.source),
+            "renewable_only": self.renewable_only,
+        }
 
     @classmethod
-    def from_chain(cls, value: dict[str, Any]) -> "OrderSpec":
-        return cls(client_order_id=int(value["client_order_id"]), interval=int(value["interval"]),
-                   side=from_chain_name(value["side"]), quantity_wh=int(value["quantity_wh"]),
-                   price_ticks=int(value["price_ticks"]), zone=int(value["zone"]),
-                   source=from_chain_name(value["source"]), renewable_only=bool(value["renewable_only"]))
+    def from_chain(cls, value: dict[str, Any]) -> OrderSpec:
+        return cls(
+            client_order_id=int(value["client_order_id"]),
+            interval=int(value["interval"]),
+            side=from_chain_name(value["side"]),
+            quantity_wh=int(value["quantity_wh"]),
+            price_ticks=int(value["price_ticks"]),
+            zone=int(value["zone"]),
+            source=from_chain_name(value["source"]),
+            renewable_only=bool(value["renewable_only"]),
+        )
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -1,5 +1,6 @@
 """Units of money and energy. Energy is in integer Wh; money in integer units of 1/1000 tick,
 where a tick (the unit of a price per Wh) is R$ 0.01: 1 BRL = 100 ticks = 100,000 units."""
+
 from __future__ import annotations
 
 UNITS_PER_TICK = 1_000

@@ -1,4 +1,5 @@
 """`python -m meter_bridge ...`: see meter_bridge/cli.py."""
+
 import sys
 
 from .cli import main

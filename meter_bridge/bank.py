@@ -3,6 +3,7 @@
 The simulator and the tests fill a bank and hand it to `modbus.serve_bank`; it knows no
 pymodbus, so the adapter in modbus.py is the only place that changes when pymodbus does.
 """
+
 from __future__ import annotations
 
 import enum
@@ -29,10 +30,15 @@ class Table(enum.Enum):
 
 # Function code -> table, for the server side.
 FUNCTION_TABLE = {
-    1: Table.COILS, 5: Table.COILS, 15: Table.COILS,
+    1: Table.COILS,
+    5: Table.COILS,
+    15: Table.COILS,
     2: Table.DISCRETE_INPUTS,
-    3: Table.HOLDING_REGISTERS, 6: Table.HOLDING_REGISTERS, 16: Table.HOLDING_REGISTERS,
-    22: Table.HOLDING_REGISTERS, 23: Table.HOLDING_REGISTERS,
+    3: Table.HOLDING_REGISTERS,
+    6: Table.HOLDING_REGISTERS,
+    16: Table.HOLDING_REGISTERS,
+    22: Table.HOLDING_REGISTERS,
+    23: Table.HOLDING_REGISTERS,
     4: Table.INPUT_REGISTERS,
 }
 

@@ -7,6 +7,7 @@ client is stale and raises MeterStale until a read succeeds again. Replies that 
 request is wrong (illegal address, function or value) are not retried: they mean a wrong
 --model or address, and are raised at once.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -64,8 +65,6 @@ class RetryPolicy:
         return min(self.backoff_s * 2 ** (failed_attempt - 1), self.backoff_max_s)
 
 
-
-
 class MeterClient:
     """A meter (and its demand-response board) on Modbus TCP or RTU."""
 
@@ -103,7 +102,7 @@ class MeterClient:
     async def close(self) -> None:
         await self.link.close()
 
-    async def __aenter__(self) -> "MeterClient":
+    async def __aenter__(self) -> MeterClient:
         return self
 
     async def __aexit__(self, *exc) -> None:
@@ -131,8 +130,15 @@ class MeterClient:
                 return result
             if attempt < self.retry.attempts:
                 delay = self.retry.delay(attempt)
-                log.warning("%s: %s failed (attempt %d of %d), retrying in %.2f s: %s",
-                            self.name, what, attempt, self.retry.attempts, delay, last_error)
+                log.warning(
+                    "%s: %s failed (attempt %d of %d), retrying in %.2f s: %s",
+                    self.name,
+                    what,
+                    attempt,
+                    self.retry.attempts,
+                    delay,
+                    last_error,
+                )
                 await asyncio.sleep(delay)
         self.stale = True
         self.failed_operations += 1
@@ -162,19 +168,31 @@ class MeterClient:
             for _ in range(MAX_SUNSPEC_MODELS):
                 if address + 1 > 0xFFFF:
                     break
-                model_id, length = await self.link.read_registers(Table.HOLDING_REGISTERS, address, 2)
+                model_id, length = await self.link.read_registers(
+                    Table.HOLDING_REGISTERS, address, 2
+                )
                 if model_id == SUNSPEC_END_ID:
                     break
                 found.append(model_id)
                 if model_id == self.map.model_id:
                     if length < self.map.length:
-                        raise DiscoveryError(f"SunSpec model {model_id} at {address} has length {length}, "
-                                             f"expected at least {self.map.length}")
-                    log.info("%s: SunSpec model %d at register %d (base %d)", self.name, model_id, address, base)
+                        raise DiscoveryError(
+                            f"SunSpec model {model_id} at {address} has length {length}, "
+                            f"expected at least {self.map.length}"
+                        )
+                    log.info(
+                        "%s: SunSpec model %d at register %d (base %d)",
+                        self.name,
+                        model_id,
+                        address,
+                        base,
+                    )
                     return address
                 address += 2 + length
-            raise DiscoveryError(f"SunSpec device at base {base} has no model {self.map.model_id}; "
-                                 f"models found: {found or 'none'}")
+            raise DiscoveryError(
+                f"SunSpec device at base {base} has no model {self.map.model_id}; "
+                f"models found: {found or 'none'}"
+            )
         raise DiscoveryError(f"no SunSpec marker 'SunS' in holding registers at {', '.join(tried)}")
 
     async def _read_once(self) -> RawReading:
@@ -192,9 +210,19 @@ class MeterClient:
             m = self.map.decode(words, base)
         except ReadingError:
             if self.map.needs_discovery and words.get(base) != getattr(self.map, "model_id", None):
-                self.model_address = None  # the device's model chain moved: discover again next time
+                self.model_address = (
+                    None  # the device's model chain moved: discover again next time
+                )
             raise
-        return RawReading(self.map.model, m.import_wh, m.export_wh, m.power_w, taken_ms, m.voltage_mv, m.current_ma)
+        return RawReading(
+            self.map.model,
+            m.import_wh,
+            m.export_wh,
+            m.power_w,
+            taken_ms,
+            m.voltage_mv,
+            m.current_ma,
+        )
 
     async def read(self) -> RawReading:
         """Read the meter once. Raises MeterStale, ReadingError, DiscoveryError or ModbusReplyError."""
@@ -208,7 +236,11 @@ class MeterClient:
     async def relay(self) -> bool:
         """The relay's state: True when the controlled load is switched on."""
         coil = self.controls.relay_coil
-        return (await self._with_retries("read relay", lambda: self.link.read_bits(Table.COILS, coil, 1)))[0]
+        return (
+            await self._with_retries(
+                "read relay", lambda: self.link.read_bits(Table.COILS, coil, 1)
+            )
+        )[0]
 
     async def switch_relay(self, on: bool) -> bool:
         """Switch the controlled load on or off; raises CommandNotConfirmed if it does not follow."""
@@ -218,7 +250,9 @@ class MeterClient:
             await self.link.write_coil(coil, on)
             return (await self.link.read_bits(Table.COILS, coil, 1))[0]
 
-        state = await self._with_retries(f"switch relay {'on' if on else 'off'}", write_and_read_back)
+        state = await self._with_retries(
+            f"switch relay {'on' if on else 'off'}", write_and_read_back
+        )
         if state != on:
             error = CommandNotConfirmed(f"relay coil {coil} of {self.name}", on, state)
             log.error("%s", error)
@@ -229,13 +263,21 @@ class MeterClient:
     async def load_limit(self) -> int:
         register = self.controls.load_limit_register
         words = await self._with_retries(
-            "read load limit", lambda: self.link.read_registers(Table.HOLDING_REGISTERS, register, 2))
+            "read load limit",
+            lambda: self.link.read_registers(Table.HOLDING_REGISTERS, register, 2),
+        )
         return (words[0] << 16) | words[1]
 
     async def set_load_limit(self, watts: int) -> int:
         """Write the load's power limit in W; raises CommandNotConfirmed if the read-back differs."""
-        if isinstance(watts, bool) or not isinstance(watts, int) or not 0 <= watts <= self.controls.max_load_limit_w:
-            raise ConfigurationError(f"load limit must be an integer 0..{self.controls.max_load_limit_w} W, not {watts!r}")
+        if (
+            isinstance(watts, bool)
+            or not isinstance(watts, int)
+            or not 0 <= watts <= self.controls.max_load_limit_w
+        ):
+            raise ConfigurationError(
+                f"load limit must be an integer 0..{self.controls.max_load_limit_w} W, not {watts!r}"
+            )
         register = self.controls.load_limit_register
 
         async def write_and_read_back() -> int:
@@ -245,7 +287,9 @@ class MeterClient:
 
         read_back = await self._with_retries(f"set load limit {watts} W", write_and_read_back)
         if read_back != watts:
-            error = CommandNotConfirmed(f"load limit register 0x{register:04X} of {self.name}", watts, read_back)
+            error = CommandNotConfirmed(
+                f"load limit register 0x{register:04X} of {self.name}", watts, read_back
+            )
             log.error("%s", error)
             raise error
         log.info("%s: load limit set to %d W", self.name, watts)

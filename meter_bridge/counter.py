@@ -5,6 +5,7 @@ It is written atomically (temporary file, fsync, rename) *before* a signed readi
 out, so a crash can leave a gap in counters but never a reuse, and the last reading can be
 recovered from the file and sent again.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -49,30 +50,50 @@ class CounterStore:
     def load(self, start_after: int = 0) -> dict:
         """The stored state; a missing file is a fresh meter whose last counter is `start_after`."""
         if not self.path.exists():
-            return {"version": STATE_VERSION, "meter": self.meter, "counter": start_after,
-                    "last_reading": None}
+            return {
+                "version": STATE_VERSION,
+                "meter": self.meter,
+                "counter": start_after,
+                "last_reading": None,
+            }
         try:
             state = json.loads(self.path.read_text())
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             # Never start again from 0: that would reuse counters the chain has seen.
-            raise StateFileError(f"state file {self.path} is unreadable ({exc}); "
-                                 "restore it, or start a new file after the chain's last counter") from exc
-        if not isinstance(state, dict) or not isinstance(state.get("counter"), int) or isinstance(state.get("counter"), bool):
+            raise StateFileError(
+                f"state file {self.path} is unreadable ({exc}); "
+                "restore it, or start a new file after the chain's last counter"
+            ) from exc
+        if (
+            not isinstance(state, dict)
+            or not isinstance(state.get("counter"), int)
+            or isinstance(state.get("counter"), bool)
+        ):
             raise StateFileError(f"state file {self.path} has no integer 'counter'")
         if not 0 <= state["counter"] <= U64_MAX:
-            raise StateFileError(f"state file {self.path} has counter {state['counter']} outside u64")
+            raise StateFileError(
+                f"state file {self.path} has counter {state['counter']} outside u64"
+            )
         if state.get("meter") != self.meter:
-            raise StateFileError(f"state file {self.path} belongs to meter {state.get('meter')}, not {self.meter}")
+            raise StateFileError(
+                f"state file {self.path} belongs to meter {state.get('meter')}, not {self.meter}"
+            )
         if state.get("last_reading") is not None:
             try:
                 MeterReading.from_dict(state["last_reading"])
             except MalformedReading as exc:
-                raise StateFileError(f"state file {self.path} holds a malformed last reading: {exc}") from exc
+                raise StateFileError(
+                    f"state file {self.path} holds a malformed last reading: {exc}"
+                ) from exc
         return state
 
     def save(self, reading: MeterReading) -> None:
-        state = {"version": STATE_VERSION, "meter": self.meter, "counter": reading.counter,
-                 "last_reading": reading.to_dict()}
+        state = {
+            "version": STATE_VERSION,
+            "meter": self.meter,
+            "counter": reading.counter,
+            "last_reading": reading.to_dict(),
+        }
         tmp = self.path.with_name(self.path.name + ".tmp")
         try:
             with open(tmp, "w") as f:
@@ -117,12 +138,22 @@ class MeterSigner:
                 # here without spending a counter, and say which register.
                 for name in ("import_wh", "export_wh"):
                     if getattr(raw, name) < last[name]:
-                        raise ReadingError(name, None, f"ran backwards: {getattr(raw, name)} Wh after "
-                                           f"{last[name]} Wh in reading {last['counter']}")
+                        raise ReadingError(
+                            name,
+                            None,
+                            f"ran backwards: {getattr(raw, name)} Wh after "
+                            f"{last[name]} Wh in reading {last['counter']}",
+                        )
             if state["counter"] >= U64_MAX:
                 raise StateFileError("counter exhausted (u64)")
             reading = sign_reading(raw, self.key, interval, state["counter"] + 1)
             self.store.save(reading)
-        log.info("signed reading %d of meter %s for interval %d: import %d Wh, export %d Wh",
-                 reading.counter, reading.meter, interval, reading.import_wh, reading.export_wh)
+        log.info(
+            "signed reading %d of meter %s for interval %d: import %d Wh, export %d Wh",
+            reading.counter,
+            reading.meter,
+            interval,
+            reading.import_wh,
+            reading.export_wh,
+        )
         return reading

@@ -3,6 +3,7 @@
 Everything derives from MeterBridgeError so a caller (the CLI, the off-chain ingest worker)
 can catch the family and still tell a bad register value from a meter that stopped answering.
 """
+
 from __future__ import annotations
 
 # Modbus exception codes (Modbus Application Protocol v1.1b3, section 7).
@@ -41,7 +42,11 @@ class ModbusReplyError(MeterBridgeError):
         self.code = code
         self.what = what
         name = EXCEPTION_NAMES.get(code, "unknown exception")
-        hint = "; is the meter model (register map) and device id right?" if code in (0x01, 0x02) else ""
+        hint = (
+            "; is the meter model (register map) and device id right?"
+            if code in (0x01, 0x02)
+            else ""
+        )
         super().__init__(f"meter answered Modbus exception {code} ({name}) to {what}{hint}")
 
     @property
@@ -56,7 +61,9 @@ class MeterStale(MeterBridgeError):
         self.meter = meter
         self.attempts = attempts
         self.last_error = last_error
-        super().__init__(f"meter {meter} is stale: no valid answer after {attempts} attempts; last error: {last_error}")
+        super().__init__(
+            f"meter {meter} is stale: no valid answer after {attempts} attempts; last error: {last_error}"
+        )
 
 
 class ReadingError(MeterBridgeError):

@@ -4,6 +4,7 @@ substrate-interface is in maintenance, so key handling is wrapped here. Verifica
 the sr25519 bindings directly: Keypair.verify also accepts a signature over
 b"<Bytes>" + message + b"</Bytes>" (a polkadot.js quirk) that the chain would reject.
 """
+
 from __future__ import annotations
 
 import os
@@ -30,7 +31,7 @@ class MeterKey:
         self._keypair = keypair
 
     @classmethod
-    def from_uri(cls, suri: str) -> "MeterKey":
+    def from_uri(cls, suri: str) -> MeterKey:
         """A secret URI: a dev path such as //Meter1 (dev chains only), a mnemonic, or a 0x seed."""
         suri = suri.strip()
         if not suri:
@@ -40,10 +41,12 @@ class MeterKey:
                 return cls(Keypair.create_from_seed(suri, crypto_type=KeypairType.SR25519))
             return cls(Keypair.create_from_uri(suri, crypto_type=KeypairType.SR25519))
         except Exception as exc:  # substrate-interface raises bare ValueErrors and its own types
-            raise ConfigurationError(f"cannot make a meter key from the given secret URI: {exc}") from None
+            raise ConfigurationError(
+                f"cannot make a meter key from the given secret URI: {exc}"
+            ) from None
 
     @classmethod
-    def from_env(cls) -> "MeterKey":
+    def from_env(cls) -> MeterKey:
         suri = os.environ.get(KEY_ENV)
         if not suri:
             raise ConfigurationError(f"no meter key: set {KEY_ENV} or pass --key")

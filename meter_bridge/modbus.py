@@ -4,6 +4,7 @@ pymodbus churns (3.10 renamed `slave=` to `device_id=`, 3.13 replaced the datast
 SimDevice), so every pymodbus call of the project lives here and everything else speaks
 in Tables, addresses and 16-bit words. Supported: pymodbus >= 3.10, < 4.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -77,8 +78,13 @@ class ModbusLink:
         if self.serial:
             s = self.serial
             return AsyncModbusSerialClient(
-                s.port, framer=FramerType.RTU, baudrate=s.baudrate, bytesize=s.bytesize,
-                parity=s.parity, stopbits=s.stopbits, **common,
+                s.port,
+                framer=FramerType.RTU,
+                baudrate=s.baudrate,
+                bytesize=s.bytesize,
+                parity=s.parity,
+                stopbits=s.stopbits,
+                **common,
             )
         return AsyncModbusTcpClient(self.host, port=self.port, **common)
 
@@ -125,7 +131,9 @@ class ModbusLink:
         if table not in (Table.HOLDING_REGISTERS, Table.INPUT_REGISTERS):
             raise ConfigurationError(f"{table.value} are not registers")
         _check_span(address, count, MAX_READ_REGISTERS)
-        method = "read_input_registers" if table is Table.INPUT_REGISTERS else "read_holding_registers"
+        method = (
+            "read_input_registers" if table is Table.INPUT_REGISTERS else "read_holding_registers"
+        )
         what = f"read {table.value} 0x{address:04X}..0x{address + count - 1:04X}"
         reply = await self._call(what, method, address, count=count)
         words = list(reply.registers)
@@ -169,6 +177,7 @@ def _check_span(address: int, count: int, limit: int) -> None:
 # ------------------------------------------------------------------------------------------
 # Server side: serve a RegisterBank.
 # ------------------------------------------------------------------------------------------
+
 
 def _old_style_context(bank: RegisterBank, device_id: int):
     """pymodbus 3.10-3.12: a device context object the server calls per request.
@@ -217,12 +226,19 @@ def _simdevice_context(bank: RegisterBank, device_id: int):
     from pymodbus.simulator.simutils import SimUtils
 
     blocks = []
-    for table in (Table.COILS, Table.DISCRETE_INPUTS, Table.HOLDING_REGISTERS, Table.INPUT_REGISTERS):
+    for table in (
+        Table.COILS,
+        Table.DISCRETE_INPUTS,
+        Table.HOLDING_REGISTERS,
+        Table.INPUT_REGISTERS,
+    ):
         runs = bank.ranges(table) or [(0, 1)]  # SimDevice wants every table non-empty
         if table.is_bits:
             blocks.append([SimData(a, values=[False] * n, datatype=DataType.BITS) for a, n in runs])
         else:
-            blocks.append([SimData(a, values=[0] * n, datatype=DataType.REGISTERS) for a, n in runs])
+            blocks.append(
+                [SimData(a, values=[0] * n, datatype=DataType.REGISTERS) for a, n in runs]
+            )
 
     async def action(func_code, start_address, address, count, registers, values):
         table = FUNCTION_TABLE.get(func_code)
@@ -238,11 +254,11 @@ def _simdevice_context(bank: RegisterBank, device_id: int):
                 first_bit = address // 16 * 16
                 bits = bank.bits_or_false(table, first_bit, count * 16)
                 offset = address // 16 - start_address
-                registers[offset:offset + count] = SimUtils.bitsToRegisters(bits)
+                registers[offset : offset + count] = SimUtils.bitsToRegisters(bits)
             else:
                 words = bank.serve_read(table, address, count)
                 offset = address - start_address
-                registers[offset:offset + count] = words
+                registers[offset : offset + count] = words
         except ServerReply as reply:
             return ExcCodes(reply.code)
         return None
@@ -278,11 +294,19 @@ async def start_bank_server(
     context, trace_pdu = _context_for(bank, device_id)
     if serial:
         server = ModbusSerialServer(
-            context, framer=FramerType.RTU, port=serial.port, baudrate=serial.baudrate,
-            bytesize=serial.bytesize, parity=serial.parity, stopbits=serial.stopbits, trace_pdu=trace_pdu,
+            context,
+            framer=FramerType.RTU,
+            port=serial.port,
+            baudrate=serial.baudrate,
+            bytesize=serial.bytesize,
+            parity=serial.parity,
+            stopbits=serial.stopbits,
+            trace_pdu=trace_pdu,
         )
     else:
-        server = ModbusTcpServer(context, framer=FRAMERS[framer], address=(host, port), trace_pdu=trace_pdu)
+        server = ModbusTcpServer(
+            context, framer=FRAMERS[framer], address=(host, port), trace_pdu=trace_pdu
+        )
     try:
         await server.serve_forever(background=True)
     except (OSError, RuntimeError) as exc:
@@ -318,8 +342,16 @@ async def stop_bank_server(server) -> None:
 class ServerThread:
     """A Modbus server for a bank, on its own thread and event loop (tests, demos)."""
 
-    def __init__(self, bank: RegisterBank, host: str = "127.0.0.1", port: int = 0, *,
-                 device_id: int = 1, framer: str = "socket", serial: SerialSettings | None = None):
+    def __init__(
+        self,
+        bank: RegisterBank,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        device_id: int = 1,
+        framer: str = "socket",
+        serial: SerialSettings | None = None,
+    ):
         self.bank = bank
         self.host = host
         self.port = port
@@ -341,7 +373,9 @@ class ServerThread:
 
         async def main():
             try:
-                self._server, bound = await start_bank_server(self.bank, self.host, self.port, **self._args)
+                self._server, bound = await start_bank_server(
+                    self.bank, self.host, self.port, **self._args
+                )
                 self.port = bound or self.port
             except BaseException as exc:  # handed to the starting thread
                 self._error = exc
@@ -372,6 +406,8 @@ class ServerThread:
         self.stop()
 
 
-def serve_bank(bank: RegisterBank, host: str = "127.0.0.1", port: int = 0, **kwargs) -> ServerThread:
+def serve_bank(
+    bank: RegisterBank, host: str = "127.0.0.1", port: int = 0, **kwargs
+) -> ServerThread:
     """Serve `bank` on a background thread; port 0 picks a free port (see `.port`)."""
     return ServerThread(bank, host, port, **kwargs)

@@ -4,6 +4,7 @@ Signed message (docs/chain-interface.md): b"wattchain:reading:v1" ++ meter publi
 ++ interval u64 ++ counter u64 ++ import_wh u64 ++ export_wh u64, integers little-endian.
 power_w and timestamp_ms travel with a reading but are not signed: the chain does not use them.
 """
+
 from __future__ import annotations
 
 import json
@@ -47,7 +48,16 @@ class MeterReading:
     timestamp_ms: int
     signature: str  # 0x + hex of the 64-byte sr25519 signature
 
-    FIELDS = ("meter", "interval", "counter", "import_wh", "export_wh", "power_w", "timestamp_ms", "signature")
+    FIELDS = (
+        "meter",
+        "interval",
+        "counter",
+        "import_wh",
+        "export_wh",
+        "power_w",
+        "timestamp_ms",
+        "signature",
+    )
 
     def to_dict(self) -> dict:
         return {name: getattr(self, name) for name in self.FIELDS}
@@ -60,10 +70,12 @@ class MeterReading:
         return _hex_bytes("meter", self.meter, 32)
 
     def message(self) -> bytes:
-        return reading_message(self.meter_public_key, self.interval, self.counter, self.import_wh, self.export_wh)
+        return reading_message(
+            self.meter_public_key, self.interval, self.counter, self.import_wh, self.export_wh
+        )
 
     @classmethod
-    def from_dict(cls, data: dict) -> "MeterReading":
+    def from_dict(cls, data: dict) -> MeterReading:
         """Checks every field's presence, type and range; raises MalformedReading naming the field."""
         if not isinstance(data, dict):
             raise MalformedReading(f"a reading must be a JSON object, not {type(data).__name__}")
@@ -78,7 +90,7 @@ class MeterReading:
         return cls(**{f: data[f] for f in cls.FIELDS})
 
     @classmethod
-    def from_json(cls, text: str) -> "MeterReading":
+    def from_json(cls, text: str) -> MeterReading:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
@@ -107,7 +119,9 @@ def _hex_bytes(name: str, value, length: int) -> bytes:
     return data
 
 
-def reading_message(meter_public_key: bytes, interval: int, counter: int, import_wh: int, export_wh: int) -> bytes:
+def reading_message(
+    meter_public_key: bytes, interval: int, counter: int, import_wh: int, export_wh: int
+) -> bytes:
     """The bytes a meter signs and the chain verifies (built once, in market/messages.py)."""
     try:
         return market_reading_message(meter_public_key, interval, counter, import_wh, export_wh)
@@ -142,4 +156,6 @@ def verify_reading(reading: MeterReading | dict | str) -> bool:
         reading = MeterReading.from_dict(reading)
     else:
         reading = MeterReading.from_dict(reading.to_dict())
-    return verify_signature(reading.meter_public_key, reading.message(), _hex_bytes("signature", reading.signature, 64))
+    return verify_signature(
+        reading.meter_public_key, reading.message(), _hex_bytes("signature", reading.signature, 64)
+    )

@@ -5,6 +5,7 @@ value on the way, and encodes a Measurement back into words for the simulator. O
 from the Eastron SDM120/SDM630 Modbus protocol sheets and the SunSpec model definitions
 (sunspec/models json/model_203.json, model_701.json); docs/meter_bridge.md lists them.
 """
+
 from __future__ import annotations
 
 import math
@@ -41,6 +42,7 @@ class Measurement:
 
 # -- word and number codecs ---------------------------------------------------------------
 
+
 def words_to_bytes(words: list[int], word_order: str) -> bytes:
     """Bytes of a multi-register value; bytes inside a register are always big-endian."""
     if word_order not in WORD_ORDERS:
@@ -75,13 +77,16 @@ def _checked_float(name: str, address: int, value: float, *, signed: bool, limit
     if math.isinf(value):
         raise ReadingError(name, address, f"value is {value}")
     if not signed and value < 0:
-        raise ReadingError(name, address, f"negative value {value} for a quantity that cannot be negative")
+        raise ReadingError(
+            name, address, f"negative value {value} for a quantity that cannot be negative"
+        )
     if abs(value) > limit:
         raise ReadingError(name, address, f"absurd value {value} (limit {limit:g})")
     return value
 
 
 # -- Eastron SDM ----------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class EastronMap:
@@ -91,27 +96,34 @@ class EastronMap:
     """
 
     model: str
-    power_register: int            # total system active power, W
-    rated_power_w: int             # for the absurd-value check
+    power_register: int  # total system active power, W
+    rated_power_w: int  # for the absurd-value check
     import_register: int = 0x0048  # total import active energy, kWh
     export_register: int = 0x004A  # total export active energy, kWh
     voltage_register: int = 0x0000  # (phase 1) line-to-neutral voltage, V
     current_register: int = 0x0006  # (phase 1) current, A
-    word_order: str = "big"        # Eastron sends the high word first
+    word_order: str = "big"  # Eastron sends the high word first
     table: Table = Table.INPUT_REGISTERS
     phases: int = 1
 
     def __post_init__(self):
         if self.word_order not in WORD_ORDERS:
-            raise ConfigurationError(f"word order must be 'big' or 'little', not {self.word_order!r}")
+            raise ConfigurationError(
+                f"word order must be 'big' or 'little', not {self.word_order!r}"
+            )
 
     @property
     def needs_discovery(self) -> bool:
         return False
 
     def _addresses(self) -> list[int]:
-        return [self.power_register, self.import_register, self.export_register,
-                self.voltage_register, self.current_register]
+        return [
+            self.power_register,
+            self.import_register,
+            self.export_register,
+            self.voltage_register,
+            self.current_register,
+        ]
 
     def requests(self, base: int = 0) -> list[tuple[Table, int, int]]:
         """One read spanning every point, so all values come from the same instant."""
@@ -127,8 +139,12 @@ class EastronMap:
         kwh_limit = MAX_ENERGY_WH / 1000
         import_kwh = value("import_kwh", self.import_register, signed=False, limit=kwh_limit)
         export_kwh = value("export_kwh", self.export_register, signed=False, limit=kwh_limit)
-        power = value("power_w", self.power_register, signed=True,
-                      limit=float(self.rated_power_w * POWER_MARGIN))
+        power = value(
+            "power_w",
+            self.power_register,
+            signed=True,
+            limit=float(self.rated_power_w * POWER_MARGIN),
+        )
         volts = value("voltage_v", self.voltage_register, signed=False, limit=MAX_VOLTAGE_MV / 1000)
         amps = value("current_a", self.current_register, signed=False, limit=MAX_CURRENT_MA / 1000)
         # float32 -> exact Fraction, so the only rounding is the one to whole units.
@@ -157,9 +173,12 @@ class EastronMap:
             out.append((self.table, self.current_register, encode_float32(amps, self.word_order)))
             for phase in range(3):
                 out.append((self.table, 0x0000 + 2 * phase, encode_float32(volts, self.word_order)))
-                out.append((self.table, 0x0006 + 2 * phase, encode_float32(amps / 3, self.word_order)))
-                out.append((self.table, 0x000C + 2 * phase,
-                            encode_float32(m.power_w / 3, self.word_order)))
+                out.append(
+                    (self.table, 0x0006 + 2 * phase, encode_float32(amps / 3, self.word_order))
+                )
+                out.append(
+                    (self.table, 0x000C + 2 * phase, encode_float32(m.power_w / 3, self.word_order))
+                )
         return out
 
 
@@ -172,7 +191,10 @@ COMMON_MODEL_ID = 1
 
 # SunSpec "not implemented" markers per point type.
 _NOT_IMPLEMENTED = {
-    "int16": 0x8000, "uint16": 0xFFFF, "sunssf": 0x8000, "uint32": 0xFFFFFFFF,
+    "int16": 0x8000,
+    "uint16": 0xFFFF,
+    "sunssf": 0x8000,
+    "uint32": 0xFFFFFFFF,
     "uint64": 0xFFFFFFFFFFFFFFFF,
     # acc32/acc64: 0 means "not accumulated"; it is also a new meter's honest value.
 }
@@ -207,7 +229,9 @@ class SunSpecMap:
     voltage_point: str | None = None
     current_point: str | None = None
     table: Table = Table.HOLDING_REGISTERS
-    word_order: str = "big"  # SunSpec is big-endian throughout; kept a property for gateways that swap
+    word_order: str = (
+        "big"  # SunSpec is big-endian throughout; kept a property for gateways that swap
+    )
 
     @property
     def needs_discovery(self) -> bool:
@@ -237,7 +261,11 @@ class SunSpecMap:
         raw = int.from_bytes(data, "big", signed=p.kind in ("int16", "sunssf"))
         ni = _NOT_IMPLEMENTED.get(p.kind)
         if ni is not None and int.from_bytes(data, "big") == ni:
-            raise ReadingError(f"{self.model}.{p.name}", address, "not implemented by this device (SunSpec NI value)")
+            raise ReadingError(
+                f"{self.model}.{p.name}",
+                address,
+                "not implemented by this device (SunSpec NI value)",
+            )
         return raw
 
     def _scaled(self, words: dict[int, int], base: int, name: str) -> tuple[Fraction, int]:
@@ -248,39 +276,60 @@ class SunSpecMap:
             sfp = self.point(p.sf)
             sf = self._raw(words, base, sfp)
             if not -10 <= sf <= 10:
-                raise ReadingError(f"{self.model}.{sfp.name}", base + sfp.offset, f"scale factor {sf} is outside -10..10")
+                raise ReadingError(
+                    f"{self.model}.{sfp.name}",
+                    base + sfp.offset,
+                    f"scale factor {sf} is outside -10..10",
+                )
         return Fraction(raw) * Fraction(10) ** sf, base + p.offset
 
     def decode(self, words: dict[int, int], base: int) -> Measurement:
         if words.get(base) != self.model_id:
-            raise ReadingError(f"{self.model}.ID", base, f"expected model {self.model_id}, found {words.get(base)}")
+            raise ReadingError(
+                f"{self.model}.ID", base, f"expected model {self.model_id}, found {words.get(base)}"
+            )
 
         def energy(name: str) -> int:
             value, address = self._scaled(words, base, name)
             if value < 0:
-                raise ReadingError(f"{self.model}.{name}", address, f"negative energy {float(value)} Wh")
+                raise ReadingError(
+                    f"{self.model}.{name}", address, f"negative energy {float(value)} Wh"
+                )
             if value > MAX_ENERGY_WH:
-                raise ReadingError(f"{self.model}.{name}", address, f"absurd energy {float(value):g} Wh")
+                raise ReadingError(
+                    f"{self.model}.{name}", address, f"absurd energy {float(value):g} Wh"
+                )
             return math.floor(value)
 
         import_wh = energy(self.import_point)
         export_wh = energy(self.export_point)
         power, address = self._scaled(words, base, self.power_point)
         if abs(power) > self.rated_power_w * POWER_MARGIN:
-            raise ReadingError(f"{self.model}.{self.power_point}", address,
-                               f"absurd power {float(power):g} W (rated {self.rated_power_w} W)")
+            raise ReadingError(
+                f"{self.model}.{self.power_point}",
+                address,
+                f"absurd power {float(power):g} W (rated {self.rated_power_w} W)",
+            )
         power_w = _nearest_int(power if self.power_import_positive else -power)
         voltage_mv = current_ma = None
         if self.voltage_point:
             volts, address = self._scaled(words, base, self.voltage_point)
             if not 0 <= volts * 1000 <= MAX_VOLTAGE_MV:
-                raise ReadingError(f"{self.model}.{self.voltage_point}", address, f"absurd voltage {float(volts):g} V")
+                raise ReadingError(
+                    f"{self.model}.{self.voltage_point}",
+                    address,
+                    f"absurd voltage {float(volts):g} V",
+                )
             voltage_mv = _nearest_int(volts * 1000)
         if self.current_point:
             amps, address = self._scaled(words, base, self.current_point)
             # SunSpec current is signed on some devices; its size, not its sign, is what we keep.
             if abs(amps) * 1000 > MAX_CURRENT_MA:
-                raise ReadingError(f"{self.model}.{self.current_point}", address, f"absurd current {float(amps):g} A")
+                raise ReadingError(
+                    f"{self.model}.{self.current_point}",
+                    address,
+                    f"absurd current {float(amps):g} A",
+                )
             current_ma = _nearest_int(abs(amps) * 1000)
         return Measurement(import_wh, export_wh, power_w, voltage_mv, current_ma)
 
@@ -313,7 +362,7 @@ class SunSpecMap:
             signed = p.kind in ("int16", "sunssf")
             data = int(value).to_bytes(size * 2, "big", signed=signed)
             words = bytes_to_words(data, self.word_order)
-            block[p.offset:p.offset + size] = words
+            block[p.offset : p.offset + size] = words
         return block
 
 
@@ -344,17 +393,34 @@ _MODEL_701_POINTS = (
 )
 
 SDM120 = EastronMap("sdm120", power_register=0x000C, rated_power_w=45 * 230)
-SDM630 = EastronMap("sdm630", power_register=0x0034, rated_power_w=3 * 100 * 230,
-                    current_register=0x0030, phases=3)  # 0x0030: sum of line currents
+SDM630 = EastronMap(
+    "sdm630", power_register=0x0034, rated_power_w=3 * 100 * 230, current_register=0x0030, phases=3
+)  # 0x0030: sum of line currents
 SUNSPEC_203 = SunSpecMap(
-    "sunspec203", 203, 105, _MODEL_203_POINTS, import_point="TotWhImp", export_point="TotWhExp",
-    power_point="W", power_import_positive=True, rated_power_w=100_000,
-    voltage_point="PhV", current_point="A",
+    "sunspec203",
+    203,
+    105,
+    _MODEL_203_POINTS,
+    import_point="TotWhImp",
+    export_point="TotWhExp",
+    power_point="W",
+    power_import_positive=True,
+    rated_power_w=100_000,
+    voltage_point="PhV",
+    current_point="A",
 )
 SUNSPEC_701 = SunSpecMap(
-    "sunspec701", 701, 153, _MODEL_701_POINTS, import_point="TotWhAbs", export_point="TotWhInj",
-    power_point="W", power_import_positive=False, rated_power_w=100_000,
-    voltage_point="LNV", current_point="A",
+    "sunspec701",
+    701,
+    153,
+    _MODEL_701_POINTS,
+    import_point="TotWhAbs",
+    export_point="TotWhInj",
+    power_point="W",
+    power_import_positive=False,
+    rated_power_w=100_000,
+    voltage_point="LNV",
+    current_point="A",
 )
 
 MODELS: dict[str, EastronMap | SunSpecMap] = {
@@ -366,8 +432,12 @@ MODELS: dict[str, EastronMap | SunSpecMap] = {
 }
 
 
-def meter_map(model: str | EastronMap | SunSpecMap, *, word_order: str | None = None,
-              rated_power_w: int | None = None) -> EastronMap | SunSpecMap:
+def meter_map(
+    model: str | EastronMap | SunSpecMap,
+    *,
+    word_order: str | None = None,
+    rated_power_w: int | None = None,
+) -> EastronMap | SunSpecMap:
     """The register map for a --model name, optionally with another word order or rating."""
     if isinstance(model, (EastronMap, SunSpecMap)):
         chosen = model
@@ -387,19 +457,25 @@ def meter_map(model: str | EastronMap | SunSpecMap, *, word_order: str | None = 
     return chosen
 
 
-def sunspec_common_model(manufacturer: str, model: str, serial: str, version: str = "1.0") -> list[int]:
+def sunspec_common_model(
+    manufacturer: str, model: str, serial: str, version: str = "1.0"
+) -> list[int]:
     """SunSpec model 1 (common), L = 66: strings padded with NULs, two characters a register."""
+
     def text(value: str, registers: int) -> list[int]:
         data = value.encode("ascii")[: registers * 2].ljust(registers * 2, b"\0")
         return list(struct.unpack(f">{registers}H", data))
 
     block = [COMMON_MODEL_ID, 66]
-    block += text(manufacturer, 16) + text(model, 16) + text("", 8) + text(version, 8) + text(serial, 16)
+    block += (
+        text(manufacturer, 16) + text(model, 16) + text("", 8) + text(version, 8) + text(serial, 16)
+    )
     block += [1, 0x8000]  # DA (device address), pad
     return block
 
 
 # -- demand-response controls ------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class ControlMap:

@@ -6,6 +6,7 @@ export registers. Time runs `speed` times faster than the wall clock, so a demo 
 in minutes. The board's relay and load limit (registers.CONTROLS) act on the load.
 Randomness comes from a fixed seed: the same seed gives the same weather and load.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -51,7 +52,7 @@ class SiteProfile:
     seed: int = 1
 
     @classmethod
-    def named(cls, kind: str, *, rated_power_w: int | None = None, seed: int = 1) -> "SiteProfile":
+    def named(cls, kind: str, *, rated_power_w: int | None = None, seed: int = 1) -> SiteProfile:
         if kind == "prosumer":
             return cls("prosumer", rated_power_w if rated_power_w is not None else 5000, 1.0, seed)
         if kind == "consumer":
@@ -76,7 +77,9 @@ def clear_sky_fraction(t_s: float) -> float:
 class _SlotNoise:
     """Smooth seeded noise: one value per 5-minute slot, drawn day by day, interpolated."""
 
-    def __init__(self, seed: int, stream: str, draw: Callable[[random.Random, float], float], start: float):
+    def __init__(
+        self, seed: int, stream: str, draw: Callable[[random.Random, float], float], start: float
+    ):
         self.seed, self.stream, self.draw, self.start = seed, stream, draw, start
         self._days: dict[int, list[float]] = {}
 
@@ -126,16 +129,27 @@ class SiteModel:
         h = (t_s % DAY_S) / 3600
         base = 220  # fridge, standby, router
         morning = 900 * _bell(h, 7.25, 0.8)
-        evening = 1900 * (_bell(h, 19.5, 1.4) + _bell(h + 24, 19.5, 1.4))  # yesterday's tail after midnight
+        evening = 1900 * (
+            _bell(h, 19.5, 1.4) + _bell(h + 24, 19.5, 1.4)
+        )  # yesterday's tail after midnight
         return self.site.load_scale * (base + morning + evening) * self.load_noise.at(t_s)
 
 
 class SimulatedMeter:
     """The meter's state: cumulative registers, relay and load limit, in simulated time."""
 
-    def __init__(self, site: SiteProfile, *, speed: float = 1.0, start_hour: float = 6.0,
-                 import_wh: int = 1_250_000, export_wh: int | None = None, voltage_v: int = 230,
-                 load_limit_max_w: int = 0xFFFFFFFF, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        site: SiteProfile,
+        *,
+        speed: float = 1.0,
+        start_hour: float = 6.0,
+        import_wh: int = 1_250_000,
+        export_wh: int | None = None,
+        voltage_v: int = 230,
+        load_limit_max_w: int = 0xFFFFFFFF,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         if speed <= 0:
             raise ConfigurationError("speed must be positive")
         if not 0 <= start_hour < 24:
@@ -207,8 +221,13 @@ class SimulatedMeter:
             return (self.t_s % DAY_S) / 3600
 
 
-def build_bank(meter: SimulatedMeter, mmap: EastronMap | SunSpecMap, *, sunspec_base: int = 40000,
-               controls: ControlMap = CONTROLS) -> RegisterBank:
+def build_bank(
+    meter: SimulatedMeter,
+    mmap: EastronMap | SunSpecMap,
+    *,
+    sunspec_base: int = 40000,
+    controls: ControlMap = CONTROLS,
+) -> RegisterBank:
     """A bank serving `meter` with map `mmap`, refreshed on every read, taking commands."""
     bank = RegisterBank()
     if isinstance(mmap, EastronMap):
@@ -226,12 +245,16 @@ def build_bank(meter: SimulatedMeter, mmap: EastronMap | SunSpecMap, *, sunspec_
         bank.set_words(Table.HOLDING_REGISTERS, sunspec_base, chain)
 
         def refresh():
-            bank.set_words(Table.HOLDING_REGISTERS, model_address, mmap.encode_model(meter.measurement()))
+            bank.set_words(
+                Table.HOLDING_REGISTERS, model_address, mmap.encode_model(meter.measurement())
+            )
 
     refresh()
     bank.set_bits(Table.COILS, controls.relay_coil, [meter.relay_on])
     limit = min(meter.load_limit_w, 0xFFFFFFFF)
-    bank.set_words(Table.HOLDING_REGISTERS, controls.load_limit_register, [limit >> 16, limit & 0xFFFF])
+    bank.set_words(
+        Table.HOLDING_REGISTERS, controls.load_limit_register, [limit >> 16, limit & 0xFFFF]
+    )
 
     def before_read(table, address, count):
         refresh()
@@ -264,18 +287,31 @@ class SimulatorConfig:
     word_order: str | None = None
     load_limit_max_w: int = 0xFFFFFFFF
 
-    def build(self, clock: Callable[[], float] = time.monotonic) -> tuple[SimulatedMeter, RegisterBank]:
+    def build(
+        self, clock: Callable[[], float] = time.monotonic
+    ) -> tuple[SimulatedMeter, RegisterBank]:
         mmap = meter_map(self.model, word_order=self.word_order)
         site = SiteProfile.named(self.profile, rated_power_w=self.rated_power_w, seed=self.seed)
-        meter = SimulatedMeter(site, speed=self.speed, start_hour=self.start_hour,
-                               load_limit_max_w=self.load_limit_max_w, clock=clock)
+        meter = SimulatedMeter(
+            site,
+            speed=self.speed,
+            start_hour=self.start_hour,
+            load_limit_max_w=self.load_limit_max_w,
+            clock=clock,
+        )
         return meter, build_bank(meter, mmap, sunspec_base=self.sunspec_base)
 
 
 class SimulatorHandle:
     """A simulator running in this process on a background thread."""
 
-    def __init__(self, config: SimulatorConfig, server: ServerThread, meter: SimulatedMeter, bank: RegisterBank):
+    def __init__(
+        self,
+        config: SimulatorConfig,
+        server: ServerThread,
+        meter: SimulatedMeter,
+        bank: RegisterBank,
+    ):
         self.config, self.server, self.meter, self.bank = config, server, meter, bank
 
     @property
@@ -293,16 +329,25 @@ class SimulatorHandle:
     def stop(self) -> None:
         self.server.stop()
 
-    def __enter__(self) -> "SimulatorHandle":
+    def __enter__(self) -> SimulatorHandle:
         return self
 
     def __exit__(self, *exc) -> None:
         self.stop()
 
 
-def start_simulator(port: int = 0, model: str = "sdm630", profile: str = "prosumer", speed: float = 1.0, *,
-                    host: str = "127.0.0.1", device_id: int = 1, framer: str = "socket",
-                    clock: Callable[[], float] = time.monotonic, **options) -> SimulatorHandle:
+def start_simulator(
+    port: int = 0,
+    model: str = "sdm630",
+    profile: str = "prosumer",
+    speed: float = 1.0,
+    *,
+    host: str = "127.0.0.1",
+    device_id: int = 1,
+    framer: str = "socket",
+    clock: Callable[[], float] = time.monotonic,
+    **options,
+) -> SimulatorHandle:
     """Start a simulator in this process; port 0 picks a free port (see handle.port).
 
     options: rated_power_w, start_hour, seed, sunspec_base, word_order, load_limit_max_w.
@@ -313,16 +358,34 @@ def start_simulator(port: int = 0, model: str = "sdm630", profile: str = "prosum
     return SimulatorHandle(config, server, meter, bank)
 
 
-async def run_simulator(config: SimulatorConfig, host: str, port: int, *, device_id: int = 1,
-                        framer: str = "socket", serial: SerialSettings | None = None,
-                        announce: Callable[[dict], None] | None = None) -> None:
+async def run_simulator(
+    config: SimulatorConfig,
+    host: str,
+    port: int,
+    *,
+    device_id: int = 1,
+    framer: str = "socket",
+    serial: SerialSettings | None = None,
+    announce: Callable[[dict], None] | None = None,
+) -> None:
     """Serve a simulator in the running event loop until cancelled (the CLI's `simulate`)."""
     meter, bank = config.build()
-    server, bound = await start_bank_server(bank, host, port, device_id=device_id, framer=framer, serial=serial)
+    server, bound = await start_bank_server(
+        bank, host, port, device_id=device_id, framer=framer, serial=serial
+    )
     if announce:
-        announce({"simulator": "listening", "host": host, "port": bound or port, "model": config.model,
-                  "profile": config.profile, "speed": config.speed, "device_id": device_id,
-                  "serial": serial.port if serial else None})
+        announce(
+            {
+                "simulator": "listening",
+                "host": host,
+                "port": bound or port,
+                "model": config.model,
+                "profile": config.profile,
+                "speed": config.speed,
+                "device_id": device_id,
+                "serial": serial.port if serial else None,
+            }
+        )
     try:
         await asyncio.Event().wait()
     finally:
@@ -338,7 +401,9 @@ class SimulatorProcess:
         # The child must import this very package, wherever the caller runs from.
         package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
-        self.process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        self.process = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+        )
         line = self._first_line(timeout_s)
         try:
             self.info = json.loads(line)
@@ -350,7 +415,9 @@ class SimulatorProcess:
 
     def _first_line(self, timeout_s: float) -> str:
         box: list[str] = []
-        reader = threading.Thread(target=lambda: box.append(self.process.stdout.readline()), daemon=True)
+        reader = threading.Thread(
+            target=lambda: box.append(self.process.stdout.readline()), daemon=True
+        )
         reader.start()
         reader.join(timeout_s)
         if not box:
@@ -376,21 +443,52 @@ class SimulatorProcess:
             if stream:
                 stream.close()
 
-    def __enter__(self) -> "SimulatorProcess":
+    def __enter__(self) -> SimulatorProcess:
         return self
 
     def __exit__(self, *exc) -> None:
         self.stop()
 
 
-def spawn_simulator(port: int = 0, model: str = "sdm630", profile: str = "prosumer", speed: float = 1.0, *,
-                    host: str = "127.0.0.1", device_id: int = 1, extra_args: list[str] | None = None) -> SimulatorProcess:
+def spawn_simulator(
+    port: int = 0,
+    model: str = "sdm630",
+    profile: str = "prosumer",
+    speed: float = 1.0,
+    *,
+    host: str = "127.0.0.1",
+    device_id: int = 1,
+    extra_args: list[str] | None = None,
+) -> SimulatorProcess:
     """Start `python -m meter_bridge simulate` and wait until it listens; port 0 picks a free port."""
-    args = ["--host", host, "--port", str(port), "--model", model, "--profile", profile,
-            "--speed", str(speed), "--device-id", str(device_id), *(extra_args or [])]
+    args = [
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--model",
+        model,
+        "--profile",
+        profile,
+        "--speed",
+        str(speed),
+        "--device-id",
+        str(device_id),
+        *(extra_args or []),
+    ]
     return SimulatorProcess(args)
 
 
-__all__ = ["SiteProfile", "SiteModel", "SimulatedMeter", "SimulatorConfig", "SimulatorHandle",
-           "SimulatorProcess", "build_bank", "start_simulator", "spawn_simulator", "run_simulator",
-           "clear_sky_fraction"]
+__all__ = [
+    "SiteProfile",
+    "SiteModel",
+    "SimulatedMeter",
+    "SimulatorConfig",
+    "SimulatorHandle",
+    "SimulatorProcess",
+    "build_bank",
+    "start_simulator",
+    "spawn_simulator",
+    "run_simulator",
+    "clear_sky_fraction",
+]

@@ -3,6 +3,7 @@ which the API reads. Finalized only, so nothing it writes is ever retracted; eac
 SQLite transaction together with the cursor, so a crash re-indexes at most that block.
 A node that comes back with a different genesis (a new dev chain) resets the index.
 """
+
 from __future__ import annotations
 
 import json
@@ -14,10 +15,30 @@ from store import DataDir, transaction
 
 log = logging.getLogger(__name__)
 
-STREAMED = ("ClearingAccepted", "IntervalSettled", "ParticipantSettled", "Traded", "OrderPlaced", "OrderCancelled",
-            "ReadingAccepted")
-_TABLES = ("blocks", "events", "orders", "trades", "clearings", "settlements", "intervals_settled", "participants",
-           "meters", "readings", "energy_moves", "roles", "meta")
+STREAMED = (
+    "ClearingAccepted",
+    "IntervalSettled",
+    "ParticipantSettled",
+    "Traded",
+    "OrderPlaced",
+    "OrderCancelled",
+    "ReadingAccepted",
+)
+_TABLES = (
+    "blocks",
+    "events",
+    "orders",
+    "trades",
+    "clearings",
+    "settlements",
+    "intervals_settled",
+    "participants",
+    "meters",
+    "readings",
+    "energy_moves",
+    "roles",
+    "meta",
+)
 
 
 def _json_default(value):
@@ -56,20 +77,32 @@ class Indexer:
         genesis = self.chain.genesis_hash_hex
         known = self.meta("genesis")
         if known is not None and known != genesis:
-            log.warning("the node runs a new chain (genesis %s, index had %s): resetting the index", genesis, known)
+            log.warning(
+                "the node runs a new chain (genesis %s, index had %s): resetting the index",
+                genesis,
+                known,
+            )
             with transaction(self.db) as c:
                 for table in _TABLES:
                     c.execute(f"DELETE FROM {table}")
         with transaction(self.db) as c:
             c.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('genesis', ?)", (genesis,))
             # Roles set at genesis emit no event.
-            for role, account in (("distributor", self.chain.distributor()), ("operator", self.chain.market_operator())):
+            for role, account in (
+                ("distributor", self.chain.distributor()),
+                ("operator", self.chain.market_operator()),
+            ):
                 if account is not None:
-                    c.execute("INSERT OR IGNORE INTO roles (role, account, block_number) VALUES (?, ?, 0)", (role, account))
+                    c.execute(
+                        "INSERT OR IGNORE INTO roles (role, account, block_number) VALUES (?, ?, 0)",
+                        (role, account),
+                    )
             if known is None or known != genesis:
                 for account, zone in self.chain.participants().items():
-                    c.execute("INSERT OR IGNORE INTO participants (account, zone, block_number) VALUES (?, ?, 0)",
-                              (account, zone))
+                    c.execute(
+                        "INSERT OR IGNORE INTO participants (account, zone, block_number) VALUES (?, ?, 0)",
+                        (account, zone),
+                    )
         self._checked_genesis = True
 
     def step(self) -> int:
@@ -88,36 +121,62 @@ class Indexer:
         placed = [int(e.attributes["order_id"]) for e in ours if e.name == "OrderPlaced"]
         specs = {o.order_id: o for o in self.chain.orders(placed, block.hash)} if placed else {}
         with transaction(self.db) as c:
-            c.execute("INSERT OR REPLACE INTO blocks (number, hash, timestamp_ms) VALUES (?, ?, ?)",
-                      (block.number, block.hash, block.timestamp_ms))
+            c.execute(
+                "INSERT OR REPLACE INTO blocks (number, hash, timestamp_ms) VALUES (?, ?, ?)",
+                (block.number, block.hash, block.timestamp_ms),
+            )
             for e in ours:
-                c.execute("INSERT OR IGNORE INTO events (block_number, block_hash, extrinsic_index, event_index, name, data)"
-                          " VALUES (?, ?, ?, ?, ?, ?)",
-                          (block.number, block.hash, e.extrinsic_index, e.index, e.name,
-                           json.dumps(e.attributes, default=_json_default, sort_keys=True)))
+                c.execute(
+                    "INSERT OR IGNORE INTO events (block_number, block_hash, extrinsic_index, event_index, name, data)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        block.number,
+                        block.hash,
+                        e.extrinsic_index,
+                        e.index,
+                        e.name,
+                        json.dumps(e.attributes, default=_json_default, sort_keys=True),
+                    ),
+                )
                 handler = getattr(self, f"_on_{e.name}", None)
                 if handler is not None:
                     handler(c, block, e, specs)
-            c.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('last_block', ?)", (str(block.number),))
+            c.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('last_block', ?)",
+                (str(block.number),),
+            )
 
     # -- one handler per event ---------------------------------------------------------------
     def _on_MarketOperatorSet(self, c, block, e, _):
-        c.execute("INSERT OR REPLACE INTO roles (role, account, block_number) VALUES ('operator', ?, ?)",
-                  (ss58(e.attributes["who"]), block.number))
+        c.execute(
+            "INSERT OR REPLACE INTO roles (role, account, block_number) VALUES ('operator', ?, ?)",
+            (ss58(e.attributes["who"]), block.number),
+        )
 
     def _on_DistributorSet(self, c, block, e, _):
-        c.execute("INSERT OR REPLACE INTO roles (role, account, block_number) VALUES ('distributor', ?, ?)",
-                  (ss58(e.attributes["who"]), block.number))
+        c.execute(
+            "INSERT OR REPLACE INTO roles (role, account, block_number) VALUES ('distributor', ?, ?)",
+            (ss58(e.attributes["who"]), block.number),
+        )
 
     def _on_ParticipantRegistered(self, c, block, e, _):
-        c.execute("INSERT OR REPLACE INTO participants (account, zone, block_number) VALUES (?, ?, ?)",
-                  (ss58(e.attributes["who"]), int(e.attributes["zone"]), block.number))
+        c.execute(
+            "INSERT OR REPLACE INTO participants (account, zone, block_number) VALUES (?, ?, ?)",
+            (ss58(e.attributes["who"]), int(e.attributes["zone"]), block.number),
+        )
 
     def _on_MeterAccredited(self, c, block, e, _):
         a = e.attributes
-        c.execute("INSERT OR REPLACE INTO meters (meter, owner, zone, source, block_number, revoked) VALUES (?, ?, ?, ?, ?, 0)",
-                  (_hex(a["meter"]), ss58(a["owner"]), int(a["zone"]), from_chain_name(a["source"]),
-                   block.number))
+        c.execute(
+            "INSERT OR REPLACE INTO meters (meter, owner, zone, source, block_number, revoked) VALUES (?, ?, ?, ?, ?, 0)",
+            (
+                _hex(a["meter"]),
+                ss58(a["owner"]),
+                int(a["zone"]),
+                from_chain_name(a["source"]),
+                block.number,
+            ),
+        )
 
     def _on_MeterRevoked(self, c, block, e, _):
         c.execute("UPDATE meters SET revoked = 1 WHERE meter = ?", (_hex(e.attributes["meter"]),))
@@ -126,80 +185,169 @@ class Indexer:
         a = e.attributes
         order_id = int(a["order_id"])
         spec = specs.get(order_id)
-        c.execute("INSERT OR REPLACE INTO orders (order_id, owner, client_order_id, interval, side, quantity_wh,"
-                  " price_ticks, zone, source, renewable_only, status, filled_wh, placed_block, placed_block_hash,"
-                  " extrinsic_index, updated_block) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'open', 0, ?, ?, ?, ?)",
-                  (order_id, ss58(a["owner"]), str(a["client_order_id"]), int(a["interval"]), from_chain_name(a["side"]),
-                   int(a["quantity_wh"]), int(a["price_ticks"]), int(a["zone"]),
-                   spec.spec.source if spec else None, int(spec.spec.renewable_only) if spec else None,
-                   block.number, block.hash, e.extrinsic_index, block.number))
+        c.execute(
+            "INSERT OR REPLACE INTO orders (order_id, owner, client_order_id, interval, side, quantity_wh,"
+            " price_ticks, zone, source, renewable_only, status, filled_wh, placed_block, placed_block_hash,"
+            " extrinsic_index, updated_block) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'open', 0, ?, ?, ?, ?)",
+            (
+                order_id,
+                ss58(a["owner"]),
+                str(a["client_order_id"]),
+                int(a["interval"]),
+                from_chain_name(a["side"]),
+                int(a["quantity_wh"]),
+                int(a["price_ticks"]),
+                int(a["zone"]),
+                spec.spec.source if spec else None,
+                int(spec.spec.renewable_only) if spec else None,
+                block.number,
+                block.hash,
+                e.extrinsic_index,
+                block.number,
+            ),
+        )
 
     def _on_OrderCancelled(self, c, block, e, _):
-        c.execute("UPDATE orders SET status = 'cancelled', updated_block = ? WHERE order_id = ?",
-                  (block.number, int(e.attributes["order_id"])))
+        c.execute(
+            "UPDATE orders SET status = 'cancelled', updated_block = ? WHERE order_id = ?",
+            (block.number, int(e.attributes["order_id"])),
+        )
 
     def _on_Traded(self, c, block, e, _):
         a = e.attributes
-        c.execute("INSERT INTO trades (interval, bid, offer, buyer, seller, quantity_wh, buyer_price, seller_price,"
-                  " block_number, block_hash, extrinsic_index) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                  (int(a["interval"]), int(a["bid"]), int(a["offer"]), ss58(a["buyer"]), ss58(a["seller"]),
-                   int(a["quantity_wh"]), int(a["buyer_price"]), int(a["seller_price"]), block.number, block.hash,
-                   e.extrinsic_index))
+        c.execute(
+            "INSERT INTO trades (interval, bid, offer, buyer, seller, quantity_wh, buyer_price, seller_price,"
+            " block_number, block_hash, extrinsic_index) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                int(a["interval"]),
+                int(a["bid"]),
+                int(a["offer"]),
+                ss58(a["buyer"]),
+                ss58(a["seller"]),
+                int(a["quantity_wh"]),
+                int(a["buyer_price"]),
+                int(a["seller_price"]),
+                block.number,
+                block.hash,
+                e.extrinsic_index,
+            ),
+        )
         for order_id in (int(a["bid"]), int(a["offer"])):
-            c.execute("UPDATE orders SET filled_wh = filled_wh + ?, updated_block = ? WHERE order_id = ?",
-                      (int(a["quantity_wh"]), block.number, order_id))
+            c.execute(
+                "UPDATE orders SET filled_wh = filled_wh + ?, updated_block = ? WHERE order_id = ?",
+                (int(a["quantity_wh"]), block.number, order_id),
+            )
 
     def _on_ClearingAccepted(self, c, block, e, _):
         a = e.attributes
         interval = int(a["interval"])
-        prices = [{"zone": int(p["zone"]), "price": int(p["price"])} for p in (a.get("zone_prices") or [])]
-        c.execute("INSERT OR REPLACE INTO clearings (interval, mechanism, volume_wh, matches, zone_prices, grid_fees_paid,"
-                  " block_number, block_hash, extrinsic_index, timestamp_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                  (interval, from_chain_name(a["mechanism"]), int(a["volume_wh"]),
-                   int(a["matches"]), json.dumps(prices), str(a["grid_fees_paid"]), block.number, block.hash,
-                   e.extrinsic_index, block.timestamp_ms))
-        c.execute("UPDATE orders SET status = 'cleared', updated_block = ? WHERE interval = ? AND status = 'open'",
-                  (block.number, interval))
+        prices = [
+            {"zone": int(p["zone"]), "price": int(p["price"])} for p in (a.get("zone_prices") or [])
+        ]
+        c.execute(
+            "INSERT OR REPLACE INTO clearings (interval, mechanism, volume_wh, matches, zone_prices, grid_fees_paid,"
+            " block_number, block_hash, extrinsic_index, timestamp_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                interval,
+                from_chain_name(a["mechanism"]),
+                int(a["volume_wh"]),
+                int(a["matches"]),
+                json.dumps(prices),
+                str(a["grid_fees_paid"]),
+                block.number,
+                block.hash,
+                e.extrinsic_index,
+                block.timestamp_ms,
+            ),
+        )
+        c.execute(
+            "UPDATE orders SET status = 'cleared', updated_block = ? WHERE interval = ? AND status = 'open'",
+            (block.number, interval),
+        )
 
     def _on_MeterBaselineSet(self, c, block, e, _):
         a = e.attributes
-        c.execute("INSERT OR REPLACE INTO readings (meter, counter, interval, owner, kind, import_wh, export_wh,"
-                  " block_number, block_hash) VALUES (?, ?, ?, (SELECT owner FROM meters WHERE meter = ?), 'baseline',"
-                  " ?, ?, ?, ?)",
-                  (_hex(a["meter"]), int(a["counter"]), int(a["interval"]), _hex(a["meter"]), int(a["import_wh"]),
-                   int(a["export_wh"]), block.number, block.hash))
+        c.execute(
+            "INSERT OR REPLACE INTO readings (meter, counter, interval, owner, kind, import_wh, export_wh,"
+            " block_number, block_hash) VALUES (?, ?, ?, (SELECT owner FROM meters WHERE meter = ?), 'baseline',"
+            " ?, ?, ?, ?)",
+            (
+                _hex(a["meter"]),
+                int(a["counter"]),
+                int(a["interval"]),
+                _hex(a["meter"]),
+                int(a["import_wh"]),
+                int(a["export_wh"]),
+                block.number,
+                block.hash,
+            ),
+        )
 
     def _on_ReadingAccepted(self, c, block, e, _):
         a = e.attributes
-        c.execute("INSERT OR REPLACE INTO readings (meter, counter, interval, owner, kind, import_wh, export_wh,"
-                  " block_number, block_hash) VALUES (?, ?, ?, ?, 'reading', ?, ?, ?, ?)",
-                  (_hex(a["meter"]), int(a["counter"]), int(a["interval"]), ss58(a["owner"]), int(a["import_wh"]),
-                   int(a["export_wh"]), block.number, block.hash))
+        c.execute(
+            "INSERT OR REPLACE INTO readings (meter, counter, interval, owner, kind, import_wh, export_wh,"
+            " block_number, block_hash) VALUES (?, ?, ?, ?, 'reading', ?, ?, ?, ?)",
+            (
+                _hex(a["meter"]),
+                int(a["counter"]),
+                int(a["interval"]),
+                ss58(a["owner"]),
+                int(a["import_wh"]),
+                int(a["export_wh"]),
+                block.number,
+                block.hash,
+            ),
+        )
 
     def _on_EnergyMinted(self, c, block, e, _):
-        c.execute("INSERT INTO energy_moves (kind, source, target, amount_wh, block_number) VALUES ('mint', NULL, ?, ?, ?)",
-                  (ss58(e.attributes["who"]), int(e.attributes["amount_wh"]), block.number))
+        c.execute(
+            "INSERT INTO energy_moves (kind, source, target, amount_wh, block_number) VALUES ('mint', NULL, ?, ?, ?)",
+            (ss58(e.attributes["who"]), int(e.attributes["amount_wh"]), block.number),
+        )
 
     def _on_EnergyTransferred(self, c, block, e, _):
         a = e.attributes
-        c.execute("INSERT INTO energy_moves (kind, source, target, amount_wh, block_number) VALUES ('transfer', ?, ?, ?, ?)",
-                  (ss58(a["from"]), ss58(a["to"]), int(a["amount_wh"]), block.number))
+        c.execute(
+            "INSERT INTO energy_moves (kind, source, target, amount_wh, block_number) VALUES ('transfer', ?, ?, ?, ?)",
+            (ss58(a["from"]), ss58(a["to"]), int(a["amount_wh"]), block.number),
+        )
 
     def _on_ParticipantSettled(self, c, block, e, _):
         a = e.attributes
         line = a["line"]
-        c.execute("INSERT OR REPLACE INTO settlements (interval, account, contracted_wh, metered_wh, imbalance_wh, amount,"
-                  " block_number, block_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                  (int(a["interval"]), ss58(a["who"]), int(line["contracted_wh"]), int(line["metered_wh"]),
-                   int(line["imbalance_wh"]), str(int(line["amount"])), block.number, block.hash))
+        c.execute(
+            "INSERT OR REPLACE INTO settlements (interval, account, contracted_wh, metered_wh, imbalance_wh, amount,"
+            " block_number, block_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                int(a["interval"]),
+                ss58(a["who"]),
+                int(line["contracted_wh"]),
+                int(line["metered_wh"]),
+                int(line["imbalance_wh"]),
+                str(int(line["amount"])),
+                block.number,
+                block.hash,
+            ),
+        )
 
     def _on_IntervalSettled(self, c, block, e, _):
         a = e.attributes
         row = c.execute("SELECT account FROM roles WHERE role = 'distributor'").fetchone()
-        c.execute("INSERT OR REPLACE INTO intervals_settled (interval, participants, shortfall_wh, surplus_wh,"
-                  " block_number, block_hash, extrinsic_index, distributor) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                  (int(a["interval"]), int(a["participants"]), int(a["shortfall_wh"]), int(a["surplus_wh"]),
-                   block.number, block.hash, e.extrinsic_index, row["account"] if row else None))
+        c.execute(
+            "INSERT OR REPLACE INTO intervals_settled (interval, participants, shortfall_wh, surplus_wh,"
+            " block_number, block_hash, extrinsic_index, distributor) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                int(a["interval"]),
+                int(a["participants"]),
+                int(a["shortfall_wh"]),
+                int(a["surplus_wh"]),
+                block.number,
+                block.hash,
+                e.extrinsic_index,
+                row["account"] if row else None,
+            ),
+        )
 
 
 __all__ = ["Indexer", "STREAMED"]

@@ -10,6 +10,7 @@ missing interval, an implausible reading, and any rejection by the chain with it
 
 Run it: `wattchain ingest --sites sites.json` (settings: market/settings.py).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -49,17 +50,24 @@ class MeterSite:
     rated_power_w: int = 0
 
     @classmethod
-    def from_dict(cls, d: dict) -> "MeterSite":
+    def from_dict(cls, d: dict) -> MeterSite:
         missing = [k for k in ("name", "model", "host", "port", "key_uri") if k not in d]
         if missing:
             raise ValueError(f"meter site {d.get('name', '?')}: missing {', '.join(missing)}")
-        return cls(name=str(d["name"]), model=str(d["model"]), host=str(d["host"]), port=int(d["port"]),
-                   key_uri=str(d["key_uri"]), device_id=int(d.get("device_id", 1)),
-                   rated_power_w=int(d.get("rated_power_w", 0)))
+        return cls(
+            name=str(d["name"]),
+            model=str(d["model"]),
+            host=str(d["host"]),
+            port=int(d["port"]),
+            key_uri=str(d["key_uri"]),
+            device_id=int(d.get("device_id", 1)),
+            rated_power_w=int(d.get("rated_power_w", 0)),
+        )
 
 
-def check_reading(r: MeterReading, previous: QueuedReading | None, rated_power_w: int,
-                  interval_ms: int) -> list[tuple[str, str, bool]]:
+def check_reading(
+    r: MeterReading, previous: QueuedReading | None, rated_power_w: int, interval_ms: int
+) -> list[tuple[str, str, bool]]:
     """What is wrong with a reading, as (kind, detail, fatal) triples. Fatal problems would make
     the chain reject it; the others are reported and the reading still goes on."""
     problems: list[tuple[str, str, bool]] = []
@@ -73,24 +81,49 @@ def check_reading(r: MeterReading, previous: QueuedReading | None, rated_power_w
         problems.append(("counter_gap", f"counter {r.counter} after {previous.counter}", True))
     for name in ("import_wh", "export_wh"):
         if getattr(r, name) < getattr(previous, name):
-            problems.append(("meter_reset", f"{name} {getattr(r, name)} Wh after {getattr(previous, name)} Wh", True))
+            problems.append(
+                (
+                    "meter_reset",
+                    f"{name} {getattr(r, name)} Wh after {getattr(previous, name)} Wh",
+                    True,
+                )
+            )
     if r.interval > previous.interval + 1:
         missing = r.interval - previous.interval - 1
-        problems.append(("missing_interval", f"{missing} interval(s) without a reading before {r.interval}", False))
+        problems.append(
+            (
+                "missing_interval",
+                f"{missing} interval(s) without a reading before {r.interval}",
+                False,
+            )
+        )
     if rated_power_w > 0 and r.interval > previous.interval:
         max_wh = rated_power_w * (r.interval - previous.interval) * interval_ms // 3_600_000
         for name in ("import_wh", "export_wh"):
             delta = getattr(r, name) - getattr(previous, name)
             if delta > max_wh:
-                problems.append(("implausible", f"{name} rose {delta} Wh; {rated_power_w} W allows {max_wh} Wh", True))
+                problems.append(
+                    (
+                        "implausible",
+                        f"{name} rose {delta} Wh; {rated_power_w} W allows {max_wh} Wh",
+                        True,
+                    )
+                )
     return problems
 
 
 class Ingest:
     """Reads, signs, validates and queues the meters' readings, and submits the queue."""
 
-    def __init__(self, chain: Chain, sites: list[MeterSite], data_dir: str | Path, *,
-                 submitter_uri: str | None = None, retry: RetryPolicy | None = None):
+    def __init__(
+        self,
+        chain: Chain,
+        sites: list[MeterSite],
+        data_dir: str | Path,
+        *,
+        submitter_uri: str | None = None,
+        retry: RetryPolicy | None = None,
+    ):
         self.chain = chain
         self.sites = sites
         self.data_dir = Path(data_dir)
@@ -102,14 +135,17 @@ class Ingest:
         for s in sites:
             key = MeterKey.from_uri(s.key_uri)
             # One counter file per meter key, not per site: a swapped meter starts its own count.
-            self.signers[s.name] = MeterSigner(key, self.data_dir / f"meter-{key.public_key_hex[2:18]}.json")
+            self.signers[s.name] = MeterSigner(
+                key, self.data_dir / f"meter-{key.public_key_hex[2:18]}.json"
+            )
         self.stale: set[str] = set()
         self._params = None
 
     def report(self, a: Anomaly, *, error: bool = False) -> None:
         self.queue.record(a)
-        (log.error if error else log.warning)("meter %s (%s), interval %d: %s: %s", a.site, a.meter[:10], a.interval,
-                                              a.kind, a.detail)
+        (log.error if error else log.warning)(
+            "meter %s (%s), interval %d: %s: %s", a.site, a.meter[:10], a.interval, a.kind, a.detail
+        )
 
     def requeue_unsent(self) -> None:
         """After a crash between signing and queueing, the meter's state file still holds the
@@ -117,18 +153,25 @@ class Ingest:
         for site in self.sites:
             last = self.signers[site.name].last_reading()
             if last is not None and self.queue.add(last, site.name):
-                log.info("re-queued reading %d of %s signed before a restart", last.counter, site.name)
+                log.info(
+                    "re-queued reading %d of %s signed before a restart", last.counter, site.name
+                )
 
-    async def read_site(self, site: MeterSite, interval: int, interval_ms: int) -> MeterReading | None:
+    async def read_site(
+        self, site: MeterSite, interval: int, interval_ms: int
+    ) -> MeterReading | None:
         signer = self.signers[site.name]
         meter = signer.key.public_key_hex
         known = self.queue.site_meter(site.name)
         if known is not None and known != meter:
-            self.report(Anomaly(site.name, meter, interval, "meter_swap", f"key {meter} replaces {known}"))
+            self.report(
+                Anomaly(site.name, meter, interval, "meter_swap", f"key {meter} replaces {known}")
+            )
         self.queue.set_site_meter(site.name, meter)
         try:
-            async with MeterClient(site.model, site.host, site.port, device_id=site.device_id,
-                                   retry=self.retry) as client:
+            async with MeterClient(
+                site.model, site.host, site.port, device_id=site.device_id, retry=self.retry
+            ) as client:
                 raw = await client.read()
         except MeterStale as exc:
             self.stale.add(site.name)
@@ -158,7 +201,9 @@ class Ingest:
         """Read every meter for `interval` (which has just ended). Needs no node: readings queue
         up while the chain is unreachable."""
         interval_ms = self.params().interval_ms
-        readings = await asyncio.gather(*(self.read_site(s, interval, interval_ms) for s in self.sites))
+        readings = await asyncio.gather(
+            *(self.read_site(s, interval, interval_ms) for s in self.sites)
+        )
         return [r for r in readings if r is not None]
 
     def params(self):
@@ -182,8 +227,15 @@ class Ingest:
                 done["on_chain"] += 1
                 continue
             try:
-                receipt = self.chain.submit(self.submitter, "submit_reading", Chain.reading_params(r.meter, r.interval, r.counter, r.import_wh, r.export_wh, r.signature), wait="inclusion",
-                                            timeout_s=timeout_s)
+                receipt = self.chain.submit(
+                    self.submitter,
+                    "submit_reading",
+                    Chain.reading_params(
+                        r.meter, r.interval, r.counter, r.import_wh, r.export_wh, r.signature
+                    ),
+                    wait="inclusion",
+                    timeout_s=timeout_s,
+                )
             except ChainUnavailable:
                 raise
             except ChainError as exc:
@@ -193,10 +245,15 @@ class Ingest:
                 elif exc.name in RETRY_LATER or not exc.is_module_error:
                     blocked.add(r.meter)
                     done["waiting"] += 1
-                    log.info("reading %d of %s waits: %s %s", r.counter, r.site, exc.name, exc.detail)
+                    log.info(
+                        "reading %d of %s waits: %s %s", r.counter, r.site, exc.name, exc.detail
+                    )
                 else:
                     self.queue.mark(r.meter, r.counter, "rejected", error=exc.name)
-                    self.report(Anomaly(r.site, r.meter, r.interval, "rejected_on_chain", exc.name), error=True)
+                    self.report(
+                        Anomaly(r.site, r.meter, r.interval, "rejected_on_chain", exc.name),
+                        error=True,
+                    )
                     done["rejected"] += 1
                 continue
             self.queue.mark(r.meter, r.counter, "on_chain", block=receipt.block_number)
@@ -208,8 +265,13 @@ class Ingest:
         last = (info or {}).get("last")
         return None if not last else int(last["counter"])
 
-    async def run(self, *, intervals: int | None = None, stop: asyncio.Event | None = None,
-                  drain_s: float = 120.0) -> None:
+    async def run(
+        self,
+        *,
+        intervals: int | None = None,
+        stop: asyncio.Event | None = None,
+        drain_s: float = 120.0,
+    ) -> None:
         """Poll at each interval's end while a second task keeps the queue flowing to the chain,
         so a node that is down delays submission but never reading. After the last interval it
         keeps submitting for up to `drain_s` until the queue is empty. Setting `stop` ends both
@@ -232,7 +294,7 @@ class Ingest:
                         try:
                             await asyncio.wait_for(stop.wait(), delay)
                             break
-                        except asyncio.TimeoutError:
+                        except TimeoutError:
                             pass
                     await self.poll(interval)
                     wake.set()
@@ -250,7 +312,11 @@ class Ingest:
                     result = await asyncio.to_thread(self.submit_pending)
                     backoff = 0.5
                 except ChainUnavailable as exc:
-                    log.warning("node unreachable, %d reading(s) stay queued: %s", len(self.queue.pending()), exc)
+                    log.warning(
+                        "node unreachable, %d reading(s) stay queued: %s",
+                        len(self.queue.pending()),
+                        exc,
+                    )
                     result = {"waiting": 1}
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, 5.0)
@@ -261,14 +327,20 @@ class Ingest:
                         return
                     drain_deadline = drain_deadline or time.monotonic() + drain_s
                     if time.monotonic() > drain_deadline:
-                        log.error("%d reading(s) still queued after %.0f s", len(self.queue.pending()), drain_s)
+                        log.error(
+                            "%d reading(s) still queued after %.0f s",
+                            len(self.queue.pending()),
+                            drain_s,
+                        )
                         return
                 if result.get("waiting"):
-                    await asyncio.sleep(1.0)  # e.g. the chain's clock has not passed the interval yet
+                    await asyncio.sleep(
+                        1.0
+                    )  # e.g. the chain's clock has not passed the interval yet
                 else:
                     try:
                         await asyncio.wait_for(wake.wait(), timeout=1.0)
-                    except asyncio.TimeoutError:
+                    except TimeoutError:
                         pass
 
         await asyncio.gather(reader(), submitter())

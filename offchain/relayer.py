@@ -7,6 +7,7 @@ the pallet's error. Resubmitting is safe: the pallet skips an order it already h
 client order id and content) and treats a repeated cancel as a no-op, so after a crash every
 entry not known to be on chain is simply sent again.
 """
+
 from __future__ import annotations
 
 import logging
@@ -23,8 +24,17 @@ from store.orderlog import LoggedOrder, OrderLog
 log = logging.getLogger(__name__)
 
 # Pool refusals that are the relayer's problem (fees, size), not the order's.
-_RELAYER_FAULTS = ("payment", "inability to pay", "exhausts", "resources", "badproof", "bad signature")
-LATE_GRACE_MS = 2_000  # an order this long past its gate cannot make it: the chain's verdict is certain
+_RELAYER_FAULTS = (
+    "payment",
+    "inability to pay",
+    "exhausts",
+    "resources",
+    "badproof",
+    "bad signature",
+)
+LATE_GRACE_MS = (
+    2_000  # an order this long past its gate cannot make it: the chain's verdict is certain
+)
 
 
 @dataclass
@@ -36,7 +46,9 @@ class _Flight:
 class Relayer:
     name = "relayer"
 
-    def __init__(self, data: DataDir, chain: Chain, signer: Keypair, *, batch: int = 128, in_flight: int = 3):
+    def __init__(
+        self, data: DataDir, chain: Chain, signer: Keypair, *, batch: int = 128, in_flight: int = 3
+    ):
         self.data = data
         self.chain = chain
         self.signer = signer
@@ -119,7 +131,11 @@ class Relayer:
         keep = []
         for e in entries:
             if now >= params.gate_closure(e.spec.interval) + LATE_GRACE_MS:
-                log.warning("order %s/%d reached the relayer after its gate closed", e.owner, e.spec.client_order_id)
+                log.warning(
+                    "order %s/%d reached the relayer after its gate closed",
+                    e.owner,
+                    e.spec.client_order_id,
+                )
                 self.log.mark_rejected("orders", e.seq, "GateClosed")
             else:
                 keep.append(e)
@@ -128,19 +144,34 @@ class Relayer:
     def _submit(self, table: str, group: list) -> bool:
         if table == "orders":
             function = "place_orders_relayed"
-            params = {"orders": [SignedOrder(e.owner, e.spec, bytes.fromhex(e.signature[2:])).to_call_arg()
-                                 for e in group]}
+            params = {
+                "orders": [
+                    SignedOrder(e.owner, e.spec, bytes.fromhex(e.signature[2:])).to_call_arg()
+                    for e in group
+                ]
+            }
         else:
             function = "cancel_orders_relayed"
-            params = {"cancels": [SignedCancel(e.owner, e.client_order_id, bytes.fromhex(e.signature[2:])).to_call_arg()
-                                  for e in group]}
+            params = {
+                "cancels": [
+                    SignedCancel(
+                        e.owner, e.client_order_id, bytes.fromhex(e.signature[2:])
+                    ).to_call_arg()
+                    for e in group
+                ]
+            }
         seqs = [e.seq for e in group]
         try:
             tx = self.chain.submit_nowait(self.signer, function, params)
         except ChainError as exc:
             text = f"{exc.name}: {exc.detail}"
             if len(group) > 1:
-                log.warning("pool refused a batch of %d %s (%s); sending them one by one", len(group), table, text)
+                log.warning(
+                    "pool refused a batch of %d %s (%s); sending them one by one",
+                    len(group),
+                    table,
+                    text,
+                )
                 self.log.back_to_pending(table, seqs, solo=True, error=text)
                 return True
             if any(k in exc.detail.lower() for k in _RELAYER_FAULTS) or exc.name == "Connection":
@@ -168,8 +199,12 @@ class Relayer:
             seqs = [e.seq for e in flight.entries]
             if receipt.success:
                 if flight.table == "orders":
-                    placed = {(ss58(ev.attributes["owner"]), int(ev.attributes["client_order_id"])):
-                              int(ev.attributes["order_id"]) for ev in receipt.find(PALLET, "OrderPlaced")}
+                    placed = {
+                        (ss58(ev.attributes["owner"]), int(ev.attributes["client_order_id"])): int(
+                            ev.attributes["order_id"]
+                        )
+                        for ev in receipt.find(PALLET, "OrderPlaced")
+                    }
                     items = []
                     for e in flight.entries:
                         order_id = placed.get((e.owner, e.spec.client_order_id))
@@ -178,8 +213,12 @@ class Relayer:
                         items.append((e.seq, order_id))
                     self.log.mark_onchain("orders", items, receipt.block_hash, receipt.block_number)
                 else:
-                    self.log.mark_onchain("cancels", [(s, None) for s in seqs], receipt.block_hash,
-                                          receipt.block_number)
+                    self.log.mark_onchain(
+                        "cancels",
+                        [(s, None) for s in seqs],
+                        receipt.block_hash,
+                        receipt.block_number,
+                    )
                 self.relayed += len(seqs)
             elif len(seqs) == 1:
                 error = receipt.error.name if receipt.error else "ExtrinsicFailed"
@@ -187,7 +226,12 @@ class Relayer:
                 self.log.mark_rejected(flight.table, seqs[0], error)
             else:
                 error = receipt.error.name if receipt.error else "ExtrinsicFailed"
-                log.info("a batch of %d %s failed with %s; resending them one by one", len(seqs), flight.table, error)
+                log.info(
+                    "a batch of %d %s failed with %s; resending them one by one",
+                    len(seqs),
+                    flight.table,
+                    error,
+                )
                 self.log.back_to_pending(flight.table, seqs, solo=True, error=error)
         for exc in dropped:
             flight = self.flights.pop(exc.tx_hash, None)

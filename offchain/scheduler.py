@@ -13,11 +13,12 @@ Never twice, never blindly:
 - a clearing the chain rejects is recorded with the pallet's error, raised as an alert, and
   left alone: the operator decides what happens to that interval.
 """
+
 from __future__ import annotations
 
 import json
 import logging
-from typing import Callable
+from collections.abc import Callable
 
 from substrateinterface import Keypair
 
@@ -41,7 +42,9 @@ def default_clear(orders: list[dict], mechanism: str):
 def clearing_mechanism(configured: str, orders: list[ChainOrder]) -> str:
     """The uniform auction has one pool and one price; renewable-only bids need the zonal
     clearing to keep renewable energy apart (the matcher refuses them under 'uniform')."""
-    if configured == "uniform" and any(o.spec.side == "bid" and o.spec.renewable_only for o in orders):
+    if configured == "uniform" and any(
+        o.spec.side == "bid" and o.spec.renewable_only for o in orders
+    ):
         return "zonal"
     return configured
 
@@ -54,9 +57,20 @@ def book_for_clearing(orders: list[ChainOrder]) -> list[ChainOrder]:
 class Scheduler:
     name = "scheduler"
 
-    def __init__(self, data: DataDir, chain: Chain, operator: Keypair, *, mechanism: str = "uniform",
-                 clear_fn: ClearFn = default_clear, finality: bool = True, start_interval: int | None = None,
-                 timeout_s: float = 120.0, lookback: int = 96, skip_after_intervals: int = 2):
+    def __init__(
+        self,
+        data: DataDir,
+        chain: Chain,
+        operator: Keypair,
+        *,
+        mechanism: str = "uniform",
+        clear_fn: ClearFn = default_clear,
+        finality: bool = True,
+        start_interval: int | None = None,
+        timeout_s: float = 120.0,
+        lookback: int = 96,
+        skip_after_intervals: int = 2,
+    ):
         self.data = data
         self.chain = chain
         self.operator = operator
@@ -73,13 +87,18 @@ class Scheduler:
 
     # -- the cursor --------------------------------------------------------------------------
     def _get_next(self) -> int | None:
-        row = self.ops.execute("SELECT value FROM kv WHERE key = 'scheduler.next_interval'").fetchone()
+        row = self.ops.execute(
+            "SELECT value FROM kv WHERE key = 'scheduler.next_interval'"
+        ).fetchone()
         return None if row is None else int(row["value"])
 
     def _set_next(self, interval: int, *, only_if_missing: bool = False) -> None:
         verb = "INSERT OR IGNORE" if only_if_missing else "INSERT OR REPLACE"
         with transaction(self.ops) as c:
-            c.execute(f"{verb} INTO kv (key, value) VALUES ('scheduler.next_interval', ?)", (str(interval),))
+            c.execute(
+                f"{verb} INTO kv (key, value) VALUES ('scheduler.next_interval', ?)",
+                (str(interval),),
+            )
 
     def params(self) -> MarketParams:
         if self._params is None:
@@ -123,24 +142,35 @@ class Scheduler:
         energy, needs no clearing (nothing to pay, nothing to settle); skipping it keeps the
         scheduler from spending a block on each before it reaches the present."""
         params = self.params()
-        if now_ms() < params.interval_end(interval) + self.skip_after_intervals * params.interval_ms:
+        if (
+            now_ms()
+            < params.interval_end(interval) + self.skip_after_intervals * params.interval_ms
+        ):
             return False
         if self.attempts(interval) or self.chain.is_cleared(interval):
             return False
-        return not self.chain.interval_order_ids(interval) and \
-            not int(self.chain.query(PALLET, "MeteredCount", [interval]) or 0)
+        return not self.chain.interval_order_ids(interval) and not int(
+            self.chain.query(PALLET, "MeteredCount", [interval]) or 0
+        )
 
     def _record_skip(self, interval: int) -> dict:
         t = now_ms()
         with transaction(self.ops) as c:
-            c.execute("INSERT INTO clearing_attempts (interval, state, orders, created_ms, updated_ms, error)"
-                      " VALUES (?, 'skipped', 0, ?, ?, 'long over, no orders, nothing metered')", (interval, t, t))
+            c.execute(
+                "INSERT INTO clearing_attempts (interval, state, orders, created_ms, updated_ms, error)"
+                " VALUES (?, 'skipped', 0, ?, ?, 'long over, no orders, nothing metered')",
+                (interval, t, t),
+            )
         log.info("interval %d: skipped (long over, no orders, nothing metered)", interval)
         return self.attempts(interval)[-1]
 
     def attempts(self, interval: int) -> list[dict]:
-        return [dict(r) for r in self.ops.execute(
-            "SELECT * FROM clearing_attempts WHERE interval = ? ORDER BY id", (interval,))]
+        return [
+            dict(r)
+            for r in self.ops.execute(
+                "SELECT * FROM clearing_attempts WHERE interval = ? ORDER BY id", (interval,)
+            )
+        ]
 
     def clear_interval(self, interval: int, *, book_at: str | None = None) -> dict:
         """Clear `interval` once. Safe to call again: it finishes or reports what was started."""
@@ -166,33 +196,78 @@ class Scheduler:
         mechanism = clearing_mechanism(self.mechanism, orders)
         clearing = self.clear_fn([o.matcher_dict() for o in orders], mechanism)
         result = clearing.to_json_dict()
-        zone_prices = [] if clearing.mechanism == "uniform" and result["price"] is None else clearing.chain_zone_prices()
-        params = Chain.clearing_params(interval, clearing.mechanism, result["volume_wh"], zone_prices, result["matches"],
-                                       book_orders=len(book))
+        zone_prices = (
+            []
+            if clearing.mechanism == "uniform" and result["price"] is None
+            else clearing.chain_zone_prices()
+        )
+        params = Chain.clearing_params(
+            interval,
+            clearing.mechanism,
+            result["volume_wh"],
+            zone_prices,
+            result["matches"],
+            book_orders=len(book),
+        )
         created = now_ms()
         with transaction(self.ops) as c:
             attempt_id = c.execute(
                 "INSERT INTO clearing_attempts (interval, state, mechanism, orders, volume_wh, price, matches, clearing,"
                 " read_at, created_ms, updated_ms) VALUES (?, 'signing', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (interval, clearing.mechanism, len(orders), result["volume_wh"], result["price"],
-                 len(result["matches"]), json.dumps(result, sort_keys=True), book_at, created, created)).lastrowid
+                (
+                    interval,
+                    clearing.mechanism,
+                    len(orders),
+                    result["volume_wh"],
+                    result["price"],
+                    len(result["matches"]),
+                    json.dumps(result, sort_keys=True),
+                    book_at,
+                    created,
+                    created,
+                ),
+            ).lastrowid
 
         def log_signed(tx: PendingTx) -> None:
             # Durable before broadcast: a restart broadcasts these very bytes, never new ones.
             with transaction(self.ops) as c:
-                c.execute("UPDATE clearing_attempts SET state = 'signed', tx_hash = ?, tx_data = ?, nonce = ?,"
-                          " best_at_submit = ?, mortal_until = ?, updated_ms = ? WHERE id = ?",
-                          (tx.tx_hash, tx.data, tx.nonce, tx.best_at_submit, tx.mortal_until, now_ms(), attempt_id))
+                c.execute(
+                    "UPDATE clearing_attempts SET state = 'signed', tx_hash = ?, tx_data = ?, nonce = ?,"
+                    " best_at_submit = ?, mortal_until = ?, updated_ms = ? WHERE id = ?",
+                    (
+                        tx.tx_hash,
+                        tx.data,
+                        tx.nonce,
+                        tx.best_at_submit,
+                        tx.mortal_until,
+                        now_ms(),
+                        attempt_id,
+                    ),
+                )
 
         try:
-            tx = self.chain.submit_nowait(self.operator, "submit_clearing", params, era_period=CLEARING_ERA,
-                                          before_broadcast=log_signed)
+            tx = self.chain.submit_nowait(
+                self.operator,
+                "submit_clearing",
+                params,
+                era_period=CLEARING_ERA,
+                before_broadcast=log_signed,
+            )
         except ChainError as exc:
             # The pool refused it (invalid, too heavy, ...): a verdict on this clearing.
-            return self._rejected(attempt_id, interval, f"{exc.name}: {exc.detail}" if exc.detail else exc.name)
+            return self._rejected(
+                attempt_id, interval, f"{exc.name}: {exc.detail}" if exc.detail else exc.name
+            )
         self._update(attempt_id, state="submitted")
-        log.info("interval %d: clearing of %d orders submitted (%s, %d Wh, price %s) in %s", interval, len(orders),
-                 clearing.mechanism, result["volume_wh"], result["price"], tx.tx_hash)
+        log.info(
+            "interval %d: clearing of %d orders submitted (%s, %d Wh, price %s) in %s",
+            interval,
+            len(orders),
+            clearing.mechanism,
+            result["volume_wh"],
+            result["price"],
+            tx.tx_hash,
+        )
         return self._follow(attempt_id, interval, tx)
 
     def _follow(self, attempt_id: int, interval: int, tx: PendingTx) -> dict:
@@ -201,7 +276,9 @@ class Scheduler:
         except ChainError as exc:
             if exc.name == "Dropped":
                 self._update(attempt_id, state="dropped", error=str(exc))
-                log.warning("interval %d: clearing %s was dropped before inclusion", interval, tx.tx_hash)
+                log.warning(
+                    "interval %d: clearing %s was dropped before inclusion", interval, tx.tx_hash
+                )
                 # Never included, so nothing was decided: a fresh attempt is not a blind retry.
                 return self.clear_interval(interval)
             raise
@@ -210,21 +287,40 @@ class Scheduler:
     def _record_receipt(self, attempt_id: int, interval: int, receipt: Receipt) -> dict:
         if receipt.success:
             latency = now_ms() - self.params().gate_closure(interval)
-            self._update(attempt_id, state="committed", block_hash=receipt.block_hash,
-                         block_number=receipt.block_number, extrinsic_index=receipt.extrinsic_index,
-                         commit_latency_ms=latency, error=None)
-            log.info("interval %d: clearing committed in block #%d (%s), extrinsic %d, %.1f s after gate closure",
-                     interval, receipt.block_number, receipt.block_hash, receipt.extrinsic_index, latency / 1000)
+            self._update(
+                attempt_id,
+                state="committed",
+                block_hash=receipt.block_hash,
+                block_number=receipt.block_number,
+                extrinsic_index=receipt.extrinsic_index,
+                commit_latency_ms=latency,
+                error=None,
+            )
+            log.info(
+                "interval %d: clearing committed in block #%d (%s), extrinsic %d, %.1f s after gate closure",
+                interval,
+                receipt.block_number,
+                receipt.block_hash,
+                receipt.extrinsic_index,
+                latency / 1000,
+            )
             return self.attempts(interval)[-1]
         name = receipt.error.name if receipt.error else "ExtrinsicFailed"
-        self._update(attempt_id, block_hash=receipt.block_hash, block_number=receipt.block_number,
-                     extrinsic_index=receipt.extrinsic_index)
+        self._update(
+            attempt_id,
+            block_hash=receipt.block_hash,
+            block_number=receipt.block_number,
+            extrinsic_index=receipt.extrinsic_index,
+        )
         return self._rejected(attempt_id, interval, name)
 
     def _rejected(self, attempt_id: int, interval: int, error: str) -> dict:
         self._update(attempt_id, state="rejected", error=error)
-        log.error("ALERT interval %d: the chain rejected its clearing: %s (not retried; operator action needed)",
-                  interval, error)
+        log.error(
+            "ALERT interval %d: the chain rejected its clearing: %s (not retried; operator action needed)",
+            interval,
+            error,
+        )
         with transaction(self.ops) as c:
             alert(c, self.name, "ClearingRejected", f"interval {interval}: {error}", interval)
         return self.attempts(interval)[-1]
@@ -233,17 +329,29 @@ class Scheduler:
         """A previous run signed (and maybe broadcast) a clearing: find out what became of it.
         Returns the outcome, or None when that extrinsic provably never made it into a block."""
         interval = attempt["interval"]
-        tx = PendingTx(tx_hash=attempt["tx_hash"], signer=self.operator.ss58_address, nonce=attempt["nonce"],
-                       call=f"{PALLET}.submit_clearing", data=attempt["tx_data"],
-                       best_at_submit=attempt["best_at_submit"], mortal_until=attempt["mortal_until"])
+        tx = PendingTx(
+            tx_hash=attempt["tx_hash"],
+            signer=self.operator.ss58_address,
+            nonce=attempt["nonce"],
+            call=f"{PALLET}.submit_clearing",
+            data=attempt["tx_data"],
+            best_at_submit=attempt["best_at_submit"],
+            mortal_until=attempt["mortal_until"],
+        )
         log.info("interval %d: resuming clearing %s from a previous run", interval, tx.tx_hash)
         try:
             self.chain.broadcast(tx)  # the same bytes: at most one of them can ever be included
         except ChainError as exc:
-            log.info("interval %d: re-broadcast refused (%s); following it on chain", interval, exc.detail)
+            log.info(
+                "interval %d: re-broadcast refused (%s); following it on chain",
+                interval,
+                exc.detail,
+            )
         self._update(attempt["id"], state="submitted")
         try:
-            receipt = self.chain.wait([tx], finality=self.finality, timeout_s=self.timeout_s + 60)[0]
+            receipt = self.chain.wait([tx], finality=self.finality, timeout_s=self.timeout_s + 60)[
+                0
+            ]
         except ChainError as exc:
             if exc.name != "Dropped":
                 raise
@@ -259,23 +367,42 @@ class Scheduler:
         block_hash = self.chain.block_hash(summary.block_number)
         extrinsic_index = None
         for event in self.chain.events(block_hash):
-            if event.pallet == PALLET and event.name == "ClearingAccepted" and int(event.attributes["interval"]) == interval:
+            if (
+                event.pallet == PALLET
+                and event.name == "ClearingAccepted"
+                and int(event.attributes["interval"]) == interval
+            ):
                 extrinsic_index = event.extrinsic_index
         created = now_ms()
         with transaction(self.ops) as c:
-            c.execute("INSERT INTO clearing_attempts (interval, state, mechanism, volume_wh, matches, block_hash,"
-                      " block_number, extrinsic_index, created_ms, updated_ms, error) VALUES"
-                      " (?, 'committed', ?, ?, ?, ?, ?, ?, ?, ?, 'already cleared on chain')",
-                      (interval, summary.mechanism, summary.volume_wh, summary.match_count, block_hash,
-                       summary.block_number, extrinsic_index, created, created))
-        log.info("interval %d: already cleared on chain in block #%d", interval, summary.block_number)
+            c.execute(
+                "INSERT INTO clearing_attempts (interval, state, mechanism, volume_wh, matches, block_hash,"
+                " block_number, extrinsic_index, created_ms, updated_ms, error) VALUES"
+                " (?, 'committed', ?, ?, ?, ?, ?, ?, ?, ?, 'already cleared on chain')",
+                (
+                    interval,
+                    summary.mechanism,
+                    summary.volume_wh,
+                    summary.match_count,
+                    block_hash,
+                    summary.block_number,
+                    extrinsic_index,
+                    created,
+                    created,
+                ),
+            )
+        log.info(
+            "interval %d: already cleared on chain in block #%d", interval, summary.block_number
+        )
         return self.attempts(interval)[-1]
 
     def _update(self, attempt_id: int, **fields) -> None:
         fields["updated_ms"] = now_ms()
         names = ", ".join(f"{k} = ?" for k in fields)
         with transaction(self.ops) as c:
-            c.execute(f"UPDATE clearing_attempts SET {names} WHERE id = ?", (*fields.values(), attempt_id))
+            c.execute(
+                f"UPDATE clearing_attempts SET {names} WHERE id = ?", (*fields.values(), attempt_id)
+            )
 
 
 __all__ = ["Scheduler", "book_for_clearing", "clearing_mechanism", "default_clear"]

@@ -1,12 +1,13 @@
 """Runs the off-chain workers (relayer, scheduler, settler, indexer), each on its own thread
 with its own node connection, until told to stop. A worker's error is logged and the worker
 carries on after a pause: a node restart or a busy database must not end the market."""
+
 from __future__ import annotations
 
 import logging
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from chain import Chain, ChainUnavailable
 from market import keypair
@@ -26,20 +27,39 @@ _POLL_S = {"relayer": 0.1, "scheduler": 0.5, "settler": 1.0, "indexer": 0.5}
 
 def build_worker(name: str, settings: Settings, data: DataDir, chain: Chain, **kwargs):
     if name == "relayer":
-        return Relayer(data, chain, keypair(settings.relayer_uri), batch=settings.relay_batch,
-                       in_flight=settings.relay_in_flight)
+        return Relayer(
+            data,
+            chain,
+            keypair(settings.relayer_uri),
+            batch=settings.relay_batch,
+            in_flight=settings.relay_in_flight,
+        )
     if name == "scheduler":
-        return Scheduler(data, chain, keypair(settings.operator_uri), mechanism=settings.mechanism,
-                         finality=settings.finality, **kwargs)
+        return Scheduler(
+            data,
+            chain,
+            keypair(settings.operator_uri),
+            mechanism=settings.mechanism,
+            finality=settings.finality,
+            **kwargs,
+        )
     if name == "settler":
-        return Settler(data, chain, keypair(settings.operator_uri), finality=settings.finality,
-                       max_wait_ms=settings.settle_max_wait_ms, min_delay_ms=settings.settle_min_delay_ms)
+        return Settler(
+            data,
+            chain,
+            keypair(settings.operator_uri),
+            finality=settings.finality,
+            max_wait_ms=settings.settle_max_wait_ms,
+            min_delay_ms=settings.settle_min_delay_ms,
+        )
     if name == "indexer":
         return Indexer(data, chain)
     raise ValueError(f"unknown worker {name!r}; expected one of {', '.join(WORKERS)}")
 
 
-def _loop(name: str, settings: Settings, stop: threading.Event, ready: Callable[[str], None], **kwargs) -> None:
+def _loop(
+    name: str, settings: Settings, stop: threading.Event, ready: Callable[[str], None], **kwargs
+) -> None:
     data = DataDir(settings.data_dir)
     chain = Chain(settings.node_url)
     worker = None
@@ -79,13 +99,22 @@ class Workers:
             self._ready.add(name)
         log.info("%s running", name)
 
-    def start(self) -> "Workers":
+    def start(self) -> Workers:
         # Build the stores once up front so their schemas exist before any reader opens them.
-        DataDir(self.settings.data_dir).ops(), DataDir(self.settings.data_dir).orders(), DataDir(self.settings.data_dir).index()
+        (
+            DataDir(self.settings.data_dir).ops(),
+            DataDir(self.settings.data_dir).orders(),
+            DataDir(self.settings.data_dir).index(),
+        )
         for name in self.names:
             kwargs = self.scheduler_kwargs if name == "scheduler" else {}
-            t = threading.Thread(target=_loop, args=(name, self.settings, self.stop_event, self._mark_ready),
-                                 kwargs=kwargs, name=f"wattchain-{name}", daemon=True)
+            t = threading.Thread(
+                target=_loop,
+                args=(name, self.settings, self.stop_event, self._mark_ready),
+                kwargs=kwargs,
+                name=f"wattchain-{name}",
+                daemon=True,
+            )
             t.start()
             self.threads.append(t)
         return self

@@ -1,5 +1,6 @@
 """SQLite connections (WAL mode), transactions, and the data folder's layout. The schemas are in
 store/schema.py."""
+
 from __future__ import annotations
 
 import os
@@ -12,8 +13,9 @@ from market import now_ms
 from .schema import INDEX_SCHEMA, OPS_SCHEMA, ORDERS_SCHEMA
 
 
-def connect(path: str | os.PathLike, schema: str, *, synchronous: str = "FULL",
-            readonly: bool = False) -> sqlite3.Connection:
+def connect(
+    path: str | os.PathLike, schema: str, *, synchronous: str = "FULL", readonly: bool = False
+) -> sqlite3.Connection:
     """A connection in WAL mode. synchronous=FULL makes every commit durable (fsync of the WAL)
     before it returns: what the order log needs before the API answers 202."""
     path = Path(path)
@@ -119,7 +121,11 @@ class DataDir:
                 setattr(self._local, name, None)
 
 
-def alert(conn: sqlite3.Connection, source: str, name: str, detail: str, interval: int | None = None) -> None:
+def alert(
+    conn: sqlite3.Connection, source: str, name: str, detail: str, interval: int | None = None
+) -> None:
     """Record an alert for the operator (the API lists them; logs carry them at ERROR)."""
-    conn.execute("INSERT INTO alerts (at_ms, source, interval, name, detail) VALUES (?, ?, ?, ?, ?)",
-                 (now_ms(), source, interval, name, detail))
+    conn.execute(
+        "INSERT INTO alerts (at_ms, source, interval, name, detail) VALUES (?, ?, ?, ?, ?)",
+        (now_ms(), source, interval, name, detail),
+    )

@@ -5,6 +5,7 @@ answers 202, and it leaves the log only by reaching the chain (`onchain`) or by 
 verdict (`rejected`, with the pallet's error). `(owner, client_order_id)` is unique, which makes
 a resubmission idempotent: the same order gets the first answer again, a different one a 409.
 """
+
 from __future__ import annotations
 
 import json
@@ -41,9 +42,16 @@ class LoggedOrder:
     received_ms: int
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row) -> "LoggedOrder":
-        return cls(row["seq"], row["owner"], OrderSpec(**json.loads(row["spec"])), row["signature"], row["status"],
-                   row["attempts"], row["received_ms"])
+    def from_row(cls, row: sqlite3.Row) -> LoggedOrder:
+        return cls(
+            row["seq"],
+            row["owner"],
+            OrderSpec(**json.loads(row["spec"])),
+            row["signature"],
+            row["status"],
+            row["attempts"],
+            row["received_ms"],
+        )
 
 
 @dataclass
@@ -64,8 +72,10 @@ class OrderLog:
     def append_order(self, owner: str, spec: OrderSpec, signature_hex: str) -> Appended:
         body = spec_json(spec)
         with transaction(self.conn) as c:
-            row = c.execute("SELECT seq, spec, response FROM orders WHERE owner = ? AND client_order_id = ?",
-                            (owner, str(spec.client_order_id))).fetchone()
+            row = c.execute(
+                "SELECT seq, spec, response FROM orders WHERE owner = ? AND client_order_id = ?",
+                (owner, str(spec.client_order_id)),
+            ).fetchone()
             if row is not None:
                 outcome = "same" if row["spec"] == body else "conflict"
                 return Appended(outcome, json.loads(row["response"]), row["seq"])
@@ -73,63 +83,105 @@ class OrderLog:
             cur = c.execute(
                 "INSERT INTO orders (owner, client_order_id, interval, side, spec, signature, received_ms, response,"
                 " status, updated_ms) VALUES (?, ?, ?, ?, ?, ?, ?, '{}', ?, ?)",
-                (owner, str(spec.client_order_id), spec.interval, spec.side, body, signature_hex, received, PENDING,
-                 received))
+                (
+                    owner,
+                    str(spec.client_order_id),
+                    spec.interval,
+                    spec.side,
+                    body,
+                    signature_hex,
+                    received,
+                    PENDING,
+                    received,
+                ),
+            )
             seq = cur.lastrowid
-            response = {"status": "accepted", "order_ref": f"{owner}/{spec.client_order_id}", "log_seq": seq,
-                        "owner": owner, "client_order_id": spec.client_order_id, "interval": spec.interval,
-                        "received_ms": received}
-            c.execute("UPDATE orders SET response = ? WHERE seq = ?", (json.dumps(response, sort_keys=True), seq))
+            response = {
+                "status": "accepted",
+                "order_ref": f"{owner}/{spec.client_order_id}",
+                "log_seq": seq,
+                "owner": owner,
+                "client_order_id": spec.client_order_id,
+                "interval": spec.interval,
+                "received_ms": received,
+            }
+            c.execute(
+                "UPDATE orders SET response = ? WHERE seq = ?",
+                (json.dumps(response, sort_keys=True), seq),
+            )
         # COMMIT has returned: with synchronous=FULL the entry is on disk.
         return Appended("new", response, seq)
 
     def append_cancel(self, owner: str, client_order_id: int, signature_hex: str) -> Appended:
         with transaction(self.conn) as c:
-            row = c.execute("SELECT seq, response FROM cancels WHERE owner = ? AND client_order_id = ?",
-                            (owner, str(client_order_id))).fetchone()
+            row = c.execute(
+                "SELECT seq, response FROM cancels WHERE owner = ? AND client_order_id = ?",
+                (owner, str(client_order_id)),
+            ).fetchone()
             if row is not None:
                 return Appended("same", json.loads(row["response"]), row["seq"])
             received = now_ms()
             cur = c.execute(
                 "INSERT INTO cancels (owner, client_order_id, signature, received_ms, response, status, updated_ms)"
                 " VALUES (?, ?, ?, ?, '{}', ?, ?)",
-                (owner, str(client_order_id), signature_hex, received, PENDING, received))
+                (owner, str(client_order_id), signature_hex, received, PENDING, received),
+            )
             seq = cur.lastrowid
-            response = {"status": "accepted", "order_ref": f"{owner}/{client_order_id}", "log_seq": seq,
-                        "owner": owner, "client_order_id": client_order_id, "received_ms": received}
-            c.execute("UPDATE cancels SET response = ? WHERE seq = ?", (json.dumps(response, sort_keys=True), seq))
+            response = {
+                "status": "accepted",
+                "order_ref": f"{owner}/{client_order_id}",
+                "log_seq": seq,
+                "owner": owner,
+                "client_order_id": client_order_id,
+                "received_ms": received,
+            }
+            c.execute(
+                "UPDATE cancels SET response = ? WHERE seq = ?",
+                (json.dumps(response, sort_keys=True), seq),
+            )
         return Appended("new", response, seq)
 
     def order(self, owner: str, client_order_id: int) -> sqlite3.Row | None:
-        return self.conn.execute("SELECT * FROM orders WHERE owner = ? AND client_order_id = ?",
-                                 (owner, str(client_order_id))).fetchone()
+        return self.conn.execute(
+            "SELECT * FROM orders WHERE owner = ? AND client_order_id = ?",
+            (owner, str(client_order_id)),
+        ).fetchone()
 
     def cancel(self, owner: str, client_order_id: int) -> sqlite3.Row | None:
-        return self.conn.execute("SELECT * FROM cancels WHERE owner = ? AND client_order_id = ?",
-                                 (owner, str(client_order_id))).fetchone()
+        return self.conn.execute(
+            "SELECT * FROM cancels WHERE owner = ? AND client_order_id = ?",
+            (owner, str(client_order_id)),
+        ).fetchone()
 
     def unsettled_bid_cost(self, owner: str) -> int:
         """Money units the owner's bids that are not on chain yet will hold once they are."""
         total = 0
-        for row in self.conn.execute("SELECT spec FROM orders WHERE owner = ? AND side = 'bid' AND status IN (?, ?)",
-                                     (owner, PENDING, SUBMITTED)):
+        for row in self.conn.execute(
+            "SELECT spec FROM orders WHERE owner = ? AND side = 'bid' AND status IN (?, ?)",
+            (owner, PENDING, SUBMITTED),
+        ):
             spec = json.loads(row["spec"])
             total += spec["price_ticks"] * spec["quantity_wh"]
         return total
 
     def interval_count(self, interval: int) -> int:
         """Orders logged for the interval that are not known to be refused."""
-        return self.conn.execute("SELECT count(*) FROM orders WHERE interval = ? AND status != ?",
-                                 (interval, REJECTED)).fetchone()[0]
+        return self.conn.execute(
+            "SELECT count(*) FROM orders WHERE interval = ? AND status != ?", (interval, REJECTED)
+        ).fetchone()[0]
 
     def counts(self) -> dict[str, int]:
-        return {row["status"]: row["n"] for row in
-                self.conn.execute("SELECT status, count(*) AS n FROM orders GROUP BY status")}
+        return {
+            row["status"]: row["n"]
+            for row in self.conn.execute("SELECT status, count(*) AS n FROM orders GROUP BY status")
+        }
 
     # -- the relayer's side -----------------------------------------------------------------
     def pending_orders(self, limit: int, *, exclude: set[int] = frozenset()) -> list[LoggedOrder]:
-        rows = self.conn.execute("SELECT * FROM orders WHERE status = ? ORDER BY seq LIMIT ?",
-                                 (PENDING, limit + len(exclude))).fetchall()
+        rows = self.conn.execute(
+            "SELECT * FROM orders WHERE status = ? ORDER BY seq LIMIT ?",
+            (PENDING, limit + len(exclude)),
+        ).fetchall()
         return [LoggedOrder.from_row(r) for r in rows if r["seq"] not in exclude][:limit]
 
     def pending_cancels(self, limit: int, *, exclude: set[int] = frozenset()) -> list[LoggedCancel]:
@@ -138,43 +190,73 @@ class OrderLog:
         rows = self.conn.execute(
             "SELECT c.* FROM cancels c LEFT JOIN orders o ON o.owner = c.owner AND o.client_order_id = c.client_order_id"
             " WHERE c.status = ? AND (o.seq IS NULL OR o.status IN (?, ?)) ORDER BY c.seq LIMIT ?",
-            (PENDING, ONCHAIN, REJECTED, limit + len(exclude))).fetchall()
-        return [LoggedCancel(r["seq"], r["owner"], int(r["client_order_id"]), r["signature"], r["status"],
-                             r["attempts"]) for r in rows if r["seq"] not in exclude][:limit]
+            (PENDING, ONCHAIN, REJECTED, limit + len(exclude)),
+        ).fetchall()
+        return [
+            LoggedCancel(
+                r["seq"],
+                r["owner"],
+                int(r["client_order_id"]),
+                r["signature"],
+                r["status"],
+                r["attempts"],
+            )
+            for r in rows
+            if r["seq"] not in exclude
+        ][:limit]
 
     def submitted(self, table: str) -> list[sqlite3.Row]:
-        return self.conn.execute(f"SELECT * FROM {_table(table)} WHERE status = ? ORDER BY seq",
-                                 (SUBMITTED,)).fetchall()
+        return self.conn.execute(
+            f"SELECT * FROM {_table(table)} WHERE status = ? ORDER BY seq", (SUBMITTED,)
+        ).fetchall()
 
     def mark_submitted(self, table: str, seqs: list[int], tx_hash: str) -> None:
         with transaction(self.conn) as c:
-            c.executemany(f"UPDATE {_table(table)} SET status = ?, tx_hash = ?, updated_ms = ? WHERE seq = ?",
-                          [(SUBMITTED, tx_hash, now_ms(), s) for s in seqs])
+            c.executemany(
+                f"UPDATE {_table(table)} SET status = ?, tx_hash = ?, updated_ms = ? WHERE seq = ?",
+                [(SUBMITTED, tx_hash, now_ms(), s) for s in seqs],
+            )
 
-    def mark_onchain(self, table: str, items: list[tuple[int, int | None]], block_hash: str | None,
-                     block_number: int | None) -> None:
+    def mark_onchain(
+        self,
+        table: str,
+        items: list[tuple[int, int | None]],
+        block_hash: str | None,
+        block_number: int | None,
+    ) -> None:
         """items: (seq, chain order id or None)."""
         with transaction(self.conn) as c:
             if table == "orders":
-                c.executemany("UPDATE orders SET status = ?, order_id = ?, block_hash = ?, block_number = ?,"
-                              " error = NULL, updated_ms = ? WHERE seq = ?",
-                              [(ONCHAIN, oid, block_hash, block_number, now_ms(), s) for s, oid in items])
+                c.executemany(
+                    "UPDATE orders SET status = ?, order_id = ?, block_hash = ?, block_number = ?,"
+                    " error = NULL, updated_ms = ? WHERE seq = ?",
+                    [(ONCHAIN, oid, block_hash, block_number, now_ms(), s) for s, oid in items],
+                )
             else:
-                c.executemany("UPDATE cancels SET status = ?, block_hash = ?, block_number = ?, error = NULL,"
-                              " updated_ms = ? WHERE seq = ?",
-                              [(ONCHAIN, block_hash, block_number, now_ms(), s) for s, _ in items])
+                c.executemany(
+                    "UPDATE cancels SET status = ?, block_hash = ?, block_number = ?, error = NULL,"
+                    " updated_ms = ? WHERE seq = ?",
+                    [(ONCHAIN, block_hash, block_number, now_ms(), s) for s, _ in items],
+                )
 
     def mark_rejected(self, table: str, seq: int, error: str) -> None:
         with transaction(self.conn) as c:
-            c.execute(f"UPDATE {_table(table)} SET status = ?, error = ?, updated_ms = ? WHERE seq = ?",
-                      (REJECTED, error, now_ms(), seq))
+            c.execute(
+                f"UPDATE {_table(table)} SET status = ?, error = ?, updated_ms = ? WHERE seq = ?",
+                (REJECTED, error, now_ms(), seq),
+            )
 
-    def back_to_pending(self, table: str, seqs: list[int], *, solo: bool, error: str | None = None) -> None:
+    def back_to_pending(
+        self, table: str, seqs: list[int], *, solo: bool, error: str | None = None
+    ) -> None:
         """Return entries to the queue; `solo` marks them to go one per extrinsic next time
         (their batch failed as a whole, so one of them is bad and must be found)."""
         with transaction(self.conn) as c:
-            c.executemany(f"UPDATE {_table(table)} SET status = ?, attempts = attempts + ?, error = ?, updated_ms = ?"
-                          " WHERE seq = ?", [(PENDING, 1 if solo else 0, error, now_ms(), s) for s in seqs])
+            c.executemany(
+                f"UPDATE {_table(table)} SET status = ?, attempts = attempts + ?, error = ?, updated_ms = ?"
+                " WHERE seq = ?",
+                [(PENDING, 1 if solo else 0, error, now_ms(), s) for s in seqs],
+            )
 
 
 def _table(name: str) -> str:
@@ -183,5 +265,14 @@ def _table(name: str) -> str:
     return name
 
 
-__all__ = ["Appended", "LoggedCancel", "LoggedOrder", "OrderLog", "ONCHAIN", "PENDING", "REJECTED", "SUBMITTED",
-           "spec_json"]
+__all__ = [
+    "Appended",
+    "LoggedCancel",
+    "LoggedOrder",
+    "OrderLog",
+    "ONCHAIN",
+    "PENDING",
+    "REJECTED",
+    "SUBMITTED",
+    "spec_json",
+]

@@ -1,6 +1,7 @@
 """The meter-reading ingest's durable queue (ingest.db): a reading is in it before anything is
 sent, keyed by (meter, counter) so a reading can be queued twice but sent once; and the
 anomalies ingest found, with the meter each site has."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -60,37 +61,55 @@ class ReadingQueue:
         cur = self.db.execute(
             "INSERT OR IGNORE INTO readings (meter, counter, interval, import_wh, export_wh, signature, site,"
             " queued_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (r.meter, r.counter, r.interval, r.import_wh, r.export_wh, r.signature, site, now_ms()))
+            (r.meter, r.counter, r.interval, r.import_wh, r.export_wh, r.signature, site, now_ms()),
+        )
         return cur.rowcount == 1
 
     def last(self, meter: str) -> QueuedReading | None:
         row = self.db.execute(
             "SELECT meter, counter, interval, import_wh, export_wh, signature, site, status FROM readings"
-            " WHERE meter = ? AND status != 'rejected' ORDER BY counter DESC LIMIT 1", (meter,)).fetchone()
+            " WHERE meter = ? AND status != 'rejected' ORDER BY counter DESC LIMIT 1",
+            (meter,),
+        ).fetchone()
         return QueuedReading(*row) if row else None
 
     def pending(self) -> list[QueuedReading]:
         rows = self.db.execute(
             "SELECT meter, counter, interval, import_wh, export_wh, signature, site, status FROM readings"
-            " WHERE status = 'pending' ORDER BY meter, counter").fetchall()
+            " WHERE status = 'pending' ORDER BY meter, counter"
+        ).fetchall()
         return [QueuedReading(*row) for row in rows]
 
-    def mark(self, meter: str, counter: int, status: str, *, error: str | None = None,
-             block: int | None = None) -> None:
-        self.db.execute("UPDATE readings SET status = ?, error = ?, block = ? WHERE meter = ? AND counter = ?",
-                        (status, error, block, meter, counter))
+    def mark(
+        self,
+        meter: str,
+        counter: int,
+        status: str,
+        *,
+        error: str | None = None,
+        block: int | None = None,
+    ) -> None:
+        self.db.execute(
+            "UPDATE readings SET status = ?, error = ?, block = ? WHERE meter = ? AND counter = ?",
+            (status, error, block, meter, counter),
+        )
 
     def counts(self) -> dict[str, int]:
-        return dict(self.db.execute("SELECT status, COUNT(*) FROM readings GROUP BY status").fetchall())
+        return dict(
+            self.db.execute("SELECT status, COUNT(*) FROM readings GROUP BY status").fetchall()
+        )
 
     def record(self, a: Anomaly) -> None:
-        self.db.execute("INSERT INTO anomalies (site, meter, interval, kind, detail, at_ms) VALUES (?, ?, ?, ?, ?, ?)",
-                        (a.site, a.meter, a.interval, a.kind, a.detail, a.at_ms))
+        self.db.execute(
+            "INSERT INTO anomalies (site, meter, interval, kind, detail, at_ms) VALUES (?, ?, ?, ?, ?, ?)",
+            (a.site, a.meter, a.interval, a.kind, a.detail, a.at_ms),
+        )
 
     def anomalies(self, kind: str | None = None) -> list[Anomaly]:
         sql = "SELECT site, meter, interval, kind, detail, at_ms FROM anomalies"
-        rows = self.db.execute(sql + (" WHERE kind = ?" if kind else "") + " ORDER BY id",
-                               (kind,) if kind else ()).fetchall()
+        rows = self.db.execute(
+            sql + (" WHERE kind = ?" if kind else "") + " ORDER BY id", (kind,) if kind else ()
+        ).fetchall()
         return [Anomaly(*row) for row in rows]
 
     def site_meter(self, site: str) -> str | None:

@@ -8,6 +8,7 @@
 - ingest.db: the meter-reading ingest's durable queue of signed readings, its anomalies and
   which meter each site has.
 """
+
 from __future__ import annotations
 
 ORDERS_SCHEMA = """

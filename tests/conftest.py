@@ -1,5 +1,6 @@
 """Shared fixtures: free loopback ports and a real wattchain-node (from WATTCHAIN_NODE, or the
 path `make node` builds to), started by the tests themselves on free ports."""
+
 from __future__ import annotations
 
 import os
@@ -37,7 +38,9 @@ def start_node(node_binary, tmp_path_factory):
 
     def start(base_path=None, **kwargs) -> DevNode:
         logs = tmp_path_factory.mktemp("node-logs")
-        node = DevNode(node_binary, base_path=base_path, log_path=logs / "node.log", **kwargs).start()
+        node = DevNode(
+            node_binary, base_path=base_path, log_path=logs / "node.log", **kwargs
+        ).start()
         nodes.append(node)
         return node
 
@@ -71,4 +74,6 @@ def pytest_collection_modifyitems(config, items):
 
 def pytest_configure(config):
     # Child processes (API, workers) import the packages from this checkout.
-    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p)
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p
+    )

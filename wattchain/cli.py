@@ -11,6 +11,7 @@
 Every command that takes settings also reads `--config FILE` (TOML) and WATTCHAIN_* variables
 (market/settings.py).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,24 +34,44 @@ if _ROOT not in sys.path:
 
 
 def _common(p: argparse.ArgumentParser, *, node: bool = True) -> None:
-    p.add_argument("--config", type=Path, default=None, help="settings file, TOML (default: WATTCHAIN_CONFIG)")
-    p.add_argument("--data", type=Path, default=None, help="data folder (default: ./data or WATTCHAIN_DATA_DIR)")
+    p.add_argument(
+        "--config", type=Path, default=None, help="settings file, TOML (default: WATTCHAIN_CONFIG)"
+    )
+    p.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help="data folder (default: ./data or WATTCHAIN_DATA_DIR)",
+    )
     if node:
-        p.add_argument("--node", default=None, help="node WebSocket URL (default ws://127.0.0.1:9944)")
+        p.add_argument(
+            "--node", default=None, help="node WebSocket URL (default ws://127.0.0.1:9944)"
+        )
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
 
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="wattchain", description="WattChain: a peer-to-peer electricity market")
+    top = argparse.ArgumentParser(
+        prog="wattchain", description="WattChain: a peer-to-peer electricity market"
+    )
     sub = top.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("demo", help="start a dev node, the API, the workers and simulated sites; trade N intervals")
+    p = sub.add_parser(
+        "demo", help="start a dev node, the API, the workers and simulated sites; trade N intervals"
+    )
     p.add_argument("--intervals", type=int, default=3)
     p.add_argument("--json", action="store_true", help="one JSON object per interval on stdout")
-    p.add_argument("--data", type=Path, default=None, help="data folder (default: data/demo-<time>)")
+    p.add_argument(
+        "--data", type=Path, default=None, help="data folder (default: data/demo-<time>)"
+    )
     p.add_argument("--prosumers", type=int, default=2)
     p.add_argument("--consumers", type=int, default=3)
-    p.add_argument("--speed", type=float, default=45.0, help="simulated seconds per wall-clock second at the sites")
+    p.add_argument(
+        "--speed",
+        type=float,
+        default=45.0,
+        help="simulated seconds per wall-clock second at the sites",
+    )
     p.add_argument("-v", "--verbose", action="store_true")
 
     p = sub.add_parser("run", help="node (unless --node) + API + workers, until Ctrl-C")
@@ -58,7 +79,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=None, help="API port (default 8000)")
 
     p = sub.add_parser("node", help="run a dev node in the foreground")
-    p.add_argument("--data", type=Path, default=None, help="keep the chain in DATA/chain (default: --tmp)")
+    p.add_argument(
+        "--data", type=Path, default=None, help="keep the chain in DATA/chain (default: --tmp)"
+    )
     p.add_argument("--rpc-port", type=int, default=9944)
     p.add_argument("-v", "--verbose", action="store_true")
 
@@ -69,16 +92,26 @@ def parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("workers", help="run the off-chain workers")
     _common(p)
-    p.add_argument("--only", default=None, help="comma-separated subset of relayer,scheduler,settler,indexer")
+    p.add_argument(
+        "--only", default=None, help="comma-separated subset of relayer,scheduler,settler,indexer"
+    )
     p.add_argument("--mechanism", default=None, choices=["uniform", "pay-as-bid", "zonal"])
 
-    p = sub.add_parser("ingest", help="read the meters every interval, sign and submit their readings")
+    p = sub.add_parser(
+        "ingest", help="read the meters every interval, sign and submit their readings"
+    )
     _common(p)
-    p.add_argument("--sites", type=Path, default=None,
-                   help="JSON: {\"sites\": [{name, model, host, port, key_uri, device_id?, rated_power_w?}]}")
+    p.add_argument(
+        "--sites",
+        type=Path,
+        default=None,
+        help='JSON: {"sites": [{name, model, host, port, key_uri, device_id?, rated_power_w?}]}',
+    )
     p.add_argument("--intervals", type=int, default=None, help="stop after this many intervals")
 
-    p = sub.add_parser("report", help="print the clearing house's report for settled intervals (JSON)")
+    p = sub.add_parser(
+        "report", help="print the clearing house's report for settled intervals (JSON)"
+    )
     _common(p, node=False)
     p.add_argument("--from", dest="from_interval", type=int, required=True)
     p.add_argument("--to", dest="to_interval", type=int, required=True)
@@ -87,13 +120,20 @@ def parser() -> argparse.ArgumentParser:
 
 
 def _settings(args, **extra) -> Settings:
-    return Settings.from_env(getattr(args, "config", None), data_dir=getattr(args, "data", None),
-                             node_url=getattr(args, "node", None), **extra)
+    return Settings.from_env(
+        getattr(args, "config", None),
+        data_dir=getattr(args, "data", None),
+        node_url=getattr(args, "node", None),
+        **extra,
+    )
 
 
 def _logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
     if not verbose:
         for noisy in ("websocket", "substrateinterface", "httpx", "pymodbus"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -102,6 +142,7 @@ def _logging(verbose: bool) -> None:
 def _terminate_on_sigterm() -> None:
     def handler(signum, frame):
         raise KeyboardInterrupt
+
     signal.signal(signal.SIGTERM, handler)
 
 
@@ -113,8 +154,14 @@ def cmd_demo(args) -> int:
         print("--intervals must be at least 1", file=sys.stderr)
         return 2
     _terminate_on_sigterm()
-    return run_demo(args.intervals, args.data, as_json=args.json, prosumers=args.prosumers,
-                    consumers=args.consumers, speed=args.speed)
+    return run_demo(
+        args.intervals,
+        args.data,
+        as_json=args.json,
+        prosumers=args.prosumers,
+        consumers=args.consumers,
+        speed=args.speed,
+    )
 
 
 def cmd_node(args) -> int:
@@ -122,8 +169,12 @@ def cmd_node(args) -> int:
 
     _terminate_on_sigterm()
     binary = find_binary() or build_binary()
-    node = DevNode(binary, base_path=(args.data / "chain") if args.data else None, rpc_port=args.rpc_port,
-                   log_path=(args.data / "logs" / "node.log") if args.data else None)
+    node = DevNode(
+        binary,
+        base_path=(args.data / "chain") if args.data else None,
+        rpc_port=args.rpc_port,
+        log_path=(args.data / "logs" / "node.log") if args.data else None,
+    )
     node.start()
     print(f"wattchain-node --dev at {node.url} (Ctrl-C stops it)", file=sys.stderr, flush=True)
     try:
@@ -153,8 +204,9 @@ def cmd_workers(args) -> int:
     settings = _settings(args, mechanism=args.mechanism)
     names = tuple(n.strip() for n in args.only.split(",")) if args.only else WORKERS
     workers = Workers(settings, names).start()
-    logging.getLogger("wattchain").info("workers %s on %s, data %s", ",".join(names), settings.node_url,
-                                        settings.data_dir)
+    logging.getLogger("wattchain").info(
+        "workers %s on %s, data %s", ",".join(names), settings.node_url, settings.data_dir
+    )
     workers.run_forever()
     return 0
 
@@ -172,15 +224,22 @@ def cmd_run(args) -> int:
     try:
         node_url = args.node
         if node_url is None:
-            node = DevNode(find_binary() or build_binary(), base_path=data / "chain", log_path=logs / "node.log").start()
+            node = DevNode(
+                find_binary() or build_binary(),
+                base_path=data / "chain",
+                log_path=logs / "node.log",
+            ).start()
             node_url = node.url
             print(f"[run] node at {node_url}", file=sys.stderr, flush=True)
         children.append(start_workers(data, node_url, logs / "workers.log"))
         api = start_api(data, node_url, settings.api_port, logs / "api.log")
         children.append(api)
         wait_http(f"http://127.0.0.1:{settings.api_port}/health", 90, api)
-        print(f"[run] API and web page at http://127.0.0.1:{settings.api_port}/ ; logs in {logs}; Ctrl-C stops",
-              file=sys.stderr, flush=True)
+        print(
+            f"[run] API and web page at http://127.0.0.1:{settings.api_port}/ ; logs in {logs}; Ctrl-C stops",
+            file=sys.stderr,
+            flush=True,
+        )
         while all(c.alive() for c in children):
             time.sleep(0.5)
         print("[run] a part exited; stopping", file=sys.stderr)
@@ -211,8 +270,12 @@ def cmd_ingest(args) -> int:
     except (OSError, ValueError, KeyError) as exc:
         print(f"error: {settings.meter_sites}: {exc}", file=sys.stderr)
         return 2
-    ingest = Ingest(Chain(settings.node_url).connect(), sites, Path(settings.data_dir) / "ingest",
-                    submitter_uri=settings.meter_submitter_uri)
+    ingest = Ingest(
+        Chain(settings.node_url).connect(),
+        sites,
+        Path(settings.data_dir) / "ingest",
+        submitter_uri=settings.meter_submitter_uri,
+    )
     try:
         asyncio.run(ingest.run(intervals=args.intervals))
     except KeyboardInterrupt:
@@ -226,13 +289,22 @@ def cmd_report(args) -> int:
     from store import DataDir, report_from_index
 
     settings = _settings(args)
-    report = report_from_index(DataDir(settings.data_dir).index(), args.from_interval, args.to_interval, args.account)
+    report = report_from_index(
+        DataDir(settings.data_dir).index(), args.from_interval, args.to_interval, args.account
+    )
     print(json.dumps(report, indent=2))
     return 0 if report["balanced"] else 1
 
 
-COMMANDS = {"demo": cmd_demo, "run": cmd_run, "node": cmd_node, "api": cmd_api, "workers": cmd_workers,
-            "ingest": cmd_ingest, "report": cmd_report}
+COMMANDS = {
+    "demo": cmd_demo,
+    "run": cmd_run,
+    "node": cmd_node,
+    "api": cmd_api,
+    "workers": cmd_workers,
+    "ingest": cmd_ingest,
+    "report": cmd_report,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

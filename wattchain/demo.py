@@ -4,6 +4,7 @@ The operator (Alice) registers the sites and accredits their meters; each site's
 offers through the API client; the scheduler clears each interval at gate closure, the sites'
 meters report after it ends, the settler settles it. One line per interval goes to stdout
 (JSON with --json); progress goes to stderr; everything stays in the data folder."""
+
 from __future__ import annotations
 
 import asyncio
@@ -33,8 +34,19 @@ def default_data_dir() -> Path:
 
 
 class Demo:
-    def __init__(self, intervals: int, data_dir: Path, *, as_json: bool = False, prosumers: int = 2,
-                 consumers: int = 3, speed: float = 45.0, start_hour: float = 15.0, out=sys.stdout, err=sys.stderr):
+    def __init__(
+        self,
+        intervals: int,
+        data_dir: Path,
+        *,
+        as_json: bool = False,
+        prosumers: int = 2,
+        consumers: int = 3,
+        speed: float = 45.0,
+        start_hour: float = 15.0,
+        out=sys.stdout,
+        err=sys.stderr,
+    ):
         self.intervals = intervals
         self.data_dir = Path(data_dir).resolve()
         self.as_json = as_json
@@ -68,7 +80,9 @@ class Demo:
         if binary is None:
             binary = build_binary(self.err)
         self.say(f"starting {binary.name} (dev chain in {self.data_dir / 'chain'})")
-        self.node = DevNode(binary, base_path=self.data_dir / "chain", log_path=logs / "node.log").start()
+        self.node = DevNode(
+            binary, base_path=self.data_dir / "chain", log_path=logs / "node.log"
+        ).start()
         self.say(f"node up at {self.node.url}")
         port = free_port()
         self.settings = Settings(data_dir=self.data_dir, node_url=self.node.url, api_port=port)
@@ -80,18 +94,29 @@ class Demo:
         self.chain = Chain(self.node.url).connect()
         for site in self.sites:
             site.start(self.speed, self.start_hour)
-        self.say(f"{len(self.sites)} simulated sites on Modbus: "
-                 + ", ".join(f"{s.name}@{s.simulator.port}" for s in self.sites))
-        register_sites(self.chain, keypair(self.settings.operator_uri), self.sites, speed=self.speed,
-                       fund_units=1_000 * UNITS_PER_BRL)
+        self.say(
+            f"{len(self.sites)} simulated sites on Modbus: "
+            + ", ".join(f"{s.name}@{s.simulator.port}" for s in self.sites)
+        )
+        register_sites(
+            self.chain,
+            keypair(self.settings.operator_uri),
+            self.sites,
+            speed=self.speed,
+            fund_units=1_000 * UNITS_PER_BRL,
+        )
         self.say("operator registered the participants and accredited their meters")
         self._start_ingest()
 
     def _start_ingest(self) -> None:
         """The ingest worker reads the simulated meters at each interval's end and sends their
         signed readings (the first one is each meter's baseline)."""
-        ingest = Ingest(Chain(self.node.url).connect(), [s.meter_site(self.speed) for s in self.sites],
-                        self.data_dir / "ingest", submitter_uri=self.settings.meter_submitter_uri)
+        ingest = Ingest(
+            Chain(self.node.url).connect(),
+            [s.meter_site(self.speed) for s in self.sites],
+            self.data_dir / "ingest",
+            submitter_uri=self.settings.meter_submitter_uri,
+        )
         started = threading.Event()
 
         async def main() -> None:
@@ -137,11 +162,15 @@ class Demo:
         margin = self.settings.order_margin_ms + 1_000
         first = params.first_open_interval(now_ms(), margin)
         last = first + self.intervals - 1
-        span = (f"{interval_clock(first, params.interval_ms, self.settings.timezone).split('–')[0]}–"
-                f"{interval_clock(last, params.interval_ms, self.settings.timezone).split('–')[1]}")
-        self.say(f"trading intervals {first}..{last}, {span} {self.settings.timezone} ({params.interval_ms // 1000} s each, gate "
-                 f"{params.gate_closure_ms // 1000} s before start); first gate closes in "
-                 f"{(params.gate_closure(first) - now_ms()) / 1000:.0f} s")
+        span = (
+            f"{interval_clock(first, params.interval_ms, self.settings.timezone).split('–')[0]}–"
+            f"{interval_clock(last, params.interval_ms, self.settings.timezone).split('–')[1]}"
+        )
+        self.say(
+            f"trading intervals {first}..{last}, {span} {self.settings.timezone} ({params.interval_ms // 1000} s each, gate "
+            f"{params.gate_closure_ms // 1000} s before start); first gate closes in "
+            f"{(params.gate_closure(first) - now_ms()) / 1000:.0f} s"
+        )
         agents = [Agent(site, params, self.speed, seed=site.seed) for site in self.sites]
         placed: dict[int, int] = {}
         printed: set[int] = set()
@@ -159,7 +188,9 @@ class Demo:
         client.close()
         self._wait_for_index(last)
         if len(printed) < self.intervals:
-            self.say(f"only {len(printed)} of {self.intervals} intervals settled in time; see {self.data_dir / 'logs'}")
+            self.say(
+                f"only {len(printed)} of {self.intervals} intervals settled in time; see {self.data_dir / 'logs'}"
+            )
             return 1
         return 0 if all(r["settlement"]["balanced"] for r in self.results) else 1
 
@@ -169,7 +200,9 @@ class Demo:
         index = DataDir(self.data_dir).index()
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if index.execute("SELECT 1 FROM intervals_settled WHERE interval = ?", (last,)).fetchone():
+            if index.execute(
+                "SELECT 1 FROM intervals_settled WHERE interval = ?", (last,)
+            ).fetchone():
                 return
             time.sleep(0.5)
         self.say(f"the index has not reached the settlement of interval {last} yet")
@@ -183,8 +216,15 @@ class Demo:
                 continue
             side, quantity, price = order
             try:
-                client.place_order(agent.site.account, side, quantity_wh=quantity, price_ticks=price, interval=interval,
-                                   zone=agent.site.zone, source=agent.site.source)
+                client.place_order(
+                    agent.site.account,
+                    side,
+                    quantity_wh=quantity,
+                    price_ticks=price,
+                    interval=interval,
+                    zone=agent.site.zone,
+                    source=agent.site.source,
+                )
                 sent += 1
             except OrderRefused as exc:
                 self.say(f"{agent.site.name}: order refused: {exc}")
@@ -198,39 +238,61 @@ class Demo:
         clearing = chain.clearing(interval)
         report = chain.settlement_report(interval)
         db = DataDir(self.data_dir).ops()
-        attempt = db.execute("SELECT block_hash, extrinsic_index, commit_latency_ms FROM clearing_attempts WHERE"
-                             " interval = ? AND state = 'committed' ORDER BY id DESC LIMIT 1", (interval,)).fetchone()
+        attempt = db.execute(
+            "SELECT block_hash, extrinsic_index, commit_latency_ms FROM clearing_attempts WHERE"
+            " interval = ? AND state = 'committed' ORDER BY id DESC LIMIT 1",
+            (interval,),
+        ).fetchone()
         settled_block = chain.settled_at(interval)
-        price = clearing.zone_prices[0][1] if clearing and clearing.mechanism == "uniform" and clearing.zone_prices else None
+        price = (
+            clearing.zone_prices[0][1]
+            if clearing and clearing.mechanism == "uniform" and clearing.zone_prices
+            else None
+        )
         totals = report["totals"]
         clock = interval_clock(interval, self.params.interval_ms, self.settings.timezone)
         result = {
-            "interval": interval, "clock": clock, "orders": orders, "orders_placed_via_api": placed,
-            "volume_wh": clearing.volume_wh if clearing else 0, "price": price,
+            "interval": interval,
+            "clock": clock,
+            "orders": orders,
+            "orders_placed_via_api": placed,
+            "volume_wh": clearing.volume_wh if clearing else 0,
+            "price": price,
             "matches": clearing.match_count if clearing else 0,
             "block": clearing.block_number if clearing else None,
             "block_hash": attempt["block_hash"] if attempt else None,
             "extrinsic_index": attempt["extrinsic_index"] if attempt else None,
             "commit_latency_ms": attempt["commit_latency_ms"] if attempt else None,
-            "settlement": {"block": settled_block, "participants": len(report["parties"]) - 1,
-                           "shortfall_wh": totals["shortfall_wh"], "surplus_wh": totals["surplus_wh"],
-                           "money_sum_units": totals["net_money"], "money_sum_brl": totals["net_money_brl"],
-                           "energy_sum_wh": totals["energy_position_wh"], "balanced": report["balanced"]},
+            "settlement": {
+                "block": settled_block,
+                "participants": len(report["parties"]) - 1,
+                "shortfall_wh": totals["shortfall_wh"],
+                "surplus_wh": totals["surplus_wh"],
+                "money_sum_units": totals["net_money"],
+                "money_sum_brl": totals["net_money_brl"],
+                "energy_sum_wh": totals["energy_position_wh"],
+                "balanced": report["balanced"],
+            },
         }
         self.results.append(result)
         if self.as_json:
             print(json.dumps(result, separators=(",", ":")), file=self.out, flush=True)
         else:
             s = result["settlement"]
-            print(f"interval {interval} ({clock}): {orders} orders, cleared {result['volume_wh']} Wh at "
-                  f"{price if price is not None else '-'} ticks/kWh in block #{result['block']} | settled in block "
-                  f"#{s['block']}: {s['participants']} participants, utility shortfall {s['shortfall_wh']} Wh, "
-                  f"surplus {s['surplus_wh']} Wh, money sum {s['money_sum_brl']} BRL, energy sum "
-                  f"{s['energy_sum_wh']} Wh, {'balanced' if s['balanced'] else 'NOT BALANCED'}",
-                  file=self.out, flush=True)
+            print(
+                f"interval {interval} ({clock}): {orders} orders, cleared {result['volume_wh']} Wh at "
+                f"{price if price is not None else '-'} ticks/kWh in block #{result['block']} | settled in block "
+                f"#{s['block']}: {s['participants']} participants, utility shortfall {s['shortfall_wh']} Wh, "
+                f"surplus {s['surplus_wh']} Wh, money sum {s['money_sum_brl']} BRL, energy sum "
+                f"{s['energy_sum_wh']} Wh, {'balanced' if s['balanced'] else 'NOT BALANCED'}",
+                file=self.out,
+                flush=True,
+            )
 
 
-def run_demo(intervals: int, data_dir: Path | None = None, *, as_json: bool = False, **kwargs) -> int:
+def run_demo(
+    intervals: int, data_dir: Path | None = None, *, as_json: bool = False, **kwargs
+) -> int:
     return Demo(intervals, data_dir or default_data_dir(), as_json=as_json, **kwargs).run()
 
 

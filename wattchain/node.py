@@ -1,5 +1,6 @@
 """Starting a dev node: where the binary is (WATTCHAIN_NODE, or what `make node` builds), free
 loopback ports, and a child process that is waited for until its RPC answers."""
+
 from __future__ import annotations
 
 import os
@@ -12,7 +13,10 @@ import time
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_BINARY = Path(os.environ.get("CARGO_TARGET_DIR", Path.home() / ".cache/wattchain/target")) / "debug/wattchain-node"
+DEFAULT_BINARY = (
+    Path(os.environ.get("CARGO_TARGET_DIR", Path.home() / ".cache/wattchain/target"))
+    / "debug/wattchain-node"
+)
 
 
 def free_port() -> int:
@@ -37,8 +41,14 @@ def build_binary(out=sys.stderr) -> Path:
     """Run `make node` (its progress goes to `out`); the last line it prints is the binary."""
     if not (REPO_ROOT / "Makefile").is_file():
         raise RuntimeError("no wattchain-node binary: set WATTCHAIN_NODE to one")
-    print("[wattchain] no node binary yet: running `make node` (a cold build takes a while)", file=out, flush=True)
-    proc = subprocess.run(["make", "-s", "node"], cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=out, text=True)
+    print(
+        "[wattchain] no node binary yet: running `make node` (a cold build takes a while)",
+        file=out,
+        flush=True,
+    )
+    proc = subprocess.run(
+        ["make", "-s", "node"], cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=out, text=True
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"`make node` failed with exit code {proc.returncode}")
     lines = [line for line in proc.stdout.splitlines() if line.strip()]
@@ -54,12 +64,20 @@ class DevNode:
     base_path=None runs with --tmp (a fresh chain every start); with a base path the chain
     survives restarts (stop() then start() again)."""
 
-    def __init__(self, binary: str | os.PathLike | None = None, *, base_path: str | os.PathLike | None = None,
-                 rpc_port: int | None = None, log_path: str | os.PathLike | None = None,
-                 extra_args: list[str] | None = None):
+    def __init__(
+        self,
+        binary: str | os.PathLike | None = None,
+        *,
+        base_path: str | os.PathLike | None = None,
+        rpc_port: int | None = None,
+        log_path: str | os.PathLike | None = None,
+        extra_args: list[str] | None = None,
+    ):
         found = Path(binary) if binary else find_binary()
         if found is None or not found.is_file():
-            raise FileNotFoundError(f"wattchain-node not found ({binary or os.environ.get('WATTCHAIN_NODE') or DEFAULT_BINARY})")
+            raise FileNotFoundError(
+                f"wattchain-node not found ({binary or os.environ.get('WATTCHAIN_NODE') or DEFAULT_BINARY})"
+            )
         self.binary = found
         self.base_path = Path(base_path) if base_path else None
         self.rpc_port = rpc_port or free_port()
@@ -75,21 +93,33 @@ class DevNode:
         return f"ws://127.0.0.1:{self.rpc_port}"
 
     def command(self) -> list[str]:
-        cmd = [str(self.binary), "--dev", "--rpc-port", str(self.rpc_port), "--prometheus-port",
-               str(self.prometheus_port), "--port", str(self.p2p_port), "--no-mdns", "--no-telemetry",
-               "--rpc-max-connections", "1000"]
+        cmd = [
+            str(self.binary),
+            "--dev",
+            "--rpc-port",
+            str(self.rpc_port),
+            "--prometheus-port",
+            str(self.prometheus_port),
+            "--port",
+            str(self.p2p_port),
+            "--no-mdns",
+            "--no-telemetry",
+            "--rpc-max-connections",
+            "1000",
+        ]
         cmd += ["--base-path", str(self.base_path)] if self.base_path else ["--tmp"]
         return cmd + self.extra_args
 
-    def start(self, timeout_s: float = 120.0) -> "DevNode":
+    def start(self, timeout_s: float = 120.0) -> DevNode:
         if self.log_path:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             self._log_file = open(self.log_path, "ab")
             out = self._log_file
         else:
             out = subprocess.DEVNULL
-        self.process = subprocess.Popen(self.command(), stdout=out, stderr=subprocess.STDOUT,
-                                        start_new_session=True)
+        self.process = subprocess.Popen(
+            self.command(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
         self.wait_ready(timeout_s)
         return self
 
@@ -100,8 +130,10 @@ class DevNode:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
-                raise RuntimeError(f"wattchain-node exited with {self.process.returncode}"
-                                   + (f"; see {self.log_path}" if self.log_path else ""))
+                raise RuntimeError(
+                    f"wattchain-node exited with {self.process.returncode}"
+                    + (f"; see {self.log_path}" if self.log_path else "")
+                )
             try:
                 with socket.create_connection(("127.0.0.1", self.rpc_port), timeout=0.5):
                     pass
@@ -138,7 +170,7 @@ class DevNode:
     def kill(self) -> None:
         self.stop(signal.SIGKILL)
 
-    def __enter__(self) -> "DevNode":
+    def __enter__(self) -> DevNode:
         return self.start() if self.process is None else self
 
     def __exit__(self, *exc) -> None:

@@ -1,5 +1,6 @@
 """Starting the parts as child processes (`wattchain run`, `wattchain demo`, the tests): the API
 and the workers, each its own process so one can die (kill -9) without the other."""
+
 from __future__ import annotations
 
 import os
@@ -29,12 +30,17 @@ class Child:
         self.log_path = Path(log_path)
         self.process: subprocess.Popen | None = None
 
-    def start(self) -> "Child":
+    def start(self) -> Child:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
-        self.process = subprocess.Popen([sys.executable, "-m", "wattchain.cli", *self.args], stdout=log,
-                                        stderr=subprocess.STDOUT, env=_env(), cwd=str(REPO_ROOT),
-                                        start_new_session=True)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "wattchain.cli", *self.args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=_env(),
+            cwd=str(REPO_ROOT),
+            start_new_session=True,
+        )
         log.close()
         return self
 
@@ -65,13 +71,21 @@ class Child:
             self.process.wait(5)
 
 
-def start_api(data_dir: Path, node_url: str, port: int, log_path: Path, *, extra: list[str] | None = None) -> Child:
-    return Child(["api", "--data", str(data_dir), "--node", node_url, "--port", str(port), *(extra or [])],
-                 log_path).start()
+def start_api(
+    data_dir: Path, node_url: str, port: int, log_path: Path, *, extra: list[str] | None = None
+) -> Child:
+    return Child(
+        ["api", "--data", str(data_dir), "--node", node_url, "--port", str(port), *(extra or [])],
+        log_path,
+    ).start()
 
 
-def start_workers(data_dir: Path, node_url: str, log_path: Path, *, extra: list[str] | None = None) -> Child:
-    return Child(["workers", "--data", str(data_dir), "--node", node_url, *(extra or [])], log_path).start()
+def start_workers(
+    data_dir: Path, node_url: str, log_path: Path, *, extra: list[str] | None = None
+) -> Child:
+    return Child(
+        ["workers", "--data", str(data_dir), "--node", node_url, *(extra or [])], log_path
+    ).start()
 
 
 def wait_http(url: str, timeout_s: float = 60.0, child: Child | None = None) -> None:

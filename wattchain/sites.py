@@ -11,6 +11,7 @@ Time runs `speed` times faster at the sites than on the wall clock, so one 20 s 
 interval is a quarter of an hour of solar and load; meters are accredited with their
 nameplate power times `speed`, so the pallet's plausibility check still applies.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -56,13 +57,26 @@ class Site:
         return min(2**32 - 1, int(self.nameplate_w * 1.5 * speed))
 
     def start(self, speed: float, start_hour: float) -> None:
-        self.simulator = start_simulator(0, MODEL, self.kind, speed, start_hour=start_hour, seed=self.seed,
-                                         rated_power_w=self.nameplate_w)
+        self.simulator = start_simulator(
+            0,
+            MODEL,
+            self.kind,
+            speed,
+            start_hour=start_hour,
+            seed=self.seed,
+            rated_power_w=self.nameplate_w,
+        )
 
     def meter_site(self, speed: float) -> MeterSite:
         """The site as the ingest worker knows it."""
-        return MeterSite(name=self.name, model=MODEL, host=self.simulator.host, port=self.simulator.port,
-                         key_uri=self.meter_uri, rated_power_w=self.rated_power_w(speed))
+        return MeterSite(
+            name=self.name,
+            model=MODEL,
+            host=self.simulator.host,
+            port=self.simulator.port,
+            key_uri=self.meter_uri,
+            rated_power_w=self.rated_power_w(speed),
+        )
 
     def stop(self) -> None:
         if self.simulator is not None:
@@ -79,9 +93,17 @@ def make_sites(prosumers: int, consumers: int, *, zones: int = 1, seed: int = 7)
     for i in range(prosumers + consumers):
         kind = "prosumer" if i < prosumers else "consumer"
         name = f"{kind}-{i + 1}"
-        sites.append(Site(name=name, kind=kind, account=keypair(f"//WattChain/{name}"),
-                          meter_key=MeterKey.from_uri(f"//WattChain/meter/{kind}-{i + 1}"), zone=i % zones,
-                          nameplate_w=5_000 if kind == "prosumer" else 8_000, seed=seed + i))
+        sites.append(
+            Site(
+                name=name,
+                kind=kind,
+                account=keypair(f"//WattChain/{name}"),
+                meter_key=MeterKey.from_uri(f"//WattChain/meter/{kind}-{i + 1}"),
+                zone=i % zones,
+                nameplate_w=5_000 if kind == "prosumer" else 8_000,
+                seed=seed + i,
+            )
+        )
     return sites
 
 
@@ -110,13 +132,27 @@ class Agent:
         return side, min(energy_wh, self.params.max_quantity_wh), price
 
 
-def register_sites(chain: Chain, operator: Keypair, sites: list[Site], *, speed: float, fund_units: int) -> None:
+def register_sites(
+    chain: Chain, operator: Keypair, sites: list[Site], *, speed: float, fund_units: int
+) -> None:
     """The operator registers each site's account, accredits its meter and funds the account.
     Time runs `speed` times faster at the site: so does the energy per interval."""
-    onboard(chain, operator, [
-        Newcomer(site.account.ss58_address, site.zone, fund_units, meter=site.meter_key.public_key_hex,
-                 source="solar" if site.kind == "prosumer" else "grid_mix", rated_power_w=site.rated_power_w(speed))
-        for site in sites], timeout_s=90)
+    onboard(
+        chain,
+        operator,
+        [
+            Newcomer(
+                site.account.ss58_address,
+                site.zone,
+                fund_units,
+                meter=site.meter_key.public_key_hex,
+                source="solar" if site.kind == "prosumer" else "grid_mix",
+                rated_power_w=site.rated_power_w(speed),
+            )
+            for site in sites
+        ],
+        timeout_s=90,
+    )
 
 
 __all__ = ["Agent", "Site", "make_sites", "register_sites"]

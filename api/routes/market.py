@@ -1,5 +1,6 @@
 """The market as a client needs it before placing an order: genesis hash (signed messages bind
 it), parameters, the current and next open interval; and the operator's alerts."""
+
 from __future__ import annotations
 
 from fastapi import APIRouter
@@ -27,12 +28,20 @@ def get_market(chain: ChainDep, index: IndexDep, settings: SettingsDep) -> Marke
     row = index.execute("SELECT value FROM meta WHERE key = 'last_block'").fetchone()
     dist = index.execute("SELECT account FROM roles WHERE role = 'distributor'").fetchone()
     return MarketPublic(
-        genesis_hash="0x" + chain.genesis_hash.hex(), params=params.as_dict(), now_ms=now,
-        current_interval=params.interval_at(now), next_open_interval=nxt, next_gate_closure_ms=params.gate_closure(nxt),
-        order_margin_ms=settings.order_margin_ms, max_intervals_ahead=chain.max_intervals_ahead,
-        best_block=heads.get("best_block"), finalized_block=heads.get("finalized_block"),
-        indexed_block=int(row["value"]) if row else None, distributor=dist["account"] if dist else None,
-        timezone=settings.timezone)
+        genesis_hash="0x" + chain.genesis_hash.hex(),
+        params=params.as_dict(),
+        now_ms=now,
+        current_interval=params.interval_at(now),
+        next_open_interval=nxt,
+        next_gate_closure_ms=params.gate_closure(nxt),
+        order_margin_ms=settings.order_margin_ms,
+        max_intervals_ahead=chain.max_intervals_ahead,
+        best_block=heads.get("best_block"),
+        finalized_block=heads.get("finalized_block"),
+        indexed_block=int(row["value"]) if row else None,
+        distributor=dist["account"] if dist else None,
+        timezone=settings.timezone,
+    )
 
 
 @router.get("/health", operation_id="get_health")
@@ -41,10 +50,14 @@ def get_health() -> dict:
 
 
 @router.get("/alerts", operation_id="list_alerts", response_model=Page[AlertPublic])
-def list_alerts(ops: OpsDep, limit: LimitQuery = 50, cursor: CursorQuery = None) -> Page[AlertPublic]:
+def list_alerts(
+    ops: OpsDep, limit: LimitQuery = 50, cursor: CursorQuery = None
+) -> Page[AlertPublic]:
     """What the workers raised for the operator (rejected clearings, missing readings, ...), newest first."""
     key = decode_cursor(cursor, 1)
-    rows = ops.execute("SELECT * FROM alerts WHERE id < ? ORDER BY id DESC LIMIT ?",
-                       (key[0] if key else 2**62, limit + 1)).fetchall()
+    rows = ops.execute(
+        "SELECT * FROM alerts WHERE id < ? ORDER BY id DESC LIMIT ?",
+        (key[0] if key else 2**62, limit + 1),
+    ).fetchall()
     rows, nxt = page(rows, limit, lambda r: [r["id"]])
     return Page[AlertPublic](items=[AlertPublic(**dict(r)) for r in rows], next_cursor=nxt)

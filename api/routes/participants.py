@@ -1,5 +1,6 @@
 """Participants: registration and meters, orders, positions (what each interval's clearing
 gave them), settlement lines, and balances (money and energy tokens, live from the chain)."""
+
 from __future__ import annotations
 
 from fastapi import APIRouter, Query
@@ -28,22 +29,39 @@ def account_param(account: str) -> str:
     try:
         return ss58(public_key(account))
     except (ValueError, TypeError):
-        raise APIError(400, "InvalidAccount", f"{account!r} is not an SS58 address or 32-byte public key") from None
+        raise APIError(
+            400, "InvalidAccount", f"{account!r} is not an SS58 address or 32-byte public key"
+        ) from None
 
 
-@router.get("/{account}", operation_id="get_participant", response_model=ParticipantPublic, responses=_ERR)
+@router.get(
+    "/{account}", operation_id="get_participant", response_model=ParticipantPublic, responses=_ERR
+)
 def get_participant(account: str, index: IndexDep, chain: ChainDep) -> ParticipantPublic:
     account = account_param(account)
     zone = chain.zone_of(account)
-    meters = [r["meter"] for r in index.execute("SELECT meter FROM meters WHERE owner = ? AND revoked = 0 ORDER BY meter",
-                                               (account,))]
+    meters = [
+        r["meter"]
+        for r in index.execute(
+            "SELECT meter FROM meters WHERE owner = ? AND revoked = 0 ORDER BY meter", (account,)
+        )
+    ]
     return ParticipantPublic(account=account, zone=zone, registered=zone is not None, meters=meters)
 
 
-@router.get("/{account}/orders", operation_id="list_participant_orders", response_model=Page[BookOrder],
-            responses=_ERR)
-def list_participant_orders(account: str, index: IndexDep, interval: int | None = Query(None),
-                            limit: LimitQuery = 50, cursor: CursorQuery = None) -> Page[BookOrder]:
+@router.get(
+    "/{account}/orders",
+    operation_id="list_participant_orders",
+    response_model=Page[BookOrder],
+    responses=_ERR,
+)
+def list_participant_orders(
+    account: str,
+    index: IndexDep,
+    interval: int | None = Query(None),
+    limit: LimitQuery = 50,
+    cursor: CursorQuery = None,
+) -> Page[BookOrder]:
     """The participant's orders on chain, newest first."""
     account = account_param(account)
     key = decode_cursor(cursor, 1)
@@ -51,19 +69,41 @@ def list_participant_orders(account: str, index: IndexDep, interval: int | None 
     if interval is not None:
         where.append("interval = ?")
         args.append(interval)
-    rows = index.execute(f"SELECT * FROM orders WHERE {' AND '.join(where)} ORDER BY order_id DESC LIMIT ?",
-                         (*args, limit + 1)).fetchall()
+    rows = index.execute(
+        f"SELECT * FROM orders WHERE {' AND '.join(where)} ORDER BY order_id DESC LIMIT ?",
+        (*args, limit + 1),
+    ).fetchall()
     rows, nxt = page(rows, limit, lambda r: [r["order_id"]])
-    return Page[BookOrder](items=[BookOrder(order_id=r["order_id"], owner=r["owner"], client_order_id=int(r["client_order_id"]),
-                                            side=r["side"], quantity_wh=r["quantity_wh"], price_ticks=r["price_ticks"],
-                                            zone=r["zone"], source=r["source"],
-                                            renewable_only=None if r["renewable_only"] is None else bool(r["renewable_only"]),
-                                            status=r["status"], filled_wh=r["filled_wh"]) for r in rows],
-                           next_cursor=nxt)
+    return Page[BookOrder](
+        items=[
+            BookOrder(
+                order_id=r["order_id"],
+                owner=r["owner"],
+                client_order_id=int(r["client_order_id"]),
+                side=r["side"],
+                quantity_wh=r["quantity_wh"],
+                price_ticks=r["price_ticks"],
+                zone=r["zone"],
+                source=r["source"],
+                renewable_only=None if r["renewable_only"] is None else bool(r["renewable_only"]),
+                status=r["status"],
+                filled_wh=r["filled_wh"],
+            )
+            for r in rows
+        ],
+        next_cursor=nxt,
+    )
 
 
-@router.get("/{account}/positions", operation_id="list_positions", response_model=Page[PositionPublic], responses=_ERR)
-def list_positions(account: str, index: IndexDep, limit: LimitQuery = 50, cursor: CursorQuery = None) -> Page[PositionPublic]:
+@router.get(
+    "/{account}/positions",
+    operation_id="list_positions",
+    response_model=Page[PositionPublic],
+    responses=_ERR,
+)
+def list_positions(
+    account: str, index: IndexDep, limit: LimitQuery = 50, cursor: CursorQuery = None
+) -> Page[PositionPublic]:
     """Per cleared interval: energy bought and sold and the money paid and received for it."""
     account = account_param(account)
     key = decode_cursor(cursor, 1)
@@ -75,34 +115,69 @@ def list_positions(account: str, index: IndexDep, limit: LimitQuery = 50, cursor
         " SUM(CASE WHEN seller = :a THEN quantity_wh * seller_price ELSE 0 END) AS received"
         " FROM trades WHERE (buyer = :a OR seller = :a) AND interval < :before GROUP BY interval"
         " ORDER BY interval DESC LIMIT :limit",
-        {"a": account, "before": key[0] if key else 2**62, "limit": limit + 1}).fetchall()
+        {"a": account, "before": key[0] if key else 2**62, "limit": limit + 1},
+    ).fetchall()
     rows, nxt = page(rows, limit, lambda r: [r["interval"]])
-    return Page[PositionPublic](items=[PositionPublic(interval=r["interval"], bought_wh=r["bought"], sold_wh=r["sold"],
-                                                      net_wh=r["bought"] - r["sold"], paid=r["paid"], received=r["received"],
-                                                      paid_brl=units_to_brl(r["paid"]),
-                                                      received_brl=units_to_brl(r["received"])) for r in rows],
-                                next_cursor=nxt)
+    return Page[PositionPublic](
+        items=[
+            PositionPublic(
+                interval=r["interval"],
+                bought_wh=r["bought"],
+                sold_wh=r["sold"],
+                net_wh=r["bought"] - r["sold"],
+                paid=r["paid"],
+                received=r["received"],
+                paid_brl=units_to_brl(r["paid"]),
+                received_brl=units_to_brl(r["received"]),
+            )
+            for r in rows
+        ],
+        next_cursor=nxt,
+    )
 
 
-@router.get("/{account}/settlements", operation_id="list_settlements", response_model=Page[SettlementPublic],
-            responses=_ERR)
-def list_settlements(account: str, index: IndexDep, limit: LimitQuery = 50,
-                     cursor: CursorQuery = None) -> Page[SettlementPublic]:
+@router.get(
+    "/{account}/settlements",
+    operation_id="list_settlements",
+    response_model=Page[SettlementPublic],
+    responses=_ERR,
+)
+def list_settlements(
+    account: str, index: IndexDep, limit: LimitQuery = 50, cursor: CursorQuery = None
+) -> Page[SettlementPublic]:
     """The participant's settlement lines, latest interval first."""
     account = account_param(account)
     key = decode_cursor(cursor, 1)
-    rows = index.execute("SELECT * FROM settlements WHERE account = ? AND interval < ? ORDER BY interval DESC LIMIT ?",
-                         (account, key[0] if key else 2**62, limit + 1)).fetchall()
+    rows = index.execute(
+        "SELECT * FROM settlements WHERE account = ? AND interval < ? ORDER BY interval DESC LIMIT ?",
+        (account, key[0] if key else 2**62, limit + 1),
+    ).fetchall()
     rows, nxt = page(rows, limit, lambda r: [r["interval"]])
-    return Page[SettlementPublic](items=[SettlementPublic(interval=r["interval"], account=r["account"],
-                                                          contracted_wh=r["contracted_wh"], metered_wh=r["metered_wh"],
-                                                          imbalance_wh=r["imbalance_wh"], amount=int(r["amount"]),
-                                                          amount_brl=units_to_brl(int(r["amount"])),
-                                                          block_number=r["block_number"], block_hash=r["block_hash"])
-                                         for r in rows], next_cursor=nxt)
+    return Page[SettlementPublic](
+        items=[
+            SettlementPublic(
+                interval=r["interval"],
+                account=r["account"],
+                contracted_wh=r["contracted_wh"],
+                metered_wh=r["metered_wh"],
+                imbalance_wh=r["imbalance_wh"],
+                amount=int(r["amount"]),
+                amount_brl=units_to_brl(int(r["amount"])),
+                block_number=r["block_number"],
+                block_hash=r["block_hash"],
+            )
+            for r in rows
+        ],
+        next_cursor=nxt,
+    )
 
 
-@router.get("/{account}/balances", operation_id="get_balances", response_model=BalancesPublic, responses=_ERR)
+@router.get(
+    "/{account}/balances",
+    operation_id="get_balances",
+    response_model=BalancesPublic,
+    responses=_ERR,
+)
 def get_balances(account: str, chain: ChainDep, orders: OrderLogDep) -> BalancesPublic:
     """Money (free and held by bids) and energy tokens, read from the chain's best block."""
     account = account_param(account)
@@ -111,6 +186,12 @@ def get_balances(account: str, chain: ChainDep, orders: OrderLogDep) -> Balances
         energy = chain.energy_balance(account)
     except ChainUnavailable as exc:
         raise APIError(503, "ChainUnavailable", str(exc)) from None
-    return BalancesPublic(account=account, free=balance.free, held=balance.reserved, free_brl=units_to_brl(balance.free),
-                          held_brl=units_to_brl(balance.reserved), energy_wh=energy,
-                          pending_bid_hold=orders.unsettled_bid_cost(account))
+    return BalancesPublic(
+        account=account,
+        free=balance.free,
+        held=balance.reserved,
+        free_brl=units_to_brl(balance.free),
+        held_brl=units_to_brl(balance.reserved),
+        energy_wh=energy,
+        pending_bid_hold=orders.unsettled_bid_cost(account),
+    )

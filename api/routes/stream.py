@@ -3,6 +3,7 @@
 `GET /stream` sends `event: clearing` and `event: settlement` messages whose `id` is the
 index's event sequence number; a reconnecting client's Last-Event-ID (or ?after=) resumes
 exactly after the last message it got. Without either, the stream starts with new events."""
+
 from __future__ import annotations
 
 import asyncio
@@ -25,27 +26,53 @@ KEEPALIVE_S = 15.0
 def _message(conn, row) -> dict:
     data = json.loads(row["data"])
     interval = int(data["interval"])
-    base = {"interval": interval, "block_number": row["block_number"], "block_hash": row["block_hash"],
-            "extrinsic_index": row["extrinsic_index"]}
+    base = {
+        "interval": interval,
+        "block_number": row["block_number"],
+        "block_hash": row["block_hash"],
+        "extrinsic_index": row["extrinsic_index"],
+    }
     if row["name"] == "ClearingAccepted":
-        prices = [{"zone": int(p["zone"]), "price": int(p["price"])} for p in (data.get("zone_prices") or [])]
+        prices = [
+            {"zone": int(p["zone"]), "price": int(p["price"])}
+            for p in (data.get("zone_prices") or [])
+        ]
         mechanism = from_chain_name(data["mechanism"])
-        base.update(mechanism=mechanism, volume_wh=int(data["volume_wh"]), matches=int(data["matches"]),
-                    zone_prices=prices, price=prices[0]["price"] if mechanism == "uniform" and prices else None,
-                    grid_fees_paid=int(data["grid_fees_paid"]))
+        base.update(
+            mechanism=mechanism,
+            volume_wh=int(data["volume_wh"]),
+            matches=int(data["matches"]),
+            zone_prices=prices,
+            price=prices[0]["price"] if mechanism == "uniform" and prices else None,
+            grid_fees_paid=int(data["grid_fees_paid"]),
+        )
     else:
         report = report_from_index(conn, interval, interval)
-        base.update(participants=int(data["participants"]), shortfall_wh=int(data["shortfall_wh"]),
-                    surplus_wh=int(data["surplus_wh"]), balanced=report["balanced"], totals=report["totals"])
+        base.update(
+            participants=int(data["participants"]),
+            shortfall_wh=int(data["shortfall_wh"]),
+            surplus_wh=int(data["surplus_wh"]),
+            balanced=report["balanced"],
+            totals=report["totals"],
+        )
     return base
 
 
-@router.get("/stream", operation_id="stream_events", response_class=StreamingResponse,
-            responses={200: {"content": {"text/event-stream": {}}}})
-async def stream_events(request: Request, after: int | None = Query(None, ge=0, description="Resume after this id"),
-                        last_event_id: str | None = Header(None)) -> StreamingResponse:
+@router.get(
+    "/stream",
+    operation_id="stream_events",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
+async def stream_events(
+    request: Request,
+    after: int | None = Query(None, ge=0, description="Resume after this id"),
+    last_event_id: str | None = Header(None),
+) -> StreamingResponse:
     """Clearings and settlements, live (text/event-stream)."""
-    conn = connect(request.app.state.data.index_path, INDEX_SCHEMA, synchronous="NORMAL", readonly=True)
+    conn = connect(
+        request.app.state.data.index_path, INDEX_SCHEMA, synchronous="NORMAL", readonly=True
+    )
     names = tuple(KINDS)
     marks = ",".join("?" * len(names))
     if after is None and last_event_id and last_event_id.isdigit():
@@ -60,8 +87,10 @@ async def stream_events(request: Request, after: int | None = Query(None, ge=0, 
         try:
             yield "retry: 2000\n\n"
             while not await request.is_disconnected():
-                rows = conn.execute(f"SELECT * FROM events WHERE seq > ? AND name IN ({marks}) ORDER BY seq LIMIT 100",
-                                    (cursor, *names)).fetchall()
+                rows = conn.execute(
+                    f"SELECT * FROM events WHERE seq > ? AND name IN ({marks}) ORDER BY seq LIMIT 100",
+                    (cursor, *names),
+                ).fetchall()
                 for row in rows:
                     cursor = row["seq"]
                     payload = json.dumps(_message(conn, row), separators=(",", ":"))
@@ -75,5 +104,8 @@ async def stream_events(request: Request, after: int | None = Query(None, ge=0, 
         finally:
             conn.close()
 
-    return StreamingResponse(messages(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return StreamingResponse(
+        messages(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )

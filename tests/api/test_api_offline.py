@@ -1,6 +1,7 @@
 """The API's order entry and listings against a stand-in for the chain view (no node): every
 rejection reason gets its 4xx, idempotency by client_order_id, cursor pagination. The same
 paths run against a real node in tests/e2e."""
+
 from __future__ import annotations
 
 import time
@@ -16,8 +17,15 @@ from market.settings import Settings
 from store import DataDir, transaction
 
 GENESIS = bytes(range(32))
-PARAMS = MarketParams(interval_ms=20_000, gate_closure_ms=10_000, min_price_ticks=1, max_price_ticks=10_000,
-                      max_quantity_wh=1_000_000, utility_tariff_ticks=95, feed_in_ticks=30)
+PARAMS = MarketParams(
+    interval_ms=20_000,
+    gate_closure_ms=10_000,
+    min_price_ticks=1,
+    max_price_ticks=10_000,
+    max_quantity_wh=1_000_000,
+    utility_tariff_ticks=95,
+    feed_in_ticks=30,
+)
 BOB, CHARLIE, DAVE = dev_keypair("Bob"), dev_keypair("Charlie"), dev_keypair("Dave")
 
 
@@ -61,7 +69,14 @@ def open_interval() -> int:
 
 
 def body(signer=BOB, **kw):
-    spec = dict(client_order_id=1, interval=open_interval(), side="bid", quantity_wh=1_000, price_ticks=80, zone=0)
+    spec = dict(
+        client_order_id=1,
+        interval=open_interval(),
+        side="bid",
+        quantity_wh=1_000,
+        price_ticks=80,
+        zone=0,
+    )
     spec.update(kw)
     return order_body(signer, GENESIS, OrderSpec(**spec))
 
@@ -77,7 +92,9 @@ def test_place_order_and_replay(api):
     clash = api.post("/orders", json=body(quantity_wh=999))
     assert clash.status_code == 409 and clash.json()["error"] == "ClientOrderIdReused"
     got = api.get(f"/orders/{BOB.ss58_address}/1").json()
-    assert got["relay_status"] == "pending" and got["quantity_wh"] == 1_000 and got["status"] is None
+    assert (
+        got["relay_status"] == "pending" and got["quantity_wh"] == 1_000 and got["status"] is None
+    )
 
 
 def error_of(response):
@@ -103,9 +120,13 @@ def test_every_rejection_reason_has_its_4xx(api):
         (422, "InvalidEnergyConstraint"): body(side="offer", source="solar", renewable_only=True),
         (422, "GateClosed"): body(interval=PARAMS.interval_at(time.time_ns() // 1_000_000)),
         (422, "IntervalTooFarAhead"): body(interval=k + 50),
-        (422, "InsufficientBalance"): body(signer=CHARLIE, zone=1, quantity_wh=10_000, price_ticks=80),
+        (422, "InsufficientBalance"): body(
+            signer=CHARLIE, zone=1, quantity_wh=10_000, price_ticks=80
+        ),
         (422, "InvalidRequest"): {**body(), "quantity_wh": 1.5},
-        (422, "InvalidRequest") + ("missing",): {k2: v for k2, v in body().items() if k2 != "price_ticks"},
+        (422, "InvalidRequest") + ("missing",): {
+            k2: v for k2, v in body().items() if k2 != "price_ticks"
+        },
         (422, "InvalidRequest") + ("extra",): {**body(), "colour": "green"},
         (422, "InvalidRequest") + ("side",): {**body(), "side": "buy"},
     }
@@ -122,7 +143,12 @@ def test_interval_cap(tmp_path):
         for i in range(2):
             assert api.post("/orders", json=body(client_order_id=i)).status_code == 202
         assert error_of(api.post("/orders", json=body(client_order_id=5))) == (422, "IntervalFull")
-        assert api.post("/orders", json=body(client_order_id=6, interval=open_interval() + 1)).status_code == 202
+        assert (
+            api.post(
+                "/orders", json=body(client_order_id=6, interval=open_interval() + 1)
+            ).status_code
+            == 202
+        )
 
 
 def test_bids_waiting_for_relay_count_against_funds(api):
@@ -130,19 +156,30 @@ def test_bids_waiting_for_relay_count_against_funds(api):
     assert api.post("/orders", json=body(CHARLIE, zone=1, price_ticks=60)).status_code == 202
     second = api.post("/orders", json=body(CHARLIE, client_order_id=2, zone=1, price_ticks=60))
     assert error_of(second) == (422, "InsufficientBalance")
-    offer = api.post("/orders", json=body(CHARLIE, client_order_id=3, zone=1, side="offer", source="wind"))
+    offer = api.post(
+        "/orders", json=body(CHARLIE, client_order_id=3, zone=1, side="offer", source="wind")
+    )
     assert offer.status_code == 202  # offers hold nothing
 
 
 def test_cancel(api):
     assert api.post("/orders", json=body()).status_code == 202
-    bad = api.request("DELETE", f"/orders/{BOB.ss58_address}/1", json=cancel_body(CHARLIE, GENESIS, 1))
+    bad = api.request(
+        "DELETE", f"/orders/{BOB.ss58_address}/1", json=cancel_body(CHARLIE, GENESIS, 1)
+    )
     assert error_of(bad) == (400, "BadSignature")
-    unknown = api.request("DELETE", f"/orders/{BOB.ss58_address}/77", json=cancel_body(BOB, GENESIS, 77))
+    unknown = api.request(
+        "DELETE", f"/orders/{BOB.ss58_address}/77", json=cancel_body(BOB, GENESIS, 77)
+    )
     assert error_of(unknown) == (404, "UnknownOrder")
     ok = api.request("DELETE", f"/orders/{BOB.ss58_address}/1", json=cancel_body(BOB, GENESIS, 1))
     assert ok.status_code == 202
-    assert api.request("DELETE", f"/orders/{BOB.ss58_address}/1", json=cancel_body(BOB, GENESIS, 1)).json() == ok.json()
+    assert (
+        api.request(
+            "DELETE", f"/orders/{BOB.ss58_address}/1", json=cancel_body(BOB, GENESIS, 1)
+        ).json()
+        == ok.json()
+    )
     assert api.get(f"/orders/{BOB.ss58_address}/1").json()["cancel_status"] == "pending"
 
 
@@ -150,17 +187,31 @@ def _index_orders(data: DataDir, interval: int, n: int) -> None:
     with transaction(data.index()) as c:
         for i in range(n):
             side = "bid" if i % 2 == 0 else "offer"
-            c.execute("INSERT INTO orders (order_id, owner, client_order_id, interval, side, quantity_wh, price_ticks,"
-                      " zone, source, renewable_only, status, placed_block) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0,"
-                      " 'open', 1)", (i, BOB.ss58_address, str(i), interval, side, 100 + i, 50 + i % 7, i % 2,
-                                      "grid_mix" if side == "bid" else "solar"))
+            c.execute(
+                "INSERT INTO orders (order_id, owner, client_order_id, interval, side, quantity_wh, price_ticks,"
+                " zone, source, renewable_only, status, placed_block) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0,"
+                " 'open', 1)",
+                (
+                    i,
+                    BOB.ss58_address,
+                    str(i),
+                    interval,
+                    side,
+                    100 + i,
+                    50 + i % 7,
+                    i % 2,
+                    "grid_mix" if side == "bid" else "solar",
+                ),
+            )
 
 
 def test_book_pagination_and_levels(api, tmp_path):
     _index_orders(DataDir(tmp_path), 5, 23)
     seen, cursor = [], None
     while True:
-        page = api.get("/intervals/5/book", params={"limit": 4, **({"cursor": cursor} if cursor else {})}).json()
+        page = api.get(
+            "/intervals/5/book", params={"limit": 4, **({"cursor": cursor} if cursor else {})}
+        ).json()
         seen += page["items"]
         cursor = page["next_cursor"]
         if not cursor:
@@ -169,11 +220,17 @@ def test_book_pagination_and_levels(api, tmp_path):
     bids = [o for o in seen if o["side"] == "bid"]
     offers = [o for o in seen if o["side"] == "offer"]
     assert seen == bids + offers
-    assert [o["price_ticks"] for o in bids] == sorted((o["price_ticks"] for o in bids), reverse=True)
+    assert [o["price_ticks"] for o in bids] == sorted(
+        (o["price_ticks"] for o in bids), reverse=True
+    )
     assert [o["price_ticks"] for o in offers] == sorted(o["price_ticks"] for o in offers)
     full = api.get("/intervals/5/book", params={"zone": 1}).json()
-    assert all(o["zone"] == 1 for o in full["items"]) and full["bids"] == []  # odd ids are offers in zone 1
-    assert sum(level["quantity_wh"] for level in full["offers"]) == sum(100 + i for i in range(1, 23, 2))
+    assert (
+        all(o["zone"] == 1 for o in full["items"]) and full["bids"] == []
+    )  # odd ids are offers in zone 1
+    assert sum(level["quantity_wh"] for level in full["offers"]) == sum(
+        100 + i for i in range(1, 23, 2)
+    )
     assert api.get("/intervals/5/book", params={"cursor": "garbage!"}).status_code == 400
 
 
@@ -183,6 +240,12 @@ def test_not_found_and_listings(api):
     assert api.get("/clearings").json() == {"items": [], "next_cursor": None}
     assert error_of(api.get("/participants/xyz/balances")) == (400, "InvalidAccount")
     balances = api.get(f"/participants/{BOB.ss58_address}/balances").json()
-    assert balances["free"] == 10**9 and balances["energy_wh"] == 1234 and balances["free_brl"] == "10000.00000"
+    assert (
+        balances["free"] == 10**9
+        and balances["energy_wh"] == 1234
+        and balances["free_brl"] == "10000.00000"
+    )
     assert api.get("/").status_code == 200 and "WattChain" in api.get("/").text
-    assert api.get("/openapi.json").json()["paths"]["/orders"]["post"]["operationId"] == "place_order"
+    assert (
+        api.get("/openapi.json").json()["paths"]["/orders"]["post"]["operationId"] == "place_order"
+    )

@@ -1,4 +1,5 @@
 """Helpers for the tests that run against a real node."""
+
 from __future__ import annotations
 
 import time
@@ -21,16 +22,35 @@ def wait_until(predicate, timeout_s: float, what: str, poll_s: float = 0.25):
         time.sleep(poll_s)
 
 
-def setup_participants(chain: Chain, uris: list[str], zone: int = 0, fund_brl: int = 1_000,
-                       meters: dict[str, str] | None = None, rated_power_w: int = 0) -> None:
+def setup_participants(
+    chain: Chain,
+    uris: list[str],
+    zone: int = 0,
+    fund_brl: int = 1_000,
+    meters: dict[str, str] | None = None,
+    rated_power_w: int = 0,
+) -> None:
     """Register (zone), fund and accredit meters (owner uri -> meter public key hex), as the operator."""
     meters = meters or {}
-    onboard(chain, keypair(OPERATOR), [
-        Newcomer(keypair(uri).ss58_address, zone, fund_brl * UNITS_PER_BRL, meter=meters.get(uri),
-                 rated_power_w=rated_power_w) for uri in uris])
+    onboard(
+        chain,
+        keypair(OPERATOR),
+        [
+            Newcomer(
+                keypair(uri).ss58_address,
+                zone,
+                fund_brl * UNITS_PER_BRL,
+                meter=meters.get(uri),
+                rated_power_w=rated_power_w,
+            )
+            for uri in uris
+        ],
+    )
 
 
-def wait_for_gate(chain: Chain, interval: int, *, finalized: bool = True, timeout_s: float = 60) -> str:
+def wait_for_gate(
+    chain: Chain, interval: int, *, finalized: bool = True, timeout_s: float = 60
+) -> str:
     """Until a (finalized) block's timestamp has passed the interval's gate closure; returns that block's hash."""
     gate = chain.market_params().gate_closure(interval)
 

@@ -1,6 +1,7 @@
 """The chain client against a real dev node: metadata names, SCALE of OrderSpec with the node's own
 metadata, an order signed and submitted by its owner (storage + OrderPlaced), relayed orders,
 pallet errors by name, back-to-back nonces, reconnecting after a node restart."""
+
 from __future__ import annotations
 
 import pytest
@@ -25,11 +26,30 @@ def next_interval(chain, market, ahead: int = 1) -> int:
 def test_metadata_names(chain):
     pallet = chain.substrate.metadata.get_metadata_pallet(PALLET)
     calls = {c.name for c in pallet.calls}
-    assert {"place_order", "place_orders_relayed", "cancel_order", "cancel_orders_relayed", "submit_clearing",
-            "submit_reading", "settle_interval", "register_participant", "accredit_meter"} <= calls
+    assert {
+        "place_order",
+        "place_orders_relayed",
+        "cancel_order",
+        "cancel_orders_relayed",
+        "submit_clearing",
+        "submit_reading",
+        "settle_interval",
+        "register_participant",
+        "accredit_meter",
+    } <= calls
     storage = {s.name for s in pallet.storage}
-    assert {"Orders", "IntervalOrders", "Clearings", "ClearingMatches", "ClearingPrices", "Params", "Settlements",
-            "EnergyBalance", "Metered", "ClientOrders"} <= storage
+    assert {
+        "Orders",
+        "IntervalOrders",
+        "Clearings",
+        "ClearingMatches",
+        "ClearingPrices",
+        "Params",
+        "Settlements",
+        "EnergyBalance",
+        "Metered",
+        "ClientOrders",
+    } <= storage
     assert chain.market_operator() == dev_keypair("Alice").ss58_address
     assert chain.distributor() == dev_keypair("Ferdie").ss58_address
     params = chain.market_params()
@@ -37,15 +57,22 @@ def test_metadata_names(chain):
 
 
 def test_order_spec_scale_matches_the_nodes_metadata(chain):
-    for spec in (OrderSpec(7, 3, "offer", 1500, 75, 2, "wind", False),
-                 OrderSpec(2**64 - 1, 2**63, "bid", 1, 10_000, 65_535, "grid_mix", True)):
+    for spec in (
+        OrderSpec(7, 3, "offer", 1500, 75, 2, "wind", False),
+        OrderSpec(2**64 - 1, 2**63, "bid", 1, 10_000, 65_535, "grid_mix", True),
+    ):
         assert chain.encode_call_args("place_order", {"spec": spec.to_call_arg()}) == spec.encode()
 
 
 def test_owner_signs_submits_and_reads_back_an_order(chain, market):
     bob = keypair(BOB)
-    spec = OrderSpec(client_order_id=now_ms(), interval=next_interval(chain, market), side="bid", quantity_wh=1_200,
-                     price_ticks=70)
+    spec = OrderSpec(
+        client_order_id=now_ms(),
+        interval=next_interval(chain, market),
+        side="bid",
+        quantity_wh=1_200,
+        price_ticks=70,
+    )
     before = chain.balance(bob.ss58_address)
     receipt = chain.submit(bob, "place_order", {"spec": spec.to_call_arg()})
     assert receipt.success and receipt.error is None
@@ -78,29 +105,49 @@ def test_relayed_orders_and_pallet_errors_by_name(chain, market):
     assert (err.value.pallet, err.value.name) == (PALLET, "BadSignature")
     assert err.value.block_hash and err.value.extrinsic_index is not None
     with pytest.raises(ChainError) as err:
-        chain.place_orders_relayed(relayer, [sign_order(bob, genesis, OrderSpec(a.spec.client_order_id, k, "offer",
-                                                                                 801, 40, source="solar"))])
+        chain.place_orders_relayed(
+            relayer,
+            [
+                sign_order(
+                    bob,
+                    genesis,
+                    OrderSpec(a.spec.client_order_id, k, "offer", 801, 40, source="solar"),
+                )
+            ],
+        )
     assert err.value.name == "ClientOrderIdReused"
-    cancel = chain.cancel_orders_relayed(relayer, [sign_cancel(bob, genesis, a.spec.client_order_id)])
+    cancel = chain.cancel_orders_relayed(
+        relayer, [sign_cancel(bob, genesis, a.spec.client_order_id)]
+    )
     assert cancel.find(PALLET, "OrderCancelled")
-    assert chain.order(chain.client_order_id(bob.ss58_address, a.spec.client_order_id)).status == "cancelled"
+    assert (
+        chain.order(chain.client_order_id(bob.ss58_address, a.spec.client_order_id)).status
+        == "cancelled"
+    )
 
 
 def test_back_to_back_submissions_keep_their_nonces(chain, market):
     charlie = keypair("//Charlie")
     k = next_interval(chain, market)
     base = now_ms() * 10
-    txs = [chain.submit_nowait(charlie, "place_order", {"spec": OrderSpec(base + i, k, "bid", 10, 50).to_call_arg()})
-           for i in range(6)]
+    txs = [
+        chain.submit_nowait(
+            charlie, "place_order", {"spec": OrderSpec(base + i, k, "bid", 10, 50).to_call_arg()}
+        )
+        for i in range(6)
+    ]
     assert [tx.nonce for tx in txs] == list(range(txs[0].nonce, txs[0].nonce + 6))
     receipts = chain.wait(txs, finality=True, timeout_s=90)
     assert all(r.success and r.finalized for r in receipts)
     # A stale local nonce is resynced from the pool, not fatal.
     chain.resync_nonce(charlie.ss58_address)
     from chain import transactions as chain_module
+
     tracker = chain_module._tracker(chain.genesis_hash_hex, charlie.ss58_address)
     tracker.next = txs[0].nonce  # pretend we forgot those six
-    receipt = chain.submit(charlie, "place_order", {"spec": OrderSpec(base + 99, k, "bid", 10, 50).to_call_arg()})
+    receipt = chain.submit(
+        charlie, "place_order", {"spec": OrderSpec(base + 99, k, "bid", 10, 50).to_call_arg()}
+    )
     assert receipt.success
 
 
@@ -114,7 +161,10 @@ def test_reconnects_after_a_node_restart(start_node, tmp_path):
     # The same Chain object carries on: it reconnects and sees the same chain, grown.
     assert wait_until(lambda: chain.best_number() > before, 60, "blocks after the restart")
     assert chain.genesis_hash_hex == genesis and chain.reconnects >= 1
-    receipt = chain.submit(keypair("//Alice"), "register_participant",
-                           {"who": keypair("//Eve").ss58_address, "zone": 3})
+    receipt = chain.submit(
+        keypair("//Alice"),
+        "register_participant",
+        {"who": keypair("//Eve").ss58_address, "zone": 3},
+    )
     assert receipt.success
     chain.close()

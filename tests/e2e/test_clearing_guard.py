@@ -1,6 +1,7 @@
 """The scheduler's guards against a real node: a clearing the chain rejects is recorded with the
 pallet's error name, raised as an alert and never submitted again; a crash between submitting
 a clearing and its inclusion does not clear the interval twice."""
+
 from __future__ import annotations
 
 import pytest
@@ -28,7 +29,9 @@ def node(node_binary, tmp_path_factory):
 @pytest.fixture(scope="module")
 def chain(node):
     chain = Chain(node.url).connect()
-    chain.born_in = chain.market_params().interval_at(now_ms())  # no interval before it holds orders
+    chain.born_in = chain.market_params().interval_at(
+        now_ms()
+    )  # no interval before it holds orders
     setup_participants(chain, [SELLER, BUYER])
     yield chain
     chain.close()
@@ -38,9 +41,13 @@ def place_crossing_orders(chain: Chain, interval: int) -> None:
     """An offer at 40 and two bids at 70 and 50 (2 x 600 Wh wanted, 800 Wh offered)."""
     seller, buyer = keypair(SELLER), keypair(BUYER)
     base = now_ms() * 10
-    orders = [sign_order(seller, chain.genesis_hash, OrderSpec(base, interval, "offer", 800, 40, source="solar")),
-              sign_order(buyer, chain.genesis_hash, OrderSpec(base + 1, interval, "bid", 600, 70)),
-              sign_order(buyer, chain.genesis_hash, OrderSpec(base + 2, interval, "bid", 600, 50))]
+    orders = [
+        sign_order(
+            seller, chain.genesis_hash, OrderSpec(base, interval, "offer", 800, 40, source="solar")
+        ),
+        sign_order(buyer, chain.genesis_hash, OrderSpec(base + 1, interval, "bid", 600, 70)),
+        sign_order(buyer, chain.genesis_hash, OrderSpec(base + 2, interval, "bid", 600, 50)),
+    ]
     chain.place_orders_relayed(keypair("//Dave"), orders)
 
 
@@ -52,7 +59,10 @@ def not_in_equilibrium(orders, mechanism):
     assert len(clearing.bid) == 2 and clearing.price == 50
     keep = slice(1, 2)
     clearing.bid, clearing.offer = clearing.bid[keep], clearing.offer[keep]
-    clearing.quantity_wh, clearing.buyer_price = clearing.quantity_wh[keep], clearing.buyer_price[keep]
+    clearing.quantity_wh, clearing.buyer_price = (
+        clearing.quantity_wh[keep],
+        clearing.buyer_price[keep],
+    )
     clearing.seller_price = clearing.seller_price[keep]
     clearing.volume_wh = int(clearing.quantity_wh.sum())
     return clearing
@@ -101,6 +111,7 @@ class CrashBeforeBroadcast(Scheduler):
             if tx.call.endswith("submit_clearing"):
                 raise Crash(tx.tx_hash)  # logged as signed, never handed to the node
             return real(tx)
+
         self.chain.broadcast = broadcast
 
 
@@ -116,7 +127,11 @@ def test_a_crash_between_submit_and_inclusion_does_not_clear_twice(chain, tmp_pa
     with pytest.raises(Crash):
         first.clear_interval(k, book_at=book_at)
     (attempt,) = first.attempts(k)
-    assert attempt["state"] == "signed" if crashing is CrashBeforeBroadcast else attempt["state"] in ("signed", "submitted")
+    assert (
+        attempt["state"] == "signed"
+        if crashing is CrashBeforeBroadcast
+        else attempt["state"] in ("signed", "submitted")
+    )
 
     # The restarted scheduler finishes what was started, with the very same extrinsic.
     restarted = Scheduler(DataDir(tmp_path), Chain(chain.url).connect(), operator)
@@ -126,9 +141,14 @@ def test_a_crash_between_submit_and_inclusion_does_not_clear_twice(chain, tmp_pa
     assert len(restarted.attempts(k)) == 1
     summary = chain.clearing(k)
     assert (summary.volume_wh, summary.zone_prices) == (800, [(0, 50)])
-    accepted = [e for n in range(summary.block_number - 3, chain.best_number() + 1)
-                for e in chain.events(chain.block_hash(n))
-                if e.pallet == PALLET and e.name == "ClearingAccepted" and int(e.attributes["interval"]) == k]
+    accepted = [
+        e
+        for n in range(summary.block_number - 3, chain.best_number() + 1)
+        for e in chain.events(chain.block_hash(n))
+        if e.pallet == PALLET
+        and e.name == "ClearingAccepted"
+        and int(e.attributes["interval"]) == k
+    ]
     assert len(accepted) == 1
 
 
@@ -140,22 +160,48 @@ def test_pay_as_bid_and_renewable_only_books_are_committed(chain, tmp_path):
     place_crossing_orders(chain, k)
     seller, buyer = keypair(SELLER), keypair(BUYER)
     base = now_ms() * 10
-    chain.place_orders_relayed(keypair("//Dave"), [
-        sign_order(seller, chain.genesis_hash, OrderSpec(base, k + 1, "offer", 500, 35, source="wind")),
-        sign_order(seller, chain.genesis_hash, OrderSpec(base + 1, k + 1, "offer", 500, 30, source="grid_mix")),
-        sign_order(buyer, chain.genesis_hash, OrderSpec(base + 2, k + 1, "bid", 700, 60, renewable_only=True))])
+    chain.place_orders_relayed(
+        keypair("//Dave"),
+        [
+            sign_order(
+                seller, chain.genesis_hash, OrderSpec(base, k + 1, "offer", 500, 35, source="wind")
+            ),
+            sign_order(
+                seller,
+                chain.genesis_hash,
+                OrderSpec(base + 1, k + 1, "offer", 500, 30, source="grid_mix"),
+            ),
+            sign_order(
+                buyer,
+                chain.genesis_hash,
+                OrderSpec(base + 2, k + 1, "bid", 700, 60, renewable_only=True),
+            ),
+        ],
+    )
     data = DataDir(tmp_path)
-    pay_as_bid = Scheduler(data, chain, keypair("//Alice"), mechanism="pay-as-bid", start_interval=k)
+    pay_as_bid = Scheduler(
+        data, chain, keypair("//Alice"), mechanism="pay-as-bid", start_interval=k
+    )
     wait_for_gate(chain, k)
     assert pay_as_bid.clear_interval(k)["state"] == "committed"
     cleared = chain.clearing(k)
-    assert cleared.mechanism == "pay-as-bid" and cleared.volume_wh == 800 and cleared.zone_prices == []
+    assert (
+        cleared.mechanism == "pay-as-bid" and cleared.volume_wh == 800 and cleared.zone_prices == []
+    )
     assert {m.buyer_price for m in cleared.matches} == {70, 50}  # each bid pays its own limit
-    uniform = Scheduler(DataDir(tmp_path / "u"), chain, keypair("//Alice"), mechanism="uniform", start_interval=k + 1)
+    uniform = Scheduler(
+        DataDir(tmp_path / "u"),
+        chain,
+        keypair("//Alice"),
+        mechanism="uniform",
+        start_interval=k + 1,
+    )
     wait_for_gate(chain, k + 1)
     assert uniform.clear_interval(k + 1)["state"] == "committed"
     zonal = chain.clearing(k + 1)
-    assert zonal.mechanism == "zonal" and zonal.volume_wh == 500  # only the wind offer may serve the bid
+    assert (
+        zonal.mechanism == "zonal" and zonal.volume_wh == 500
+    )  # only the wind offer may serve the bid
     assert {m.seller_price for m in zonal.matches} == {m.buyer_price for m in zonal.matches}
 
 

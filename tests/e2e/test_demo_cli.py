@@ -1,5 +1,6 @@
 """`wattchain demo` as a user runs it: a node, the API, the workers, simulated sites and their
 agents, one interval traded live; one JSON line per interval, exit 0, state left behind."""
+
 from __future__ import annotations
 
 import json
@@ -13,8 +14,24 @@ from wattchain.node import REPO_ROOT
 def test_demo_one_interval_json(node_binary, tmp_path):
     data = tmp_path / "demo"
     env = dict(os.environ, WATTCHAIN_NODE=str(node_binary))
-    proc = subprocess.run([sys.executable, "-m", "wattchain.cli", "demo", "--intervals", "1", "--json", "--data",
-                           str(data)], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "wattchain.cli",
+            "demo",
+            "--intervals",
+            "1",
+            "--json",
+            "--data",
+            str(data),
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
     assert len(lines) == 1, proc.stdout

@@ -5,6 +5,7 @@ zero; each bad order gets its 4xx; a kill -9 of the API (and of the workers) los
 that was acknowledged.
 
 The tests of this module run in order and share one market (one node, one data folder)."""
+
 from __future__ import annotations
 
 import os
@@ -60,7 +61,10 @@ class Market:
         for name in ("workers", "api", "node"):
             path = self.root / "logs" / f"{name}.log"
             if path.exists():
-                out.append(f"--- {name}.log (tail)\n" + "\n".join(path.read_text(errors="replace").splitlines()[-40:]))
+                out.append(
+                    f"--- {name}.log (tail)\n"
+                    + "\n".join(path.read_text(errors="replace").splitlines()[-40:])
+                )
         return "\n".join(out)
 
     def restart_api(self) -> None:
@@ -85,10 +89,19 @@ class Market:
             self.registers[uri] = [imp, exp]
             counter = self.counters.get(uri, 0) + 1
             self.counters[uri] = counter
-            raw = RawReading(model="sdm630", import_wh=imp, export_wh=exp, power_w=0, timestamp_ms=now_ms())
+            raw = RawReading(
+                model="sdm630", import_wh=imp, export_wh=exp, power_w=0, timestamp_ms=now_ms()
+            )
             r = sign_reading(raw, key, interval, counter)
-            txs.append(self.chain.submit_nowait(reader, "submit_reading", Chain.reading_params(
-                r.meter, r.interval, r.counter, r.import_wh, r.export_wh, r.signature)))
+            txs.append(
+                self.chain.submit_nowait(
+                    reader,
+                    "submit_reading",
+                    Chain.reading_params(
+                        r.meter, r.interval, r.counter, r.import_wh, r.export_wh, r.signature
+                    ),
+                )
+            )
         for receipt in self.chain.wait(txs, timeout_s=60):
             receipt.raise_for_error()
 
@@ -99,7 +112,9 @@ def market(node_binary, tmp_path_factory):
     node = DevNode(node_binary, log_path=root / "logs" / "node.log").start()
     chain = Chain(node.url).connect()
     meters = {uri: MeterKey.from_uri(f"{uri}/meter") for uri in TRADERS}
-    setup_participants(chain, TRADERS, meters={uri: key.public_key_hex for uri, key in meters.items()})
+    setup_participants(
+        chain, TRADERS, meters={uri: key.public_key_hex for uri, key in meters.items()}
+    )
     setup_participants(chain, [POOR], fund_brl=1)
     port = free_port()
     workers = start_workers(root, node.url, root / "logs" / "workers.log")
@@ -116,7 +131,9 @@ def market(node_binary, tmp_path_factory):
 
 
 def body(signer, genesis: bytes, **kw) -> dict:
-    spec = dict(client_order_id=fresh_client_order_id(), side="bid", quantity_wh=500, price_ticks=80, zone=0)
+    spec = dict(
+        client_order_id=fresh_client_order_id(), side="bid", quantity_wh=500, price_ticks=80, zone=0
+    )
     spec.update(kw)
     return order_body(signer, genesis, OrderSpec(**spec))
 
@@ -137,29 +154,56 @@ def test_each_bad_order_gets_its_4xx(market):
         ((403, "NotRegistered"), body(stranger, genesis, interval=k)),
         ((422, "WrongZone"), body(trader, genesis, interval=k, zone=9)),
         ((422, "ZeroQuantity"), body(trader, genesis, interval=k, quantity_wh=0)),
-        ((422, "QuantityTooLarge"), body(trader, genesis, interval=k, quantity_wh=m["params"]["max_quantity_wh"] + 1)),
-        ((422, "PriceOutOfBounds"), body(trader, genesis, interval=k, price_ticks=m["params"]["max_price_ticks"] + 1)),
-        ((422, "InvalidEnergyConstraint"), body(trader, genesis, interval=k, side="offer", source="solar",
-                                                renewable_only=True)),
+        (
+            (422, "QuantityTooLarge"),
+            body(trader, genesis, interval=k, quantity_wh=m["params"]["max_quantity_wh"] + 1),
+        ),
+        (
+            (422, "PriceOutOfBounds"),
+            body(trader, genesis, interval=k, price_ticks=m["params"]["max_price_ticks"] + 1),
+        ),
+        (
+            (422, "InvalidEnergyConstraint"),
+            body(trader, genesis, interval=k, side="offer", source="solar", renewable_only=True),
+        ),
         ((422, "GateClosed"), body(trader, genesis, interval=m["current_interval"])),
-        ((422, "IntervalTooFarAhead"), body(trader, genesis, interval=m["current_interval"]
-                                            + m["max_intervals_ahead"] + 2)),
-        ((422, "InsufficientBalance"), body(poor, genesis, interval=k, quantity_wh=10_000, price_ticks=500)),
+        (
+            (422, "IntervalTooFarAhead"),
+            body(trader, genesis, interval=m["current_interval"] + m["max_intervals_ahead"] + 2),
+        ),
+        (
+            (422, "InsufficientBalance"),
+            body(poor, genesis, interval=k, quantity_wh=10_000, price_ticks=500),
+        ),
         ((422, "InvalidRequest"), {**ok, "price_ticks": "80"}),
         ((422, "InvalidRequest"), {key: v for key, v in ok.items() if key != "signature"}),
     ]
     for (status, reason), request in cases:
         response = httpx.post(f"{market.url}/orders", json=request)
-        assert (response.status_code, response.json().get("error")) == (status, reason), (reason, response.text)
+        assert (response.status_code, response.json().get("error")) == (status, reason), (
+            reason,
+            response.text,
+        )
     accepted = httpx.post(f"{market.url}/orders", json=ok)
     assert accepted.status_code == 202
     assert httpx.post(f"{market.url}/orders", json=ok).json() == accepted.json()
-    clash = httpx.post(f"{market.url}/orders", json={**body(trader, genesis, interval=k,
-                                                            client_order_id=ok["client_order_id"], price_ticks=81)})
+    clash = httpx.post(
+        f"{market.url}/orders",
+        json={
+            **body(
+                trader, genesis, interval=k, client_order_id=ok["client_order_id"], price_ticks=81
+            )
+        },
+    )
     assert (clash.status_code, clash.json()["error"]) == (409, "ClientOrderIdReused")
     # The accepted one reaches the chain.
-    on_chain = wait_until(lambda: client.order(trader.ss58_address, ok["client_order_id"])["relay_status"] == "onchain",
-                          60, "the accepted order on chain")
+    on_chain = wait_until(
+        lambda: (
+            client.order(trader.ss58_address, ok["client_order_id"])["relay_status"] == "onchain"
+        ),
+        60,
+        "the accepted order on chain",
+    )
     assert on_chain
     assert market.chain.client_order_id(trader.ss58_address, ok["client_order_id"]) is not None
 
@@ -182,7 +226,9 @@ class StreamReader(threading.Thread):
 def test_three_intervals_cleared_committed_and_settled(market):
     chain, client = market.chain, market.client()
     params = chain.market_params()
-    k0 = params.first_open_interval(now_ms(), 14_000)  # time to place, relay and cancel before the gate
+    k0 = params.first_open_interval(
+        now_ms(), 14_000
+    )  # time to place, relay and cancel before the gate
     intervals = [k0, k0 + 1, k0 + 2]
     stream = StreamReader(market.url, timeout_s=240)
     stream.start()
@@ -192,17 +238,44 @@ def test_three_intervals_cleared_committed_and_settled(market):
     placed: dict[int, list[dict]] = {k: [] for k in intervals}
     for n, k in enumerate(intervals):
         for i, uri in enumerate(PROSUMERS):
-            placed[k].append(client.place_order(keypair(uri), "offer", quantity_wh=400 + 50 * i + 10 * n,
-                                                price_ticks=40 + 5 * i + n, interval=k, source="solar"))
+            placed[k].append(
+                client.place_order(
+                    keypair(uri),
+                    "offer",
+                    quantity_wh=400 + 50 * i + 10 * n,
+                    price_ticks=40 + 5 * i + n,
+                    interval=k,
+                    source="solar",
+                )
+            )
         for i, uri in enumerate(CONSUMERS):
-            placed[k].append(client.place_order(keypair(uri), "bid", quantity_wh=350 + 40 * i,
-                                                price_ticks=70 - 10 * i + n, interval=k))
+            placed[k].append(
+                client.place_order(
+                    keypair(uri),
+                    "bid",
+                    quantity_wh=350 + 40 * i,
+                    price_ticks=70 - 10 * i + n,
+                    interval=k,
+                )
+            )
         # One order per interval that no one can fill, and one that is cancelled.
-        placed[k].append(client.place_order(keypair(CONSUMERS[0]), "bid", quantity_wh=100, price_ticks=31, interval=k))
-        doomed = client.place_order(keypair(CONSUMERS[1]), "bid", quantity_wh=100, price_ticks=90, interval=k)
+        placed[k].append(
+            client.place_order(
+                keypair(CONSUMERS[0]), "bid", quantity_wh=100, price_ticks=31, interval=k
+            )
+        )
+        doomed = client.place_order(
+            keypair(CONSUMERS[1]), "bid", quantity_wh=100, price_ticks=90, interval=k
+        )
         placed[k].append(doomed)
-        wait_until(lambda: client.order(doomed["owner"], doomed["client_order_id"])["relay_status"] == "onchain", 60,
-                   "the order to cancel on chain")
+        wait_until(
+            lambda: (
+                client.order(doomed["owner"], doomed["client_order_id"])["relay_status"]
+                == "onchain"
+            ),
+            60,
+            "the order to cancel on chain",
+        )
         client.cancel_order(keypair(CONSUMERS[1]), doomed["client_order_id"])
 
     # Meters: a baseline at the end of the interval before the first, then one reading per interval.
@@ -211,30 +284,42 @@ def test_three_intervals_cleared_committed_and_settled(market):
         market.submit_readings(j)
 
     for k in intervals:
-        clearing = wait_until(lambda: _get(client, f"/intervals/{k}/clearing"), 90,
-                              f"clearing of interval {k}\n{market.logs()}")
+        clearing = wait_until(
+            lambda: _get(client, f"/intervals/{k}/clearing"),
+            90,
+            f"clearing of interval {k}\n{market.logs()}",
+        )
         chain_clearing = chain.clearing(k)
         # What the chain holds is what the matcher computes from the chain's orders.
         orders = book_for_clearing(chain.orders_of_interval(k))
         assert len(orders) == len(placed[k]) - 1  # all that were accepted, but the cancelled one
-        expected = matcher.clear_orders([o.matcher_dict() for o in orders], mechanism="uniform").to_json_dict()
+        expected = matcher.clear_orders(
+            [o.matcher_dict() for o in orders], mechanism="uniform"
+        ).to_json_dict()
         assert chain_clearing.volume_wh == expected["volume_wh"] > 0
         assert chain_clearing.zone_prices == [(0, expected["price"])]
         assert [m.as_dict() for m in chain_clearing.matches] == expected["matches"]
         # The API's view carries the block and the extrinsic that committed it.
-        assert clearing["price"] == expected["price"] and clearing["volume_wh"] == expected["volume_wh"]
+        assert (
+            clearing["price"] == expected["price"]
+            and clearing["volume_wh"] == expected["volume_wh"]
+        )
         assert chain.block_hash(clearing["block_number"]) == clearing["block_hash"]
         accepted = [e for e in chain.events(clearing["block_hash"]) if e.name == "ClearingAccepted"]
         assert [e.extrinsic_index for e in accepted] == [clearing["extrinsic_index"]]
-        assert {(t["bid"], t["offer"], t["quantity_wh"]) for t in clearing["matches"]} == \
-            {(m["bid"], m["offer"], m["quantity_wh"]) for m in expected["matches"]}
+        assert {(t["bid"], t["offer"], t["quantity_wh"]) for t in clearing["matches"]} == {
+            (m["bid"], m["offer"], m["quantity_wh"]) for m in expected["matches"]
+        }
         # Every order of the interval: cleared, with its fill; the cancelled one cancelled.
         for o in chain.orders_of_interval(k):
             assert o.status in ("cleared", "cancelled")
 
     for k in intervals:
-        report = wait_until(lambda: _get(client, f"/intervals/{k}/settlement"), 120,
-                            f"settlement of interval {k}\n{market.logs()}")
+        report = wait_until(
+            lambda: _get(client, f"/intervals/{k}/settlement"),
+            120,
+            f"settlement of interval {k}\n{market.logs()}",
+        )
         assert report["balanced"], report["problems"]
         assert report["totals"]["net_money"] == 0 and report["totals"]["energy_position_wh"] == 0
         assert chain.settlement_report(k)["parties"] == report["parties"]
@@ -281,14 +366,24 @@ def test_kill9_of_the_api_and_the_workers_loses_nothing(market):
         signer = keypair(uri)
         with httpx.Client(base_url=market.url, timeout=5) as http:
             while not stop.is_set():
-                b = body(signer, genesis, interval=k, side="offer", source="solar", quantity_wh=10, price_ticks=50)
+                b = body(
+                    signer,
+                    genesis,
+                    interval=k,
+                    side="offer",
+                    source="solar",
+                    quantity_wh=10,
+                    price_ticks=50,
+                )
                 try:
                     r = http.post("/orders", json=b)
                 except httpx.HTTPError:
                     time.sleep(0.05)  # the API is down: the client retries later
                     continue
                 if r.status_code == 202:
-                    acknowledged.append({"owner": signer.ss58_address, "body": b, "response": r.json()})
+                    acknowledged.append(
+                        {"owner": signer.ss58_address, "body": b, "response": r.json()}
+                    )
                 else:
                     refused.append(r.text)
 
@@ -318,10 +413,14 @@ def test_kill9_of_the_api_and_the_workers_loses_nothing(market):
     chain = market.chain
 
     def all_on_chain():
-        return all(client.order(a["owner"], a["body"]["client_order_id"])["relay_status"] == "onchain"
-                   for a in acknowledged)
+        return all(
+            client.order(a["owner"], a["body"]["client_order_id"])["relay_status"] == "onchain"
+            for a in acknowledged
+        )
 
-    wait_until(all_on_chain, 120, f"all {len(acknowledged)} acknowledged orders on chain\n{market.logs()}")
+    wait_until(
+        all_on_chain, 120, f"all {len(acknowledged)} acknowledged orders on chain\n{market.logs()}"
+    )
     ids = chain.interval_order_ids(k)
     on_chain = {(o.owner, o.spec.client_order_id): o for o in chain.orders(ids)}
     assert len(ids) == len(on_chain)  # nothing placed twice
@@ -344,18 +443,38 @@ class _Browser:
         browser = shutil.which("chromium") or shutil.which("chromium-browser")
         assert browser, "chromium is installed by `make setup` (Debian package chromium)"
         self.proc = subprocess.Popen(
-            [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             f"--user-data-dir={profile}", "--remote-debugging-port=0", "--window-size=1200,900", "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            [
+                browser,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                f"--user-data-dir={profile}",
+                "--remote-debugging-port=0",
+                "--window-size=1200,900",
+                "about:blank",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         port_file = profile / "DevToolsActivePort"
-        wait_until(lambda: port_file.exists() and port_file.read_text().strip(), 30, "chromium's DevTools port")
+        wait_until(
+            lambda: port_file.exists() and port_file.read_text().strip(),
+            30,
+            "chromium's DevTools port",
+        )
         port = int(port_file.read_text().split()[0])
         pages = httpx.get(f"http://127.0.0.1:{port}/json/list", timeout=10).json()
         import websocket  # websocket-client, a dependency of substrate-interface
 
-        self.ws = websocket.create_connection([p for p in pages if p["type"] == "page"][0]["webSocketDebuggerUrl"],
-                                              timeout=30)
+        self.ws = websocket.create_connection(
+            [p for p in pages if p["type"] == "page"][0]["webSocketDebuggerUrl"], timeout=30
+        )
         self.next_id = 0
 
     def call(self, method: str, **params):
@@ -370,7 +489,9 @@ class _Browser:
 
     def html(self) -> str:
         # Empty while a navigation is still replacing the document.
-        result = self.call("Runtime.evaluate", expression="document.documentElement.outerHTML", returnByValue=True)
+        result = self.call(
+            "Runtime.evaluate", expression="document.documentElement.outerHTML", returnByValue=True
+        )
         return result.get("result", {}).get("value") or ""
 
     def close(self):
@@ -390,16 +511,25 @@ def test_web_page_renders_the_market_in_a_real_browser(market, tmp_path):
     browser = _Browser(tmp_path / "profile")
     try:
         browser.call("Page.navigate", url=market.url + "/")
-        wait_until(lambda: "current interval" in browser.html() and "genesis 0x" in browser.html(), 30,
-                   "the page to show the market")
-        wait_until(lambda: f'data-key="{cleared[0]["interval"]}"' in browser.html(), 30,
-                   "the newest clearing on the page")
+        wait_until(
+            lambda: "current interval" in browser.html() and "genesis 0x" in browser.html(),
+            30,
+            "the page to show the market",
+        )
+        wait_until(
+            lambda: f'data-key="{cleared[0]["interval"]}"' in browser.html(),
+            30,
+            "the newest clearing on the page",
+        )
         # Intervals read as clock times in the market's time zone, beside their number.
         interval_ms = _get(market.client(), "/market")["params"]["interval_ms"]
         clock = interval_clock(cleared[0]["interval"], interval_ms, "America/Sao_Paulo")
-        assert f'{cleared[0]["interval"]} ({clock})' in browser.html()
-        status = browser.call("Runtime.evaluate", expression="document.getElementById('status').textContent",
-                              returnByValue=True)["result"]["value"]
+        assert f"{cleared[0]['interval']} ({clock})" in browser.html()
+        status = browser.call(
+            "Runtime.evaluate",
+            expression="document.getElementById('status').textContent",
+            returnByValue=True,
+        )["result"]["value"]
         assert status.startswith("genesis 0x"), status
         shot = base64.b64decode(browser.call("Page.captureScreenshot", format="png")["data"])
         assert len(shot) > 10_000

@@ -1,6 +1,7 @@
 """The meter data path against a real dev node: a simulated Modbus meter, the bridge, the ingest
 worker and the chain. Tokens are minted for export, bad readings are rejected on chain with
 their own errors, and a node restart mid-flow loses and duplicates nothing."""
+
 from __future__ import annotations
 
 import asyncio
@@ -27,9 +28,17 @@ def short_intervals(chain: Chain) -> None:
 
 
 def accredit(chain: Chain, key: MeterKey, owner: str, rated_power_w: int = 0) -> None:
-    chain.submit(keypair(ALICE), "accredit_meter", {
-        "meter": key.public_key_hex, "owner": keypair(owner).ss58_address, "zone": 0, "source": "Solar",
-        "rated_power_w": rated_power_w})
+    chain.submit(
+        keypair(ALICE),
+        "accredit_meter",
+        {
+            "meter": key.public_key_hex,
+            "owner": keypair(owner).ss58_address,
+            "zone": 0,
+            "source": "Solar",
+            "rated_power_w": rated_power_w,
+        },
+    )
 
 
 def meter_on_chain(chain: Chain, key: MeterKey) -> dict:
@@ -52,7 +61,9 @@ def test_simulated_meter_mints_tokens_for_export(fresh_chain, tmp_path):
     accredit(chain, key, "//Bob")
     sim = start_simulator(port=0, model="sdm630", profile="prosumer", speed=900, start_hour=11.0)
     try:
-        site = MeterSite(name="roof-1", model="sdm630", host=sim.host, port=sim.port, key_uri="//IngestMeter1")
+        site = MeterSite(
+            name="roof-1", model="sdm630", host=sim.host, port=sim.port, key_uri="//IngestMeter1"
+        )
         ingest = Ingest(chain, [site], tmp_path / "ingest")
         bob = keypair("//Bob").ss58_address
         tokens_before = chain.energy_balance(bob)
@@ -60,7 +71,9 @@ def test_simulated_meter_mints_tokens_for_export(fresh_chain, tmp_path):
     finally:
         sim.stop()
 
-    rows = ingest.queue.db.execute("SELECT counter, export_wh, status FROM readings ORDER BY counter").fetchall()
+    rows = ingest.queue.db.execute(
+        "SELECT counter, export_wh, status FROM readings ORDER BY counter"
+    ).fetchall()
     assert [r[2] for r in rows] == ["on_chain"] * 3, rows
     assert [r[0] for r in rows] == [1, 2, 3]
     last = meter_on_chain(chain, key)["last"]
@@ -80,12 +93,23 @@ def test_bad_readings_are_rejected_on_chain_with_their_reason(fresh_chain):
     now_interval = chain.market_params().interval_at(int(time.time() * 1000))
 
     def raw(import_wh, export_wh):
-        return RawReading(model="sdm630", import_wh=import_wh, export_wh=export_wh, power_w=0,
-                          timestamp_ms=int(time.time() * 1000))
+        return RawReading(
+            model="sdm630",
+            import_wh=import_wh,
+            export_wh=export_wh,
+            power_w=0,
+            timestamp_ms=int(time.time() * 1000),
+        )
 
     def submit(reading) -> str | None:
-        params = Chain.reading_params(reading.meter, reading.interval, reading.counter, reading.import_wh,
-                                      reading.export_wh, reading.signature)
+        params = Chain.reading_params(
+            reading.meter,
+            reading.interval,
+            reading.counter,
+            reading.import_wh,
+            reading.export_wh,
+            reading.signature,
+        )
         try:
             chain.submit(relayer, "submit_reading", params)
         except ChainError as exc:
@@ -115,7 +139,9 @@ def test_node_restart_mid_flow_loses_and_duplicates_nothing(start_node, tmp_path
     key = MeterKey.from_uri("//IngestMeter3")
     accredit(chain, key, "//Dave")
     sim = start_simulator(port=0, model="sdm120", profile="prosumer", speed=900, start_hour=10.0)
-    site = MeterSite(name="roof-3", model="sdm120", host=sim.host, port=sim.port, key_uri="//IngestMeter3")
+    site = MeterSite(
+        name="roof-3", model="sdm120", host=sim.host, port=sim.port, key_uri="//IngestMeter3"
+    )
     ingest = Ingest(chain, [site], tmp_path / "ingest")
     errors: list[BaseException] = []
 
@@ -131,10 +157,14 @@ def test_node_restart_mid_flow_loses_and_duplicates_nothing(start_node, tmp_path
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and ingest.queue.counts().get("on_chain", 0) < 1:
             time.sleep(0.5)
-        assert ingest.queue.counts().get("on_chain", 0) >= 1, "the first reading never reached the chain"
+        assert ingest.queue.counts().get("on_chain", 0) >= 1, (
+            "the first reading never reached the chain"
+        )
         node.stop()
         time.sleep(2.5 * INTERVAL_MS / 1000)  # readings keep coming and queue up
-        assert ingest.queue.counts().get("pending", 0) >= 1, "readings should wait while the node is down"
+        assert ingest.queue.counts().get("pending", 0) >= 1, (
+            "readings should wait while the node is down"
+        )
         node.start()
         worker.join(timeout=120)
         assert not worker.is_alive(), "ingest did not finish"
@@ -144,7 +174,9 @@ def test_node_restart_mid_flow_loses_and_duplicates_nothing(start_node, tmp_path
     assert errors == []
     node.start()
     chain = Chain(node.url).connect()
-    rows = ingest.queue.db.execute("SELECT counter, status FROM readings ORDER BY counter").fetchall()
+    rows = ingest.queue.db.execute(
+        "SELECT counter, status FROM readings ORDER BY counter"
+    ).fetchall()
     counters = [r[0] for r in rows]
     assert counters == list(range(1, len(rows) + 1)) and len(rows) == 6
     assert {r[1] for r in rows} == {"on_chain"}, rows

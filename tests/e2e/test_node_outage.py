@@ -1,6 +1,7 @@
 """Order entry through a node outage: while the node is down the API keeps taking orders it can
 judge from what it knew (parameters, the owner's registration, its funds), logs them, and the
 relayer puts them on chain once the node is back. Nothing acknowledged is lost."""
+
 from __future__ import annotations
 
 from e2e_helpers import setup_participants, wait_until
@@ -15,7 +16,9 @@ TRADER = "//Outage/trader"
 
 
 def test_orders_taken_while_the_node_is_down_reach_it_later(node_binary, tmp_path):
-    node = DevNode(node_binary, base_path=tmp_path / "chain", log_path=tmp_path / "logs" / "node.log").start()
+    node = DevNode(
+        node_binary, base_path=tmp_path / "chain", log_path=tmp_path / "logs" / "node.log"
+    ).start()
     port = free_port()
     api = workers = None
     chain = Chain(node.url, retry_s=60).connect()
@@ -29,14 +32,23 @@ def test_orders_taken_while_the_node_is_down_reach_it_later(node_binary, tmp_pat
         before = client.place_order(trader, "bid", quantity_wh=100, price_ticks=50, interval=k)
 
         node.stop()
-        during = [client.place_order(trader, "bid", quantity_wh=100 + i, price_ticks=50, interval=k) for i in range(3)]
+        during = [
+            client.place_order(trader, "bid", quantity_wh=100 + i, price_ticks=50, interval=k)
+            for i in range(3)
+        ]
         assert all(r["status"] == "accepted" for r in during)
 
         node.start()
         workers = start_workers(tmp_path, node.url, tmp_path / "logs" / "workers.log")
         for accepted in [before] + during:
-            wait_until(lambda: chain.client_order_id(trader.ss58_address, accepted["client_order_id"]) is not None,
-                       90, f"order {accepted['client_order_id']} on chain")
+            wait_until(
+                lambda: (
+                    chain.client_order_id(trader.ss58_address, accepted["client_order_id"])
+                    is not None
+                ),
+                90,
+                f"order {accepted['client_order_id']} on chain",
+            )
         assert len(chain.interval_order_ids(k)) == 4
     finally:
         for child in (api, workers):

@@ -2,6 +2,7 @@
 fixed seeds and a signature that must verify. The pallet's tests and ours both read the file, so
 the Rust and Python layouts cannot drift apart silently. Run it only when a layout changes:
 `.venv/bin/python tests/market/make_vectors.py`."""
+
 from __future__ import annotations
 
 import json
@@ -32,21 +33,49 @@ def main() -> None:
     orders = []
     for spec in specs:
         message = order_message(genesis, owner_key, spec)
-        orders.append({"owner": "0x" + owner_key.hex(), "spec": spec.as_dict(), "message": "0x" + message.hex(),
-                       "signature": "0x" + bytes(owner.sign(message)).hex()})
+        orders.append(
+            {
+                "owner": "0x" + owner_key.hex(),
+                "spec": spec.as_dict(),
+                "message": "0x" + message.hex(),
+                "signature": "0x" + bytes(owner.sign(message)).hex(),
+            }
+        )
     cancels = []
     for client_order_id in (1, 0, U64_MAX):
         message = cancel_message(genesis, owner_key, client_order_id)
-        cancels.append({"owner": "0x" + owner_key.hex(), "client_order_id": client_order_id,
-                        "message": "0x" + message.hex(), "signature": "0x" + bytes(owner.sign(message)).hex()})
+        cancels.append(
+            {
+                "owner": "0x" + owner_key.hex(),
+                "client_order_id": client_order_id,
+                "message": "0x" + message.hex(),
+                "signature": "0x" + bytes(owner.sign(message)).hex(),
+            }
+        )
     readings = []
-    for interval, counter, import_wh, export_wh in ((89_805_158, 1, 12_345, 678), (0, 0, 0, 0),
-                                                    (U64_MAX, U64_MAX, U64_MAX, U64_MAX)):
+    for interval, counter, import_wh, export_wh in (
+        (89_805_158, 1, 12_345, 678),
+        (0, 0, 0, 0),
+        (U64_MAX, U64_MAX, U64_MAX, U64_MAX),
+    ):
         message = reading_message(meter_key, interval, counter, import_wh, export_wh)
-        readings.append({"meter": "0x" + meter_key.hex(), "interval": interval, "counter": counter,
-                         "import_wh": import_wh, "export_wh": export_wh, "message": "0x" + message.hex(),
-                         "signature": "0x" + bytes(meter.sign(message)).hex()})
-    vectors = {"genesis_hash": "0x" + genesis.hex(), "orders": orders, "cancels": cancels, "readings": readings}
+        readings.append(
+            {
+                "meter": "0x" + meter_key.hex(),
+                "interval": interval,
+                "counter": counter,
+                "import_wh": import_wh,
+                "export_wh": export_wh,
+                "message": "0x" + message.hex(),
+                "signature": "0x" + bytes(meter.sign(message)).hex(),
+            }
+        )
+    vectors = {
+        "genesis_hash": "0x" + genesis.hex(),
+        "orders": orders,
+        "cancels": cancels,
+        "readings": readings,
+    }
     OUT.write_text(json.dumps(vectors, indent=1) + "\n")
     print(f"wrote {OUT}")
 

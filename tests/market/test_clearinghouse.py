@@ -1,4 +1,5 @@
 """The clearing house's report balances money and energy to zero, the distributor included."""
+
 from __future__ import annotations
 
 from hypothesis import given, settings
@@ -42,14 +43,22 @@ def test_worked_example():
     assert rows["B"]["net_money_brl"] == "0.26100"  # 22000 + 6000 - 1900 units
 
 
-trade = st.builds(Trade, interval=st.just(1), buyer=st.sampled_from(PEOPLE), seller=st.sampled_from(PEOPLE),
-                  quantity_wh=st.integers(1, 10_000), buyer_price=st.integers(50, 100),
-                  seller_price=st.integers(1, 50))
+trade = st.builds(
+    Trade,
+    interval=st.just(1),
+    buyer=st.sampled_from(PEOPLE),
+    seller=st.sampled_from(PEOPLE),
+    quantity_wh=st.integers(1, 10_000),
+    buyer_price=st.integers(50, 100),
+    seller_price=st.integers(1, 50),
+)
 
 
 @settings(max_examples=200, deadline=None)
-@given(trades=st.lists(trade, max_size=12),
-       metered=st.dictionaries(st.sampled_from(PEOPLE), st.integers(-20_000, 20_000)))
+@given(
+    trades=st.lists(trade, max_size=12),
+    metered=st.dictionaries(st.sampled_from(PEOPLE), st.integers(-20_000, 20_000)),
+)
 def test_money_and_energy_always_balance(trades, metered):
     report = build_report(trades, settle(trades, metered), "DIST", [1])
     assert report["balanced"], report["problems"]

@@ -1,5 +1,6 @@
 """The signed messages, byte for byte as docs/chain-interface.md lays them out, and the
 OrderSpec SCALE encoding checked against substrate-interface's own encoder (scalecodec)."""
+
 from __future__ import annotations
 
 import struct
@@ -43,20 +44,44 @@ def scale():
     """The pallet's types, declared the way substrate-interface's codec takes them."""
     rc = RuntimeConfigurationObject()
     rc.update_type_registry(load_type_registry_preset("legacy"))
-    rc.update_type_registry({"types": {
-        "WattSide": {"type": "enum", "value_list": ["Bid", "Offer"]},
-        "WattEnergySource": {"type": "enum", "value_list": ["Solar", "Wind", "Hydro", "Biomass", "GridMix"]},
-        "WattOrderSpec": {"type": "struct", "type_mapping": [
-            ["client_order_id", "u64"], ["interval", "u64"], ["side", "WattSide"], ["quantity_wh", "u64"],
-            ["price_ticks", "u64"], ["zone", "u16"], ["source", "WattEnergySource"], ["renewable_only", "bool"]]},
-    }})
+    rc.update_type_registry(
+        {
+            "types": {
+                "WattSide": {"type": "enum", "value_list": ["Bid", "Offer"]},
+                "WattEnergySource": {
+                    "type": "enum",
+                    "value_list": ["Solar", "Wind", "Hydro", "Biomass", "GridMix"],
+                },
+                "WattOrderSpec": {
+                    "type": "struct",
+                    "type_mapping": [
+                        ["client_order_id", "u64"],
+                        ["interval", "u64"],
+                        ["side", "WattSide"],
+                        ["quantity_wh", "u64"],
+                        ["price_ticks", "u64"],
+                        ["zone", "u16"],
+                        ["source", "WattEnergySource"],
+                        ["renewable_only", "bool"],
+                    ],
+                },
+            }
+        }
+    )
     return rc
 
 
-specs = st.builds(OrderSpec, client_order_id=st.integers(0, 2**64 - 1), interval=st.integers(0, 2**64 - 1),
-                  side=st.sampled_from(SIDES), quantity_wh=st.integers(0, 2**64 - 1),
-                  price_ticks=st.integers(0, 2**64 - 1), zone=st.integers(0, 2**16 - 1),
-                  source=st.sampled_from(SOURCES), renewable_only=st.booleans())
+specs = st.builds(
+    OrderSpec,
+    client_order_id=st.integers(0, 2**64 - 1),
+    interval=st.integers(0, 2**64 - 1),
+    side=st.sampled_from(SIDES),
+    quantity_wh=st.integers(0, 2**64 - 1),
+    price_ticks=st.integers(0, 2**64 - 1),
+    zone=st.integers(0, 2**16 - 1),
+    source=st.sampled_from(SOURCES),
+    renewable_only=st.booleans(),
+)
 
 
 @settings(max_examples=200, deadline=None)
@@ -71,16 +96,17 @@ def test_order_spec_scale_matches_substrate_interface_encoder(scale, spec):
 def test_order_spec_known_bytes():
     spec = OrderSpec(7, 3, "offer", 1500, 75, 2, "wind", False)
     assert spec.encode().hex() == (
-        "0700000000000000" "0300000000000000" "01" "dc05000000000000" "4b00000000000000" "0200" "01" "00")
+        "0700000000000000030000000000000001dc050000000000004b0000000000000002000100"
+    )
 
 
 def test_order_message_layout():
     spec = OrderSpec(1, 2, "bid", 1000, 80, 0, "grid_mix", True)
     msg = order_message(GENESIS, ALICE_PUB, spec)
-    assert msg[:len(ORDER_TAG)] == b"wattchain:order:v1"
-    assert msg[len(ORDER_TAG):len(ORDER_TAG) + 32] == GENESIS
-    assert msg[len(ORDER_TAG) + 32:len(ORDER_TAG) + 64] == ALICE_PUB
-    assert msg[len(ORDER_TAG) + 64:] == struct.pack("<QQBQQHBB", 1, 2, 0, 1000, 80, 0, 4, 1)
+    assert msg[: len(ORDER_TAG)] == b"wattchain:order:v1"
+    assert msg[len(ORDER_TAG) : len(ORDER_TAG) + 32] == GENESIS
+    assert msg[len(ORDER_TAG) + 32 : len(ORDER_TAG) + 64] == ALICE_PUB
+    assert msg[len(ORDER_TAG) + 64 :] == struct.pack("<QQBQQHBB", 1, 2, 0, 1000, 80, 0, 4, 1)
 
 
 def test_cancel_message_layout():
@@ -99,8 +125,10 @@ def test_sign_and_verify_order_and_cancel():
     assert signed.owner == ALICE.ss58_address and len(signed.signature) == 64
     assert verify_order(GENESIS, signed)
     assert not verify_order(bytes(32), signed)  # another chain
-    assert not verify_order(GENESIS, SignedOrder(signed.owner, OrderSpec(42, 9, "offer", 501, 60, 1, "solar"),
-                                                 signed.signature))
+    assert not verify_order(
+        GENESIS,
+        SignedOrder(signed.owner, OrderSpec(42, 9, "offer", 501, 60, 1, "solar"), signed.signature),
+    )
     bob = dev_keypair("Bob")
     assert not verify_order(GENESIS, SignedOrder(bob.ss58_address, spec, signed.signature))
     cancel = sign_cancel(ALICE, GENESIS, 42)
@@ -128,10 +156,18 @@ def test_accounts():
         public_key(b"short")
 
 
-@pytest.mark.parametrize("kwargs", [
-    {"side": "buy"}, {"source": "coal"}, {"quantity_wh": -1}, {"price_ticks": 2**64}, {"zone": 70000},
-    {"renewable_only": 1}, {"interval": 1.5},
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"side": "buy"},
+        {"source": "coal"},
+        {"quantity_wh": -1},
+        {"price_ticks": 2**64},
+        {"zone": 70000},
+        {"renewable_only": 1},
+        {"interval": 1.5},
+    ],
+)
 def test_order_spec_rejects_bad_fields(kwargs):
     base = dict(client_order_id=1, interval=1, side="bid", quantity_wh=1, price_ticks=1)
     with pytest.raises(ValueError):
@@ -139,12 +175,21 @@ def test_order_spec_rejects_bad_fields(kwargs):
 
 
 def test_market_params_gates():
-    p = MarketParams(interval_ms=20_000, gate_closure_ms=10_000, min_price_ticks=1, max_price_ticks=10_000,
-                     max_quantity_wh=10**9, utility_tariff_ticks=95, feed_in_ticks=30)
-    assert p.gate_closure(5) == 90_000 and p.interval_end(5) == 120_000 and p.interval_at(119_999) == 5
-    assert p.first_open_interval(0) == 1           # gate of 1 is 10_000 > 0
+    p = MarketParams(
+        interval_ms=20_000,
+        gate_closure_ms=10_000,
+        min_price_ticks=1,
+        max_price_ticks=10_000,
+        max_quantity_wh=10**9,
+        utility_tariff_ticks=95,
+        feed_in_ticks=30,
+    )
+    assert (
+        p.gate_closure(5) == 90_000 and p.interval_end(5) == 120_000 and p.interval_at(119_999) == 5
+    )
+    assert p.first_open_interval(0) == 1  # gate of 1 is 10_000 > 0
     assert p.first_open_interval(9_999) == 1
-    assert p.first_open_interval(10_000) == 2      # gate of 1 has closed
+    assert p.first_open_interval(10_000) == 2  # gate of 1 has closed
     assert p.first_open_interval(5_000, 5_000) == 2
     for now in range(0, 200_000, 777):
         k = p.first_open_interval(now, 4_000)

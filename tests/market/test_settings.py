@@ -1,7 +1,9 @@
 """One way to configure: defaults < the operator's TOML file < WATTCHAIN_* variables < options,
 and a bad value is refused with its name."""
+
 from __future__ import annotations
 
+from datetime import UTC
 from pathlib import Path
 
 import pytest
@@ -32,8 +34,14 @@ def test_the_config_file_can_come_from_the_environment(tmp_path, monkeypatch):
     assert Settings.from_env().mechanism == "zonal"
 
 
-@pytest.mark.parametrize("bad, name", [({"mechanism": "auction"}, "mechanism"), ({"relay_batch": 0}, "relay_batch"),
-                                       ({"nodeurl": "x"}, "nodeurl")])
+@pytest.mark.parametrize(
+    "bad, name",
+    [
+        ({"mechanism": "auction"}, "mechanism"),
+        ({"relay_batch": 0}, "relay_batch"),
+        ({"nodeurl": "x"}, "nodeurl"),
+    ],
+)
 def test_a_bad_setting_is_named(bad, name):
     with pytest.raises(ValidationError, match=name):
         Settings.from_env(**bad)
@@ -45,11 +53,13 @@ def test_a_missing_config_file_is_named(tmp_path):
 
 
 def test_intervals_read_as_clock_times_in_the_markets_time_zone():
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from market import interval_clock
 
-    start = int(datetime(2026, 12, 1, 17, 15, tzinfo=timezone.utc).timestamp() * 1000)  # 14:15 in São Paulo
+    start = int(
+        datetime(2026, 12, 1, 17, 15, tzinfo=UTC).timestamp() * 1000
+    )  # 14:15 in São Paulo
     assert interval_clock(start // 900_000, 900_000, "America/Sao_Paulo") == "14:15–14:30"
     assert interval_clock(start // 20_000, 20_000, "America/Sao_Paulo") == "14:15:00–14:15:20"
     assert interval_clock(start // 900_000, 900_000, "UTC") == "17:15–17:30"

@@ -1,6 +1,7 @@
 """The golden vectors of docs/vectors/signed-messages.json, which the pallet's tests read too
 (`vectors` in runtime-config/pallets/energy-trading/src/tests.rs): our bytes must be the
 file's bytes, and each signature must verify over them and nothing else."""
+
 from __future__ import annotations
 
 import json
@@ -11,7 +12,9 @@ import pytest
 from market import OrderSpec, cancel_message, order_message, reading_message, verify_sr25519
 from meter_bridge import MeterReading, verify_reading
 
-VECTORS = json.loads((Path(__file__).resolve().parents[2] / "docs" / "vectors" / "signed-messages.json").read_text())
+VECTORS = json.loads(
+    (Path(__file__).resolve().parents[2] / "docs" / "vectors" / "signed-messages.json").read_text()
+)
 GENESIS = bytes.fromhex(VECTORS["genesis_hash"][2:])
 
 
@@ -27,13 +30,25 @@ def _verifies_exactly(key: bytes, message: bytes, signature: bytes) -> None:
 
 
 def test_the_file_covers_every_message_kind():
-    assert len(VECTORS["orders"]) >= 4 and len(VECTORS["cancels"]) >= 2 and len(VECTORS["readings"]) >= 2
+    assert (
+        len(VECTORS["orders"]) >= 4
+        and len(VECTORS["cancels"]) >= 2
+        and len(VECTORS["readings"]) >= 2
+    )
     sides = {v["spec"]["side"] for v in VECTORS["orders"]}
     sources = {v["spec"]["source"] for v in VECTORS["orders"]}
-    assert sides == {"bid", "offer"} and sources == {"solar", "wind", "hydro", "biomass", "grid_mix"}
+    assert sides == {"bid", "offer"} and sources == {
+        "solar",
+        "wind",
+        "hydro",
+        "biomass",
+        "grid_mix",
+    }
 
 
-@pytest.mark.parametrize("vector", VECTORS["orders"], ids=lambda v: f"order-{v['spec']['client_order_id']}")
+@pytest.mark.parametrize(
+    "vector", VECTORS["orders"], ids=lambda v: f"order-{v['spec']['client_order_id']}"
+)
 def test_order_message(vector):
     owner = _hex(vector["owner"])
     message = order_message(GENESIS, owner, OrderSpec(**vector["spec"]))
@@ -41,7 +56,9 @@ def test_order_message(vector):
     _verifies_exactly(owner, message, _hex(vector["signature"]))
 
 
-@pytest.mark.parametrize("vector", VECTORS["cancels"], ids=lambda v: f"cancel-{v['client_order_id']}")
+@pytest.mark.parametrize(
+    "vector", VECTORS["cancels"], ids=lambda v: f"cancel-{v['client_order_id']}"
+)
 def test_cancel_message(vector):
     owner = _hex(vector["owner"])
     message = cancel_message(GENESIS, owner, vector["client_order_id"])
@@ -56,7 +73,15 @@ def test_reading_message_and_the_meter_bridge_agree(vector):
     message = reading_message(meter, *fields)
     assert message.hex() == vector["message"][2:]
     _verifies_exactly(meter, message, _hex(vector["signature"]))
-    reading = MeterReading(meter=vector["meter"], interval=fields[0], counter=fields[1], import_wh=fields[2],
-                           export_wh=fields[3], power_w=0, timestamp_ms=0, signature=vector["signature"])
+    reading = MeterReading(
+        meter=vector["meter"],
+        interval=fields[0],
+        counter=fields[1],
+        import_wh=fields[2],
+        export_wh=fields[3],
+        power_w=0,
+        timestamp_ms=0,
+        signature=vector["signature"],
+    )
     assert reading.message() == message
     assert verify_reading(reading)

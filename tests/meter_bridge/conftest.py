@@ -1,4 +1,5 @@
 """Shared helpers for the meter_bridge tests: loopback servers only, short timeouts."""
+
 from __future__ import annotations
 
 import os

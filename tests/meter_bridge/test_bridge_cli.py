@@ -1,4 +1,5 @@
 """`python -m meter_bridge ...` as a subprocess, against a simulator that is itself a subprocess."""
+
 from __future__ import annotations
 
 import json
@@ -11,8 +12,14 @@ from meter_bridge import MeterReading, spawn_simulator, start_simulator, verify_
 
 
 def cli(env, *args, stdin: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "meter_bridge", *args], env=env, input=stdin,
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "meter_bridge", *args],
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 FAST = ["--timeout", "0.3", "--attempts", "2", "--backoff", "0.02"]
@@ -21,7 +28,9 @@ FAST = ["--timeout", "0.3", "--attempts", "2", "--backoff", "0.02"]
 @pytest.fixture(scope="module")
 def simulator():
     # speed 60: midday lasts, however slowly the tests run
-    with spawn_simulator(0, "sdm630", "prosumer", speed=60, extra_args=["--start-hour", "12"]) as sim:
+    with spawn_simulator(
+        0, "sdm630", "prosumer", speed=60, extra_args=["--start-hour", "12"]
+    ) as sim:
         yield sim
 
 
@@ -31,7 +40,17 @@ def test_simulate_announces_where_it_listens(simulator):
 
 
 def test_read_prints_one_json_reading(simulator, cli_env):
-    result = cli(cli_env, "read", "--host", simulator.host, "--port", str(simulator.port), "--model", "sdm630", *FAST)
+    result = cli(
+        cli_env,
+        "read",
+        "--host",
+        simulator.host,
+        "--port",
+        str(simulator.port),
+        "--model",
+        "sdm630",
+        *FAST,
+    )
     assert result.returncode == 0, result.stderr
     reading = json.loads(result.stdout)
     assert reading["model"] == "sdm630"
@@ -41,8 +60,22 @@ def test_read_prints_one_json_reading(simulator, cli_env):
 
 def test_signed_reads_count_up_and_verify(simulator, cli_env, tmp_path):
     state = tmp_path / "meter1.json"
-    args = ["read", "--host", simulator.host, "--port", str(simulator.port), "--model", "sdm630",
-            "--key", "//Meter1", "--interval", "7", "--state", str(state), *FAST]
+    args = [
+        "read",
+        "--host",
+        simulator.host,
+        "--port",
+        str(simulator.port),
+        "--model",
+        "sdm630",
+        "--key",
+        "//Meter1",
+        "--interval",
+        "7",
+        "--state",
+        str(state),
+        *FAST,
+    ]
     first = cli(cli_env, *args)
     second = cli(cli_env, *args)
     assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
@@ -60,21 +93,52 @@ def test_signed_reads_count_up_and_verify(simulator, cli_env, tmp_path):
 
 
 def test_signing_without_a_state_file_is_refused(simulator, cli_env):
-    result = cli(cli_env, "read", "--host", "127.0.0.1", "--port", str(simulator.port), "--model", "sdm630",
-                 "--key", "//Meter1", *FAST)
+    result = cli(
+        cli_env,
+        "read",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(simulator.port),
+        "--model",
+        "sdm630",
+        "--key",
+        "//Meter1",
+        *FAST,
+    )
     assert result.returncode == 2
     assert "error: signing needs --state FILE" in result.stderr
     assert result.stdout == ""
 
 
 def test_dead_meter_exits_stale(cli_env, closed_port):
-    result = cli(cli_env, "read", "--host", "127.0.0.1", "--port", str(closed_port), "--model", "sdm120", *FAST)
+    result = cli(
+        cli_env,
+        "read",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(closed_port),
+        "--model",
+        "sdm120",
+        *FAST,
+    )
     assert result.returncode == 4
     assert "error: meter sdm120 at 127.0.0.1:%d device 1 is stale" % closed_port in result.stderr
 
 
 def test_wrong_model_gives_a_clear_error(simulator, cli_env):
-    result = cli(cli_env, "read", "--host", "127.0.0.1", "--port", str(simulator.port), "--model", "sunspec203", *FAST)
+    result = cli(
+        cli_env,
+        "read",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(simulator.port),
+        "--model",
+        "sunspec203",
+        *FAST,
+    )
     assert result.returncode == 1
     assert "no SunSpec marker 'SunS'" in result.stderr
     usage = cli(cli_env, "read", "--host", "127.0.0.1", "--model", "sdm999")
@@ -82,7 +146,9 @@ def test_wrong_model_gives_a_clear_error(simulator, cli_env):
 
 
 def test_switch_and_setpoint_commands(cli_env):
-    with start_simulator(0, "sdm120", "consumer", speed=1, start_hour=19.5, load_limit_max_w=3000) as sim:
+    with start_simulator(
+        0, "sdm120", "consumer", speed=1, start_hour=19.5, load_limit_max_w=3000
+    ) as sim:
         where = ["--host", sim.host, "--port", str(sim.port), *FAST]
         off = cli(cli_env, "switch", *where, "--off")
         assert off.returncode == 0, off.stderr

@@ -1,4 +1,5 @@
 """Faults: exception replies, timeouts and a dead meter lead to retries, then a stale meter."""
+
 from __future__ import annotations
 
 import asyncio
@@ -25,9 +26,12 @@ def test_transient_busy_replies_are_retried(serve):
         sim.inject_faults(BUSY, 2)  # the first two requests are answered "busy"
 
         async def go():
-            async with MeterClient("sdm630", sim.host, sim.port, timeout_s=TIMEOUT_S, retry=FAST_RETRY) as c:
+            async with MeterClient(
+                "sdm630", sim.host, sim.port, timeout_s=TIMEOUT_S, retry=FAST_RETRY
+            ) as c:
                 reading = await c.read()
                 return reading, c.stale
+
         before = sim.bank.requests
         reading, stale = asyncio.run(go())
         assert reading.import_wh > 0 and not stale
@@ -36,11 +40,17 @@ def test_transient_busy_replies_are_retried(serve):
 
 def test_persistent_busy_makes_the_meter_stale_until_it_answers(serve):
     with start_simulator(0, "sunspec203", "prosumer", speed=1) as sim:
+
         async def go():
-            async with MeterClient("sunspec203", sim.host, sim.port, timeout_s=TIMEOUT_S, retry=FAST_RETRY) as c:
+            async with MeterClient(
+                "sunspec203", sim.host, sim.port, timeout_s=TIMEOUT_S, retry=FAST_RETRY
+            ) as c:
                 sim.inject_faults(BUSY, 100)
                 started = time.monotonic()
-                with pytest.raises(MeterStale, match=r"sunspec203 at 127\.0\.0\.1:\d+ device 1 is stale.*3 attempts.*exception 6"):
+                with pytest.raises(
+                    MeterStale,
+                    match=r"sunspec203 at 127\.0\.0\.1:\d+ device 1 is stale.*3 attempts.*exception 6",
+                ):
                     await c.read()
                 waited = time.monotonic() - started
                 assert c.stale and c.failed_operations == 1
@@ -51,6 +61,7 @@ def test_persistent_busy_makes_the_meter_stale_until_it_answers(serve):
                 reading = await c.read()
                 assert not c.stale and c.failed_operations == 0
                 return waited, reading
+
         waited, reading = asyncio.run(go())
         assert waited >= 0.02 + 0.04  # backoff: 20 ms, then 40 ms
         assert reading.export_wh > 0
@@ -62,10 +73,16 @@ def test_illegal_address_is_not_retried_and_not_stale(serve):
     server = serve(bank)
 
     async def go():
-        async with MeterClient("sdm120", "127.0.0.1", server.port, timeout_s=TIMEOUT_S, retry=FAST_RETRY) as c:
-            with pytest.raises(ModbusReplyError, match=r"exception 2 \(illegal data address\) to read input registers 0x0000\.\.0x004B") as err:
+        async with MeterClient(
+            "sdm120", "127.0.0.1", server.port, timeout_s=TIMEOUT_S, retry=FAST_RETRY
+        ) as c:
+            with pytest.raises(
+                ModbusReplyError,
+                match=r"exception 2 \(illegal data address\) to read input registers 0x0000\.\.0x004B",
+            ) as err:
                 await c.read()
             return err.value, c.stale
+
     error, stale = asyncio.run(go())
     assert error.permanent and not stale
 
@@ -77,20 +94,26 @@ def test_a_refused_request_is_asked_once(serve):
     server = serve(bank)
 
     async def go():
-        async with MeterClient("sdm120", "127.0.0.1", server.port, timeout_s=TIMEOUT_S, retry=FAST_RETRY) as c:
+        async with MeterClient(
+            "sdm120", "127.0.0.1", server.port, timeout_s=TIMEOUT_S, retry=FAST_RETRY
+        ) as c:
             with pytest.raises(ModbusReplyError):
                 await c.read()
+
     asyncio.run(go())
     assert bank.requests == 1
 
 
 def test_dead_server_gives_stale_after_backoff(closed_port):
     async def go():
-        async with MeterClient("sdm630", "127.0.0.1", closed_port, timeout_s=TIMEOUT_S, retry=FAST_RETRY) as c:
+        async with MeterClient(
+            "sdm630", "127.0.0.1", closed_port, timeout_s=TIMEOUT_S, retry=FAST_RETRY
+        ) as c:
             started = time.monotonic()
             with pytest.raises(MeterStale, match="cannot connect") as err:
                 await c.read()
             return time.monotonic() - started, err.value, c.stale
+
     waited, error, stale = asyncio.run(go())
     assert stale and error.attempts == 3
     assert 0.06 <= waited < 3
@@ -106,6 +129,7 @@ def test_silent_server_times_out_then_stale(silent_server):
             with pytest.raises(MeterStale) as err:
                 await c.read()
             return time.monotonic() - started, err.value
+
     waited, error = asyncio.run(go())
     assert waited >= 2 * 0.2  # each attempt waited out its timeout
     assert waited < 5
@@ -118,7 +142,9 @@ def test_meter_that_stops_answering_and_comes_back():
     port = sim.port
 
     async def go():
-        async with MeterClient("sdm120", "127.0.0.1", port, timeout_s=TIMEOUT_S, retry=FAST_RETRY) as c:
+        async with MeterClient(
+            "sdm120", "127.0.0.1", port, timeout_s=TIMEOUT_S, retry=FAST_RETRY
+        ) as c:
             first = await c.read()
             sim.stop()
             with pytest.raises(MeterStale):
@@ -131,5 +157,6 @@ def test_meter_that_stops_answering_and_comes_back():
                 again.stop()
             assert not c.stale
             return first, second
+
     first, second = asyncio.run(go())
     assert first.model == second.model == "sdm120"

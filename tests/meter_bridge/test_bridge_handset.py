@@ -1,4 +1,5 @@
 """The client against a plain pymodbus server whose registers are set by hand, at literal addresses."""
+
 from __future__ import annotations
 
 import asyncio
@@ -25,7 +26,9 @@ def f32(value: float, order: str = "big") -> list[int]:
     return [high, low] if order == "big" else [low, high]
 
 
-def eastron_bank(*, order="big", import_kwh=1234.567, export_kwh=89.5, p_0c=-1500.0, p_34=2400.0) -> RegisterBank:
+def eastron_bank(
+    *, order="big", import_kwh=1234.567, export_kwh=89.5, p_0c=-1500.0, p_34=2400.0
+) -> RegisterBank:
     bank = RegisterBank()
     bank.set_words(Table.INPUT_REGISTERS, 0, [0] * 0x50)
     bank.set_words(Table.INPUT_REGISTERS, 0x0000, f32(231.5, order))
@@ -40,8 +43,11 @@ def eastron_bank(*, order="big", import_kwh=1234.567, export_kwh=89.5, p_0c=-150
 
 def read(model, port, **kwargs):
     async def go():
-        async with MeterClient(model, "127.0.0.1", port, timeout_s=TIMEOUT_S, retry=FAST_RETRY, **kwargs) as c:
+        async with MeterClient(
+            model, "127.0.0.1", port, timeout_s=TIMEOUT_S, retry=FAST_RETRY, **kwargs
+        ) as c:
             return await c.read()
+
     return asyncio.run(go())
 
 
@@ -68,13 +74,16 @@ def test_word_order_little_needs_the_little_map(serve):
         assert wrong.import_wh != 1_234_567
 
 
-@pytest.mark.parametrize("bad, register, problem", [
-    (dict(import_kwh=math.nan), r"sdm630\.import_kwh at 0x0048", "NaN"),
-    (dict(export_kwh=-12.0), r"sdm630\.export_kwh at 0x004A", "negative"),
-    (dict(import_kwh=3e9), r"sdm630\.import_kwh at 0x0048", "absurd"),
-    (dict(p_34=5e6), r"sdm630\.power_w at 0x0034", "absurd"),
-    (dict(p_34=-math.inf), r"sdm630\.power_w at 0x0034", "-inf"),
-])
+@pytest.mark.parametrize(
+    "bad, register, problem",
+    [
+        (dict(import_kwh=math.nan), r"sdm630\.import_kwh at 0x0048", "NaN"),
+        (dict(export_kwh=-12.0), r"sdm630\.export_kwh at 0x004A", "negative"),
+        (dict(import_kwh=3e9), r"sdm630\.import_kwh at 0x0048", "absurd"),
+        (dict(p_34=5e6), r"sdm630\.power_w at 0x0034", "absurd"),
+        (dict(p_34=-math.inf), r"sdm630\.power_w at 0x0034", "-inf"),
+    ],
+)
 def test_bad_register_values_raise_reading_error(serve, bad, register, problem):
     server = serve(eastron_bank(**bad))
     with pytest.raises(ReadingError, match=f"{register}.*{problem}"):
@@ -91,8 +100,15 @@ def sunspec_chain(models: list[list[int]]) -> list[int]:
 
 
 def common_model() -> list[int]:
-    return [1, 66] + text_words("Acme", 16) + text_words("Meter", 16) + [0] * 8 + text_words("1.0", 8) \
-        + text_words("SN1", 16) + [1, 0x8000]
+    return (
+        [1, 66]
+        + text_words("Acme", 16)
+        + text_words("Meter", 16)
+        + [0] * 8
+        + text_words("1.0", 8)
+        + text_words("SN1", 16)
+        + [1, 0x8000]
+    )
 
 
 def model_203(*, w, w_sf, imp, exp, wh_sf) -> list[int]:
@@ -127,15 +143,23 @@ def other_model(model_id: int, length: int) -> list[int]:
 @pytest.mark.parametrize("base", [0, 40000, 50000])
 def test_sunspec203_discovered_at_each_base(serve, base):
     bank = RegisterBank()
-    chain = sunspec_chain([common_model(), other_model(11, 13),
-                           model_203(w=-456, w_sf=1, imp=98765, exp=4321, wh_sf=1)])
+    chain = sunspec_chain(
+        [
+            common_model(),
+            other_model(11, 13),
+            model_203(w=-456, w_sf=1, imp=98765, exp=4321, wh_sf=1),
+        ]
+    )
     bank.set_words(Table.HOLDING_REGISTERS, base, chain)
     server = serve(bank)
 
     async def go():
-        async with MeterClient("sunspec203", "127.0.0.1", server.port, timeout_s=TIMEOUT_S, retry=FAST_RETRY) as c:
+        async with MeterClient(
+            "sunspec203", "127.0.0.1", server.port, timeout_s=TIMEOUT_S, retry=FAST_RETRY
+        ) as c:
             reading = await c.read()
             return reading, c.model_address
+
     reading, address = asyncio.run(go())
     assert address == base + 2 + 68 + 15  # marker, model 1, model 11, then 203
     assert (reading.import_wh, reading.export_wh, reading.power_w) == (987_650, 43_210, -4560)
@@ -145,7 +169,9 @@ def test_sunspec203_discovered_at_each_base(serve, base):
 @pytest.mark.parametrize("base", [0, 40000, 50000])
 def test_sunspec701_discovered_at_each_base(serve, base):
     bank = RegisterBank()
-    chain = sunspec_chain([common_model(), model_701(w=3210, w_sf=0, injected=2**32 + 99, absorbed=555, wh_sf=0)])
+    chain = sunspec_chain(
+        [common_model(), model_701(w=3210, w_sf=0, injected=2**32 + 99, absorbed=555, wh_sf=0)]
+    )
     bank.set_words(Table.HOLDING_REGISTERS, base, chain)
     server = serve(bank)
     reading = read("sunspec701", server.port)
@@ -156,9 +182,13 @@ def test_sunspec701_discovered_at_each_base(serve, base):
 
 def test_sunspec_explicit_base_and_missing_model(serve):
     bank = RegisterBank()
-    bank.set_words(Table.HOLDING_REGISTERS, 50000, sunspec_chain([common_model(), other_model(101, 50)]))
+    bank.set_words(
+        Table.HOLDING_REGISTERS, 50000, sunspec_chain([common_model(), other_model(101, 50)])
+    )
     server = serve(bank)
-    with pytest.raises(DiscoveryError, match=r"base 50000 has no model 203; models found: \[1, 101\]"):
+    with pytest.raises(
+        DiscoveryError, match=r"base 50000 has no model 203; models found: \[1, 101\]"
+    ):
         read("sunspec203", server.port)
     with pytest.raises(DiscoveryError, match="no SunSpec marker"):
         read("sunspec203", server.port, sunspec_base=40000)
@@ -168,7 +198,10 @@ def test_no_sunspec_device_is_a_discovery_error(serve):
     bank = RegisterBank()
     bank.set_words(Table.HOLDING_REGISTERS, 0, [0x1234, 0x5678])  # something, but not "SunS"
     server = serve(bank)
-    with pytest.raises(DiscoveryError, match=r"no SunSpec marker 'SunS'.*40000 \(exception 2\).*0 \(found 0x1234 0x5678\)"):
+    with pytest.raises(
+        DiscoveryError,
+        match=r"no SunSpec marker 'SunS'.*40000 \(exception 2\).*0 \(found 0x1234 0x5678\)",
+    ):
         read("sunspec203", server.port)
 
 
@@ -178,7 +211,9 @@ def test_sunspec_bad_values_raise_reading_error(serve):
     block[54] = 0x8000  # TotWh_SF not implemented; model 203 starts at 40000 + 2 + 68
     bank.set_words(Table.HOLDING_REGISTERS, 40000, sunspec_chain([common_model(), block]))
     server = serve(bank)
-    with pytest.raises(ReadingError, match=r"sunspec203\.TotWh_SF at 0x9CBC \(40124\).*not implemented"):
+    with pytest.raises(
+        ReadingError, match=r"sunspec203\.TotWh_SF at 0x9CBC \(40124\).*not implemented"
+    ):
         read("sunspec203", server.port)
 
 
@@ -194,11 +229,14 @@ def test_relay_and_load_limit_with_read_back(serve):
     server = serve(bank)
 
     async def go():
-        async with MeterClient("sdm120", "127.0.0.1", server.port, timeout_s=TIMEOUT_S, retry=FAST_RETRY) as c:
+        async with MeterClient(
+            "sdm120", "127.0.0.1", server.port, timeout_s=TIMEOUT_S, retry=FAST_RETRY
+        ) as c:
             assert await c.switch_relay(False) is False
             assert await c.relay() is False
             assert await c.set_load_limit(70_000) == 70_000  # above 16 bits: both words used
             return await c.load_limit()
+
     assert asyncio.run(go()) == 70_000
     assert bank.get(Table.COILS, 0) == [False]
     assert bank.get(Table.HOLDING_REGISTERS, 0x1000, 2) == [1, 70_000 - 65_536]
@@ -217,12 +255,20 @@ def test_stuck_relay_and_clamped_limit_are_not_confirmed(serve):
     server = serve(bank)
 
     async def go():
-        async with MeterClient("sdm120", "127.0.0.1", server.port, timeout_s=TIMEOUT_S, retry=FAST_RETRY) as c:
-            with pytest.raises(CommandNotConfirmed, match="relay coil 0.*wrote False but the device reads back True"):
+        async with MeterClient(
+            "sdm120", "127.0.0.1", server.port, timeout_s=TIMEOUT_S, retry=FAST_RETRY
+        ) as c:
+            with pytest.raises(
+                CommandNotConfirmed,
+                match="relay coil 0.*wrote False but the device reads back True",
+            ):
                 await c.switch_relay(False)
-            with pytest.raises(CommandNotConfirmed, match="load limit register 0x1000.*wrote 8000.*reads back 5000"):
+            with pytest.raises(
+                CommandNotConfirmed, match="load limit register 0x1000.*wrote 8000.*reads back 5000"
+            ):
                 await c.set_load_limit(8000)
             assert await c.set_load_limit(4000) == 4000
+
     asyncio.run(go())
 
 
@@ -232,8 +278,15 @@ def test_write_to_an_unmapped_register_is_an_exception_reply(serve):
     server = serve(bank)
 
     async def go():
-        async with MeterClient("sdm120", "127.0.0.1", server.port, timeout_s=TIMEOUT_S, retry=FAST_RETRY,
-                               controls=ControlMap(load_limit_register=0x2000)) as c:
+        async with MeterClient(
+            "sdm120",
+            "127.0.0.1",
+            server.port,
+            timeout_s=TIMEOUT_S,
+            retry=FAST_RETRY,
+            controls=ControlMap(load_limit_register=0x2000),
+        ) as c:
             with pytest.raises(ModbusReplyError, match="exception 2"):
                 await c.set_load_limit(100)
+
     asyncio.run(go())

@@ -1,4 +1,5 @@
 """Register maps without a network: word order, float32, scale factors, value checks."""
+
 from __future__ import annotations
 
 import math
@@ -17,10 +18,25 @@ def f32_words(value: float, word_order: str = "big") -> list[int]:
     return [high, low] if word_order == "big" else [low, high]
 
 
-def sdm_words(import_kwh, export_kwh, power_w, *, power_at=0x000C, order="big", volts=230.0, amps=5.0, current_at=0x0006):
+def sdm_words(
+    import_kwh,
+    export_kwh,
+    power_w,
+    *,
+    power_at=0x000C,
+    order="big",
+    volts=230.0,
+    amps=5.0,
+    current_at=0x0006,
+):
     words = {a: 0 for a in range(0x0000, 0x0050)}
-    for address, value in ((0x0048, import_kwh), (0x004A, export_kwh), (power_at, power_w),
-                           (0x0000, volts), (current_at, amps)):
+    for address, value in (
+        (0x0048, import_kwh),
+        (0x004A, export_kwh),
+        (power_at, power_w),
+        (0x0000, volts),
+        (current_at, amps),
+    ):
         words[address], words[address + 1] = f32_words(value, order)
     return words
 
@@ -46,7 +62,9 @@ def test_word_order_is_a_map_property():
 
 def test_sdm120_decodes_kwh_to_integer_wh_and_signed_power():
     m = meter_map("sdm120").decode(sdm_words(1234.567, 89.5, -1500.25))
-    assert m == Measurement(import_wh=1234567, export_wh=89500, power_w=-1500, voltage_mv=230000, current_ma=5000)
+    assert m == Measurement(
+        import_wh=1234567, export_wh=89500, power_w=-1500, voltage_mv=230000, current_ma=5000
+    )
     assert all(isinstance(v, int) for v in (m.import_wh, m.export_wh, m.power_w))
 
 
@@ -56,7 +74,9 @@ def test_sdm230_shares_the_sdm120_map():
     assert sdm230.decode(sdm_words(1.0, 2.0, 3.0)) == sdm120.decode(sdm_words(1.0, 2.0, 3.0))
 
 
-@pytest.mark.parametrize("bad, problem", [(math.nan, "NaN"), (math.inf, "inf"), (-0.5, "negative"), (2e9, "absurd")])
+@pytest.mark.parametrize(
+    "bad, problem", [(math.nan, "NaN"), (math.inf, "inf"), (-0.5, "negative"), (2e9, "absurd")]
+)
 def test_bad_import_register_names_the_register(bad, problem):
     with pytest.raises(ReadingError, match=problem) as err:
         meter_map("sdm120").decode(sdm_words(bad, 1.0, 100.0))
@@ -70,11 +90,21 @@ def test_negative_export_and_absurd_power_are_refused():
     with pytest.raises(ReadingError, match="power_w.*0x000C.*absurd"):
         meter_map("sdm120").decode(sdm_words(1.0, 1.0, 10_000_000.0))
     # The same power is fine for a meter rated for it.
-    assert meter_map("sdm120", rated_power_w=8_000_000).decode(sdm_words(1.0, 1.0, 10_000_000.0)).power_w == 10_000_000
+    assert (
+        meter_map("sdm120", rated_power_w=8_000_000)
+        .decode(sdm_words(1.0, 1.0, 10_000_000.0))
+        .power_w
+        == 10_000_000
+    )
 
 
 def test_negative_power_is_export_not_an_error():
-    assert meter_map("sdm630").decode(sdm_words(1, 1, -20_000.0, power_at=0x0034, current_at=0x0030)).power_w == -20_000
+    assert (
+        meter_map("sdm630")
+        .decode(sdm_words(1, 1, -20_000.0, power_at=0x0034, current_at=0x0030))
+        .power_w
+        == -20_000
+    )
 
 
 def test_unknown_model_is_a_clear_error():
@@ -101,7 +131,9 @@ def as_words(block, base):
 
 def test_sunspec203_scale_factors():
     mmap = meter_map("sunspec203")
-    m = mmap.decode(as_words(sunspec203_block(w=-123, w_sf=1, imp=12345, exp=678, wh_sf=3), 40069), 40069)
+    m = mmap.decode(
+        as_words(sunspec203_block(w=-123, w_sf=1, imp=12345, exp=678, wh_sf=3), 40069), 40069
+    )
     assert (m.import_wh, m.export_wh, m.power_w) == (12_345_000, 678_000, -1230)
     assert (m.voltage_mv, m.current_ma) == (230_000, 5_000)
     # Negative energy scale factor: floored, so the register never runs ahead of itself.
@@ -140,8 +172,13 @@ orders = st.sampled_from(["big", "little"])
 
 
 @settings(max_examples=60, deadline=None)
-@given(model=eastron_maps, order=orders, imp=st.integers(0, 8_000_000), exp=st.integers(0, 8_000_000),
-       power=st.integers(-10_000, 10_000))
+@given(
+    model=eastron_maps,
+    order=orders,
+    imp=st.integers(0, 8_000_000),
+    exp=st.integers(0, 8_000_000),
+    power=st.integers(-10_000, 10_000),
+)
 def test_eastron_encode_decode_round_trip(model, order, imp, exp, power):
     # Below 8 MWh a float32 kWh value keeps every Wh, so the round trip is exact.
     mmap = meter_map(model, word_order=order)
@@ -153,9 +190,21 @@ def test_eastron_encode_decode_round_trip(model, order, imp, exp, power):
 
 
 @settings(max_examples=60, deadline=None)
-@given(model=st.sampled_from(["sunspec203", "sunspec701"]), imp=st.integers(0, 2**32 - 1),
-       exp=st.integers(0, 2**32 - 1), power=st.integers(-30_000, 30_000))
+@given(
+    model=st.sampled_from(["sunspec203", "sunspec701"]),
+    imp=st.integers(0, 2**32 - 1),
+    exp=st.integers(0, 2**32 - 1),
+    power=st.integers(-30_000, 30_000),
+)
 def test_sunspec_encode_decode_round_trip(model, imp, exp, power):
     mmap = meter_map(model, rated_power_w=20_000)  # W fits int16 with W_SF = 0
-    m = mmap.decode(as_words(mmap.encode_model(Measurement(imp, exp, power, 231_400, 12_340)), 40002), 40002)
-    assert (m.import_wh, m.export_wh, m.power_w, m.voltage_mv, m.current_ma) == (imp, exp, power, 231_400, 12_340)
+    m = mmap.decode(
+        as_words(mmap.encode_model(Measurement(imp, exp, power, 231_400, 12_340)), 40002), 40002
+    )
+    assert (m.import_wh, m.export_wh, m.power_w, m.voltage_mv, m.current_ma) == (
+        imp,
+        exp,
+        power,
+        231_400,
+        12_340,
+    )

@@ -1,4 +1,5 @@
 """Signed readings: the exact message, verification, tampering, and the counter on disk."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -22,7 +23,9 @@ from meter_bridge import (
     verify_reading,
 )
 
-RAW = RawReading("sdm630", import_wh=1_250_123, export_wh=830_456, power_w=-2500, timestamp_ms=1_700_000_123_456)
+RAW = RawReading(
+    "sdm630", import_wh=1_250_123, export_wh=830_456, power_w=-2500, timestamp_ms=1_700_000_123_456
+)
 
 
 @pytest.fixture(scope="module")
@@ -31,9 +34,14 @@ def key() -> MeterKey:
 
 
 def test_message_is_exactly_the_chain_format(key):
-    expected = (b"wattchain:reading:v1" + key.public_key
-                + (42).to_bytes(8, "little") + (7).to_bytes(8, "little")
-                + (1_250_123).to_bytes(8, "little") + (830_456).to_bytes(8, "little"))
+    expected = (
+        b"wattchain:reading:v1"
+        + key.public_key
+        + (42).to_bytes(8, "little")
+        + (7).to_bytes(8, "little")
+        + (1_250_123).to_bytes(8, "little")
+        + (830_456).to_bytes(8, "little")
+    )
     assert reading_message(key.public_key, 42, 7, 1_250_123, 830_456) == expected
     assert len(expected) == 20 + 32 + 32
     assert sign_reading(RAW, key, 42, 7).message() == expected
@@ -55,8 +63,17 @@ def test_signature_verifies_and_is_the_meters(key):
     assert kp.verify(reading.message(), bytes.fromhex(reading.signature[2:]))
 
 
-@pytest.mark.parametrize("field, value", [("interval", 43), ("counter", 8), ("import_wh", 1_250_124),
-                                          ("export_wh", 830_455), ("meter", None), ("signature", None)])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("interval", 43),
+        ("counter", 8),
+        ("import_wh", 1_250_124),
+        ("export_wh", 830_455),
+        ("meter", None),
+        ("signature", None),
+    ],
+)
 def test_tampered_field_fails(key, field, value):
     reading = sign_reading(RAW, key, 42, 7)
     if field == "meter":
@@ -80,15 +97,18 @@ def test_polkadot_js_bytes_wrapping_is_not_accepted(key):
     assert not verify_reading(dataclasses.replace(reading, signature="0x" + bytes(wrapped).hex()))
 
 
-@pytest.mark.parametrize("change, problem", [
-    (lambda d: d.pop("counter"), "lacks field.*counter"),
-    (lambda d: d.update(import_wh=12.5), "import_wh must be an integer"),
-    (lambda d: d.update(export_wh=True), "export_wh must be an integer"),
-    (lambda d: d.update(interval=-1), "interval = -1 is outside"),
-    (lambda d: d.update(counter=2**64), "counter = .* is outside"),
-    (lambda d: d.update(meter="0x1234"), "meter must be 32 bytes"),
-    (lambda d: d.update(signature="0xzz"), "signature is not hex"),
-])
+@pytest.mark.parametrize(
+    "change, problem",
+    [
+        (lambda d: d.pop("counter"), "lacks field.*counter"),
+        (lambda d: d.update(import_wh=12.5), "import_wh must be an integer"),
+        (lambda d: d.update(export_wh=True), "export_wh must be an integer"),
+        (lambda d: d.update(interval=-1), "interval = -1 is outside"),
+        (lambda d: d.update(counter=2**64), "counter = .* is outside"),
+        (lambda d: d.update(meter="0x1234"), "meter must be 32 bytes"),
+        (lambda d: d.update(signature="0xzz"), "signature is not hex"),
+    ],
+)
 def test_malformed_reading_is_a_clear_error(key, change, problem):
     data = sign_reading(RAW, key, 42, 7).to_dict()
     change(data)
@@ -175,5 +195,13 @@ def test_message_fields_are_unsigned_64_bit(key):
 def test_reading_json_round_trip(key):
     reading = sign_reading(RAW, key, 42, 7)
     assert MeterReading.from_json(reading.to_json()) == reading
-    assert set(json.loads(reading.to_json())) == {"meter", "interval", "counter", "import_wh", "export_wh",
-                                                  "power_w", "timestamp_ms", "signature"}
+    assert set(json.loads(reading.to_json())) == {
+        "meter",
+        "interval",
+        "counter",
+        "import_wh",
+        "export_wh",
+        "power_w",
+        "timestamp_ms",
+        "signature",
+    }

@@ -1,6 +1,7 @@
 """`--chain local`: Alice and Bob run separate validator nodes on loopback, author blocks in
 turn with Aura and finalize them together with GRANDPA. Also: the dev chain's metadata shows the
 market's calls, `purge-chain` removes a chain, and `build-spec` writes a usable spec."""
+
 from __future__ import annotations
 
 import json
@@ -14,23 +15,42 @@ from wattchain.node import free_port
 
 
 def peer_id(binary, key_file) -> str:
-    out = subprocess.run([str(binary), "key", "inspect-node-key", "--file", str(key_file)],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [str(binary), "key", "inspect-node-key", "--file", str(key_file)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return out.stdout.strip().splitlines()[-1]
 
 
 class Validator:
     def __init__(self, binary, name, base, bootnode=None, node_key_file=None):
         self.rpc_port, self.p2p_port = free_port(), free_port()
-        cmd = [str(binary), "--chain", "local", f"--{name}", "--validator", "--base-path", str(base),
-               "--port", str(self.p2p_port), "--rpc-port", str(self.rpc_port), "--no-prometheus",
-               "--no-telemetry", "--no-mdns"]
+        cmd = [
+            str(binary),
+            "--chain",
+            "local",
+            f"--{name}",
+            "--validator",
+            "--base-path",
+            str(base),
+            "--port",
+            str(self.p2p_port),
+            "--rpc-port",
+            str(self.rpc_port),
+            "--no-prometheus",
+            "--no-telemetry",
+            "--no-mdns",
+        ]
         if node_key_file:
             cmd += ["--node-key-file", str(node_key_file)]
         if bootnode:
             cmd += ["--bootnodes", bootnode]
         self.log = open(base.parent / f"{name}.log", "wb")
-        self.process = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.process = subprocess.Popen(
+            cmd, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
+        )
 
     def chain(self, timeout_s=90) -> Chain:
         return Chain(f"ws://127.0.0.1:{self.rpc_port}").connect(timeout_s=timeout_s)
@@ -85,30 +105,62 @@ def test_two_validators_author_and_finalize_together(node_binary, tmp_path):
 def test_dev_metadata_shows_the_market_calls(chain):
     pallet = chain.substrate.get_metadata_module("EnergyTrading")
     assert pallet is not None
-    calls = {c["name"] for c in pallet.value["calls"]["type"]["def"]["variant"]["variants"]} \
-        if isinstance(pallet.value.get("calls"), dict) and "def" in pallet.value["calls"].get("type", {}) else \
-        {f.name for f in pallet.calls}
-    for name in ("accredit_meter", "register_participant", "place_order", "place_orders_relayed", "cancel_order",
-                 "cancel_orders_relayed", "submit_clearing", "submit_reading", "settle_interval"):
+    calls = (
+        {c["name"] for c in pallet.value["calls"]["type"]["def"]["variant"]["variants"]}
+        if isinstance(pallet.value.get("calls"), dict)
+        and "def" in pallet.value["calls"].get("type", {})
+        else {f.name for f in pallet.calls}
+    )
+    for name in (
+        "accredit_meter",
+        "register_participant",
+        "place_order",
+        "place_orders_relayed",
+        "cancel_order",
+        "cancel_orders_relayed",
+        "submit_clearing",
+        "submit_reading",
+        "settle_interval",
+    ):
         assert name in calls, f"{name} missing from {sorted(calls)}"
     assert chain.query("Sudo", "Key") is not None, "the dev chain has sudo"
 
 
 def test_build_spec_and_purge_chain(node_binary, tmp_path):
-    spec = subprocess.run([str(node_binary), "build-spec", "--chain", "local", "--disable-default-bootnode"],
-                          capture_output=True, text=True, check=True).stdout
+    spec = subprocess.run(
+        [str(node_binary), "build-spec", "--chain", "local", "--disable-default-bootnode"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     parsed = json.loads(spec)
     assert parsed["id"] == "wattchain_local"
     assert parsed["properties"]["tokenSymbol"] == "BRL"
     base = tmp_path / "purge"
-    node = subprocess.Popen([str(node_binary), "--dev", "--base-path", str(base), "--rpc-port", str(free_port()),
-                             "--port", str(free_port()), "--no-prometheus", "--no-telemetry"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    node = subprocess.Popen(
+        [
+            str(node_binary),
+            "--dev",
+            "--base-path",
+            str(base),
+            "--rpc-port",
+            str(free_port()),
+            "--port",
+            str(free_port()),
+            "--no-prometheus",
+            "--no-telemetry",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     time.sleep(8)
     node.send_signal(signal.SIGINT)
     node.wait(20)
     db = base / "chains" / "wattchain_dev" / "paritydb"
     assert db.exists(), f"no ParityDB under {base}: {list(base.rglob('*'))[:10]}"
-    subprocess.run([str(node_binary), "purge-chain", "--dev", "--base-path", str(base), "-y"], check=True,
-                   capture_output=True)
+    subprocess.run(
+        [str(node_binary), "purge-chain", "--dev", "--base-path", str(base), "-y"],
+        check=True,
+        capture_output=True,
+    )
     assert not db.exists()

@@ -1,5 +1,6 @@
 """The relayer's bookkeeping against a scripted chain: batches, the split of a failed batch into
 single orders, the chain's verdict on the bad one, pool refusals, drops and recovery."""
+
 from __future__ import annotations
 
 import time
@@ -35,7 +36,9 @@ class ScriptedChain:
         if reason:
             raise ChainError("InvalidTransaction", reason)
         self.sent.append((function, items))
-        tx = PendingTx(f"0x{len(self.sent):064x}", signer.ss58_address, len(self.sent), function, "0x", 0, 10)
+        tx = PendingTx(
+            f"0x{len(self.sent):064x}", signer.ss58_address, len(self.sent), function, "0x", 0, 10
+        )
         if self.drop_next:
             self.drop_next = False
             self.dropped = tx
@@ -47,8 +50,19 @@ class ScriptedChain:
                 key = (o["owner"], o["spec"]["client_order_id"])
                 if key not in self.on_chain:
                     self.on_chain[key] = self.next_id
-                    events.append(Event("EnergyTrading", "OrderPlaced", {"owner": o["owner"], "order_id": self.next_id,
-                                                                          "client_order_id": key[1]}, 1, 0))
+                    events.append(
+                        Event(
+                            "EnergyTrading",
+                            "OrderPlaced",
+                            {
+                                "owner": o["owner"],
+                                "order_id": self.next_id,
+                                "client_order_id": key[1],
+                            },
+                            1,
+                            0,
+                        )
+                    )
                     self.next_id += 1
         err = None if error is None else ChainError(error, pallet="EnergyTrading")
         self.landed.append(Receipt(tx.tx_hash, "0xblock", 5, 1, error is None, err, events))
@@ -68,6 +82,7 @@ class ScriptedChain:
                     dropped = [ChainError("Dropped", "gone", tx_hash=chain.dropped.tx_hash)]
                     chain.dropped = None
                 return ready, dropped
+
         return W()
 
     def client_order_id(self, owner, coid):
@@ -76,7 +91,11 @@ class ScriptedChain:
 
 def log_orders(data, n, interval=None, start=0):
     log = OrderLog(data.orders())
-    interval = interval if interval is not None else PARAMS.first_open_interval(time.time_ns() // 1_000_000) + 1
+    interval = (
+        interval
+        if interval is not None
+        else PARAMS.first_open_interval(time.time_ns() // 1_000_000) + 1
+    )
     for i in range(start, start + n):
         signed = sign_order(BOB, GENESIS, OrderSpec(i, interval, "bid", 100 + i, 50))
         log.append_order(BOB.ss58_address, signed.spec, "0x" + signed.signature.hex())
@@ -102,7 +121,9 @@ def test_batches_land_and_get_their_chain_ids(tmp_path):
 def test_a_failed_batch_is_split_and_only_the_bad_order_rejected(tmp_path):
     data = DataDir(tmp_path)
     log = log_orders(data, 5)
-    bad = lambda f, items: "InsufficientBalance" if any(o["spec"]["client_order_id"] == 3 for o in items) else None
+    bad = lambda f, items: (
+        "InsufficientBalance" if any(o["spec"]["client_order_id"] == 3 for o in items) else None
+    )
     chain = ScriptedChain(verdict=bad)
     run(Relayer(data, chain, dev_keypair("Dave"), batch=8))
     assert [len(items) for _, items in chain.sent] == [5, 1, 1, 1, 1, 1]

@@ -1,5 +1,6 @@
 """The write-ahead order log: durable appends, idempotency by (owner, client_order_id), and the
 relayer's state transitions."""
+
 from __future__ import annotations
 
 import json
@@ -88,7 +89,9 @@ def _append_then_die(path, n, ready):
 
 def test_acknowledged_appends_survive_a_kill(tmp_path):
     ready = multiprocessing.Value("i", 0)
-    p = multiprocessing.get_context("fork").Process(target=_append_then_die, args=(tmp_path, 50, ready))
+    p = multiprocessing.get_context("fork").Process(
+        target=_append_then_die, args=(tmp_path, 50, ready)
+    )
     p.start()
     p.join(30)
     assert p.exitcode == -signal.SIGKILL
