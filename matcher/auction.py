@@ -13,15 +13,22 @@ hi = min(last matched bid's limit, best unfilled offer's limit).
 The price is its midpoint, rounded down: lo + (hi - lo) // 2. A missing bound is dropped; an
 empty book has price 0. Pay-as-bid: each match is priced at its bid's limit, on both sides.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeAlias
 
 import numpy as np
+import numpy.typing as npt
 
 from . import _auction
 from .clearing import Clearing
 from .orders import Book
+
+# The walk's final state (`_auction.walk`): volume_wh, welfare, last matched bid, last matched
+# offer, best unfilled bid or -1, best unfilled offer or -1, as input indices.
+WalkState: TypeAlias = tuple[int, int, int, int, int, int]
 
 
 @dataclass
@@ -32,24 +39,25 @@ class ArrayClearing:
     price: int | None
     volume_wh: int
     welfare: int
-    bid_index: np.ndarray
-    offer_index: np.ndarray
-    quantity_wh: np.ndarray
-    _bid_price: np.ndarray
-    _offer_price: np.ndarray
+    bid_index: npt.NDArray[np.int64]
+    offer_index: npt.NDArray[np.int64]
+    quantity_wh: npt.NDArray[np.int64]
+    _bid_price: npt.NDArray[np.int64]
+    _offer_price: npt.NDArray[np.int64]
 
     @property
-    def buyer_price(self) -> np.ndarray:
+    def buyer_price(self) -> npt.NDArray[np.int64]:
         if self.mechanism == "uniform":
             return np.full(len(self.bid_index), self.price, dtype=np.int64)
-        return self._bid_price[self.bid_index]
+        prices: npt.NDArray[np.int64] = self._bid_price[self.bid_index]
+        return prices
 
     @property
-    def seller_price(self) -> np.ndarray:
+    def seller_price(self) -> npt.NDArray[np.int64]:
         return self.buyer_price
 
 
-def _int64_array(name: str, values) -> np.ndarray:
+def _int64_array(name: str, values: npt.ArrayLike) -> npt.NDArray[np.int64]:
     array = np.asarray(values)
     if array.ndim != 1:
         raise ValueError(f"{name}: expected a 1-D array, got shape {array.shape}")
@@ -60,16 +68,21 @@ def _int64_array(name: str, values) -> np.ndarray:
     return np.ascontiguousarray(array, dtype=np.int64)
 
 
-def _first_bad(name: str, array: np.ndarray, bad: np.ndarray, rule: str) -> None:
+def _first_bad(
+    name: str, array: npt.NDArray[np.int64], bad: npt.NDArray[np.bool_], rule: str
+) -> None:
     if bad.any():
         i = int(np.argmax(bad))
         raise ValueError(f"{name}[{i}] = {int(array[i])}: {rule}")
 
 
-def uniform_price(bid_price, offer_price, state) -> int:
+def uniform_price(
+    bid_price: npt.NDArray[np.int64], offer_price: npt.NDArray[np.int64], state: WalkState
+) -> int:
     """The price rule of the module docstring, from the walk's final state."""
     volume, _, last_b, last_o, best_b, best_o = state
-    lower, upper = [], []
+    lower: list[int] = []
+    upper: list[int] = []
     if volume > 0:
         lower.append(int(offer_price[last_o]))
         upper.append(int(bid_price[last_b]))
@@ -88,7 +101,13 @@ def uniform_price(bid_price, offer_price, state) -> int:
     return lo + (hi - lo) // 2
 
 
-def clear_arrays(bid_price, bid_qty, offer_price, offer_qty, mechanism: str = "uniform") -> ArrayClearing:
+def clear_arrays(
+    bid_price: npt.ArrayLike,
+    bid_qty: npt.ArrayLike,
+    offer_price: npt.ArrayLike,
+    offer_qty: npt.ArrayLike,
+    mechanism: str = "uniform",
+) -> ArrayClearing:
     """Clear a book given as integer arrays (prices in ticks per kWh >= 0, quantities in Wh > 0).
 
     Returns an ArrayClearing with price (None for pay-as-bid), volume_wh, welfare and the match
@@ -107,7 +126,9 @@ def clear_arrays(bid_price, bid_qty, offer_price, offer_qty, mechanism: str = "u
     _first_bad("offer_price", op, op < 0, "prices must not be negative")
     bid_index, offer_index, quantity, state = _auction.walk(bp, bq, op, oq)
     price = uniform_price(bp, op, state) if mechanism == "uniform" else None
-    return ArrayClearing(mechanism, price, state[0], state[1], bid_index, offer_index, quantity, bp, op)
+    return ArrayClearing(
+        mechanism, price, state[0], state[1], bid_index, offer_index, quantity, bp, op
+    )
 
 
 def clear_book(book: Book, mechanism: str) -> Clearing:
@@ -125,4 +146,5 @@ def clear_book(book: Book, mechanism: str) -> Clearing:
         quantity_wh=result.quantity_wh,
         buyer_price=buyer_price,
         seller_price=buyer_price.copy(),
+        labels=book.labels,
     )

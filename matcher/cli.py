@@ -1,5 +1,6 @@
 """Command line: `python -m matcher clear ...` prints a clearing as JSON; `python -m matcher
 verify ...` re-checks one. Exit codes: 0 ok, 1 verify found violations, 2 bad input."""
+
 from __future__ import annotations
 
 import argparse
@@ -12,13 +13,23 @@ from . import MECHANISMS, NetworkError, OrderError, as_network, clear_book, read
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m matcher", description="WattChain clearing engine")
+    parser = argparse.ArgumentParser(
+        prog="python -m matcher", description="WattChain clearing engine"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
-    clear = commands.add_parser("clear", help="clear a CSV of orders and print the clearing as JSON")
-    clear.add_argument("--orders", required=True, help="CSV with id,side,quantity_wh,price[,zone,source,renewable_only]")
+    clear = commands.add_parser(
+        "clear", help="clear a CSV of orders and print the clearing as JSON"
+    )
+    clear.add_argument(
+        "--orders",
+        required=True,
+        help="CSV with id,side,quantity_wh,price[,zone,source,renewable_only]",
+    )
     clear.add_argument("--mechanism", default="uniform", choices=MECHANISMS)
     clear.add_argument("--network", help="network JSON (zones, lines) for zonal clearing")
-    clear.add_argument("--output", help="write the JSON to this file (atomically) instead of stdout")
+    clear.add_argument(
+        "--output", help="write the JSON to this file (atomically) instead of stdout"
+    )
     check = commands.add_parser("verify", help="re-check a clearing under the pallet's conditions")
     check.add_argument("--orders", required=True)
     check.add_argument("--clearing", required=True, help="clearing JSON as printed by 'clear'")
@@ -56,7 +67,9 @@ def main(argv: list[str] | None = None) -> int:
         except OSError as exc:
             raise ValueError(f"{args.clearing}: cannot read: {exc.strerror}") from exc
         except json.JSONDecodeError as exc:
-            raise ValueError(f"{args.clearing}: line {exc.lineno}: not valid JSON: {exc.msg}") from exc
+            raise ValueError(
+                f"{args.clearing}: line {exc.lineno}: not valid JSON: {exc.msg}"
+            ) from exc
     except OrderError as exc:
         print(f"error: {args.orders}: {exc}", file=sys.stderr)
         return 2
@@ -68,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
         for violation in violations:
             print(f"FAIL {violation}", file=sys.stderr)
         return 1
-    print(f"ok: {clearing.get('mechanism')} clearing, {len(clearing['matches'])} matches, "
-          f"volume {clearing.get('volume_wh')} Wh")
+    print(
+        f"ok: {clearing.get('mechanism')} clearing, {len(clearing['matches'])} matches, "
+        f"volume {clearing.get('volume_wh')} Wh"
+    )
     return 0

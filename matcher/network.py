@@ -7,10 +7,12 @@ its zones and a bid in the other pays `fee` ticks per kWh, in either direction. 
 only over a direct line (no transit through a third zone), so every match's fee is the fee of
 one zone pair, as the chain's grid_fee(offer zone, bid zone) has it.
 """
+
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Any
 
 U16_MAX = 2**16 - 1
 I64_MAX = 2**63 - 1
@@ -34,7 +36,8 @@ class Network:
     lines: tuple[Line, ...] = ()
 
     def fee(self, offer_zone: int, bid_zone: int) -> int:
-        """Grid fee of a match from an offer zone to a bid zone; 0 inside a zone or without a line."""
+        """Grid fee of a match from an offer zone to a bid zone; 0 inside a zone or without
+        a line."""
         if offer_zone == bid_zone:
             return 0
         line = self._by_pair.get((offer_zone, bid_zone))
@@ -52,7 +55,7 @@ class Network:
         return cached
 
     @classmethod
-    def from_dict(cls, data: object) -> "Network":
+    def from_dict(cls, data: object) -> Network:
         if not isinstance(data, dict):
             raise NetworkError("network: expected a JSON object with 'zones' and 'lines'")
         unknown = set(data) - {"zones", "lines"}
@@ -63,11 +66,13 @@ class Network:
             raise NetworkError("network.zones: expected a non-empty list of zone ids")
         for i, zone in enumerate(zones):
             if not _is_int(zone) or not 0 <= zone <= U16_MAX:
-                raise NetworkError(f"network.zones[{i}]: zone ids are integers 0..{U16_MAX}, got {zone!r}")
+                raise NetworkError(
+                    f"network.zones[{i}]: zone ids are integers 0..{U16_MAX}, got {zone!r}"
+                )
         if len(set(zones)) != len(zones):
             raise NetworkError("network.zones: a zone is listed twice")
         lines = []
-        pairs: dict[frozenset, int] = {}
+        pairs: dict[frozenset[int], int] = {}
         raw_lines = data.get("lines", [])
         if not isinstance(raw_lines, list):
             raise NetworkError("network.lines: expected a list")
@@ -88,18 +93,22 @@ class Network:
             if a == b:
                 raise NetworkError(f"{where}: a line joins two different zones, got {a} to {b}")
             if not _is_int(cap) or not 0 <= cap <= I64_MAX:
-                raise NetworkError(f"{where}.capacity_wh: expected a non-negative integer, got {cap!r}")
+                raise NetworkError(
+                    f"{where}.capacity_wh: expected a non-negative integer, got {cap!r}"
+                )
             if not _is_int(fee) or not 0 <= fee <= I64_MAX:
                 raise NetworkError(f"{where}.fee: expected a non-negative integer, got {fee!r}")
             pair = frozenset((a, b))
             if pair in pairs:
-                raise NetworkError(f"{where}: zones {a} and {b} already have a line (lines[{pairs[pair]}])")
+                raise NetworkError(
+                    f"{where}: zones {a} and {b} already have a line (lines[{pairs[pair]}])"
+                )
             pairs[pair] = i
             lines.append(Line(a, b, cap, fee))
         return cls(tuple(sorted(zones)), tuple(lines))
 
     @classmethod
-    def load(cls, path: str) -> "Network":
+    def load(cls, path: str) -> Network:
         try:
             with open(path, encoding="utf-8") as handle:
                 data = json.load(handle)
@@ -112,10 +121,19 @@ class Network:
         except NetworkError as exc:
             raise NetworkError(f"{path}: {exc}") from exc
 
-    def to_dict(self) -> dict:
-        return {"zones": list(self.zones),
-                "lines": [{"from": l.from_zone, "to": l.to_zone, "capacity_wh": l.capacity_wh, "fee": l.fee}
-                          for l in self.lines]}
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "zones": list(self.zones),
+            "lines": [
+                {
+                    "from": ln.from_zone,
+                    "to": ln.to_zone,
+                    "capacity_wh": ln.capacity_wh,
+                    "fee": ln.fee,
+                }
+                for ln in self.lines
+            ],
+        }
 
 
 def _is_int(value: object) -> bool:

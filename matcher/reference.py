@@ -1,11 +1,20 @@
 """Reference clearings for tests and the benchmark: the same tie rule and walk as the Cython
 core, once vectorised with NumPy and once in plain Python. They must give identical matches."""
+
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TypeAlias
+
 import numpy as np
+import numpy.typing as npt
+
+Int64s: TypeAlias = npt.NDArray[np.int64]
 
 
-def clear_numpy(bid_price, bid_qty, offer_price, offer_qty):
+def clear_numpy(
+    bid_price: Int64s, bid_qty: Int64s, offer_price: Int64s, offer_qty: Int64s
+) -> tuple[Int64s, Int64s, Int64s]:
     """Vectorised: stable argsorts, cumulative quantities, and the merged breakpoints of the two
     step curves; the matched segments are the prefix where the bid is at or above the offer.
     Returns (bid_index, offer_index, quantity_wh)."""
@@ -26,11 +35,18 @@ def clear_numpy(bid_price, bid_qty, offer_price, offer_qty):
     return b[:stop], o[:stop], (ends - begins)[:stop]
 
 
-def clear_python(bid_price, bid_qty, offer_price, offer_qty):
+def clear_python(
+    bid_price: Sequence[int],
+    bid_qty: Sequence[int],
+    offer_price: Sequence[int],
+    offer_qty: Sequence[int],
+) -> tuple[list[int], list[int], list[int]]:
     """Plain Python lists and sorted(); slow, for small books and as the benchmark's baseline."""
     bids = sorted(range(len(bid_price)), key=lambda i: (-bid_price[i], i))
     offers = sorted(range(len(offer_price)), key=lambda j: (offer_price[j], j))
-    out_b, out_o, out_q = [], [], []
+    out_b: list[int] = []
+    out_o: list[int] = []
+    out_q: list[int] = []
     i = j = 0
     left_b = bid_qty[bids[0]] if bids else 0
     left_o = offer_qty[offers[0]] if offers else 0
@@ -55,7 +71,12 @@ def clear_python(bid_price, bid_qty, offer_price, offer_qty):
     return out_b, out_o, out_q
 
 
-def max_welfare_by_units(bid_price, bid_qty, offer_price, offer_qty) -> int:
+def max_welfare_by_units(
+    bid_price: Sequence[int],
+    bid_qty: Sequence[int],
+    offer_price: Sequence[int],
+    offer_qty: Sequence[int],
+) -> int:
     """The largest possible welfare, by expanding every order into 1 Wh units: the k-th best
     bid unit trades with the k-th best offer unit while that gains. Only for tiny books."""
     bid_units = sorted((p for p, q in zip(bid_price, bid_qty) for _ in range(q)), reverse=True)

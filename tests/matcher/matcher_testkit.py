@@ -1,4 +1,5 @@
 """Shared helpers for the matcher tests: order builders, Hypothesis strategies, fill sums."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -54,10 +55,23 @@ side_rows = st.lists(st.tuples(price, quantity), max_size=10)
 
 @st.composite
 def zonal_books(draw, zones=3, renewable=True, max_orders=8):
-    bids = draw(st.lists(st.tuples(price, quantity, st.integers(0, zones - 1),
-                                   st.booleans() if renewable else st.just(False)), max_size=max_orders))
-    offers = draw(st.lists(st.tuples(price, quantity, st.integers(0, zones - 1),
-                                     st.sampled_from(SOURCES)), max_size=max_orders))
+    bids = draw(
+        st.lists(
+            st.tuples(
+                price,
+                quantity,
+                st.integers(0, zones - 1),
+                st.booleans() if renewable else st.just(False),
+            ),
+            max_size=max_orders,
+        )
+    )
+    offers = draw(
+        st.lists(
+            st.tuples(price, quantity, st.integers(0, zones - 1), st.sampled_from(SOURCES)),
+            max_size=max_orders,
+        )
+    )
     return bids, offers
 
 
@@ -67,10 +81,19 @@ def networks(draw, zones=3, max_capacity=30, max_fee=4):
     for a in range(zones):
         for b in range(a + 1, zones):
             if draw(st.booleans()):
-                lines.append({"from": a, "to": b, "capacity_wh": draw(st.integers(0, max_capacity)),
-                              "fee": draw(st.integers(0, max_fee))})
+                lines.append(
+                    {
+                        "from": a,
+                        "to": b,
+                        "capacity_wh": draw(st.integers(0, max_capacity)),
+                        "fee": draw(st.integers(0, max_fee)),
+                    }
+                )
     return {"zones": list(range(zones)), "lines": lines}
 
 
 def as_arrays(rows):
-    return (np.array([r[0] for r in rows], dtype=np.int64), np.array([r[1] for r in rows], dtype=np.int64))
+    return (
+        np.array([r[0] for r in rows], dtype=np.int64),
+        np.array([r[1] for r in rows], dtype=np.int64),
+    )

@@ -1,14 +1,15 @@
 """Uniform-price and pay-as-bid clearing: properties against slow references, and edge cases."""
+
 import json
 import random
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
+from matcher_testkit import as_arrays, fills, orders_from, side_rows
 
 from matcher import Book, OrderError, clear_arrays, clear_orders, verify
 from matcher.reference import clear_numpy, clear_python, max_welfare_by_units
-from matcher_testkit import as_arrays, fills, orders_from, side_rows
 
 
 @settings(max_examples=300, deadline=None)
@@ -32,15 +33,18 @@ def test_uniform_properties_against_references(bids, offers):
     bp, bq = zip(*bids) if bids else ((), ())
     op, oq = zip(*offers) if offers else ((), ())
     assert clearing.welfare == max_welfare_by_units(bp, bq, op, oq)
-    assert clearing.welfare == sum((by_id[m.bid]["price"] - by_id[m.offer]["price"]) * m.quantity_wh
-                                   for m in clearing.matches)
+    assert clearing.welfare == sum(
+        (by_id[m.bid]["price"] - by_id[m.offer]["price"]) * m.quantity_wh for m in clearing.matches
+    )
     # No gains from trade left: no unfilled bid above any unfilled offer, and none across the price.
     open_bids = [by_id[i]["price"] for i in bid_fill if bid_fill[i] < by_id[i]["quantity_wh"]]
     open_offers = [by_id[i]["price"] for i in offer_fill if offer_fill[i] < by_id[i]["quantity_wh"]]
     if open_bids and open_offers:
         assert max(open_bids) < min(open_offers)
     assert not any(b > p for b in open_bids) or not any(o < p for o in open_offers)
-    assert verify(Book.from_orders(enumerate(map(_order, orders), 1)), clearing.to_json_dict()) == []
+    assert (
+        verify(Book.from_orders(enumerate(map(_order, orders), 1)), clearing.to_json_dict()) == []
+    )
     # Byte-identical on a rerun and whatever the order of the input list.
     shuffled = list(orders)
     random.Random(len(orders)).shuffle(shuffled)
@@ -49,8 +53,16 @@ def test_uniform_properties_against_references(bids, offers):
 
 def _order(d):
     from matcher import Order
-    return Order(d["id"], d["side"], d["quantity_wh"], d["price"], d.get("zone", 0),
-                 d.get("source", "grid_mix"), d.get("renewable_only", False))
+
+    return Order(
+        d["id"],
+        d["side"],
+        d["quantity_wh"],
+        d["price"],
+        d.get("zone", 0),
+        d.get("source", "grid_mix"),
+        d.get("renewable_only", False),
+    )
 
 
 @settings(max_examples=200, deadline=None)
@@ -59,9 +71,11 @@ def test_cython_numpy_and_python_walks_agree(bids, offers):
     bp, bq = as_arrays(bids)
     op, oq = as_arrays(offers)
     result = clear_arrays(bp, bq, op, oq)
-    for ours, numpy_ref, python_ref in zip((result.bid_index, result.offer_index, result.quantity_wh),
-                                           clear_numpy(bp, bq, op, oq),
-                                           clear_python(bp.tolist(), bq.tolist(), op.tolist(), oq.tolist())):
+    for ours, numpy_ref, python_ref in zip(
+        (result.bid_index, result.offer_index, result.quantity_wh),
+        clear_numpy(bp, bq, op, oq),
+        clear_python(bp.tolist(), bq.tolist(), op.tolist(), oq.tolist()),
+    ):
         assert ours.tolist() == list(numpy_ref) == list(python_ref)
 
 
@@ -73,11 +87,14 @@ def test_pay_as_bid_prices_each_match_at_the_bid(bids, offers):
     uniform = clear_orders(orders)
     by_id = {o["id"]: o for o in orders}
     assert clearing.price is None
-    assert [(m.bid, m.offer, m.quantity_wh) for m in clearing.matches] == \
-        [(m.bid, m.offer, m.quantity_wh) for m in uniform.matches]
+    assert [(m.bid, m.offer, m.quantity_wh) for m in clearing.matches] == [
+        (m.bid, m.offer, m.quantity_wh) for m in uniform.matches
+    ]
     for m in clearing.matches:
         assert m.buyer_price == m.seller_price == by_id[m.bid]["price"] >= by_id[m.offer]["price"]
-    assert verify(Book.from_orders(enumerate(map(_order, orders), 1)), clearing.to_json_dict()) == []
+    assert (
+        verify(Book.from_orders(enumerate(map(_order, orders), 1)), clearing.to_json_dict()) == []
+    )
 
 
 def test_price_is_midpoint_of_equilibrium_interval_rounded_down():
@@ -94,8 +111,14 @@ def test_price_is_midpoint_of_equilibrium_interval_rounded_down():
 
 
 def test_empty_sides_and_no_crossing():
-    assert clear_orders([]).to_json_dict() == {"mechanism": "uniform", "price": 0, "zone_prices": None,
-                                               "volume_wh": 0, "welfare": 0, "matches": []}
+    assert clear_orders([]).to_json_dict() == {
+        "mechanism": "uniform",
+        "price": 0,
+        "zone_prices": None,
+        "volume_wh": 0,
+        "welfare": 0,
+        "matches": [],
+    }
     only_bids = clear_orders(orders_from([(40, 5), (55, 1)], []))
     assert (only_bids.price, only_bids.volume_wh, only_bids.matches) == (55, 0, [])
     only_offers = clear_orders(orders_from([], [(40, 5), (35, 1)]))
@@ -109,7 +132,14 @@ def test_all_prices_equal_and_heavy_ties_follow_ids():
     c = clear_orders(orders)
     assert c.price == 50 and c.volume_wh == 10 and c.welfare == 0
     assert [(m.bid, m.offer, m.quantity_wh) for m in c.matches] == [
-        (1, 5, 2), (1, 6, 1), (2, 6, 1), (2, 7, 2), (3, 8, 2), (3, 9, 1), (4, 9, 1)]
+        (1, 5, 2),
+        (1, 6, 1),
+        (2, 6, 1),
+        (2, 7, 2),
+        (3, 8, 2),
+        (3, 9, 1),
+        (4, 9, 1),
+    ]
     # Ties are broken by id, not by position in the input.
     reversed_ids = [dict(o, id=100 - o["id"]) for o in orders]
     c2 = clear_orders(reversed_ids)
@@ -137,16 +167,21 @@ def test_wide_price_range_uses_the_two_array_radix_sort():
     bq, oq = rng.integers(1, 100, n), rng.integers(1, 100, n)
     ours = clear_arrays(bp, bq, op, oq)
     ref = clear_numpy(bp, bq, op, oq)
-    assert ours.bid_index.tolist() == ref[0].tolist() and ours.quantity_wh.tolist() == ref[2].tolist()
+    assert (
+        ours.bid_index.tolist() == ref[0].tolist() and ours.quantity_wh.tolist() == ref[2].tolist()
+    )
 
 
-@pytest.mark.parametrize("bad, message", [
-    ({"quantity_wh": 0}, "order 1: quantity_wh must be a positive integer, got 0"),
-    ({"quantity_wh": -5}, "order 1: quantity_wh must be a positive integer, got -5"),
-    ({"quantity_wh": 1.5}, "order 1: quantity_wh must be an integer"),
-    ({"price": -1}, "order 1: price must be between 0 and"),
-    ({"side": "ask"}, "order 1: unknown side 'ask'"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ({"quantity_wh": 0}, "order 1: quantity_wh must be a positive integer, got 0"),
+        ({"quantity_wh": -5}, "order 1: quantity_wh must be a positive integer, got -5"),
+        ({"quantity_wh": 1.5}, "order 1: quantity_wh must be an integer"),
+        ({"price": -1}, "order 1: price must be between 0 and"),
+        ({"side": "ask"}, "order 1: unknown side 'ask'"),
+    ],
+)
 def test_bad_api_orders_are_rejected(bad, message):
     order = dict({"id": 1, "side": "bid", "quantity_wh": 10, "price": 50}, **bad)
     with pytest.raises(OrderError, match=message):

@@ -1,4 +1,5 @@
 """CSV input and the command line: clear errors naming the line, no partial output, exit codes."""
+
 import json
 import os
 import subprocess
@@ -10,13 +11,21 @@ from matcher import OrderError, read_orders_csv
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 HEADER = "id,side,quantity_wh,price,zone,source,renewable_only\n"
-GOOD = HEADER + "1,bid,100,60,0,,0\n2,bid,50,55,1,,1\n3,offer,80,40,0,solar,0\n4,offer,100,50,1,grid_mix,0\n"
+GOOD = (
+    HEADER
+    + "1,bid,100,60,0,,0\n2,bid,50,55,1,,1\n3,offer,80,40,0,solar,0\n4,offer,100,50,1,grid_mix,0\n"
+)
 NETWORK = {"zones": [0, 1], "lines": [{"from": 0, "to": 1, "capacity_wh": 30, "fee": 2}]}
 
 
 def run(*args):
-    return subprocess.run([sys.executable, "-m", "matcher", *args], capture_output=True, text=True, cwd=ROOT,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "matcher", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
 
 
 def write(tmp_path, name, text):
@@ -25,20 +34,28 @@ def write(tmp_path, name, text):
     return str(path)
 
 
-@pytest.mark.parametrize("body, line, message", [
-    ("1,bid,100,60,0,,0\n2,bid,50\n", 3, "malformed row: 3 fields, the header has 7"),
-    ("1,bid,100,60,0,,0\n2,sell,50,40,0,,0\n", 3, "unknown side 'sell'"),
-    ("1,bid,100.5,60,0,,0\n", 2, "quantity_wh must be an integer, got '100.5'"),
-    ("1,bid,0,60,0,,0\n", 2, "quantity_wh must be a positive integer, got 0"),
-    ("1,bid,-3,60,0,,0\n", 2, "quantity_wh must be a positive integer, got -3"),
-    ("1,bid,10,6x,0,,0\n", 2, "price must be an integer, got '6x'"),
-    ("1,bid,10,60,0,,0\n\n7,offer,5,40,0,wind,0\n1,offer,5,40,0,wind,0\n", 5, "duplicate order id 1 (first on line 2)"),
-    ("1,offer,10,60,0,coal,0\n", 2, "unknown source 'coal'"),
-    ("1,offer,10,60,0,solar,1\n", 2, "renewable_only is for bids"),
-    ("1,bid,10,60,0,,yes\n", 2, "renewable_only must be 0 or 1"),
-    ("1,bid,10,60,70000,,0\n", 2, "zone must be between 0 and 65535"),
-    ("x,bid,10,60,0,,0\n", 2, "id must be an integer"),
-])
+@pytest.mark.parametrize(
+    "body, line, message",
+    [
+        ("1,bid,100,60,0,,0\n2,bid,50\n", 3, "malformed row: 3 fields, the header has 7"),
+        ("1,bid,100,60,0,,0\n2,sell,50,40,0,,0\n", 3, "unknown side 'sell'"),
+        ("1,bid,100.5,60,0,,0\n", 2, "quantity_wh must be an integer, got '100.5'"),
+        ("1,bid,0,60,0,,0\n", 2, "quantity_wh must be a positive integer, got 0"),
+        ("1,bid,-3,60,0,,0\n", 2, "quantity_wh must be a positive integer, got -3"),
+        ("1,bid,10,6x,0,,0\n", 2, "price must be an integer, got '6x'"),
+        (
+            "1,bid,10,60,0,,0\n\n7,offer,5,40,0,wind,0\n1,offer,5,40,0,wind,0\n",
+            5,
+            "duplicate order id 1 (first on line 2)",
+        ),
+        ("1,offer,10,60,0,coal,0\n", 2, "unknown source 'coal'"),
+        ("1,offer,10,60,0,solar,1\n", 2, "renewable_only is for bids"),
+        ("1,bid,10,60,0,,yes\n", 2, "renewable_only must be 0 or 1"),
+        ("1,bid,10,60,70000,,0\n", 2, "zone must be between 0 and 65535"),
+        ("-1,bid,10,60,0,,0\n", 2, "id must be between 0 and 18446744073709551615, got -1"),
+        ("1,bid,10,60,0,,0\n,offer,5,40,0,wind,0\n", 3, "missing id"),
+    ],
+)
 def test_bad_rows_name_their_line(tmp_path, body, line, message):
     path = write(tmp_path, "orders.csv", HEADER + body)
     with pytest.raises(OrderError) as caught:
@@ -55,7 +72,9 @@ def test_bad_header(tmp_path):
 
 
 def test_optional_columns_default(tmp_path):
-    book = read_orders_csv(write(tmp_path, "o.csv", "price,quantity_wh,side,id\n60,5,bid,9\n40,5,offer,3\n"))
+    book = read_orders_csv(
+        write(tmp_path, "o.csv", "price,quantity_wh,side,id\n60,5,bid,9\n40,5,offer,3\n")
+    )
     assert book.bid_id.tolist() == [9] and book.offer_zone.tolist() == [0]
     assert not book.offer_renewable.any() and not book.bid_renewable_only.any()
 
@@ -66,7 +85,9 @@ def test_cli_clear_prints_one_json_object(tmp_path):
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     assert data["price"] == 60 and data["volume_wh"] == 80
-    assert data["matches"] == [{"bid": 1, "offer": 3, "quantity_wh": 80, "buyer_price": 60, "seller_price": 60}]
+    assert data["matches"] == [
+        {"bid": 1, "offer": 3, "quantity_wh": 80, "buyer_price": 60, "seller_price": 60}
+    ]
 
 
 def test_cli_bad_input_exits_non_zero_without_output(tmp_path):
@@ -83,7 +104,9 @@ def test_cli_zonal_clear_then_verify(tmp_path):
     orders = write(tmp_path, "o.csv", GOOD)
     network = write(tmp_path, "n.json", json.dumps(NETWORK))
     out = str(tmp_path / "c.json")
-    cleared = run("clear", "--orders", orders, "--mechanism", "zonal", "--network", network, "--output", out)
+    cleared = run(
+        "clear", "--orders", orders, "--mechanism", "zonal", "--network", network, "--output", out
+    )
     assert cleared.returncode == 0, cleared.stderr
     data = json.load(open(out))
     assert data["mechanism"] == "zonal" and set(data["zone_prices"]) == {"0", "1"}
@@ -102,7 +125,9 @@ def test_cli_zonal_clear_then_verify(tmp_path):
 
 def test_cli_reports_bad_network_and_clearing_files(tmp_path):
     orders = write(tmp_path, "o.csv", GOOD)
-    network = write(tmp_path, "n.json", '{"zones": [0, 1], "lines": [{"from": 0, "to": 5, "capacity_wh": 1}]}')
+    network = write(
+        tmp_path, "n.json", '{"zones": [0, 1], "lines": [{"from": 0, "to": 5, "capacity_wh": 1}]}'
+    )
     result = run("clear", "--orders", orders, "--mechanism", "zonal", "--network", network)
     assert result.returncode == 2 and result.stdout == ""
     assert "network.lines[0].to: zone 5 is not in network.zones" in result.stderr

@@ -1,14 +1,17 @@
 """verify names each condition the pallet checks when a clearing breaks it."""
+
 import copy
 
 import pytest
-
-from matcher import Network, book_from_orders, clear_orders, verify
 from matcher_testkit import orders_from
 
-# Bids 1 (60), 2 (50, zone 1, renewable-only); offers 3 (40, solar, 20 Wh), 4 (45, grid_mix, zone 1):
-# bid 2 can only buy zone 0's solar energy, over the line.
-ORDERS = orders_from([(60, 10, 0, False), (50, 10, 1, True)], [(40, 20, 0, "solar"), (45, 10, 1, "grid_mix")])
+from matcher import Network, book_from_orders, clear_orders, verify
+
+# Bids 1 (60), 2 (50, zone 1, renewable-only); offers 3 (40, solar, 20 Wh),
+# 4 (45, grid_mix, zone 1): bid 2 can only buy zone 0's solar energy, over the line.
+ORDERS = orders_from(
+    [(60, 10, 0, False), (50, 10, 1, True)], [(40, 20, 0, "solar"), (45, 10, 1, "grid_mix")]
+)
 NETWORK = {"zones": [0, 1], "lines": [{"from": 0, "to": 1, "capacity_wh": 100, "fee": 2}]}
 BOOK = book_from_orders(ORDERS)
 NET = Network.from_dict(NETWORK)
@@ -34,7 +37,10 @@ def zonal():
 
 def test_valid_clearings_pass(uniform):
     assert verify(UNIFORM_BOOK, uniform) == []
-    assert verify(UNIFORM_BOOK, clear_orders(UNIFORM_ORDERS, mechanism="pay-as-bid").to_json_dict()) == []
+    assert (
+        verify(UNIFORM_BOOK, clear_orders(UNIFORM_ORDERS, mechanism="pay-as-bid").to_json_dict())
+        == []
+    )
 
 
 def test_bid_limit_and_offer_limit(uniform):
@@ -89,7 +95,10 @@ def test_unknown_orders_and_wrong_sides(uniform):
     assert "unknown_order" in {v.condition for v in found}
     assert "bid 999 is not a bid of this interval" in str(found)
     bad = copy.deepcopy(uniform)
-    bad["matches"][0]["bid"], bad["matches"][0]["offer"] = bad["matches"][0]["offer"], bad["matches"][0]["bid"]
+    bad["matches"][0]["bid"], bad["matches"][0]["offer"] = (
+        bad["matches"][0]["offer"],
+        bad["matches"][0]["bid"],
+    )
     assert "(it is an offer)" in str(verify(UNIFORM_BOOK, bad))
 
 
@@ -124,14 +133,23 @@ def test_grid_fee(zonal):
         m["seller_price"] = bad["zone_prices"][str(by_zone[m["offer"]])]
     found = verify(BOOK, bad, NET)
     assert [v.condition for v in found] == ["grid_fee"]
-    assert "bid 2, offer 3: buyer_price - seller_price = 1 < fee 2 (zone 0 -> 1)" in found[0].message
+    assert (
+        "bid 2, offer 3: buyer_price - seller_price = 1 < fee 2 (zone 0 -> 1)" in found[0].message
+    )
 
 
 def test_renewable_only():
     # Bid 2 (renewable-only, zone 1) matched with the grid_mix offer 4 of its own zone.
-    data = {"mechanism": "zonal", "price": None, "zone_prices": {"0": 50, "1": 50}, "volume_wh": 10,
-            "welfare": 50, "matches": [{"bid": 2, "offer": 4, "quantity_wh": 10, "buyer_price": 50,
-                                        "seller_price": 50}]}
+    data = {
+        "mechanism": "zonal",
+        "price": None,
+        "zone_prices": {"0": 50, "1": 50},
+        "volume_wh": 10,
+        "welfare": 50,
+        "matches": [
+            {"bid": 2, "offer": 4, "quantity_wh": 10, "buyer_price": 50, "seller_price": 50}
+        ],
+    }
     found = verify(BOOK, data, NET)
     assert "renewable_only" in {v.condition for v in found}
     assert "bid 2, offer 4: renewable-only bid matched with a grid_mix offer" in str(found)
@@ -149,7 +167,9 @@ def test_zone_prices(zonal):
 def test_zonal_equilibrium_is_per_zone():
     orders = orders_from([(60, 10, 0), (60, 10, 1)], [(40, 10, 0, "wind"), (40, 10, 1, "wind")])
     book = book_from_orders(orders)
-    data = clear_orders(orders, mechanism="zonal", network={"zones": [0, 1], "lines": []}).to_json_dict()
+    data = clear_orders(
+        orders, mechanism="zonal", network={"zones": [0, 1], "lines": []}
+    ).to_json_dict()
     assert verify(book, data) == []
     data["matches"] = [m for m in data["matches"] if m["bid"] != 2]
     data["volume_wh"] = sum(m["quantity_wh"] for m in data["matches"])

@@ -1,13 +1,14 @@
 """Zonal clearing: equal to uniform without constraints, optimal and valid with them, line
 capacities, grid fees, renewable-only bids, determinism."""
+
 import random
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from matcher_testkit import fills, line_flows, networks, orders_from, side_rows, zonal_books
 from ortools.linear_solver import pywraplp
 
 from matcher import Network, book_from_orders, clear_orders, verify
-from matcher_testkit import fills, line_flows, networks, orders_from, side_rows, zonal_books
 
 
 def independent_lp_welfare(orders, network):
@@ -20,7 +21,7 @@ def independent_lp_welfare(orders, network):
     for b in bids:
         for o in offers:
             zb, zo = b.get("zone", 0), o.get("zone", 0)
-            line = next((l for l in net.lines if {l.from_zone, l.to_zone} == {zb, zo}), None)
+            line = next((ln for ln in net.lines if {ln.from_zone, ln.to_zone} == {zb, zo}), None)
             if zb != zo and (line is None or line.capacity_wh == 0):
                 continue
             if b.get("renewable_only") and o.get("source", "grid_mix") == "grid_mix":
@@ -33,7 +34,9 @@ def independent_lp_welfare(orders, network):
                 solver.Add(sum(terms) <= order["quantity_wh"])
     for line in net.lines:
         for a, b in ((line.from_zone, line.to_zone), (line.to_zone, line.from_zone)):
-            terms = [v[0] for v in x.values() if v[2].get("zone", 0) == a and v[1].get("zone", 0) == b]
+            terms = [
+                v[0] for v in x.values() if v[2].get("zone", 0) == a and v[1].get("zone", 0) == b
+            ]
             if terms:
                 solver.Add(sum(terms) <= line.capacity_wh)
     solver.Maximize(sum(v[0] * (v[1]["price"] - v[2]["price"] - v[3]) for v in x.values()))
@@ -47,7 +50,9 @@ def check_zonal(orders, network, clearing):
     assert verify(book_from_orders(orders), clearing.to_json_dict(), net) == []
     capacity = {}
     for line in net.lines:
-        capacity[(line.from_zone, line.to_zone)] = capacity[(line.to_zone, line.from_zone)] = line.capacity_wh
+        capacity[(line.from_zone, line.to_zone)] = capacity[(line.to_zone, line.from_zone)] = (
+            line.capacity_wh
+        )
     for pair, wh in line_flows(orders, clearing).items():
         assert pair in capacity, f"trade between {pair} without a line"
         assert wh <= capacity[pair]
@@ -73,12 +78,17 @@ def test_uncongested_fee_free_network_equals_uniform(prices, data):
     bids = [(p, data.draw(quantity), data.draw(zone)) for p in prices[:half]]
     offers = [(p, data.draw(quantity), data.draw(zone), "grid_mix") for p in prices[half:]]
     orders = orders_from(bids, offers)
-    network = {"zones": [0, 1, 2, 3], "lines": [{"from": 0, "to": 1, "capacity_wh": 10**6, "fee": 0},
-                                                {"from": 1, "to": 2, "capacity_wh": 10**6, "fee": 0},
-                                                {"from": 0, "to": 2, "capacity_wh": 10**6, "fee": 0},
-                                                {"from": 2, "to": 3, "capacity_wh": 10**6, "fee": 0},
-                                                {"from": 0, "to": 3, "capacity_wh": 10**6, "fee": 0},
-                                                {"from": 1, "to": 3, "capacity_wh": 10**6, "fee": 0}]}
+    network = {
+        "zones": [0, 1, 2, 3],
+        "lines": [
+            {"from": 0, "to": 1, "capacity_wh": 10**6, "fee": 0},
+            {"from": 1, "to": 2, "capacity_wh": 10**6, "fee": 0},
+            {"from": 0, "to": 2, "capacity_wh": 10**6, "fee": 0},
+            {"from": 2, "to": 3, "capacity_wh": 10**6, "fee": 0},
+            {"from": 0, "to": 3, "capacity_wh": 10**6, "fee": 0},
+            {"from": 1, "to": 3, "capacity_wh": 10**6, "fee": 0},
+        ],
+    }
     uniform = clear_orders(orders)
     zonal = clear_orders(orders, mechanism="zonal", network=network)
     assert (zonal.volume_wh, zonal.welfare) == (uniform.volume_wh, uniform.welfare)
@@ -102,13 +112,20 @@ def test_zonal_is_optimal_and_valid_without_preferences(book, network):
 def test_a_zone_that_sells_out_and_buys_in_cannot_have_one_price():
     # Zone 1 sells its offer (21) to zone 0 and its bid (12) buys from zone 2: the LP optimum
     # needs a seller price >= 21 and a buyer price <= 12 in zone 1. The fallback stays valid.
-    orders = [{"id": 0, "side": "bid", "quantity_wh": 39, "price": 40, "zone": 0},
-              {"id": 1, "side": "offer", "quantity_wh": 12, "price": 37, "zone": 2, "source": "solar"},
-              {"id": 2, "side": "bid", "quantity_wh": 38, "price": 12, "zone": 1},
-              {"id": 3, "side": "offer", "quantity_wh": 26, "price": 21, "zone": 1},
-              {"id": 4, "side": "offer", "quantity_wh": 25, "price": 4, "zone": 2, "source": "wind"}]
-    network = {"zones": [0, 1, 2], "lines": [{"from": 0, "to": 1, "capacity_wh": 38, "fee": 0},
-                                             {"from": 1, "to": 2, "capacity_wh": 51, "fee": 4}]}
+    orders = [
+        {"id": 0, "side": "bid", "quantity_wh": 39, "price": 40, "zone": 0},
+        {"id": 1, "side": "offer", "quantity_wh": 12, "price": 37, "zone": 2, "source": "solar"},
+        {"id": 2, "side": "bid", "quantity_wh": 38, "price": 12, "zone": 1},
+        {"id": 3, "side": "offer", "quantity_wh": 26, "price": 21, "zone": 1},
+        {"id": 4, "side": "offer", "quantity_wh": 25, "price": 4, "zone": 2, "source": "wind"},
+    ]
+    network = {
+        "zones": [0, 1, 2],
+        "lines": [
+            {"from": 0, "to": 1, "capacity_wh": 38, "fee": 0},
+            {"from": 1, "to": 2, "capacity_wh": 51, "fee": 4},
+        ],
+    }
     clearing = clear_orders(orders, mechanism="zonal", network=network)
     check_zonal(orders, network, clearing)
     assert clearing.fallback is True and clearing.to_json_dict()["fallback"] is True
@@ -125,9 +142,14 @@ def test_zonal_with_renewable_only_bids_always_passes_the_chain_checks(book, net
     assert clearing.welfare <= independent_lp_welfare(orders, network) + 1e-6
     shuffled = list(orders)
     random.Random(7).shuffle(shuffled)
-    assert clear_orders(shuffled, mechanism="zonal", network=network).to_json() == clearing.to_json()
+    assert (
+        clear_orders(shuffled, mechanism="zonal", network=network).to_json() == clearing.to_json()
+    )
     paid_as_bid = clear_orders(orders, mechanism="pay-as-bid", network=network)
-    assert verify(book_from_orders(orders), paid_as_bid.to_json_dict(), Network.from_dict(network)) == []
+    assert (
+        verify(book_from_orders(orders), paid_as_bid.to_json_dict(), Network.from_dict(network))
+        == []
+    )
 
 
 def test_line_capacity_binds_and_splits_prices():
@@ -157,7 +179,9 @@ def test_zones_without_a_line_do_not_trade():
 
 def test_renewable_only_bid_is_matched_with_renewable_offers_only():
     # Grid energy is cheaper, but bid 1 takes only solar; bid 2 takes the grid energy.
-    orders = orders_from([(80, 10, 0, True), (80, 10, 0, False)], [(10, 10, 0, "grid_mix"), (30, 10, 0, "solar")])
+    orders = orders_from(
+        [(80, 10, 0, True), (80, 10, 0, False)], [(10, 10, 0, "grid_mix"), (30, 10, 0, "solar")]
+    )
     c = clear_orders(orders, mechanism="zonal")
     assert sorted((m.bid, m.offer, m.quantity_wh) for m in c.matches) == [(1, 4, 10), (2, 3, 10)]
     check_zonal(orders, {"zones": [0], "lines": []}, c)
@@ -166,11 +190,13 @@ def test_renewable_only_bid_is_matched_with_renewable_offers_only():
 def test_scarce_renewable_energy_falls_back_to_one_price_per_zone():
     # The welfare optimum would ship solar 0 -> 1 and grid energy 1 -> 0 at once, which one
     # price per zone cannot support; the fallback gives up the renewable-only bid.
-    orders = [{"id": 1, "side": "bid", "quantity_wh": 100, "price": 60, "zone": 0},
-              {"id": 2, "side": "bid", "quantity_wh": 50, "price": 55, "zone": 1, "renewable_only": True},
-              {"id": 3, "side": "offer", "quantity_wh": 80, "price": 40, "zone": 0, "source": "solar"},
-              {"id": 4, "side": "offer", "quantity_wh": 100, "price": 50, "zone": 1},
-              {"id": 5, "side": "bid", "quantity_wh": 30, "price": 45, "zone": 1}]
+    orders = [
+        {"id": 1, "side": "bid", "quantity_wh": 100, "price": 60, "zone": 0},
+        {"id": 2, "side": "bid", "quantity_wh": 50, "price": 55, "zone": 1, "renewable_only": True},
+        {"id": 3, "side": "offer", "quantity_wh": 80, "price": 40, "zone": 0, "source": "solar"},
+        {"id": 4, "side": "offer", "quantity_wh": 100, "price": 50, "zone": 1},
+        {"id": 5, "side": "bid", "quantity_wh": 30, "price": 45, "zone": 1},
+    ]
     network = {"zones": [0, 1], "lines": [{"from": 0, "to": 1, "capacity_wh": 30, "fee": 2}]}
     c = clear_orders(orders, mechanism="zonal", network=network)
     check_zonal(orders, network, c)
@@ -197,14 +223,29 @@ def test_pay_as_bid_on_a_network_charges_the_fee_to_the_seller():
 
 def test_network_format_errors():
     import pytest
+
     from matcher import NetworkError
-    for bad, message in [({"zones": []}, "non-empty list"),
-                         ({"zones": [0, 0]}, "listed twice"),
-                         ({"zones": [0, 1], "lines": [{"from": 0, "to": 0, "capacity_wh": 1}]}, "two different zones"),
-                         ({"zones": [0, 1], "lines": [{"from": 0, "to": 1, "capacity_wh": -1}]}, "capacity_wh"),
-                         ({"zones": [0, 1], "lines": [{"from": 0, "to": 1, "capacity_wh": 1, "fee": 1.5}]}, "fee"),
-                         ({"zones": [0, 1], "lines": [{"from": 0, "to": 1, "capacity_wh": 1},
-                                                      {"from": 1, "to": 0, "capacity_wh": 1}]}, "already have a line")]:
+
+    for bad, message in [
+        ({"zones": []}, "non-empty list"),
+        ({"zones": [0, 0]}, "listed twice"),
+        (
+            {"zones": [0, 1], "lines": [{"from": 0, "to": 0, "capacity_wh": 1}]},
+            "two different zones",
+        ),
+        ({"zones": [0, 1], "lines": [{"from": 0, "to": 1, "capacity_wh": -1}]}, "capacity_wh"),
+        ({"zones": [0, 1], "lines": [{"from": 0, "to": 1, "capacity_wh": 1, "fee": 1.5}]}, "fee"),
+        (
+            {
+                "zones": [0, 1],
+                "lines": [
+                    {"from": 0, "to": 1, "capacity_wh": 1},
+                    {"from": 1, "to": 0, "capacity_wh": 1},
+                ],
+            },
+            "already have a line",
+        ),
+    ]:
         with pytest.raises(NetworkError, match=message):
             Network.from_dict(bad)
 
@@ -213,9 +254,11 @@ def test_price_leaves_the_gap_of_an_unserved_renewable_only_bid():
     # Only grid energy (25) is offered: the renewable-only bid (29) stays unfilled above it, so
     # the zone price must not lie strictly between 25 and 29. Bid 2 (27) bounds it from above,
     # so the price goes to the low side of the gap.
-    orders = [{"id": 0, "side": "bid", "quantity_wh": 35, "price": 29, "renewable_only": True},
-              {"id": 1, "side": "offer", "quantity_wh": 35, "price": 25},
-              {"id": 2, "side": "bid", "quantity_wh": 5, "price": 27}]
+    orders = [
+        {"id": 0, "side": "bid", "quantity_wh": 35, "price": 29, "renewable_only": True},
+        {"id": 1, "side": "offer", "quantity_wh": 35, "price": 25},
+        {"id": 2, "side": "bid", "quantity_wh": 5, "price": 27},
+    ]
     c = clear_orders(orders, mechanism="zonal")
     check_zonal(orders, {"zones": [0], "lines": []}, c)
     assert c.zone_prices == {0: 25} and not c.fallback
