@@ -128,8 +128,9 @@ def place_order(
             422,
             "GateClosed",
             f"orders for interval {spec.interval} closed at {gate} ms (unix); this API "
-            f"stops taking them {settings.order_margin_ms} ms earlier so they reach a block in time; next "
-            f"open interval: {params.first_open_interval(now, settings.order_margin_ms)}",
+            f"stops taking them {settings.order_margin_ms} ms earlier so they reach a block in "
+            "time; next open interval: "
+            f"{params.first_open_interval(now, settings.order_margin_ms)}",
         )
     current = params.interval_at(now)
     if spec.interval > current + chain.max_intervals_ahead:

@@ -187,7 +187,8 @@ class MarketReads(ChainConnection):
         }
 
     def meters(self, block_hash: str | None = None) -> dict[str, dict]:
-        """Accredited meters by 0x public key: owner, zone, source, rated_power_w, last registers."""
+        """Accredited meters by 0x public key: owner, zone, source, rated_power_w, last
+        registers."""
         out = {}
         for key, v in self.query_map(PALLET, "Meters", block_hash=block_hash):
             key_hex = key if isinstance(key, str) else "0x" + bytes(key).hex()

@@ -124,7 +124,8 @@ def build_report(
                 )
             if p["energy_position_wh"] != p["metered_wh"]:
                 problems.append(
-                    f"{p['account']}: position {p['energy_position_wh']} Wh != metered {p['metered_wh']} Wh"
+                    f"{p['account']}: position {p['energy_position_wh']} Wh"
+                    f" != metered {p['metered_wh']} Wh"
                 )
         for key in (
             "paid_for_energy",
@@ -175,8 +176,9 @@ def summary_line(report: dict[str, Any]) -> str:
     t = report["totals"]
     return (
         f"{len(report['parties']) - 1} participants, traded {t['traded_wh']} Wh, utility shortfall "
-        f"{t['shortfall_wh']} Wh / surplus {t['surplus_wh']} Wh, money sum {t['net_money_brl']} BRL, "
-        f"energy sum {t['energy_position_wh']} Wh, {'balanced' if report['balanced'] else 'NOT BALANCED'}"
+        f"{t['shortfall_wh']} Wh / surplus {t['surplus_wh']} Wh, "
+        f"money sum {t['net_money_brl']} BRL, energy sum {t['energy_position_wh']} Wh, "
+        f"{'balanced' if report['balanced'] else 'NOT BALANCED'}"
     )
 
 

@@ -35,8 +35,8 @@ def cancel_message(genesis_hash: bytes, owner: bytes, client_order_id: int) -> b
 def reading_message(
     meter: bytes, interval: int, counter: int, import_wh: int, export_wh: int
 ) -> bytes:
-    """`b"wattchain:reading:v1" ++ meter_public_key[32] ++ interval ++ counter ++ import_wh ++ export_wh`
-    (each u64 little-endian)."""
+    """`b"wattchain:reading:v1" ++ meter_public_key[32] ++ interval ++ counter ++ import_wh
+    ++ export_wh` (each u64 little-endian)."""
     _check_len("meter public key", meter, 32)
     for name, value in (
         ("interval", interval),

@@ -114,7 +114,8 @@ class RegisterBank:
         return runs
 
     def inject_faults(self, code: int, count: int = 1) -> None:
-        """Answer the next `count` requests with Modbus exception `code` (a busy or failing meter)."""
+        """Answer the next `count` requests with Modbus exception `code` (a busy or failing
+        meter)."""
         with self._lock:
             self._faults.extend([code] * count)
 

@@ -225,7 +225,8 @@ class MeterClient:
         )
 
     async def read(self) -> RawReading:
-        """Read the meter once. Raises MeterStale, ReadingError, DiscoveryError or ModbusReplyError."""
+        """Read the meter once. Raises MeterStale, ReadingError, DiscoveryError or
+        ModbusReplyError."""
         try:
             return await self._with_retries("read", self._read_once)
         except ReadingError as exc:
@@ -243,7 +244,8 @@ class MeterClient:
         )[0]
 
     async def switch_relay(self, on: bool) -> bool:
-        """Switch the controlled load on or off; raises CommandNotConfirmed if it does not follow."""
+        """Switch the controlled load on or off; raises CommandNotConfirmed if it does not
+        follow."""
         coil = self.controls.relay_coil
 
         async def write_and_read_back() -> bool:
@@ -269,14 +271,16 @@ class MeterClient:
         return (words[0] << 16) | words[1]
 
     async def set_load_limit(self, watts: int) -> int:
-        """Write the load's power limit in W; raises CommandNotConfirmed if the read-back differs."""
+        """Write the load's power limit in W; raises CommandNotConfirmed if the read-back
+        differs."""
         if (
             isinstance(watts, bool)
             or not isinstance(watts, int)
             or not 0 <= watts <= self.controls.max_load_limit_w
         ):
             raise ConfigurationError(
-                f"load limit must be an integer 0..{self.controls.max_load_limit_w} W, not {watts!r}"
+                f"load limit must be an integer 0..{self.controls.max_load_limit_w} W, "
+                f"not {watts!r}"
             )
         register = self.controls.load_limit_register
 
@@ -297,6 +301,7 @@ class MeterClient:
 
 
 async def read_meter(host: str, port: int, model: str, device_id: int = 1, **options) -> RawReading:
-    """Open, read once, close. For polling, keep a MeterClient instead (its stale state persists)."""
+    """Open, read once, close. For polling, keep a MeterClient instead (its stale state
+    persists)."""
     async with MeterClient(model, host, port, device_id=device_id, **options) as client:
         return await client.read()

@@ -55,14 +55,16 @@ class ModbusReplyError(MeterBridgeError):
 
 
 class MeterStale(MeterBridgeError):
-    """The meter gave no usable answer after every retry; its data must not be trusted as current."""
+    """The meter gave no usable answer after every retry; its data must not be trusted as
+    current."""
 
     def __init__(self, meter: str, attempts: int, last_error: Exception):
         self.meter = meter
         self.attempts = attempts
         self.last_error = last_error
         super().__init__(
-            f"meter {meter} is stale: no valid answer after {attempts} attempts; last error: {last_error}"
+            f"meter {meter} is stale: no valid answer after {attempts} attempts; "
+            f"last error: {last_error}"
         )
 
 
@@ -97,4 +99,5 @@ class MalformedReading(MeterBridgeError):
 
 
 class StateFileError(MeterBridgeError):
-    """The meter's counter state file is unreadable, belongs to another meter, or cannot be written."""
+    """The meter's counter state file is unreadable, belongs to another meter, or cannot be
+    written."""

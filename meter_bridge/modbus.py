@@ -31,7 +31,8 @@ FRAMERS = {"socket": FramerType.SOCKET, "rtu": FramerType.RTU}
 
 @dataclass(frozen=True)
 class SerialSettings:
-    """An RS-485 line. `port` may also be a pyserial URL such as socket://host:port (RTU over TCP)."""
+    """An RS-485 line. `port` may also be a pyserial URL such as socket://host:port (RTU over
+    TCP)."""
 
     port: str
     baudrate: int = 9600

@@ -76,7 +76,8 @@ class MeterReading:
 
     @classmethod
     def from_dict(cls, data: dict) -> MeterReading:
-        """Checks every field's presence, type and range; raises MalformedReading naming the field."""
+        """Checks every field's presence, type and range; raises MalformedReading naming the
+        field."""
         if not isinstance(data, dict):
             raise MalformedReading(f"a reading must be a JSON object, not {type(data).__name__}")
         missing = [f for f in cls.FIELDS if f not in data]

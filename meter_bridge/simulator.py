@@ -393,7 +393,8 @@ async def run_simulator(
 
 
 class SimulatorProcess:
-    """A simulator in a child process (`python -m meter_bridge simulate`), for demos and CLI tests."""
+    """A simulator in a child process (`python -m meter_bridge simulate`), for demos and CLI
+    tests."""
 
     def __init__(self, args: list[str], *, timeout_s: float = 15.0):
         cmd = [sys.executable, "-m", "meter_bridge", "simulate", *args]
@@ -460,7 +461,8 @@ def spawn_simulator(
     device_id: int = 1,
     extra_args: list[str] | None = None,
 ) -> SimulatorProcess:
-    """Start `python -m meter_bridge simulate` and wait until it listens; port 0 picks a free port."""
+    """Start `python -m meter_bridge simulate` and wait until it listens; port 0 picks a free
+    port."""
     args = [
         "--host",
         host,

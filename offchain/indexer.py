@@ -94,13 +94,15 @@ class Indexer:
             ):
                 if account is not None:
                     c.execute(
-                        "INSERT OR IGNORE INTO roles (role, account, block_number) VALUES (?, ?, 0)",
+                        "INSERT OR IGNORE INTO roles (role, account, block_number)"
+                        " VALUES (?, ?, 0)",
                         (role, account),
                     )
             if known is None or known != genesis:
                 for account, zone in self.chain.participants().items():
                     c.execute(
-                        "INSERT OR IGNORE INTO participants (account, zone, block_number) VALUES (?, ?, 0)",
+                        "INSERT OR IGNORE INTO participants (account, zone, block_number)"
+                        " VALUES (?, ?, 0)",
                         (account, zone),
                     )
         self._checked_genesis = True
@@ -127,7 +129,8 @@ class Indexer:
             )
             for e in ours:
                 c.execute(
-                    "INSERT OR IGNORE INTO events (block_number, block_hash, extrinsic_index, event_index, name, data)"
+                    "INSERT OR IGNORE INTO events"
+                    " (block_number, block_hash, extrinsic_index, event_index, name, data)"
                     " VALUES (?, ?, ?, ?, ?, ?)",
                     (
                         block.number,
@@ -155,7 +158,8 @@ class Indexer:
 
     def _on_DistributorSet(self, c, block, e, _):
         c.execute(
-            "INSERT OR REPLACE INTO roles (role, account, block_number) VALUES ('distributor', ?, ?)",
+            "INSERT OR REPLACE INTO roles (role, account, block_number)"
+            " VALUES ('distributor', ?, ?)",
             (ss58(e.attributes["who"]), block.number),
         )
 
@@ -168,7 +172,8 @@ class Indexer:
     def _on_MeterAccredited(self, c, block, e, _):
         a = e.attributes
         c.execute(
-            "INSERT OR REPLACE INTO meters (meter, owner, zone, source, block_number, revoked) VALUES (?, ?, ?, ?, ?, 0)",
+            "INSERT OR REPLACE INTO meters (meter, owner, zone, source, block_number, revoked)"
+            " VALUES (?, ?, ?, ?, ?, 0)",
             (
                 _hex(a["meter"]),
                 ss58(a["owner"]),
@@ -186,9 +191,10 @@ class Indexer:
         order_id = int(a["order_id"])
         spec = specs.get(order_id)
         c.execute(
-            "INSERT OR REPLACE INTO orders (order_id, owner, client_order_id, interval, side, quantity_wh,"
-            " price_ticks, zone, source, renewable_only, status, filled_wh, placed_block, placed_block_hash,"
-            " extrinsic_index, updated_block) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'open', 0, ?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO orders (order_id, owner, client_order_id, interval, side,"
+            " quantity_wh, price_ticks, zone, source, renewable_only, status, filled_wh,"
+            " placed_block, placed_block_hash, extrinsic_index, updated_block)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'open', 0, ?, ?, ?, ?)",
             (
                 order_id,
                 ss58(a["owner"]),
@@ -216,8 +222,9 @@ class Indexer:
     def _on_Traded(self, c, block, e, _):
         a = e.attributes
         c.execute(
-            "INSERT INTO trades (interval, bid, offer, buyer, seller, quantity_wh, buyer_price, seller_price,"
-            " block_number, block_hash, extrinsic_index) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO trades (interval, bid, offer, buyer, seller, quantity_wh, buyer_price,"
+            " seller_price, block_number, block_hash, extrinsic_index)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 int(a["interval"]),
                 int(a["bid"]),
@@ -245,8 +252,9 @@ class Indexer:
             {"zone": int(p["zone"]), "price": int(p["price"])} for p in (a.get("zone_prices") or [])
         ]
         c.execute(
-            "INSERT OR REPLACE INTO clearings (interval, mechanism, volume_wh, matches, zone_prices, grid_fees_paid,"
-            " block_number, block_hash, extrinsic_index, timestamp_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO clearings (interval, mechanism, volume_wh, matches,"
+            " zone_prices, grid_fees_paid, block_number, block_hash, extrinsic_index, timestamp_ms)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 interval,
                 from_chain_name(a["mechanism"]),
@@ -261,15 +269,17 @@ class Indexer:
             ),
         )
         c.execute(
-            "UPDATE orders SET status = 'cleared', updated_block = ? WHERE interval = ? AND status = 'open'",
+            "UPDATE orders SET status = 'cleared', updated_block = ?"
+            " WHERE interval = ? AND status = 'open'",
             (block.number, interval),
         )
 
     def _on_MeterBaselineSet(self, c, block, e, _):
         a = e.attributes
         c.execute(
-            "INSERT OR REPLACE INTO readings (meter, counter, interval, owner, kind, import_wh, export_wh,"
-            " block_number, block_hash) VALUES (?, ?, ?, (SELECT owner FROM meters WHERE meter = ?), 'baseline',"
+            "INSERT OR REPLACE INTO readings (meter, counter, interval, owner, kind, import_wh,"
+            " export_wh, block_number, block_hash)"
+            " VALUES (?, ?, ?, (SELECT owner FROM meters WHERE meter = ?), 'baseline',"
             " ?, ?, ?, ?)",
             (
                 _hex(a["meter"]),
@@ -286,8 +296,8 @@ class Indexer:
     def _on_ReadingAccepted(self, c, block, e, _):
         a = e.attributes
         c.execute(
-            "INSERT OR REPLACE INTO readings (meter, counter, interval, owner, kind, import_wh, export_wh,"
-            " block_number, block_hash) VALUES (?, ?, ?, ?, 'reading', ?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO readings (meter, counter, interval, owner, kind, import_wh,"
+            " export_wh, block_number, block_hash) VALUES (?, ?, ?, ?, 'reading', ?, ?, ?, ?)",
             (
                 _hex(a["meter"]),
                 int(a["counter"]),
@@ -302,14 +312,16 @@ class Indexer:
 
     def _on_EnergyMinted(self, c, block, e, _):
         c.execute(
-            "INSERT INTO energy_moves (kind, source, target, amount_wh, block_number) VALUES ('mint', NULL, ?, ?, ?)",
+            "INSERT INTO energy_moves (kind, source, target, amount_wh, block_number)"
+            " VALUES ('mint', NULL, ?, ?, ?)",
             (ss58(e.attributes["who"]), int(e.attributes["amount_wh"]), block.number),
         )
 
     def _on_EnergyTransferred(self, c, block, e, _):
         a = e.attributes
         c.execute(
-            "INSERT INTO energy_moves (kind, source, target, amount_wh, block_number) VALUES ('transfer', ?, ?, ?, ?)",
+            "INSERT INTO energy_moves (kind, source, target, amount_wh, block_number)"
+            " VALUES ('transfer', ?, ?, ?, ?)",
             (ss58(a["from"]), ss58(a["to"]), int(a["amount_wh"]), block.number),
         )
 
@@ -317,8 +329,8 @@ class Indexer:
         a = e.attributes
         line = a["line"]
         c.execute(
-            "INSERT OR REPLACE INTO settlements (interval, account, contracted_wh, metered_wh, imbalance_wh, amount,"
-            " block_number, block_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO settlements (interval, account, contracted_wh, metered_wh,"
+            " imbalance_wh, amount, block_number, block_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 int(a["interval"]),
                 ss58(a["who"]),
@@ -335,8 +347,9 @@ class Indexer:
         a = e.attributes
         row = c.execute("SELECT account FROM roles WHERE role = 'distributor'").fetchone()
         c.execute(
-            "INSERT OR REPLACE INTO intervals_settled (interval, participants, shortfall_wh, surplus_wh,"
-            " block_number, block_hash, extrinsic_index, distributor) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO intervals_settled (interval, participants, shortfall_wh,"
+            " surplus_wh, block_number, block_hash, extrinsic_index, distributor)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 int(a["interval"]),
                 int(a["participants"]),

@@ -157,7 +157,8 @@ class Scheduler:
         t = now_ms()
         with transaction(self.ops) as c:
             c.execute(
-                "INSERT INTO clearing_attempts (interval, state, orders, created_ms, updated_ms, error)"
+                "INSERT INTO clearing_attempts"
+                " (interval, state, orders, created_ms, updated_ms, error)"
                 " VALUES (?, 'skipped', 0, ?, ?, 'long over, no orders, nothing metered')",
                 (interval, t, t),
             )
@@ -212,8 +213,9 @@ class Scheduler:
         created = now_ms()
         with transaction(self.ops) as c:
             attempt_id = c.execute(
-                "INSERT INTO clearing_attempts (interval, state, mechanism, orders, volume_wh, price, matches, clearing,"
-                " read_at, created_ms, updated_ms) VALUES (?, 'signing', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO clearing_attempts (interval, state, mechanism, orders, volume_wh,"
+                " price, matches, clearing, read_at, created_ms, updated_ms)"
+                " VALUES (?, 'signing', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     interval,
                     clearing.mechanism,
@@ -232,8 +234,9 @@ class Scheduler:
             # Durable before broadcast: a restart broadcasts these very bytes, never new ones.
             with transaction(self.ops) as c:
                 c.execute(
-                    "UPDATE clearing_attempts SET state = 'signed', tx_hash = ?, tx_data = ?, nonce = ?,"
-                    " best_at_submit = ?, mortal_until = ?, updated_ms = ? WHERE id = ?",
+                    "UPDATE clearing_attempts SET state = 'signed', tx_hash = ?, tx_data = ?,"
+                    " nonce = ?, best_at_submit = ?, mortal_until = ?, updated_ms = ?"
+                    " WHERE id = ?",
                     (
                         tx.tx_hash,
                         tx.data,
@@ -297,7 +300,8 @@ class Scheduler:
                 error=None,
             )
             log.info(
-                "interval %d: clearing committed in block #%d (%s), extrinsic %d, %.1f s after gate closure",
+                "interval %d: clearing committed in block #%d (%s), extrinsic %d,"
+                " %.1f s after gate closure",
                 interval,
                 receipt.block_number,
                 receipt.block_hash,
@@ -317,7 +321,8 @@ class Scheduler:
     def _rejected(self, attempt_id: int, interval: int, error: str) -> dict:
         self._update(attempt_id, state="rejected", error=error)
         log.error(
-            "ALERT interval %d: the chain rejected its clearing: %s (not retried; operator action needed)",
+            "ALERT interval %d: the chain rejected its clearing: %s"
+            " (not retried; operator action needed)",
             interval,
             error,
         )
@@ -376,9 +381,9 @@ class Scheduler:
         created = now_ms()
         with transaction(self.ops) as c:
             c.execute(
-                "INSERT INTO clearing_attempts (interval, state, mechanism, volume_wh, matches, block_hash,"
-                " block_number, extrinsic_index, created_ms, updated_ms, error) VALUES"
-                " (?, 'committed', ?, ?, ?, ?, ?, ?, ?, ?, 'already cleared on chain')",
+                "INSERT INTO clearing_attempts (interval, state, mechanism, volume_wh, matches,"
+                " block_hash, block_number, extrinsic_index, created_ms, updated_ms, error)"
+                " VALUES (?, 'committed', ?, ?, ?, ?, ?, ?, ?, ?, 'already cleared on chain')",
                 (
                     interval,
                     summary.mechanism,

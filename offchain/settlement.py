@@ -58,9 +58,10 @@ class Settler:
         return [
             r["interval"]
             for r in self.ops.execute(
-                "SELECT DISTINCT c.interval FROM clearing_attempts c WHERE c.state = 'committed' AND NOT EXISTS"
-                " (SELECT 1 FROM settle_attempts s WHERE s.interval = c.interval AND s.state IN ('committed', 'rejected',"
-                " 'skipped'))"
+                "SELECT DISTINCT c.interval FROM clearing_attempts c"
+                " WHERE c.state = 'committed' AND NOT EXISTS"
+                " (SELECT 1 FROM settle_attempts s WHERE s.interval = c.interval"
+                " AND s.state IN ('committed', 'rejected', 'skipped'))"
                 " ORDER BY c.interval"
             )
         ]
@@ -114,7 +115,10 @@ class Settler:
     def settle(self, interval: int, missing: list[str] | None = None) -> dict:
         missing = missing or []
         if missing:
-            text = f"interval {interval}: settling without readings of {len(missing)} meter(s): {', '.join(missing)}"
+            text = (
+                f"interval {interval}: settling without readings of {len(missing)} meter(s): "
+                f"{', '.join(missing)}"
+            )
             log.error("ALERT %s", text)
             with transaction(self.ops) as c:
                 alert(c, self.name, "ReadingsMissing", text, interval)
@@ -200,8 +204,9 @@ class Settler:
         t = now_ms()
         with transaction(self.ops) as c:
             c.execute(
-                "INSERT INTO settle_attempts (interval, state, tx_hash, block_hash, block_number, error,"
-                " missing_meters, created_ms, updated_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO settle_attempts (interval, state, tx_hash, block_hash, block_number,"
+                " error, missing_meters, created_ms, updated_ms)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     interval,
                     state,

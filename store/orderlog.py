@@ -81,8 +81,9 @@ class OrderLog:
                 return Appended(outcome, json.loads(row["response"]), row["seq"])
             received = now_ms()
             cur = c.execute(
-                "INSERT INTO orders (owner, client_order_id, interval, side, spec, signature, received_ms, response,"
-                " status, updated_ms) VALUES (?, ?, ?, ?, ?, ?, ?, '{}', ?, ?)",
+                "INSERT INTO orders (owner, client_order_id, interval, side, spec, signature,"
+                " received_ms, response, status, updated_ms)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, '{}', ?, ?)",
                 (
                     owner,
                     str(spec.client_order_id),
@@ -122,7 +123,8 @@ class OrderLog:
                 return Appended("same", json.loads(row["response"]), row["seq"])
             received = now_ms()
             cur = c.execute(
-                "INSERT INTO cancels (owner, client_order_id, signature, received_ms, response, status, updated_ms)"
+                "INSERT INTO cancels"
+                " (owner, client_order_id, signature, received_ms, response, status, updated_ms)"
                 " VALUES (?, ?, ?, ?, '{}', ?, ?)",
                 (owner, str(client_order_id), signature_hex, received, PENDING, received),
             )
@@ -188,7 +190,8 @@ class OrderLog:
         """Cancels whose order has left the log's pending states (so the chain knows it, or the
         chain's verdict on it is final); cancels of orders placed elsewhere go at once."""
         rows = self.conn.execute(
-            "SELECT c.* FROM cancels c LEFT JOIN orders o ON o.owner = c.owner AND o.client_order_id = c.client_order_id"
+            "SELECT c.* FROM cancels c LEFT JOIN orders o"
+            " ON o.owner = c.owner AND o.client_order_id = c.client_order_id"
             " WHERE c.status = ? AND (o.seq IS NULL OR o.status IN (?, ?)) ORDER BY c.seq LIMIT ?",
             (PENDING, ONCHAIN, REJECTED, limit + len(exclude)),
         ).fetchall()
@@ -253,8 +256,8 @@ class OrderLog:
         (their batch failed as a whole, so one of them is bad and must be found)."""
         with transaction(self.conn) as c:
             c.executemany(
-                f"UPDATE {_table(table)} SET status = ?, attempts = attempts + ?, error = ?, updated_ms = ?"
-                " WHERE seq = ?",
+                f"UPDATE {_table(table)} SET status = ?, attempts = attempts + ?, error = ?,"
+                " updated_ms = ? WHERE seq = ?",
                 [(PENDING, 1 if solo else 0, error, now_ms(), s) for s in seqs],
             )
 

@@ -17,7 +17,8 @@ def report_from_index(
     settled = [
         r["interval"]
         for r in conn.execute(
-            "SELECT interval FROM intervals_settled WHERE interval BETWEEN ? AND ? ORDER BY interval",
+            "SELECT interval FROM intervals_settled WHERE interval BETWEEN ? AND ?"
+            " ORDER BY interval",
             (from_interval, to_interval),
         )
     ]
@@ -69,7 +70,8 @@ def order_on_chain(
     """The indexed order of `owner` with that client order id (with the hash of the block that
     placed it as `placed_hash`), or None."""
     return conn.execute(
-        "SELECT o.*, b.hash AS placed_hash FROM orders o LEFT JOIN blocks b ON b.number = o.placed_block"
+        "SELECT o.*, b.hash AS placed_hash FROM orders o"
+        " LEFT JOIN blocks b ON b.number = o.placed_block"
         " WHERE o.owner = ? AND o.client_order_id = ?",
         (owner, str(client_order_id)),
     ).fetchone()

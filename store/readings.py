@@ -59,24 +59,26 @@ class ReadingQueue:
     def add(self, r: SignedReading, site: str) -> bool:
         """Queue a signed reading; False when it was queued already."""
         cur = self.db.execute(
-            "INSERT OR IGNORE INTO readings (meter, counter, interval, import_wh, export_wh, signature, site,"
-            " queued_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT OR IGNORE INTO readings"
+            " (meter, counter, interval, import_wh, export_wh, signature, site, queued_ms)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (r.meter, r.counter, r.interval, r.import_wh, r.export_wh, r.signature, site, now_ms()),
         )
         return cur.rowcount == 1
 
     def last(self, meter: str) -> QueuedReading | None:
         row = self.db.execute(
-            "SELECT meter, counter, interval, import_wh, export_wh, signature, site, status FROM readings"
-            " WHERE meter = ? AND status != 'rejected' ORDER BY counter DESC LIMIT 1",
+            "SELECT meter, counter, interval, import_wh, export_wh, signature, site, status"
+            " FROM readings WHERE meter = ? AND status != 'rejected'"
+            " ORDER BY counter DESC LIMIT 1",
             (meter,),
         ).fetchone()
         return QueuedReading(*row) if row else None
 
     def pending(self) -> list[QueuedReading]:
         rows = self.db.execute(
-            "SELECT meter, counter, interval, import_wh, export_wh, signature, site, status FROM readings"
-            " WHERE status = 'pending' ORDER BY meter, counter"
+            "SELECT meter, counter, interval, import_wh, export_wh, signature, site, status"
+            " FROM readings WHERE status = 'pending' ORDER BY meter, counter"
         ).fetchall()
         return [QueuedReading(*row) for row in rows]
 
@@ -101,7 +103,8 @@ class ReadingQueue:
 
     def record(self, a: Anomaly) -> None:
         self.db.execute(
-            "INSERT INTO anomalies (site, meter, interval, kind, detail, at_ms) VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO anomalies (site, meter, interval, kind, detail, at_ms)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
             (a.site, a.meter, a.interval, a.kind, a.detail, a.at_ms),
         )
 

@@ -46,7 +46,9 @@ CREATE INDEX IF NOT EXISTS cancels_status ON cancels (status, seq);
 
 INDEX_SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS blocks (number INTEGER PRIMARY KEY, hash TEXT NOT NULL, timestamp_ms INTEGER);
+CREATE TABLE IF NOT EXISTS blocks (
+    number INTEGER PRIMARY KEY, hash TEXT NOT NULL, timestamp_ms INTEGER
+);
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     block_number INTEGER NOT NULL, block_hash TEXT NOT NULL, extrinsic_index INTEGER,
@@ -59,7 +61,8 @@ CREATE TABLE IF NOT EXISTS orders (
     interval INTEGER NOT NULL, side TEXT NOT NULL, quantity_wh INTEGER NOT NULL,
     price_ticks INTEGER NOT NULL, zone INTEGER NOT NULL, source TEXT, renewable_only INTEGER,
     status TEXT NOT NULL, filled_wh INTEGER NOT NULL DEFAULT 0,
-    placed_block INTEGER NOT NULL, placed_block_hash TEXT, extrinsic_index INTEGER, updated_block INTEGER
+    placed_block INTEGER NOT NULL, placed_block_hash TEXT, extrinsic_index INTEGER,
+    updated_block INTEGER
 );
 CREATE INDEX IF NOT EXISTS orders_book ON orders (interval, zone, side, price_ticks);
 CREATE INDEX IF NOT EXISTS orders_owner ON orders (owner, order_id);
@@ -75,7 +78,8 @@ CREATE INDEX IF NOT EXISTS trades_seller ON trades (seller, interval);
 CREATE TABLE IF NOT EXISTS clearings (
     interval INTEGER PRIMARY KEY, mechanism TEXT NOT NULL, volume_wh INTEGER NOT NULL,
     matches INTEGER NOT NULL, zone_prices TEXT NOT NULL, grid_fees_paid TEXT NOT NULL,
-    block_number INTEGER NOT NULL, block_hash TEXT NOT NULL, extrinsic_index INTEGER, timestamp_ms INTEGER
+    block_number INTEGER NOT NULL, block_hash TEXT NOT NULL, extrinsic_index INTEGER,
+    timestamp_ms INTEGER
 );
 CREATE TABLE IF NOT EXISTS settlements (
     interval INTEGER NOT NULL, account TEXT NOT NULL, contracted_wh INTEGER NOT NULL,
@@ -89,7 +93,9 @@ CREATE TABLE IF NOT EXISTS intervals_settled (
     surplus_wh INTEGER NOT NULL, block_number INTEGER NOT NULL, block_hash TEXT NOT NULL,
     extrinsic_index INTEGER, distributor TEXT
 );
-CREATE TABLE IF NOT EXISTS participants (account TEXT PRIMARY KEY, zone INTEGER NOT NULL, block_number INTEGER);
+CREATE TABLE IF NOT EXISTS participants (
+    account TEXT PRIMARY KEY, zone INTEGER NOT NULL, block_number INTEGER
+);
 CREATE TABLE IF NOT EXISTS meters (
     meter TEXT PRIMARY KEY, owner TEXT NOT NULL, zone INTEGER NOT NULL, source TEXT NOT NULL,
     block_number INTEGER, revoked INTEGER NOT NULL DEFAULT 0
@@ -104,7 +110,9 @@ CREATE TABLE IF NOT EXISTS energy_moves (
     id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, source TEXT, target TEXT NOT NULL,
     amount_wh INTEGER NOT NULL, block_number INTEGER NOT NULL
 );
-CREATE TABLE IF NOT EXISTS roles (role TEXT PRIMARY KEY, account TEXT NOT NULL, block_number INTEGER);
+CREATE TABLE IF NOT EXISTS roles (
+    role TEXT PRIMARY KEY, account TEXT NOT NULL, block_number INTEGER
+);
 """
 
 OPS_SCHEMA = """

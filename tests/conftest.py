@@ -13,8 +13,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:  # a checkout without `pip install -e .`
     sys.path.insert(0, str(REPO_ROOT))
 
+# Imported only once the sys.path line above has run, hence E402.
 from wattchain.node import DevNode, find_binary  # noqa: E402
-from wattchain.node import free_port as _free_port
+from wattchain.node import free_port as _free_port  # noqa: E402
 
 
 @pytest.fixture

@@ -236,7 +236,8 @@ def cmd_run(args) -> int:
         children.append(api)
         wait_http(f"http://127.0.0.1:{settings.api_port}/health", 90, api)
         print(
-            f"[run] API and web page at http://127.0.0.1:{settings.api_port}/ ; logs in {logs}; Ctrl-C stops",
+            f"[run] API and web page at http://127.0.0.1:{settings.api_port}/ ; logs in {logs};"
+            " Ctrl-C stops",
             file=sys.stderr,
             flush=True,
         )

@@ -167,7 +167,8 @@ class Demo:
             f"{interval_clock(last, params.interval_ms, self.settings.timezone).split('–')[1]}"
         )
         self.say(
-            f"trading intervals {first}..{last}, {span} {self.settings.timezone} ({params.interval_ms // 1000} s each, gate "
+            f"trading intervals {first}..{last}, {span} {self.settings.timezone} "
+            f"({params.interval_ms // 1000} s each, gate "
             f"{params.gate_closure_ms // 1000} s before start); first gate closes in "
             f"{(params.gate_closure(first) - now_ms()) / 1000:.0f} s"
         )
@@ -189,7 +190,8 @@ class Demo:
         self._wait_for_index(last)
         if len(printed) < self.intervals:
             self.say(
-                f"only {len(printed)} of {self.intervals} intervals settled in time; see {self.data_dir / 'logs'}"
+                f"only {len(printed)} of {self.intervals} intervals settled in time; "
+                f"see {self.data_dir / 'logs'}"
             )
             return 1
         return 0 if all(r["settlement"]["balanced"] for r in self.results) else 1
@@ -280,9 +282,11 @@ class Demo:
         else:
             s = result["settlement"]
             print(
-                f"interval {interval} ({clock}): {orders} orders, cleared {result['volume_wh']} Wh at "
-                f"{price if price is not None else '-'} ticks/kWh in block #{result['block']} | settled in block "
-                f"#{s['block']}: {s['participants']} participants, utility shortfall {s['shortfall_wh']} Wh, "
+                f"interval {interval} ({clock}): {orders} orders, "
+                f"cleared {result['volume_wh']} Wh at "
+                f"{price if price is not None else '-'} ticks/kWh in block #{result['block']} "
+                f"| settled in block #{s['block']}: {s['participants']} participants, "
+                f"utility shortfall {s['shortfall_wh']} Wh, "
                 f"surplus {s['surplus_wh']} Wh, money sum {s['money_sum_brl']} BRL, energy sum "
                 f"{s['energy_sum_wh']} Wh, {'balanced' if s['balanced'] else 'NOT BALANCED'}",
                 file=self.out,

@@ -76,7 +76,8 @@ class DevNode:
         found = Path(binary) if binary else find_binary()
         if found is None or not found.is_file():
             raise FileNotFoundError(
-                f"wattchain-node not found ({binary or os.environ.get('WATTCHAIN_NODE') or DEFAULT_BINARY})"
+                "wattchain-node not found "
+                f"({binary or os.environ.get('WATTCHAIN_NODE') or DEFAULT_BINARY})"
             )
         self.binary = found
         self.base_path = Path(base_path) if base_path else None

@@ -117,7 +117,8 @@ class Agent:
         self.rng = random.Random(seed)
 
     def order_for(self, raw: RawReading) -> tuple[str, int, int] | None:
-        """(side, quantity_wh, price_ticks) for the next interval, or None if there is nothing to trade."""
+        """(side, quantity_wh, price_ticks) for the next interval, or None if there is nothing
+        to trade."""
         hours = self.params.interval_ms / 3_600_000 * self.speed
         energy_wh = int(abs(raw.power_w) * hours)
         if energy_wh < 10:

@@ -32,8 +32,8 @@ _SIDE_RANK = {"bid": 0, "offer": 1}
 def _levels(index, interval: int, zone: int | None, side: str) -> list[BookLevel]:
     order = "DESC" if side == "bid" else "ASC"
     sql = (
-        "SELECT price_ticks, SUM(quantity_wh) AS q, COUNT(*) AS n FROM orders WHERE interval = ? AND side = ?"
-        " AND status != 'cancelled'"
+        "SELECT price_ticks, SUM(quantity_wh) AS q, COUNT(*) AS n FROM orders"
+        " WHERE interval = ? AND side = ? AND status != 'cancelled'"
         + (" AND zone = ?" if zone is not None else "")
         + f" GROUP BY price_ticks ORDER BY price_ticks {order}"
     )
@@ -72,7 +72,10 @@ def get_order_book(
     if side is not None:
         where.append("side = ?")
         args.append(side)
-    sort = "(CASE side WHEN 'bid' THEN 0 ELSE 1 END), (CASE side WHEN 'bid' THEN -price_ticks ELSE price_ticks END), order_id"
+    sort = (
+        "(CASE side WHEN 'bid' THEN 0 ELSE 1 END),"
+        " (CASE side WHEN 'bid' THEN -price_ticks ELSE price_ticks END), order_id"
+    )
     if key:
         where.append(f"({sort}) > (?, ?, ?)")
         args += key
@@ -163,7 +166,8 @@ def get_clearing(interval: int, index: IndexDep, ops: OpsDep) -> ClearingPublic:
     row = index.execute("SELECT * FROM clearings WHERE interval = ?", (interval,)).fetchone()
     if row is None:
         attempt = ops.execute(
-            "SELECT state, error FROM clearing_attempts WHERE interval = ? ORDER BY id DESC LIMIT 1",
+            "SELECT state, error FROM clearing_attempts WHERE interval = ?"
+            " ORDER BY id DESC LIMIT 1",
             (interval,),
         ).fetchone()
         if attempt is not None and attempt["state"] == "rejected":

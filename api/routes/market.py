@@ -53,7 +53,8 @@ def get_health() -> dict:
 def list_alerts(
     ops: OpsDep, limit: LimitQuery = 50, cursor: CursorQuery = None
 ) -> Page[AlertPublic]:
-    """What the workers raised for the operator (rejected clearings, missing readings, ...), newest first."""
+    """What the workers raised for the operator (rejected clearings, missing readings, ...),
+    newest first."""
     key = decode_cursor(cursor, 1)
     rows = ops.execute(
         "SELECT * FROM alerts WHERE id < ? ORDER BY id DESC LIMIT ?",

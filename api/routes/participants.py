@@ -149,7 +149,8 @@ def list_settlements(
     account = account_param(account)
     key = decode_cursor(cursor, 1)
     rows = index.execute(
-        "SELECT * FROM settlements WHERE account = ? AND interval < ? ORDER BY interval DESC LIMIT ?",
+        "SELECT * FROM settlements WHERE account = ? AND interval < ?"
+        " ORDER BY interval DESC LIMIT ?",
         (account, key[0] if key else 2**62, limit + 1),
     ).fetchall()
     rows, nxt = page(rows, limit, lambda r: [r["interval"]])

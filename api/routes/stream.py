@@ -88,7 +88,8 @@ async def stream_events(
             yield "retry: 2000\n\n"
             while not await request.is_disconnected():
                 rows = conn.execute(
-                    f"SELECT * FROM events WHERE seq > ? AND name IN ({marks}) ORDER BY seq LIMIT 100",
+                    f"SELECT * FROM events WHERE seq > ? AND name IN ({marks})"
+                    " ORDER BY seq LIMIT 100",
                     (cursor, *names),
                 ).fetchall()
                 for row in rows:

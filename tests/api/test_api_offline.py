@@ -188,9 +188,9 @@ def _index_orders(data: DataDir, interval: int, n: int) -> None:
         for i in range(n):
             side = "bid" if i % 2 == 0 else "offer"
             c.execute(
-                "INSERT INTO orders (order_id, owner, client_order_id, interval, side, quantity_wh, price_ticks,"
-                " zone, source, renewable_only, status, placed_block) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0,"
-                " 'open', 1)",
+                "INSERT INTO orders (order_id, owner, client_order_id, interval, side, quantity_wh,"
+                " price_ticks, zone, source, renewable_only, status, placed_block)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 'open', 1)",
                 (
                     i,
                     BOB.ss58_address,

@@ -30,7 +30,8 @@ def setup_participants(
     meters: dict[str, str] | None = None,
     rated_power_w: int = 0,
 ) -> None:
-    """Register (zone), fund and accredit meters (owner uri -> meter public key hex), as the operator."""
+    """Register (zone), fund and accredit meters (owner uri -> meter public key hex), as the
+    operator."""
     meters = meters or {}
     onboard(
         chain,
@@ -51,7 +52,8 @@ def setup_participants(
 def wait_for_gate(
     chain: Chain, interval: int, *, finalized: bool = True, timeout_s: float = 60
 ) -> str:
-    """Until a (finalized) block's timestamp has passed the interval's gate closure; returns that block's hash."""
+    """Until a (finalized) block's timestamp has passed the interval's gate closure; returns that
+    block's hash."""
     gate = chain.market_params().gate_closure(interval)
 
     def passed():

@@ -269,7 +269,7 @@ def test_three_intervals_cleared_committed_and_settled(market):
         )
         placed[k].append(doomed)
         wait_until(
-            lambda: (
+            lambda doomed=doomed: (
                 client.order(doomed["owner"], doomed["client_order_id"])["relay_status"]
                 == "onchain"
             ),
@@ -280,12 +280,14 @@ def test_three_intervals_cleared_committed_and_settled(market):
 
     # Meters: a baseline at the end of the interval before the first, then one reading per interval.
     for j in [k0 - 1] + intervals:
-        wait_until(lambda: now_ms() >= params.interval_end(j) + 200, 120, f"end of interval {j}")
+        wait_until(
+            lambda j=j: now_ms() >= params.interval_end(j) + 200, 120, f"end of interval {j}"
+        )
         market.submit_readings(j)
 
     for k in intervals:
         clearing = wait_until(
-            lambda: _get(client, f"/intervals/{k}/clearing"),
+            lambda k=k: _get(client, f"/intervals/{k}/clearing"),
             90,
             f"clearing of interval {k}\n{market.logs()}",
         )
@@ -316,7 +318,7 @@ def test_three_intervals_cleared_committed_and_settled(market):
 
     for k in intervals:
         report = wait_until(
-            lambda: _get(client, f"/intervals/{k}/settlement"),
+            lambda k=k: _get(client, f"/intervals/{k}/settlement"),
             120,
             f"settlement of interval {k}\n{market.logs()}",
         )

@@ -42,7 +42,7 @@ def test_orders_taken_while_the_node_is_down_reach_it_later(node_binary, tmp_pat
         workers = start_workers(tmp_path, node.url, tmp_path / "logs" / "workers.log")
         for accepted in [before] + during:
             wait_until(
-                lambda: (
+                lambda accepted=accepted: (
                     chain.client_order_id(trader.ss58_address, accepted["client_order_id"])
                     is not None
                 ),

@@ -57,9 +57,7 @@ def test_intervals_read_as_clock_times_in_the_markets_time_zone():
 
     from market import interval_clock
 
-    start = int(
-        datetime(2026, 12, 1, 17, 15, tzinfo=UTC).timestamp() * 1000
-    )  # 14:15 in São Paulo
+    start = int(datetime(2026, 12, 1, 17, 15, tzinfo=UTC).timestamp() * 1000)  # 14:15 in São Paulo
     assert interval_clock(start // 900_000, 900_000, "America/Sao_Paulo") == "14:15–14:30"
     assert interval_clock(start // 20_000, 20_000, "America/Sao_Paulo") == "14:15:00–14:15:20"
     assert interval_clock(start // 900_000, 900_000, "UTC") == "17:15–17:30"

@@ -1,4 +1,5 @@
-"""Constants shared by the meter_bridge tests (a uniquely named module: test folders share sys.path)."""
+"""Constants shared by the meter_bridge tests (a uniquely named module: test folders share
+sys.path)."""
 
 from meter_bridge import RetryPolicy
 

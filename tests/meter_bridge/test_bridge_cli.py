@@ -124,7 +124,7 @@ def test_dead_meter_exits_stale(cli_env, closed_port):
         *FAST,
     )
     assert result.returncode == 4
-    assert "error: meter sdm120 at 127.0.0.1:%d device 1 is stale" % closed_port in result.stderr
+    assert f"error: meter sdm120 at 127.0.0.1:{closed_port} device 1 is stale" in result.stderr
 
 
 def test_wrong_model_gives_a_clear_error(simulator, cli_env):

@@ -49,7 +49,10 @@ def test_persistent_busy_makes_the_meter_stale_until_it_answers(serve):
                 started = time.monotonic()
                 with pytest.raises(
                     MeterStale,
-                    match=r"sunspec203 at 127\.0\.0\.1:\d+ device 1 is stale.*3 attempts.*exception 6",
+                    match=(
+                        r"sunspec203 at 127\.0\.0\.1:\d+ device 1 is stale"
+                        r".*3 attempts.*exception 6"
+                    ),
                 ):
                     await c.read()
                 waited = time.monotonic() - started
@@ -78,7 +81,10 @@ def test_illegal_address_is_not_retried_and_not_stale(serve):
         ) as c:
             with pytest.raises(
                 ModbusReplyError,
-                match=r"exception 2 \(illegal data address\) to read input registers 0x0000\.\.0x004B",
+                match=(
+                    r"exception 2 \(illegal data address\) to read input registers"
+                    r" 0x0000\.\.0x004B"
+                ),
             ) as err:
                 await c.read()
             return err.value, c.stale

@@ -1,4 +1,5 @@
-"""The client against a plain pymodbus server whose registers are set by hand, at literal addresses."""
+"""The client against a plain pymodbus server whose registers are set by hand, at literal
+addresses."""
 
 from __future__ import annotations
 

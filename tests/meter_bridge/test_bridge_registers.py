@@ -183,7 +183,7 @@ def test_eastron_encode_decode_round_trip(model, order, imp, exp, power):
     # Below 8 MWh a float32 kWh value keeps every Wh, so the round trip is exact.
     mmap = meter_map(model, word_order=order)
     words = {a: 0 for a in range(0x50)}
-    for table, address, regs in mmap.encode(Measurement(imp, exp, power, 230_000, 1_000)):
+    for _table, address, regs in mmap.encode(Measurement(imp, exp, power, 230_000, 1_000)):
         words.update(zip(range(address, address + len(regs)), regs))
     m = mmap.decode(words)
     assert (m.import_wh, m.export_wh, m.power_w) == (imp, exp, power)

@@ -121,9 +121,12 @@ def test_batches_land_and_get_their_chain_ids(tmp_path):
 def test_a_failed_batch_is_split_and_only_the_bad_order_rejected(tmp_path):
     data = DataDir(tmp_path)
     log = log_orders(data, 5)
-    bad = lambda f, items: (
-        "InsufficientBalance" if any(o["spec"]["client_order_id"] == 3 for o in items) else None
-    )
+
+    def bad(f, items):
+        if any(o["spec"]["client_order_id"] == 3 for o in items):
+            return "InsufficientBalance"
+        return None
+
     chain = ScriptedChain(verdict=bad)
     run(Relayer(data, chain, dev_keypair("Dave"), batch=8))
     assert [len(items) for _, items in chain.sent] == [5, 1, 1, 1, 1, 1]
