@@ -4,6 +4,7 @@ tick) with a `_brl` string beside it; energy is in Wh; prices in ticks per kWh."
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -98,6 +99,24 @@ class BookOrder(BaseModel):
     renewable_only: bool | None
     status: str
     filled_wh: int
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> BookOrder:
+        """From a row of index.db's `orders` (client order ids are stored as text, flags as
+        0/1)."""
+        return cls(
+            order_id=row["order_id"],
+            owner=row["owner"],
+            client_order_id=int(row["client_order_id"]),
+            side=row["side"],
+            quantity_wh=row["quantity_wh"],
+            price_ticks=row["price_ticks"],
+            zone=row["zone"],
+            source=row["source"],
+            renewable_only=None if row["renewable_only"] is None else bool(row["renewable_only"]),
+            status=row["status"],
+            filled_wh=row["filled_wh"],
+        )
 
 
 class BookLevel(BaseModel):

@@ -1,12 +1,148 @@
-"""Read-side queries of the index (index.db) that more than one reader needs: the API's routes,
-the server-sent events and the `wattchain report` command."""
+"""Read-side queries, named in the market's words: of the index (index.db) for the API's routes,
+the server-sent events, the clearing house's report and the demo; of the operator's record
+(ops.db) for clearing attempts and alerts. The workers in offchain/ do the writing."""
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from typing import Any
 
 from market.clearinghouse import SettlementLine, Trade, build_report
+
+# Above every interval, order id, alert id and reading counter: a newest-first listing whose
+# `before` is this starts at its newest row.
+ABOVE_ALL = 2**62
+
+# -- the order book ---------------------------------------------------------------------------
+
+# Bids best (highest price) first, then offers best (lowest price) first, then by order id.
+_BOOK_SORT = (
+    "(CASE side WHEN 'bid' THEN 0 ELSE 1 END),"
+    " (CASE side WHEN 'bid' THEN -price_ticks ELSE price_ticks END), order_id"
+)
+_SIDE_RANK = {"bid": 0, "offer": 1}
+
+
+def book_position(order: sqlite3.Row) -> list[int]:
+    """Where an order row stands in the book's order (`_BOOK_SORT` in Python): what
+    `book_orders(after=...)` continues after."""
+    price = order["price_ticks"]
+    return [
+        _SIDE_RANK[order["side"]],
+        -price if order["side"] == "bid" else price,
+        order["order_id"],
+    ]
+
+
+def book_orders(
+    conn: sqlite3.Connection,
+    interval: int,
+    *,
+    zone: int | None = None,
+    side: str | None = None,
+    after: Sequence[Any] | None = None,
+    limit: int,
+) -> list[sqlite3.Row]:
+    """The interval's orders not cancelled (all of `orders`' columns), in book order: bids best
+    first, then offers best first. Only one zone or side if given; with `after` (a
+    `book_position`), only those after it. At most `limit` rows."""
+    where = ["interval = ?", "status != 'cancelled'"]
+    args: list[Any] = [interval]
+    if zone is not None:
+        where.append("zone = ?")
+        args.append(zone)
+    if side is not None:
+        where.append("side = ?")
+        args.append(side)
+    if after:
+        where.append(f"({_BOOK_SORT}) > (?, ?, ?)")
+        args += after
+    return conn.execute(
+        f"SELECT * FROM orders WHERE {' AND '.join(where)} ORDER BY {_BOOK_SORT} LIMIT ?",
+        (*args, limit),
+    ).fetchall()
+
+
+def book_levels(
+    conn: sqlite3.Connection, interval: int, zone: int | None, side: str
+) -> list[sqlite3.Row]:
+    """One side of the interval's book as price levels, best first (bids from the highest
+    price, offers from the lowest), over one zone or all: `price_ticks`, the quantity not
+    cancelled at that price `q` (Wh) and the number of orders `n`."""
+    order = "DESC" if side == "bid" else "ASC"
+    sql = (
+        "SELECT price_ticks, SUM(quantity_wh) AS q, COUNT(*) AS n FROM orders"
+        " WHERE interval = ? AND side = ? AND status != 'cancelled'"
+        + (" AND zone = ?" if zone is not None else "")
+        + f" GROUP BY price_ticks ORDER BY price_ticks {order}"
+    )
+    args = (interval, side) + ((zone,) if zone is not None else ())
+    return conn.execute(sql, args).fetchall()
+
+
+def order_on_chain(
+    conn: sqlite3.Connection, owner: str, client_order_id: int
+) -> sqlite3.Row | None:
+    """The indexed order of `owner` with that client order id (with the hash of the block that
+    placed it as `placed_hash`), or None."""
+    return conn.execute(
+        "SELECT o.*, b.hash AS placed_hash FROM orders o"
+        " LEFT JOIN blocks b ON b.number = o.placed_block"
+        " WHERE o.owner = ? AND o.client_order_id = ?",
+        (owner, str(client_order_id)),
+    ).fetchone()
+
+
+# -- clearings --------------------------------------------------------------------------------
+
+
+def is_cleared(conn: sqlite3.Connection, interval: int) -> bool:
+    """Whether the interval's clearing is in a finalized block (as indexed)."""
+    return (
+        conn.execute("SELECT 1 FROM clearings WHERE interval = ?", (interval,)).fetchone()
+        is not None
+    )
+
+
+def clearing(conn: sqlite3.Connection, interval: int) -> sqlite3.Row | None:
+    """The interval's committed clearing (a `clearings` row: `zone_prices` as JSON,
+    `grid_fees_paid` as decimal text), or None."""
+    return conn.execute("SELECT * FROM clearings WHERE interval = ?", (interval,)).fetchone()
+
+
+def clearing_trades(conn: sqlite3.Connection, interval: int) -> list[sqlite3.Row]:
+    """The matches of the interval's clearing (`trades` rows), in the clearing's order."""
+    return conn.execute(
+        "SELECT * FROM trades WHERE interval = ? ORDER BY id", (interval,)
+    ).fetchall()
+
+
+def clearings(
+    conn: sqlite3.Connection, *, before: int = ABOVE_ALL, limit: int
+) -> list[sqlite3.Row]:
+    """Committed clearings of intervals before `before`, latest first; at most `limit`."""
+    return conn.execute(
+        "SELECT * FROM clearings WHERE interval < ? ORDER BY interval DESC LIMIT ?",
+        (before, limit),
+    ).fetchall()
+
+
+# -- settlement -------------------------------------------------------------------------------
+
+
+def is_settled(conn: sqlite3.Connection, interval: int) -> bool:
+    """Whether the interval's settlement is in a finalized block (as indexed)."""
+    return (
+        conn.execute("SELECT 1 FROM intervals_settled WHERE interval = ?", (interval,)).fetchone()
+        is not None
+    )
+
+
+def distributor(conn: sqlite3.Connection) -> str | None:
+    """The account that holds the distributor's role now (the balancing party), or None."""
+    row = conn.execute("SELECT account FROM roles WHERE role = 'distributor'").fetchone()
+    return row["account"] if row else None
 
 
 def report_from_index(
@@ -49,29 +185,166 @@ def report_from_index(
             )
             for r in conn.execute(f"SELECT * FROM settlements WHERE interval IN ({marks})", settled)
         ]
+    # The distributor the latest settlement in the period named; the role's holder otherwise.
     row = conn.execute(
         "SELECT distributor FROM intervals_settled WHERE interval BETWEEN ? AND ?"
         " AND distributor IS NOT NULL ORDER BY interval DESC LIMIT 1",
         (from_interval, to_interval),
     ).fetchone()
-    if row is None:
-        row = conn.execute(
-            "SELECT account AS distributor FROM roles WHERE role = 'distributor'"
-        ).fetchone()
-    report = build_report(trades, lines, row["distributor"] if row else None, settled)
+    balancing = row["distributor"] if row is not None else distributor(conn)
+    report = build_report(trades, lines, balancing, settled)
     if account is not None:
         report["parties"] = [p for p in report["parties"] if p["account"] == account]
     return report
 
 
-def order_on_chain(
-    conn: sqlite3.Connection, owner: str, client_order_id: int
-) -> sqlite3.Row | None:
-    """The indexed order of `owner` with that client order id (with the hash of the block that
-    placed it as `placed_hash`), or None."""
+# -- participants -----------------------------------------------------------------------------
+
+
+def participant_meters(conn: sqlite3.Connection, account: str) -> list[str]:
+    """The participant's accredited meters (not revoked), in order."""
+    return [
+        r["meter"]
+        for r in conn.execute(
+            "SELECT meter FROM meters WHERE owner = ? AND revoked = 0 ORDER BY meter", (account,)
+        )
+    ]
+
+
+def participant_orders(
+    conn: sqlite3.Connection,
+    account: str,
+    *,
+    interval: int | None = None,
+    before: int = ABOVE_ALL,
+    limit: int,
+) -> list[sqlite3.Row]:
+    """The participant's orders on chain with an order id below `before` (of one interval if
+    given), newest first; at most `limit`."""
+    where, args = ["owner = ?", "order_id < ?"], [account, before]
+    if interval is not None:
+        where.append("interval = ?")
+        args.append(interval)
     return conn.execute(
-        "SELECT o.*, b.hash AS placed_hash FROM orders o"
-        " LEFT JOIN blocks b ON b.number = o.placed_block"
-        " WHERE o.owner = ? AND o.client_order_id = ?",
-        (owner, str(client_order_id)),
+        f"SELECT * FROM orders WHERE {' AND '.join(where)} ORDER BY order_id DESC LIMIT ?",
+        (*args, limit),
+    ).fetchall()
+
+
+def positions(
+    conn: sqlite3.Connection, account: str, *, before: int = ABOVE_ALL, limit: int
+) -> list[sqlite3.Row]:
+    """Per cleared interval before `before` where the participant traded, latest first: energy
+    `bought` and `sold` (Wh), money `paid` and `received` (units); at most `limit`."""
+    return conn.execute(
+        "SELECT interval,"
+        " SUM(CASE WHEN buyer = :a THEN quantity_wh ELSE 0 END) AS bought,"
+        " SUM(CASE WHEN seller = :a THEN quantity_wh ELSE 0 END) AS sold,"
+        " SUM(CASE WHEN buyer = :a THEN quantity_wh * buyer_price ELSE 0 END) AS paid,"
+        " SUM(CASE WHEN seller = :a THEN quantity_wh * seller_price ELSE 0 END) AS received"
+        " FROM trades WHERE (buyer = :a OR seller = :a) AND interval < :before GROUP BY interval"
+        " ORDER BY interval DESC LIMIT :limit",
+        {"a": account, "before": before, "limit": limit},
+    ).fetchall()
+
+
+def settlement_lines(
+    conn: sqlite3.Connection, account: str, *, before: int = ABOVE_ALL, limit: int
+) -> list[sqlite3.Row]:
+    """The participant's settlement lines (`settlements` rows: `amount` as decimal text) of
+    intervals before `before`, latest first; at most `limit`."""
+    return conn.execute(
+        "SELECT * FROM settlements WHERE account = ? AND interval < ?"
+        " ORDER BY interval DESC LIMIT ?",
+        (account, before, limit),
+    ).fetchall()
+
+
+# -- meters -----------------------------------------------------------------------------------
+
+
+def meters(
+    conn: sqlite3.Connection, *, owner: str | None = None, after: str = "", limit: int
+) -> list[sqlite3.Row]:
+    """Meters ever accredited (revoked ones too), of one owner if given, with an id after
+    `after`, in order of id; at most `limit`."""
+    where, args = ["meter > ?"], [after]
+    if owner is not None:
+        where.append("owner = ?")
+        args.append(owner)
+    return conn.execute(
+        f"SELECT * FROM meters WHERE {' AND '.join(where)} ORDER BY meter LIMIT ?",
+        (*args, limit),
+    ).fetchall()
+
+
+def meter_accredited(conn: sqlite3.Connection, meter: str) -> bool:
+    """Whether the meter was ever accredited (a revoked one too: its readings stay)."""
+    return conn.execute("SELECT 1 FROM meters WHERE meter = ?", (meter,)).fetchone() is not None
+
+
+def meter_readings(
+    conn: sqlite3.Connection, meter: str, *, before: int = ABOVE_ALL, limit: int
+) -> list[sqlite3.Row]:
+    """The meter's accepted readings (`readings` rows) with a counter below `before`, latest
+    first; at most `limit`."""
+    return conn.execute(
+        "SELECT * FROM readings WHERE meter = ? AND counter < ? ORDER BY counter DESC LIMIT ?",
+        (meter, before, limit),
+    ).fetchall()
+
+
+# -- the index itself -------------------------------------------------------------------------
+
+
+def last_indexed_block(conn: sqlite3.Connection) -> int | None:
+    """The number of the last finalized block the indexer has taken in, or None before any."""
+    row = conn.execute("SELECT value FROM meta WHERE key = 'last_block'").fetchone()
+    return int(row["value"]) if row else None
+
+
+def last_event_seq(conn: sqlite3.Connection) -> int:
+    """The sequence number of the latest indexed event (0 with none)."""
+    return conn.execute("SELECT COALESCE(MAX(seq), 0) AS m FROM events").fetchone()["m"]
+
+
+def events_after(
+    conn: sqlite3.Connection, seq: int, names: Sequence[str], limit: int
+) -> list[sqlite3.Row]:
+    """Indexed events (`events` rows: `data` as JSON) with one of these names after sequence
+    number `seq`, in order; at most `limit`."""
+    marks = ",".join("?" * len(names))
+    return conn.execute(
+        f"SELECT * FROM events WHERE seq > ? AND name IN ({marks}) ORDER BY seq LIMIT ?",
+        (seq, *names, limit),
+    ).fetchall()
+
+
+# -- the operator's record (ops.db) -----------------------------------------------------------
+
+
+def latest_clearing_attempt(ops: sqlite3.Connection, interval: int) -> sqlite3.Row | None:
+    """The `state` and `error` of the scheduler's latest attempt to clear the interval, or
+    None if it has made none."""
+    return ops.execute(
+        "SELECT state, error FROM clearing_attempts WHERE interval = ? ORDER BY id DESC LIMIT 1",
+        (interval,),
     ).fetchone()
+
+
+def committed_clearing_attempt(ops: sqlite3.Connection, interval: int) -> sqlite3.Row | None:
+    """The latest attempt of the scheduler's that committed the interval's clearing: the
+    `block_hash` and `extrinsic_index` that carry it and its `commit_latency_ms`; or None."""
+    return ops.execute(
+        "SELECT block_hash, extrinsic_index, commit_latency_ms FROM clearing_attempts WHERE"
+        " interval = ? AND state = 'committed' ORDER BY id DESC LIMIT 1",
+        (interval,),
+    ).fetchone()
+
+
+def alerts(ops: sqlite3.Connection, *, before: int = ABOVE_ALL, limit: int) -> list[sqlite3.Row]:
+    """The operator's alerts (`alerts` rows) with an id below `before`, newest first; at most
+    `limit`."""
+    return ops.execute(
+        "SELECT * FROM alerts WHERE id < ? ORDER BY id DESC LIMIT ?", (before, limit)
+    ).fetchall()

@@ -20,7 +20,7 @@ from chain import Chain
 from market import UNITS_PER_BRL, interval_clock, keypair, now_ms
 from market.settings import Settings
 from offchain.ingest import Ingest
-from store import DataDir
+from store import DataDir, queries
 
 from .node import DevNode, build_binary, find_binary, free_port
 from .processes import start_api, start_workers, wait_http
@@ -202,9 +202,7 @@ class Demo:
         index = DataDir(self.data_dir).index()
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if index.execute(
-                "SELECT 1 FROM intervals_settled WHERE interval = ?", (last,)
-            ).fetchone():
+            if queries.is_settled(index, last):
                 return
             time.sleep(0.5)
         self.say(f"the index has not reached the settlement of interval {last} yet")
@@ -239,12 +237,7 @@ class Demo:
         orders = len(chain.interval_order_ids(interval))
         clearing = chain.clearing(interval)
         report = chain.settlement_report(interval)
-        db = DataDir(self.data_dir).ops()
-        attempt = db.execute(
-            "SELECT block_hash, extrinsic_index, commit_latency_ms FROM clearing_attempts WHERE"
-            " interval = ? AND state = 'committed' ORDER BY id DESC LIMIT 1",
-            (interval,),
-        ).fetchone()
+        attempt = queries.committed_clearing_attempt(DataDir(self.data_dir).ops(), interval)
         settled_block = chain.settled_at(interval)
         price = (
             clearing.zone_prices[0][1]

@@ -4,11 +4,12 @@ block and extrinsic that committed it), the list of clearings, and its settlemen
 from __future__ import annotations
 
 import json
+import sqlite3
 
 from fastapi import APIRouter, Query
 
 from market import now_ms
-from store import report_from_index
+from store import queries
 
 from ..deps import ChainDep, CursorQuery, IndexDep, LimitQuery, OpsDep
 from ..errors import APIError
@@ -26,21 +27,11 @@ from ..pagination import decode_cursor, page
 
 router = APIRouter(tags=["intervals"])
 
-_SIDE_RANK = {"bid": 0, "offer": 1}
-
 
 def _levels(index, interval: int, zone: int | None, side: str) -> list[BookLevel]:
-    order = "DESC" if side == "bid" else "ASC"
-    sql = (
-        "SELECT price_ticks, SUM(quantity_wh) AS q, COUNT(*) AS n FROM orders"
-        " WHERE interval = ? AND side = ? AND status != 'cancelled'"
-        + (" AND zone = ?" if zone is not None else "")
-        + f" GROUP BY price_ticks ORDER BY price_ticks {order}"
-    )
-    args = (interval, side) + ((zone,) if zone is not None else ())
     return [
         BookLevel(price_ticks=r["price_ticks"], quantity_wh=r["q"], orders=r["n"])
-        for r in index.execute(sql, args)
+        for r in queries.book_levels(index, interval, zone, side)
     ]
 
 
@@ -57,57 +48,12 @@ def get_order_book(
     """The interval's orders as the chain holds them (finalized blocks): price levels per side,
     and the orders, bids best first then offers best first, paginated."""
     params = chain.params()
-    cleared = (
-        index.execute("SELECT 1 FROM clearings WHERE interval = ?", (interval,)).fetchone()
-        is not None
-    )
+    cleared = queries.is_cleared(index, interval)
     gate = params.gate_closure(interval)
     state = "cleared" if cleared else ("closed" if now_ms() >= gate else "open")
     key = decode_cursor(cursor, 3)
-    where = ["interval = ?", "status != 'cancelled'"]
-    args: list = [interval]
-    if zone is not None:
-        where.append("zone = ?")
-        args.append(zone)
-    if side is not None:
-        where.append("side = ?")
-        args.append(side)
-    sort = (
-        "(CASE side WHEN 'bid' THEN 0 ELSE 1 END),"
-        " (CASE side WHEN 'bid' THEN -price_ticks ELSE price_ticks END), order_id"
-    )
-    if key:
-        where.append(f"({sort}) > (?, ?, ?)")
-        args += key
-    rows = index.execute(
-        f"SELECT * FROM orders WHERE {' AND '.join(where)} ORDER BY {sort} LIMIT ?",
-        (*args, limit + 1),
-    ).fetchall()
-    rows, nxt = page(
-        rows,
-        limit,
-        lambda r: [
-            _SIDE_RANK[r["side"]],
-            -r["price_ticks"] if r["side"] == "bid" else r["price_ticks"],
-            r["order_id"],
-        ],
-    )
-    items = [
-        BookOrder(
-            order_id=r["order_id"],
-            owner=r["owner"],
-            client_order_id=int(r["client_order_id"]),
-            side=r["side"],
-            quantity_wh=r["quantity_wh"],
-            price_ticks=r["price_ticks"],
-            zone=r["zone"],
-            source=r["source"],
-            renewable_only=None if r["renewable_only"] is None else bool(r["renewable_only"]),
-            status=r["status"],
-            filled_wh=r["filled_wh"],
-        )
-        for r in rows
-    ]
+    rows = queries.book_orders(index, interval, zone=zone, side=side, after=key, limit=limit + 1)
+    rows, nxt = page(rows, limit, queries.book_position)
     return BookPublic(
         interval=interval,
         zone=zone,
@@ -115,15 +61,16 @@ def get_order_book(
         state=state,
         bids=_levels(index, interval, zone, "bid") if side != "offer" else [],
         offers=_levels(index, interval, zone, "offer") if side != "bid" else [],
-        items=items,
+        items=[BookOrder.from_row(r) for r in rows],
         next_cursor=nxt,
     )
 
 
-def _clearing(row, index, with_matches: bool) -> ClearingPublic:
+def _clearing(row: sqlite3.Row, trades: list[sqlite3.Row] | None) -> ClearingPublic:
+    """The clearing's model; its matches only when `trades` are given."""
     prices = [ZonePricePublic(**p) for p in json.loads(row["zone_prices"])]
     matches = None
-    if with_matches:
+    if trades is not None:
         matches = [
             MatchPublic(
                 bid=t["bid"],
@@ -134,9 +81,7 @@ def _clearing(row, index, with_matches: bool) -> ClearingPublic:
                 buyer_price=t["buyer_price"],
                 seller_price=t["seller_price"],
             )
-            for t in index.execute(
-                "SELECT * FROM trades WHERE interval = ? ORDER BY id", (row["interval"],)
-            )
+            for t in trades
         ]
     return ClearingPublic(
         interval=row["interval"],
@@ -163,13 +108,9 @@ def _clearing(row, index, with_matches: bool) -> ClearingPublic:
 def get_clearing(interval: int, index: IndexDep, ops: OpsDep) -> ClearingPublic:
     """The committed clearing: prices, matches (with buyer and seller), and the block hash and
     extrinsic index that carry it. 404 until it is in a finalized block."""
-    row = index.execute("SELECT * FROM clearings WHERE interval = ?", (interval,)).fetchone()
+    row = queries.clearing(index, interval)
     if row is None:
-        attempt = ops.execute(
-            "SELECT state, error FROM clearing_attempts WHERE interval = ?"
-            " ORDER BY id DESC LIMIT 1",
-            (interval,),
-        ).fetchone()
+        attempt = queries.latest_clearing_attempt(ops, interval)
         if attempt is not None and attempt["state"] == "rejected":
             raise APIError(
                 404,
@@ -177,7 +118,7 @@ def get_clearing(interval: int, index: IndexDep, ops: OpsDep) -> ClearingPublic:
                 f"the chain rejected the clearing of interval {interval}: {attempt['error']}",
             )
         raise APIError(404, "NotCleared", f"interval {interval} has no committed clearing (yet)")
-    return _clearing(row, index, True)
+    return _clearing(row, queries.clearing_trades(index, row["interval"]))
 
 
 @router.get("/clearings", operation_id="list_clearings", response_model=Page[ClearingPublic])
@@ -186,12 +127,9 @@ def list_clearings(
 ) -> Page[ClearingPublic]:
     """Committed clearings, latest interval first (without their matches)."""
     key = decode_cursor(cursor, 1)
-    rows = index.execute(
-        "SELECT * FROM clearings WHERE interval < ? ORDER BY interval DESC LIMIT ?",
-        (key[0] if key else 2**62, limit + 1),
-    ).fetchall()
+    rows = queries.clearings(index, before=key[0] if key else queries.ABOVE_ALL, limit=limit + 1)
     rows, nxt = page(rows, limit, lambda r: [r["interval"]])
-    return Page[ClearingPublic](items=[_clearing(r, index, False) for r in rows], next_cursor=nxt)
+    return Page[ClearingPublic](items=[_clearing(r, None) for r in rows], next_cursor=nxt)
 
 
 @router.get(
@@ -202,9 +140,6 @@ def list_clearings(
 def get_interval_settlement(interval: int, index: IndexDep) -> dict:
     """The clearing house's report of one settled interval: per party, energy (Wh) and money
     (units and BRL), the distributor balancing both to zero."""
-    if (
-        index.execute("SELECT 1 FROM intervals_settled WHERE interval = ?", (interval,)).fetchone()
-        is None
-    ):
+    if not queries.is_settled(index, interval):
         raise APIError(404, "NotSettled", f"interval {interval} is not settled (yet)")
-    return report_from_index(index, interval, interval)
+    return queries.report_from_index(index, interval, interval)

@@ -7,6 +7,7 @@ from fastapi import APIRouter
 
 from chain import ChainUnavailable
 from market import now_ms
+from store import queries
 
 from ..deps import ChainDep, CursorQuery, IndexDep, LimitQuery, OpsDep, SettingsDep
 from ..models import AlertPublic, MarketPublic, Page
@@ -25,8 +26,6 @@ def get_market(chain: ChainDep, index: IndexDep, settings: SettingsDep) -> Marke
         heads = chain.heads()
     except ChainUnavailable:
         heads = {}
-    row = index.execute("SELECT value FROM meta WHERE key = 'last_block'").fetchone()
-    dist = index.execute("SELECT account FROM roles WHERE role = 'distributor'").fetchone()
     return MarketPublic(
         genesis_hash="0x" + chain.genesis_hash.hex(),
         params=params.as_dict(),
@@ -38,8 +37,8 @@ def get_market(chain: ChainDep, index: IndexDep, settings: SettingsDep) -> Marke
         max_intervals_ahead=chain.max_intervals_ahead,
         best_block=heads.get("best_block"),
         finalized_block=heads.get("finalized_block"),
-        indexed_block=int(row["value"]) if row else None,
-        distributor=dist["account"] if dist else None,
+        indexed_block=queries.last_indexed_block(index),
+        distributor=queries.distributor(index),
         timezone=settings.timezone,
     )
 
@@ -56,9 +55,6 @@ def list_alerts(
     """What the workers raised for the operator (rejected clearings, missing readings, ...),
     newest first."""
     key = decode_cursor(cursor, 1)
-    rows = ops.execute(
-        "SELECT * FROM alerts WHERE id < ? ORDER BY id DESC LIMIT ?",
-        (key[0] if key else 2**62, limit + 1),
-    ).fetchall()
+    rows = queries.alerts(ops, before=key[0] if key else queries.ABOVE_ALL, limit=limit + 1)
     rows, nxt = page(rows, limit, lambda r: [r["id"]])
     return Page[AlertPublic](items=[AlertPublic(**dict(r)) for r in rows], next_cursor=nxt)

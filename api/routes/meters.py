@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Query
 
+from store import queries
+
 from ..deps import CursorQuery, IndexDep, LimitQuery
 from ..errors import APIError
 from ..models import ErrorPublic, MeterPublic, Page, ReadingPublic
@@ -21,14 +23,12 @@ def list_meters(
     cursor: CursorQuery = None,
 ) -> Page[MeterPublic]:
     key = decode_cursor(cursor, 1)
-    where, args = ["meter > ?"], [key[0] if key else ""]
-    if owner is not None:
-        where.append("owner = ?")
-        args.append(account_param(owner))
-    rows = index.execute(
-        f"SELECT * FROM meters WHERE {' AND '.join(where)} ORDER BY meter LIMIT ?",
-        (*args, limit + 1),
-    ).fetchall()
+    rows = queries.meters(
+        index,
+        owner=account_param(owner) if owner is not None else None,
+        after=key[0] if key else "",
+        limit=limit + 1,
+    )
     rows, nxt = page(rows, limit, lambda r: [r["meter"]])
     return Page[MeterPublic](
         items=[
@@ -58,12 +58,11 @@ def list_readings(
     """A meter's accepted readings, latest first: energy imported and exported per reading
     (the baseline reading carries the registers themselves)."""
     meter = meter.lower()
-    if index.execute("SELECT 1 FROM meters WHERE meter = ?", (meter,)).fetchone() is None:
+    if not queries.meter_accredited(index, meter):
         raise APIError(404, "UnknownMeter", f"meter {meter} is not accredited")
     key = decode_cursor(cursor, 1)
-    rows = index.execute(
-        "SELECT * FROM readings WHERE meter = ? AND counter < ? ORDER BY counter DESC LIMIT ?",
-        (meter, key[0] if key else 2**62, limit + 1),
-    ).fetchall()
+    rows = queries.meter_readings(
+        index, meter, before=key[0] if key else queries.ABOVE_ALL, limit=limit + 1
+    )
     rows, nxt = page(rows, limit, lambda r: [r["counter"]])
     return Page[ReadingPublic](items=[ReadingPublic(**dict(r)) for r in rows], next_cursor=nxt)

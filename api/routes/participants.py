@@ -7,6 +7,7 @@ from fastapi import APIRouter, Query
 
 from chain import ChainUnavailable
 from market import public_key, ss58, units_to_brl
+from store import queries
 
 from ..deps import ChainDep, CursorQuery, IndexDep, LimitQuery, OrderLogDep
 from ..errors import APIError
@@ -40,12 +41,7 @@ def account_param(account: str) -> str:
 def get_participant(account: str, index: IndexDep, chain: ChainDep) -> ParticipantPublic:
     account = account_param(account)
     zone = chain.zone_of(account)
-    meters = [
-        r["meter"]
-        for r in index.execute(
-            "SELECT meter FROM meters WHERE owner = ? AND revoked = 0 ORDER BY meter", (account,)
-        )
-    ]
+    meters = queries.participant_meters(index, account)
     return ParticipantPublic(account=account, zone=zone, registered=zone is not None, meters=meters)
 
 
@@ -65,34 +61,15 @@ def list_participant_orders(
     """The participant's orders on chain, newest first."""
     account = account_param(account)
     key = decode_cursor(cursor, 1)
-    where, args = ["owner = ?", "order_id < ?"], [account, key[0] if key else 2**62]
-    if interval is not None:
-        where.append("interval = ?")
-        args.append(interval)
-    rows = index.execute(
-        f"SELECT * FROM orders WHERE {' AND '.join(where)} ORDER BY order_id DESC LIMIT ?",
-        (*args, limit + 1),
-    ).fetchall()
-    rows, nxt = page(rows, limit, lambda r: [r["order_id"]])
-    return Page[BookOrder](
-        items=[
-            BookOrder(
-                order_id=r["order_id"],
-                owner=r["owner"],
-                client_order_id=int(r["client_order_id"]),
-                side=r["side"],
-                quantity_wh=r["quantity_wh"],
-                price_ticks=r["price_ticks"],
-                zone=r["zone"],
-                source=r["source"],
-                renewable_only=None if r["renewable_only"] is None else bool(r["renewable_only"]),
-                status=r["status"],
-                filled_wh=r["filled_wh"],
-            )
-            for r in rows
-        ],
-        next_cursor=nxt,
+    rows = queries.participant_orders(
+        index,
+        account,
+        interval=interval,
+        before=key[0] if key else queries.ABOVE_ALL,
+        limit=limit + 1,
     )
+    rows, nxt = page(rows, limit, lambda r: [r["order_id"]])
+    return Page[BookOrder](items=[BookOrder.from_row(r) for r in rows], next_cursor=nxt)
 
 
 @router.get(
@@ -107,16 +84,9 @@ def list_positions(
     """Per cleared interval: energy bought and sold and the money paid and received for it."""
     account = account_param(account)
     key = decode_cursor(cursor, 1)
-    rows = index.execute(
-        "SELECT interval,"
-        " SUM(CASE WHEN buyer = :a THEN quantity_wh ELSE 0 END) AS bought,"
-        " SUM(CASE WHEN seller = :a THEN quantity_wh ELSE 0 END) AS sold,"
-        " SUM(CASE WHEN buyer = :a THEN quantity_wh * buyer_price ELSE 0 END) AS paid,"
-        " SUM(CASE WHEN seller = :a THEN quantity_wh * seller_price ELSE 0 END) AS received"
-        " FROM trades WHERE (buyer = :a OR seller = :a) AND interval < :before GROUP BY interval"
-        " ORDER BY interval DESC LIMIT :limit",
-        {"a": account, "before": key[0] if key else 2**62, "limit": limit + 1},
-    ).fetchall()
+    rows = queries.positions(
+        index, account, before=key[0] if key else queries.ABOVE_ALL, limit=limit + 1
+    )
     rows, nxt = page(rows, limit, lambda r: [r["interval"]])
     return Page[PositionPublic](
         items=[
@@ -148,11 +118,9 @@ def list_settlements(
     """The participant's settlement lines, latest interval first."""
     account = account_param(account)
     key = decode_cursor(cursor, 1)
-    rows = index.execute(
-        "SELECT * FROM settlements WHERE account = ? AND interval < ?"
-        " ORDER BY interval DESC LIMIT ?",
-        (account, key[0] if key else 2**62, limit + 1),
-    ).fetchall()
+    rows = queries.settlement_lines(
+        index, account, before=key[0] if key else queries.ABOVE_ALL, limit=limit + 1
+    )
     rows, nxt = page(rows, limit, lambda r: [r["interval"]])
     return Page[SettlementPublic](
         items=[

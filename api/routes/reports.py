@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Query
 
-from store import report_from_index
+from store import queries
 
 from ..deps import IndexDep
 from ..errors import APIError
@@ -27,6 +27,6 @@ def get_clearing_house_report(
         raise APIError(422, "InvalidRequest", "to_interval is before from_interval")
     if to_interval - from_interval > 100_000:
         raise APIError(422, "InvalidRequest", "period too long (at most 100000 intervals)")
-    return report_from_index(
+    return queries.report_from_index(
         index, from_interval, to_interval, account_param(account) if account else None
     )

@@ -14,13 +14,14 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
 from market import from_chain_name
-from store import INDEX_SCHEMA, connect, report_from_index
+from store import INDEX_SCHEMA, connect, queries
 
 router = APIRouter(tags=["stream"])
 
 KINDS = {"ClearingAccepted": "clearing", "IntervalSettled": "settlement"}
 POLL_S = 0.5
 KEEPALIVE_S = 15.0
+BATCH = 100  # events read per poll
 
 
 def _message(conn, row) -> dict:
@@ -47,7 +48,7 @@ def _message(conn, row) -> dict:
             grid_fees_paid=int(data["grid_fees_paid"]),
         )
     else:
-        report = report_from_index(conn, interval, interval)
+        report = queries.report_from_index(conn, interval, interval)
         base.update(
             participants=int(data["participants"]),
             shortfall_wh=int(data["shortfall_wh"]),
@@ -73,13 +74,10 @@ async def stream_events(
     conn = connect(
         request.app.state.data.index_path, INDEX_SCHEMA, synchronous="NORMAL", readonly=True
     )
-    names = tuple(KINDS)
-    marks = ",".join("?" * len(names))
     if after is None and last_event_id and last_event_id.isdigit():
         after = int(last_event_id)
     if after is None:
-        row = conn.execute("SELECT COALESCE(MAX(seq), 0) AS m FROM events").fetchone()
-        after = row["m"]
+        after = queries.last_event_seq(conn)
 
     async def messages():
         cursor = after
@@ -87,11 +85,7 @@ async def stream_events(
         try:
             yield "retry: 2000\n\n"
             while not await request.is_disconnected():
-                rows = conn.execute(
-                    f"SELECT * FROM events WHERE seq > ? AND name IN ({marks})"
-                    " ORDER BY seq LIMIT 100",
-                    (cursor, *names),
-                ).fetchall()
+                rows = queries.events_after(conn, cursor, tuple(KINDS), BATCH)
                 for row in rows:
                     cursor = row["seq"]
                     payload = json.dumps(_message(conn, row), separators=(",", ":"))
