@@ -103,6 +103,7 @@ def test_two_validators_author_and_finalize_together(node_binary, tmp_path):
 
 
 def test_dev_metadata_shows_the_market_calls(chain):
+    chain.connect()  # the session's connection may have idled out during the long tests before
     pallet = chain.substrate.get_metadata_module("EnergyTrading")
     assert pallet is not None
     calls = (
