@@ -70,7 +70,21 @@ class Demo:
             return self._trade()
         finally:
             self._stop()
-            self.say(f"state left in {self.data_dir} (chain/, *.db, logs/, ingest/)")
+            self._summary()
+
+    def _summary(self) -> None:
+        """The last line, once every part has stopped: what the run traded and where it is kept."""
+        balanced = all(r["settlement"]["balanced"] for r in self.results)
+        line = (
+            f"{len(self.results)} of {self.intervals} intervals settled: "
+            f"{sum(r['orders'] for r in self.results)} orders, "
+            f"{sum(r['volume_wh'] for r in self.results)} Wh cleared, money and energy "
+            f"{'balanced' if balanced else 'NOT balanced'} in each; state kept in {self.data_dir}"
+        )
+        if self.as_json:  # stdout stays one JSON object per interval
+            self.say(line)
+        else:
+            print(line, file=self.out, flush=True)
 
     # -- start and stop --------------------------------------------------------------------
     def _start(self) -> None:
