@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs what the node build needs on a fresh Debian machine of this kind: Debian's Rust 1.96
-# (with its standard-library sources) and a wasm32v1-none sysroot built from those sources,
-# because rustup cannot download the wasm32 target here. Idempotent: a second run does nothing.
+# (with its standard-library sources, and rustfmt and clippy for `make lint-rust`) and a
+# wasm32v1-none sysroot built from those sources, because rustup cannot download the wasm32
+# target here. Idempotent: a second run does nothing.
 set -euo pipefail
 
 need_apt=()
-for pkg in rustc-web cargo-web rust-web-src lld-22 protobuf-compiler clang libclang-dev make; do
+for pkg in rustc-web cargo-web rust-web-src rustfmt-web rust-web-clippy lld-22 protobuf-compiler clang libclang-dev make; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then

@@ -37,7 +37,9 @@ impl SubstrateCli for Cli {
 		Ok(match id {
 			"dev" => Box::new(chain_spec::development()?),
 			"" | "local" => Box::new(chain_spec::local_testnet()?),
-			path => Box::new(chain_spec::ChainSpec::from_json_file(std::path::PathBuf::from(path))?),
+			path => {
+				Box::new(chain_spec::ChainSpec::from_json_file(std::path::PathBuf::from(path))?)
+			},
 		})
 	}
 }
@@ -54,7 +56,8 @@ pub fn run() -> sc_cli::Result<()> {
 		Some(Subcommand::CheckBlock(cmd)) => {
 			let runner = cli.create_runner(cmd)?;
 			runner.async_run(|config| {
-				let PartialComponents { client, task_manager, import_queue, .. } = service::new_partial(&config)?;
+				let PartialComponents { client, task_manager, import_queue, .. } =
+					service::new_partial(&config)?;
 				Ok((cmd.run(client, import_queue), task_manager))
 			})
 		},
@@ -75,7 +78,8 @@ pub fn run() -> sc_cli::Result<()> {
 		Some(Subcommand::ImportBlocks(cmd)) => {
 			let runner = cli.create_runner(cmd)?;
 			runner.async_run(|config| {
-				let PartialComponents { client, task_manager, import_queue, .. } = service::new_partial(&config)?;
+				let PartialComponents { client, task_manager, import_queue, .. } =
+					service::new_partial(&config)?;
 				Ok((cmd.run(client, import_queue), task_manager))
 			})
 		},
@@ -86,7 +90,8 @@ pub fn run() -> sc_cli::Result<()> {
 		Some(Subcommand::Revert(cmd)) => {
 			let runner = cli.create_runner(cmd)?;
 			runner.async_run(|config| {
-				let PartialComponents { client, task_manager, backend, .. } = service::new_partial(&config)?;
+				let PartialComponents { client, task_manager, backend, .. } =
+					service::new_partial(&config)?;
 				let aux_revert = Box::new(|client, _, blocks| {
 					sc_consensus_grandpa::revert(client, blocks)?;
 					Ok(())
@@ -99,17 +104,22 @@ pub fn run() -> sc_cli::Result<()> {
 			use frame_benchmarking_cli::BenchmarkCmd;
 			let runner = cli.create_runner(cmd)?;
 			runner.sync_run(|config| match cmd {
-				BenchmarkCmd::Pallet(cmd) => cmd.run_with_spec::<sp_runtime::traits::HashingFor<wattchain_runtime::opaque::Block>, ()>(
-					Some(config.chain_spec),
-				),
+				BenchmarkCmd::Pallet(cmd) => cmd.run_with_spec::<sp_runtime::traits::HashingFor<
+					wattchain_runtime::opaque::Block,
+				>, ()>(Some(config.chain_spec)),
 				_ => Err("only `benchmark pallet` is supported by this node".into()),
 			})
 		},
 		None => {
 			let runner = cli.create_runner(&cli.run)?;
 			runner.run_node_until_exit(|config| async move {
-				service::new_full::<sc_network::NetworkWorker<wattchain_runtime::opaque::Block, <wattchain_runtime::opaque::Block as sp_runtime::traits::Block>::Hash>>(config)
-					.map_err(sc_cli::Error::Service)
+				service::new_full::<
+					sc_network::NetworkWorker<
+						wattchain_runtime::opaque::Block,
+						<wattchain_runtime::opaque::Block as sp_runtime::traits::Block>::Hash,
+					>,
+				>(config)
+				.map_err(sc_cli::Error::Service)
 			})
 		},
 	}

@@ -4,7 +4,9 @@
 //! Roles on both: Alice is the market operator and the clearing submitter, Ferdie is the
 //! distributor. Participants and meters are registered by the operator at run time.
 
-use crate::{AccountId, BalancesConfig, EnergyTradingConfig, RuntimeGenesisConfig, SudoConfig, UNITS_PER_BRL};
+use crate::{
+	AccountId, BalancesConfig, EnergyTradingConfig, RuntimeGenesisConfig, SudoConfig, UNITS_PER_BRL,
+};
 use alloc::{vec, vec::Vec};
 use frame_support::build_struct_json_patch;
 use pallet_energy_trading::MarketParams;
@@ -36,7 +38,7 @@ fn market_genesis(
 		energy_trading: EnergyTradingConfig {
 			operator: Some(Sr25519Keyring::Alice.to_account_id()),
 			distributor: Some(Sr25519Keyring::Ferdie.to_account_id()),
-			params: params,
+			params,
 			clearing_submitters: vec![Sr25519Keyring::Alice.to_account_id()],
 		},
 	})
@@ -58,7 +60,10 @@ pub fn development() -> Value {
 /// Two validators and real fifteen-minute intervals; no sudo.
 pub fn local_testnet() -> Value {
 	market_genesis(
-		vec![authority(Sr25519Keyring::Alice, Ed25519Keyring::Alice), authority(Sr25519Keyring::Bob, Ed25519Keyring::Bob)],
+		vec![
+			authority(Sr25519Keyring::Alice, Ed25519Keyring::Alice),
+			authority(Sr25519Keyring::Bob, Ed25519Keyring::Bob),
+		],
 		None,
 		MarketParams::default(),
 	)

@@ -18,6 +18,7 @@ pub mod apis;
 pub mod genesis;
 pub mod weights;
 
+use frame_support::dispatch::DispatchClass;
 use frame_support::{
 	derive_impl, parameter_types,
 	traits::{ConstBool, ConstU128, ConstU32, ConstU64, ConstU8, VariantCountOf},
@@ -26,7 +27,6 @@ use frame_support::{
 		ConstantMultiplier, Weight,
 	},
 };
-use frame_support::dispatch::DispatchClass;
 use frame_system::limits::{BlockLength, BlockWeights};
 use pallet_transaction_payment::{ConstFeeMultiplier, FungibleAdapter, Multiplier};
 use sp_consensus_aura::sr25519::AuthorityId as AuraId;
@@ -60,7 +60,8 @@ pub type TxExtension = (
 	frame_system::CheckWeight<Runtime>,
 	pallet_transaction_payment::ChargeTransactionPayment<Runtime>,
 );
-pub type UncheckedExtrinsic = generic::UncheckedExtrinsic<Address, RuntimeCall, Signature, TxExtension>;
+pub type UncheckedExtrinsic =
+	generic::UncheckedExtrinsic<Address, RuntimeCall, Signature, TxExtension>;
 pub type SignedPayload = generic::SignedPayload<RuntimeCall, TxExtension>;
 pub type Executive = frame_executive::Executive<
 	Runtime,

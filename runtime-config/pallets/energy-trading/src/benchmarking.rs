@@ -31,13 +31,20 @@ fn sign(public: &sr25519::Public, msg: &[u8]) -> RawSignature {
 }
 
 fn funded_participant<T: Config>(who: &T::AccountId) {
-	let _ = T::Currency::set_balance(who, BalanceOf::<T>::from(u32::MAX) * BalanceOf::<T>::from(u32::MAX));
+	let _ = T::Currency::set_balance(
+		who,
+		BalanceOf::<T>::from(u32::MAX) * BalanceOf::<T>::from(u32::MAX),
+	);
 	Participants::<T>::insert(who, Participant { zone: 0 });
 }
 
 /// One-second intervals, the clock at `NOW`, a distributor: `INTERVAL` is open for orders.
 fn setup_market<T: Config>() {
-	Params::<T>::put(MarketParams { interval_ms: 1_000, gate_closure_ms: 500, ..MarketParams::default() });
+	Params::<T>::put(MarketParams {
+		interval_ms: 1_000,
+		gate_closure_ms: 500,
+		..MarketParams::default()
+	});
 	Distributor::<T>::put(frame_benchmarking::account::<T::AccountId>("distributor", 0, 0));
 	T::BenchmarkHelper::set_now(NOW);
 }
@@ -87,7 +94,16 @@ mod benchmarks {
 	#[benchmark]
 	fn revoke_meter() {
 		let who: T::AccountId = account("who", 0, 0);
-		Meters::<T>::insert([7u8; 32], Meter { owner: who, zone: 0, source: EnergySource::Solar, rated_power_w: 0, last: None });
+		Meters::<T>::insert(
+			[7u8; 32],
+			Meter {
+				owner: who,
+				zone: 0,
+				source: EnergySource::Solar,
+				rated_power_w: 0,
+				last: None,
+			},
+		);
 		#[extrinsic_call]
 		_(RawOrigin::Root, [7u8; 32]);
 		assert!(!Meters::<T>::contains_key([7u8; 32]));
@@ -125,6 +141,14 @@ mod benchmarks {
 	}
 
 	#[benchmark]
+	fn set_market_operator() {
+		let who: T::AccountId = account("who", 0, 0);
+		#[extrinsic_call]
+		_(RawOrigin::Root, who.clone());
+		assert_eq!(MarketOperator::<T>::get(), Some(who));
+	}
+
+	#[benchmark]
 	fn place_order() {
 		setup_market::<T>();
 		let who: T::AccountId = account("buyer", 0, 0);
@@ -147,7 +171,8 @@ mod benchmarks {
 			orders.push(SignedOrder { owner, spec: s, signature });
 		}
 		let relayer: T::AccountId = whitelisted_caller();
-		let batch: BoundedVec<_, T::MaxRelayBatch> = orders.try_into().expect("n is within the bound");
+		let batch: BoundedVec<_, T::MaxRelayBatch> =
+			orders.try_into().expect("n is within the bound");
 		#[extrinsic_call]
 		_(RawOrigin::Signed(relayer), batch);
 		assert_eq!(IntervalOrders::<T>::get(INTERVAL).len() as u32, n);
@@ -167,7 +192,9 @@ mod benchmarks {
 	}
 
 	#[benchmark]
-	fn cancel_orders_relayed(n: Linear<1, { T::MaxRelayBatch::get() }>) -> Result<(), BenchmarkError> {
+	fn cancel_orders_relayed(
+		n: Linear<1, { T::MaxRelayBatch::get() }>,
+	) -> Result<(), BenchmarkError> {
 		setup_market::<T>();
 		let genesis = genesis::<T>();
 		let mut cancels = Vec::new();
@@ -179,7 +206,8 @@ mod benchmarks {
 			cancels.push(SignedCancel { owner, client_order_id: i as u64, signature });
 		}
 		let relayer: T::AccountId = whitelisted_caller();
-		let batch: BoundedVec<_, T::MaxRelayBatch> = cancels.try_into().expect("n is within the bound");
+		let batch: BoundedVec<_, T::MaxRelayBatch> =
+			cancels.try_into().expect("n is within the bound");
 		#[extrinsic_call]
 		_(RawOrigin::Signed(relayer), batch);
 		assert!(IntervalOrders::<T>::get(INTERVAL)
@@ -205,7 +233,13 @@ mod benchmarks {
 			Market::<T>::do_place_order(b, spec(i as u64, Side::Bid, 1_000, 60))?;
 			let offer = NextOrderId::<T>::get();
 			Market::<T>::do_place_order(s, spec(i as u64, Side::Offer, 1_000, 40))?;
-			matches.push(Match { bid, offer, quantity_wh: 1_000, buyer_price: 50, seller_price: 50 });
+			matches.push(Match {
+				bid,
+				offer,
+				quantity_wh: 1_000,
+				buyer_price: 50,
+				seller_price: 50,
+			});
 		}
 		let idle: T::AccountId = account("idle", 0, 0);
 		funded_participant::<T>(&idle);
@@ -215,10 +249,20 @@ mod benchmarks {
 		let submitter: T::AccountId = whitelisted_caller();
 		ClearingSubmitters::<T>::insert(&submitter, ());
 		after_interval::<T>();
-		let prices: BoundedVec<_, T::MaxZones> = vec![ZonePrice { zone: 0, price: 50 }].try_into().expect("one");
-		let matches: BoundedVec<_, T::MaxMatches> = matches.try_into().expect("m is within the bound");
+		let prices: BoundedVec<_, T::MaxZones> =
+			vec![ZonePrice { zone: 0, price: 50 }].try_into().expect("one");
+		let matches: BoundedVec<_, T::MaxMatches> =
+			matches.try_into().expect("m is within the bound");
 		#[extrinsic_call]
-		_(RawOrigin::Signed(submitter), INTERVAL, Mechanism::Uniform, 1_000 * m as u64, prices, matches, 2 * m + o);
+		_(
+			RawOrigin::Signed(submitter),
+			INTERVAL,
+			Mechanism::Uniform,
+			1_000 * m as u64,
+			prices,
+			matches,
+			2 * m + o,
+		);
 		assert!(Clearings::<T>::contains_key(INTERVAL));
 		Ok(())
 	}
@@ -227,12 +271,25 @@ mod benchmarks {
 	fn submit_reading() {
 		setup_market::<T>();
 		let (public, owner) = keyed_account::<T>();
-		let last = MeterRegisters { interval: INTERVAL - 1, counter: 1, import_wh: 0, export_wh: 0 };
+		let last =
+			MeterRegisters { interval: INTERVAL - 1, counter: 1, import_wh: 0, export_wh: 0 };
 		Meters::<T>::insert(
 			public.0,
-			Meter { owner: owner.clone(), zone: 0, source: EnergySource::Solar, rated_power_w: 10_000, last: Some(last) },
+			Meter {
+				owner: owner.clone(),
+				zone: 0,
+				source: EnergySource::Solar,
+				rated_power_w: 10_000,
+				last: Some(last),
+			},
 		);
-		let reading = MeterReading { meter: public.0, interval: INTERVAL, counter: 2, import_wh: 1, export_wh: 2 };
+		let reading = MeterReading {
+			meter: public.0,
+			interval: INTERVAL,
+			counter: 2,
+			import_wh: 1,
+			export_wh: 2,
+		};
 		let signature = sign(&public, &reading_message(&reading));
 		after_interval::<T>();
 		let relayer: T::AccountId = whitelisted_caller();
@@ -260,7 +317,10 @@ mod benchmarks {
 	) -> Result<(), BenchmarkError> {
 		setup_market::<T>();
 		let distributor = Distributor::<T>::get().expect("set up");
-		let _ = T::Currency::set_balance(&distributor, BalanceOf::<T>::from(u32::MAX) * BalanceOf::<T>::from(u32::MAX));
+		let _ = T::Currency::set_balance(
+			&distributor,
+			BalanceOf::<T>::from(u32::MAX) * BalanceOf::<T>::from(u32::MAX),
+		);
 		let mut matches = Vec::new();
 		// The clearing is on record already: its orders only need to exist, not be placed.
 		for i in 0..m {
@@ -270,16 +330,29 @@ mod benchmarks {
 			let s: T::AccountId = account("seller", i, 0);
 			funded_participant::<T>(&b);
 			funded_participant::<T>(&s);
-			Orders::<T>::insert(bid, Order { owner: b, spec: spec(i as u64, Side::Bid, 1_000, 60), status: cleared });
-			Orders::<T>::insert(offer, Order { owner: s, spec: spec(i as u64, Side::Offer, 1_000, 40), status: cleared });
-			matches.push(Match { bid, offer, quantity_wh: 1_000, buyer_price: 50, seller_price: 50 });
+			Orders::<T>::insert(
+				bid,
+				Order { owner: b, spec: spec(i as u64, Side::Bid, 1_000, 60), status: cleared },
+			);
+			Orders::<T>::insert(
+				offer,
+				Order { owner: s, spec: spec(i as u64, Side::Offer, 1_000, 40), status: cleared },
+			);
+			matches.push(Match {
+				bid,
+				offer,
+				quantity_wh: 1_000,
+				buyer_price: 50,
+				seller_price: 50,
+			});
 		}
 		for i in 0..p {
 			let who: T::AccountId = account("metered", i, 0);
 			funded_participant::<T>(&who);
 			Metered::<T>::insert(INTERVAL, &who, MeteredEnergy { import_wh: 300, export_wh: 0 });
 		}
-		let bounded: BoundedVec<_, T::MaxMatches> = matches.try_into().expect("m is within the bound");
+		let bounded: BoundedVec<_, T::MaxMatches> =
+			matches.try_into().expect("m is within the bound");
 		ClearingMatches::<T>::insert(INTERVAL, bounded);
 		let submitter: T::AccountId = whitelisted_caller();
 		ClearingSubmitters::<T>::insert(&submitter, ());

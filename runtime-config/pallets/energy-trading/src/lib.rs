@@ -20,12 +20,22 @@
 //!
 //! ## Calls
 //!
-//! - Permissionless (signed): `place_order`, `cancel_order`, `place_orders_relayed`,
+//! - Permissionless (any signed account): `place_order`, `cancel_order`, `place_orders_relayed`,
 //!   `cancel_orders_relayed` (each relayed item carries its owner's sr25519 signature),
 //!   `submit_reading` (carries the meter's signature), `transfer_energy`.
-//! - Clearing submitters: `submit_clearing`, `settle_interval`.
-//! - Market operator: `register_participant`, `accredit_meter`, `revoke_meter`, `set_grid_fee`,
-//!   `set_distributor`, `set_clearing_submitter`, `set_market_params`, `set_market_operator`.
+//! - Permissioned (clearing submitters): `submit_clearing`, `settle_interval`.
+//! - Privileged (`OperatorOrigin` or the market-operator account): `register_participant`,
+//!   `accredit_meter`, `revoke_meter`, `set_grid_fee`, `set_distributor`,
+//!   `set_clearing_submitter`, `set_market_params`, `set_market_operator`.
+//!
+//! ## Layout
+//!
+//! `lib.rs` declares what the `pallet` macro needs (config, storage, events, errors, hooks and
+//! the calls, which only check the origin and delegate). The logic lives by concern in
+//! `roles.rs` (operator and submitter rights, the operator's settings), `orders.rs` (placing and
+//! cancelling), `clearing.rs` (checking and applying a clearing), `metering.rs` (readings and
+//! energy tokens) and `settlement.rs`; `common.rs` holds the clock, prices and signature checks
+//! they share, `invariants.rs` the checks `try_state` runs. See also `README.md`.
 
 #![cfg_attr(not(feature = "std"), no_std)]
 
@@ -35,6 +45,15 @@ pub use pallet::*;
 
 pub mod types;
 pub mod weights;
+
+mod clearing;
+mod common;
+#[cfg(any(feature = "try-runtime", test))]
+mod invariants;
+mod metering;
+mod orders;
+mod roles;
+mod settlement;
 
 #[cfg(feature = "runtime-benchmarks")]
 mod benchmarking;
@@ -49,25 +68,24 @@ pub use weights::WeightInfo;
 #[frame_support::pallet]
 pub mod pallet {
 	use super::*;
-	use alloc::collections::{btree_map::BTreeMap, btree_set::BTreeSet};
 	use frame_support::{
 		pallet_prelude::*,
 		traits::{
 			fungible::{Inspect, InspectHold, Mutate, MutateHold},
-			tokens::{Fortitude, Precision, Preservation, Restriction},
 			Time,
 		},
 	};
 	use frame_system::pallet_prelude::*;
-	use sp_core::sr25519;
-	use sp_runtime::{
-		traits::{Saturating, Zero},
-		SaturatedConversion,
-	};
 
-	pub type BalanceOf<T> = <<T as Config>::Currency as Inspect<<T as frame_system::Config>::AccountId>>::Balance;
+	pub type BalanceOf<T> =
+		<<T as Config>::Currency as Inspect<<T as frame_system::Config>::AccountId>>::Balance;
+
+	/// The layout of this pallet's storage. Version 1 is the layout of release 0.1 (the items
+	/// below as they are); a change of layout bumps it and ships a migration from the last one.
+	const STORAGE_VERSION: StorageVersion = StorageVersion::new(1);
 
 	#[pallet::pallet]
+	#[pallet::storage_version(STORAGE_VERSION)]
 	pub struct Pallet<T>(_);
 
 	#[pallet::config]
@@ -121,81 +139,154 @@ pub mod pallet {
 		BidReserve,
 	}
 
-	/// The account that acts as market operator (besides `OperatorOrigin`).
+	// Storage. Each item says what it maps and which calls write it; genesis may seed the
+	// operator's items (operator, distributor, parameters, participants, meters, fees, submitters).
+
+	/// The account that acts as market operator besides `OperatorOrigin`: a single account id.
+	/// Written by genesis and `set_market_operator`.
 	#[pallet::storage]
 	pub type MarketOperator<T: Config> = StorageValue<_, T::AccountId, OptionQuery>;
 
-	/// The distributor: receives grid fees, acts as the utility in settlement.
+	/// The distributor's account: receives grid fees and acts as the utility in settlement.
+	/// Written by genesis and `set_distributor`.
 	#[pallet::storage]
 	pub type Distributor<T: Config> = StorageValue<_, T::AccountId, OptionQuery>;
 
+	/// The market's parameters (interval length, gate closure, price and quantity bounds,
+	/// utility tariff and feed-in rate). Written by genesis and `set_market_params`.
 	#[pallet::storage]
 	pub type Params<T: Config> = StorageValue<_, MarketParams, ValueQuery>;
 
+	/// Registered participants: account id to its `Participant` record (the zone it trades in).
+	/// Written by genesis and `register_participant`.
 	#[pallet::storage]
-	pub type Participants<T: Config> = StorageMap<_, Blake2_128Concat, T::AccountId, Participant, OptionQuery>;
+	pub type Participants<T: Config> =
+		StorageMap<_, Blake2_128Concat, T::AccountId, Participant, OptionQuery>;
 
+	/// Accredited meters: the meter's sr25519 public key to its `Meter` (owner, zone, source,
+	/// rated power and the registers of its last accepted reading). Written by genesis,
+	/// `accredit_meter` and `revoke_meter` (which removes it); `submit_reading` updates `last`.
 	#[pallet::storage]
-	pub type Meters<T: Config> = StorageMap<_, Blake2_128Concat, MeterKey, Meter<T::AccountId>, OptionQuery>;
+	pub type Meters<T: Config> =
+		StorageMap<_, Blake2_128Concat, MeterKey, Meter<T::AccountId>, OptionQuery>;
 
-	/// Grid fee in ticks per kWh for energy flowing from the first zone to the second.
+	/// Grid fees: `(from zone, to zone)` to the fee in ticks per kWh for energy flowing from the
+	/// first zone to the second (0 when unset). Written by genesis and `set_grid_fee`.
 	#[pallet::storage]
 	pub type GridFees<T: Config> =
 		StorageDoubleMap<_, Twox64Concat, ZoneId, Twox64Concat, ZoneId, u64, ValueQuery>;
 
+	/// Accounts allowed to submit clearings and settlements: account id to `()` (present means
+	/// allowed). Written by genesis and `set_clearing_submitter`.
 	#[pallet::storage]
-	pub type ClearingSubmitters<T: Config> = StorageMap<_, Blake2_128Concat, T::AccountId, (), OptionQuery>;
+	pub type ClearingSubmitters<T: Config> =
+		StorageMap<_, Blake2_128Concat, T::AccountId, (), OptionQuery>;
 
+	/// The id the next order placed will get (ids are chain-wide and never reused). Written by
+	/// `place_order` and `place_orders_relayed`.
 	#[pallet::storage]
 	pub type NextOrderId<T: Config> = StorageValue<_, OrderId, ValueQuery>;
 
+	/// Every order ever placed: order id to its `Order` (owner, spec and status). Inserted by
+	/// `place_order` / `place_orders_relayed`; its status is set by `cancel_order` /
+	/// `cancel_orders_relayed` (cancelled) and `submit_clearing` (cleared).
 	#[pallet::storage]
-	pub type Orders<T: Config> = StorageMap<_, Twox64Concat, OrderId, Order<T::AccountId>, OptionQuery>;
+	pub type Orders<T: Config> =
+		StorageMap<_, Twox64Concat, OrderId, Order<T::AccountId>, OptionQuery>;
 
-	/// `(owner, client order id)` to order id: what makes a resubmission idempotent.
+	/// `(owner, client order id)` to order id: what makes a resubmission idempotent. Written by
+	/// `place_order` and `place_orders_relayed`.
 	#[pallet::storage]
-	pub type ClientOrders<T: Config> =
-		StorageDoubleMap<_, Blake2_128Concat, T::AccountId, Twox64Concat, u64, OrderId, OptionQuery>;
+	pub type ClientOrders<T: Config> = StorageDoubleMap<
+		_,
+		Blake2_128Concat,
+		T::AccountId,
+		Twox64Concat,
+		u64,
+		OrderId,
+		OptionQuery,
+	>;
 
-	/// The orders of each interval, in placement order.
+	/// The book of each interval: interval id to its order ids in placement order (cancelled
+	/// ones included), at most `MaxOrdersPerInterval`. Appended to by `place_order` and
+	/// `place_orders_relayed`.
 	#[pallet::storage]
-	pub type IntervalOrders<T: Config> =
-		StorageMap<_, Twox64Concat, IntervalId, BoundedVec<OrderId, T::MaxOrdersPerInterval>, ValueQuery>;
+	pub type IntervalOrders<T: Config> = StorageMap<
+		_,
+		Twox64Concat,
+		IntervalId,
+		BoundedVec<OrderId, T::MaxOrdersPerInterval>,
+		ValueQuery,
+	>;
 
+	/// Accepted clearings: interval id to its `ClearingSummary` (mechanism, volume, match count,
+	/// submitter, block). Written once per interval by `submit_clearing`.
 	#[pallet::storage]
-	pub type Clearings<T: Config> =
-		StorageMap<_, Twox64Concat, IntervalId, ClearingSummary<T::AccountId, BlockNumberFor<T>>, OptionQuery>;
+	pub type Clearings<T: Config> = StorageMap<
+		_,
+		Twox64Concat,
+		IntervalId,
+		ClearingSummary<T::AccountId, BlockNumberFor<T>>,
+		OptionQuery,
+	>;
 
+	/// The matches of each accepted clearing: interval id to its `Match`es. Written by
+	/// `submit_clearing`; `settle_interval` reads it.
 	#[pallet::storage]
 	pub type ClearingMatches<T: Config> =
 		StorageMap<_, Twox64Concat, IntervalId, BoundedVec<Match, T::MaxMatches>, ValueQuery>;
 
+	/// The prices of each accepted clearing: interval id to its zone prices (one for a uniform
+	/// clearing, one per zone for a zonal one, none for pay-as-bid). Written by `submit_clearing`.
 	#[pallet::storage]
 	pub type ClearingPrices<T: Config> =
 		StorageMap<_, Twox64Concat, IntervalId, BoundedVec<ZonePrice, T::MaxZones>, ValueQuery>;
 
-	/// Energy tokens per account, in Wh (1000 = 1 token = 1 kWh).
+	/// Energy tokens per account, in Wh (1000 = 1 token = 1 kWh). Credited by `submit_reading`
+	/// (minting for validated export) and moved by `transfer_energy`.
 	#[pallet::storage]
-	pub type EnergyBalance<T: Config> = StorageMap<_, Blake2_128Concat, T::AccountId, u64, ValueQuery>;
+	pub type EnergyBalance<T: Config> =
+		StorageMap<_, Blake2_128Concat, T::AccountId, u64, ValueQuery>;
 
+	/// All energy tokens minted, in Wh; the sum of `EnergyBalance`. Written by `submit_reading`.
 	#[pallet::storage]
 	pub type EnergyIssuance<T: Config> = StorageValue<_, u64, ValueQuery>;
 
-	/// Validated metered energy per interval and owner.
+	/// Validated metered energy: `(interval, owner)` to the import and export of all the owner's
+	/// meters in that interval. Written by `submit_reading`; `settle_interval` reads it.
 	#[pallet::storage]
-	pub type Metered<T: Config> =
-		StorageDoubleMap<_, Twox64Concat, IntervalId, Blake2_128Concat, T::AccountId, MeteredEnergy, OptionQuery>;
+	pub type Metered<T: Config> = StorageDoubleMap<
+		_,
+		Twox64Concat,
+		IntervalId,
+		Blake2_128Concat,
+		T::AccountId,
+		MeteredEnergy,
+		OptionQuery,
+	>;
 
+	/// How many owners have an entry in `Metered` for an interval: interval id to the count, at
+	/// most `MaxMeteredPerInterval` (it bounds settlement). Written by `submit_reading`.
 	#[pallet::storage]
 	pub type MeteredCount<T: Config> = StorageMap<_, Twox64Concat, IntervalId, u32, ValueQuery>;
 
+	/// Settlement lines: `(interval, participant)` to its `SettlementLine` (contracted, metered,
+	/// imbalance and the amount paid or received). Written by `settle_interval`.
 	#[pallet::storage]
-	pub type Settlements<T: Config> =
-		StorageDoubleMap<_, Twox64Concat, IntervalId, Blake2_128Concat, T::AccountId, SettlementLine, OptionQuery>;
+	pub type Settlements<T: Config> = StorageDoubleMap<
+		_,
+		Twox64Concat,
+		IntervalId,
+		Blake2_128Concat,
+		T::AccountId,
+		SettlementLine,
+		OptionQuery,
+	>;
 
-	/// Intervals settled, with the block that settled them.
+	/// Settled intervals: interval id to the block that settled it. Written by `settle_interval`.
 	#[pallet::storage]
-	pub type Settled<T: Config> = StorageMap<_, Twox64Concat, IntervalId, BlockNumberFor<T>, OptionQuery>;
+	pub type Settled<T: Config> =
+		StorageMap<_, Twox64Concat, IntervalId, BlockNumberFor<T>, OptionQuery>;
 
 	#[pallet::genesis_config]
 	#[derive(frame_support::DefaultNoBound)]
@@ -235,7 +326,13 @@ pub mod pallet {
 			for (key, owner, zone, source, rated_power_w) in &self.meters {
 				Meters::<T>::insert(
 					key,
-					Meter { owner: owner.clone(), zone: *zone, source: *source, rated_power_w: *rated_power_w, last: None },
+					Meter {
+						owner: owner.clone(),
+						zone: *zone,
+						source: *source,
+						rated_power_w: *rated_power_w,
+						last: None,
+					},
 				);
 			}
 		}
@@ -294,7 +391,13 @@ pub mod pallet {
 			grid_fees_paid: BalanceOf<T>,
 		},
 		/// A meter's first reading: the registers later readings are measured from.
-		MeterBaselineSet { meter: MeterKey, interval: IntervalId, counter: u64, import_wh: u64, export_wh: u64 },
+		MeterBaselineSet {
+			meter: MeterKey,
+			interval: IntervalId,
+			counter: u64,
+			import_wh: u64,
+			export_wh: u64,
+		},
 		/// A validated reading: energy imported and exported since the previous one.
 		ReadingAccepted {
 			meter: MeterKey,
@@ -311,7 +414,12 @@ pub mod pallet {
 		/// One participant's imbalance settled against the utility.
 		ParticipantSettled { interval: IntervalId, who: T::AccountId, line: SettlementLine },
 		/// An interval is settled.
-		IntervalSettled { interval: IntervalId, participants: u32, shortfall_wh: u64, surplus_wh: u64 },
+		IntervalSettled {
+			interval: IntervalId,
+			participants: u32,
+			shortfall_wh: u64,
+			surplus_wh: u64,
+		},
 	}
 
 	#[pallet::error]
@@ -417,16 +525,19 @@ pub mod pallet {
 		WitnessTooSmall,
 	}
 
+	// The calls check the origin and delegate; the logic is in the module of its concern.
 	#[pallet::call]
 	impl<T: Config> Pallet<T> {
 		/// Register `who` as a participant trading in `zone` (operator).
 		#[pallet::call_index(0)]
 		#[pallet::weight(T::WeightInfo::register_participant())]
-		pub fn register_participant(origin: OriginFor<T>, who: T::AccountId, zone: ZoneId) -> DispatchResult {
+		pub fn register_participant(
+			origin: OriginFor<T>,
+			who: T::AccountId,
+			zone: ZoneId,
+		) -> DispatchResult {
 			Self::ensure_operator(origin)?;
-			Participants::<T>::insert(&who, Participant { zone });
-			Self::deposit_event(Event::ParticipantRegistered { who, zone });
-			Ok(())
+			Self::do_register_participant(who, zone)
 		}
 
 		/// Accredit a meter's sr25519 key for `owner` (operator).
@@ -441,10 +552,7 @@ pub mod pallet {
 			rated_power_w: u32,
 		) -> DispatchResult {
 			Self::ensure_operator(origin)?;
-			ensure!(!Meters::<T>::contains_key(meter), Error::<T>::MeterAlreadyAccredited);
-			Meters::<T>::insert(meter, Meter { owner: owner.clone(), zone, source, rated_power_w, last: None });
-			Self::deposit_event(Event::MeterAccredited { meter, owner, zone, source });
-			Ok(())
+			Self::do_accredit_meter(meter, owner, zone, source, rated_power_w)
 		}
 
 		/// Withdraw a meter's accreditation (operator).
@@ -452,20 +560,20 @@ pub mod pallet {
 		#[pallet::weight(T::WeightInfo::revoke_meter())]
 		pub fn revoke_meter(origin: OriginFor<T>, meter: MeterKey) -> DispatchResult {
 			Self::ensure_operator(origin)?;
-			ensure!(Meters::<T>::take(meter).is_some(), Error::<T>::UnknownMeter);
-			Self::deposit_event(Event::MeterRevoked { meter });
-			Ok(())
+			Self::do_revoke_meter(meter)
 		}
 
 		/// Set the grid fee for energy from zone `from` to zone `to` (operator).
 		#[pallet::call_index(3)]
 		#[pallet::weight(T::WeightInfo::set_grid_fee())]
-		pub fn set_grid_fee(origin: OriginFor<T>, from: ZoneId, to: ZoneId, fee_ticks: u64) -> DispatchResult {
+		pub fn set_grid_fee(
+			origin: OriginFor<T>,
+			from: ZoneId,
+			to: ZoneId,
+			fee_ticks: u64,
+		) -> DispatchResult {
 			Self::ensure_operator(origin)?;
-			ensure!(from != to, Error::<T>::SameZone);
-			GridFees::<T>::insert(from, to, fee_ticks);
-			Self::deposit_event(Event::GridFeeSet { from, to, fee_ticks });
-			Ok(())
+			Self::do_set_grid_fee(from, to, fee_ticks)
 		}
 
 		/// Set the distributor account (operator).
@@ -473,23 +581,19 @@ pub mod pallet {
 		#[pallet::weight(T::WeightInfo::set_distributor())]
 		pub fn set_distributor(origin: OriginFor<T>, who: T::AccountId) -> DispatchResult {
 			Self::ensure_operator(origin)?;
-			Distributor::<T>::put(&who);
-			Self::deposit_event(Event::DistributorSet { who });
-			Ok(())
+			Self::do_set_distributor(who)
 		}
 
 		/// Allow or disallow `who` to submit clearings and settlements (operator).
 		#[pallet::call_index(5)]
 		#[pallet::weight(T::WeightInfo::set_clearing_submitter())]
-		pub fn set_clearing_submitter(origin: OriginFor<T>, who: T::AccountId, allowed: bool) -> DispatchResult {
+		pub fn set_clearing_submitter(
+			origin: OriginFor<T>,
+			who: T::AccountId,
+			allowed: bool,
+		) -> DispatchResult {
 			Self::ensure_operator(origin)?;
-			if allowed {
-				ClearingSubmitters::<T>::insert(&who, ());
-			} else {
-				ClearingSubmitters::<T>::remove(&who);
-			}
-			Self::deposit_event(Event::ClearingSubmitterSet { who, allowed });
-			Ok(())
+			Self::do_set_clearing_submitter(who, allowed)
 		}
 
 		/// Set the market parameters (operator). The interval length cannot change once
@@ -498,30 +602,15 @@ pub mod pallet {
 		#[pallet::weight(T::WeightInfo::set_market_params())]
 		pub fn set_market_params(origin: OriginFor<T>, params: MarketParams) -> DispatchResult {
 			Self::ensure_operator(origin)?;
-			ensure!(
-				params.interval_ms > 0 &&
-					params.min_price_ticks <= params.max_price_ticks &&
-					params.max_quantity_wh > 0,
-				Error::<T>::BadParams
-			);
-			let old = Params::<T>::get();
-			ensure!(
-				params.interval_ms == old.interval_ms || NextOrderId::<T>::get() == 0,
-				Error::<T>::BadParams
-			);
-			Params::<T>::put(params);
-			Self::deposit_event(Event::MarketParamsSet { params });
-			Ok(())
+			Self::do_set_market_params(params)
 		}
 
 		/// Hand the market-operator role to another account (operator).
 		#[pallet::call_index(7)]
-		#[pallet::weight(T::WeightInfo::set_distributor())]
+		#[pallet::weight(T::WeightInfo::set_market_operator())]
 		pub fn set_market_operator(origin: OriginFor<T>, who: T::AccountId) -> DispatchResult {
 			Self::ensure_operator(origin)?;
-			MarketOperator::<T>::put(&who);
-			Self::deposit_event(Event::MarketOperatorSet { who });
-			Ok(())
+			Self::do_set_market_operator(who)
 		}
 
 		/// Place an order as its owner. A bid holds `quantity_wh * price_ticks` until its
@@ -542,14 +631,7 @@ pub mod pallet {
 			orders: BoundedVec<SignedOrder<T::AccountId>, T::MaxRelayBatch>,
 		) -> DispatchResult {
 			ensure_signed(origin)?;
-			let genesis = Self::genesis_bytes();
-			for signed in orders {
-				let owner_raw = Self::account_bytes(&signed.owner)?;
-				let msg = order_message(&genesis, &owner_raw, &signed.spec);
-				Self::verify_sr25519(&signed.signature, &msg, &owner_raw)?;
-				Self::do_place_order(signed.owner, signed.spec)?;
-			}
-			Ok(())
+			Self::do_place_orders_relayed(orders.into_inner())
 		}
 
 		/// Cancel one of the caller's orders before its gate closes; a bid's hold is released.
@@ -569,14 +651,7 @@ pub mod pallet {
 			cancels: BoundedVec<SignedCancel<T::AccountId>, T::MaxRelayBatch>,
 		) -> DispatchResult {
 			ensure_signed(origin)?;
-			let genesis = Self::genesis_bytes();
-			for c in cancels {
-				let owner_raw = Self::account_bytes(&c.owner)?;
-				let msg = cancel_message(&genesis, &owner_raw, c.client_order_id);
-				Self::verify_sr25519(&c.signature, &msg, &owner_raw)?;
-				Self::do_cancel(c.owner, c.client_order_id)?;
-			}
-			Ok(())
+			Self::do_cancel_orders_relayed(cancels.into_inner())
 		}
 
 		/// Submit the clearing of `interval` (clearing submitters). It is checked in full and
@@ -598,13 +673,16 @@ pub mod pallet {
 			matches: BoundedVec<Match, T::MaxMatches>,
 			book_orders: u32,
 		) -> DispatchResultWithPostInfo {
-			let submitter = ensure_signed(origin)?;
-			ensure!(ClearingSubmitters::<T>::contains_key(&submitter), Error::<T>::NotClearingSubmitter);
-			ensure!(
-				IntervalOrders::<T>::decode_len(interval).unwrap_or(0) as u32 <= book_orders,
-				Error::<T>::WitnessTooSmall
-			);
-			let orders_in_book = Self::do_clearing(submitter, interval, mechanism, volume_wh, zone_prices, &matches)?;
+			let submitter = Self::ensure_clearing_submitter(origin)?;
+			let orders_in_book = Self::do_submit_clearing(
+				submitter,
+				interval,
+				mechanism,
+				volume_wh,
+				zone_prices,
+				&matches,
+				book_orders,
+			)?;
 			Ok(Some(T::WeightInfo::submit_clearing(orders_in_book, matches.len() as u32)).into())
 		}
 
@@ -613,7 +691,11 @@ pub mod pallet {
 		/// Exported energy mints energy tokens to the meter's owner.
 		#[pallet::call_index(30)]
 		#[pallet::weight(T::WeightInfo::submit_reading())]
-		pub fn submit_reading(origin: OriginFor<T>, reading: MeterReading, signature: RawSignature) -> DispatchResult {
+		pub fn submit_reading(
+			origin: OriginFor<T>,
+			reading: MeterReading,
+			signature: RawSignature,
+		) -> DispatchResult {
 			ensure_signed(origin)?;
 			Self::do_reading(reading, signature)
 		}
@@ -621,18 +703,13 @@ pub mod pallet {
 		/// Move energy tokens (Wh) to another account, e.g. to retire certificates.
 		#[pallet::call_index(31)]
 		#[pallet::weight(T::WeightInfo::transfer_energy())]
-		pub fn transfer_energy(origin: OriginFor<T>, to: T::AccountId, amount_wh: u64) -> DispatchResult {
+		pub fn transfer_energy(
+			origin: OriginFor<T>,
+			to: T::AccountId,
+			amount_wh: u64,
+		) -> DispatchResult {
 			let from = ensure_signed(origin)?;
-			EnergyBalance::<T>::try_mutate(&from, |b| -> DispatchResult {
-				*b = b.checked_sub(amount_wh).ok_or(Error::<T>::InsufficientEnergy)?;
-				Ok(())
-			})?;
-			EnergyBalance::<T>::try_mutate(&to, |b| -> DispatchResult {
-				*b = b.checked_add(amount_wh).ok_or(Error::<T>::Overflow)?;
-				Ok(())
-			})?;
-			Self::deposit_event(Event::EnergyTransferred { from, to, amount_wh });
-			Ok(())
+			Self::do_transfer_energy(from, to, amount_wh)
 		}
 
 		/// Settle a cleared interval against its metered energy (clearing submitters). Each
@@ -651,533 +728,9 @@ pub mod pallet {
 			matches: u32,
 			metered: u32,
 		) -> DispatchResultWithPostInfo {
-			let submitter = ensure_signed(origin)?;
-			ensure!(ClearingSubmitters::<T>::contains_key(&submitter), Error::<T>::NotClearingSubmitter);
-			ensure!(
-				ClearingMatches::<T>::decode_len(interval).unwrap_or(0) as u32 <= matches &&
-					MeteredCount::<T>::get(interval) <= metered,
-				Error::<T>::WitnessTooSmall
-			);
-			let (matches, metered) = Self::do_settle(interval)?;
+			Self::ensure_clearing_submitter(origin)?;
+			let (matches, metered) = Self::do_settle(interval, matches, metered)?;
 			Ok(Some(T::WeightInfo::settle_interval(matches, metered)).into())
-		}
-	}
-
-	impl<T: Config> Pallet<T> {
-		fn ensure_operator(origin: OriginFor<T>) -> DispatchResult {
-			if T::OperatorOrigin::try_origin(origin.clone()).is_ok() {
-				return Ok(());
-			}
-			let who = ensure_signed(origin)?;
-			ensure!(MarketOperator::<T>::get().as_ref() == Some(&who), DispatchError::BadOrigin);
-			Ok(())
-		}
-
-		pub fn now_ms() -> u64 {
-			T::Time::now()
-		}
-
-		fn genesis_bytes() -> alloc::vec::Vec<u8> {
-			frame_system::Pallet::<T>::block_hash(BlockNumberFor::<T>::zero()).encode()
-		}
-
-		fn account_bytes(who: &T::AccountId) -> Result<[u8; 32], DispatchError> {
-			who.encode().try_into().map_err(|_| Error::<T>::UnsupportedAccount.into())
-		}
-
-		fn verify_sr25519(signature: &RawSignature, msg: &[u8], public: &[u8; 32]) -> DispatchResult {
-			let sig = sr25519::Signature::from_raw(*signature);
-			let key = sr25519::Public::from_raw(*public);
-			ensure!(sp_io::crypto::sr25519_verify(&sig, msg, &key), Error::<T>::BadSignature);
-			Ok(())
-		}
-
-		/// Money for `quantity_wh` at `price_ticks` per kWh, in balance units (1/1000 tick).
-		fn cost(price_ticks: u64, quantity_wh: u64) -> BalanceOf<T> {
-			((price_ticks as u128) * (quantity_wh as u128)).saturated_into()
-		}
-
-		pub(crate) fn do_place_order(owner: T::AccountId, spec: OrderSpec) -> DispatchResult {
-			if let Some(existing) = ClientOrders::<T>::get(&owner, spec.client_order_id) {
-				let order = Orders::<T>::get(existing).ok_or(Error::<T>::UnknownOrder)?;
-				ensure!(order.spec == spec, Error::<T>::ClientOrderIdReused);
-				return Ok(());
-			}
-			let participant = Participants::<T>::get(&owner).ok_or(Error::<T>::NotRegistered)?;
-			ensure!(participant.zone == spec.zone, Error::<T>::WrongZone);
-			let params = Params::<T>::get();
-			ensure!(spec.quantity_wh > 0, Error::<T>::ZeroQuantity);
-			ensure!(spec.quantity_wh <= params.max_quantity_wh, Error::<T>::QuantityTooLarge);
-			ensure!(
-				spec.price_ticks >= params.min_price_ticks && spec.price_ticks <= params.max_price_ticks,
-				Error::<T>::PriceOutOfBounds
-			);
-			ensure!(!(spec.side == Side::Offer && spec.renewable_only), Error::<T>::InvalidEnergyConstraint);
-			let now = Self::now_ms();
-			ensure!(now < params.gate_closure(spec.interval), Error::<T>::GateClosed);
-			let current = params.interval_at(now);
-			ensure!(
-				spec.interval <= current.saturating_add(T::MaxIntervalsAhead::get()),
-				Error::<T>::IntervalTooFarAhead
-			);
-			let order_id = NextOrderId::<T>::get();
-			IntervalOrders::<T>::try_mutate(spec.interval, |ids| ids.try_push(order_id))
-				.map_err(|_| Error::<T>::IntervalFull)?;
-			if spec.side == Side::Bid {
-				T::Currency::hold(&HoldReason::BidReserve.into(), &owner, Self::cost(spec.price_ticks, spec.quantity_wh))
-					.map_err(|_| Error::<T>::InsufficientBalance)?;
-			}
-			NextOrderId::<T>::put(order_id.checked_add(1).ok_or(Error::<T>::Overflow)?);
-			ClientOrders::<T>::insert(&owner, spec.client_order_id, order_id);
-			Orders::<T>::insert(order_id, Order { owner: owner.clone(), spec, status: OrderStatus::Open });
-			Self::deposit_event(Event::OrderPlaced {
-				order_id,
-				owner,
-				client_order_id: spec.client_order_id,
-				interval: spec.interval,
-				side: spec.side,
-				quantity_wh: spec.quantity_wh,
-				price_ticks: spec.price_ticks,
-				zone: spec.zone,
-			});
-			Ok(())
-		}
-
-		fn do_cancel(owner: T::AccountId, client_order_id: u64) -> DispatchResult {
-			let order_id = ClientOrders::<T>::get(&owner, client_order_id).ok_or(Error::<T>::UnknownOrder)?;
-			let mut order = Orders::<T>::get(order_id).ok_or(Error::<T>::UnknownOrder)?;
-			match order.status {
-				OrderStatus::Cancelled => return Ok(()),
-				OrderStatus::Cleared { .. } => return Err(Error::<T>::OrderNotOpen.into()),
-				OrderStatus::Open => {},
-			}
-			let params = Params::<T>::get();
-			ensure!(Self::now_ms() < params.gate_closure(order.spec.interval), Error::<T>::GateClosed);
-			if order.spec.side == Side::Bid {
-				T::Currency::release(
-					&HoldReason::BidReserve.into(),
-					&owner,
-					Self::cost(order.spec.price_ticks, order.spec.quantity_wh),
-					Precision::Exact,
-				)?;
-			}
-			order.status = OrderStatus::Cancelled;
-			Orders::<T>::insert(order_id, order);
-			Self::deposit_event(Event::OrderCancelled { order_id, owner, client_order_id });
-			Ok(())
-		}
-
-		/// Checks a clearing against the interval's book and applies it. Returns the number of
-		/// orders in the book (for the weight).
-		fn do_clearing(
-			submitter: T::AccountId,
-			interval: IntervalId,
-			mechanism: Mechanism,
-			volume_wh: u64,
-			zone_prices: BoundedVec<ZonePrice, T::MaxZones>,
-			matches: &[Match],
-		) -> Result<u32, DispatchError> {
-			let params = Params::<T>::get();
-			ensure!(!Clearings::<T>::contains_key(interval), Error::<T>::AlreadyCleared);
-			ensure!(Self::now_ms() >= params.gate_closure(interval), Error::<T>::GateNotClosed);
-
-			let ids = IntervalOrders::<T>::get(interval);
-			let mut book: BTreeMap<OrderId, (Order<T::AccountId>, u64)> = BTreeMap::new();
-			for id in ids.iter() {
-				if let Some(order) = Orders::<T>::get(id) {
-					book.insert(*id, (order, 0));
-				}
-			}
-
-			let prices = Self::check_zone_prices(mechanism, &zone_prices, matches.is_empty())?;
-			let mut total: u64 = 0;
-			for m in matches {
-				ensure!(m.quantity_wh > 0, Error::<T>::ZeroQuantityMatch);
-				let (bid_zone, bid_limit, renewable_only) = {
-					let (bid, filled) = book.get_mut(&m.bid).ok_or(Error::<T>::OrderNotInInterval)?;
-					ensure!(bid.spec.side == Side::Bid, Error::<T>::WrongSide);
-					ensure!(bid.status == OrderStatus::Open, Error::<T>::OrderCancelledOrCleared);
-					*filled = filled.checked_add(m.quantity_wh).ok_or(Error::<T>::Overflow)?;
-					ensure!(*filled <= bid.spec.quantity_wh, Error::<T>::Overfilled);
-					(bid.spec.zone, bid.spec.price_ticks, bid.spec.renewable_only)
-				};
-				let (offer_zone, offer_limit, source) = {
-					let (offer, filled) = book.get_mut(&m.offer).ok_or(Error::<T>::OrderNotInInterval)?;
-					ensure!(offer.spec.side == Side::Offer, Error::<T>::WrongSide);
-					ensure!(offer.status == OrderStatus::Open, Error::<T>::OrderCancelledOrCleared);
-					*filled = filled.checked_add(m.quantity_wh).ok_or(Error::<T>::Overflow)?;
-					ensure!(*filled <= offer.spec.quantity_wh, Error::<T>::Overfilled);
-					(offer.spec.zone, offer.spec.price_ticks, offer.spec.source)
-				};
-				ensure!(m.buyer_price <= bid_limit, Error::<T>::BidLimitExceeded);
-				ensure!(m.seller_price >= offer_limit, Error::<T>::OfferLimitViolated);
-				let fee = if offer_zone == bid_zone { 0 } else { GridFees::<T>::get(offer_zone, bid_zone) };
-				ensure!(
-					m.buyer_price >= m.seller_price && m.buyer_price - m.seller_price >= fee,
-					Error::<T>::GridFeeNotCovered
-				);
-				ensure!(!renewable_only || source.is_renewable(), Error::<T>::EnergyTypeMismatch);
-				let prescribed = match mechanism {
-					Mechanism::Uniform => {
-						let p = prices.get(&None).copied().ok_or(Error::<T>::BadZonePrices)?;
-						m.buyer_price == p && m.seller_price == p
-					},
-					Mechanism::PayAsBid => m.buyer_price == bid_limit && m.seller_price == bid_limit - fee,
-					Mechanism::Zonal => {
-						let pb = prices.get(&Some(bid_zone)).ok_or(Error::<T>::BadZonePrices)?;
-						let ps = prices.get(&Some(offer_zone)).ok_or(Error::<T>::BadZonePrices)?;
-						m.buyer_price == *pb && m.seller_price == *ps
-					},
-				};
-				ensure!(prescribed, Error::<T>::PriceNotPerMechanism);
-				total = total.checked_add(m.quantity_wh).ok_or(Error::<T>::Overflow)?;
-			}
-			ensure!(total == volume_wh, Error::<T>::UnbalancedEnergy);
-			Self::check_equilibrium(mechanism, &prices, &book)?;
-
-			// Every check passed: pay out, then release what is left of each bid's hold.
-			let reason: T::RuntimeHoldReason = HoldReason::BidReserve.into();
-			let mut fees_paid: BalanceOf<T> = Zero::zero();
-			let mut paid_by_bid: BTreeMap<OrderId, BalanceOf<T>> = BTreeMap::new();
-			let distributor = Distributor::<T>::get();
-			for m in matches {
-				let (bid, _) = book.get(&m.bid).ok_or(Error::<T>::OrderNotInInterval)?;
-				let (offer, _) = book.get(&m.offer).ok_or(Error::<T>::OrderNotInInterval)?;
-				let to_seller = Self::cost(m.seller_price, m.quantity_wh);
-				let to_grid = Self::cost(m.buyer_price - m.seller_price, m.quantity_wh);
-				if !to_seller.is_zero() {
-					T::Currency::transfer_on_hold(
-						&reason,
-						&bid.owner,
-						&offer.owner,
-						to_seller,
-						Precision::Exact,
-						Restriction::Free,
-						Fortitude::Polite,
-					)?;
-				}
-				if !to_grid.is_zero() {
-					let grid = distributor.as_ref().ok_or(Error::<T>::NoDistributor)?;
-					T::Currency::transfer_on_hold(
-						&reason,
-						&bid.owner,
-						grid,
-						to_grid,
-						Precision::Exact,
-						Restriction::Free,
-						Fortitude::Polite,
-					)?;
-					fees_paid = fees_paid.saturating_add(to_grid);
-				}
-				let paid = paid_by_bid.entry(m.bid).or_insert_with(Zero::zero);
-				*paid = paid.saturating_add(to_seller.saturating_add(to_grid));
-				Self::deposit_event(Event::Traded {
-					interval,
-					bid: m.bid,
-					offer: m.offer,
-					buyer: bid.owner.clone(),
-					seller: offer.owner.clone(),
-					quantity_wh: m.quantity_wh,
-					buyer_price: m.buyer_price,
-					seller_price: m.seller_price,
-				});
-			}
-			for (id, (mut order, filled)) in book {
-				if order.status != OrderStatus::Open {
-					continue;
-				}
-				if order.spec.side == Side::Bid {
-					let held = Self::cost(order.spec.price_ticks, order.spec.quantity_wh);
-					let paid = paid_by_bid.get(&id).copied().unwrap_or_else(Zero::zero);
-					let rest = held.saturating_sub(paid);
-					if !rest.is_zero() {
-						T::Currency::release(&reason, &order.owner, rest, Precision::Exact)?;
-					}
-				}
-				order.status = OrderStatus::Cleared { filled_wh: filled };
-				Orders::<T>::insert(id, order);
-			}
-
-			let match_count = matches.len() as u32;
-			let bounded: BoundedVec<Match, T::MaxMatches> =
-				matches.to_vec().try_into().map_err(|_| Error::<T>::Overflow)?;
-			ClearingMatches::<T>::insert(interval, bounded);
-			ClearingPrices::<T>::insert(interval, zone_prices.clone());
-			Clearings::<T>::insert(
-				interval,
-				ClearingSummary {
-					mechanism,
-					volume_wh,
-					match_count,
-					submitter,
-					block: frame_system::Pallet::<T>::block_number(),
-				},
-			);
-			Self::deposit_event(Event::ClearingAccepted {
-				interval,
-				mechanism,
-				volume_wh,
-				matches: match_count,
-				zone_prices,
-				grid_fees_paid: fees_paid,
-			});
-			Ok(ids.len() as u32)
-		}
-
-		/// Zone prices as a map: `None` is the single uniform price, `Some(zone)` a zonal one.
-		fn check_zone_prices(
-			mechanism: Mechanism,
-			zone_prices: &[ZonePrice],
-			no_matches: bool,
-		) -> Result<BTreeMap<Option<ZoneId>, u64>, DispatchError> {
-			let mut prices = BTreeMap::new();
-			match mechanism {
-				Mechanism::Uniform => {
-					ensure!(zone_prices.len() == 1 || (no_matches && zone_prices.is_empty()), Error::<T>::BadZonePrices);
-					if let Some(zp) = zone_prices.first() {
-						prices.insert(None, zp.price);
-					}
-				},
-				Mechanism::PayAsBid => ensure!(zone_prices.is_empty(), Error::<T>::BadZonePrices),
-				Mechanism::Zonal =>
-					for zp in zone_prices {
-						ensure!(prices.insert(Some(zp.zone), zp.price).is_none(), Error::<T>::BadZonePrices);
-					},
-			}
-			Ok(prices)
-		}
-
-		/// No gains from trade may be left at the price: an unfilled bid above it and an
-		/// unfilled offer below it, that could trade with each other, reject the clearing.
-		/// Without a price (pay-as-bid, or nothing matched), no unfilled bid may reach an
-		/// unfilled offer's limit at all.
-		fn check_equilibrium(
-			mechanism: Mechanism,
-			prices: &BTreeMap<Option<ZoneId>, u64>,
-			book: &BTreeMap<OrderId, (Order<T::AccountId>, u64)>,
-		) -> DispatchResult {
-			// Per pricing group (the whole book, or one zone): the cheapest unfilled offer
-			// overall and the cheapest renewable one; the dearest unfilled bid that takes any
-			// energy and the dearest renewable-only one.
-			#[derive(Default, Clone, Copy)]
-			struct Extremes {
-				min_offer: Option<u64>,
-				min_renewable_offer: Option<u64>,
-				max_bid_any: Option<u64>,
-				max_bid_renewable: Option<u64>,
-			}
-			let group_of = |zone: ZoneId| -> Option<Option<ZoneId>> {
-				match mechanism {
-					Mechanism::Zonal => prices.contains_key(&Some(zone)).then_some(Some(zone)),
-					_ => Some(None),
-				}
-			};
-			let mut groups: BTreeMap<Option<ZoneId>, Extremes> = BTreeMap::new();
-			for (order, filled) in book.values() {
-				if order.status != OrderStatus::Open || *filled >= order.spec.quantity_wh {
-					continue;
-				}
-				let Some(group) = group_of(order.spec.zone) else { continue };
-				let e = groups.entry(group).or_default();
-				let p = order.spec.price_ticks;
-				let lower = |slot: &mut Option<u64>| *slot = Some(slot.map_or(p, |v| v.min(p)));
-				let raise = |slot: &mut Option<u64>| *slot = Some(slot.map_or(p, |v| v.max(p)));
-				match order.spec.side {
-					Side::Offer => {
-						lower(&mut e.min_offer);
-						if order.spec.source.is_renewable() {
-							lower(&mut e.min_renewable_offer);
-						}
-					},
-					Side::Bid if order.spec.renewable_only => raise(&mut e.max_bid_renewable),
-					Side::Bid => raise(&mut e.max_bid_any),
-				}
-			}
-			for (group, e) in groups {
-				let price = prices.get(&group).copied().filter(|_| mechanism != Mechanism::PayAsBid);
-				let crosses = |bid: Option<u64>, offer: Option<u64>| match (bid, offer, price) {
-					(Some(b), Some(o), Some(p)) => b > p && o < p,
-					(Some(b), Some(o), None) => b > o,
-					_ => false,
-				};
-				ensure!(
-					!crosses(e.max_bid_any, e.min_offer) && !crosses(e.max_bid_renewable, e.min_renewable_offer),
-					Error::<T>::NotEquilibrium
-				);
-			}
-			Ok(())
-		}
-
-		fn do_reading(reading: MeterReading, signature: RawSignature) -> DispatchResult {
-			let mut meter = Meters::<T>::get(reading.meter).ok_or(Error::<T>::UnknownMeter)?;
-			Self::verify_sr25519(&signature, &reading_message(&reading), &reading.meter)?;
-			let params = Params::<T>::get();
-			ensure!(Self::now_ms() >= params.interval_end(reading.interval), Error::<T>::IntervalNotEnded);
-			let now = MeterRegisters {
-				interval: reading.interval,
-				counter: reading.counter,
-				import_wh: reading.import_wh,
-				export_wh: reading.export_wh,
-			};
-			let Some(last) = meter.last else {
-				meter.last = Some(now);
-				Meters::<T>::insert(reading.meter, meter);
-				Self::deposit_event(Event::MeterBaselineSet {
-					meter: reading.meter,
-					interval: reading.interval,
-					counter: reading.counter,
-					import_wh: reading.import_wh,
-					export_wh: reading.export_wh,
-				});
-				return Ok(());
-			};
-			ensure!(reading.counter > last.counter, Error::<T>::ReadingReplayed);
-			ensure!(Some(reading.counter) == last.counter.checked_add(1), Error::<T>::CounterGap);
-			ensure!(reading.interval > last.interval, Error::<T>::IntervalNotAfterLast);
-			ensure!(
-				reading.import_wh >= last.import_wh && reading.export_wh >= last.export_wh,
-				Error::<T>::RegisterBackwards
-			);
-			let import_wh = reading.import_wh - last.import_wh;
-			let export_wh = reading.export_wh - last.export_wh;
-			if meter.rated_power_w > 0 {
-				// Energy over the intervals since the last reading cannot exceed nameplate power.
-				let hours_ms = (reading.interval - last.interval).saturating_mul(params.interval_ms);
-				let max_wh = (meter.rated_power_w as u128) * (hours_ms as u128) / 3_600_000;
-				ensure!(
-					(import_wh as u128) <= max_wh && (export_wh as u128) <= max_wh,
-					Error::<T>::ImplausibleReading
-				);
-			}
-			let owner = meter.owner.clone();
-			let existing = Metered::<T>::get(reading.interval, &owner);
-			if existing.is_none() {
-				MeteredCount::<T>::try_mutate(reading.interval, |n| -> DispatchResult {
-					ensure!(*n < T::MaxMeteredPerInterval::get(), Error::<T>::TooManyMetered);
-					*n += 1;
-					Ok(())
-				})?;
-			}
-			let mut energy = existing.unwrap_or_default();
-			energy.import_wh = energy.import_wh.checked_add(import_wh).ok_or(Error::<T>::Overflow)?;
-			energy.export_wh = energy.export_wh.checked_add(export_wh).ok_or(Error::<T>::Overflow)?;
-			Metered::<T>::insert(reading.interval, &owner, energy);
-			meter.last = Some(now);
-			Meters::<T>::insert(reading.meter, meter);
-			if export_wh > 0 {
-				EnergyBalance::<T>::try_mutate(&owner, |b| -> DispatchResult {
-					*b = b.checked_add(export_wh).ok_or(Error::<T>::Overflow)?;
-					Ok(())
-				})?;
-				EnergyIssuance::<T>::try_mutate(|i| -> DispatchResult {
-					*i = i.checked_add(export_wh).ok_or(Error::<T>::Overflow)?;
-					Ok(())
-				})?;
-				Self::deposit_event(Event::EnergyMinted { who: owner.clone(), amount_wh: export_wh });
-			}
-			Self::deposit_event(Event::ReadingAccepted {
-				meter: reading.meter,
-				owner,
-				interval: reading.interval,
-				counter: reading.counter,
-				import_wh,
-				export_wh,
-			});
-			Ok(())
-		}
-
-		/// Returns (matches read, participants metered) for the weight.
-		fn do_settle(interval: IntervalId) -> Result<(u32, u32), DispatchError> {
-			ensure!(Clearings::<T>::contains_key(interval), Error::<T>::NotCleared);
-			ensure!(!Settled::<T>::contains_key(interval), Error::<T>::AlreadySettled);
-			let params = Params::<T>::get();
-			ensure!(Self::now_ms() >= params.interval_end(interval), Error::<T>::IntervalNotEnded);
-
-			let matches = ClearingMatches::<T>::get(interval);
-			let mut contracted: BTreeMap<T::AccountId, i128> = BTreeMap::new();
-			for m in matches.iter() {
-				let buyer = Orders::<T>::get(m.bid).ok_or(Error::<T>::UnknownOrder)?.owner;
-				let seller = Orders::<T>::get(m.offer).ok_or(Error::<T>::UnknownOrder)?.owner;
-				*contracted.entry(buyer).or_default() += m.quantity_wh as i128;
-				*contracted.entry(seller).or_default() -= m.quantity_wh as i128;
-			}
-			let mut metered: BTreeMap<T::AccountId, i128> = BTreeMap::new();
-			for (who, e) in Metered::<T>::iter_prefix(interval) {
-				metered.insert(who, e.import_wh as i128 - e.export_wh as i128);
-			}
-			let metered_count = metered.len() as u32;
-			let everyone: BTreeSet<T::AccountId> = contracted.keys().chain(metered.keys()).cloned().collect();
-			let mut shortfall_wh: u64 = 0;
-			let mut surplus_wh: u64 = 0;
-			let mut distributor: Option<T::AccountId> = None;
-			for who in everyone.iter() {
-				let c = contracted.get(who).copied().unwrap_or(0);
-				let mtr = metered.get(who).copied().unwrap_or(0);
-				let imbalance = mtr - c;
-				let rate = if imbalance > 0 { params.utility_tariff_ticks } else { params.feed_in_ticks };
-				let amount = imbalance.checked_mul(rate as i128).ok_or(Error::<T>::Overflow)?;
-				if amount != 0 {
-					if distributor.is_none() {
-						distributor = Some(Distributor::<T>::get().ok_or(Error::<T>::NoDistributor)?);
-					}
-					let grid = distributor.as_ref().ok_or(Error::<T>::NoDistributor)?;
-					let (from, to) = if amount > 0 { (who, grid) } else { (grid, who) };
-					let value: BalanceOf<T> = amount.unsigned_abs().saturated_into();
-					if from != to {
-						T::Currency::transfer(from, to, value, Preservation::Expendable)
-							.map_err(|_| Error::<T>::SettlementPaymentFailed)?;
-					}
-				}
-				if imbalance > 0 {
-					shortfall_wh = shortfall_wh.saturating_add(imbalance as u64);
-				} else {
-					surplus_wh = surplus_wh.saturating_add(imbalance.unsigned_abs() as u64);
-				}
-				let clamp = |v: i128| v.clamp(i64::MIN as i128, i64::MAX as i128) as i64;
-				let line = SettlementLine {
-					contracted_wh: clamp(c),
-					metered_wh: clamp(mtr),
-					imbalance_wh: clamp(imbalance),
-					amount,
-				};
-				Settlements::<T>::insert(interval, who, line);
-				Self::deposit_event(Event::ParticipantSettled { interval, who: who.clone(), line });
-			}
-			Settled::<T>::insert(interval, frame_system::Pallet::<T>::block_number());
-			Self::deposit_event(Event::IntervalSettled {
-				interval,
-				participants: everyone.len() as u32,
-				shortfall_wh,
-				surplus_wh,
-			});
-			Ok((matches.len() as u32, metered_count))
-		}
-
-		/// Invariants that hold after every call: each account's bid hold equals the maximum
-		/// cost of its open bids, and energy tokens add up to their issuance.
-		#[cfg(any(feature = "try-runtime", test))]
-		pub fn do_try_state() -> Result<(), sp_runtime::TryRuntimeError> {
-			let mut expected: BTreeMap<T::AccountId, u128> = BTreeMap::new();
-			for (_, order) in Orders::<T>::iter() {
-				if order.status == OrderStatus::Open && order.spec.side == Side::Bid {
-					*expected.entry(order.owner.clone()).or_default() +=
-						order.spec.price_ticks as u128 * order.spec.quantity_wh as u128;
-				}
-			}
-			let reason: T::RuntimeHoldReason = HoldReason::BidReserve.into();
-			for (who, want) in expected.iter() {
-				let held: u128 = T::Currency::balance_on_hold(&reason, who).saturated_into();
-				ensure!(held == *want, "bid hold differs from the open bids' maximum cost");
-			}
-			for (who, _) in Participants::<T>::iter() {
-				if !expected.contains_key(&who) {
-					let held: u128 = T::Currency::balance_on_hold(&reason, &who).saturated_into();
-					ensure!(held == 0, "funds held for an account without open bids");
-				}
-			}
-			let sum: u128 = EnergyBalance::<T>::iter_values().map(|v| v as u128).sum();
-			ensure!(sum == EnergyIssuance::<T>::get() as u128, "energy tokens do not add up to issuance");
-			Ok(())
 		}
 	}
 
@@ -1188,5 +741,4 @@ pub mod pallet {
 			Self::do_try_state()
 		}
 	}
-
 }

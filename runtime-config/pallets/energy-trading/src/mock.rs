@@ -146,7 +146,9 @@ pub fn params() -> MarketParams {
 }
 
 pub fn new_test_ext() -> sp_io::TestExternalities {
-	let mut storage = frame_system::GenesisConfig::<Test>::default().build_storage().expect("system genesis");
+	let mut storage = frame_system::GenesisConfig::<Test>::default()
+		.build_storage()
+		.expect("system genesis");
 	pallet_balances::GenesisConfig::<Test> {
 		balances: ["Alice", "Bob", "Charlie", "Dave", "Eve", "Ferdie", "Relayer"]
 			.iter()
@@ -187,6 +189,8 @@ pub fn run(test: impl FnOnce()) {
 #[cfg(feature = "runtime-benchmarks")]
 pub fn new_bench_ext() -> sp_io::TestExternalities {
 	let mut ext = new_test_ext();
-	ext.register_extension(sp_keystore::KeystoreExt::new(sp_keystore::testing::MemoryKeystore::new()));
+	ext.register_extension(sp_keystore::KeystoreExt::new(
+		sp_keystore::testing::MemoryKeystore::new(),
+	));
 	ext
 }

@@ -11,6 +11,9 @@ use frame_support::{
 use sp_core::{sr25519, Pair};
 use sp_runtime::{AccountId32, DispatchError, DispatchResult};
 
+/// The golden vectors of the signed messages, shared with the Python side.
+mod vectors;
+
 type E = Error<Test>;
 type Ev = Event<Test>;
 
@@ -68,7 +71,12 @@ fn m(bid: OrderId, offer: OrderId, q: u64, bp: u64, sp: u64) -> Match {
 	Match { bid, offer, quantity_wh: q, buyer_price: bp, seller_price: sp }
 }
 
-fn clear(interval: u64, mech: Mechanism, prices: &[(u16, u64)], matches: &[Match]) -> DispatchResult {
+fn clear(
+	interval: u64,
+	mech: Mechanism,
+	prices: &[(u16, u64)],
+	matches: &[Match],
+) -> DispatchResult {
 	let volume = matches.iter().map(|m| m.quantity_wh).sum();
 	clear_with_volume(interval, mech, prices, matches, volume)
 }
@@ -80,7 +88,8 @@ fn clear_with_volume(
 	matches: &[Match],
 	volume: u64,
 ) -> DispatchResult {
-	let zp: Vec<ZonePrice> = prices.iter().map(|(z, p)| ZonePrice { zone: *z, price: *p }).collect();
+	let zp: Vec<ZonePrice> =
+		prices.iter().map(|(z, p)| ZonePrice { zone: *z, price: *p }).collect();
 	Market::submit_clearing(
 		origin(&operator()),
 		interval,
@@ -126,10 +135,24 @@ fn operator_registers_participants_meters_fees_and_roles() {
 		assert_eq!(Participants::<Test>::get(&who), Some(Participant { zone: 3 }));
 
 		let key = pair("Meter9").public().0;
-		assert_ok!(Market::accredit_meter(origin(&operator()), key, who.clone(), 3, EnergySource::Wind, 5_000));
+		assert_ok!(Market::accredit_meter(
+			origin(&operator()),
+			key,
+			who.clone(),
+			3,
+			EnergySource::Wind,
+			5_000
+		));
 		assert!(Meters::<Test>::contains_key(key));
 		assert_noop!(
-			Market::accredit_meter(origin(&operator()), key, who.clone(), 3, EnergySource::Wind, 5_000),
+			Market::accredit_meter(
+				origin(&operator()),
+				key,
+				who.clone(),
+				3,
+				EnergySource::Wind,
+				5_000
+			),
 			E::MeterAlreadyAccredited
 		);
 		assert_ok!(Market::revoke_meter(origin(&operator()), key));
@@ -162,17 +185,29 @@ fn operator_registers_participants_meters_fees_and_roles() {
 fn operator_calls_refuse_everyone_else() {
 	run(|| {
 		let bob = seller();
-		assert_noop!(Market::register_participant(origin(&bob), bob.clone(), 0), DispatchError::BadOrigin);
+		assert_noop!(
+			Market::register_participant(origin(&bob), bob.clone(), 0),
+			DispatchError::BadOrigin
+		);
 		assert_noop!(
 			Market::accredit_meter(origin(&bob), [1; 32], bob.clone(), 0, EnergySource::Solar, 0),
 			DispatchError::BadOrigin
 		);
-		assert_noop!(Market::revoke_meter(origin(&bob), meter_pair().public().0), DispatchError::BadOrigin);
+		assert_noop!(
+			Market::revoke_meter(origin(&bob), meter_pair().public().0),
+			DispatchError::BadOrigin
+		);
 		assert_noop!(Market::set_grid_fee(origin(&bob), 0, 1, 0), DispatchError::BadOrigin);
 		assert_noop!(Market::set_distributor(origin(&bob), bob.clone()), DispatchError::BadOrigin);
-		assert_noop!(Market::set_clearing_submitter(origin(&bob), bob.clone(), true), DispatchError::BadOrigin);
+		assert_noop!(
+			Market::set_clearing_submitter(origin(&bob), bob.clone(), true),
+			DispatchError::BadOrigin
+		);
 		assert_noop!(Market::set_market_params(origin(&bob), params()), DispatchError::BadOrigin);
-		assert_noop!(Market::set_market_operator(origin(&bob), bob.clone()), DispatchError::BadOrigin);
+		assert_noop!(
+			Market::set_market_operator(origin(&bob), bob.clone()),
+			DispatchError::BadOrigin
+		);
 	});
 }
 
@@ -188,17 +223,29 @@ fn market_params_are_checked_and_interval_length_is_frozen_once_trading_starts()
 			E::BadParams
 		);
 		assert_noop!(
-			Market::set_market_params(origin(&operator()), MarketParams { min_price_ticks: 9, max_price_ticks: 8, ..p }),
+			Market::set_market_params(
+				origin(&operator()),
+				MarketParams { min_price_ticks: 9, max_price_ticks: 8, ..p }
+			),
 			E::BadParams
 		);
 		assert_noop!(
-			Market::set_market_params(origin(&operator()), MarketParams { max_quantity_wh: 0, ..p }),
+			Market::set_market_params(
+				origin(&operator()),
+				MarketParams { max_quantity_wh: 0, ..p }
+			),
 			E::BadParams
 		);
-		assert_ok!(Market::set_market_params(origin(&operator()), MarketParams { interval_ms: 2_000, ..p }));
+		assert_ok!(Market::set_market_params(
+			origin(&operator()),
+			MarketParams { interval_ms: 2_000, ..p }
+		));
 		place(&buyer(), spec(1, 5, Side::Bid, 100, 50, 0));
 		assert_noop!(
-			Market::set_market_params(origin(&operator()), MarketParams { interval_ms: 3_000, ..p }),
+			Market::set_market_params(
+				origin(&operator()),
+				MarketParams { interval_ms: 3_000, ..p }
+			),
 			E::BadParams
 		);
 	});
@@ -258,22 +305,40 @@ fn orders_are_checked_against_the_market_rules() {
 		let ok = spec(1, 2, Side::Bid, 100, 50, 0);
 		assert_noop!(Market::place_order(origin(&account("Nobody")), ok), E::NotRegistered);
 		assert_noop!(Market::place_order(origin(&b), OrderSpec { zone: 1, ..ok }), E::WrongZone);
-		assert_noop!(Market::place_order(origin(&b), OrderSpec { quantity_wh: 0, ..ok }), E::ZeroQuantity);
+		assert_noop!(
+			Market::place_order(origin(&b), OrderSpec { quantity_wh: 0, ..ok }),
+			E::ZeroQuantity
+		);
 		assert_noop!(
 			Market::place_order(origin(&b), OrderSpec { quantity_wh: 1_000_001, ..ok }),
 			E::QuantityTooLarge
 		);
-		assert_noop!(Market::place_order(origin(&b), OrderSpec { price_ticks: 0, ..ok }), E::PriceOutOfBounds);
-		assert_noop!(Market::place_order(origin(&b), OrderSpec { price_ticks: 1_001, ..ok }), E::PriceOutOfBounds);
 		assert_noop!(
-			Market::place_order(origin(&seller()), OrderSpec { side: Side::Offer, renewable_only: true, ..ok }),
+			Market::place_order(origin(&b), OrderSpec { price_ticks: 0, ..ok }),
+			E::PriceOutOfBounds
+		);
+		assert_noop!(
+			Market::place_order(origin(&b), OrderSpec { price_ticks: 1_001, ..ok }),
+			E::PriceOutOfBounds
+		);
+		assert_noop!(
+			Market::place_order(
+				origin(&seller()),
+				OrderSpec { side: Side::Offer, renewable_only: true, ..ok }
+			),
 			E::InvalidEnergyConstraint
 		);
-		assert_noop!(Market::place_order(origin(&b), OrderSpec { interval: 20, ..ok }), E::IntervalTooFarAhead);
+		assert_noop!(
+			Market::place_order(origin(&b), OrderSpec { interval: 20, ..ok }),
+			E::IntervalTooFarAhead
+		);
 		// Interval 1's gate closed at 500 ms; it is 100 ms now, so it is open; at 500 it closes.
 		assert_ok!(Market::place_order(origin(&b), OrderSpec { interval: 1, ..ok }));
 		at(500);
-		assert_noop!(Market::place_order(origin(&b), OrderSpec { client_order_id: 2, interval: 1, ..ok }), E::GateClosed);
+		assert_noop!(
+			Market::place_order(origin(&b), OrderSpec { client_order_id: 2, interval: 1, ..ok }),
+			E::GateClosed
+		);
 	});
 }
 
@@ -282,11 +347,17 @@ fn a_bid_without_funds_and_a_full_book_are_refused() {
 	run(|| {
 		let poor = account("Poor");
 		assert_ok!(Market::register_participant(origin(&operator()), poor.clone(), 0));
-		assert_noop!(Market::place_order(origin(&poor), spec(1, 2, Side::Bid, 100, 50, 0)), E::InsufficientBalance);
+		assert_noop!(
+			Market::place_order(origin(&poor), spec(1, 2, Side::Bid, 100, 50, 0)),
+			E::InsufficientBalance
+		);
 		for i in 0..MaxOrdersPerInterval::get() as u64 {
 			place(&seller(), spec(i, 3, Side::Offer, 10, 10, 0));
 		}
-		assert_noop!(Market::place_order(origin(&seller()), spec(999, 3, Side::Offer, 10, 10, 0)), E::IntervalFull);
+		assert_noop!(
+			Market::place_order(origin(&seller()), spec(999, 3, Side::Offer, 10, 10, 0)),
+			E::IntervalFull
+		);
 	});
 }
 
@@ -296,11 +367,17 @@ fn relayed_orders_need_their_owners_signatures() {
 		let relayer = account("Relayer");
 		let a = signed_order("Charlie", spec(1, 2, Side::Bid, 100, 50, 0));
 		let b = signed_order("Bob", spec(1, 2, Side::Offer, 100, 40, 0));
-		assert_ok!(Market::place_orders_relayed(origin(&relayer), BoundedVec::truncate_from(vec![a.clone(), b.clone()])));
+		assert_ok!(Market::place_orders_relayed(
+			origin(&relayer),
+			BoundedVec::truncate_from(vec![a.clone(), b.clone()])
+		));
 		assert_eq!(IntervalOrders::<Test>::get(2).len(), 2);
 		assert_eq!(held(&buyer()), 5_000);
 		// A replay of the same batch is skipped, not doubled.
-		assert_ok!(Market::place_orders_relayed(origin(&relayer), BoundedVec::truncate_from(vec![a.clone()])));
+		assert_ok!(Market::place_orders_relayed(
+			origin(&relayer),
+			BoundedVec::truncate_from(vec![a.clone()])
+		));
 		assert_eq!(IntervalOrders::<Test>::get(2).len(), 2);
 
 		// A relayer that alters an order (or signs for someone else) is refused, whole batch.
@@ -308,7 +385,10 @@ fn relayed_orders_need_their_owners_signatures() {
 		forged.spec.price_ticks = 60;
 		let good = signed_order("Charlie", spec(3, 2, Side::Bid, 100, 50, 0));
 		assert_noop!(
-			Market::place_orders_relayed(origin(&relayer), BoundedVec::truncate_from(vec![good, forged])),
+			Market::place_orders_relayed(
+				origin(&relayer),
+				BoundedVec::truncate_from(vec![good, forged])
+			),
 			E::BadSignature
 		);
 		let mut stolen = signed_order("Eve", spec(4, 2, Side::Bid, 100, 50, 0));
@@ -324,12 +404,16 @@ fn relayed_orders_need_their_owners_signatures() {
 fn an_oversized_batch_cannot_even_be_decoded() {
 	use codec::Decode;
 	run(|| {
-		let items: Vec<SignedOrder<AccountId32>> =
-			(0..MaxRelayBatch::get() as u64 + 1).map(|i| signed_order("Bob", spec(i, 2, Side::Offer, 1, 1, 0))).collect();
+		let items: Vec<SignedOrder<AccountId32>> = (0..MaxRelayBatch::get() as u64 + 1)
+			.map(|i| signed_order("Bob", spec(i, 2, Side::Offer, 1, 1, 0)))
+			.collect();
 		let encoded = items.encode();
-		assert!(BoundedVec::<SignedOrder<AccountId32>, MaxRelayBatch>::decode(&mut &encoded[..]).is_err());
+		assert!(BoundedVec::<SignedOrder<AccountId32>, MaxRelayBatch>::decode(&mut &encoded[..])
+			.is_err());
 		let fits = items[..MaxRelayBatch::get() as usize].to_vec().encode();
-		assert!(BoundedVec::<SignedOrder<AccountId32>, MaxRelayBatch>::decode(&mut &fits[..]).is_ok());
+		assert!(
+			BoundedVec::<SignedOrder<AccountId32>, MaxRelayBatch>::decode(&mut &fits[..]).is_ok()
+		);
 	});
 }
 
@@ -338,7 +422,9 @@ fn cancelling_releases_the_hold_until_gate_closure() {
 	run(|| {
 		let id = place(&buyer(), spec(5, 2, Side::Bid, 100, 50, 0));
 		assert_ok!(Market::cancel_order(origin(&buyer()), 5));
-		System::assert_last_event(Ev::OrderCancelled { order_id: id, owner: buyer(), client_order_id: 5 }.into());
+		System::assert_last_event(
+			Ev::OrderCancelled { order_id: id, owner: buyer(), client_order_id: 5 }.into(),
+		);
 		assert_eq!(held(&buyer()), 0);
 		assert_eq!(Orders::<Test>::get(id).map(|o| o.status), Some(OrderStatus::Cancelled));
 		// Cancelling twice is harmless.
@@ -362,10 +448,16 @@ fn relayed_cancellations_need_the_owners_signature() {
 		let mut forged = signed_cancel("Eve", 5);
 		forged.owner = buyer();
 		assert_noop!(
-			Market::cancel_orders_relayed(origin(&relayer), BoundedVec::truncate_from(vec![forged])),
+			Market::cancel_orders_relayed(
+				origin(&relayer),
+				BoundedVec::truncate_from(vec![forged])
+			),
 			E::BadSignature
 		);
-		assert_ok!(Market::cancel_orders_relayed(origin(&relayer), BoundedVec::truncate_from(vec![signed_cancel("Charlie", 5)])));
+		assert_ok!(Market::cancel_orders_relayed(
+			origin(&relayer),
+			BoundedVec::truncate_from(vec![signed_cancel("Charlie", 5)])
+		));
 		assert_eq!(held(&buyer()), 0);
 	});
 }
@@ -389,13 +481,24 @@ fn a_uniform_clearing_pays_sellers_and_releases_holds() {
 		let seller_before = free(&seller());
 		close_gate(2);
 		// Both bids fill from the 40-tick offer; the marginal pair is (45, 40): price 42.
-		assert_ok!(clear(2, Mechanism::Uniform, &[(0, 42)], &[m(b1, o1, 100, 42, 42), m(b2, o1, 50, 42, 42)]));
+		assert_ok!(clear(
+			2,
+			Mechanism::Uniform,
+			&[(0, 42)],
+			&[m(b1, o1, 100, 42, 42), m(b2, o1, 50, 42, 42)]
+		));
 		assert_eq!(free(&seller()), seller_before + 150 * 42);
 		assert_eq!(held(&buyer()), 0);
 		assert_eq!(free(&buyer()), buyer_before - 150 * 42);
-		assert_eq!(Orders::<Test>::get(b2).map(|o| o.status), Some(OrderStatus::Cleared { filled_wh: 50 }));
+		assert_eq!(
+			Orders::<Test>::get(b2).map(|o| o.status),
+			Some(OrderStatus::Cleared { filled_wh: 50 })
+		);
 		let summary = Clearings::<Test>::get(2).expect("stored");
-		assert_eq!((summary.volume_wh, summary.match_count, summary.mechanism), (150, 2, Mechanism::Uniform));
+		assert_eq!(
+			(summary.volume_wh, summary.match_count, summary.mechanism),
+			(150, 2, Mechanism::Uniform)
+		);
 		assert_eq!(ClearingMatches::<Test>::get(2).len(), 2);
 		System::assert_last_event(
 			Ev::ClearingAccepted {
@@ -451,16 +554,31 @@ fn every_bad_match_is_named() {
 		assert_noop!(u(&[m(b1, o1, 0, 42, 42)]), E::ZeroQuantityMatch);
 		assert_noop!(u(&[m(b1, o1, 101, 42, 42)]), E::Overfilled);
 		assert_noop!(u(&[m(b1, o1, 100, 42, 42), m(b2, o1, 51, 42, 42)]), E::Overfilled);
-		assert_noop!(clear(2, Mechanism::Uniform, &[(0, 50)], &[m(b2, o1, 10, 50, 50)]), E::BidLimitExceeded);
-		assert_noop!(clear(2, Mechanism::Uniform, &[(0, 50)], &[m(b1, o2, 10, 50, 50)]), E::OfferLimitViolated);
+		assert_noop!(
+			clear(2, Mechanism::Uniform, &[(0, 50)], &[m(b2, o1, 10, 50, 50)]),
+			E::BidLimitExceeded
+		);
+		assert_noop!(
+			clear(2, Mechanism::Uniform, &[(0, 50)], &[m(b1, o2, 10, 50, 50)]),
+			E::OfferLimitViolated
+		);
 		assert_noop!(u(&[m(b1, o1, 100, 43, 42)]), E::PriceNotPerMechanism);
 		assert_noop!(
 			clear_with_volume(2, Mechanism::Uniform, &[(0, 42)], &[m(b1, o1, 100, 42, 42)], 101),
 			E::UnbalancedEnergy
 		);
-		assert_noop!(clear(2, Mechanism::Uniform, &[(0, 42), (1, 42)], &[m(b1, o1, 100, 42, 42)]), E::BadZonePrices);
-		assert_noop!(clear(2, Mechanism::Uniform, &[], &[m(b1, o1, 100, 42, 42)]), E::BadZonePrices);
-		assert_noop!(clear(2, Mechanism::PayAsBid, &[(0, 42)], &[m(b1, o1, 100, 60, 60)]), E::BadZonePrices);
+		assert_noop!(
+			clear(2, Mechanism::Uniform, &[(0, 42), (1, 42)], &[m(b1, o1, 100, 42, 42)]),
+			E::BadZonePrices
+		);
+		assert_noop!(
+			clear(2, Mechanism::Uniform, &[], &[m(b1, o1, 100, 42, 42)]),
+			E::BadZonePrices
+		);
+		assert_noop!(
+			clear(2, Mechanism::PayAsBid, &[(0, 42)], &[m(b1, o1, 100, 60, 60)]),
+			E::BadZonePrices
+		);
 		// Only 100 of 200 Wh demand filled while 50 Wh at 40 stay unsold below the price.
 		assert_noop!(u(&[m(b1, o1, 100, 42, 42)]), E::NotEquilibrium);
 	});
@@ -472,8 +590,16 @@ fn pay_as_bid_settles_each_match_at_its_bid() {
 		let (b1, b2, o1, _) = simple_book();
 		let seller_before = free(&seller());
 		close_gate(2);
-		assert_noop!(clear(2, Mechanism::PayAsBid, &[], &[m(b1, o1, 100, 42, 42), m(b2, o1, 50, 45, 45)]), E::PriceNotPerMechanism);
-		assert_ok!(clear(2, Mechanism::PayAsBid, &[], &[m(b1, o1, 100, 60, 60), m(b2, o1, 50, 45, 45)]));
+		assert_noop!(
+			clear(2, Mechanism::PayAsBid, &[], &[m(b1, o1, 100, 42, 42), m(b2, o1, 50, 45, 45)]),
+			E::PriceNotPerMechanism
+		);
+		assert_ok!(clear(
+			2,
+			Mechanism::PayAsBid,
+			&[],
+			&[m(b1, o1, 100, 60, 60), m(b2, o1, 50, 45, 45)]
+		));
 		assert_eq!(free(&seller()), seller_before + 100 * 60 + 50 * 45);
 		assert_eq!(held(&buyer()), 0);
 	});
@@ -487,10 +613,22 @@ fn zonal_clearing_pays_the_grid_fee_to_the_distributor() {
 		let b = place(&buyer1(), spec(1, 2, Side::Bid, 100, 60, 1));
 		let grid_before = free(&distributor());
 		close_gate(2);
-		assert_noop!(clear(2, Mechanism::Uniform, &[(0, 45)], &[m(b, o, 100, 45, 45)]), E::GridFeeNotCovered);
-		assert_noop!(clear(2, Mechanism::Zonal, &[(0, 41)], &[m(b, o, 100, 46, 41)]), E::BadZonePrices);
-		assert_noop!(clear(2, Mechanism::Zonal, &[(0, 41), (0, 41)], &[m(b, o, 100, 46, 41)]), E::BadZonePrices);
-		assert_noop!(clear(2, Mechanism::Zonal, &[(0, 41), (1, 46)], &[m(b, o, 100, 47, 41)]), E::PriceNotPerMechanism);
+		assert_noop!(
+			clear(2, Mechanism::Uniform, &[(0, 45)], &[m(b, o, 100, 45, 45)]),
+			E::GridFeeNotCovered
+		);
+		assert_noop!(
+			clear(2, Mechanism::Zonal, &[(0, 41)], &[m(b, o, 100, 46, 41)]),
+			E::BadZonePrices
+		);
+		assert_noop!(
+			clear(2, Mechanism::Zonal, &[(0, 41), (0, 41)], &[m(b, o, 100, 46, 41)]),
+			E::BadZonePrices
+		);
+		assert_noop!(
+			clear(2, Mechanism::Zonal, &[(0, 41), (1, 46)], &[m(b, o, 100, 47, 41)]),
+			E::PriceNotPerMechanism
+		);
 		assert_ok!(clear(2, Mechanism::Zonal, &[(0, 41), (1, 46)], &[m(b, o, 100, 46, 41)]));
 		assert_eq!(free(&distributor()), grid_before + 100 * 5);
 		assert_eq!(free(&seller()), START_BALANCE + 100 * 41);
@@ -504,17 +642,29 @@ fn a_grid_fee_needs_a_distributor() {
 		let b = place(&buyer1(), spec(1, 2, Side::Bid, 100, 60, 1));
 		Distributor::<Test>::kill();
 		close_gate(2);
-		assert_noop!(clear(2, Mechanism::Zonal, &[(0, 41), (1, 46)], &[m(b, o, 100, 46, 41)]), E::NoDistributor);
+		assert_noop!(
+			clear(2, Mechanism::Zonal, &[(0, 41), (1, 46)], &[m(b, o, 100, 46, 41)]),
+			E::NoDistributor
+		);
 	});
 }
 
 #[test]
 fn renewable_only_bids_take_renewable_energy_only() {
 	run(|| {
-		let b = place(&buyer(), OrderSpec { renewable_only: true, ..spec(1, 2, Side::Bid, 100, 60, 0) });
-		let grid = place(&seller(), OrderSpec { source: EnergySource::GridMix, ..spec(1, 2, Side::Offer, 100, 40, 0) });
+		let b = place(
+			&buyer(),
+			OrderSpec { renewable_only: true, ..spec(1, 2, Side::Bid, 100, 60, 0) },
+		);
+		let grid = place(
+			&seller(),
+			OrderSpec { source: EnergySource::GridMix, ..spec(1, 2, Side::Offer, 100, 40, 0) },
+		);
 		close_gate(2);
-		assert_noop!(clear(2, Mechanism::Uniform, &[(0, 50)], &[m(b, grid, 100, 50, 50)]), E::EnergyTypeMismatch);
+		assert_noop!(
+			clear(2, Mechanism::Uniform, &[(0, 50)], &[m(b, grid, 100, 50, 50)]),
+			E::EnergyTypeMismatch
+		);
 		// Nothing can trade: the only offer is grid mix. An empty clearing is an equilibrium.
 		assert_ok!(clear(2, Mechanism::Uniform, &[], &[]));
 		assert_eq!(held(&buyer()), 0);
@@ -538,7 +688,12 @@ fn declared_bounds_below_the_real_counts_are_refused() {
 			),
 			E::WitnessTooSmall
 		);
-		assert_ok!(clear(2, Mechanism::Uniform, &[(0, 42)], &[m(b1, o1, 100, 42, 42), m(b2, o1, 50, 42, 42)]));
+		assert_ok!(clear(
+			2,
+			Mechanism::Uniform,
+			&[(0, 42)],
+			&[m(b1, o1, 100, 42, 42), m(b2, o1, 50, 42, 42)]
+		));
 		end_interval(2);
 		assert_noop!(Market::settle_interval(origin(&operator()), 2, 1, 10), E::WitnessTooSmall);
 		assert_ok!(Market::settle_interval(origin(&operator()), 2, 2, 0));
@@ -553,15 +708,24 @@ fn readings_set_a_baseline_then_mint_exported_energy() {
 		end_interval(3);
 		assert_ok!(submit(reading(3, 1, 5_000, 20_000)));
 		System::assert_last_event(
-			Ev::MeterBaselineSet { meter: meter_pair().public().0, interval: 3, counter: 1, import_wh: 5_000, export_wh: 20_000 }
-				.into(),
+			Ev::MeterBaselineSet {
+				meter: meter_pair().public().0,
+				interval: 3,
+				counter: 1,
+				import_wh: 5_000,
+				export_wh: 20_000,
+			}
+			.into(),
 		);
 		assert_eq!(EnergyBalance::<Test>::get(seller()), 0);
 		end_interval(4);
 		assert_ok!(submit(reading(4, 2, 5_100, 21_500)));
 		assert_eq!(EnergyBalance::<Test>::get(seller()), 1_500);
 		assert_eq!(EnergyIssuance::<Test>::get(), 1_500);
-		assert_eq!(Metered::<Test>::get(4, seller()), Some(MeteredEnergy { import_wh: 100, export_wh: 1_500 }));
+		assert_eq!(
+			Metered::<Test>::get(4, seller()),
+			Some(MeteredEnergy { import_wh: 100, export_wh: 1_500 })
+		);
 		System::assert_last_event(
 			Ev::ReadingAccepted {
 				meter: meter_pair().public().0,
@@ -626,12 +790,29 @@ fn metered_participants_per_interval_are_bounded() {
 				EnergySource::Solar,
 				0
 			));
-			let r = MeterReading { meter: p.public().0, interval: 1, counter: 0, import_wh: 0, export_wh: 0 };
-			assert_ok!(Market::submit_reading(origin(&seller()), r, p.sign(&reading_message(&r)).0));
+			let r = MeterReading {
+				meter: p.public().0,
+				interval: 1,
+				counter: 0,
+				import_wh: 0,
+				export_wh: 0,
+			};
+			assert_ok!(Market::submit_reading(
+				origin(&seller()),
+				r,
+				p.sign(&reading_message(&r)).0
+			));
 		}
 		for (i, p) in meters.iter().enumerate() {
-			let r = MeterReading { meter: p.public().0, interval: 2, counter: 1, import_wh: 1, export_wh: 0 };
-			let result = Market::submit_reading(origin(&seller()), r, p.sign(&reading_message(&r)).0);
+			let r = MeterReading {
+				meter: p.public().0,
+				interval: 2,
+				counter: 1,
+				import_wh: 1,
+				export_wh: 0,
+			};
+			let result =
+				Market::submit_reading(origin(&seller()), r, p.sign(&reading_message(&r)).0);
 			if i < limit as usize {
 				assert_ok!(result);
 			} else {
@@ -651,7 +832,10 @@ fn energy_tokens_move_between_accounts() {
 		assert_ok!(Market::transfer_energy(origin(&seller()), buyer(), 1_200));
 		assert_eq!(EnergyBalance::<Test>::get(buyer()), 1_200);
 		assert_eq!(EnergyBalance::<Test>::get(seller()), 800);
-		assert_noop!(Market::transfer_energy(origin(&seller()), buyer(), 801), E::InsufficientEnergy);
+		assert_noop!(
+			Market::transfer_energy(origin(&seller()), buyer(), 801),
+			E::InsufficientEnergy
+		);
 	});
 }
 
@@ -663,20 +847,31 @@ fn settlement_buys_shortfalls_and_pays_surplus_at_regulated_rates() {
 		// Bob sells 150 Wh to Charlie; Bob's meter shows 100 Wh exported (50 short).
 		let (b1, b2, o1, _) = simple_book();
 		close_gate(2);
-		assert_ok!(clear(2, Mechanism::Uniform, &[(0, 42)], &[m(b1, o1, 100, 42, 42), m(b2, o1, 50, 42, 42)]));
+		assert_ok!(clear(
+			2,
+			Mechanism::Uniform,
+			&[(0, 42)],
+			&[m(b1, o1, 100, 42, 42), m(b2, o1, 50, 42, 42)]
+		));
 		end_interval(1);
 		assert_ok!(submit(reading(1, 1, 0, 0)));
 		assert_noop!(settle(2), E::IntervalNotEnded);
 		end_interval(2);
 		assert_ok!(submit(reading(2, 2, 0, 100)));
-		assert_noop!(Market::settle_interval(origin(&seller()), 2, 10, 10), E::NotClearingSubmitter);
+		assert_noop!(
+			Market::settle_interval(origin(&seller()), 2, 10, 10),
+			E::NotClearingSubmitter
+		);
 		assert_noop!(settle(3), E::NotCleared);
 
 		let (bob, charlie, grid) = (free(&seller()), free(&buyer()), free(&distributor()));
 		assert_ok!(settle(2));
 		// Bob: contracted -150, metered -100: 50 Wh short, bought at the tariff.
 		let bob_line = Settlements::<Test>::get(2, seller()).expect("line");
-		assert_eq!((bob_line.contracted_wh, bob_line.metered_wh, bob_line.imbalance_wh), (-150, -100, 50));
+		assert_eq!(
+			(bob_line.contracted_wh, bob_line.metered_wh, bob_line.imbalance_wh),
+			(-150, -100, 50)
+		);
 		assert_eq!(bob_line.amount, 50 * TARIFF as i128);
 		// Charlie has no meter reading: contracted +150, metered 0: 150 Wh unused, paid at feed-in.
 		let charlie_line = Settlements::<Test>::get(2, buyer()).expect("line");
@@ -684,7 +879,10 @@ fn settlement_buys_shortfalls_and_pays_surplus_at_regulated_rates() {
 		assert_eq!(free(&seller()), bob - 50 * TARIFF as u128);
 		assert_eq!(free(&buyer()), charlie + 150 * FEED_IN as u128);
 		assert_eq!(free(&distributor()), grid + 50 * TARIFF as u128 - 150 * FEED_IN as u128);
-		System::assert_last_event(Ev::IntervalSettled { interval: 2, participants: 2, shortfall_wh: 50, surplus_wh: 150 }.into());
+		System::assert_last_event(
+			Ev::IntervalSettled { interval: 2, participants: 2, shortfall_wh: 50, surplus_wh: 150 }
+				.into(),
+		);
 		assert_noop!(settle(2), E::AlreadySettled);
 	});
 }
@@ -694,7 +892,12 @@ fn settlement_fails_whole_when_a_payer_cannot_pay() {
 	run(|| {
 		let (b1, b2, o1, _) = simple_book();
 		close_gate(2);
-		assert_ok!(clear(2, Mechanism::Uniform, &[(0, 42)], &[m(b1, o1, 100, 42, 42), m(b2, o1, 50, 42, 42)]));
+		assert_ok!(clear(
+			2,
+			Mechanism::Uniform,
+			&[(0, 42)],
+			&[m(b1, o1, 100, 42, 42), m(b2, o1, 50, 42, 42)]
+		));
 		end_interval(2);
 		assert_ok!(Balances::force_set_balance(RuntimeOrigin::root(), seller(), 10));
 		assert_noop!(settle(2), E::SettlementPaymentFailed);
@@ -715,6 +918,10 @@ mod fuzz {
 		offers: Vec<(OrderId, u64, u64)>,
 	}
 
+	/// A corrupted clearing: its matches, zone prices, declared volume (None: the matches' sum)
+	/// and the error it must be rejected with.
+	type Corruption = (Vec<Match>, Vec<(u16, u64)>, Option<u64>, E);
+
 	/// A plain uniform-price clearing: best bids against best offers, price at the midpoint of
 	/// the last matched pair.
 	fn reference_clearing(book: &Book) -> (Option<u64>, Vec<Match>) {
@@ -723,7 +930,8 @@ mod fuzz {
 		bids.sort_by(|a, b| b.2.cmp(&a.2).then(a.0.cmp(&b.0)));
 		offers.sort_by(|a, b| a.2.cmp(&b.2).then(a.0.cmp(&b.0)));
 		let (mut i, mut j) = (0, 0);
-		let (mut bid_left, mut offer_left) = (bids.first().map_or(0, |b| b.1), offers.first().map_or(0, |o| o.1));
+		let (mut bid_left, mut offer_left) =
+			(bids.first().map_or(0, |b| b.1), offers.first().map_or(0, |o| o.1));
 		let mut fills = Vec::new();
 		let mut last = None;
 		while i < bids.len() && j < offers.len() && bids[i].2 >= offers[j].2 {
@@ -742,7 +950,10 @@ mod fuzz {
 			}
 		}
 		let price = last.map(|(b, o)| (b + o) / 2);
-		let matches = fills.into_iter().map(|(b, o, q)| m(b, o, q, price.unwrap_or(0), price.unwrap_or(0))).collect();
+		let matches = fills
+			.into_iter()
+			.map(|(b, o, q)| m(b, o, q, price.unwrap_or(0), price.unwrap_or(0)))
+			.collect();
 		(price, matches)
 	}
 
@@ -769,7 +980,11 @@ mod fuzz {
 				}
 				for k in 0..n_offers {
 					let (q, p) = (rng.gen_range(1..500), rng.gen_range(10..100));
-					book.offers.push((place(&seller(), spec(k, interval, Side::Offer, q, p, 0)), q, p));
+					book.offers.push((
+						place(&seller(), spec(k, interval, Side::Offer, q, p, 0)),
+						q,
+						p,
+					));
 				}
 				// An order of another interval and a cancelled one, to be named by corruptions.
 				let foreign = place(&buyer(), spec(100, interval + 1, Side::Bid, 100, 99, 0));
@@ -782,11 +997,18 @@ mod fuzz {
 				let issuance = total_issuance_and_holds();
 
 				// Corruptions, each applicable only to some books.
-				let mut bad: Vec<(Vec<Match>, Vec<(u16, u64)>, Option<u64>, E)> = vec![];
+				let mut bad: Vec<Corruption> = vec![];
 				if let Some(first) = matches.first().copied() {
-					let bid_qty = book.bids.iter().find(|b| b.0 == first.bid).map(|b| b.1).unwrap_or(0);
+					let bid_qty =
+						book.bids.iter().find(|b| b.0 == first.bid).map(|b| b.1).unwrap_or(0);
 					let mut over = matches.clone();
-					over.push(m(first.bid, first.offer, bid_qty + 1, first.buyer_price, first.seller_price));
+					over.push(m(
+						first.bid,
+						first.offer,
+						bid_qty + 1,
+						first.buyer_price,
+						first.seller_price,
+					));
 					bad.push((over, prices.clone(), None, E::Overfilled));
 
 					let mut wrong_interval = matches.clone();
@@ -797,39 +1019,83 @@ mod fuzz {
 					gone[0].bid = cancelled;
 					bad.push((gone, prices.clone(), None, E::OrderCancelledOrCleared));
 
-					bad.push((matches.clone(), prices.clone(), Some(matches.iter().map(|m| m.quantity_wh).sum::<u64>() + 1), E::UnbalancedEnergy));
+					bad.push((
+						matches.clone(),
+						prices.clone(),
+						Some(matches.iter().map(|m| m.quantity_wh).sum::<u64>() + 1),
+						E::UnbalancedEnergy,
+					));
 
 					let p = price.unwrap_or(0);
-					let max_bid = matches.iter().filter_map(|x| book.bids.iter().find(|b| b.0 == x.bid)).map(|b| b.2).min().unwrap_or(0);
-					let above: Vec<Match> = matches.iter().map(|x| Match { buyer_price: max_bid + 1, seller_price: max_bid + 1, ..*x }).collect();
+					let max_bid = matches
+						.iter()
+						.filter_map(|x| book.bids.iter().find(|b| b.0 == x.bid))
+						.map(|b| b.2)
+						.min()
+						.unwrap_or(0);
+					let above: Vec<Match> = matches
+						.iter()
+						.map(|x| Match {
+							buyer_price: max_bid + 1,
+							seller_price: max_bid + 1,
+							..*x
+						})
+						.collect();
 					bad.push((above, vec![(0, max_bid + 1)], None, E::BidLimitExceeded));
-					let min_offer = matches.iter().filter_map(|x| book.offers.iter().find(|o| o.0 == x.offer)).map(|o| o.2).max().unwrap_or(0);
+					let min_offer = matches
+						.iter()
+						.filter_map(|x| book.offers.iter().find(|o| o.0 == x.offer))
+						.map(|o| o.2)
+						.max()
+						.unwrap_or(0);
 					if min_offer > 0 {
-						let below: Vec<Match> = matches.iter().map(|x| Match { buyer_price: min_offer - 1, seller_price: min_offer - 1, ..*x }).collect();
+						let below: Vec<Match> = matches
+							.iter()
+							.map(|x| Match {
+								buyer_price: min_offer - 1,
+								seller_price: min_offer - 1,
+								..*x
+							})
+							.collect();
 						bad.push((below, vec![(0, min_offer - 1)], None, E::OfferLimitViolated));
 					}
 					// Dropping the last match leaves a crossing pair unfilled at the price,
 					// unless its bid and offer sit exactly at the price.
 					let last = *matches.last().expect("non-empty");
-					let bid_p = book.bids.iter().find(|b| b.0 == last.bid).map(|b| b.2).unwrap_or(0);
-					let offer_p = book.offers.iter().find(|o| o.0 == last.offer).map(|o| o.2).unwrap_or(0);
+					let bid_p =
+						book.bids.iter().find(|b| b.0 == last.bid).map(|b| b.2).unwrap_or(0);
+					let offer_p =
+						book.offers.iter().find(|o| o.0 == last.offer).map(|o| o.2).unwrap_or(0);
 					if bid_p > p && offer_p < p {
-						bad.push((matches[..matches.len() - 1].to_vec(), prices.clone(), None, E::NotEquilibrium));
+						bad.push((
+							matches[..matches.len() - 1].to_vec(),
+							prices.clone(),
+							None,
+							E::NotEquilibrium,
+						));
 					}
 				}
 				for (ms, ps, volume, err) in bad {
 					let volume = volume.unwrap_or_else(|| ms.iter().map(|m| m.quantity_wh).sum());
-					assert_noop!(clear_with_volume(interval, Mechanism::Uniform, &ps, &ms, volume), err);
+					assert_noop!(
+						clear_with_volume(interval, Mechanism::Uniform, &ps, &ms, volume),
+						err
+					);
 					rejected += 1;
 				}
 
-				assert_eq!(clear(interval, Mechanism::Uniform, &prices, &matches), Ok(()), "case {case}");
+				assert_eq!(
+					clear(interval, Mechanism::Uniform, &prices, &matches),
+					Ok(()),
+					"case {case}"
+				);
 				accepted += 1;
 				// Money only moved; nothing is left held for this interval.
 				assert_eq!(total_issuance_and_holds(), issuance);
 				assert_eq!(held(&seller()), 0);
 				assert_eq!(held(&buyer()), 100 * 99, "only the other interval's bid stays held");
-				let paid: u128 = matches.iter().map(|x| x.quantity_wh as u128 * x.seller_price as u128).sum();
+				let paid: u128 =
+					matches.iter().map(|x| x.quantity_wh as u128 * x.seller_price as u128).sum();
 				assert_eq!(free(&seller()), START_BALANCE + paid);
 			});
 		}

@@ -22,13 +22,37 @@ pub const ORDER_TAG: &[u8] = b"wattchain:order:v1";
 pub const CANCEL_TAG: &[u8] = b"wattchain:cancel:v1";
 pub const READING_TAG: &[u8] = b"wattchain:reading:v1";
 
-#[derive(Encode, Decode, DecodeWithMemTracking, MaxEncodedLen, TypeInfo, Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(
+	Encode,
+	Decode,
+	DecodeWithMemTracking,
+	MaxEncodedLen,
+	TypeInfo,
+	Clone,
+	Copy,
+	PartialEq,
+	Eq,
+	Debug,
+)]
 pub enum Side {
 	Bid,
 	Offer,
 }
 
-#[derive(Encode, Decode, DecodeWithMemTracking, MaxEncodedLen, TypeInfo, Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[derive(
+	Encode,
+	Decode,
+	DecodeWithMemTracking,
+	MaxEncodedLen,
+	TypeInfo,
+	Clone,
+	Copy,
+	PartialEq,
+	Eq,
+	Debug,
+	Serialize,
+	Deserialize,
+)]
 pub enum EnergySource {
 	Solar,
 	Wind,
@@ -43,7 +67,18 @@ impl EnergySource {
 	}
 }
 
-#[derive(Encode, Decode, DecodeWithMemTracking, MaxEncodedLen, TypeInfo, Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(
+	Encode,
+	Decode,
+	DecodeWithMemTracking,
+	MaxEncodedLen,
+	TypeInfo,
+	Clone,
+	Copy,
+	PartialEq,
+	Eq,
+	Debug,
+)]
 pub enum Mechanism {
 	/// Pay-as-clear: one price for every match.
 	Uniform,
@@ -54,7 +89,18 @@ pub enum Mechanism {
 }
 
 /// What an order's owner signs: the order as the market sees it.
-#[derive(Encode, Decode, DecodeWithMemTracking, MaxEncodedLen, TypeInfo, Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(
+	Encode,
+	Decode,
+	DecodeWithMemTracking,
+	MaxEncodedLen,
+	TypeInfo,
+	Clone,
+	Copy,
+	PartialEq,
+	Eq,
+	Debug,
+)]
 pub struct OrderSpec {
 	/// Unique per owner; a resubmission with the same id and content is a no-op.
 	pub client_order_id: u64,
@@ -71,7 +117,9 @@ pub struct OrderSpec {
 }
 
 /// An order signed off-chain by its owner and relayed by anyone.
-#[derive(Encode, Decode, DecodeWithMemTracking, MaxEncodedLen, TypeInfo, Clone, PartialEq, Eq, Debug)]
+#[derive(
+	Encode, Decode, DecodeWithMemTracking, MaxEncodedLen, TypeInfo, Clone, PartialEq, Eq, Debug,
+)]
 pub struct SignedOrder<AccountId> {
 	pub owner: AccountId,
 	pub spec: OrderSpec,
@@ -79,19 +127,34 @@ pub struct SignedOrder<AccountId> {
 }
 
 /// A cancellation signed off-chain by the order's owner.
-#[derive(Encode, Decode, DecodeWithMemTracking, MaxEncodedLen, TypeInfo, Clone, PartialEq, Eq, Debug)]
+#[derive(
+	Encode, Decode, DecodeWithMemTracking, MaxEncodedLen, TypeInfo, Clone, PartialEq, Eq, Debug,
+)]
 pub struct SignedCancel<AccountId> {
 	pub owner: AccountId,
 	pub client_order_id: u64,
 	pub signature: RawSignature,
 }
 
-#[derive(Encode, Decode, DecodeWithMemTracking, MaxEncodedLen, TypeInfo, Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(
+	Encode,
+	Decode,
+	DecodeWithMemTracking,
+	MaxEncodedLen,
+	TypeInfo,
+	Clone,
+	Copy,
+	PartialEq,
+	Eq,
+	Debug,
+)]
 pub enum OrderStatus {
 	Open,
 	Cancelled,
 	/// The interval was cleared; `filled_wh` may be 0.
-	Cleared { filled_wh: u64 },
+	Cleared {
+		filled_wh: u64,
+	},
 }
 
 #[derive(Encode, Decode, MaxEncodedLen, TypeInfo, Clone, PartialEq, Eq, Debug)]
@@ -102,7 +165,18 @@ pub struct Order<AccountId> {
 }
 
 /// One trade of a clearing: `quantity_wh` from `offer` to `bid`.
-#[derive(Encode, Decode, DecodeWithMemTracking, MaxEncodedLen, TypeInfo, Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(
+	Encode,
+	Decode,
+	DecodeWithMemTracking,
+	MaxEncodedLen,
+	TypeInfo,
+	Clone,
+	Copy,
+	PartialEq,
+	Eq,
+	Debug,
+)]
 pub struct Match {
 	pub bid: OrderId,
 	pub offer: OrderId,
@@ -113,7 +187,18 @@ pub struct Match {
 	pub seller_price: u64,
 }
 
-#[derive(Encode, Decode, DecodeWithMemTracking, MaxEncodedLen, TypeInfo, Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(
+	Encode,
+	Decode,
+	DecodeWithMemTracking,
+	MaxEncodedLen,
+	TypeInfo,
+	Clone,
+	Copy,
+	PartialEq,
+	Eq,
+	Debug,
+)]
 pub struct ZonePrice {
 	pub zone: ZoneId,
 	pub price: u64,
@@ -130,7 +215,20 @@ pub struct ClearingSummary<AccountId, BlockNumber> {
 }
 
 /// Market parameters the operator sets.
-#[derive(Encode, Decode, DecodeWithMemTracking, MaxEncodedLen, TypeInfo, Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[derive(
+	Encode,
+	Decode,
+	DecodeWithMemTracking,
+	MaxEncodedLen,
+	TypeInfo,
+	Clone,
+	Copy,
+	PartialEq,
+	Eq,
+	Debug,
+	Serialize,
+	Deserialize,
+)]
 pub struct MarketParams {
 	pub interval_ms: u64,
 	/// Orders for an interval close this long before it starts.
@@ -200,7 +298,18 @@ pub struct Meter<AccountId> {
 }
 
 /// What a meter signs: its cumulative registers at the end of `interval`.
-#[derive(Encode, Decode, DecodeWithMemTracking, MaxEncodedLen, TypeInfo, Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(
+	Encode,
+	Decode,
+	DecodeWithMemTracking,
+	MaxEncodedLen,
+	TypeInfo,
+	Clone,
+	Copy,
+	PartialEq,
+	Eq,
+	Debug,
+)]
 pub struct MeterReading {
 	pub meter: MeterKey,
 	pub interval: IntervalId,
@@ -217,7 +326,18 @@ pub struct MeteredEnergy {
 }
 
 /// One participant's settlement line for an interval. Positive energy is net import.
-#[derive(Encode, Decode, DecodeWithMemTracking, MaxEncodedLen, TypeInfo, Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(
+	Encode,
+	Decode,
+	DecodeWithMemTracking,
+	MaxEncodedLen,
+	TypeInfo,
+	Clone,
+	Copy,
+	PartialEq,
+	Eq,
+	Debug,
+)]
 pub struct SettlementLine {
 	/// Bought minus sold in the clearing, Wh.
 	pub contracted_wh: i64,
@@ -231,7 +351,8 @@ pub struct SettlementLine {
 
 /// Message bytes an order's owner signs.
 pub fn order_message(genesis: &[u8], owner: &[u8], spec: &OrderSpec) -> alloc::vec::Vec<u8> {
-	let mut msg = alloc::vec::Vec::with_capacity(ORDER_TAG.len() + 64 + OrderSpec::max_encoded_len());
+	let mut msg =
+		alloc::vec::Vec::with_capacity(ORDER_TAG.len() + 64 + OrderSpec::max_encoded_len());
 	msg.extend_from_slice(ORDER_TAG);
 	msg.extend_from_slice(genesis);
 	msg.extend_from_slice(owner);
@@ -251,7 +372,8 @@ pub fn cancel_message(genesis: &[u8], owner: &[u8], client_order_id: u64) -> all
 
 /// Message bytes a meter signs.
 pub fn reading_message(reading: &MeterReading) -> alloc::vec::Vec<u8> {
-	let mut msg = alloc::vec::Vec::with_capacity(READING_TAG.len() + MeterReading::max_encoded_len());
+	let mut msg =
+		alloc::vec::Vec::with_capacity(READING_TAG.len() + MeterReading::max_encoded_len());
 	msg.extend_from_slice(READING_TAG);
 	reading.encode_to(&mut msg);
 	msg

@@ -9,7 +9,10 @@
 #![allow(unused_parens, unused_imports)]
 
 use core::marker::PhantomData;
-use frame_support::{traits::Get, weights::{constants::RocksDbWeight, Weight}};
+use frame_support::{
+	traits::Get,
+	weights::{constants::RocksDbWeight, Weight},
+};
 
 pub trait WeightInfo {
 	fn register_participant() -> Weight;
@@ -19,6 +22,7 @@ pub trait WeightInfo {
 	fn set_distributor() -> Weight;
 	fn set_clearing_submitter() -> Weight;
 	fn set_market_params() -> Weight;
+	fn set_market_operator() -> Weight;
 	fn place_order() -> Weight;
 	fn place_orders_relayed(n: u32) -> Weight;
 	fn cancel_order() -> Weight;
@@ -60,12 +64,18 @@ macro_rules! weights {
 		fn set_market_params() -> Weight {
 			Weight::from_parts(BASE_PS, 1_500).saturating_add(<$db>::get().reads_writes(3, 1))
 		}
+		fn set_market_operator() -> Weight {
+			Weight::from_parts(BASE_PS, 1_500).saturating_add(<$db>::get().reads_writes(1, 1))
+		}
 		fn place_order() -> Weight {
 			Weight::from_parts(4 * BASE_PS, 40_000).saturating_add(<$db>::get().reads_writes(7, 6))
 		}
 		fn place_orders_relayed(n: u32) -> Weight {
 			Weight::from_parts(BASE_PS, 3_000)
-				.saturating_add(Weight::from_parts(4 * BASE_PS + SIG_VERIFY_PS, 40_000).saturating_mul(n as u64))
+				.saturating_add(
+					Weight::from_parts(4 * BASE_PS + SIG_VERIFY_PS, 40_000)
+						.saturating_mul(n as u64),
+				)
 				.saturating_add(<$db>::get().reads_writes(1, 0))
 				.saturating_add(<$db>::get().reads_writes(7, 6).saturating_mul(n as u64))
 		}
@@ -74,7 +84,9 @@ macro_rules! weights {
 		}
 		fn cancel_orders_relayed(n: u32) -> Weight {
 			Weight::from_parts(BASE_PS, 3_000)
-				.saturating_add(Weight::from_parts(3 * BASE_PS + SIG_VERIFY_PS, 8_000).saturating_mul(n as u64))
+				.saturating_add(
+					Weight::from_parts(3 * BASE_PS + SIG_VERIFY_PS, 8_000).saturating_mul(n as u64),
+				)
 				.saturating_add(<$db>::get().reads_writes(1, 0))
 				.saturating_add(<$db>::get().reads_writes(5, 3).saturating_mul(n as u64))
 		}
@@ -87,7 +99,8 @@ macro_rules! weights {
 				.saturating_add(<$db>::get().reads_writes(3, 3).saturating_mul(m as u64))
 		}
 		fn submit_reading() -> Weight {
-			Weight::from_parts(2 * BASE_PS + SIG_VERIFY_PS, 8_000).saturating_add(<$db>::get().reads_writes(6, 5))
+			Weight::from_parts(2 * BASE_PS + SIG_VERIFY_PS, 8_000)
+				.saturating_add(<$db>::get().reads_writes(6, 5))
 		}
 		fn transfer_energy() -> Weight {
 			Weight::from_parts(BASE_PS, 5_000).saturating_add(<$db>::get().reads_writes(2, 2))

@@ -179,6 +179,17 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 			.saturating_add(T::DbWeight::get().reads(6))
 			.saturating_add(T::DbWeight::get().writes(3))
 	}
+	// Not yet measured: copies set_distributor (same shape) until the next `make weights`.
+	fn set_market_operator() -> Weight {
+		// Proof Size summary in bytes:
+		//  Measured:  `19`
+		//  Estimated: `1504`
+		// Minimum execution time: 14_722_000 picoseconds.
+		Weight::from_parts(15_754_000, 0)
+			.saturating_add(Weight::from_parts(0, 1504))
+			.saturating_add(T::DbWeight::get().reads(4))
+			.saturating_add(T::DbWeight::get().writes(3))
+	}
 	/// Storage: `EnergyTrading::ClientOrders` (r:1 w:1)
 	/// Proof: `EnergyTrading::ClientOrders` (`max_values`: None, `max_size`: Some(72), added: 2547, mode: `MaxEncodedLen`)
 	/// Storage: `EnergyTrading::Participants` (r:1 w:0)

@@ -1,0 +1,42 @@
+//! The pallet's invariants, checked by `try_state` and after every unit and randomized test:
+//! each account's bid hold equals the maximum cost of its open bids, and energy tokens add up
+//! to their issuance. Compiled for `try-runtime` and tests only.
+
+use crate::{
+	Config, EnergyBalance, EnergyIssuance, HoldReason, OrderStatus, Orders, Pallet, Participants,
+	Side,
+};
+use alloc::collections::btree_map::BTreeMap;
+use frame_support::{ensure, traits::fungible::InspectHold};
+use sp_runtime::SaturatedConversion;
+
+impl<T: Config> Pallet<T> {
+	/// Invariants that hold after every call: each account's bid hold equals the maximum
+	/// cost of its open bids, and energy tokens add up to their issuance.
+	pub fn do_try_state() -> Result<(), sp_runtime::TryRuntimeError> {
+		let mut expected: BTreeMap<T::AccountId, u128> = BTreeMap::new();
+		for (_, order) in Orders::<T>::iter() {
+			if order.status == OrderStatus::Open && order.spec.side == Side::Bid {
+				*expected.entry(order.owner.clone()).or_default() +=
+					order.spec.price_ticks as u128 * order.spec.quantity_wh as u128;
+			}
+		}
+		let reason: T::RuntimeHoldReason = HoldReason::BidReserve.into();
+		for (who, want) in expected.iter() {
+			let held: u128 = T::Currency::balance_on_hold(&reason, who).saturated_into();
+			ensure!(held == *want, "bid hold differs from the open bids' maximum cost");
+		}
+		for (who, _) in Participants::<T>::iter() {
+			if !expected.contains_key(&who) {
+				let held: u128 = T::Currency::balance_on_hold(&reason, &who).saturated_into();
+				ensure!(held == 0, "funds held for an account without open bids");
+			}
+		}
+		let sum: u128 = EnergyBalance::<T>::iter_values().map(|v| v as u128).sum();
+		ensure!(
+			sum == EnergyIssuance::<T>::get() as u128,
+			"energy tokens do not add up to issuance"
+		);
+		Ok(())
+	}
+}

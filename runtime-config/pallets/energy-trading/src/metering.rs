@@ -1,0 +1,116 @@
+//! Metering and energy tokens: accredited meters' signed cumulative readings become validated
+//! import and export per owner and interval, and exported energy is minted as energy tokens
+//! (Wh) that their holders may transfer.
+
+use crate::{
+	reading_message, Config, EnergyBalance, EnergyIssuance, Error, Event, MeterReading,
+	MeterRegisters, Metered, MeteredCount, Meters, Pallet, Params, RawSignature,
+};
+use frame_support::{
+	ensure,
+	pallet_prelude::{DispatchResult, Get},
+};
+
+impl<T: Config> Pallet<T> {
+	/// Checks a meter's signed reading against its last one and the meter's rated power, records
+	/// the energy since then for the meter's owner and mints exported energy as tokens. A meter's
+	/// first reading only sets its baseline.
+	pub(crate) fn do_reading(reading: MeterReading, signature: RawSignature) -> DispatchResult {
+		let mut meter = Meters::<T>::get(reading.meter).ok_or(Error::<T>::UnknownMeter)?;
+		Self::verify_sr25519(&signature, &reading_message(&reading), &reading.meter)?;
+		let params = Params::<T>::get();
+		ensure!(
+			Self::now_ms() >= params.interval_end(reading.interval),
+			Error::<T>::IntervalNotEnded
+		);
+		let now = MeterRegisters {
+			interval: reading.interval,
+			counter: reading.counter,
+			import_wh: reading.import_wh,
+			export_wh: reading.export_wh,
+		};
+		let Some(last) = meter.last else {
+			meter.last = Some(now);
+			Meters::<T>::insert(reading.meter, meter);
+			Self::deposit_event(Event::MeterBaselineSet {
+				meter: reading.meter,
+				interval: reading.interval,
+				counter: reading.counter,
+				import_wh: reading.import_wh,
+				export_wh: reading.export_wh,
+			});
+			return Ok(());
+		};
+		ensure!(reading.counter > last.counter, Error::<T>::ReadingReplayed);
+		ensure!(Some(reading.counter) == last.counter.checked_add(1), Error::<T>::CounterGap);
+		ensure!(reading.interval > last.interval, Error::<T>::IntervalNotAfterLast);
+		ensure!(
+			reading.import_wh >= last.import_wh && reading.export_wh >= last.export_wh,
+			Error::<T>::RegisterBackwards
+		);
+		let import_wh = reading.import_wh - last.import_wh;
+		let export_wh = reading.export_wh - last.export_wh;
+		if meter.rated_power_w > 0 {
+			// Energy over the intervals since the last reading cannot exceed nameplate power.
+			let hours_ms = (reading.interval - last.interval).saturating_mul(params.interval_ms);
+			let max_wh = (meter.rated_power_w as u128) * (hours_ms as u128) / 3_600_000;
+			ensure!(
+				(import_wh as u128) <= max_wh && (export_wh as u128) <= max_wh,
+				Error::<T>::ImplausibleReading
+			);
+		}
+		let owner = meter.owner.clone();
+		let existing = Metered::<T>::get(reading.interval, &owner);
+		if existing.is_none() {
+			MeteredCount::<T>::try_mutate(reading.interval, |n| -> DispatchResult {
+				ensure!(*n < T::MaxMeteredPerInterval::get(), Error::<T>::TooManyMetered);
+				*n += 1;
+				Ok(())
+			})?;
+		}
+		let mut energy = existing.unwrap_or_default();
+		energy.import_wh = energy.import_wh.checked_add(import_wh).ok_or(Error::<T>::Overflow)?;
+		energy.export_wh = energy.export_wh.checked_add(export_wh).ok_or(Error::<T>::Overflow)?;
+		Metered::<T>::insert(reading.interval, &owner, energy);
+		meter.last = Some(now);
+		Meters::<T>::insert(reading.meter, meter);
+		if export_wh > 0 {
+			EnergyBalance::<T>::try_mutate(&owner, |b| -> DispatchResult {
+				*b = b.checked_add(export_wh).ok_or(Error::<T>::Overflow)?;
+				Ok(())
+			})?;
+			EnergyIssuance::<T>::try_mutate(|i| -> DispatchResult {
+				*i = i.checked_add(export_wh).ok_or(Error::<T>::Overflow)?;
+				Ok(())
+			})?;
+			Self::deposit_event(Event::EnergyMinted { who: owner.clone(), amount_wh: export_wh });
+		}
+		Self::deposit_event(Event::ReadingAccepted {
+			meter: reading.meter,
+			owner,
+			interval: reading.interval,
+			counter: reading.counter,
+			import_wh,
+			export_wh,
+		});
+		Ok(())
+	}
+
+	/// Moves `amount_wh` energy tokens from `from` to `to`.
+	pub(crate) fn do_transfer_energy(
+		from: T::AccountId,
+		to: T::AccountId,
+		amount_wh: u64,
+	) -> DispatchResult {
+		EnergyBalance::<T>::try_mutate(&from, |b| -> DispatchResult {
+			*b = b.checked_sub(amount_wh).ok_or(Error::<T>::InsufficientEnergy)?;
+			Ok(())
+		})?;
+		EnergyBalance::<T>::try_mutate(&to, |b| -> DispatchResult {
+			*b = b.checked_add(amount_wh).ok_or(Error::<T>::Overflow)?;
+			Ok(())
+		})?;
+		Self::deposit_event(Event::EnergyTransferred { from, to, amount_wh });
+		Ok(())
+	}
+}

@@ -1,0 +1,133 @@
+//! The order book: placing and cancelling orders, by their owners directly or relayed with the
+//! owners' off-chain signatures. A bid holds its maximum cost from placement until its interval
+//! is cleared or it is cancelled.
+
+use crate::{
+	cancel_message, order_message, ClientOrders, Config, Error, Event, HoldReason, IntervalOrders,
+	NextOrderId, Order, OrderSpec, OrderStatus, Orders, Pallet, Params, Participants, Side,
+	SignedCancel, SignedOrder,
+};
+use alloc::vec::Vec;
+use frame_support::{
+	ensure,
+	pallet_prelude::{DispatchResult, Get},
+	traits::{fungible::MutateHold, tokens::Precision},
+};
+
+impl<T: Config> Pallet<T> {
+	/// Checks each order's signature by its owner, then places it; the first failure fails the
+	/// whole batch (the call is transactional).
+	pub(crate) fn do_place_orders_relayed(
+		orders: Vec<SignedOrder<T::AccountId>>,
+	) -> DispatchResult {
+		let genesis = Self::genesis_bytes();
+		for signed in orders {
+			let owner_raw = Self::account_bytes(&signed.owner)?;
+			let msg = order_message(&genesis, &owner_raw, &signed.spec);
+			Self::verify_sr25519(&signed.signature, &msg, &owner_raw)?;
+			Self::do_place_order(signed.owner, signed.spec)?;
+		}
+		Ok(())
+	}
+
+	/// Checks each cancellation's signature by the order's owner, then cancels; all-or-nothing.
+	pub(crate) fn do_cancel_orders_relayed(
+		cancels: Vec<SignedCancel<T::AccountId>>,
+	) -> DispatchResult {
+		let genesis = Self::genesis_bytes();
+		for c in cancels {
+			let owner_raw = Self::account_bytes(&c.owner)?;
+			let msg = cancel_message(&genesis, &owner_raw, c.client_order_id);
+			Self::verify_sr25519(&c.signature, &msg, &owner_raw)?;
+			Self::do_cancel(c.owner, c.client_order_id)?;
+		}
+		Ok(())
+	}
+
+	/// Places an order for `owner` after checking it against the market rules; a bid holds its
+	/// maximum cost. An order already on chain under the same client order id is a no-op if it
+	/// is the same order, and refused otherwise.
+	pub(crate) fn do_place_order(owner: T::AccountId, spec: OrderSpec) -> DispatchResult {
+		if let Some(existing) = ClientOrders::<T>::get(&owner, spec.client_order_id) {
+			let order = Orders::<T>::get(existing).ok_or(Error::<T>::UnknownOrder)?;
+			ensure!(order.spec == spec, Error::<T>::ClientOrderIdReused);
+			return Ok(());
+		}
+		let participant = Participants::<T>::get(&owner).ok_or(Error::<T>::NotRegistered)?;
+		ensure!(participant.zone == spec.zone, Error::<T>::WrongZone);
+		let params = Params::<T>::get();
+		ensure!(spec.quantity_wh > 0, Error::<T>::ZeroQuantity);
+		ensure!(spec.quantity_wh <= params.max_quantity_wh, Error::<T>::QuantityTooLarge);
+		ensure!(
+			spec.price_ticks >= params.min_price_ticks
+				&& spec.price_ticks <= params.max_price_ticks,
+			Error::<T>::PriceOutOfBounds
+		);
+		ensure!(
+			!(spec.side == Side::Offer && spec.renewable_only),
+			Error::<T>::InvalidEnergyConstraint
+		);
+		let now = Self::now_ms();
+		ensure!(now < params.gate_closure(spec.interval), Error::<T>::GateClosed);
+		let current = params.interval_at(now);
+		ensure!(
+			spec.interval <= current.saturating_add(T::MaxIntervalsAhead::get()),
+			Error::<T>::IntervalTooFarAhead
+		);
+		let order_id = NextOrderId::<T>::get();
+		IntervalOrders::<T>::try_mutate(spec.interval, |ids| ids.try_push(order_id))
+			.map_err(|_| Error::<T>::IntervalFull)?;
+		if spec.side == Side::Bid {
+			T::Currency::hold(
+				&HoldReason::BidReserve.into(),
+				&owner,
+				Self::cost(spec.price_ticks, spec.quantity_wh),
+			)
+			.map_err(|_| Error::<T>::InsufficientBalance)?;
+		}
+		NextOrderId::<T>::put(order_id.checked_add(1).ok_or(Error::<T>::Overflow)?);
+		ClientOrders::<T>::insert(&owner, spec.client_order_id, order_id);
+		Orders::<T>::insert(
+			order_id,
+			Order { owner: owner.clone(), spec, status: OrderStatus::Open },
+		);
+		Self::deposit_event(Event::OrderPlaced {
+			order_id,
+			owner,
+			client_order_id: spec.client_order_id,
+			interval: spec.interval,
+			side: spec.side,
+			quantity_wh: spec.quantity_wh,
+			price_ticks: spec.price_ticks,
+			zone: spec.zone,
+		});
+		Ok(())
+	}
+
+	/// Cancels `owner`'s order before its gate closes and releases a bid's hold. Cancelling a
+	/// cancelled order is a no-op; a cleared one cannot be cancelled.
+	pub(crate) fn do_cancel(owner: T::AccountId, client_order_id: u64) -> DispatchResult {
+		let order_id =
+			ClientOrders::<T>::get(&owner, client_order_id).ok_or(Error::<T>::UnknownOrder)?;
+		let mut order = Orders::<T>::get(order_id).ok_or(Error::<T>::UnknownOrder)?;
+		match order.status {
+			OrderStatus::Cancelled => return Ok(()),
+			OrderStatus::Cleared { .. } => return Err(Error::<T>::OrderNotOpen.into()),
+			OrderStatus::Open => {},
+		}
+		let params = Params::<T>::get();
+		ensure!(Self::now_ms() < params.gate_closure(order.spec.interval), Error::<T>::GateClosed);
+		if order.spec.side == Side::Bid {
+			T::Currency::release(
+				&HoldReason::BidReserve.into(),
+				&owner,
+				Self::cost(order.spec.price_ticks, order.spec.quantity_wh),
+				Precision::Exact,
+			)?;
+		}
+		order.status = OrderStatus::Cancelled;
+		Orders::<T>::insert(order_id, order);
+		Self::deposit_event(Event::OrderCancelled { order_id, owner, client_order_id });
+		Ok(())
+	}
+}

@@ -1,0 +1,107 @@
+//! Who may do what, and the market operator's settings: participants, meters, grid fees, the
+//! distributor, clearing submitters, market parameters and the operator role itself.
+
+use crate::{
+	ClearingSubmitters, Config, Distributor, EnergySource, Error, Event, GridFees, MarketOperator,
+	MarketParams, Meter, MeterKey, Meters, NextOrderId, Pallet, Params, Participant, Participants,
+	ZoneId,
+};
+use frame_support::{ensure, pallet_prelude::DispatchResult, traits::EnsureOrigin};
+use frame_system::{ensure_signed, pallet_prelude::OriginFor};
+use sp_runtime::DispatchError;
+
+impl<T: Config> Pallet<T> {
+	/// `OperatorOrigin`, or a signed origin of the market-operator account in storage.
+	pub(crate) fn ensure_operator(origin: OriginFor<T>) -> DispatchResult {
+		if T::OperatorOrigin::try_origin(origin.clone()).is_ok() {
+			return Ok(());
+		}
+		let who = ensure_signed(origin)?;
+		ensure!(MarketOperator::<T>::get().as_ref() == Some(&who), DispatchError::BadOrigin);
+		Ok(())
+	}
+
+	/// A signed origin of an account allowed to submit clearings and settlements; returns it.
+	pub(crate) fn ensure_clearing_submitter(
+		origin: OriginFor<T>,
+	) -> Result<T::AccountId, DispatchError> {
+		let who = ensure_signed(origin)?;
+		ensure!(ClearingSubmitters::<T>::contains_key(&who), Error::<T>::NotClearingSubmitter);
+		Ok(who)
+	}
+
+	pub(crate) fn do_register_participant(who: T::AccountId, zone: ZoneId) -> DispatchResult {
+		Participants::<T>::insert(&who, Participant { zone });
+		Self::deposit_event(Event::ParticipantRegistered { who, zone });
+		Ok(())
+	}
+
+	pub(crate) fn do_accredit_meter(
+		meter: MeterKey,
+		owner: T::AccountId,
+		zone: ZoneId,
+		source: EnergySource,
+		rated_power_w: u32,
+	) -> DispatchResult {
+		ensure!(!Meters::<T>::contains_key(meter), Error::<T>::MeterAlreadyAccredited);
+		Meters::<T>::insert(
+			meter,
+			Meter { owner: owner.clone(), zone, source, rated_power_w, last: None },
+		);
+		Self::deposit_event(Event::MeterAccredited { meter, owner, zone, source });
+		Ok(())
+	}
+
+	pub(crate) fn do_revoke_meter(meter: MeterKey) -> DispatchResult {
+		ensure!(Meters::<T>::take(meter).is_some(), Error::<T>::UnknownMeter);
+		Self::deposit_event(Event::MeterRevoked { meter });
+		Ok(())
+	}
+
+	pub(crate) fn do_set_grid_fee(from: ZoneId, to: ZoneId, fee_ticks: u64) -> DispatchResult {
+		ensure!(from != to, Error::<T>::SameZone);
+		GridFees::<T>::insert(from, to, fee_ticks);
+		Self::deposit_event(Event::GridFeeSet { from, to, fee_ticks });
+		Ok(())
+	}
+
+	pub(crate) fn do_set_distributor(who: T::AccountId) -> DispatchResult {
+		Distributor::<T>::put(&who);
+		Self::deposit_event(Event::DistributorSet { who });
+		Ok(())
+	}
+
+	pub(crate) fn do_set_clearing_submitter(who: T::AccountId, allowed: bool) -> DispatchResult {
+		if allowed {
+			ClearingSubmitters::<T>::insert(&who, ());
+		} else {
+			ClearingSubmitters::<T>::remove(&who);
+		}
+		Self::deposit_event(Event::ClearingSubmitterSet { who, allowed });
+		Ok(())
+	}
+
+	/// The interval length is frozen once an order exists: interval ids are derived from it.
+	pub(crate) fn do_set_market_params(params: MarketParams) -> DispatchResult {
+		ensure!(
+			params.interval_ms > 0
+				&& params.min_price_ticks <= params.max_price_ticks
+				&& params.max_quantity_wh > 0,
+			Error::<T>::BadParams
+		);
+		let old = Params::<T>::get();
+		ensure!(
+			params.interval_ms == old.interval_ms || NextOrderId::<T>::get() == 0,
+			Error::<T>::BadParams
+		);
+		Params::<T>::put(params);
+		Self::deposit_event(Event::MarketParamsSet { params });
+		Ok(())
+	}
+
+	pub(crate) fn do_set_market_operator(who: T::AccountId) -> DispatchResult {
+		MarketOperator::<T>::put(&who);
+		Self::deposit_event(Event::MarketOperatorSet { who });
+		Ok(())
+	}
+}
