@@ -10,7 +10,7 @@ RUST_ENV := PATH=/usr/bin:$$PATH CARGO=/usr/bin/cargo RUSTC=/usr/bin/rustc \
 	WASM_BUILD_RUSTFLAGS="-C link-arg=--allow-undefined" WASM_BUILD_WORKSPACE_HINT=$(CURDIR)/runtime-config
 NODE_BIN := $(CARGO_TARGET_DIR)/debug/wattchain-node
 
-.PHONY: setup toolchain python browser node check test test-rust lint-rust test-python demo bench weights
+.PHONY: setup toolchain python browser node check test test-rust lint-rust test-python test-chain demo bench weights
 
 setup: toolchain python browser
 
@@ -60,10 +60,16 @@ lint-rust: toolchain
 	@cd runtime-config && $(RUST_ENV) SKIP_WASM_BUILD=1 cargo clippy --locked -p pallet-energy-trading \
 		--all-targets -- -D warnings
 
+# Every Python test; test-chain only those that need the node (marked `chain`).
 test-python: python node
 	@WATTCHAIN_NODE=$(NODE_BIN) $(PY) -m pytest -q
 
-test: setup node test-rust lint-rust test-python
+test-chain: python node
+	@WATTCHAIN_NODE=$(NODE_BIN) $(PY) -m pytest -q -m chain
+
+# Everything: the quick checks first (they include every test that needs no node), then the
+# node, the pallet's tests and lints, and the Python tests that run against the node.
+test: setup check node test-rust lint-rust test-chain
 
 demo: setup node
 	@WATTCHAIN_NODE=$(NODE_BIN) $(VENV)/bin/wattchain demo --intervals 3
