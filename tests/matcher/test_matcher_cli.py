@@ -2,36 +2,18 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
+from matcher_testkit import run_cli, write
 
 from matcher import OrderError, read_orders_csv
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 HEADER = "id,side,quantity_wh,price,zone,source,renewable_only\n"
 GOOD = (
     HEADER
     + "1,bid,100,60,0,,0\n2,bid,50,55,1,,1\n3,offer,80,40,0,solar,0\n4,offer,100,50,1,grid_mix,0\n"
 )
 NETWORK = {"zones": [0, 1], "lines": [{"from": 0, "to": 1, "capacity_wh": 30, "fee": 2}]}
-
-
-def run(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "matcher", *args],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=120,
-    )
-
-
-def write(tmp_path, name, text):
-    path = tmp_path / name
-    path.write_text(text)
-    return str(path)
 
 
 @pytest.mark.parametrize(
@@ -81,7 +63,7 @@ def test_optional_columns_default(tmp_path):
 
 def test_cli_clear_prints_one_json_object(tmp_path):
     orders = write(tmp_path, "o.csv", HEADER + "1,bid,100,60,0,,0\n3,offer,80,40,0,solar,0\n")
-    result = run("clear", "--orders", orders)
+    result = run_cli("clear", "--orders", orders)
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     assert data["price"] == 60 and data["volume_wh"] == 80
@@ -93,7 +75,7 @@ def test_cli_clear_prints_one_json_object(tmp_path):
 def test_cli_bad_input_exits_non_zero_without_output(tmp_path):
     orders = write(tmp_path, "o.csv", HEADER + "1,bid,100,60,0,,0\n2,bid,1.5,60,0,,0\n")
     out = tmp_path / "clearing.json"
-    result = run("clear", "--orders", orders, "--output", str(out))
+    result = run_cli("clear", "--orders", orders, "--output", str(out))
     assert result.returncode == 2
     assert result.stdout == ""
     assert "line 3: quantity_wh must be an integer" in result.stderr
@@ -104,13 +86,13 @@ def test_cli_zonal_clear_then_verify(tmp_path):
     orders = write(tmp_path, "o.csv", GOOD)
     network = write(tmp_path, "n.json", json.dumps(NETWORK))
     out = str(tmp_path / "c.json")
-    cleared = run(
+    cleared = run_cli(
         "clear", "--orders", orders, "--mechanism", "zonal", "--network", network, "--output", out
     )
     assert cleared.returncode == 0, cleared.stderr
     data = json.load(open(out))
     assert data["mechanism"] == "zonal" and set(data["zone_prices"]) == {"0", "1"}
-    checked = run("verify", "--orders", orders, "--clearing", out, "--network", network)
+    checked = run_cli("verify", "--orders", orders, "--clearing", out, "--network", network)
     assert checked.returncode == 0, checked.stderr
     assert checked.stdout.startswith("ok: zonal clearing")
     # Tamper: the seller gets more than the buyer pays minus the fee.
@@ -118,7 +100,7 @@ def test_cli_zonal_clear_then_verify(tmp_path):
     data["zone_prices"] = {k: data["matches"][-1]["buyer_price"] for k in data["zone_prices"]}
     with open(out, "w") as handle:
         json.dump(data, handle)
-    failed = run("verify", "--orders", orders, "--clearing", out, "--network", network)
+    failed = run_cli("verify", "--orders", orders, "--clearing", out, "--network", network)
     assert failed.returncode == 1
     assert "FAIL grid_fee: bid 1, offer 4" in failed.stderr
 
@@ -128,17 +110,17 @@ def test_cli_reports_bad_network_and_clearing_files(tmp_path):
     network = write(
         tmp_path, "n.json", '{"zones": [0, 1], "lines": [{"from": 0, "to": 5, "capacity_wh": 1}]}'
     )
-    result = run("clear", "--orders", orders, "--mechanism", "zonal", "--network", network)
+    result = run_cli("clear", "--orders", orders, "--mechanism", "zonal", "--network", network)
     assert result.returncode == 2 and result.stdout == ""
     assert "network.lines[0].to: zone 5 is not in network.zones" in result.stderr
     broken = write(tmp_path, "c.json", "{not json")
-    result = run("verify", "--orders", orders, "--clearing", broken)
+    result = run_cli("verify", "--orders", orders, "--clearing", broken)
     assert result.returncode == 2 and "line 1: not valid JSON" in result.stderr
 
 
 def test_zone_missing_from_network_names_the_line(tmp_path):
     orders = write(tmp_path, "o.csv", HEADER + "1,bid,100,60,0,,0\n2,offer,10,40,3,wind,0\n")
     network = write(tmp_path, "n.json", json.dumps(NETWORK))
-    result = run("clear", "--orders", orders, "--mechanism", "zonal", "--network", network)
+    result = run_cli("clear", "--orders", orders, "--mechanism", "zonal", "--network", network)
     assert result.returncode == 2 and result.stdout == ""
     assert "line 3: order 2 is in zone 3, which the network does not list" in result.stderr

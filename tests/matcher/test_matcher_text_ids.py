@@ -2,20 +2,16 @@
 CSV and from API dicts, echoed back as given in the matches, refused when empty or repeated."""
 
 import json
-import os
 import random
 import re
-import subprocess
-import sys
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from matcher_testkit import networks, orders_from, side_rows, zonal_books
+from matcher_testkit import networks, orders_from, run_cli, side_rows, write, zonal_books
 
 from matcher import OrderError, book_from_orders, clear_orders, read_orders_csv, verify
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 HEADER = "id,side,quantity_wh,price\n"
 # Uniform: b0 buys 80 Wh of s17 and 20 of s3, b1 50 of s3; b12 (45) stays below s3 (50); price 50.
 TEXT_BOOK = (
@@ -28,27 +24,11 @@ TEXT_MATCHES = [
 ]
 
 
-def run(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "matcher", *args],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=120,
-    )
-
-
-def write(tmp_path, name, text):
-    path = tmp_path / name
-    path.write_text(text, encoding="utf-8")
-    return str(path)
-
-
 # -- the command line ---------------------------------------------------------------------
 
 
 def test_cli_clears_a_book_with_text_ids_and_echoes_them(tmp_path):
-    result = run("clear", "--orders", write(tmp_path, "o.csv", TEXT_BOOK))
+    result = run_cli("clear", "--orders", write(tmp_path, "o.csv", TEXT_BOOK))
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     assert (data["price"], data["volume_wh"], data["welfare"]) == (50, 150, 2050)
@@ -58,21 +38,21 @@ def test_cli_clears_a_book_with_text_ids_and_echoes_them(tmp_path):
 def test_cli_json_output_with_text_ids_passes_verify(tmp_path):
     orders = write(tmp_path, "o.csv", TEXT_BOOK)
     out = str(tmp_path / "c.json")
-    cleared = run("clear", "--orders", orders, "--mechanism", "pay-as-bid", "--output", out)
+    cleared = run_cli("clear", "--orders", orders, "--mechanism", "pay-as-bid", "--output", out)
     assert cleared.returncode == 0 and cleared.stdout == "", cleared.stderr
     with open(out, encoding="utf-8") as handle:
         data = json.load(handle)
     assert [
         (m["bid"], m["offer"], m["quantity_wh"], m["buyer_price"]) for m in data["matches"]
     ] == [("b0", "s17", 80, 60), ("b0", "s3", 20, 60), ("b1", "s3", 50, 55)]
-    checked = run("verify", "--orders", orders, "--clearing", out)
+    checked = run_cli("verify", "--orders", orders, "--clearing", out)
     assert checked.returncode == 0, checked.stderr
     assert checked.stdout.startswith("ok: pay-as-bid clearing, 3 matches")
     # A match naming an order the book does not have is reported by its text id.
     data["matches"][0]["bid"] = "b9"
     with open(out, "w", encoding="utf-8") as handle:
         json.dump(data, handle)
-    failed = run("verify", "--orders", orders, "--clearing", out)
+    failed = run_cli("verify", "--orders", orders, "--clearing", out)
     assert failed.returncode == 1
     assert "FAIL unknown_order: match 0: bid 'b9' is not a bid of this interval" in failed.stderr
 
@@ -91,7 +71,7 @@ def test_cli_zonal_with_text_ids(tmp_path):
         json.dumps({"zones": [0, 1], "lines": [{"from": 0, "to": 1, "capacity_wh": 30, "fee": 2}]}),
     )
     out = str(tmp_path / "c.json")
-    cleared = run(
+    cleared = run_cli(
         "clear", "--orders", orders, "--mechanism", "zonal", "--network", network, "--output", out
     )
     assert cleared.returncode == 0, cleared.stderr
@@ -101,14 +81,14 @@ def test_cli_zonal_with_text_ids(tmp_path):
     assert ids <= {"north-1", "south-1", "PV-7", "gen-2"} and "PV-7" in ids
     # The renewable-only bid in zone 1 gets solar energy only, over the line.
     assert all(m["offer"] == "PV-7" for m in data["matches"] if m["bid"] == "south-1")
-    checked = run("verify", "--orders", orders, "--clearing", out, "--network", network)
+    checked = run_cli("verify", "--orders", orders, "--clearing", out, "--network", network)
     assert checked.returncode == 0, checked.stderr
 
 
 def test_cli_refuses_a_duplicate_text_id_naming_line_and_id(tmp_path):
     orders = write(tmp_path, "o.csv", HEADER + "b0,bid,100,60\ns17,offer,80,40\n\ns17,offer,5,30\n")
     out = tmp_path / "c.json"
-    result = run("clear", "--orders", orders, "--output", str(out))
+    result = run_cli("clear", "--orders", orders, "--output", str(out))
     assert result.returncode == 2 and result.stdout == ""
     assert "line 5: duplicate order id 's17' (first on line 3)" in result.stderr
     assert not out.exists()
