@@ -22,7 +22,7 @@ from market import (
 )
 from market.settings import Settings
 from store import OrderLog, spec_json
-from store.queries import order_on_chain
+from store.queries import client_order_id_used, order_on_chain
 
 from .chainview import ChainView
 from .errors import APIError
@@ -86,7 +86,7 @@ def place_order(
             "ClientOrderIdReused",
             f"client_order_id {spec.client_order_id} of {owner} is taken by a different order",
         )
-    if order_on_chain(index, owner, spec.client_order_id) is not None:
+    if client_order_id_used(index, owner, spec.client_order_id):
         raise APIError(
             409,
             "ClientOrderIdReused",

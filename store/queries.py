@@ -94,6 +94,16 @@ def order_on_chain(
     ).fetchone()
 
 
+def client_order_id_used(conn: sqlite3.Connection, owner: str, client_order_id: int) -> bool:
+    """Whether the index holds an order of `owner` with that client order id: the check on
+    every order's path, so a probe by owner without the block join of `order_on_chain`."""
+    row = conn.execute(
+        "SELECT 1 FROM orders WHERE owner = ? AND client_order_id = ?",
+        (owner, str(client_order_id)),
+    ).fetchone()
+    return row is not None
+
+
 # -- clearings --------------------------------------------------------------------------------
 
 

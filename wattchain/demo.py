@@ -176,12 +176,9 @@ class Demo:
         margin = self.settings.order_margin_ms + 1_000
         first = params.first_open_interval(now_ms(), margin)
         last = first + self.intervals - 1
-        span = (
-            f"{interval_clock(first, params.interval_ms, self.settings.timezone).split('–')[0]}–"
-            f"{interval_clock(last, params.interval_ms, self.settings.timezone).split('–')[1]}"
-        )
         self.say(
-            f"trading intervals {first}..{last}, {span} {self.settings.timezone} "
+            f"trading intervals {first}..{last}, {self._clock(first, through=last)} "
+            f"{self.settings.timezone} "
             f"({params.interval_ms // 1000} s each, gate "
             f"{params.gate_closure_ms // 1000} s before start); first gate closes in "
             f"{(params.gate_closure(first) - now_ms()) / 1000:.0f} s"
@@ -221,6 +218,11 @@ class Demo:
             time.sleep(0.5)
         self.say(f"the index has not reached the settlement of interval {last} yet")
 
+    def _clock(self, interval: int, *, through: int | None = None) -> str:
+        return interval_clock(
+            interval, self.params.interval_ms, self.settings.timezone, through=through
+        )
+
     def _place_orders(self, client: Client, agents: list[Agent], interval: int) -> int:
         sent = 0
         for agent in agents:
@@ -242,7 +244,7 @@ class Demo:
                 sent += 1
             except OrderRefused as exc:
                 self.say(f"{agent.site.name}: order refused: {exc}")
-        clock = interval_clock(interval, self.params.interval_ms, self.settings.timezone)
+        clock = self._clock(interval)
         self.say(f"interval {interval} ({clock}): {sent} orders placed through the API")
         return sent
 
@@ -259,7 +261,7 @@ class Demo:
             else None
         )
         totals = report["totals"]
-        clock = interval_clock(interval, self.params.interval_ms, self.settings.timezone)
+        clock = self._clock(interval)
         result = {
             "interval": interval,
             "clock": clock,

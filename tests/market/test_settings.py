@@ -3,7 +3,6 @@ and a bad value is refused with its name."""
 
 from __future__ import annotations
 
-from datetime import UTC
 from pathlib import Path
 
 import pytest
@@ -50,16 +49,3 @@ def test_a_bad_setting_is_named(bad, name):
 def test_a_missing_config_file_is_named(tmp_path):
     with pytest.raises(ValueError, match="nope.toml"):
         Settings.from_env(tmp_path / "nope.toml")
-
-
-def test_intervals_read_as_clock_times_in_the_markets_time_zone():
-    from datetime import datetime
-
-    from market import interval_clock
-
-    start = int(datetime(2026, 12, 1, 17, 15, tzinfo=UTC).timestamp() * 1000)  # 14:15 in São Paulo
-    assert interval_clock(start // 900_000, 900_000, "America/Sao_Paulo") == "14:15–14:30"
-    assert interval_clock(start // 20_000, 20_000, "America/Sao_Paulo") == "14:15:00–14:15:20"
-    assert interval_clock(start // 900_000, 900_000, "UTC") == "17:15–17:30"
-    with pytest.raises(ValidationError, match="unknown time zone"):
-        Settings.from_env(timezone="America/Sao_Paolo")
