@@ -258,8 +258,8 @@ def cancel_order(
             "OrderNotOpen",
             f"the chain refused this order ({order.relay_error}); nothing to cancel",
         )
-    if order.status in ("cleared",):
-        raise APIError(409, "OrderNotOpen", "the order's interval is cleared already")
+    if order.status in ("cleared", "voided"):
+        raise APIError(409, "OrderNotOpen", f"the order's interval is {order.status} already")
     params = chain.params()
     gate = params.gate_closure(order.interval)
     if now_ms() + settings.order_margin_ms >= gate:

@@ -74,7 +74,7 @@ class OrderPublic(BaseModel):
     )
     relay_error: str | None = None
     order_id: int | None = Field(None, description="The chain's order id, once on chain")
-    status: str | None = Field(None, description="On chain: open | cancelled | cleared")
+    status: str | None = Field(None, description="On chain: open | cancelled | cleared | voided")
     filled_wh: int | None = None
     block_number: int | None = None
     block_hash: str | None = None
@@ -129,7 +129,7 @@ class BookPublic(BaseModel):
     interval: int
     zone: int | None
     gate_closure_ms: int
-    state: Literal["open", "closed", "cleared"]
+    state: Literal["open", "closed", "cleared", "voided"]
     bids: list[BookLevel]
     offers: list[BookLevel]
     items: list[BookOrder]

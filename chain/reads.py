@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from market import MarketParams, OrderSpec, from_chain_name, ss58
+from market import MarketParams, OrderSpec, from_chain_name, public_key, ss58
 from market.clearinghouse import SettlementLine, Trade, build_report
 
 from .connection import PALLET, ChainConnection
@@ -19,7 +19,7 @@ class ChainOrder:
     order_id: int
     owner: str
     spec: OrderSpec
-    status: str  # "open" | "cancelled" | "cleared"
+    status: str  # "open" | "cancelled" | "cleared" | "voided"
     filled_wh: int | None = None
 
     def matcher_dict(self) -> dict:
@@ -163,6 +163,11 @@ class MarketReads(ChainConnection):
     def is_cleared(self, interval: int, block_hash: str | None = None) -> bool:
         return self.query(PALLET, "Clearings", [interval], block_hash=block_hash) is not None
 
+    def voided_at(self, interval: int, block_hash: str | None = None) -> int | None:
+        """The block that finished voiding `interval` (no valid clearing by its end)."""
+        v = self.query(PALLET, "Voided", [interval], block_hash=block_hash)
+        return None if v is None else int(v)
+
     def settlement_params(self, interval: int) -> dict:
         """The arguments of `settle_interval`: the interval and the counts that price the call
         (its matches and its metered participants), read from the chain now."""
@@ -200,6 +205,13 @@ class MarketReads(ChainConnection):
                 "last": v["last"],
             }
         return out
+
+    def meter_epoch(self, meter: str | bytes, block_hash: str | None = None) -> int:
+        """The meter's accreditation epoch (`MeterEpochs`): 0 if never accredited, 1 after its
+        first accreditation, +1 at each later one; a revocation keeps it. Its readings must be
+        signed under this epoch (and this chain's genesis hash)."""
+        key_hex = "0x" + public_key(meter).hex()
+        return int(self.query(PALLET, "MeterEpochs", [key_hex], block_hash=block_hash) or 0)
 
     def balance(self, account: str, block_hash: str | None = None) -> Balance:
         v = self.query("System", "Account", [ss58(account)], block_hash=block_hash)

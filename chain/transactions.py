@@ -353,21 +353,25 @@ class Chain(MarketReads):
     @staticmethod
     def reading_params(
         meter: str | bytes,
+        epoch: int,
         interval: int,
         counter: int,
         import_wh: int,
         export_wh: int,
         signature: str | bytes,
     ) -> dict:
+        """The arguments of `submit_reading`: the `MeterReading` (its fields in SCALE order) and
+        the meter's signature over `reading:v2 ++ genesis hash ++ MeterReading`."""
         meter_hex = "0x" + public_key(meter).hex()
         sig_hex = signature if isinstance(signature, str) else "0x" + bytes(signature).hex()
         return {
             "reading": {
                 "meter": meter_hex,
-                "interval": interval,
-                "counter": counter,
-                "import_wh": import_wh,
-                "export_wh": export_wh,
+                "epoch": int(epoch),
+                "interval": int(interval),
+                "counter": int(counter),
+                "import_wh": int(import_wh),
+                "export_wh": int(export_wh),
             },
             "signature": sig_hex,
         }

@@ -23,7 +23,7 @@ from .messages import (
 )
 from .params import MarketParams
 from .specs import OrderSpec
-from .units import U16_MAX, U64_MAX, UNITS_PER_BRL, UNITS_PER_TICK, units_to_brl
+from .units import U16_MAX, U32_MAX, U64_MAX, UNITS_PER_BRL, UNITS_PER_TICK, units_to_brl
 
 __all__ = [
     "CANCEL_TAG",
@@ -38,6 +38,7 @@ __all__ = [
     "SignedCancel",
     "SignedOrder",
     "U16_MAX",
+    "U32_MAX",
     "U64_MAX",
     "UNITS_PER_BRL",
     "UNITS_PER_TICK",

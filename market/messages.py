@@ -10,11 +10,11 @@ from typing import Any
 
 from .accounts import Signer, public_key, verify_sr25519
 from .specs import OrderSpec
-from .units import U64_MAX
+from .units import U32_MAX, U64_MAX
 
 ORDER_TAG = b"wattchain:order:v1"
 CANCEL_TAG = b"wattchain:cancel:v1"
-READING_TAG = b"wattchain:reading:v1"
+READING_TAG = b"wattchain:reading:v2"
 
 
 def order_message(genesis_hash: bytes, owner: bytes, spec: OrderSpec) -> bytes:
@@ -33,11 +33,21 @@ def cancel_message(genesis_hash: bytes, owner: bytes, client_order_id: int) -> b
 
 
 def reading_message(
-    meter: bytes, interval: int, counter: int, import_wh: int, export_wh: int
+    genesis_hash: bytes,
+    meter: bytes,
+    epoch: int,
+    interval: int,
+    counter: int,
+    import_wh: int,
+    export_wh: int,
 ) -> bytes:
-    """`b"wattchain:reading:v1" ++ meter_public_key[32] ++ interval ++ counter ++ import_wh
-    ++ export_wh` (each u64 little-endian)."""
+    """`b"wattchain:reading:v2" ++ genesis_hash[32] ++ MeterReading`, where `MeterReading =
+    meter_public_key[32] ++ epoch u32 ++ interval u64 ++ counter u64 ++ import_wh u64 ++
+    export_wh u64` (little-endian). The genesis hash binds the reading to one chain and the
+    epoch to one accreditation of the meter (docs/chain-interface.md)."""
+    _check_len("genesis hash", genesis_hash, 32)
     _check_len("meter public key", meter, 32)
+    _check_uint("epoch", epoch, U32_MAX)
     for name, value in (
         ("interval", interval),
         ("counter", counter),
@@ -46,7 +56,10 @@ def reading_message(
     ):
         _check_u64(name, value)
     return (
-        READING_TAG + bytes(meter) + struct.pack("<QQQQ", interval, counter, import_wh, export_wh)
+        READING_TAG
+        + bytes(genesis_hash)
+        + bytes(meter)
+        + struct.pack("<IQQQQ", epoch, interval, counter, import_wh, export_wh)
     )
 
 
@@ -56,11 +69,15 @@ def _check_len(what: str, value: bytes, n: int) -> None:
 
 
 def _check_u64(name: str, value: int) -> None:
+    _check_uint(name, value, U64_MAX)
+
+
+def _check_uint(name: str, value: int, high: int) -> None:
     # bool is an int in Python; a message field never is one.
     if not isinstance(value, int) or isinstance(value, bool):
         raise ValueError(f"field {name} must be an integer, not {value!r}")
-    if not 0 <= value <= U64_MAX:
-        raise ValueError(f"field {name} = {value} is outside 0..{U64_MAX}")
+    if not 0 <= value <= high:
+        raise ValueError(f"field {name} = {value} is outside 0..{high}")
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 UNITS_PER_TICK = 1_000
 UNITS_PER_BRL = 100_000
 U16_MAX = 2**16 - 1
+U32_MAX = 2**32 - 1
 U64_MAX = 2**64 - 1
 
 

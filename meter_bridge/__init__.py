@@ -1,8 +1,9 @@
 """WattChain's meter side: read accredited meters over Modbus, sign readings, send demand-response
 commands, and simulate meters for demos and tests.
 
-The off-chain ingest worker uses MeterClient (or read_meter), MeterSigner and verify_reading;
-see docs/meter_bridge.md.
+The off-chain ingest worker uses MeterClient (or read_meter), MeterSigner (under the meter's
+Accreditation: its chain's genesis hash and accreditation epoch) and verify_reading; see
+docs/meter_bridge.md.
 """
 
 from .bank import RegisterBank, Table
@@ -22,7 +23,15 @@ from .errors import (
 )
 from .keys import MeterKey, verify_signature
 from .modbus import SerialSettings, serve_bank
-from .reading import MeterReading, RawReading, reading_message, sign_reading, verify_reading
+from .reading import (
+    Accreditation,
+    MeterReading,
+    RawReading,
+    reading_message,
+    resign_reading,
+    sign_reading,
+    verify_reading,
+)
 from .registers import CONTROLS, MODELS, ControlMap, Measurement, meter_map
 from .simulator import (
     SimulatorConfig,
@@ -35,6 +44,7 @@ from .simulator import (
 __all__ = [
     "CONTROLS",
     "MODELS",
+    "Accreditation",
     "CommandNotConfirmed",
     "ConfigurationError",
     "ControlMap",
@@ -63,6 +73,7 @@ __all__ = [
     "meter_map",
     "read_meter",
     "reading_message",
+    "resign_reading",
     "serve_bank",
     "sign_reading",
     "spawn_simulator",

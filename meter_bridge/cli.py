@@ -24,7 +24,7 @@ from .errors import (
 )
 from .keys import KEY_ENV, MeterKey
 from .modbus import SerialSettings
-from .reading import verify_reading
+from .reading import Accreditation, verify_reading
 from .registers import MODELS
 from .simulator import SimulatorConfig, run_simulator
 
@@ -85,13 +85,27 @@ def parser() -> argparse.ArgumentParser:
     sub = root.add_subparsers(dest="command", required=True)
 
     read = sub.add_parser(
-        "read", help="read the meter once and print the reading (signed with --key)"
+        "read",
+        help="read the meter once and print the reading "
+        "(signed with --key under --genesis-hash and --epoch)",
     )
     _connection_options(read, model_required=True)
     read.add_argument(
         "--key", help=f"meter secret URI, e.g. //Meter1 on a dev chain (or set {KEY_ENV})"
     )
     read.add_argument("--state", help="the meter's counter state file (needed to sign)")
+    read.add_argument(
+        "--genesis-hash",
+        metavar="0xHEX",
+        help="genesis hash of the chain the meter is accredited on (needed to sign; "
+        "GET /market shows it)",
+    )
+    read.add_argument(
+        "--epoch",
+        type=int,
+        help="the meter's accreditation epoch on that chain (needed to sign; 1 after its first "
+        "accreditation, +1 at each later one: the chain's EnergyTrading.MeterEpochs)",
+    )
     read.add_argument(
         "--interval",
         type=int,
@@ -189,11 +203,16 @@ def _client(args) -> MeterClient:
 
 async def _read(args) -> dict:
     signer = None
-    if args.key or args.state:
+    if args.key or args.state or args.genesis_hash is not None or args.epoch is not None:
         if not args.state:
             raise ConfigurationError("signing needs --state FILE, so counters survive restarts")
+        if args.genesis_hash is None or args.epoch is None:
+            raise ConfigurationError(
+                "signing needs the meter's accreditation: --genesis-hash 0x... and --epoch N"
+            )
+        accreditation = Accreditation.from_hex(args.genesis_hash, args.epoch)
         key = MeterKey.from_uri(args.key) if args.key else MeterKey.from_env()
-        signer = MeterSigner(key, args.state, start_after=args.start_after)
+        signer = MeterSigner(key, args.state, accreditation, start_after=args.start_after)
     if args.interval_ms <= 0:
         raise ConfigurationError("--interval-ms must be positive")
     async with _client(args) as client:

@@ -4,6 +4,10 @@ The state file (JSON, one per meter) holds the last counter used and the last si
 It is written atomically (temporary file, fsync, rename) *before* a signed reading is handed
 out, so a crash can leave a gap in counters but never a reuse, and the last reading can be
 recovered from the file and sent again.
+
+A state file of version 1 (before readings were bound to a chain and an accreditation epoch)
+is read on: its counter continues, and its last reading, whose v1 message no chain accepts any
+more, is dropped.
 """
 
 from __future__ import annotations
@@ -15,13 +19,13 @@ import logging
 import os
 from pathlib import Path
 
-from .errors import MalformedReading, ReadingError, StateFileError
+from .errors import ConfigurationError, MalformedReading, ReadingError, StateFileError
 from .keys import MeterKey
-from .reading import U64_MAX, MeterReading, RawReading, sign_reading
+from .reading import U64_MAX, Accreditation, MeterReading, RawReading, sign_reading
 
 log = logging.getLogger(__name__)
 
-STATE_VERSION = 1
+STATE_VERSION = 2
 
 
 class CounterStore:
@@ -78,6 +82,17 @@ class CounterStore:
             raise StateFileError(
                 f"state file {self.path} belongs to meter {state.get('meter')}, not {self.meter}"
             )
+        if state.get("version", 1) == 1 and state.get("last_reading") is not None:
+            log.warning(
+                "state file %s is of version 1: its last reading (counter %s) was signed with "
+                "the v1 message and cannot be sent any more; counters continue after %d",
+                self.path,
+                state["last_reading"].get("counter")
+                if isinstance(state["last_reading"], dict)
+                else "?",
+                state["counter"],
+            )
+            state["last_reading"] = None
         if state.get("last_reading") is not None:
             try:
                 MeterReading.from_dict(state["last_reading"])
@@ -111,11 +126,26 @@ class CounterStore:
 
 
 class MeterSigner:
-    """Signs readings of one meter with consecutive counters, remembered across restarts."""
+    """Signs readings of one meter with consecutive counters, remembered across restarts, under
+    the meter's accreditation (its chain's genesis hash and its accreditation epoch).
 
-    def __init__(self, key: MeterKey, state_path: str | os.PathLike, *, start_after: int = 0):
+    The accreditation is what the operator provisions the meter with when accrediting it; after
+    a new accreditation, assign the new one to `accreditation` (the counter carries on). A
+    signer without one (not provisioned yet) refuses to sign."""
+
+    def __init__(
+        self,
+        key: MeterKey,
+        state_path: str | os.PathLike,
+        accreditation: Accreditation | None = None,
+        *,
+        start_after: int = 0,
+    ):
+        if accreditation is not None and not isinstance(accreditation, Accreditation):
+            raise TypeError(f"accreditation must be an Accreditation, not {accreditation!r}")
         self.key = key
         self.store = CounterStore(state_path, key.public_key_hex)
+        self.accreditation = accreditation
         self.start_after = start_after
 
     @property
@@ -130,6 +160,12 @@ class MeterSigner:
         return MeterReading.from_dict(last) if last else None
 
     def sign(self, raw: RawReading, interval: int) -> MeterReading:
+        accreditation = self.accreditation
+        if accreditation is None:
+            raise ConfigurationError(
+                f"meter {self.key.public_key_hex} is not provisioned: it signs only under an "
+                "accreditation (its chain's genesis hash and its accreditation epoch)"
+            )
         with self.store.locked():
             state = self.store.load(self.start_after)
             last = state["last_reading"]
@@ -146,12 +182,13 @@ class MeterSigner:
                         )
             if state["counter"] >= U64_MAX:
                 raise StateFileError("counter exhausted (u64)")
-            reading = sign_reading(raw, self.key, interval, state["counter"] + 1)
+            reading = sign_reading(raw, self.key, accreditation, interval, state["counter"] + 1)
             self.store.save(reading)
         log.info(
-            "signed reading %d of meter %s for interval %d: import %d Wh, export %d Wh",
+            "signed reading %d of meter %s (epoch %d) for interval %d: import %d Wh, export %d Wh",
             reading.counter,
             reading.meter,
+            reading.epoch,
             interval,
             reading.import_wh,
             reading.export_wh,

@@ -120,8 +120,6 @@ class Indexer:
 
     def index_block(self, block: Block) -> None:
         ours = [e for e in block.events if e.pallet == PALLET]
-        placed = [int(e.attributes["order_id"]) for e in ours if e.name == "OrderPlaced"]
-        specs = {o.order_id: o for o in self.chain.orders(placed, block.hash)} if placed else {}
         with transaction(self.db) as c:
             c.execute(
                 "INSERT OR REPLACE INTO blocks (number, hash, timestamp_ms) VALUES (?, ?, ?)",
@@ -143,33 +141,33 @@ class Indexer:
                 )
                 handler = getattr(self, f"_on_{e.name}", None)
                 if handler is not None:
-                    handler(c, block, e, specs)
+                    handler(c, block, e)
             c.execute(
                 "INSERT OR REPLACE INTO meta (key, value) VALUES ('last_block', ?)",
                 (str(block.number),),
             )
 
     # -- one handler per event ---------------------------------------------------------------
-    def _on_MarketOperatorSet(self, c, block, e, _):
+    def _on_MarketOperatorSet(self, c, block, e):
         c.execute(
             "INSERT OR REPLACE INTO roles (role, account, block_number) VALUES ('operator', ?, ?)",
             (ss58(e.attributes["who"]), block.number),
         )
 
-    def _on_DistributorSet(self, c, block, e, _):
+    def _on_DistributorSet(self, c, block, e):
         c.execute(
             "INSERT OR REPLACE INTO roles (role, account, block_number)"
             " VALUES ('distributor', ?, ?)",
             (ss58(e.attributes["who"]), block.number),
         )
 
-    def _on_ParticipantRegistered(self, c, block, e, _):
+    def _on_ParticipantRegistered(self, c, block, e):
         c.execute(
             "INSERT OR REPLACE INTO participants (account, zone, block_number) VALUES (?, ?, ?)",
             (ss58(e.attributes["who"]), int(e.attributes["zone"]), block.number),
         )
 
-    def _on_MeterAccredited(self, c, block, e, _):
+    def _on_MeterAccredited(self, c, block, e):
         a = e.attributes
         c.execute(
             "INSERT OR REPLACE INTO meters (meter, owner, zone, source, block_number, revoked)"
@@ -183,13 +181,12 @@ class Indexer:
             ),
         )
 
-    def _on_MeterRevoked(self, c, block, e, _):
+    def _on_MeterRevoked(self, c, block, e):
         c.execute("UPDATE meters SET revoked = 1 WHERE meter = ?", (_hex(e.attributes["meter"]),))
 
-    def _on_OrderPlaced(self, c, block, e, specs):
+    def _on_OrderPlaced(self, c, block, e):
         a = e.attributes
         order_id = int(a["order_id"])
-        spec = specs.get(order_id)
         c.execute(
             "INSERT OR REPLACE INTO orders (order_id, owner, client_order_id, interval, side,"
             " quantity_wh, price_ticks, zone, source, renewable_only, status, filled_wh,"
@@ -204,8 +201,8 @@ class Indexer:
                 int(a["quantity_wh"]),
                 int(a["price_ticks"]),
                 int(a["zone"]),
-                spec.spec.source if spec else None,
-                int(spec.spec.renewable_only) if spec else None,
+                from_chain_name(a["source"]),
+                int(bool(a["renewable_only"])),
                 block.number,
                 block.hash,
                 e.extrinsic_index,
@@ -213,13 +210,13 @@ class Indexer:
             ),
         )
 
-    def _on_OrderCancelled(self, c, block, e, _):
+    def _on_OrderCancelled(self, c, block, e):
         c.execute(
             "UPDATE orders SET status = 'cancelled', updated_block = ? WHERE order_id = ?",
             (block.number, int(e.attributes["order_id"])),
         )
 
-    def _on_Traded(self, c, block, e, _):
+    def _on_Traded(self, c, block, e):
         a = e.attributes
         c.execute(
             "INSERT INTO trades (interval, bid, offer, buyer, seller, quantity_wh, buyer_price,"
@@ -245,7 +242,7 @@ class Indexer:
                 (int(a["quantity_wh"]), block.number, order_id),
             )
 
-    def _on_ClearingAccepted(self, c, block, e, _):
+    def _on_ClearingAccepted(self, c, block, e):
         a = e.attributes
         interval = int(a["interval"])
         prices = [
@@ -274,7 +271,20 @@ class Indexer:
             (block.number, interval),
         )
 
-    def _on_MeterBaselineSet(self, c, block, e, _):
+    def _on_IntervalVoided(self, c, block, e):
+        interval = int(e.attributes["interval"])
+        c.execute(
+            "INSERT OR REPLACE INTO voided_intervals (interval, orders, block_number, block_hash,"
+            " timestamp_ms) VALUES (?, ?, ?, ?, ?)",
+            (interval, int(e.attributes["orders"]), block.number, block.hash, block.timestamp_ms),
+        )
+        c.execute(
+            "UPDATE orders SET status = 'voided', updated_block = ?"
+            " WHERE interval = ? AND status = 'open'",
+            (block.number, interval),
+        )
+
+    def _on_MeterBaselineSet(self, c, block, e):
         a = e.attributes
         c.execute(
             "INSERT OR REPLACE INTO readings (meter, counter, interval, owner, kind, import_wh,"
@@ -293,7 +303,7 @@ class Indexer:
             ),
         )
 
-    def _on_ReadingAccepted(self, c, block, e, _):
+    def _on_ReadingAccepted(self, c, block, e):
         a = e.attributes
         c.execute(
             "INSERT OR REPLACE INTO readings (meter, counter, interval, owner, kind, import_wh,"
@@ -310,14 +320,14 @@ class Indexer:
             ),
         )
 
-    def _on_EnergyMinted(self, c, block, e, _):
+    def _on_EnergyMinted(self, c, block, e):
         c.execute(
             "INSERT INTO energy_moves (kind, source, target, amount_wh, block_number)"
             " VALUES ('mint', NULL, ?, ?, ?)",
             (ss58(e.attributes["who"]), int(e.attributes["amount_wh"]), block.number),
         )
 
-    def _on_EnergyTransferred(self, c, block, e, _):
+    def _on_EnergyTransferred(self, c, block, e):
         a = e.attributes
         c.execute(
             "INSERT INTO energy_moves (kind, source, target, amount_wh, block_number)"
@@ -325,7 +335,7 @@ class Indexer:
             (ss58(a["from"]), ss58(a["to"]), int(a["amount_wh"]), block.number),
         )
 
-    def _on_ParticipantSettled(self, c, block, e, _):
+    def _on_ParticipantSettled(self, c, block, e):
         a = e.attributes
         line = a["line"]
         c.execute(
@@ -343,7 +353,7 @@ class Indexer:
             ),
         )
 
-    def _on_IntervalSettled(self, c, block, e, _):
+    def _on_IntervalSettled(self, c, block, e):
         a = e.attributes
         row = c.execute("SELECT account FROM roles WHERE role = 'distributor'").fetchone()
         c.execute(

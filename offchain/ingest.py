@@ -6,7 +6,23 @@ Validation here mirrors the pallet (signature, counter continuity, registers tha
 backwards, plausibility against rated power) so that problems are reported as anomalies with the
 meter's name while the chain stays the judge. Anomalies: a stale meter, a bad register value, a
 meter reset (registers back to lower values), a meter swap (another key at the same site), a
-missing interval, an implausible reading, and any rejection by the chain with its pallet error.
+missing interval, an implausible reading, a reading signed again under the meter's newer
+accreditation (`stale_accreditation`), an old unbound reading no key here can sign again
+(`unbound`), and any rejection by the chain with its pallet error.
+
+Binding (docs/chain-interface.md): each reading is signed for one chain (its genesis hash) and
+one accreditation of its meter (the meter's epoch, `EnergyTrading.MeterEpochs`). Ingest reads
+both from the node when it starts, as it does the market parameters, and keeps them in each
+meter's `MeterSigner`, so reading and signing need no node afterwards and readings keep queueing
+while the node is down. It reads them again:
+- for one meter, when the chain refuses a reading with `StaleAccreditation` (the operator
+  accredited the meter again meanwhile);
+- for every meter, when the node answers with another genesis hash than before.
+A pending reading signed under another epoch of the same chain (or queued before readings were
+bound) is signed again under the meter's current accreditation, with the same counter, before
+it is sent, or once the chain refused it as `StaleAccreditation`: the chain never accepted it,
+so nothing counts twice, and nothing is lost. A reading signed for another chain is sent as it
+is, and the chain refuses it (`BadSignature`).
 
 Run it: `wattchain ingest --sites sites.json` (settings: market/settings.py).
 """
@@ -14,6 +30,7 @@ Run it: `wattchain ingest --sites sites.json` (settings: market/settings.py).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import time
@@ -23,10 +40,10 @@ from pathlib import Path
 from chain import Chain, ChainError, ChainUnavailable
 from market import keypair, now_ms
 from market.settings import Settings
-from meter_bridge import MeterClient, MeterKey, MeterSigner
+from meter_bridge import Accreditation, MeterClient, MeterKey, MeterSigner
 from meter_bridge.client import RetryPolicy
 from meter_bridge.errors import MeterStale, ModbusReplyError, ReadingError
-from meter_bridge.reading import MeterReading, verify_reading
+from meter_bridge.reading import MeterReading, resign_reading, verify_reading
 from store import Anomaly, DataDir, QueuedReading, ReadingQueue
 
 log = logging.getLogger("wattchain.ingest")
@@ -35,6 +52,8 @@ log = logging.getLogger("wattchain.ingest")
 RETRY_LATER = {"IntervalNotEnded"}
 # The chain has this reading already (a restart between inclusion and our bookkeeping).
 ALREADY_ON_CHAIN = {"ReadingReplayed"}
+# Signed under an earlier accreditation of the meter: sign it again under the current one.
+STALE_ACCREDITATION = {"StaleAccreditation"}
 
 
 @dataclass
@@ -131,15 +150,44 @@ class Ingest:
         # The account that pays the readings' fees: the deployment's, unless a test names one.
         self.submitter = keypair(submitter_uri or Settings().meter_submitter_uri)
         self.retry = retry or RetryPolicy(attempts=4, backoff_s=0.25, backoff_max_s=2.0)
-        self.signers = {}
+        self.signers: dict[str, MeterSigner] = {}
+        self.meter_signers: dict[str, MeterSigner] = {}  # by 0x meter key, to sign again
         for s in sites:
             key = MeterKey.from_uri(s.key_uri)
             # One counter file per meter key, not per site: a swapped meter starts its own count.
-            self.signers[s.name] = MeterSigner(
+            signer = self.meter_signers.get(key.public_key_hex) or MeterSigner(
                 key, self.data_dir / f"meter-{key.public_key_hex[2:18]}.json"
             )
+            self.signers[s.name] = signer
+            self.meter_signers[key.public_key_hex] = signer
         self.stale: set[str] = set()
         self._params = None
+        self._genesis: bytes | None = None  # the genesis hash the signers' accreditations name
+
+    def refresh_accreditations(self, meters: list[str] | None = None) -> None:
+        """Read the chain's genesis hash and the meters' accreditation epochs (all, or those
+        given) into their signers: what each meter signs under from now on. Needs the node."""
+        genesis = self.chain.genesis_hash
+        for meter in self.meter_signers if meters is None else meters:
+            signer = self.meter_signers[meter]
+            fresh = Accreditation(genesis, self.chain.meter_epoch(meter))
+            if signer.accreditation is not None and signer.accreditation != fresh:
+                log.warning(
+                    "meter %s: accreditation now epoch %d of chain %s (was epoch %d of %s)",
+                    meter[:10],
+                    fresh.epoch,
+                    fresh.genesis_hash_hex[:10],
+                    signer.accreditation.epoch,
+                    signer.accreditation.genesis_hash_hex[:10],
+                )
+            signer.accreditation = fresh
+        if meters is None:
+            self._genesis = genesis
+
+    def _follow_genesis(self) -> None:
+        """After a reconnection to a node of another chain, sign for that chain from now on."""
+        if self.chain.genesis_hash != self._genesis:
+            self.refresh_accreditations()
 
     def report(self, a: Anomaly, *, error: bool = False) -> None:
         self.queue.record(a)
@@ -184,6 +232,8 @@ class Ingest:
         previous = self.queue.last(meter)
         if previous is not None and previous.interval >= interval:
             return None  # read for this interval already
+        if signer.accreditation is None:  # normally read at start (run); then never here
+            self.refresh_accreditations([meter])
         try:
             reading = signer.sign(raw, interval)
         except ReadingError as exc:  # registers ran backwards: a reset or a swapped meter
@@ -217,6 +267,7 @@ class Ingest:
         the chain cannot take yet; returns how many went on chain, were rejected, or wait."""
         done = {"on_chain": 0, "rejected": 0, "waiting": 0}
         blocked: set[str] = set()
+        self._follow_genesis()
         for r in self.queue.pending():
             if r.meter in blocked:
                 done["waiting"] += 1
@@ -226,12 +277,38 @@ class Ingest:
                 self.queue.mark(r.meter, r.counter, "on_chain", error="found on chain")
                 done["on_chain"] += 1
                 continue
+            signer = self.meter_signers.get(r.meter)
+            current = signer.accreditation if signer is not None else None
+            if current is not None and _signed_under_another_epoch(r, current):
+                # e.g. queued while the node was down, before a re-accreditation was seen
+                r = self.resign(r, "signed before the meter's current accreditation")
+            if r.epoch is None or r.genesis_hash is None:
+                # Queued before readings were bound, by a meter no site has now: unsendable.
+                self.queue.mark(r.meter, r.counter, "rejected", error="unbound")
+                self.report(
+                    Anomaly(
+                        r.site,
+                        r.meter,
+                        r.interval,
+                        "unbound",
+                        "signed before readings were bound to a chain, and no key to sign it again",
+                    ),
+                    error=True,
+                )
+                done["rejected"] += 1
+                continue
             try:
                 receipt = self.chain.submit(
                     self.submitter,
                     "submit_reading",
                     Chain.reading_params(
-                        r.meter, r.interval, r.counter, r.import_wh, r.export_wh, r.signature
+                        r.meter,
+                        r.epoch,
+                        r.interval,
+                        r.counter,
+                        r.import_wh,
+                        r.export_wh,
+                        r.signature,
                     ),
                     wait="inclusion",
                     timeout_s=timeout_s,
@@ -242,6 +319,17 @@ class Ingest:
                 if exc.name in ALREADY_ON_CHAIN:
                     self.queue.mark(r.meter, r.counter, "on_chain", error=exc.name)
                     done["on_chain"] += 1
+                elif exc.name in STALE_ACCREDITATION and signer is not None:
+                    # The meter was accredited again after this reading was signed. The chain
+                    # did not take it: sign it again under the new epoch, same counter, and send
+                    # it on the next round (the meter's later readings wait behind it).
+                    self.refresh_accreditations([r.meter])
+                    if signer.accreditation is not None and _signed_under_another_epoch(
+                        r, signer.accreditation
+                    ):
+                        self.resign(r, exc.name)
+                    blocked.add(r.meter)
+                    done["waiting"] += 1
                 elif exc.name in RETRY_LATER or not exc.is_module_error:
                     blocked.add(r.meter)
                     done["waiting"] += 1
@@ -259,6 +347,28 @@ class Ingest:
             self.queue.mark(r.meter, r.counter, "on_chain", block=receipt.block_number)
             done["on_chain"] += 1
         return done
+
+    def resign(self, r: QueuedReading, why: str) -> QueuedReading:
+        """Sign a pending reading again under its meter's current accreditation, same counter
+        and registers (it was never accepted), in the queue too; reported as an anomaly."""
+        signer = self.meter_signers[r.meter]
+        assert signer.accreditation is not None
+        fresh = resign_reading(_as_meter_reading(r), signer.key, signer.accreditation)
+        self.queue.resign(fresh)
+        was = "unbound (v1)" if r.epoch is None else f"epoch {r.epoch}"
+        self.report(
+            Anomaly(
+                r.site,
+                r.meter,
+                r.interval,
+                "stale_accreditation",
+                f"{why}: reading {r.counter} signed under {was}, "
+                f"signed again under epoch {fresh.epoch}",
+            )
+        )
+        return dataclasses.replace(
+            r, signature=fresh.signature, genesis_hash=fresh.genesis_hash, epoch=fresh.epoch
+        )
 
     def chain_counter(self, meter: str) -> int | None:
         info = self.chain.query("EnergyTrading", "Meters", [meter])
@@ -278,6 +388,7 @@ class Ingest:
         tasks promptly (before the meters they read go away)."""
         self.requeue_unsent()
         params = self.params()
+        self.refresh_accreditations()  # what the meters sign under, until the chain says else
         reading_done = asyncio.Event()
         wake = asyncio.Event()
 
@@ -344,6 +455,31 @@ class Ingest:
                         pass
 
         await asyncio.gather(reader(), submitter())
+
+
+def _signed_under_another_epoch(r: QueuedReading, current: Accreditation) -> bool:
+    """A reading to sign again: queued before readings were bound, or signed for this chain
+    under another accreditation epoch than the meter's current one. (One signed for another
+    chain is not re-signed: that chain's readings are not this chain's.)"""
+    if r.genesis_hash is None or r.epoch is None:
+        return True
+    return r.genesis_hash.lower() == current.genesis_hash_hex and r.epoch != current.epoch
+
+
+def _as_meter_reading(r: QueuedReading) -> MeterReading:
+    """A queued reading as the meter bridge's MeterReading (the queue keeps no power or time)."""
+    return MeterReading(
+        meter=r.meter,
+        genesis_hash=r.genesis_hash or "",
+        epoch=r.epoch or 0,
+        interval=r.interval,
+        counter=r.counter,
+        import_wh=r.import_wh,
+        export_wh=r.export_wh,
+        power_w=0,
+        timestamp_ms=0,
+        signature=r.signature,
+    )
 
 
 def load_sites(path: str | Path) -> list[MeterSite]:

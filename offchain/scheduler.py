@@ -11,7 +11,12 @@ Never twice, never blindly:
   bytes are broadcast again and followed to their block, so a second clearing is never signed
   while the first may still land;
 - a clearing the chain rejects is recorded with the pallet's error, raised as an alert, and
-  left alone: the operator decides what happens to that interval.
+  never resubmitted blindly.
+
+Never held for good: an interval that has no valid clearing by its deadline (its end: a
+rejected clearing, or the scheduler was down) is voided with `void_interval`, a page of
+`VOID_PAGE` orders per extrinsic, which releases every bid's hold. The chain lets anyone do it;
+the scheduler does it as soon as the chain's clock has passed the deadline.
 """
 
 from __future__ import annotations
@@ -29,6 +34,9 @@ from store import DataDir, alert, transaction
 log = logging.getLogger(__name__)
 
 CLEARING_ERA = 16  # blocks a clearing extrinsic stays valid: a lost one is known lost in ~30 s
+# Orders voided per `void_interval` extrinsic: each releases a hold (a few storage writes), and
+# 250 of them stay far inside one block's weight.
+VOID_PAGE = 250
 
 ClearFn = Callable[[list[dict], str], object]  # (matcher orders, mechanism) -> matcher.Clearing
 
@@ -121,8 +129,11 @@ class Scheduler:
 
     # -- one round -------------------------------------------------------------------------
     def step(self) -> dict | None:
-        """Clear the next interval if its gate has closed on chain; returns the attempt row."""
+        """Clear the next interval if its gate has closed on chain, or void it if its deadline
+        has passed too; returns the attempt row. Rejected intervals past their end are voided
+        first."""
         self._params = None  # params may change between intervals
+        self.void_overdue()
         k = self.next_interval()
         gate = self.params().gate_closure(k)
         if now_ms() < gate:
@@ -131,11 +142,93 @@ class Scheduler:
             self._set_next(k + 1)
             return self._record_skip(k)
         finalized = self.chain.finalized_hash()
-        if self.chain.timestamp_ms(finalized) < gate:
+        chain_now = self.chain.timestamp_ms(finalized)
+        if chain_now < gate:
             return None  # the chain's clock has not passed the gate in a final block yet
-        attempt = self.clear_interval(k, book_at=finalized)
+        if chain_now >= self.params().interval_end(k) and not self.chain.is_cleared(k):
+            attempt = self.void_interval(k)  # too late to clear (catching up after downtime)
+        else:
+            attempt = self.clear_interval(k, book_at=finalized)
         self._set_next(k + 1)
         return attempt
+
+    # -- voiding -----------------------------------------------------------------------------
+    def void_overdue(self) -> list[dict]:
+        """Void every interval whose latest clearing attempt was rejected (or whose voiding was
+        interrupted) once the chain's clock has passed its end."""
+        rows = self.ops.execute(
+            "SELECT a.interval FROM clearing_attempts a WHERE a.state IN ('rejected', 'voiding')"
+            " AND a.id = (SELECT MAX(b.id) FROM clearing_attempts b WHERE b.interval = a.interval)"
+            " ORDER BY a.interval"
+        ).fetchall()
+        if not rows:
+            return []
+        chain_now = self.chain.timestamp_ms()
+        params = self.params()
+        return [
+            self.void_interval(r["interval"])
+            for r in rows
+            if chain_now >= params.interval_end(r["interval"])
+        ]
+
+    def void_interval(self, interval: int) -> dict:
+        """Void `interval` page by page until the chain records it voided (or cleared)."""
+        last = (self.attempts(interval) or [None])[-1]
+        if last is not None and last["state"] == "voiding":
+            attempt_id = last["id"]
+        else:
+            created = now_ms()
+            with transaction(self.ops) as c:
+                attempt_id = c.execute(
+                    "INSERT INTO clearing_attempts (interval, state, created_ms, updated_ms)"
+                    " VALUES (?, 'voiding', ?, ?)",
+                    (interval, created, created),
+                ).lastrowid
+        voided = 0
+        while self.chain.voided_at(interval) is None:
+            book = len(self.chain.interval_order_ids(interval))
+            params = {"interval": interval, "max_orders": VOID_PAGE, "book_orders": book}
+            try:
+                receipt = self.chain.submit(
+                    self.operator,
+                    "void_interval",
+                    params,
+                    wait="finality" if self.finality else "inclusion",
+                    timeout_s=self.timeout_s,
+                )
+            except ChainError as exc:
+                if exc.name == "AlreadyVoided":
+                    break
+                if exc.name == "AlreadyCleared":
+                    self._update(attempt_id, state="abandoned", error="cleared on chain")
+                    return self._adopt_existing(interval)
+                # DeadlineNotPassed (the chain's clock is behind ours) or the node is away:
+                # the row stays 'voiding' and the next step carries on from the chain's cursor.
+                self._update(attempt_id, error=f"{exc.name}: {exc.detail}".rstrip(": "))
+                log.warning("interval %d: voiding paused: %s", interval, exc)
+                return self.attempts(interval)[-1]
+            if isinstance(receipt, Receipt):
+                for e in receipt.find(PALLET, "IntervalVoiding"):
+                    voided = int(e.attributes["total"])
+                self._update(
+                    attempt_id, block_hash=receipt.block_hash, block_number=receipt.block_number
+                )
+        self._update(attempt_id, state="voided", orders=voided, error=None)
+        log.warning(
+            "interval %d: voided (no valid clearing by its end); its orders did not trade and"
+            " every bid's hold is released",
+            interval,
+        )
+        with transaction(self.ops) as c:
+            alert(
+                c,
+                self.name,
+                "IntervalVoided",
+                f"interval {interval}: no valid clearing by its end; its orders did not trade"
+                " and every bid's hold is released",
+                interval,
+            )
+        return self.attempts(interval)[-1]
 
     def _stale_and_empty(self, interval: int) -> bool:
         """Catching up after downtime: an interval long over, with no order and no metered
@@ -177,7 +270,7 @@ class Scheduler:
         """Clear `interval` once. Safe to call again: it finishes or reports what was started."""
         previous = self.attempts(interval)
         last = previous[-1] if previous else None
-        if last and last["state"] in ("committed", "rejected"):
+        if last and last["state"] in ("committed", "rejected", "voided"):
             return last
         if last and last["state"] in ("signed", "submitted"):
             outcome = self._resume(last)
@@ -322,7 +415,7 @@ class Scheduler:
         self._update(attempt_id, state="rejected", error=error)
         log.error(
             "ALERT interval %d: the chain rejected its clearing: %s"
-            " (not retried; operator action needed)",
+            " (not retried; voided at the interval's end unless cleared before)",
             interval,
             error,
         )

@@ -6,7 +6,7 @@ registers are for that interval or later); a meter that stays silent delays sett
 most `max_wait_ms` after the interval's end, and is then named in an alert (its owner is
 settled on what was metered, the rest of its energy is not). A settlement the chain rejects is
 recorded with the pallet's error and alerted; `IntervalNotEnded` and `NotCleared` only mean
-"not yet".
+"not yet". A voided interval (no valid clearing by its end) settles too, as if nothing traded.
 """
 
 from __future__ import annotations
@@ -54,12 +54,13 @@ class Settler:
         return self.chain.market_params()
 
     def candidates(self) -> list[int]:
-        """Intervals whose clearing is committed and whose settlement is not final yet."""
+        """Intervals whose clearing is committed, or that were voided (they settle as if
+        nothing traded), and whose settlement is not final yet."""
         return [
             r["interval"]
             for r in self.ops.execute(
                 "SELECT DISTINCT c.interval FROM clearing_attempts c"
-                " WHERE c.state = 'committed' AND NOT EXISTS"
+                " WHERE c.state IN ('committed', 'voided') AND NOT EXISTS"
                 " (SELECT 1 FROM settle_attempts s WHERE s.interval = c.interval"
                 " AND s.state IN ('committed', 'rejected', 'skipped'))"
                 " ORDER BY c.interval"

@@ -121,6 +121,11 @@ def clearing(conn: sqlite3.Connection, interval: int) -> sqlite3.Row | None:
     return conn.execute("SELECT * FROM clearings WHERE interval = ?", (interval,)).fetchone()
 
 
+def voided(conn: sqlite3.Connection, interval: int) -> sqlite3.Row | None:
+    """The interval's `voided_intervals` row if it was voided (no valid clearing by its end)."""
+    return conn.execute("SELECT * FROM voided_intervals WHERE interval = ?", (interval,)).fetchone()
+
+
 def clearing_trades(conn: sqlite3.Connection, interval: int) -> list[sqlite3.Row]:
     """The matches of the interval's clearing (`trades` rows), in the clearing's order."""
     return conn.execute(

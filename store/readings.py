@@ -1,6 +1,10 @@
 """The meter-reading ingest's durable queue (ingest.db): a reading is in it before anything is
 sent, keyed by (meter, counter) so a reading can be queued twice but sent once; and the
-anomalies ingest found, with the meter each site has."""
+anomalies ingest found, with the meter each site has.
+
+Each queued reading keeps the genesis hash and accreditation epoch its signature binds; a
+reading re-signed under a newer accreditation keeps its counter (`resign`). An ingest.db from
+before those columns gets them on open, NULL for the readings already in it."""
 
 from __future__ import annotations
 
@@ -18,6 +22,8 @@ class SignedReading(Protocol):
     """A meter's signed reading (meter_bridge.MeterReading is one)."""
 
     meter: str
+    genesis_hash: str
+    epoch: int
     interval: int
     counter: int
     import_wh: int
@@ -35,6 +41,13 @@ class QueuedReading:
     signature: str
     site: str
     status: str = "pending"
+    genesis_hash: str | None = None  # None: queued before readings were bound (v1 message)
+    epoch: int | None = None
+
+
+_COLUMNS = (
+    "meter, counter, interval, import_wh, export_wh, signature, site, status, genesis_hash, epoch"
+)
 
 
 @dataclass
@@ -55,21 +68,62 @@ class ReadingQueue:
         self.path = Path(path)
         self.db = connect(self.path, INGEST_SCHEMA, synchronous="FULL")
         self.db.row_factory = None  # rows unpack into the dataclasses positionally
+        self._add_missing_columns()
+
+    def _add_missing_columns(self) -> None:
+        """An ingest.db written before readings were bound to a chain and an epoch."""
+        have = {row[1] for row in self.db.execute("PRAGMA table_info(readings)")}
+        for column, kind in (("genesis_hash", "TEXT"), ("epoch", "INTEGER")):
+            if column not in have:
+                self.db.execute(f"ALTER TABLE readings ADD COLUMN {column} {kind}")
 
     def add(self, r: SignedReading, site: str) -> bool:
         """Queue a signed reading; False when it was queued already."""
         cur = self.db.execute(
-            "INSERT OR IGNORE INTO readings"
-            " (meter, counter, interval, import_wh, export_wh, signature, site, queued_ms)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (r.meter, r.counter, r.interval, r.import_wh, r.export_wh, r.signature, site, now_ms()),
+            "INSERT OR IGNORE INTO readings (meter, counter, interval, import_wh, export_wh,"
+            " signature, site, queued_ms, genesis_hash, epoch)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                r.meter,
+                r.counter,
+                r.interval,
+                r.import_wh,
+                r.export_wh,
+                r.signature,
+                site,
+                now_ms(),
+                r.genesis_hash,
+                r.epoch,
+            ),
         )
         return cur.rowcount == 1
 
+    def resign(self, r: SignedReading) -> None:
+        """Replace a pending reading's signature and binding by those of the same reading (same
+        meter, counter, interval and registers) signed under a newer accreditation."""
+        cur = self.db.execute(
+            "UPDATE readings SET signature = ?, genesis_hash = ?, epoch = ?"
+            " WHERE meter = ? AND counter = ? AND status = 'pending'"
+            " AND interval = ? AND import_wh = ? AND export_wh = ?",
+            (
+                r.signature,
+                r.genesis_hash,
+                r.epoch,
+                r.meter,
+                r.counter,
+                r.interval,
+                r.import_wh,
+                r.export_wh,
+            ),
+        )
+        if cur.rowcount != 1:
+            raise ValueError(
+                f"no pending reading {r.counter} of {r.meter} with these registers to re-sign"
+            )
+
     def last(self, meter: str) -> QueuedReading | None:
         row = self.db.execute(
-            "SELECT meter, counter, interval, import_wh, export_wh, signature, site, status"
-            " FROM readings WHERE meter = ? AND status != 'rejected'"
+            f"SELECT {_COLUMNS} FROM readings WHERE meter = ? AND status != 'rejected'"
             " ORDER BY counter DESC LIMIT 1",
             (meter,),
         ).fetchone()
@@ -77,8 +131,7 @@ class ReadingQueue:
 
     def pending(self) -> list[QueuedReading]:
         rows = self.db.execute(
-            "SELECT meter, counter, interval, import_wh, export_wh, signature, site, status"
-            " FROM readings WHERE status = 'pending' ORDER BY meter, counter"
+            f"SELECT {_COLUMNS} FROM readings WHERE status = 'pending' ORDER BY meter, counter"
         ).fetchall()
         return [QueuedReading(*row) for row in rows]
 

@@ -81,6 +81,10 @@ CREATE TABLE IF NOT EXISTS clearings (
     block_number INTEGER NOT NULL, block_hash TEXT NOT NULL, extrinsic_index INTEGER,
     timestamp_ms INTEGER
 );
+CREATE TABLE IF NOT EXISTS voided_intervals (  -- no valid clearing by the interval's end
+    interval INTEGER PRIMARY KEY, orders INTEGER NOT NULL,
+    block_number INTEGER NOT NULL, block_hash TEXT NOT NULL, timestamp_ms INTEGER
+);
 CREATE TABLE IF NOT EXISTS settlements (
     interval INTEGER NOT NULL, account TEXT NOT NULL, contracted_wh INTEGER NOT NULL,
     metered_wh INTEGER NOT NULL, imbalance_wh INTEGER NOT NULL, amount TEXT NOT NULL,
@@ -119,7 +123,7 @@ OPS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS clearing_attempts (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     interval INTEGER NOT NULL,
-    state TEXT NOT NULL,            -- signed | submitted | committed | rejected | dropped
+    state TEXT NOT NULL,   -- signed | submitted | committed | rejected | dropped | voiding | voided
     mechanism TEXT, orders INTEGER, volume_wh INTEGER, price INTEGER, matches INTEGER,
     clearing TEXT,                  -- the matcher's result, canonical JSON
     read_at TEXT,                   -- block hash the book was read at
@@ -148,7 +152,9 @@ CREATE TABLE IF NOT EXISTS readings (
     meter TEXT NOT NULL, counter INTEGER NOT NULL, interval INTEGER NOT NULL,
     import_wh INTEGER NOT NULL, export_wh INTEGER NOT NULL, signature TEXT NOT NULL,
     site TEXT NOT NULL, status TEXT NOT NULL DEFAULT 'pending', error TEXT, block INTEGER,
-    queued_ms INTEGER NOT NULL, PRIMARY KEY (meter, counter)
+    queued_ms INTEGER NOT NULL,
+    genesis_hash TEXT, epoch INTEGER,        -- what the signature binds (NULL: a v1 reading)
+    PRIMARY KEY (meter, counter)
 );
 CREATE TABLE IF NOT EXISTS anomalies (
     id INTEGER PRIMARY KEY AUTOINCREMENT, site TEXT, meter TEXT, interval INTEGER,

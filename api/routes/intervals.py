@@ -48,9 +48,13 @@ def get_order_book(
     """The interval's orders as the chain holds them (finalized blocks): price levels per side,
     and the orders, bids best first then offers best first, paginated."""
     params = chain.params()
-    cleared = queries.is_cleared(index, interval)
     gate = params.gate_closure(interval)
-    state = "cleared" if cleared else ("closed" if now_ms() >= gate else "open")
+    if queries.is_cleared(index, interval):
+        state = "cleared"
+    elif queries.voided(index, interval) is not None:
+        state = "voided"
+    else:
+        state = "closed" if now_ms() >= gate else "open"
     key = decode_cursor(cursor, 3)
     rows = queries.book_orders(index, interval, zone=zone, side=side, after=key, limit=limit + 1)
     rows, nxt = page(rows, limit, queries.book_position)
@@ -110,6 +114,15 @@ def get_clearing(interval: int, index: IndexDep, ops: OpsDep) -> ClearingPublic:
     extrinsic index that carry it. 404 until it is in a finalized block."""
     row = queries.clearing(index, interval)
     if row is None:
+        voided = queries.voided(index, interval)
+        if voided is not None:
+            raise APIError(
+                404,
+                "IntervalVoided",
+                f"interval {interval} had no valid clearing by its end: its {voided['orders']}"
+                f" orders did not trade and every bid's hold was released"
+                f" (block #{voided['block_number']})",
+            )
         attempt = queries.latest_clearing_attempt(ops, interval)
         if attempt is not None and attempt["state"] == "rejected":
             raise APIError(

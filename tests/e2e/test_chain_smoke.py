@@ -8,7 +8,17 @@ import pytest
 from e2e_helpers import setup_participants, wait_until
 
 from chain import PALLET, Chain, ChainError
-from market import OrderSpec, SignedOrder, dev_keypair, keypair, now_ms, sign_cancel, sign_order
+from market import (
+    READING_TAG,
+    OrderSpec,
+    SignedOrder,
+    dev_keypair,
+    keypair,
+    now_ms,
+    reading_message,
+    sign_cancel,
+    sign_order,
+)
 
 BOB = "//Bob"
 
@@ -49,6 +59,7 @@ def test_metadata_names(chain):
         "EnergyBalance",
         "Metered",
         "ClientOrders",
+        "MeterEpochs",
     } <= storage
     assert chain.market_operator() == dev_keypair("Alice").ss58_address
     assert chain.distributor() == dev_keypair("Ferdie").ss58_address
@@ -62,6 +73,19 @@ def test_order_spec_scale_matches_the_nodes_metadata(chain):
         OrderSpec(2**64 - 1, 2**63, "bid", 1, 10_000, 65_535, "grid_mix", True),
     ):
         assert chain.encode_call_args("place_order", {"spec": spec.to_call_arg()}) == spec.encode()
+
+
+def test_meter_reading_scale_matches_the_nodes_metadata(chain):
+    """submit_reading's `MeterReading` in the node's own encoding is what the meter signs after
+    the tag and the genesis hash: `reading:v2 ++ genesis ++ SCALE(MeterReading)`."""
+    meter = bytes(range(32, 64))
+    fields = (2**32 - 1, 89_805_158, 7, 1_250_123, 2**64 - 1)
+    signature = bytes(range(64))
+    args = chain.encode_call_args("submit_reading", Chain.reading_params(meter, *fields, signature))
+    message = reading_message(chain.genesis_hash, meter, *fields)
+    encoded_reading = message[len(READING_TAG) + 32 :]
+    assert message[len(READING_TAG) : len(READING_TAG) + 32] == chain.genesis_hash
+    assert args == encoded_reading + signature
 
 
 def test_owner_signs_submits_and_reads_back_an_order(chain, market):

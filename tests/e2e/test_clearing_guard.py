@@ -1,6 +1,7 @@
 """The scheduler's guards against a real node: a clearing the chain rejects is recorded with the
-pallet's error name, raised as an alert and never submitted again; a crash between submitting
-a clearing and its inclusion does not clear the interval twice."""
+pallet's error name, raised as an alert and never submitted again, and the interval is voided
+at its end with every hold released; a crash between submitting a clearing and its inclusion
+does not clear the interval twice."""
 
 from __future__ import annotations
 
@@ -91,6 +92,20 @@ def test_a_rejected_clearing_is_logged_alerted_and_not_retried(chain, tmp_path):
     assert chain.account_next_nonce(operator.ss58_address) == nonce
     assert len(scheduler.attempts(k)) == 1
     assert not chain.is_cleared(k)
+
+    # No funds stay held: at the interval's end (its clearing deadline) it is voided.
+    buyer = keypair(BUYER).ss58_address
+    assert chain.balance(buyer).reserved == 600 * 70 + 600 * 50
+    end = params.interval_end(k)
+    wait_until(lambda: chain.timestamp_ms() >= end, 60, f"the end of interval {k} on chain")
+    voided = scheduler.void_overdue()
+    assert [v["state"] for v in voided] == ["voided"]
+    assert chain.voided_at(k) is not None
+    assert chain.balance(buyer).reserved == 0
+    assert {o.status for o in chain.orders_of_interval(k)} == {"voided"}
+    names = [r["name"] for r in data.ops().execute("SELECT name FROM alerts ORDER BY id")]
+    assert names == ["ClearingRejected", "IntervalVoided"]
+    assert scheduler.void_overdue() == []  # done once
 
 
 class Crash(Exception):

@@ -23,7 +23,7 @@ import matcher
 from api.client import Client, OrderRefused, fresh_client_order_id, order_body
 from chain import Chain
 from market import OrderSpec, interval_clock, keypair, now_ms
-from meter_bridge import MeterKey, sign_reading
+from meter_bridge import Accreditation, MeterKey, sign_reading
 from meter_bridge.reading import RawReading
 from offchain.scheduler import book_for_clearing
 from wattchain.node import DevNode, free_port
@@ -92,13 +92,22 @@ class Market:
             raw = RawReading(
                 model="sdm630", import_wh=imp, export_wh=exp, power_w=0, timestamp_ms=now_ms()
             )
-            r = sign_reading(raw, key, interval, counter)
+            accreditation = Accreditation(
+                self.chain.genesis_hash, self.chain.meter_epoch(key.public_key_hex)
+            )
+            r = sign_reading(raw, key, accreditation, interval, counter)
             txs.append(
                 self.chain.submit_nowait(
                     reader,
                     "submit_reading",
                     Chain.reading_params(
-                        r.meter, r.interval, r.counter, r.import_wh, r.export_wh, r.signature
+                        r.meter,
+                        r.epoch,
+                        r.interval,
+                        r.counter,
+                        r.import_wh,
+                        r.export_wh,
+                        r.signature,
                     ),
                 )
             )

@@ -1,6 +1,7 @@
 """The meter data path against a real dev node: a simulated Modbus meter, the bridge, the ingest
 worker and the chain. Tokens are minted for export, bad readings are rejected on chain with
-their own errors, and a node restart mid-flow loses and duplicates nothing."""
+their own errors, a node restart mid-flow loses and duplicates nothing, and a signed reading
+counts on one chain under one accreditation of its meter only."""
 
 from __future__ import annotations
 
@@ -10,14 +11,15 @@ import time
 
 import pytest
 
-from chain import Chain, ChainError
-from market import keypair
-from meter_bridge import MeterKey, sign_reading, start_simulator
-from meter_bridge.reading import RawReading
+from chain import PALLET, Chain, ChainError, Receipt
+from market import keypair, now_ms
+from meter_bridge import Accreditation, MeterKey, resign_reading, sign_reading, start_simulator
+from meter_bridge.reading import MeterReading, RawReading
 from offchain.ingest import Ingest, MeterSite
 
 INTERVAL_MS = 4_000
 ALICE = "//Alice"
+RELAYER = "//Bob//stash"  # pays the fees of the readings these tests submit themselves
 
 
 def short_intervals(chain: Chain) -> None:
@@ -27,8 +29,8 @@ def short_intervals(chain: Chain) -> None:
     chain.submit(keypair(ALICE), "set_market_params", {"params": params})
 
 
-def accredit(chain: Chain, key: MeterKey, owner: str, rated_power_w: int = 0) -> None:
-    chain.submit(
+def accredit(chain: Chain, key: MeterKey, owner: str, rated_power_w: int = 0) -> Receipt:
+    return chain.submit(
         keypair(ALICE),
         "accredit_meter",
         {
@@ -43,6 +45,35 @@ def accredit(chain: Chain, key: MeterKey, owner: str, rated_power_w: int = 0) ->
 
 def meter_on_chain(chain: Chain, key: MeterKey) -> dict:
     return chain.query("EnergyTrading", "Meters", [key.public_key_hex])
+
+
+def accreditation(chain: Chain, key: MeterKey) -> Accreditation:
+    """What the meter signs under on this chain now: its genesis hash and the meter's epoch."""
+    return Accreditation(chain.genesis_hash, chain.meter_epoch(key.public_key_hex))
+
+
+def raw(import_wh: int, export_wh: int) -> RawReading:
+    return RawReading(
+        model="sdm630", import_wh=import_wh, export_wh=export_wh, power_w=0, timestamp_ms=now_ms()
+    )
+
+
+def submit_reading(chain: Chain, reading: MeterReading) -> str | None:
+    """Submit a signed reading as the relayer; the pallet's error name, or None if accepted."""
+    params = Chain.reading_params(
+        reading.meter,
+        reading.epoch,
+        reading.interval,
+        reading.counter,
+        reading.import_wh,
+        reading.export_wh,
+        reading.signature,
+    )
+    try:
+        chain.submit(keypair(RELAYER), "submit_reading", params)
+    except ChainError as exc:
+        return exc.name
+    return None
 
 
 @pytest.fixture
@@ -89,47 +120,105 @@ def test_bad_readings_are_rejected_on_chain_with_their_reason(fresh_chain):
     chain = fresh_chain
     key = MeterKey.from_uri("//IngestMeter2")
     accredit(chain, key, "//Charlie")
-    relayer = keypair("//Bob//stash")
+    acc = accreditation(chain, key)
+    assert acc.epoch == 1, "a first accreditation is epoch 1"
     now_interval = chain.market_params().interval_at(int(time.time() * 1000))
 
-    def raw(import_wh, export_wh):
-        return RawReading(
-            model="sdm630",
-            import_wh=import_wh,
-            export_wh=export_wh,
-            power_w=0,
-            timestamp_ms=int(time.time() * 1000),
-        )
-
     def submit(reading) -> str | None:
-        params = Chain.reading_params(
-            reading.meter,
-            reading.interval,
-            reading.counter,
-            reading.import_wh,
-            reading.export_wh,
-            reading.signature,
-        )
-        try:
-            chain.submit(relayer, "submit_reading", params)
-        except ChainError as exc:
-            return exc.name
-        return None
+        return submit_reading(chain, reading)
 
-    first = sign_reading(raw(1_000, 5_000), key, now_interval - 3, 1)
+    first = sign_reading(raw(1_000, 5_000), key, acc, now_interval - 3, 1)
     assert submit(first) is None
     assert submit(first) == "ReadingReplayed"
-    assert submit(sign_reading(raw(1_000, 5_100), key, now_interval - 2, 3)) == "CounterGap"
-    assert submit(sign_reading(raw(999, 5_100), key, now_interval - 2, 2)) == "RegisterBackwards"
-    assert submit(sign_reading(raw(1_000, 5_100), key, now_interval + 5, 2)) == "IntervalNotEnded"
+    assert submit(sign_reading(raw(1_000, 5_100), key, acc, now_interval - 2, 3)) == "CounterGap"
+    assert (
+        submit(sign_reading(raw(999, 5_100), key, acc, now_interval - 2, 2)) == "RegisterBackwards"
+    )
+    assert (
+        submit(sign_reading(raw(1_000, 5_100), key, acc, now_interval + 5, 2)) == "IntervalNotEnded"
+    )
     stranger = MeterKey.from_uri("//NotAccredited")
-    assert submit(sign_reading(raw(1, 1), stranger, now_interval - 2, 1)) == "UnknownMeter"
-    forged = sign_reading(raw(1_000, 5_100), stranger, now_interval - 2, 2)
+    assert submit(sign_reading(raw(1, 1), stranger, acc, now_interval - 2, 1)) == "UnknownMeter"
+    forged = sign_reading(raw(1_000, 5_100), stranger, acc, now_interval - 2, 2)
     forged = type(forged)(**{**forged.to_dict(), "meter": key.public_key_hex})
     assert submit(forged) == "BadSignature"
     # Nothing of that changed the meter's state; the honest next reading still fits.
-    assert submit(sign_reading(raw(1_000, 5_100), key, now_interval - 2, 2)) is None
+    assert submit(sign_reading(raw(1_000, 5_100), key, acc, now_interval - 2, 2)) is None
     assert chain.energy_balance(keypair("//Charlie").ss58_address) >= 100
+
+
+def test_an_old_signed_reading_never_counts_again_nor_on_another_chain(chain):
+    """Regression (audit): `revoke_meter` then `accredit_meter` reset the meter's replay
+    protection, so an old signed reading counted again; and a reading signed on one chain
+    (a testnet) counted on another. A reading now binds the genesis hash and the meter's
+    accreditation epoch. On the shared dev chain: its own meter, intervals long past."""
+    key = MeterKey.from_uri(f"//BindingMeter/{now_ms()}")  # a meter no other test knows
+    operator = keypair(ALICE)
+    receipt = accredit(chain, key, "//BindingOwner")
+    (accredited,) = receipt.find(PALLET, "MeterAccredited")
+    assert int(accredited.attributes["epoch"]) == 1
+    first_acc = accreditation(chain, key)
+    assert first_acc == Accreditation(chain.genesis_hash, 1)
+    k = chain.market_params().interval_at(now_ms()) - 3
+    old = sign_reading(raw(1_000, 5_000), key, first_acc, k, 1)
+    assert submit_reading(chain, old) is None
+    assert meter_on_chain(chain, key)["last"]["counter"] == 1
+
+    chain.submit(operator, "revoke_meter", {"meter": key.public_key_hex})
+    assert chain.meter_epoch(key.public_key_hex) == 1, "a revocation keeps the epoch"
+    receipt = accredit(chain, key, "//BindingOwner")
+    (accredited,) = receipt.find(PALLET, "MeterAccredited")
+    assert int(accredited.attributes["epoch"]) == 2
+    assert chain.meter_epoch(key.public_key_hex) == 2
+    assert meter_on_chain(chain, key)["last"] is None  # a new accreditation, no baseline yet
+
+    # The same old signed reading, resubmitted: refused, and nothing counted.
+    assert submit_reading(chain, old) == "StaleAccreditation"
+    assert meter_on_chain(chain, key)["last"] is None
+    # Signed under the current epoch but for another chain: the signature is not this chain's.
+    elsewhere = Accreditation(bytes(b ^ 0xFF for b in chain.genesis_hash), 2)
+    assert elsewhere.genesis_hash != chain.genesis_hash
+    assert (
+        submit_reading(chain, sign_reading(raw(1_000, 5_000), key, elsewhere, k, 1))
+        == "BadSignature"
+    )
+    assert meter_on_chain(chain, key)["last"] is None
+    # What the meter signs under its new accreditation counts (here, as the new baseline).
+    assert submit_reading(chain, resign_reading(old, key, accreditation(chain, key))) is None
+    assert meter_on_chain(chain, key)["last"]["counter"] == 1
+    # Leave the shared chain without a meter a settler would wait for.
+    chain.submit(operator, "revoke_meter", {"meter": key.public_key_hex})
+
+
+def test_ingest_signs_a_reading_again_after_a_re_accreditation(chain, tmp_path):
+    """The operator accredits a meter again after ingest read its epoch: the chain refuses the
+    queued reading as StaleAccreditation, ingest signs it again under the new epoch with the
+    same counter, and it lands on the next round. On the shared dev chain."""
+    uri = f"//IngestBindingMeter/{now_ms()}"
+    key = MeterKey.from_uri(uri)
+    accredit(chain, key, "//BindingOwner")
+    sim = start_simulator(port=0, model="sdm630", profile="prosumer", speed=60, start_hour=12.0)
+    try:
+        site = MeterSite(name="roof-b", model="sdm630", host=sim.host, port=sim.port, key_uri=uri)
+        ingest = Ingest(chain, [site], tmp_path / "ingest", submitter_uri=RELAYER)
+        ingest.refresh_accreditations()  # what run() does at start
+        k = chain.market_params().interval_at(now_ms()) - 2
+        (reading,) = asyncio.run(ingest.poll(k))
+    finally:
+        sim.stop()
+    assert (reading.genesis_hash, reading.epoch) == (chain.genesis_hash_hex, 1)
+
+    chain.submit(keypair(ALICE), "revoke_meter", {"meter": key.public_key_hex})
+    accredit(chain, key, "//BindingOwner")
+    assert ingest.submit_pending() == {"on_chain": 0, "rejected": 0, "waiting": 1}
+    (anomaly,) = ingest.queue.anomalies("stale_accreditation")
+    assert "StaleAccreditation" in anomaly.detail
+    assert ingest.submit_pending() == {"on_chain": 1, "rejected": 0, "waiting": 0}
+    last = meter_on_chain(chain, key)["last"]
+    assert last["counter"] == reading.counter == 1
+    assert last["export_wh"] == reading.export_wh
+    assert ingest.queue.anomalies("rejected_on_chain") == []
+    chain.submit(keypair(ALICE), "revoke_meter", {"meter": key.public_key_hex})  # tidy up
 
 
 def test_node_restart_mid_flow_loses_and_duplicates_nothing(start_node, tmp_path):

@@ -12,7 +12,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from market import U64_MAX, OrderSpec, cancel_message, keypair, order_message, reading_message  # noqa: E402
+from market import (  # noqa: E402
+    U32_MAX,
+    U64_MAX,
+    OrderSpec,
+    cancel_message,
+    keypair,
+    order_message,
+    reading_message,
+)
 
 OUT = ROOT / "docs" / "vectors" / "signed-messages.json"
 
@@ -52,16 +60,22 @@ def main() -> None:
                 "signature": "0x" + bytes(owner.sign(message)).hex(),
             }
         )
+    # Readings are signed for the file's genesis hash too. Epoch 0 is never a meter's epoch on
+    # chain (the first accreditation makes it 1), but its bytes are as well defined as any.
     readings = []
-    for interval, counter, import_wh, export_wh in (
-        (89_805_158, 1, 12_345, 678),
-        (0, 0, 0, 0),
-        (U64_MAX, U64_MAX, U64_MAX, U64_MAX),
+    for epoch, interval, counter, import_wh, export_wh in (
+        (1, 89_805_158, 1, 12_345, 678),
+        (2, 89_805_160, 7, 1_250_123, 830_456),
+        (0, 0, 0, 0, 0),
+        (U32_MAX, U64_MAX, U64_MAX, U64_MAX, U64_MAX),
     ):
-        message = reading_message(meter_key, interval, counter, import_wh, export_wh)
+        message = reading_message(
+            genesis, meter_key, epoch, interval, counter, import_wh, export_wh
+        )
         readings.append(
             {
                 "meter": "0x" + meter_key.hex(),
+                "epoch": epoch,
                 "interval": interval,
                 "counter": counter,
                 "import_wh": import_wh,

@@ -14,6 +14,7 @@ from scalecodec.type_registry import load_type_registry_preset
 from market import (
     CANCEL_TAG,
     ORDER_TAG,
+    READING_TAG,
     SIDES,
     SOURCES,
     MarketParams,
@@ -63,6 +64,17 @@ def scale():
                         ["zone", "u16"],
                         ["source", "WattEnergySource"],
                         ["renewable_only", "bool"],
+                    ],
+                },
+                "WattMeterReading": {
+                    "type": "struct",
+                    "type_mapping": [
+                        ["meter", "[u8; 32]"],
+                        ["epoch", "u32"],
+                        ["interval", "u64"],
+                        ["counter", "u64"],
+                        ["import_wh", "u64"],
+                        ["export_wh", "u64"],
                     ],
                 },
             }
@@ -116,7 +128,52 @@ def test_cancel_message_layout():
 
 def test_reading_message_is_the_meter_bridges():
     meter = bytes(range(32, 64))
-    assert reading_message(meter, 5, 6, 7, 8) == bridge_reading_message(meter, 5, 6, 7, 8)
+    assert reading_message(GENESIS, meter, 4, 5, 6, 7, 8) == bridge_reading_message(
+        GENESIS, meter, 4, 5, 6, 7, 8
+    )
+
+
+def test_reading_message_layout(scale):
+    """tag ++ genesis hash ++ SCALE(MeterReading), the struct submit_reading takes."""
+    meter = bytes(range(32, 64))
+    msg = reading_message(GENESIS, meter, 3, 89_805_158, 7, 1_250_123, 830_456)
+    assert READING_TAG == b"wattchain:reading:v2"
+    assert msg[: len(READING_TAG)] == READING_TAG
+    assert msg[len(READING_TAG) : len(READING_TAG) + 32] == GENESIS
+    reading = scale.create_scale_object("WattMeterReading").encode(
+        {
+            "meter": "0x" + meter.hex(),
+            "epoch": 3,
+            "interval": 89_805_158,
+            "counter": 7,
+            "import_wh": 1_250_123,
+            "export_wh": 830_456,
+        }
+    )
+    assert msg[len(READING_TAG) + 32 :] == bytes(reading.data)
+    assert msg[len(READING_TAG) + 32 :] == meter + struct.pack(
+        "<IQQQQ", 3, 89_805_158, 7, 1_250_123, 830_456
+    )
+
+
+@pytest.mark.parametrize(
+    "args, problem",
+    [
+        ((bytes(31), bytes(32), 1, 1, 1, 1, 1), "genesis hash must be 32 bytes, got 31"),
+        ((GENESIS, bytes(33), 1, 1, 1, 1, 1), "meter public key must be 32 bytes, got 33"),
+        ((GENESIS, bytes(32), -1, 1, 1, 1, 1), "field epoch = -1 is outside 0..4294967295"),
+        ((GENESIS, bytes(32), 2**32, 1, 1, 1, 1), "field epoch = 4294967296 is outside"),
+        ((GENESIS, bytes(32), True, 1, 1, 1, 1), "field epoch must be an integer"),
+        ((GENESIS, bytes(32), 1, 2**64, 1, 1, 1), "field interval = .* is outside"),
+        ((GENESIS, bytes(32), 1, 1, 1, 1, -5), "field export_wh = -5 is outside"),
+    ],
+)
+def test_reading_message_refuses_what_does_not_fit(args, problem):
+    with pytest.raises(ValueError, match=problem):
+        reading_message(*args)
+    assert reading_message(GENESIS, bytes(32), 2**32 - 1, 2**64 - 1, 0, 0, 0)[-36:-32] == (
+        b"\xff" * 4
+    )
 
 
 def test_sign_and_verify_order_and_cancel():

@@ -1,9 +1,10 @@
 """The golden vectors of docs/vectors/signed-messages.json, which the pallet's tests read too
-(`vectors` in runtime-config/pallets/energy-trading/src/tests.rs): our bytes must be the
+(runtime-config/pallets/energy-trading/src/tests/vectors.rs): our bytes must be the
 file's bytes, and each signature must verify over them and nothing else."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -66,22 +67,49 @@ def test_cancel_message(vector):
     _verifies_exactly(owner, message, _hex(vector["signature"]))
 
 
-@pytest.mark.parametrize("vector", VECTORS["readings"], ids=lambda v: f"reading-{v['interval']}")
+def test_readings_cover_the_epoch_edges():
+    assert {0, 1, 2**32 - 1} <= {v["epoch"] for v in VECTORS["readings"]}
+    assert set(VECTORS["readings"][0]) == {
+        "meter",
+        "epoch",
+        "interval",
+        "counter",
+        "import_wh",
+        "export_wh",
+        "message",
+        "signature",
+    }
+
+
+@pytest.mark.parametrize(
+    "vector", VECTORS["readings"], ids=lambda v: f"reading-e{v['epoch']}-{v['interval']}"
+)
 def test_reading_message_and_the_meter_bridge_agree(vector):
     meter = _hex(vector["meter"])
-    fields = (vector["interval"], vector["counter"], vector["import_wh"], vector["export_wh"])
-    message = reading_message(meter, *fields)
+    fields = (
+        vector["epoch"],
+        vector["interval"],
+        vector["counter"],
+        vector["import_wh"],
+        vector["export_wh"],
+    )
+    message = reading_message(GENESIS, meter, *fields)
     assert message.hex() == vector["message"][2:]
     _verifies_exactly(meter, message, _hex(vector["signature"]))
     reading = MeterReading(
         meter=vector["meter"],
-        interval=fields[0],
-        counter=fields[1],
-        import_wh=fields[2],
-        export_wh=fields[3],
+        genesis_hash=VECTORS["genesis_hash"],
+        epoch=fields[0],
+        interval=fields[1],
+        counter=fields[2],
+        import_wh=fields[3],
+        export_wh=fields[4],
         power_w=0,
         timestamp_ms=0,
         signature=vector["signature"],
     )
     assert reading.message() == message
     assert verify_reading(reading)
+    # Bound to the chain and the accreditation epoch: another of either does not verify.
+    assert not verify_reading(dataclasses.replace(reading, genesis_hash="0x" + "00" * 32))
+    assert not verify_reading(dataclasses.replace(reading, epoch=(fields[0] + 1) % 2**32))

@@ -23,6 +23,7 @@ def cli(env, *args, stdin: str | None = None) -> subprocess.CompletedProcess:
 
 
 FAST = ["--timeout", "0.3", "--attempts", "2", "--backoff", "0.02"]
+GENESIS_HEX = "0x" + bytes(range(32)).hex()
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +75,10 @@ def test_signed_reads_count_up_and_verify(simulator, cli_env, tmp_path):
         "7",
         "--state",
         str(state),
+        "--genesis-hash",
+        GENESIS_HEX,
+        "--epoch",
+        "3",
         *FAST,
     ]
     first = cli(cli_env, *args)
@@ -81,6 +86,7 @@ def test_signed_reads_count_up_and_verify(simulator, cli_env, tmp_path):
     assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
     r1, r2 = MeterReading.from_json(first.stdout), MeterReading.from_json(second.stdout)
     assert (r1.counter, r2.counter) == (1, 2) and r1.interval == 7
+    assert (r1.genesis_hash, r1.epoch) == (GENESIS_HEX, 3)
     assert verify_reading(r1) and verify_reading(r2)
     assert r2.export_wh >= r1.export_wh
 
@@ -104,11 +110,50 @@ def test_signing_without_a_state_file_is_refused(simulator, cli_env):
         "sdm630",
         "--key",
         "//Meter1",
+        "--genesis-hash",
+        GENESIS_HEX,
+        "--epoch",
+        "1",
         *FAST,
     )
     assert result.returncode == 2
     assert "error: signing needs --state FILE" in result.stderr
     assert result.stdout == ""
+
+
+@pytest.mark.parametrize(
+    "binding, problem",
+    [
+        ([], "signing needs the meter's accreditation: --genesis-hash 0x... and --epoch N"),
+        (["--epoch", "1"], "signing needs the meter's accreditation"),
+        (["--genesis-hash", GENESIS_HEX], "signing needs the meter's accreditation"),
+        (["--genesis-hash", "0x1234", "--epoch", "1"], "genesis hash must be 32 bytes, got 2"),
+        (["--genesis-hash", "0xzz", "--epoch", "1"], "genesis hash is not hex"),
+        (["--genesis-hash", GENESIS_HEX, "--epoch", "-1"], "epoch must be an integer in 0.."),
+    ],
+)
+def test_signing_needs_the_meters_accreditation(simulator, cli_env, tmp_path, binding, problem):
+    """No reading is signed (and no counter spent) without the chain and epoch it binds."""
+    state = tmp_path / "meter1.json"
+    result = cli(
+        cli_env,
+        "read",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(simulator.port),
+        "--model",
+        "sdm630",
+        "--key",
+        "//Meter1",
+        "--state",
+        str(state),
+        *binding,
+        *FAST,
+    )
+    assert result.returncode == 2, result.stderr
+    assert f"error: {problem}" in result.stderr
+    assert result.stdout == "" and not state.exists()
 
 
 def test_dead_meter_exits_stale(cli_env, closed_port):

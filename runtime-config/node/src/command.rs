@@ -107,7 +107,16 @@ pub fn run() -> sc_cli::Result<()> {
 				BenchmarkCmd::Pallet(cmd) => cmd.run_with_spec::<sp_runtime::traits::HashingFor<
 					wattchain_runtime::opaque::Block,
 				>, ()>(Some(config.chain_spec)),
-				_ => Err("only `benchmark pallet` is supported by this node".into()),
+				// The database weights (`runtime/src/weights/paritydb.rs`) measured on this
+				// node's own database, ParityDB.
+				BenchmarkCmd::Storage(cmd) => {
+					let PartialComponents { client, backend, .. } = service::new_partial(&config)?;
+					let db = backend.expose_db();
+					let storage = backend.expose_storage();
+					let cache = backend.expose_shared_trie_cache();
+					cmd.run(config, client, db, storage, cache)
+				},
+				_ => Err("only `benchmark pallet` and `benchmark storage` are supported".into()),
 			})
 		},
 		None => {

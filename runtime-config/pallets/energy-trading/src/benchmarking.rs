@@ -49,6 +49,22 @@ fn setup_market<T: Config>() {
 	T::BenchmarkHelper::set_now(NOW);
 }
 
+/// Moves the clock to the start of `INTERVAL`: its gate has closed, and it can still be cleared.
+fn after_gate<T: Config>() {
+	T::BenchmarkHelper::set_now(INTERVAL * 1_000);
+}
+
+/// Fills `INTERVAL`'s book with `n` placeholder ids: a call that appends to the book pays to
+/// read and write all of it, so it is measured with the book as full as the call allows.
+fn crowd_book<T: Config>(n: u32) {
+	let ids: BoundedVec<OrderId, T::MaxOrdersPerInterval> = (0..n as u64)
+		.map(|i| u64::MAX - i)
+		.collect::<Vec<_>>()
+		.try_into()
+		.expect("within");
+	IntervalOrders::<T>::insert(INTERVAL, ids);
+}
+
 /// Moves the clock past the end of `INTERVAL`: its gate has closed and it has ended.
 fn after_interval<T: Config>() {
 	T::BenchmarkHelper::set_now((INTERVAL + 1) * 1_000);
@@ -153,14 +169,18 @@ mod benchmarks {
 		setup_market::<T>();
 		let who: T::AccountId = account("buyer", 0, 0);
 		funded_participant::<T>(&who);
+		let full = T::MaxOrdersPerInterval::get();
+		crowd_book::<T>(full - 1);
 		#[extrinsic_call]
 		_(RawOrigin::Signed(who), spec(1, Side::Bid, 1_000, 50));
-		assert_eq!(IntervalOrders::<T>::get(INTERVAL).len(), 1);
+		assert_eq!(IntervalOrders::<T>::get(INTERVAL).len() as u32, full);
 	}
 
 	#[benchmark]
 	fn place_orders_relayed(n: Linear<1, { T::MaxRelayBatch::get() }>) {
 		setup_market::<T>();
+		let before = T::MaxOrdersPerInterval::get() - n;
+		crowd_book::<T>(before);
 		let genesis = genesis::<T>();
 		let mut orders = Vec::new();
 		for i in 0..n {
@@ -175,7 +195,7 @@ mod benchmarks {
 			orders.try_into().expect("n is within the bound");
 		#[extrinsic_call]
 		_(RawOrigin::Signed(relayer), batch);
-		assert_eq!(IntervalOrders::<T>::get(INTERVAL).len() as u32, n);
+		assert_eq!(IntervalOrders::<T>::get(INTERVAL).len() as u32, before + n);
 	}
 
 	#[benchmark]
@@ -248,7 +268,7 @@ mod benchmarks {
 		}
 		let submitter: T::AccountId = whitelisted_caller();
 		ClearingSubmitters::<T>::insert(&submitter, ());
-		after_interval::<T>();
+		after_gate::<T>();
 		let prices: BoundedVec<_, T::MaxZones> =
 			vec![ZonePrice { zone: 0, price: 50 }].try_into().expect("one");
 		let matches: BoundedVec<_, T::MaxMatches> =
@@ -264,6 +284,31 @@ mod benchmarks {
 			2 * m + o,
 		);
 		assert!(Clearings::<T>::contains_key(INTERVAL));
+		Ok(())
+	}
+
+	/// `n` open bids (each its own buyer, so each releases a hold) voided, in a book of `n + o`.
+	#[benchmark]
+	fn void_interval(
+		o: Linear<0, { T::MaxOrdersPerInterval::get() / 2 }>,
+		n: Linear<1, { T::MaxOrdersPerInterval::get() / 2 }>,
+	) -> Result<(), BenchmarkError> {
+		setup_market::<T>();
+		for i in 0..n {
+			let b: T::AccountId = account("buyer", i, 0);
+			funded_participant::<T>(&b);
+			Market::<T>::do_place_order(b, spec(i as u64, Side::Bid, 1_000, 60))?;
+		}
+		let idle: T::AccountId = account("idle", 0, 0);
+		funded_participant::<T>(&idle);
+		for i in 0..o {
+			Market::<T>::do_place_order(idle.clone(), spec(i as u64, Side::Offer, 1_000, 9_000))?;
+		}
+		after_interval::<T>();
+		let caller: T::AccountId = whitelisted_caller();
+		#[extrinsic_call]
+		_(RawOrigin::Signed(caller), INTERVAL, n, n + o);
+		assert_eq!(Voided::<T>::contains_key(INTERVAL), o == 0);
 		Ok(())
 	}
 
@@ -283,14 +328,16 @@ mod benchmarks {
 				last: Some(last),
 			},
 		);
+		MeterEpochs::<T>::insert(public.0, 1);
 		let reading = MeterReading {
 			meter: public.0,
+			epoch: 1,
 			interval: INTERVAL,
 			counter: 2,
 			import_wh: 1,
 			export_wh: 2,
 		};
-		let signature = sign(&public, &reading_message(&reading));
+		let signature = sign(&public, &reading_message(&genesis::<T>(), &reading));
 		after_interval::<T>();
 		let relayer: T::AccountId = whitelisted_caller();
 		#[extrinsic_call]

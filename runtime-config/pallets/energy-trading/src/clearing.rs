@@ -5,7 +5,7 @@
 use crate::{
 	BalanceOf, ClearingMatches, ClearingPrices, ClearingSummary, Clearings, Config, Distributor,
 	Error, Event, GridFees, HoldReason, IntervalId, IntervalOrders, Match, Mechanism, Order,
-	OrderId, OrderStatus, Orders, Pallet, Params, Side, ZoneId, ZonePrice,
+	OrderId, OrderStatus, Orders, Pallet, Params, Side, Voided, ZoneId, ZonePrice,
 };
 use alloc::collections::btree_map::BTreeMap;
 use frame_support::{
@@ -52,7 +52,11 @@ impl<T: Config> Pallet<T> {
 	) -> Result<u32, DispatchError> {
 		let params = Params::<T>::get();
 		ensure!(!Clearings::<T>::contains_key(interval), Error::<T>::AlreadyCleared);
-		ensure!(Self::now_ms() >= params.gate_closure(interval), Error::<T>::GateNotClosed);
+		ensure!(!Voided::<T>::contains_key(interval), Error::<T>::AlreadyVoided);
+		let now = Self::now_ms();
+		ensure!(now >= params.gate_closure(interval), Error::<T>::GateNotClosed);
+		// After its end the interval belongs to `void_interval`, which may have begun.
+		ensure!(now < params.interval_end(interval), Error::<T>::ClearingDeadlinePassed);
 
 		let ids = IntervalOrders::<T>::get(interval);
 		let mut book: BTreeMap<OrderId, (Order<T::AccountId>, u64)> = BTreeMap::new();
@@ -186,12 +190,13 @@ impl<T: Config> Pallet<T> {
 				mechanism,
 				volume_wh,
 				match_count,
-				submitter,
+				submitter: submitter.clone(),
 				block: frame_system::Pallet::<T>::block_number(),
 			},
 		);
 		Self::deposit_event(Event::ClearingAccepted {
 			interval,
+			submitter,
 			mechanism,
 			volume_wh,
 			matches: match_count,

@@ -23,6 +23,8 @@
 //! - Permissionless (any signed account): `place_order`, `cancel_order`, `place_orders_relayed`,
 //!   `cancel_orders_relayed` (each relayed item carries its owner's sr25519 signature),
 //!   `submit_reading` (carries the meter's signature), `transfer_energy`.
+//! - Permissionless after a deadline: `void_interval`, which voids an interval that no valid
+//!   clearing reached by its end and releases every hold of its book (see `voiding.rs`).
 //! - Permissioned (clearing submitters): `submit_clearing`, `settle_interval`.
 //! - Privileged (`OperatorOrigin` or the market-operator account): `register_participant`,
 //!   `accredit_meter`, `revoke_meter`, `set_grid_fee`, `set_distributor`,
@@ -33,8 +35,8 @@
 //! `lib.rs` declares what the `pallet` macro needs (config, storage, events, errors, hooks and
 //! the calls, which only check the origin and delegate). The logic lives by concern in
 //! `roles.rs` (operator and submitter rights, the operator's settings), `orders.rs` (placing and
-//! cancelling), `clearing.rs` (checking and applying a clearing), `metering.rs` (readings and
-//! energy tokens) and `settlement.rs`; `common.rs` holds the clock, prices and signature checks
+//! cancelling), `clearing.rs` (checking and applying a clearing), `voiding.rs` (an interval left
+//! without a clearing), `metering.rs` (readings and energy tokens) and `settlement.rs`; `common.rs` holds the clock, prices and signature checks
 //! they share, `invariants.rs` the checks `try_state` runs. See also `README.md`.
 
 #![cfg_attr(not(feature = "std"), no_std)]
@@ -54,6 +56,7 @@ mod metering;
 mod orders;
 mod roles;
 mod settlement;
+mod voiding;
 
 #[cfg(feature = "runtime-benchmarks")]
 mod benchmarking;
@@ -162,6 +165,12 @@ pub mod pallet {
 	#[pallet::storage]
 	pub type Participants<T: Config> =
 		StorageMap<_, Blake2_128Concat, T::AccountId, Participant, OptionQuery>;
+
+	/// Each meter key's accreditation epoch: 0 until first accredited, then one more on every
+	/// `accredit_meter` (genesis meters start at 1). Never reset, not even by `revoke_meter`, so
+	/// a reading signed under an earlier accreditation can never count again.
+	#[pallet::storage]
+	pub type MeterEpochs<T: Config> = StorageMap<_, Blake2_128Concat, MeterKey, u32, ValueQuery>;
 
 	/// Accredited meters: the meter's sr25519 public key to its `Meter` (owner, zone, source,
 	/// rated power and the registers of its last accepted reading). Written by genesis,
@@ -283,6 +292,17 @@ pub mod pallet {
 		OptionQuery,
 	>;
 
+	/// Intervals being voided: interval id to how many orders of its book (`IntervalOrders`, in
+	/// order) are voided so far. Written by `void_interval`, removed when the last is done.
+	#[pallet::storage]
+	pub type Voiding<T: Config> = StorageMap<_, Twox64Concat, IntervalId, u32, OptionQuery>;
+
+	/// Voided intervals: interval id to the block that finished voiding it. No clearing is
+	/// accepted for it any more; it settles as if nothing had traded. Written by `void_interval`.
+	#[pallet::storage]
+	pub type Voided<T: Config> =
+		StorageMap<_, Twox64Concat, IntervalId, BlockNumberFor<T>, OptionQuery>;
+
 	/// Settled intervals: interval id to the block that settled it. Written by `settle_interval`.
 	#[pallet::storage]
 	pub type Settled<T: Config> =
@@ -324,6 +344,7 @@ pub mod pallet {
 				GridFees::<T>::insert(from, to, fee);
 			}
 			for (key, owner, zone, source, rated_power_w) in &self.meters {
+				MeterEpochs::<T>::insert(key, 1);
 				Meters::<T>::insert(
 					key,
 					Meter {
@@ -346,7 +367,15 @@ pub mod pallet {
 		/// A participant may now trade in `zone`.
 		ParticipantRegistered { who: T::AccountId, zone: ZoneId },
 		/// A meter's key is accredited; its readings count from now on.
-		MeterAccredited { meter: MeterKey, owner: T::AccountId, zone: ZoneId, source: EnergySource },
+		/// Readings must carry `epoch`; those signed under an earlier accreditation never count.
+		MeterAccredited {
+			meter: MeterKey,
+			owner: T::AccountId,
+			zone: ZoneId,
+			source: EnergySource,
+			rated_power_w: u32,
+			epoch: u32,
+		},
 		/// A meter's key no longer counts (swap, fault, fraud).
 		MeterRevoked { meter: MeterKey },
 		/// The grid fee from one zone to another changed.
@@ -367,6 +396,8 @@ pub mod pallet {
 			quantity_wh: u64,
 			price_ticks: u64,
 			zone: ZoneId,
+			source: EnergySource,
+			renewable_only: bool,
 		},
 		/// An order left the book before gate closure; its hold is released.
 		OrderCancelled { order_id: OrderId, owner: T::AccountId, client_order_id: u64 },
@@ -384,6 +415,7 @@ pub mod pallet {
 		/// A clearing passed every check and was paid out.
 		ClearingAccepted {
 			interval: IntervalId,
+			submitter: T::AccountId,
 			mechanism: Mechanism,
 			volume_wh: u64,
 			matches: u32,
@@ -411,6 +443,12 @@ pub mod pallet {
 		EnergyMinted { who: T::AccountId, amount_wh: u64 },
 		/// Energy tokens moved between accounts (Wh).
 		EnergyTransferred { from: T::AccountId, to: T::AccountId, amount_wh: u64 },
+		/// No valid clearing was applied by the interval's deadline (its end), so its book is
+		/// being voided: `done` of its `total` orders so far, with `released` of bid holds given
+		/// back by this step.
+		IntervalVoiding { interval: IntervalId, done: u32, total: u32, released: BalanceOf<T> },
+		/// The interval is void: none of its `orders` traded, and every bid's hold is released.
+		IntervalVoided { interval: IntervalId, orders: u32 },
 		/// One participant's imbalance settled against the utility.
 		ParticipantSettled { interval: IntervalId, who: T::AccountId, line: SettlementLine },
 		/// An interval is settled.
@@ -492,6 +530,9 @@ pub mod pallet {
 		UnknownMeter,
 		/// The meter is accredited already.
 		MeterAlreadyAccredited,
+		/// The reading was signed under an earlier accreditation of its meter (its epoch is not
+		/// the meter's current one): an old reading replayed after a re-accreditation.
+		StaleAccreditation,
 		/// The reading's counter was used already (a replay).
 		ReadingReplayed,
 		/// The reading's counter skips one or more readings.
@@ -506,12 +547,22 @@ pub mod pallet {
 		ImplausibleReading,
 		/// Too many participants metered in one interval.
 		TooManyMetered,
-		/// The interval is not cleared, so it cannot be settled.
+		/// The interval is neither cleared nor voided, so it cannot be settled.
 		NotCleared,
 		/// The interval is settled already.
 		AlreadySettled,
 		/// Not enough energy tokens.
 		InsufficientEnergy,
+		/// An energy transfer of nothing, or to oneself, would only write state for free.
+		EmptyTransfer,
+		/// The interval's clearing deadline (its end) has passed: it can only be voided.
+		ClearingDeadlinePassed,
+		/// The interval's clearing deadline has not passed yet, so it cannot be voided.
+		DeadlineNotPassed,
+		/// The interval is voided already.
+		AlreadyVoided,
+		/// `max_orders` is 0 while orders of the interval remain to be voided.
+		NothingToVoid,
 		/// A grid fee is for two different zones.
 		SameZone,
 		/// Market parameters are inconsistent (zero interval, min price above max, ...).
@@ -710,6 +761,27 @@ pub mod pallet {
 		) -> DispatchResult {
 			let from = ensure_signed(origin)?;
 			Self::do_transfer_energy(from, to, amount_wh)
+		}
+
+		/// Void `interval`, which no valid clearing reached by its deadline (its end), releasing
+		/// the holds of its bids; anyone may call it, so no funds depend on a submitter. Up to
+		/// `max_orders` orders of the book are voided per call, from where the last call stopped;
+		/// the call that voids the last one marks the interval voided. `book_orders` is an upper
+		/// bound of the orders in its book (it prices the call, like `submit_clearing`'s).
+		#[pallet::call_index(21)]
+		#[pallet::weight(T::WeightInfo::void_interval(
+			(*book_orders).min(T::MaxOrdersPerInterval::get()),
+			(*max_orders).min(T::MaxOrdersPerInterval::get()),
+		))]
+		pub fn void_interval(
+			origin: OriginFor<T>,
+			interval: IntervalId,
+			max_orders: u32,
+			book_orders: u32,
+		) -> DispatchResultWithPostInfo {
+			ensure_signed(origin)?;
+			let (book, voided) = Self::do_void_interval(interval, max_orders, book_orders)?;
+			Ok(Some(T::WeightInfo::void_interval(book, voided)).into())
 		}
 
 		/// Settle a cleared interval against its metered energy (clearing submitters). Each

@@ -3,8 +3,8 @@
 //! (Wh) that their holders may transfer.
 
 use crate::{
-	reading_message, Config, EnergyBalance, EnergyIssuance, Error, Event, MeterReading,
-	MeterRegisters, Metered, MeteredCount, Meters, Pallet, Params, RawSignature,
+	reading_message, Config, EnergyBalance, EnergyIssuance, Error, Event, MeterEpochs,
+	MeterReading, MeterRegisters, Metered, MeteredCount, Meters, Pallet, Params, RawSignature,
 };
 use frame_support::{
 	ensure,
@@ -17,7 +17,12 @@ impl<T: Config> Pallet<T> {
 	/// first reading only sets its baseline.
 	pub(crate) fn do_reading(reading: MeterReading, signature: RawSignature) -> DispatchResult {
 		let mut meter = Meters::<T>::get(reading.meter).ok_or(Error::<T>::UnknownMeter)?;
-		Self::verify_sr25519(&signature, &reading_message(&reading), &reading.meter)?;
+		let msg = reading_message(&Self::genesis_bytes(), &reading);
+		Self::verify_sr25519(&signature, &msg, &reading.meter)?;
+		ensure!(
+			reading.epoch == MeterEpochs::<T>::get(reading.meter),
+			Error::<T>::StaleAccreditation
+		);
 		let params = Params::<T>::get();
 		ensure!(
 			Self::now_ms() >= params.interval_end(reading.interval),
@@ -102,6 +107,7 @@ impl<T: Config> Pallet<T> {
 		to: T::AccountId,
 		amount_wh: u64,
 	) -> DispatchResult {
+		ensure!(amount_wh > 0 && from != to, Error::<T>::EmptyTransfer);
 		EnergyBalance::<T>::try_mutate(&from, |b| -> DispatchResult {
 			*b = b.checked_sub(amount_wh).ok_or(Error::<T>::InsufficientEnergy)?;
 			Ok(())

@@ -100,6 +100,8 @@ impl<T: Config> Pallet<T> {
 			quantity_wh: spec.quantity_wh,
 			price_ticks: spec.price_ticks,
 			zone: spec.zone,
+			source: spec.source,
+			renewable_only: spec.renewable_only,
 		});
 		Ok(())
 	}
@@ -112,7 +114,9 @@ impl<T: Config> Pallet<T> {
 		let mut order = Orders::<T>::get(order_id).ok_or(Error::<T>::UnknownOrder)?;
 		match order.status {
 			OrderStatus::Cancelled => return Ok(()),
-			OrderStatus::Cleared { .. } => return Err(Error::<T>::OrderNotOpen.into()),
+			OrderStatus::Cleared { .. } | OrderStatus::Voided => {
+				return Err(Error::<T>::OrderNotOpen.into())
+			},
 			OrderStatus::Open => {},
 		}
 		let params = Params::<T>::get();

@@ -3,8 +3,8 @@
 
 use crate::{
 	ClearingSubmitters, Config, Distributor, EnergySource, Error, Event, GridFees, MarketOperator,
-	MarketParams, Meter, MeterKey, Meters, NextOrderId, Pallet, Params, Participant, Participants,
-	ZoneId,
+	MarketParams, Meter, MeterEpochs, MeterKey, Meters, NextOrderId, Pallet, Params, Participant,
+	Participants, ZoneId,
 };
 use frame_support::{ensure, pallet_prelude::DispatchResult, traits::EnsureOrigin};
 use frame_system::{ensure_signed, pallet_prelude::OriginFor};
@@ -44,11 +44,21 @@ impl<T: Config> Pallet<T> {
 		rated_power_w: u32,
 	) -> DispatchResult {
 		ensure!(!Meters::<T>::contains_key(meter), Error::<T>::MeterAlreadyAccredited);
+		// A new epoch, never an old one: readings signed before it can never count again.
+		let epoch = MeterEpochs::<T>::get(meter).checked_add(1).ok_or(Error::<T>::Overflow)?;
+		MeterEpochs::<T>::insert(meter, epoch);
 		Meters::<T>::insert(
 			meter,
 			Meter { owner: owner.clone(), zone, source, rated_power_w, last: None },
 		);
-		Self::deposit_event(Event::MeterAccredited { meter, owner, zone, source });
+		Self::deposit_event(Event::MeterAccredited {
+			meter,
+			owner,
+			zone,
+			source,
+			rated_power_w,
+			epoch,
+		});
 		Ok(())
 	}
 

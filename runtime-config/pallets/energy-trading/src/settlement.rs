@@ -4,7 +4,7 @@
 
 use crate::{
 	BalanceOf, ClearingMatches, Clearings, Config, Distributor, Error, Event, IntervalId, Metered,
-	MeteredCount, Orders, Pallet, Params, Settled, SettlementLine, Settlements,
+	MeteredCount, Orders, Pallet, Params, Settled, SettlementLine, Settlements, Voided,
 };
 use alloc::collections::{btree_map::BTreeMap, btree_set::BTreeSet};
 use frame_support::{
@@ -28,7 +28,11 @@ impl<T: Config> Pallet<T> {
 				&& MeteredCount::<T>::get(interval) <= metered_bound,
 			Error::<T>::WitnessTooSmall
 		);
-		ensure!(Clearings::<T>::contains_key(interval), Error::<T>::NotCleared);
+		// A voided interval settles as if nothing had traded: every line is its metered energy.
+		ensure!(
+			Clearings::<T>::contains_key(interval) || Voided::<T>::contains_key(interval),
+			Error::<T>::NotCleared
+		);
 		ensure!(!Settled::<T>::contains_key(interval), Error::<T>::AlreadySettled);
 		let params = Params::<T>::get();
 		ensure!(Self::now_ms() >= params.interval_end(interval), Error::<T>::IntervalNotEnded);

@@ -115,10 +115,17 @@ fn free(who: &AccountId32) -> u128 {
 }
 
 fn reading(interval: u64, counter: u64, import_wh: u64, export_wh: u64) -> MeterReading {
-	MeterReading { meter: meter_pair().public().0, interval, counter, import_wh, export_wh }
+	MeterReading {
+		meter: meter_pair().public().0,
+		epoch: 1,
+		interval,
+		counter,
+		import_wh,
+		export_wh,
+	}
 }
 fn sign_reading(r: &MeterReading) -> RawSignature {
-	meter_pair().sign(&reading_message(r)).0
+	meter_pair().sign(&reading_message(&genesis(), r)).0
 }
 fn submit(r: MeterReading) -> DispatchResult {
 	Market::submit_reading(origin(&account("Relayer")), r, sign_reading(&r))
@@ -269,6 +276,8 @@ fn bid_holds_its_maximum_cost_and_resubmission_is_idempotent() {
 				quantity_wh: 1_500,
 				price_ticks: 80,
 				zone: 0,
+				source: EnergySource::GridMix,
+				renewable_only: false,
 			}
 			.into(),
 		);
@@ -503,6 +512,7 @@ fn a_uniform_clearing_pays_sellers_and_releases_holds() {
 		System::assert_last_event(
 			Ev::ClearingAccepted {
 				interval: 2,
+				submitter: operator(),
 				mechanism: Mechanism::Uniform,
 				volume_wh: 150,
 				matches: 2,
@@ -755,12 +765,20 @@ fn bad_readings_are_rejected_each_with_its_reason() {
 		let stranger = pair("Stranger");
 		let r = MeterReading { meter: stranger.public().0, ..reading(4, 2, 5_000, 20_001) };
 		assert_noop!(
-			Market::submit_reading(origin(&seller()), r, stranger.sign(&reading_message(&r)).0),
+			Market::submit_reading(
+				origin(&seller()),
+				r,
+				stranger.sign(&reading_message(&genesis(), &r)).0
+			),
 			E::UnknownMeter
 		);
 		let r = reading(4, 2, 5_000, 20_001);
 		assert_noop!(
-			Market::submit_reading(origin(&seller()), r, stranger.sign(&reading_message(&r)).0),
+			Market::submit_reading(
+				origin(&seller()),
+				r,
+				stranger.sign(&reading_message(&genesis(), &r)).0
+			),
 			E::BadSignature
 		);
 		assert_noop!(submit(reading(4, 1, 5_000, 20_001)), E::ReadingReplayed);
@@ -792,6 +810,7 @@ fn metered_participants_per_interval_are_bounded() {
 			));
 			let r = MeterReading {
 				meter: p.public().0,
+				epoch: 1,
 				interval: 1,
 				counter: 0,
 				import_wh: 0,
@@ -800,19 +819,23 @@ fn metered_participants_per_interval_are_bounded() {
 			assert_ok!(Market::submit_reading(
 				origin(&seller()),
 				r,
-				p.sign(&reading_message(&r)).0
+				p.sign(&reading_message(&genesis(), &r)).0
 			));
 		}
 		for (i, p) in meters.iter().enumerate() {
 			let r = MeterReading {
 				meter: p.public().0,
+				epoch: 1,
 				interval: 2,
 				counter: 1,
 				import_wh: 1,
 				export_wh: 0,
 			};
-			let result =
-				Market::submit_reading(origin(&seller()), r, p.sign(&reading_message(&r)).0);
+			let result = Market::submit_reading(
+				origin(&seller()),
+				r,
+				p.sign(&reading_message(&genesis(), &r)).0,
+			);
 			if i < limit as usize {
 				assert_ok!(result);
 			} else {
@@ -836,6 +859,131 @@ fn energy_tokens_move_between_accounts() {
 			Market::transfer_energy(origin(&seller()), buyer(), 801),
 			E::InsufficientEnergy
 		);
+		// Moving nothing, or to oneself, would write state for free.
+		assert_noop!(Market::transfer_energy(origin(&seller()), buyer(), 0), E::EmptyTransfer);
+		assert_noop!(Market::transfer_energy(origin(&seller()), seller(), 100), E::EmptyTransfer);
+	});
+}
+
+#[test]
+fn an_old_reading_never_counts_again_after_re_accreditation() {
+	run(|| {
+		let key = meter_pair().public().0;
+		end_interval(3);
+		assert_ok!(submit(reading(3, 1, 0, 0)));
+		end_interval(4);
+		let old = reading(4, 2, 0, 2_000);
+		assert_ok!(submit(old));
+		assert_eq!(EnergyIssuance::<Test>::get(), 2_000);
+
+		// Revoking and accrediting again opens a new epoch; the meter starts a new baseline.
+		assert_ok!(Market::revoke_meter(origin(&operator()), key));
+		assert_ok!(Market::accredit_meter(
+			origin(&operator()),
+			key,
+			seller(),
+			0,
+			EnergySource::Solar,
+			0
+		));
+		System::assert_last_event(
+			Ev::MeterAccredited {
+				meter: key,
+				owner: seller(),
+				zone: 0,
+				source: EnergySource::Solar,
+				rated_power_w: 0,
+				epoch: 2,
+			}
+			.into(),
+		);
+		assert_eq!(MeterEpochs::<Test>::get(key), 2);
+		// The old signed readings (public in block bodies) are refused, baseline or not.
+		assert_noop!(submit(old), E::StaleAccreditation);
+		assert_noop!(submit(reading(3, 1, 0, 0)), E::StaleAccreditation);
+		assert_eq!(EnergyIssuance::<Test>::get(), 2_000);
+
+		// A reading signed for another chain does not verify here.
+		end_interval(5);
+		let fresh = MeterReading { epoch: 2, ..reading(5, 1, 0, 2_000) };
+		let elsewhere = meter_pair().sign(&reading_message(&[9u8; 32], &fresh)).0;
+		assert_noop!(Market::submit_reading(origin(&seller()), fresh, elsewhere), E::BadSignature);
+		assert_ok!(Market::submit_reading(origin(&seller()), fresh, sign_reading(&fresh)));
+	});
+}
+
+// ---------------------------------------------------------------- voiding
+
+fn void(interval: u64, max_orders: u32) -> DispatchResult {
+	let book = IntervalOrders::<Test>::get(interval).len() as u32;
+	Market::void_interval(origin(&account("Relayer")), interval, max_orders, book)
+		.map(|_| ())
+		.map_err(|e| e.error)
+}
+
+#[test]
+fn an_interval_nobody_cleared_is_voided_and_every_hold_released() {
+	run(|| {
+		let (b1, b2, o1, o2) = simple_book();
+		let held_before = held(&buyer());
+		assert!(held_before > 0);
+		close_gate(2);
+		assert_noop!(void(2, 10), E::DeadlineNotPassed);
+
+		// Past its end, the interval can no longer be cleared; anyone may void it, in pages.
+		end_interval(2);
+		assert_noop!(clear(2, Mechanism::Uniform, &[(0, 42)], &[]), E::ClearingDeadlinePassed);
+		assert_noop!(void(2, 0), E::NothingToVoid);
+		assert_noop!(
+			Market::void_interval(origin(&seller()), 2, 10, 3),
+			frame_support::dispatch::DispatchErrorWithPostInfo {
+				post_info: Default::default(),
+				error: E::WitnessTooSmall.into()
+			}
+		);
+		assert_ok!(void(2, 3));
+		assert_eq!(Voiding::<Test>::get(2), Some(3));
+		assert!(!Voided::<Test>::contains_key(2));
+		Market::do_try_state().expect("a half-voided interval keeps the invariants");
+		assert_ok!(void(2, 3));
+		System::assert_last_event(Ev::IntervalVoided { interval: 2, orders: 4 }.into());
+		assert_eq!(held(&buyer()), 0);
+		assert!(Voided::<Test>::contains_key(2));
+		assert!(!Voiding::<Test>::contains_key(2));
+		for id in [b1, b2, o1, o2] {
+			assert_eq!(Orders::<Test>::get(id).map(|o| o.status), Some(OrderStatus::Voided));
+		}
+		assert_noop!(void(2, 3), E::AlreadyVoided);
+		assert_noop!(Market::cancel_order(origin(&buyer()), 1), E::OrderNotOpen);
+		assert_noop!(clear(2, Mechanism::Uniform, &[(0, 42)], &[]), E::AlreadyVoided);
+
+		// It settles as if nothing had traded: the seller's export is paid at feed-in.
+		end_interval(1);
+		assert_ok!(submit(reading(1, 1, 0, 0)));
+		end_interval(2);
+		assert_ok!(submit(reading(2, 2, 0, 100)));
+		let before = free(&seller());
+		assert_ok!(settle(2));
+		assert_eq!(free(&seller()), before + (100 * FEED_IN) as u128);
+	});
+}
+
+#[test]
+fn a_cleared_interval_and_an_empty_one_are_handled() {
+	run(|| {
+		let (b1, b2, o1, _) = simple_book();
+		close_gate(2);
+		assert_ok!(clear(
+			2,
+			Mechanism::Uniform,
+			&[(0, 42)],
+			&[m(b1, o1, 100, 42, 42), m(b2, o1, 50, 42, 42)]
+		));
+		end_interval(2);
+		assert_noop!(void(2, 10), E::AlreadyCleared);
+		// An interval with no orders is voided in one call, so it can be settled.
+		assert_ok!(void(1, 0));
+		assert!(Voided::<Test>::contains_key(1));
 	});
 }
 

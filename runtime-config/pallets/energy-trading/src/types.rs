@@ -20,7 +20,7 @@ pub type RawSignature = [u8; 64];
 /// Domain tags that start every signed message, so a signature for one kind can never pass as another.
 pub const ORDER_TAG: &[u8] = b"wattchain:order:v1";
 pub const CANCEL_TAG: &[u8] = b"wattchain:cancel:v1";
-pub const READING_TAG: &[u8] = b"wattchain:reading:v1";
+pub const READING_TAG: &[u8] = b"wattchain:reading:v2";
 
 #[derive(
 	Encode,
@@ -155,6 +155,9 @@ pub enum OrderStatus {
 	Cleared {
 		filled_wh: u64,
 	},
+	/// No valid clearing was applied by the interval's deadline: the order did not trade and
+	/// a bid's hold was released.
+	Voided,
 }
 
 #[derive(Encode, Decode, MaxEncodedLen, TypeInfo, Clone, PartialEq, Eq, Debug)]
@@ -297,7 +300,8 @@ pub struct Meter<AccountId> {
 	pub last: Option<MeterRegisters>,
 }
 
-/// What a meter signs: its cumulative registers at the end of `interval`.
+/// What a meter signs: its cumulative registers at the end of `interval`, under the
+/// accreditation `epoch` it was provisioned with (see `MeterEpochs`).
 #[derive(
 	Encode,
 	Decode,
@@ -312,6 +316,9 @@ pub struct Meter<AccountId> {
 )]
 pub struct MeterReading {
 	pub meter: MeterKey,
+	/// The meter's accreditation epoch: a reading signed before a re-accreditation never
+	/// counts again.
+	pub epoch: u32,
 	pub interval: IntervalId,
 	pub counter: u64,
 	pub import_wh: u64,
@@ -370,11 +377,13 @@ pub fn cancel_message(genesis: &[u8], owner: &[u8], client_order_id: u64) -> all
 	msg
 }
 
-/// Message bytes a meter signs.
-pub fn reading_message(reading: &MeterReading) -> alloc::vec::Vec<u8> {
+/// Message bytes a meter signs: bound to the chain by its genesis hash, and to the meter's
+/// accreditation by the reading's epoch.
+pub fn reading_message(genesis: &[u8], reading: &MeterReading) -> alloc::vec::Vec<u8> {
 	let mut msg =
-		alloc::vec::Vec::with_capacity(READING_TAG.len() + MeterReading::max_encoded_len());
+		alloc::vec::Vec::with_capacity(READING_TAG.len() + 32 + MeterReading::max_encoded_len());
 	msg.extend_from_slice(READING_TAG);
+	msg.extend_from_slice(genesis);
 	reading.encode_to(&mut msg);
 	msg
 }

@@ -31,6 +31,7 @@ pub trait WeightInfo {
 	fn submit_reading() -> Weight;
 	fn transfer_energy() -> Weight;
 	fn settle_interval(m: u32, p: u32) -> Weight;
+	fn void_interval(o: u32, n: u32) -> Weight;
 }
 
 /// Weights for the runtime, priced with the runtime's database weights.
@@ -112,6 +113,13 @@ macro_rules! weights {
 				.saturating_add(<$db>::get().reads_writes(6, 2))
 				.saturating_add(<$db>::get().reads(2).saturating_mul(m as u64))
 				.saturating_add(<$db>::get().reads_writes(3, 3).saturating_mul(p as u64))
+		}
+		fn void_interval(o: u32, n: u32) -> Weight {
+			Weight::from_parts(3 * BASE_PS, 10_000)
+				.saturating_add(Weight::from_parts(BASE_PS / 100, 8).saturating_mul(o as u64))
+				.saturating_add(Weight::from_parts(2 * BASE_PS, 8_000).saturating_mul(n as u64))
+				.saturating_add(<$db>::get().reads_writes(6, 2))
+				.saturating_add(<$db>::get().reads_writes(3, 3).saturating_mul(n as u64))
 		}
 	};
 }

@@ -49,6 +49,7 @@ struct CancelVector {
 #[derive(Deserialize)]
 struct ReadingVector {
 	meter: String,
+	epoch: u32,
 	interval: u64,
 	counter: u64,
 	import_wh: u64,
@@ -158,15 +159,24 @@ fn cancel_messages_match_the_vectors_and_their_signatures_verify() {
 
 #[test]
 fn reading_messages_match_the_vectors_and_their_signatures_verify() {
-	for (i, r) in vectors().readings.iter().enumerate() {
+	let v = vectors();
+	let genesis = array::<32>(&v.genesis_hash);
+	for (i, r) in v.readings.iter().enumerate() {
 		let meter = array::<32>(&r.meter);
 		let reading = MeterReading {
 			meter,
+			epoch: r.epoch,
 			interval: r.interval,
 			counter: r.counter,
 			import_wh: r.import_wh,
 			export_wh: r.export_wh,
 		};
-		check(&format!("reading {i}"), &reading_message(&reading), &r.message, &r.signature, meter);
+		check(
+			&format!("reading {i}"),
+			&reading_message(&genesis, &reading),
+			&r.message,
+			&r.signature,
+			meter,
+		);
 	}
 }

@@ -1,0 +1,68 @@
+//! Liveness: an interval that no valid clearing reached by its deadline (the end of the
+//! interval) is voided, so that no bid's funds stay held because a book was too big, a submitter
+//! went away or someone attacked the clearing. Voiding is permissionless and paged: each call
+//! voids the next `max_orders` orders of the book and releases the bids' holds, and the call
+//! that reaches the end marks the interval voided. A voided interval settles as if nothing had
+//! traded.
+
+use crate::{
+	BalanceOf, Clearings, Config, Error, Event, HoldReason, IntervalId, IntervalOrders,
+	OrderStatus, Orders, Pallet, Params, Side, Voided, Voiding,
+};
+use frame_support::{
+	ensure,
+	traits::{fungible::MutateHold, tokens::Precision},
+};
+use sp_runtime::{
+	traits::{Saturating, Zero},
+	DispatchError,
+};
+
+impl<T: Config> Pallet<T> {
+	/// Voids up to `max_orders` more orders of `interval`'s book after its deadline. Returns
+	/// (orders in the book, orders voided by this call) for the weight.
+	pub(crate) fn do_void_interval(
+		interval: IntervalId,
+		max_orders: u32,
+		book_orders: u32,
+	) -> Result<(u32, u32), DispatchError> {
+		let ids = IntervalOrders::<T>::get(interval);
+		let total = ids.len() as u32;
+		ensure!(total <= book_orders, Error::<T>::WitnessTooSmall);
+		ensure!(!Clearings::<T>::contains_key(interval), Error::<T>::AlreadyCleared);
+		ensure!(!Voided::<T>::contains_key(interval), Error::<T>::AlreadyVoided);
+		let params = Params::<T>::get();
+		ensure!(Self::now_ms() >= params.interval_end(interval), Error::<T>::DeadlineNotPassed);
+		let start = Voiding::<T>::get(interval).unwrap_or(0).min(total);
+		ensure!(max_orders > 0 || start == total, Error::<T>::NothingToVoid);
+		let end = start.saturating_add(max_orders).min(total);
+
+		let reason: T::RuntimeHoldReason = HoldReason::BidReserve.into();
+		let mut released: BalanceOf<T> = Zero::zero();
+		for id in ids.iter().take(end as usize).skip(start as usize) {
+			let Some(mut order) = Orders::<T>::get(id) else { continue };
+			if order.status != OrderStatus::Open {
+				continue;
+			}
+			if order.spec.side == Side::Bid {
+				// Best effort: the hold equals the open bids' cost (`try_state`), and a shortfall
+				// there must not keep everyone else's funds held.
+				let held = Self::cost(order.spec.price_ticks, order.spec.quantity_wh);
+				let given =
+					T::Currency::release(&reason, &order.owner, held, Precision::BestEffort)?;
+				released = released.saturating_add(given);
+			}
+			order.status = OrderStatus::Voided;
+			Orders::<T>::insert(id, order);
+		}
+		Self::deposit_event(Event::IntervalVoiding { interval, done: end, total, released });
+		if end == total {
+			Voiding::<T>::remove(interval);
+			Voided::<T>::insert(interval, frame_system::Pallet::<T>::block_number());
+			Self::deposit_event(Event::IntervalVoided { interval, orders: total });
+		} else {
+			Voiding::<T>::insert(interval, end);
+		}
+		Ok((total, end - start))
+	}
+}
