@@ -47,11 +47,14 @@ node: toolchain
 	@cd runtime-config && $(RUST_ENV) cargo build --locked -p wattchain-node >&2
 	@echo "$(NODE_BIN)"
 
-# The pallet's unit and randomized tests, then its benchmarks run once each as tests.
+# The pallet's unit and randomized tests, then its benchmarks run once each as tests, then the
+# runtime's integrity tests (the configured maxima fit a block with the runtime's weights).
 test-rust: toolchain
 	@cd runtime-config && $(RUST_ENV) SKIP_WASM_BUILD=1 cargo test --locked -p pallet-energy-trading
 	@cd runtime-config && $(RUST_ENV) SKIP_WASM_BUILD=1 cargo test --locked -p pallet-energy-trading \
 		--features runtime-benchmarks benchmarking::
+	@cd runtime-config && $(RUST_ENV) SKIP_WASM_BUILD=1 cargo test --locked -p wattchain-runtime --lib \
+		integrity
 
 # rustfmt (runtime-config/.rustfmt.toml) and clippy on the pallet. The whole workspace is
 # clippy-clean too, but linting it adds ~4.5 min to a cold CI and the pallet ~1.5 min.

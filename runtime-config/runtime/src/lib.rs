@@ -255,6 +255,9 @@ parameter_types! {
 	pub const MaxMeteredPerInterval: u32 = 10_000;
 	/// A week of fifteen-minute intervals.
 	pub const MaxIntervalsAhead: u64 = 7 * 96;
+	/// An interval's data stays on chain a week of fifteen-minute intervals after it is done
+	/// with; the indexer keeps the history.
+	pub const RetainIntervals: u64 = 7 * 96;
 }
 
 impl pallet_energy_trading::Config for Runtime {
@@ -268,6 +271,7 @@ impl pallet_energy_trading::Config for Runtime {
 	type MaxZones = MaxZones;
 	type MaxMeteredPerInterval = MaxMeteredPerInterval;
 	type MaxIntervalsAhead = MaxIntervalsAhead;
+	type RetainIntervals = RetainIntervals;
 	type WeightInfo = weights::pallet_energy_trading::WeightInfo<Runtime>;
 	#[cfg(feature = "runtime-benchmarks")]
 	type BenchmarkHelper = BenchmarkClock;

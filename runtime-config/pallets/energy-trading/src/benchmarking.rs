@@ -312,6 +312,66 @@ mod benchmarks {
 		Ok(())
 	}
 
+	/// `n` orders of a full book pruned (reading the book is part of the cost).
+	#[benchmark]
+	fn prune_orders(
+		n: Linear<0, { T::MaxOrdersPerInterval::get() / 2 }>,
+	) -> Result<(), BenchmarkError> {
+		setup_market::<T>();
+		let who: T::AccountId = account("seller", 0, 0);
+		funded_participant::<T>(&who);
+		for i in 0..n {
+			Market::<T>::do_place_order(who.clone(), spec(i as u64, Side::Offer, 1_000, 60))?;
+		}
+		let mut ids = IntervalOrders::<T>::get(INTERVAL).into_inner();
+		ids.resize(T::MaxOrdersPerInterval::get() as usize, u64::MAX);
+		IntervalOrders::<T>::insert(INTERVAL, BoundedVec::truncate_from(ids));
+		#[block]
+		{
+			Market::<T>::prune_orders(INTERVAL, 0, n);
+		}
+		assert!(!ClientOrders::<T>::contains_key(&who, 0) || n == 0);
+		Ok(())
+	}
+
+	/// The check and the rest of a settled interval: the most metered energy and settlement
+	/// lines one block removes, a full clearing's matches and prices.
+	#[benchmark]
+	fn prune_tail() {
+		setup_market::<T>();
+		let submitter: T::AccountId = whitelisted_caller();
+		Clearings::<T>::insert(
+			INTERVAL,
+			ClearingSummary {
+				mechanism: Mechanism::Zonal,
+				volume_wh: 1,
+				match_count: 1,
+				submitter,
+				block: frame_system::Pallet::<T>::block_number(),
+			},
+		);
+		let m = Match { bid: 0, offer: 1, quantity_wh: 1, buyer_price: 1, seller_price: 1 };
+		let matches = vec![m; T::MaxMatches::get() as usize];
+		ClearingMatches::<T>::insert(INTERVAL, BoundedVec::truncate_from(matches));
+		let prices = vec![ZonePrice { zone: 0, price: 1 }; T::MaxZones::get() as usize];
+		ClearingPrices::<T>::insert(INTERVAL, BoundedVec::truncate_from(prices));
+		for i in 0..crate::pruning::TAIL_KEYS {
+			let who: T::AccountId = account("metered", i, 0);
+			Metered::<T>::insert(INTERVAL, &who, MeteredEnergy { import_wh: 1, export_wh: 0 });
+			let line =
+				SettlementLine { contracted_wh: 0, metered_wh: 1, imbalance_wh: 1, amount: 1 };
+			Settlements::<T>::insert(INTERVAL, &who, line);
+		}
+		MeteredCount::<T>::insert(INTERVAL, crate::pruning::TAIL_KEYS);
+		Settled::<T>::insert(INTERVAL, frame_system::Pallet::<T>::block_number());
+		let done;
+		#[block]
+		{
+			done = Market::<T>::done_with(INTERVAL) && Market::<T>::prune_tail(INTERVAL);
+		}
+		assert!(done && !Settled::<T>::contains_key(INTERVAL));
+	}
+
 	#[benchmark]
 	fn submit_reading() {
 		setup_market::<T>();

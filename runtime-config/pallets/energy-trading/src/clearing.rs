@@ -50,6 +50,7 @@ impl<T: Config> Pallet<T> {
 		zone_prices: BoundedVec<ZonePrice, T::MaxZones>,
 		matches: &[Match],
 	) -> Result<u32, DispatchError> {
+		Self::ensure_not_pruned(interval)?;
 		let params = Params::<T>::get();
 		ensure!(!Clearings::<T>::contains_key(interval), Error::<T>::AlreadyCleared);
 		ensure!(!Voided::<T>::contains_key(interval), Error::<T>::AlreadyVoided);

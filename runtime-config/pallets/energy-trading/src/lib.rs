@@ -36,7 +36,8 @@
 //! the calls, which only check the origin and delegate). The logic lives by concern in
 //! `roles.rs` (operator and submitter rights, the operator's settings), `orders.rs` (placing and
 //! cancelling), `clearing.rs` (checking and applying a clearing), `voiding.rs` (an interval left
-//! without a clearing), `metering.rs` (readings and energy tokens) and `settlement.rs`; `common.rs` holds the clock, prices and signature checks
+//! without a clearing), `metering.rs` (readings and energy tokens), `settlement.rs` and
+//! `pruning.rs` (`on_idle` removes intervals done with long ago); `common.rs` holds the clock, prices and signature checks
 //! they share, `invariants.rs` the checks `try_state` runs. See also `README.md`.
 
 #![cfg_attr(not(feature = "std"), no_std)]
@@ -54,6 +55,7 @@ mod common;
 mod invariants;
 mod metering;
 mod orders;
+mod pruning;
 mod roles;
 mod settlement;
 mod voiding;
@@ -122,6 +124,10 @@ pub mod pallet {
 		/// How many intervals ahead an order may be placed.
 		#[pallet::constant]
 		type MaxIntervalsAhead: Get<u64>;
+		/// How many intervals an interval's data is kept once it is done with (settled, or
+		/// nothing to settle) before `on_idle` prunes it; the indexer keeps the history.
+		#[pallet::constant]
+		type RetainIntervals: Get<u64>;
 		/// Weights from this pallet's benchmarks.
 		type WeightInfo: WeightInfo;
 		/// Lets benchmarks set the clock, since intervals are defined on it.
@@ -302,6 +308,12 @@ pub mod pallet {
 	#[pallet::storage]
 	pub type Voided<T: Config> =
 		StorageMap<_, Twox64Concat, IntervalId, BlockNumberFor<T>, OptionQuery>;
+
+	/// Where pruning stands: the next interval to prune and how many of its orders are pruned
+	/// already. Calls about an earlier interval fail with `IntervalPruned`. Written by
+	/// `on_idle` (set on its first run to the interval `RetainIntervals` before the current one).
+	#[pallet::storage]
+	pub type PruneCursor<T: Config> = StorageValue<_, (IntervalId, u32), OptionQuery>;
 
 	/// Settled intervals: interval id to the block that settled it. Written by `settle_interval`.
 	#[pallet::storage]
@@ -563,6 +575,8 @@ pub mod pallet {
 		AlreadyVoided,
 		/// `max_orders` is 0 while orders of the interval remain to be voided.
 		NothingToVoid,
+		/// The interval's data is pruned (it was done with `RetainIntervals` intervals ago).
+		IntervalPruned,
 		/// A grid fee is for two different zones.
 		SameZone,
 		/// Market parameters are inconsistent (zero interval, min price above max, ...).
@@ -808,6 +822,35 @@ pub mod pallet {
 
 	#[pallet::hooks]
 	impl<T: Config> Hooks<BlockNumberFor<T>> for Pallet<T> {
+		fn on_idle(_n: BlockNumberFor<T>, remaining: Weight) -> Weight {
+			Self::prune(remaining)
+		}
+
+		/// The configured maxima fit the block: a full relayed batch, a void of one order of a
+		/// full book (so voiding always progresses), a page of pruning. A whole clearing or
+		/// settlement of the maxima does not fit yet (see the README's "Limits").
+		fn integrity_test() {
+			use frame_support::dispatch::DispatchClass;
+			let block = <T as frame_system::Config>::BlockWeights::get();
+			let max = block.get(DispatchClass::Normal).max_extrinsic.unwrap_or(block.max_block);
+			let full = T::MaxOrdersPerInterval::get();
+			for (what, weight) in [
+				(
+					"a full relayed batch",
+					T::WeightInfo::place_orders_relayed(T::MaxRelayBatch::get()),
+				),
+				("voiding one order of a full book", T::WeightInfo::void_interval(full, 1)),
+				("placing an order in an almost full book", T::WeightInfo::place_order()),
+			] {
+				assert!(
+					weight.all_lte(max),
+					"{what} does not fit in a block: {weight:?} > {max:?}"
+				);
+			}
+			let prune = T::WeightInfo::prune_tail().saturating_add(T::WeightInfo::prune_orders(1));
+			assert!(prune.all_lte(block.max_block), "a page of pruning does not fit in a block");
+		}
+
 		#[cfg(feature = "try-runtime")]
 		fn try_state(_n: BlockNumberFor<T>) -> Result<(), sp_runtime::TryRuntimeError> {
 			Self::do_try_state()

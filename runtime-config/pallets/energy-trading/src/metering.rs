@@ -23,6 +23,7 @@ impl<T: Config> Pallet<T> {
 			reading.epoch == MeterEpochs::<T>::get(reading.meter),
 			Error::<T>::StaleAccreditation
 		);
+		Self::ensure_not_pruned(reading.interval)?;
 		let params = Params::<T>::get();
 		ensure!(
 			Self::now_ms() >= params.interval_end(reading.interval),

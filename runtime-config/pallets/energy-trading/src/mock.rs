@@ -69,6 +69,7 @@ parameter_types! {
 	pub const MaxZones: u32 = 4;
 	pub const MaxMeteredPerInterval: u32 = 8;
 	pub const MaxIntervalsAhead: u64 = 10;
+	pub const RetainIntervals: u64 = 3;
 }
 
 impl pallet_energy_trading::Config for Test {
@@ -82,6 +83,7 @@ impl pallet_energy_trading::Config for Test {
 	type MaxZones = MaxZones;
 	type MaxMeteredPerInterval = MaxMeteredPerInterval;
 	type MaxIntervalsAhead = MaxIntervalsAhead;
+	type RetainIntervals = RetainIntervals;
 	type WeightInfo = ();
 	#[cfg(feature = "runtime-benchmarks")]
 	type BenchmarkHelper = SetTimestamp;

@@ -28,6 +28,7 @@ impl<T: Config> Pallet<T> {
 				&& MeteredCount::<T>::get(interval) <= metered_bound,
 			Error::<T>::WitnessTooSmall
 		);
+		Self::ensure_not_pruned(interval)?;
 		// A voided interval settles as if nothing had traded: every line is its metered energy.
 		ensure!(
 			Clearings::<T>::contains_key(interval) || Voided::<T>::contains_key(interval),

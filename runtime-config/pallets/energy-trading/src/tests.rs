@@ -987,6 +987,101 @@ fn a_cleared_interval_and_an_empty_one_are_handled() {
 	});
 }
 
+// ---------------------------------------------------------------- pruning
+
+/// One traded, cleared and settled interval `k`: a bid of Charlie's and an offer of Bob's,
+/// placed during interval `k - 1` (the clock ends at the end of `k`).
+fn trade_and_settle(k: u64) {
+	at((k - 1) * INTERVAL_MS);
+	let bid = place(&buyer(), spec(2 * k, k, Side::Bid, 100, 50, 0));
+	let offer = place(&seller(), spec(2 * k + 1, k, Side::Offer, 100, 40, 0));
+	close_gate(k);
+	assert_ok!(clear(k, Mechanism::Uniform, &[(0, 45)], &[m(bid, offer, 100, 45, 45)]));
+	end_interval(k);
+	assert_ok!(settle(k));
+}
+
+fn idle() -> frame_support::weights::Weight {
+	use frame_support::traits::Hooks;
+	Market::on_idle(System::block_number(), frame_support::weights::Weight::MAX)
+}
+
+/// The first interval that must still be kept now: later ones are too recent to prune.
+fn keep_from() -> u64 {
+	params().interval_at(Timestamp::get()) + 1 - RetainIntervals::get()
+}
+
+#[test]
+fn state_stays_flat_as_intervals_go_by() {
+	run(|| {
+		idle(); // the first run sets the cursor
+		let retain = RetainIntervals::get();
+		let mut most_orders = 0;
+		for k in (2..80u64).step_by(2) {
+			trade_and_settle(k);
+			idle();
+			most_orders = most_orders.max(Orders::<Test>::iter().count());
+		}
+		// Only the last `retain` done-with intervals (and the current one) keep their data.
+		let kept = (retain + 1) as usize;
+		assert!(most_orders <= 2 * kept, "{most_orders} orders kept");
+		assert!(ClientOrders::<Test>::iter().count() <= 2 * kept);
+		assert!(Clearings::<Test>::iter().count() <= kept);
+		assert!(Settled::<Test>::iter().count() <= kept);
+		assert!(Settlements::<Test>::iter().count() <= 3 * kept);
+		let (next, _) = PruneCursor::<Test>::get().expect("set");
+		assert_eq!(next, keep_from());
+		// The latest intervals are still there; the pruned ones refuse calls about them.
+		assert!(Clearings::<Test>::contains_key(78));
+		assert!(!Clearings::<Test>::contains_key(next - 1));
+		assert_noop!(settle(next - 1).map_err(|e| e.error), E::IntervalPruned);
+		assert_noop!(void(next - 1, 10), E::IntervalPruned);
+	});
+}
+
+#[test]
+fn pruning_waits_for_an_interval_that_is_not_done_with() {
+	run(|| {
+		idle();
+		// Interval 2 has a book nobody cleared: pruning stops there until it is voided.
+		simple_book();
+		for k in (4..12u64).step_by(2) {
+			trade_and_settle(k);
+			idle();
+		}
+		assert_eq!(PruneCursor::<Test>::get(), Some((2, 0)));
+		assert_eq!(IntervalOrders::<Test>::get(2).len(), 4);
+		assert_ok!(void(2, 10));
+		idle();
+		assert_eq!(PruneCursor::<Test>::get(), Some((keep_from(), 0)));
+		assert!(IntervalOrders::<Test>::get(2).is_empty());
+		assert_eq!(ClientOrders::<Test>::get(buyer(), 1), None);
+	});
+}
+
+#[test]
+fn pruning_uses_only_the_weight_left_and_carries_on() {
+	use frame_support::traits::Hooks;
+	run(|| {
+		idle();
+		trade_and_settle(2);
+		idle(); // interval 0; interval 1 is still too recent
+		assert_eq!(PruneCursor::<Test>::get(), Some((1, 0)));
+		end_interval(2 + RetainIntervals::get());
+		// Room for interval 1 (empty), interval 2's check and one of its two orders: the rest
+		// waits for the next block.
+		let tail = <() as WeightInfo>::prune_tail();
+		let one = tail + tail + <() as WeightInfo>::prune_orders(1);
+		let used = Market::on_idle(System::block_number(), one);
+		assert!(used.all_lte(one));
+		assert_eq!(PruneCursor::<Test>::get(), Some((2, 1)));
+		assert_eq!(Market::on_idle(1, frame_support::weights::Weight::zero()), Default::default());
+		idle();
+		assert!(PruneCursor::<Test>::get().expect("set").0 > 2);
+		assert!(Orders::<Test>::iter().next().is_none());
+	});
+}
+
 // ---------------------------------------------------------------- settlement
 
 #[test]

@@ -26,6 +26,7 @@ impl<T: Config> Pallet<T> {
 		max_orders: u32,
 		book_orders: u32,
 	) -> Result<(u32, u32), DispatchError> {
+		Self::ensure_not_pruned(interval)?;
 		let ids = IntervalOrders::<T>::get(interval);
 		let total = ids.len() as u32;
 		ensure!(total <= book_orders, Error::<T>::WitnessTooSmall);

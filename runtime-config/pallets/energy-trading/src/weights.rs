@@ -32,6 +32,8 @@ pub trait WeightInfo {
 	fn transfer_energy() -> Weight;
 	fn settle_interval(m: u32, p: u32) -> Weight;
 	fn void_interval(o: u32, n: u32) -> Weight;
+	fn prune_orders(n: u32) -> Weight;
+	fn prune_tail() -> Weight;
 }
 
 /// Weights for the runtime, priced with the runtime's database weights.
@@ -120,6 +122,18 @@ macro_rules! weights {
 				.saturating_add(Weight::from_parts(2 * BASE_PS, 8_000).saturating_mul(n as u64))
 				.saturating_add(<$db>::get().reads_writes(6, 2))
 				.saturating_add(<$db>::get().reads_writes(3, 3).saturating_mul(n as u64))
+		}
+		fn prune_orders(n: u32) -> Weight {
+			Weight::from_parts(BASE_PS, 3_000)
+				.saturating_add(Weight::from_parts(BASE_PS / 2, 2_600).saturating_mul(n as u64))
+				.saturating_add(<$db>::get().reads(1))
+				.saturating_add(<$db>::get().reads_writes(1, 2).saturating_mul(n as u64))
+		}
+		fn prune_tail() -> Weight {
+			Weight::from_parts(5 * BASE_PS, 20_000)
+				.saturating_add(Weight::from_parts(BASE_PS / 4, 2_600).saturating_mul(512))
+				.saturating_add(<$db>::get().reads_writes(8, 8))
+				.saturating_add(<$db>::get().reads_writes(1, 1).saturating_mul(512))
 		}
 	};
 }
