@@ -78,14 +78,18 @@ demo: setup node
 	@WATTCHAIN_NODE=$(NODE_BIN) $(VENV)/bin/wattchain demo --intervals 3
 
 # Regenerates the runtime's weights for the market pallet by running its benchmarks in the wasm runtime
-# (a node built with the runtime-benchmarks feature, in its own target folder).
+# on an optimized (`release`) node built with the runtime-benchmarks feature, in its own target
+# folder, and the database weights on the node's own database (ParityDB).
 BENCH_TARGET := $(HOME)/.cache/wattchain/target-bench
+BENCH_NODE := $(BENCH_TARGET)/release/wattchain-node
 weights: toolchain
-	@cd runtime-config && $(RUST_ENV) CARGO_TARGET_DIR=$(BENCH_TARGET) cargo build --locked -p wattchain-node \
-		--features runtime-benchmarks >&2
-	$(BENCH_TARGET)/debug/wattchain-node benchmark pallet --chain dev --pallet pallet_energy_trading \
+	@cd runtime-config && $(RUST_ENV) CARGO_TARGET_DIR=$(BENCH_TARGET) cargo build --locked --release \
+		-p wattchain-node --features runtime-benchmarks >&2
+	$(BENCH_NODE) benchmark pallet --chain dev --pallet pallet_energy_trading \
 		--extrinsic '*' --steps 20 --repeat 10 --wasm-execution compiled \
 		--output runtime-config/runtime/src/weights/pallet_energy_trading.rs
+	$(BENCH_NODE) benchmark storage --dev --state-version 1 --database paritydb \
+		--base-path $(BENCH_TARGET)/storage-state --weight-path runtime-config/runtime/src/weights/
 
 bench: python
 	@$(PY) -m matcher.bench

@@ -16,6 +16,7 @@ from store import DataDir
 
 from . import errors
 from .chainview import ChainView
+from .limits import BodyLimit
 from .routes import intervals, market, meters, orders, participants, reports, stream
 
 log = logging.getLogger(__name__)
@@ -45,8 +46,9 @@ def create_app(settings: Settings | None = None, *, chain: ChainView | None = No
         "1/1000 tick (1 BRL = 100 ticks = 100000 units).",
     )
     errors.install(app)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     for module in (market, orders, intervals, participants, meters, reports, stream):
-        app.include_router(module.router)
+        app.include_router(module.router, responses=errors.ERROR_RESPONSES)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.get("/", include_in_schema=False)

@@ -1,52 +1,107 @@
-"""One error shape for every 4xx: {"error": <reason>, "detail": <text>}. Reasons are the
-pallet's error names where the API checks what the chain would (NotRegistered, GateClosed,
-PriceOutOfBounds, ...), so a client handles a refusal the same way wherever it comes from."""
+"""One error shape for every error response: {"error": <reason>, "detail": <text>} (and, when
+fields are at fault, "errors": [{"field", "message", "type"}]). Reasons are the pallet's error
+names where the API checks what the chain would (NotRegistered, GateClosed,
+PriceOutOfBounds, ...), so a client handles a refusal the same way wherever it comes from.
+
+The handlers below give FastAPI's and Starlette's own errors (request validation, unknown path,
+method not allowed, a body that does not parse, a body too large) and any unhandled exception
+the same shape, and `ERROR_RESPONSES` documents it for every operation in the OpenAPI schema."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from chain import ChainUnavailable
 
+from .models import ErrorPublic
+
+# The reason of each HTTP error that Starlette or FastAPI raise themselves.
+HTTP_REASONS = {
+    400: "InvalidRequest",  # a body that is not what its content type says
+    404: "NotFound",  # no such path
+    405: "MethodNotAllowed",
+    413: "BodyTooLarge",
+}
+
+# Every operation documents its error answers with the one model, as the OpenAPI ranges "4XX"
+# and "5XX" (which also keeps FastAPI from documenting its own HTTPValidationError for 422).
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    "4XX": {
+        "model": ErrorPublic,
+        "description": "Refused: `error` names the reason (422 InvalidRequest: `errors` lists "
+        "the fields at fault)",
+    },
+    "5XX": {"model": ErrorPublic, "description": "ChainUnavailable (503) or InternalError"},
+}
+
 
 class APIError(Exception):
-    def __init__(self, status: int, error: str, detail: str):
+    def __init__(self, status: int, error: str, detail: str, *, field: str | None = None):
         self.status = status
         self.error = error
         self.detail = detail
+        self.field = field
         super().__init__(f"{status} {error}: {detail}")
 
 
-def _field(loc) -> str:
-    parts = [str(p) for p in loc if p not in ("body", "query", "path")]
+def error_body(error: str, detail: str, errors: list[dict[str, str]] | None = None) -> dict:
+    body: dict[str, Any] = {"error": error, "detail": detail}
+    if errors:
+        body["errors"] = errors
+    return body
+
+
+def _field(loc, kind: str) -> str:
+    if kind == "json_invalid":  # loc is ("body", <position of the syntax error>)
+        return "body"
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
     return ".".join(parts) or "body"
 
 
 def install(app: FastAPI) -> None:
     @app.exception_handler(APIError)
     async def _api_error(_: Request, exc: APIError):
-        return JSONResponse({"error": exc.error, "detail": exc.detail}, status_code=exc.status)
+        errors = None
+        if exc.field is not None:
+            errors = [{"field": exc.field, "message": exc.detail, "type": exc.error}]
+        return JSONResponse(error_body(exc.error, exc.detail, errors), status_code=exc.status)
 
     @app.exception_handler(ChainUnavailable)
     async def _no_chain(_: Request, exc: ChainUnavailable):
-        return JSONResponse({"error": "ChainUnavailable", "detail": str(exc)}, status_code=503)
+        return JSONResponse(error_body("ChainUnavailable", str(exc)), status_code=503)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError):
         errors = [
             {
-                "field": _field(e.get("loc", ())),
+                "field": _field(e.get("loc", ()), e.get("type", "")),
                 "message": e.get("msg", ""),
                 "type": e.get("type", ""),
             }
             for e in exc.errors()
         ]
         detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors) or "invalid request"
+        return JSONResponse(error_body("InvalidRequest", detail, errors), status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException):
+        reason = HTTP_REASONS.get(exc.status_code, "HTTPError")
+        detail = exc.detail if isinstance(exc.detail, str) and exc.detail else reason
         return JSONResponse(
-            {"error": "InvalidRequest", "detail": detail, "errors": errors}, status_code=422
+            error_body(reason, detail), status_code=exc.status_code, headers=exc.headers
+        )
+
+    @app.exception_handler(Exception)
+    async def _unhandled(_: Request, exc: Exception):
+        # Starlette re-raises it after this answer, so the server logs it with its traceback.
+        return JSONResponse(
+            error_body("InternalError", "the API failed on this request"), status_code=500
         )
 
 
-__all__ = ["APIError", "install"]
+__all__ = ["ERROR_RESPONSES", "HTTP_REASONS", "APIError", "error_body", "install"]

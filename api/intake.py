@@ -11,33 +11,21 @@ import json
 import sqlite3
 from typing import Any
 
-from market import (
-    OrderSpec,
-    cancel_message,
-    now_ms,
-    order_message,
-    public_key,
-    ss58,
-    verify_sr25519,
-)
+from market import OrderSpec, cancel_message, now_ms, order_message, verify_sr25519
 from market.settings import Settings
-from store import OrderLog, spec_json
+from store import OrderLog, queries, spec_json
 from store.queries import client_order_id_used, order_on_chain
 
 from .chainview import ChainView
 from .errors import APIError
-from .models import CancelCreate, OrderCreate, OrderPublic
+from .models import CancelCreate, OrderCreate, OrderPublic, SubmissionPublic
+from .params import account_key
 
 
 def owner_key(value: str) -> tuple[str, bytes]:
-    """(SS58 address, public key) of an owner given either way; 400 InvalidAccount otherwise."""
-    try:
-        raw = public_key(value)
-    except (ValueError, TypeError):
-        raise APIError(
-            400, "InvalidAccount", f"owner {value!r} is not an SS58 address or 32-byte public key"
-        ) from None
-    return ss58(raw), raw
+    """(SS58 address, public key) of an owner given either way; 400 InvalidAccount otherwise
+    (its format checked before it is decoded)."""
+    return account_key(value, "owner")
 
 
 def _signature(hex_text: str) -> bytes:
@@ -145,6 +133,16 @@ def place_order(
         raise APIError(
             422, "IntervalFull", f"interval {spec.interval} has its {cap} orders; try a later one"
         )
+    held = settings.max_open_orders_per_participant
+    if held is not None:
+        count = open_orders(owner, spec.interval, orders, index)
+        if count >= held:
+            raise APIError(
+                409,
+                "TooManyOpenOrders",
+                f"{owner} holds {count} open orders in interval {spec.interval}, the most one "
+                f"participant may ({held}); cancel one or use another interval",
+            )
     if spec.side == "bid":
         cost = spec.price_ticks * spec.quantity_wh
         committed = orders.unsettled_bid_cost(owner)
@@ -169,28 +167,51 @@ def place_order(
     return appended.response
 
 
+def open_orders(owner: str, interval: int, orders: OrderLog, index: sqlite3.Connection) -> int:
+    """The open orders `owner` holds in `interval`: those on chain (finalized, in the index) and
+    those logged here that the index does not show yet, less the ones being cancelled."""
+    return queries.open_order_count(index, owner, interval) + orders.open_unindexed(
+        owner, interval, queries.last_indexed_block(index)
+    )
+
+
+def _chain_spec(row: sqlite3.Row) -> dict[str, Any]:
+    """The content of an indexed order, in the keys of a logged OrderSpec."""
+    return {
+        "interval": row["interval"],
+        "side": row["side"],
+        "quantity_wh": row["quantity_wh"],
+        "price_ticks": row["price_ticks"],
+        "zone": row["zone"],
+        "source": row["source"],
+        "renewable_only": None if row["renewable_only"] is None else bool(row["renewable_only"]),
+    }
+
+
 def order_public(
     owner: str, client_order_id: int, orders: OrderLog, index: sqlite3.Connection
 ) -> OrderPublic:
-    """Where an order is: the relay log's view merged with the index's."""
+    """Where an order is: the relay log's entry and the index's order, merged when they are the
+    same order. When their contents differ (the chain took another order with this id first,
+    placed elsewhere), they are two orders: the answer is the chain's, and the log's entry,
+    which the chain refuses, is shown apart as `conflicting_submission`."""
     logged = orders.order(owner, client_order_id)
     row = order_on_chain(index, owner, client_order_id)
     if logged is None and row is None:
         raise APIError(404, "UnknownOrder", f"no order {client_order_id} of {owner}")
-    if logged is not None:
-        spec = json.loads(logged["spec"])
-    else:
-        spec = {
-            "interval": row["interval"],
-            "side": row["side"],
-            "quantity_wh": row["quantity_wh"],
-            "price_ticks": row["price_ticks"],
-            "zone": row["zone"],
-            "source": row["source"],
-            "renewable_only": None
-            if row["renewable_only"] is None
-            else bool(row["renewable_only"]),
-        }
+    conflicting = None
+    if logged is not None and row is not None:
+        submitted, chain = json.loads(logged["spec"]), _chain_spec(row)
+        if any(v is not None and submitted.get(k) != v for k, v in chain.items()):
+            conflicting = SubmissionPublic(
+                **{k: submitted[k] for k in chain},
+                log_seq=logged["seq"],
+                received_ms=logged["received_ms"],
+                relay_status=logged["status"],
+                relay_error=logged["error"],
+            )
+            logged = None  # not this order's entry: the chain's order came from elsewhere
+    spec = json.loads(logged["spec"]) if logged is not None else _chain_spec(row)
     cancel = orders.cancel(owner, client_order_id)
     return OrderPublic(
         owner=owner,
@@ -221,6 +242,7 @@ def order_public(
         cancel_error=cancel["error"]
         if cancel is not None and cancel["status"] == "rejected"
         else None,
+        conflicting_submission=conflicting,
     )
 
 

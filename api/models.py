@@ -15,6 +15,12 @@ Hex64 = Annotated[
     str, Field(pattern=r"^0x[0-9a-fA-F]{128}$", description="sr25519 signature, 0x + 64 bytes hex")
 ]
 
+# An account: an SS58 address (46 to 50 base58 characters) or 0x + a 32-byte key in hex.
+# Documented in the schema, enforced (before any decoding) by api/params.py's account_key.
+ACCOUNT_MAX_LENGTH = 66
+ACCOUNT_PATTERN = r"^(0x[0-9a-fA-F]{64}|[1-9A-HJ-NP-Za-km-z]{46,50})$"
+ACCOUNT_SCHEMA: dict[str, Any] = {"pattern": ACCOUNT_PATTERN, "maxLength": ACCOUNT_MAX_LENGTH}
+
 T = TypeVar("T")
 
 
@@ -33,7 +39,10 @@ class ErrorPublic(BaseModel):
 class OrderCreate(Strict):
     """An order signed by its owner over the bytes of docs/chain-interface.md."""
 
-    owner: str = Field(description="SS58 address (or 0x public key) of the order's owner")
+    owner: str = Field(
+        description="SS58 address (or 0x public key) of the order's owner",
+        json_schema_extra=ACCOUNT_SCHEMA,
+    )
     client_order_id: U64 = Field(description="Unique per owner; the idempotency key")
     interval: U64
     side: Literal["bid", "offer"]
@@ -59,7 +68,29 @@ class OrderAccepted(BaseModel):
     received_ms: int
 
 
+class SubmissionPublic(BaseModel):
+    """An order this API logged whose content differs from the chain's order with the same owner
+    and client_order_id. The chain keeps its own order; this one is refused (`relay_status`
+    ends as rejected) and never trades."""
+
+    interval: int
+    side: str
+    quantity_wh: int
+    price_ticks: int
+    zone: int
+    source: str | None = None
+    renewable_only: bool | None = None
+    log_seq: int
+    received_ms: int
+    relay_status: str
+    relay_error: str | None = None
+
+
 class OrderPublic(BaseModel):
+    """The order with this owner and client_order_id. Its content is the chain's once the chain
+    has it; the relay fields describe the API's submission of that same order. A submission
+    with other content is a different order and is shown apart, in `conflicting_submission`."""
+
     owner: str
     client_order_id: int
     interval: int
@@ -80,6 +111,11 @@ class OrderPublic(BaseModel):
     block_hash: str | None = None
     cancel_status: str | None = None
     cancel_error: str | None = None
+    conflicting_submission: SubmissionPublic | None = Field(
+        None,
+        description="The API's submission with this id but other content than the chain's "
+        "order (placed elsewhere first): refused by the chain, it never trades",
+    )
 
 
 class Page(BaseModel, Generic[T]):

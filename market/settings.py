@@ -28,10 +28,12 @@ class Settings(BaseSettings):
 
     data_dir: Path = Path("data")
     node_url: str = "ws://127.0.0.1:9944"
-    # Dev-chain roles (genesis.rs): Alice is operator and clearing submitter. The relayer and
-    # the meter-reading submitter only pay fees; any funded account will do. Real deployments
-    # pass secret URIs from a vault.
+    # Dev-chain roles (genesis.rs), each its own key: Alice is the operator (registers
+    # participants, accredits meters), One the clearing submitter (signs clearings, voids and
+    # settlements every interval). The relayer and the meter-reading submitter only pay fees;
+    # any funded account will do. Real deployments pass secret URIs from a vault.
     operator_uri: str = "//Alice"
+    submitter_uri: str = "//One"
     relayer_uri: str = "//Dave"
     meter_submitter_uri: str = "//Eve"
     mechanism: Literal["uniform", "pay-as-bid", "zonal"] = "uniform"
@@ -41,6 +43,11 @@ class Settings(BaseSettings):
     # Orders the API takes per interval (None: up to the chain's MaxOrdersPerInterval). A
     # clearing is priced by its book; a cap keeps every book small enough to clear in a block.
     max_orders_per_interval: int | None = Field(None, ge=1)
+    # Open orders one participant may hold in one interval, counted over the relay log and the
+    # index (None: no cap). Keeps one participant from filling an interval's book.
+    max_open_orders_per_participant: int | None = Field(1_000, ge=1)
+    # The largest request body the API reads (413 above it). An order is about 450 bytes.
+    max_body_bytes: int = Field(64 * 1024, ge=1_024)
     relay_batch: int = Field(128, ge=1)
     relay_in_flight: int = Field(3, ge=1)
     # Settlement waits for every accredited meter's reading of the interval, or this long
@@ -51,7 +58,14 @@ class Settings(BaseSettings):
     # The market's local time zone: times shown to people (web page, demo) are in it.
     timezone: str = "America/Sao_Paulo"
     api_host: str = "127.0.0.1"
-    api_port: int = Field(8000, ge=0, le=65_535)
+    api_port: int = Field(8000, ge=0, le=65_535)  # 0: a free port (`wattchain run` prints it)
+    # The RPC port of the node that `wattchain run` and `wattchain node` start (0: a free port,
+    # printed once the node is up).
+    rpc_port: int = Field(9944, ge=0, le=65_535)
+    # `wattchain run` restarts a part that dies (after 1 s, doubling up to 30 s) and gives up,
+    # stopping everything, when one part has died this many times in a row, each within a
+    # minute of starting (0: it never gives up).
+    restart_limit: int = Field(10, ge=0)
     # Meter-reading ingest: the sites' JSON ({"sites": [{name, model, host, port, key_uri, ...}]}).
     meter_sites: Path | None = None
 

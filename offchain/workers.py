@@ -38,7 +38,7 @@ def build_worker(name: str, settings: Settings, data: DataDir, chain: Chain, **k
         return Scheduler(
             data,
             chain,
-            keypair(settings.operator_uri),
+            keypair(settings.submitter_uri),
             mechanism=settings.mechanism,
             finality=settings.finality,
             **kwargs,
@@ -47,7 +47,7 @@ def build_worker(name: str, settings: Settings, data: DataDir, chain: Chain, **k
         return Settler(
             data,
             chain,
-            keypair(settings.operator_uri),
+            keypair(settings.submitter_uri),
             finality=settings.finality,
             max_wait_ms=settings.settle_max_wait_ms,
             min_delay_ms=settings.settle_min_delay_ms,

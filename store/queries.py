@@ -104,6 +104,14 @@ def client_order_id_used(conn: sqlite3.Connection, owner: str, client_order_id: 
     return row is not None
 
 
+def open_order_count(conn: sqlite3.Connection, owner: str, interval: int) -> int:
+    """How many open orders `owner` holds on chain (finalized) in the interval."""
+    return conn.execute(
+        "SELECT count(*) FROM orders WHERE owner = ? AND interval = ? AND status = 'open'",
+        (owner, interval),
+    ).fetchone()[0]
+
+
 # -- clearings --------------------------------------------------------------------------------
 
 

@@ -29,6 +29,7 @@ CREATE TABLE IF NOT EXISTS orders (
 );
 CREATE INDEX IF NOT EXISTS orders_status ON orders (status, seq);
 CREATE INDEX IF NOT EXISTS orders_interval ON orders (interval, seq);
+CREATE INDEX IF NOT EXISTS orders_owner_interval ON orders (owner, interval);
 CREATE TABLE IF NOT EXISTS cancels (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     owner TEXT NOT NULL,
@@ -66,6 +67,7 @@ CREATE TABLE IF NOT EXISTS orders (
 );
 CREATE INDEX IF NOT EXISTS orders_book ON orders (interval, zone, side, price_ticks);
 CREATE INDEX IF NOT EXISTS orders_owner ON orders (owner, order_id);
+CREATE INDEX IF NOT EXISTS orders_owner_interval ON orders (owner, interval);
 CREATE TABLE IF NOT EXISTS trades (
     id INTEGER PRIMARY KEY AUTOINCREMENT, interval INTEGER NOT NULL, bid INTEGER NOT NULL,
     offer INTEGER NOT NULL, buyer TEXT NOT NULL, seller TEXT NOT NULL, quantity_wh INTEGER NOT NULL,

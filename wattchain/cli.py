@@ -1,8 +1,10 @@
 """`wattchain`: one command line for the market.
 
     wattchain demo --intervals N [--json] [--data DIR]   a whole market, live, N intervals
-    wattchain run [--data DIR] [--node URL]              node + API + workers until Ctrl-C
-    wattchain node [--data DIR | --tmp]                  a dev node
+    wattchain run [--data DIR] [--node URL] [--rpc-port P] [--api-port P] [--sites FILE]
+                                                         node + API + workers (+ ingest),
+                                                         restarted when they die, until Ctrl-C
+    wattchain node [--data DIR] [--rpc-port P]           a dev node (no --data: a fresh chain)
     wattchain api [--data DIR] [--node URL] [--port P]   the HTTP API
     wattchain workers [--data DIR] [--node URL]          relayer, scheduler, settler, indexer
     wattchain ingest --sites FILE [--node URL]           read, sign and submit meter readings
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import time
@@ -74,21 +77,52 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("-v", "--verbose", action="store_true")
 
-    p = sub.add_parser("run", help="node (unless --node) + API + workers, until Ctrl-C")
+    p = sub.add_parser(
+        "run",
+        help="node (unless --node) + API + workers (+ ingest with --sites), restarted when they"
+        " die, until Ctrl-C",
+    )
     _common(p)
-    p.add_argument("--port", type=int, default=None, help="API port (default 8000)")
+    p.add_argument(
+        "--api-port",
+        "--port",
+        dest="api_port",
+        type=int,
+        default=None,
+        help="API port (default 8000; 0: a free one, printed)",
+    )
+    p.add_argument(
+        "--rpc-port",
+        type=int,
+        default=None,
+        help="RPC port of the node it starts (default 9944; 0: a free one, printed)",
+    )
+    p.add_argument(
+        "--sites", type=Path, default=None, help="also run meter ingest for these sites (JSON)"
+    )
+    p.add_argument(
+        "--restart-limit",
+        type=int,
+        default=None,
+        help="give up when one part died this many times in a row (default 10; 0: never)",
+    )
 
     p = sub.add_parser("node", help="run a dev node in the foreground")
     p.add_argument(
+        "--config", type=Path, default=None, help="settings file, TOML (default: WATTCHAIN_CONFIG)"
+    )
+    p.add_argument(
         "--data", type=Path, default=None, help="keep the chain in DATA/chain (default: --tmp)"
     )
-    p.add_argument("--rpc-port", type=int, default=9944)
+    p.add_argument(
+        "--rpc-port", type=int, default=None, help="RPC port (default 9944; 0: a free one)"
+    )
     p.add_argument("-v", "--verbose", action="store_true")
 
     p = sub.add_parser("api", help="serve the HTTP API")
     _common(p)
     p.add_argument("--host", default=None)
-    p.add_argument("--port", type=int, default=None)
+    p.add_argument("--port", "--api-port", dest="port", type=int, default=None)
 
     p = sub.add_parser("workers", help="run the off-chain workers")
     _common(p)
@@ -165,26 +199,41 @@ def cmd_demo(args) -> int:
 
 
 def cmd_node(args) -> int:
+    from .lifecycle import DataLock
     from .node import DevNode, build_binary, find_binary
+    from .supervisor import exit_status
 
     _terminate_on_sigterm()
-    binary = find_binary() or build_binary()
-    node = DevNode(
-        binary,
-        base_path=(args.data / "chain") if args.data else None,
-        rpc_port=args.rpc_port,
-        log_path=(args.data / "logs" / "node.log") if args.data else None,
-    )
-    node.start()
-    print(f"wattchain-node --dev at {node.url} (Ctrl-C stops it)", file=sys.stderr, flush=True)
+    settings = _settings(args, rpc_port=args.rpc_port)
+    lock = node = None
     try:
-        while node.process.poll() is None:
+        if args.data:  # one node per chain folder: a second start is refused, not half-started
+            lock = DataLock.acquire(args.data, "chain", "wattchain node")
+        node = DevNode(
+            find_binary() or build_binary(),
+            base_path=(args.data / "chain") if args.data else None,
+            rpc_port=settings.rpc_port or None,
+            log_path=(args.data / "logs" / "node.log") if args.data else None,
+            keep_fds=(lock.fd,) if lock is not None and lock.fd is not None else (),
+        )
+        node.start()
+        print(f"rpc: {node.url}", flush=True)
+        print(f"[node] wattchain-node --dev at {node.url} (Ctrl-C stops it)", file=sys.stderr)
+        while node.alive():
             time.sleep(0.5)
-        return node.process.returncode or 0
+        returncode = node.process.returncode if node.process is not None else 1
+        print(f"[node] the node exited: {exit_status(returncode)}", file=sys.stderr, flush=True)
+        return 1 if returncode else 0
     except KeyboardInterrupt:
         return 0
+    except (RuntimeError, TimeoutError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return 1
     finally:
-        node.stop()
+        if node is not None:
+            node.stop()
+        if lock is not None:
+            lock.release()
 
 
 def cmd_api(args) -> int:
@@ -212,46 +261,93 @@ def cmd_workers(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from .node import DevNode, build_binary, find_binary
-    from .processes import start_api, start_workers, wait_http
+    """The node (unless --node), the API, the workers and, with meter sites, ingest: each a
+    child process, restarted when it dies (supervisor.py). One `run` per data folder."""
+    from .lifecycle import DataLock, port_free
+    from .node import DevNode, build_binary, find_binary, free_port
+    from .processes import start_api, start_ingest, start_workers, wait_http
+    from .supervisor import Supervisor
 
+    _logging(args.verbose)
     _terminate_on_sigterm()
-    settings = _settings(args, api_port=args.port)
+    settings = _settings(
+        args,
+        api_port=args.api_port,
+        rpc_port=args.rpc_port,
+        meter_sites=args.sites,
+        restart_limit=args.restart_limit,
+    )
     data = Path(settings.data_dir).resolve()
     logs = data / "logs"
-    node = None
-    children = []
+    locks: list[DataLock] = []
+    supervisor = Supervisor(restart_limit=settings.restart_limit)
     try:
+        # The market's stores, and the chain's folder when the node is ours: a second `run` (or
+        # a `wattchain node`) on this folder is refused while this one or a child of it lives.
+        locks.append(DataLock.acquire(data, "market", "wattchain run"))
+        if args.node is None:
+            locks.append(DataLock.acquire(data, "chain", "wattchain run"))
+        keep = tuple(lock.fd for lock in locks if lock.fd is not None)
+        api_port = settings.api_port or free_port()
+        if not port_free(api_port, settings.api_host):
+            raise RuntimeError(
+                f"API port {api_port} is in use; stop what listens there or choose another "
+                "port (--api-port)"
+            )
+        host = settings.api_host if settings.api_host not in ("0.0.0.0", "::") else "127.0.0.1"
+        api_url = f"http://{host}:{api_port}"
+        # The children get the same settings file (they run in the checkout: an absolute path)
+        # and verbosity; the data folder, the node and the port explicitly.
+        config = args.config or os.environ.get("WATTCHAIN_CONFIG")
+        extra = (["--config", str(Path(config).resolve())] if config else []) + (
+            ["-v"] if args.verbose else []
+        )
         node_url = args.node
         if node_url is None:
             node = DevNode(
                 find_binary() or build_binary(),
                 base_path=data / "chain",
+                rpc_port=settings.rpc_port or None,
                 log_path=logs / "node.log",
-            ).start()
+                keep_fds=keep,
+            )
+            supervisor.add("node", node)
+            print(f"[run] starting the node (chain in {data / 'chain'})", file=sys.stderr)
+            node.start()
             node_url = node.url
-            print(f"[run] node at {node_url}", file=sys.stderr, flush=True)
-        children.append(start_workers(data, node_url, logs / "workers.log"))
-        api = start_api(data, node_url, settings.api_port, logs / "api.log")
-        children.append(api)
-        wait_http(f"http://127.0.0.1:{settings.api_port}/health", 90, api)
+        supervisor.add(
+            "workers",
+            start_workers(data, node_url, logs / "workers.log", extra=extra, keep_fds=keep),
+        )
+        api = start_api(data, node_url, api_port, logs / "api.log", extra=extra, keep_fds=keep)
+        supervisor.add("api", api)
+        if settings.meter_sites is not None:
+            sites = Path(settings.meter_sites).resolve()
+            supervisor.add(
+                "ingest",
+                start_ingest(
+                    data, node_url, sites, logs / "ingest.log", extra=extra, keep_fds=keep
+                ),
+            )
+        wait_http(f"{api_url}/health", 90, api)
+        print(f"rpc: {node_url}\napi: {api_url}", flush=True)
         print(
-            f"[run] API and web page at http://127.0.0.1:{settings.api_port}/ ; logs in {logs};"
-            " Ctrl-C stops",
+            f"[run] ready: node RPC {node_url}, API and web page {api_url}/ ; logs in {logs}; "
+            "a part that dies is restarted; Ctrl-C stops",
             file=sys.stderr,
             flush=True,
         )
-        while all(c.alive() for c in children):
-            time.sleep(0.5)
-        print("[run] a part exited; stopping", file=sys.stderr)
-        return 1
+        supervisor.run()
+        return 0
     except KeyboardInterrupt:
         return 0
+    except (RuntimeError, TimeoutError, OSError) as exc:  # busy folder, port, a part gave up
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return 1
     finally:
-        for child in children:
-            child.stop()
-        if node is not None:
-            node.stop()
+        supervisor.stop()
+        for lock in locks:
+            lock.release()
 
 
 def cmd_ingest(args) -> int:

@@ -1,5 +1,6 @@
 """Starting a dev node: where the binary is (WATTCHAIN_NODE, or what `make node` builds), free
-loopback ports, and a child process that is waited for until its RPC answers."""
+loopback ports, and a child process that is waited for until its RPC answers. The node dies with
+the process that started it (`lifecycle.die_with_parent`), kill -9 of that process included."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from .lifecycle import die_with_parent, port_free
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_BINARY = (
@@ -62,7 +65,8 @@ class DevNode:
     """`wattchain-node --dev` as a child process, on free loopback ports.
 
     base_path=None runs with --tmp (a fresh chain every start); with a base path the chain
-    survives restarts (stop() then start() again)."""
+    survives restarts (stop() then start() again, or launch() again after it died). `keep_fds`
+    are passed on to the node (the data folder's lock: held until the node has exited)."""
 
     def __init__(
         self,
@@ -72,6 +76,7 @@ class DevNode:
         rpc_port: int | None = None,
         log_path: str | os.PathLike | None = None,
         extra_args: list[str] | None = None,
+        keep_fds: tuple[int, ...] = (),
     ):
         found = Path(binary) if binary else find_binary()
         if found is None or not found.is_file():
@@ -86,6 +91,7 @@ class DevNode:
         self.p2p_port = free_port()
         self.log_path = Path(log_path) if log_path else None
         self.extra_args = extra_args or []
+        self.keep_fds = keep_fds
         self.process: subprocess.Popen | None = None
         self._log_file = None
 
@@ -112,6 +118,25 @@ class DevNode:
         return cmd + self.extra_args
 
     def start(self, timeout_s: float = 120.0) -> DevNode:
+        self.launch()
+        self.wait_ready(timeout_s)
+        return self
+
+    def launch(self) -> DevNode:
+        """Start the process (again, after it died) without waiting for it. Refuses if something
+        already listens on the RPC port: it would answer for this node (another node left
+        running, say) while this one fails to bind and exits."""
+        if not port_free(self.rpc_port):
+            raise RuntimeError(
+                f"RPC port {self.rpc_port} is in use (another node still running?); "
+                "stop it or choose another port (--rpc-port)"
+            )
+        for attr in ("prometheus_port", "p2p_port"):  # taken meanwhile (a restart): pick again
+            if not port_free(getattr(self, attr)):
+                setattr(self, attr, free_port())
+        if self._log_file:
+            self._log_file.close()
+            self._log_file = None
         if self.log_path:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             self._log_file = open(self.log_path, "ab")
@@ -119,10 +144,17 @@ class DevNode:
         else:
             out = subprocess.DEVNULL
         self.process = subprocess.Popen(
-            self.command(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            self.command(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=die_with_parent(),
+            pass_fds=self.keep_fds,
         )
-        self.wait_ready(timeout_s)
         return self
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
 
     def wait_ready(self, timeout_s: float = 120.0) -> None:
         """Until the RPC answers and the chain has produced a block."""
@@ -144,7 +176,7 @@ class DevNode:
             chain = Chain(self.url, connect_timeout_s=5)
             try:
                 chain.connect(timeout_s=5)
-                if chain.best_number() >= 1:
+                if chain.best_number() >= 1 and self.alive():
                     return
             except ChainUnavailable:
                 pass

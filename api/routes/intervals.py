@@ -24,6 +24,7 @@ from ..models import (
     ZonePricePublic,
 )
 from ..pagination import decode_cursor, page
+from ..params import IntervalPath, ZoneQuery
 
 router = APIRouter(tags=["intervals"])
 
@@ -37,10 +38,10 @@ def _levels(index, interval: int, zone: int | None, side: str) -> list[BookLevel
 
 @router.get("/intervals/{interval}/book", operation_id="get_order_book", response_model=BookPublic)
 def get_order_book(
-    interval: int,
+    interval: IntervalPath,
     index: IndexDep,
     chain: ChainDep,
-    zone: int | None = Query(None, description="Only this grid zone"),
+    zone: ZoneQuery = None,
     side: str | None = Query(None, pattern="^(bid|offer)$"),
     limit: LimitQuery = 100,
     cursor: CursorQuery = None,
@@ -109,7 +110,7 @@ def _clearing(row: sqlite3.Row, trades: list[sqlite3.Row] | None) -> ClearingPub
     response_model=ClearingPublic,
     responses={404: {"model": ErrorPublic}},
 )
-def get_clearing(interval: int, index: IndexDep, ops: OpsDep) -> ClearingPublic:
+def get_clearing(interval: IntervalPath, index: IndexDep, ops: OpsDep) -> ClearingPublic:
     """The committed clearing: prices, matches (with buyer and seller), and the block hash and
     extrinsic index that carry it. 404 until it is in a finalized block."""
     row = queries.clearing(index, interval)
@@ -150,7 +151,7 @@ def list_clearings(
     operation_id="get_interval_settlement",
     responses={404: {"model": ErrorPublic}},
 )
-def get_interval_settlement(interval: int, index: IndexDep) -> dict:
+def get_interval_settlement(interval: IntervalPath, index: IndexDep) -> dict:
     """The clearing house's report of one settled interval: per party, energy (Wh) and money
     (units and BRL), the distributor balancing both to zero."""
     if not queries.is_settled(index, interval):

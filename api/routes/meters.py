@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 
 from store import queries
 
@@ -10,7 +10,7 @@ from ..deps import CursorQuery, IndexDep, LimitQuery
 from ..errors import APIError
 from ..models import ErrorPublic, MeterPublic, Page, ReadingPublic
 from ..pagination import decode_cursor, page
-from .participants import account_param
+from ..params import AccountQuery, account_key
 
 router = APIRouter(prefix="/meters", tags=["meters"])
 
@@ -18,14 +18,14 @@ router = APIRouter(prefix="/meters", tags=["meters"])
 @router.get("", operation_id="list_meters", response_model=Page[MeterPublic])
 def list_meters(
     index: IndexDep,
-    owner: str | None = Query(None),
+    owner: AccountQuery = None,
     limit: LimitQuery = 100,
     cursor: CursorQuery = None,
 ) -> Page[MeterPublic]:
-    key = decode_cursor(cursor, 1)
+    key = decode_cursor(cursor, 1, str)
     rows = queries.meters(
         index,
-        owner=account_param(owner) if owner is not None else None,
+        owner=account_key(owner, "owner")[0] if owner is not None else None,
         after=key[0] if key else "",
         limit=limit + 1,
     )

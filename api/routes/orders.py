@@ -11,6 +11,7 @@ from fastapi import APIRouter, Response, status
 from .. import intake
 from ..deps import ChainDep, IndexDep, OrderLogDep, SettingsDep
 from ..models import CancelCreate, ErrorPublic, OrderAccepted, OrderCreate, OrderPublic
+from ..params import AccountPath, ClientOrderIdPath
 
 router = APIRouter(prefix="/orders", tags=["orders"])
 
@@ -51,7 +52,7 @@ def place_order(
     responses=_ERRORS,
 )
 def get_order(
-    owner: str, client_order_id: int, orders: OrderLogDep, index: IndexDep
+    owner: AccountPath, client_order_id: ClientOrderIdPath, orders: OrderLogDep, index: IndexDep
 ) -> OrderPublic:
     """Where an order is: in the relay log (pending, submitted, rejected with the chain's
     reason) and on chain (open, cancelled, cleared with its fill)."""
@@ -67,8 +68,8 @@ def get_order(
     responses=_ERRORS,
 )
 def cancel_order(
-    owner: str,
-    client_order_id: int,
+    owner: AccountPath,
+    client_order_id: ClientOrderIdPath,
     body: CancelCreate,
     chain: ChainDep,
     orders: OrderLogDep,

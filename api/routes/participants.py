@@ -3,10 +3,10 @@ gave them), settlement lines, and balances (money and energy tokens, live from t
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 
 from chain import ChainUnavailable
-from market import public_key, ss58, units_to_brl
+from market import units_to_brl
 from store import queries
 
 from ..deps import ChainDep, CursorQuery, IndexDep, LimitQuery, OrderLogDep
@@ -21,24 +21,21 @@ from ..models import (
     SettlementPublic,
 )
 from ..pagination import decode_cursor, page
+from ..params import AccountPath, IntervalFilter, account_key
 
 router = APIRouter(prefix="/participants", tags=["participants"])
 _ERR = {400: {"model": ErrorPublic}, 503: {"model": ErrorPublic}}
 
 
 def account_param(account: str) -> str:
-    try:
-        return ss58(public_key(account))
-    except (ValueError, TypeError):
-        raise APIError(
-            400, "InvalidAccount", f"{account!r} is not an SS58 address or 32-byte public key"
-        ) from None
+    """The SS58 address of a participant named in a path or query; 400 InvalidAccount."""
+    return account_key(account, "account")[0]
 
 
 @router.get(
     "/{account}", operation_id="get_participant", response_model=ParticipantPublic, responses=_ERR
 )
-def get_participant(account: str, index: IndexDep, chain: ChainDep) -> ParticipantPublic:
+def get_participant(account: AccountPath, index: IndexDep, chain: ChainDep) -> ParticipantPublic:
     account = account_param(account)
     zone = chain.zone_of(account)
     meters = queries.participant_meters(index, account)
@@ -52,9 +49,9 @@ def get_participant(account: str, index: IndexDep, chain: ChainDep) -> Participa
     responses=_ERR,
 )
 def list_participant_orders(
-    account: str,
+    account: AccountPath,
     index: IndexDep,
-    interval: int | None = Query(None),
+    interval: IntervalFilter = None,
     limit: LimitQuery = 50,
     cursor: CursorQuery = None,
 ) -> Page[BookOrder]:
@@ -79,7 +76,7 @@ def list_participant_orders(
     responses=_ERR,
 )
 def list_positions(
-    account: str, index: IndexDep, limit: LimitQuery = 50, cursor: CursorQuery = None
+    account: AccountPath, index: IndexDep, limit: LimitQuery = 50, cursor: CursorQuery = None
 ) -> Page[PositionPublic]:
     """Per cleared interval: energy bought and sold and the money paid and received for it."""
     account = account_param(account)
@@ -113,7 +110,7 @@ def list_positions(
     responses=_ERR,
 )
 def list_settlements(
-    account: str, index: IndexDep, limit: LimitQuery = 50, cursor: CursorQuery = None
+    account: AccountPath, index: IndexDep, limit: LimitQuery = 50, cursor: CursorQuery = None
 ) -> Page[SettlementPublic]:
     """The participant's settlement lines, latest interval first."""
     account = account_param(account)
@@ -147,7 +144,7 @@ def list_settlements(
     response_model=BalancesPublic,
     responses=_ERR,
 )
-def get_balances(account: str, chain: ChainDep, orders: OrderLogDep) -> BalancesPublic:
+def get_balances(account: AccountPath, chain: ChainDep, orders: OrderLogDep) -> BalancesPublic:
     """Money (free and held by bids) and energy tokens, read from the chain's best block."""
     account = account_param(account)
     try:

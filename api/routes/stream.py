@@ -16,6 +16,9 @@ from fastapi.responses import StreamingResponse
 from market import from_chain_name
 from store import INDEX_SCHEMA, connect, queries
 
+from ..errors import APIError
+from ..params import I64_MAX
+
 router = APIRouter(tags=["stream"])
 
 KINDS = {"ClearingAccepted": "clearing", "IntervalSettled": "settlement"}
@@ -67,15 +70,25 @@ def _message(conn, row) -> dict:
 )
 async def stream_events(
     request: Request,
-    after: int | None = Query(None, ge=0, description="Resume after this id"),
-    last_event_id: str | None = Header(None),
+    after: int | None = Query(None, ge=0, le=I64_MAX, description="Resume after this id"),
+    last_event_id: str | None = Header(
+        None, pattern=r"^[0-9]{1,19}$", description="Resume after this id (EventSource sends it)"
+    ),
 ) -> StreamingResponse:
-    """Clearings and settlements, live (text/event-stream)."""
+    """Clearings and settlements, live (text/event-stream). Both resume points are checked
+    before the stream starts: a bad one is a 422, never a stream cut short."""
+    if after is None and last_event_id:
+        after = int(last_event_id)
+        if after > I64_MAX:
+            raise APIError(
+                422,
+                "InvalidRequest",
+                f"Last-Event-ID {last_event_id} is not an event id (at most {I64_MAX})",
+                field="last-event-id",
+            )
     conn = connect(
         request.app.state.data.index_path, INDEX_SCHEMA, synchronous="NORMAL", readonly=True
     )
-    if after is None and last_event_id and last_event_id.isdigit():
-        after = int(last_event_id)
     if after is None:
         after = queries.last_event_seq(conn)
 

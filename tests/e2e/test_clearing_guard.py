@@ -15,6 +15,7 @@ from offchain.scheduler import Scheduler
 from store import DataDir
 
 SELLER, BUYER = "//Guard/seller", "//Guard/buyer"
+SUBMITTER = "//One"  # the dev chain's clearing submitter (not the operator, Alice)
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +75,7 @@ def test_a_rejected_clearing_is_logged_alerted_and_not_retried(chain, tmp_path):
     k = params.first_open_interval(now_ms(), 4_000)
     place_crossing_orders(chain, k)
     data = DataDir(tmp_path)
-    operator = keypair("//Alice")
+    operator = keypair(SUBMITTER)
     scheduler = Scheduler(data, chain, operator, clear_fn=not_in_equilibrium, start_interval=k)
     wait_until(lambda: scheduler.step() is not None, 60, f"the scheduler to take interval {k}")
     (attempt,) = scheduler.attempts(k)
@@ -136,7 +137,7 @@ def test_a_crash_between_submit_and_inclusion_does_not_clear_twice(chain, tmp_pa
     k = params.first_open_interval(now_ms(), 4_000)
     place_crossing_orders(chain, k)
     data = DataDir(tmp_path)
-    operator = keypair("//Alice")
+    operator = keypair(SUBMITTER)
     first = crashing(data, Chain(chain.url).connect(), operator, start_interval=k)
     book_at = wait_for_gate(chain, k)
     with pytest.raises(Crash):
@@ -195,7 +196,7 @@ def test_pay_as_bid_and_renewable_only_books_are_committed(chain, tmp_path):
     )
     data = DataDir(tmp_path)
     pay_as_bid = Scheduler(
-        data, chain, keypair("//Alice"), mechanism="pay-as-bid", start_interval=k
+        data, chain, keypair(SUBMITTER), mechanism="pay-as-bid", start_interval=k
     )
     wait_for_gate(chain, k)
     assert pay_as_bid.clear_interval(k)["state"] == "committed"
@@ -207,7 +208,7 @@ def test_pay_as_bid_and_renewable_only_books_are_committed(chain, tmp_path):
     uniform = Scheduler(
         DataDir(tmp_path / "u"),
         chain,
-        keypair("//Alice"),
+        keypair(SUBMITTER),
         mechanism="uniform",
         start_interval=k + 1,
     )
@@ -223,9 +224,9 @@ def test_pay_as_bid_and_renewable_only_books_are_committed(chain, tmp_path):
 def test_catching_up_skips_long_past_empty_intervals(chain, tmp_path):
     """After downtime the scheduler does not spend a block on every empty interval it missed."""
     start = chain.born_in - 8  # long before this chain's first order
-    scheduler = Scheduler(DataDir(tmp_path), chain, keypair("//Alice"), start_interval=start)
-    nonce = chain.account_next_nonce(keypair("//Alice").ss58_address)
+    scheduler = Scheduler(DataDir(tmp_path), chain, keypair(SUBMITTER), start_interval=start)
+    nonce = chain.account_next_nonce(keypair(SUBMITTER).ss58_address)
     outcomes = [scheduler.step() for _ in range(5)]
     assert [o["state"] for o in outcomes] == ["skipped"] * 5
     assert [o["interval"] for o in outcomes] == list(range(start, start + 5))
-    assert chain.account_next_nonce(keypair("//Alice").ss58_address) == nonce  # nothing submitted
+    assert chain.account_next_nonce(keypair(SUBMITTER).ss58_address) == nonce  # nothing submitted

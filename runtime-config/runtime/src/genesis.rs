@@ -1,8 +1,8 @@
 //! Genesis presets: `development` (one validator, sudo, short market intervals) and
 //! `local_testnet` (Alice and Bob validating under Aura + GRANDPA, no sudo).
 //!
-//! Roles on both: Alice is the market operator and the clearing submitter, Ferdie is the
-//! distributor. Participants and meters are registered by the operator at run time.
+//! Roles on both, each its own key: Alice is the market operator, One the clearing submitter
+//! and Ferdie the distributor. Participants and meters are registered by the operator at run time.
 
 use crate::{
 	AccountId, BalancesConfig, EnergyTradingConfig, RuntimeGenesisConfig, SudoConfig, UNITS_PER_BRL,
@@ -39,7 +39,9 @@ fn market_genesis(
 			operator: Some(Sr25519Keyring::Alice.to_account_id()),
 			distributor: Some(Sr25519Keyring::Ferdie.to_account_id()),
 			params,
-			clearing_submitters: vec![Sr25519Keyring::Alice.to_account_id()],
+			// A key of its own: the hot key that signs clearings every interval is not the one
+			// that can register participants and accredit meters.
+			clearing_submitters: vec![Sr25519Keyring::One.to_account_id()],
 		},
 	})
 }

@@ -1,0 +1,55 @@
+"""`wattchain run` with its real node, as the load-test recipe uses it: fixed ports, the URLs
+printed once it is ready, its node restarted after a kill -9 (the chain kept), and nothing left
+behind after a kill -9 of `run` itself."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+
+import httpx
+from process_testkit import children_of, command_line, running, wait_for, wattchain
+
+from chain import Chain
+from wattchain.node import free_port
+
+
+def test_run_prints_its_urls_restarts_its_node_and_leaves_nothing_behind(node_binary, tmp_path):
+    rpc_port, api_port = free_port(), free_port()
+    out, err = tmp_path / "run.out", tmp_path / "run.err"
+    with open(out, "w") as stdout, open(err, "w") as stderr:
+        run = wattchain(
+            "run", "--data", str(tmp_path / "market"),
+            "--rpc-port", str(rpc_port), "--api-port", str(api_port),
+            env={"WATTCHAIN_NODE": str(node_binary)}, stdout=stdout, stderr=stderr,
+        )  # fmt: skip
+    rpc_url, api_url = f"ws://127.0.0.1:{rpc_port}", f"http://127.0.0.1:{api_port}"
+    try:
+        wait_for(lambda: "api:" in out.read_text() or run.poll() is not None, 180, "ready")
+        assert out.read_text() == f"rpc: {rpc_url}\napi: {api_url}\n", err.read_text()
+        assert httpx.get(f"{api_url}/health", timeout=5).status_code == 200
+        chain = Chain(rpc_url).connect()
+        height = chain.best_number()
+        chain.close()
+
+        (node,) = [p for p in children_of(run.pid) if "wattchain-node" in command_line(p)]
+        os.kill(node, signal.SIGKILL)
+        wait_for(lambda: "node restarted" in err.read_text(), 15, "the node's restart")
+        assert f"node (pid {node}) died: killed by signal 9 (SIGKILL)" in err.read_text()
+        chain = Chain(rpc_url).connect(timeout_s=60)
+        wait_for(lambda: chain.best_number() > height, 30, "blocks on the kept chain")
+        chain.close()
+
+        children = children_of(run.pid)
+        assert len(children) == 3  # node, workers, API
+        run.kill()
+        run.wait(5)
+        wait_for(lambda: not any(running(p) for p in children), 5, f"{children} to die")
+    finally:
+        if run.poll() is None:
+            run.send_signal(signal.SIGTERM)
+            try:
+                run.wait(30)
+            except subprocess.TimeoutExpired:
+                run.kill()
