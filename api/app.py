@@ -16,11 +16,15 @@ from store import DataDir
 
 from . import errors
 from .chainview import ChainView
-from .limits import BodyLimit
-from .routes import intervals, market, meters, orders, participants, reports, stream
+from .limits import BATCH_PATH, BodyLimit, batch_body_bytes
+from .metrics import NODE_REACHABLE, OrderOutcomes
+from .routes import intervals, market, meters, metrics, orders, participants, reports, stream
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
+# How long the API's start waits for a first connection to the node. A node that answers takes
+# about a second; without one the API starts anyway (503 until it connects in the background).
+NODE_WAIT_S = 15.0
 
 
 def create_app(settings: Settings | None = None, *, chain: ChainView | None = None) -> FastAPI:
@@ -32,7 +36,8 @@ def create_app(settings: Settings | None = None, *, chain: ChainView | None = No
         app.state.data = DataDir(settings.data_dir)
         # Create the stores' schemas before the first request reads them.
         app.state.data.orders(), app.state.data.index(), app.state.data.ops()
-        app.state.chain = chain or ChainView(settings.node_url).connect()
+        app.state.chain = chain or ChainView(settings.node_url).start(wait_s=NODE_WAIT_S)
+        NODE_REACHABLE.set_function(lambda: float(getattr(app.state.chain, "node_reachable", True)))
         log.info("API on data folder %s, node %s", settings.data_dir, settings.node_url)
         yield
         app.state.chain.close()
@@ -46,8 +51,13 @@ def create_app(settings: Settings | None = None, *, chain: ChainView | None = No
         "1/1000 tick (1 BRL = 100 ticks = 100000 units).",
     )
     errors.install(app)
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
-    for module in (market, orders, intervals, participants, meters, reports, stream):
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=settings.max_body_bytes,
+        paths={BATCH_PATH: batch_body_bytes(settings)},
+    )
+    app.add_middleware(OrderOutcomes)  # outermost: counts the 413s of BodyLimit too
+    for module in (market, orders, intervals, participants, meters, reports, stream, metrics):
         app.include_router(module.router, responses=errors.ERROR_RESPONSES)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 

@@ -6,6 +6,12 @@ the API only ever sees the signature.
     client.place_order(keypair("//Bob"), "bid", quantity_wh=1500, price_ticks=80)
 
 The interval defaults to the next one still open; client_order_id defaults to a fresh one.
+Many orders at once, one request (POST /orders/batch), one result each:
+
+    results = client.place_orders(keypair("//Bob"), [
+        {"side": "bid", "quantity_wh": 1500, "price_ticks": 80},
+        {"side": "offer", "quantity_wh": 500, "price_ticks": 95, "source": "solar"},
+    ])  # each the 202 body, or an OrderRefused (returned, not raised)
 """
 
 from __future__ import annotations
@@ -14,7 +20,8 @@ import itertools
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
 
 import httpx
 
@@ -104,6 +111,31 @@ class Client:
         return self.market()["next_open_interval"]
 
     # -- orders ------------------------------------------------------------------------------
+    def order_spec(
+        self,
+        side: str,
+        *,
+        quantity_wh: int,
+        price_ticks: int,
+        interval: int | None = None,
+        zone: int = 0,
+        source: str | None = None,
+        renewable_only: bool = False,
+        client_order_id: int | None = None,
+    ) -> OrderSpec:
+        """An order's content, with the defaults filled in: the next open interval, a fresh
+        client_order_id, `grid_mix` for a bid and `solar` for an offer."""
+        return OrderSpec(
+            client_order_id=fresh_client_order_id() if client_order_id is None else client_order_id,
+            interval=self.next_open_interval() if interval is None else interval,
+            side=side,
+            quantity_wh=quantity_wh,
+            price_ticks=price_ticks,
+            zone=zone,
+            source=source or ("grid_mix" if side == "bid" else "solar"),
+            renewable_only=renewable_only,
+        )
+
     def place_order(
         self,
         signer: Signer,
@@ -118,20 +150,52 @@ class Client:
         client_order_id: int | None = None,
     ) -> dict:
         """Sign and send an order; returns the 202 body (order_ref, log_seq, interval, ...)."""
-        spec = OrderSpec(
-            client_order_id=fresh_client_order_id() if client_order_id is None else client_order_id,
-            interval=self.next_open_interval() if interval is None else interval,
-            side=side,
+        spec = self.order_spec(
+            side,
             quantity_wh=quantity_wh,
             price_ticks=price_ticks,
+            interval=interval,
             zone=zone,
-            source=source or ("grid_mix" if side == "bid" else "solar"),
+            source=source,
             renewable_only=renewable_only,
+            client_order_id=client_order_id,
         )
         return self.send_order(order_body(signer, self.genesis_hash, spec))
 
     def send_order(self, body: dict) -> dict:
         return self._json(self.http.post("/orders", json=body))
+
+    def place_orders(
+        self, signer: Signer, orders: Iterable[Mapping[str, Any]]
+    ) -> list[dict | OrderRefused]:
+        """Sign and send several orders of one owner in one request (POST /orders/batch); each
+        order is a dict of place_order's keyword arguments, `side` included. Returns one result
+        per order, in order (see send_orders)."""
+        genesis = self.genesis_hash
+        interval = None
+        bodies = []
+        for order in orders:
+            fields = dict(order)
+            if fields.get("interval") is None:  # one look-up for the batch
+                interval = self.next_open_interval() if interval is None else interval
+                fields["interval"] = interval
+            bodies.append(order_body(signer, genesis, self.order_spec(**fields)))
+        return self.send_orders(bodies)
+
+    def send_orders(self, bodies: list[dict]) -> list[dict | OrderRefused]:
+        """POST /orders/batch with signed order bodies (order_body; any owners, at most the
+        API's max_batch_orders). One result per body, in order: the 202 body of an order logged,
+        or an OrderRefused (returned, not raised) with what POST /orders would have refused it
+        with. Raises OrderRefused when the batch as a whole is refused (too many orders, 413)."""
+        results = self._json(self.http.post("/orders/batch", json={"orders": bodies}))["results"]
+        return [
+            r["body"]
+            if r["status"] < 300
+            else OrderRefused(
+                r["status"], r["body"].get("error", "Error"), r["body"].get("detail", "")
+            )
+            for r in results
+        ]
 
     def cancel_order(self, signer: Signer, client_order_id: int) -> dict:
         return self._json(

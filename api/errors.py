@@ -9,6 +9,7 @@ the same shape, and `ERROR_RESPONSES` documents it for every operation in the Op
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -18,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from chain import ChainUnavailable
 
+from .metrics import note_error
 from .models import ErrorPublic
 
 # The reason of each HTTP error that Starlette or FastAPI raise themselves.
@@ -39,13 +41,30 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     "5XX": {"model": ErrorPublic, "description": "ChainUnavailable (503) or InternalError"},
 }
 
+# Retry-After (seconds) of a 503: the API reconnects to the node in the background, and answers
+# such a request again at once.
+RETRY_AFTER_S = 2
+
 
 class APIError(Exception):
-    def __init__(self, status: int, error: str, detail: str, *, field: str | None = None):
+    """An error answer. A 503 (and any answer given `retry_after_s`) carries Retry-After."""
+
+    def __init__(
+        self,
+        status: int,
+        error: str,
+        detail: str,
+        *,
+        field: str | None = None,
+        retry_after_s: int | None = None,
+    ):
         self.status = status
         self.error = error
         self.detail = detail
         self.field = field
+        if retry_after_s is None and status == 503:
+            retry_after_s = RETRY_AFTER_S
+        self.retry_after_s = retry_after_s
         super().__init__(f"{status} {error}: {detail}")
 
 
@@ -56,6 +75,32 @@ def error_body(error: str, detail: str, errors: list[dict[str, str]] | None = No
     return body
 
 
+def error_answer(exc: APIError | ChainUnavailable) -> tuple[dict, int]:
+    """(body, status) of the answer to a refusal: what the handlers below send, and what a batch
+    (POST /orders/batch) gives for each order it refuses."""
+    if isinstance(exc, ChainUnavailable):
+        return error_body("ChainUnavailable", str(exc)), 503
+    errors = None
+    if exc.field is not None:
+        errors = [{"field": exc.field, "message": exc.detail, "type": exc.error}]
+    return error_body(exc.error, exc.detail, errors), exc.status
+
+
+def invalid_request_body(validation_errors: Sequence[Any]) -> dict:
+    """The 422 InvalidRequest body for pydantic's (or FastAPI's) validation errors, each field
+    named without its location prefix ("body", "query", ...)."""
+    errors = [
+        {
+            "field": _field(e.get("loc", ()), e.get("type", "")),
+            "message": e.get("msg", ""),
+            "type": e.get("type", ""),
+        }
+        for e in validation_errors
+    ]
+    detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors) or "invalid request"
+    return error_body("InvalidRequest", detail, errors)
+
+
 def _field(loc, kind: str) -> str:
     if kind == "json_invalid":  # loc is ("body", <position of the syntax error>)
         return "body"
@@ -63,34 +108,37 @@ def _field(loc, kind: str) -> str:
     return ".".join(parts) or "body"
 
 
+def retry_headers(exc: APIError | ChainUnavailable) -> dict[str, str] | None:
+    """Retry-After of a refusal that a later try may pass: every 503 (ChainUnavailable: the node
+    cannot answer and the API has no value read before; it reconnects in the background)."""
+    seconds = RETRY_AFTER_S if isinstance(exc, ChainUnavailable) else exc.retry_after_s
+    return None if seconds is None else {"Retry-After": str(seconds)}
+
+
+def _refusal(request: Request, exc: APIError | ChainUnavailable) -> JSONResponse:
+    body, status = error_answer(exc)
+    note_error(request.scope, body["error"])
+    return JSONResponse(body, status_code=status, headers=retry_headers(exc))
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(APIError)
-    async def _api_error(_: Request, exc: APIError):
-        errors = None
-        if exc.field is not None:
-            errors = [{"field": exc.field, "message": exc.detail, "type": exc.error}]
-        return JSONResponse(error_body(exc.error, exc.detail, errors), status_code=exc.status)
+    async def _api_error(request: Request, exc: APIError):
+        return _refusal(request, exc)
 
     @app.exception_handler(ChainUnavailable)
-    async def _no_chain(_: Request, exc: ChainUnavailable):
-        return JSONResponse(error_body("ChainUnavailable", str(exc)), status_code=503)
+    async def _no_chain(request: Request, exc: ChainUnavailable):
+        return _refusal(request, exc)
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, exc: RequestValidationError):
-        errors = [
-            {
-                "field": _field(e.get("loc", ()), e.get("type", "")),
-                "message": e.get("msg", ""),
-                "type": e.get("type", ""),
-            }
-            for e in exc.errors()
-        ]
-        detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors) or "invalid request"
-        return JSONResponse(error_body("InvalidRequest", detail, errors), status_code=422)
+    async def _invalid(request: Request, exc: RequestValidationError):
+        note_error(request.scope, "InvalidRequest")
+        return JSONResponse(invalid_request_body(exc.errors()), status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException):
+    async def _http(request: Request, exc: StarletteHTTPException):
         reason = HTTP_REASONS.get(exc.status_code, "HTTPError")
+        note_error(request.scope, reason)
         detail = exc.detail if isinstance(exc.detail, str) and exc.detail else reason
         return JSONResponse(
             error_body(reason, detail), status_code=exc.status_code, headers=exc.headers
@@ -104,4 +152,14 @@ def install(app: FastAPI) -> None:
         )
 
 
-__all__ = ["ERROR_RESPONSES", "HTTP_REASONS", "APIError", "error_body", "install"]
+__all__ = [
+    "ERROR_RESPONSES",
+    "HTTP_REASONS",
+    "RETRY_AFTER_S",
+    "APIError",
+    "error_answer",
+    "error_body",
+    "install",
+    "invalid_request_body",
+    "retry_headers",
+]

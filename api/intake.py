@@ -3,22 +3,41 @@
 They are what the chain would check (signature, registration, zone, bounds, gate closure, funds
 for a bid), so that a bad order is refused now with a 4xx naming the reason, and an order is
 acknowledged only once it is in the write-ahead log on disk. The routes (api/routes/orders.py)
-only translate HTTP to these calls."""
+only translate HTTP to these calls.
+
+An order passes two stages: `verify_order` (its form and signature: no store, no lock) and
+`admit_order` (against the log, the index and the chain's state, then appended). POST /orders
+runs both for one order; POST /orders/batch (`place_orders`) verifies every order first, then
+admits them one after the other in one group commit of the log, so each order is judged as if
+POSTed alone after the ones before it, and one fsync makes all the accepted ones durable."""
 
 from __future__ import annotations
 
 import json
 import sqlite3
+from dataclasses import dataclass
 from typing import Any
 
+from pydantic import ValidationError
+
+from chain import ChainUnavailable
 from market import OrderSpec, cancel_message, now_ms, order_message, verify_sr25519
 from market.settings import Settings
 from store import OrderLog, queries, spec_json
 from store.queries import client_order_id_used, order_on_chain
 
+from . import metrics
 from .chainview import ChainView
-from .errors import APIError
-from .models import CancelCreate, OrderCreate, OrderPublic, SubmissionPublic
+from .errors import APIError, error_answer, invalid_request_body
+from .models import (
+    CancelCreate,
+    ErrorPublic,
+    OrderAccepted,
+    OrderBatchResult,
+    OrderCreate,
+    OrderPublic,
+    SubmissionPublic,
+)
 from .params import account_key
 
 
@@ -32,6 +51,15 @@ def _signature(hex_text: str) -> bytes:
     return bytes.fromhex(hex_text[2:])
 
 
+@dataclass(frozen=True)
+class VerifiedOrder:
+    """An order whose owner, content and signature are checked."""
+
+    owner: str
+    spec: OrderSpec
+    signature: str
+
+
 def place_order(
     body: OrderCreate,
     chain: ChainView,
@@ -41,6 +69,65 @@ def place_order(
 ) -> dict[str, Any]:
     """Check a signed order and log it; the answer of its 202 (the first answer again for the
     same order sent twice). Raises APIError naming the reason."""
+    return admit_order(verify_order(body, chain), chain, orders, index, settings)
+
+
+def place_orders(
+    items: list[Any],
+    chain: ChainView,
+    orders: OrderLog,
+    index: sqlite3.Connection,
+    settings: Settings,
+) -> list[OrderBatchResult]:
+    """A batch: each item (JSON, not yet validated) gets what POST /orders would answer for it
+    alone, sent after the items before it; the accepted ones are logged with one commit, which
+    has returned before this does. Raises APIError only for the batch as a whole (too many)."""
+    if len(items) > settings.max_batch_orders:
+        raise APIError(
+            422,
+            "BatchTooLarge",
+            f"{len(items)} orders in one batch; at most {settings.max_batch_orders} "
+            "(max_batch_orders)",
+            field="orders",
+        )
+    # Form and signatures first, outside the log's write lock: they read no store.
+    answers = [_verified_or_refused(item, chain) for item in items]
+    admit = [i for i, answer in enumerate(answers) if isinstance(answer, VerifiedOrder)]
+    if admit:
+        with orders.group_commit():
+            for i in admit:
+                try:
+                    answers[i] = admit_order(answers[i], chain, orders, index, settings), 202
+                except (APIError, ChainUnavailable) as exc:
+                    answers[i] = error_answer(exc)
+    # The group has committed: every 202 below is on disk.
+    for body, status in answers:
+        if status == 202:
+            metrics.order_accepted()
+        else:
+            metrics.order_refused(body["error"])
+    return [
+        OrderBatchResult(
+            status=status,
+            body=OrderAccepted(**body) if status == 202 else ErrorPublic(**body),
+        )
+        for body, status in answers
+    ]
+
+
+def _verified_or_refused(item: Any, chain: ChainView) -> VerifiedOrder | tuple[dict, int]:
+    """One item of a batch verified, or the (body, status) of its refusal."""
+    try:
+        return verify_order(OrderCreate.model_validate(item), chain)
+    except ValidationError as exc:
+        return invalid_request_body(exc.errors()), 422
+    except (APIError, ChainUnavailable) as exc:
+        return error_answer(exc)
+
+
+def verify_order(body: OrderCreate, chain: ChainView) -> VerifiedOrder:
+    """The checks that need no store: the owner's form, the content's bounds, the signature.
+    Raises APIError naming the reason."""
     owner, owner_raw = owner_key(body.owner)
     try:
         spec = OrderSpec(
@@ -64,7 +151,20 @@ def place_order(
             "signature does not verify for the owner over the order message "
             "(wattchain:order:v1 ++ genesis hash ++ owner ++ OrderSpec)",
         )
+    return VerifiedOrder(owner, spec, body.signature)
 
+
+def admit_order(
+    order: VerifiedOrder,
+    chain: ChainView,
+    orders: OrderLog,
+    index: sqlite3.Connection,
+    settings: Settings,
+) -> dict[str, Any]:
+    """The checks against the log, the index and the chain's state, then the append; the answer
+    of its 202 (the first answer again for the same order). Raises APIError naming the reason.
+    In a group commit the answer holds once the group has committed."""
+    owner, spec = order.owner, order.spec
     existing = orders.order(owner, spec.client_order_id)
     if existing is not None:
         if existing["spec"] == spec_json(spec):
@@ -157,7 +257,7 @@ def place_order(
                 f"{committed} units already promised to bids awaiting relay",
             )
 
-    appended = orders.append_order(owner, spec, body.signature)
+    appended = orders.append_order(owner, spec, order.signature)
     if appended.outcome == "conflict":  # lost a race with another request for the same id
         raise APIError(
             409,

@@ -2,7 +2,11 @@
 
 A declared Content-Length above the limit is refused at once, before the app runs; a body sent
 without one (chunked) is counted as it streams in, and the read that passes the limit fails.
-Either way the answer is 413 BodyTooLarge in the API's error shape."""
+Either way the answer is 413 BodyTooLarge in the API's error shape.
+
+One limit for every path (`max_body_bytes`), except where a path is given its own: POST
+/orders/batch takes `max_batch_orders` orders of up to ORDER_MAX_BYTES each
+(`batch_body_bytes`), when that is more."""
 
 from __future__ import annotations
 
@@ -11,7 +15,20 @@ import json
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from market.settings import Settings
+
 from .errors import error_body
+
+# Room for one order in a batch: the largest valid order (every integer at its largest, a 0x
+# owner, Python's default ", " and ": " separators) is 454 bytes of JSON.
+ORDER_MAX_BYTES = 512
+BATCH_PATH = "/orders/batch"
+
+
+def batch_body_bytes(settings: Settings) -> int:
+    """The body limit of POST /orders/batch: max_body_bytes, or more when max_batch_orders of
+    the largest orders (and the envelope around them) would not fit in it."""
+    return max(settings.max_body_bytes, 1_024 + settings.max_batch_orders * ORDER_MAX_BYTES)
 
 
 class BodyTooLarge(HTTPException):
@@ -26,19 +43,21 @@ class BodyTooLarge(HTTPException):
 
 
 class BodyLimit:
-    """ASGI middleware: at most `max_bytes` of request body."""
+    """ASGI middleware: at most `max_bytes` of request body, or `paths[path]` on those paths."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int):
+    def __init__(self, app: ASGIApp, max_bytes: int, paths: dict[str, int] | None = None):
         self.app = app
         self.max_bytes = max_bytes
+        self.paths = dict(paths or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.paths.get(scope.get("path", ""), self.max_bytes)
         declared = _content_length(scope)
-        if declared is not None and declared > self.max_bytes:
-            await self._refuse(send)
+        if declared is not None and declared > limit:
+            await self._refuse(send, limit)
             return
 
         received = 0
@@ -49,8 +68,8 @@ class BodyLimit:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise BodyTooLarge(self.max_bytes)
+                if received > limit:
+                    raise BodyTooLarge(limit)
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -64,11 +83,11 @@ class BodyLimit:
         except BodyTooLarge:  # read outside a route that handles it (e.g. a mounted app)
             if started:
                 raise
-            await self._refuse(send)
+            await self._refuse(send, limit)
 
-    async def _refuse(self, send: Send) -> None:
+    async def _refuse(self, send: Send, limit: int) -> None:
         body = json.dumps(
-            error_body("BodyTooLarge", f"request body larger than {self.max_bytes} bytes")
+            error_body("BodyTooLarge", f"request body larger than {limit} bytes")
         ).encode()
         await send(
             {
@@ -94,4 +113,4 @@ def _content_length(scope: Scope) -> int | None:
     return None
 
 
-__all__ = ["BodyLimit", "BodyTooLarge"]
+__all__ = ["BATCH_PATH", "ORDER_MAX_BYTES", "BodyLimit", "BodyTooLarge", "batch_body_bytes"]

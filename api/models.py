@@ -7,7 +7,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 U64 = Annotated[int, Field(strict=True, ge=0, le=2**64 - 1)]
 U16 = Annotated[int, Field(strict=True, ge=0, le=2**16 - 1)]
@@ -54,6 +54,21 @@ class OrderCreate(Strict):
     signature: Hex64
 
 
+# One order of a batch. Each is checked on its own (OrderCreate, as if POSTed alone), so that a
+# malformed order refuses only itself: the schema says OrderCreate, the request takes any JSON.
+BatchItem = Annotated[Any, WithJsonSchema({"$ref": "#/components/schemas/OrderCreate"})]
+
+
+class OrderBatchCreate(Strict):
+    """Signed orders to place at once (POST /orders/batch), of any owners."""
+
+    orders: list[BatchItem] = Field(
+        min_length=1,
+        description="Up to `max_batch_orders` (default 100) orders, each as the body of "
+        "POST /orders",
+    )
+
+
 class CancelCreate(Strict):
     signature: Hex64 = Field(description="Owner's signature over the cancel message")
 
@@ -66,6 +81,21 @@ class OrderAccepted(BaseModel):
     client_order_id: int
     interval: int | None = None
     received_ms: int
+
+
+class OrderBatchResult(BaseModel):
+    """What POST /orders alone would have answered for this order: its status, and its body."""
+
+    status: int = Field(description="202 (logged, or the same order again), or a 4xx or 5xx")
+    body: OrderAccepted | ErrorPublic = Field(
+        description="OrderAccepted for a 202, else the error shape (`error` names the reason)"
+    )
+
+
+class OrderBatchPublic(BaseModel):
+    """One result per order of the batch, in the batch's order."""
+
+    results: list[OrderBatchResult]
 
 
 class SubmissionPublic(BaseModel):
@@ -280,6 +310,25 @@ class MarketPublic(BaseModel):
     distributor: str | None = None
     timezone: str = Field(
         description="The market's time zone (IANA): intervals are shown in its clock time"
+    )
+    node_reachable: bool = Field(
+        True, description="False while the API cannot read the node (it reconnects by itself)"
+    )
+    stale: bool = Field(
+        False,
+        description="True when the chain's values here (params, blocks) are the last ones the "
+        "API read, not a read just now: the node did not answer in time",
+    )
+
+
+class HealthPublic(BaseModel):
+    status: str = Field(description="`ok` while the API serves")
+    node_reachable: bool = Field(
+        description="Whether the API reads the node now; while false it serves the last values "
+        "it read and reconnects in the background"
+    )
+    node_last_seen_ms: int | None = Field(
+        None, description="When the API last read the node (unix ms); null: never yet"
     )
 
 

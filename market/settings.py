@@ -48,6 +48,10 @@ class Settings(BaseSettings):
     max_open_orders_per_participant: int | None = Field(1_000, ge=1)
     # The largest request body the API reads (413 above it). An order is about 450 bytes.
     max_body_bytes: int = Field(64 * 1024, ge=1_024)
+    # Orders one POST /orders/batch may carry (more: the batch is refused whole). Its body may be
+    # as large as that many of the largest orders (512 bytes each) when that is above
+    # max_body_bytes (the default 100 fits the default 64 KiB).
+    max_batch_orders: int = Field(100, ge=1, le=10_000)
     relay_batch: int = Field(128, ge=1)
     relay_in_flight: int = Field(3, ge=1)
     # Settlement waits for every accredited meter's reading of the interval, or this long
@@ -66,6 +70,10 @@ class Settings(BaseSettings):
     # stopping everything, when one part has died this many times in a row, each within a
     # minute of starting (0: it never gives up).
     restart_limit: int = Field(10, ge=0)
+    # The port where `wattchain workers` serves its Prometheus metrics (relay lag and backlog,
+    # clearing progress) at /metrics, on api_host (unset: not served). The API serves its own
+    # at /metrics on api_port.
+    metrics_port: int | None = Field(None, ge=1, le=65_535)
     # Meter-reading ingest: the sites' JSON ({"sites": [{name, model, host, port, key_uri, ...}]}).
     meter_sites: Path | None = None
 

@@ -10,6 +10,7 @@ entry not known to be on chain is simply sent again.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import time
 from dataclasses import dataclass
@@ -20,6 +21,9 @@ from chain import PALLET, Chain, ChainError
 from market import MarketParams, SignedCancel, SignedOrder, now_ms, ss58
 from store import DataDir, alert
 from store.orderlog import LoggedOrder, OrderLog
+
+from . import metrics
+from .metrics import KIND
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +66,9 @@ class Relayer:
         self._params_at = 0.0
         self._pause_until = 0.0
         self.relayed = 0  # entries that reached the chain since start
+        # (unix ms, best block) seen at each submission: where an entry's relay lag starts.
+        self._seen_ms: list[int] = []
+        self._seen_best: list[int] = []
 
     # -- lifecycle ---------------------------------------------------------------------------
     def recover(self) -> None:
@@ -86,12 +93,41 @@ class Relayer:
         if not self._recovered:
             self.recover()
         self._collect()
-        if time.monotonic() < self._pause_until:
-            return 0
         sent = 0
-        sent += self._send("orders")
-        sent += self._send("cancels")
+        if time.monotonic() >= self._pause_until:
+            sent += self._send("orders")
+            sent += self._send("cancels")
+        self._publish_backlog()
         return sent
+
+    def _publish_backlog(self) -> None:
+        now = now_ms()
+        for table, kind in KIND.items():
+            waiting, oldest = self.log.backlog(table)
+            flying = sum(len(f.entries) for f in self.flights.values() if f.table == table)
+            metrics.RELAY_BACKLOG.labels(kind, "pending").set(waiting)
+            metrics.RELAY_BACKLOG.labels(kind, "in_flight").set(flying)
+            age_s = 0.0 if oldest is None else max(0, now - oldest) / 1000
+            metrics.RELAY_OLDEST_PENDING.labels(kind).set(age_s)
+
+    def _saw_best(self, best: int) -> None:
+        self._seen_ms.append(now_ms())
+        self._seen_best.append(best)
+        if len(self._seen_ms) > 4096:
+            del self._seen_ms[:2048], self._seen_best[:2048]
+
+    def _lag(self, table: str, entries: list, block_number: int | None) -> None:
+        """Relay lag of entries that just landed in block `block_number`."""
+        now = now_ms()
+        for e in entries:
+            received = e.received_ms
+            if received is None:
+                continue
+            metrics.RELAY_LAG_SECONDS.labels(KIND[table]).observe(max(0, now - received) / 1000)
+            if block_number is not None and self._seen_ms:
+                i = min(bisect.bisect_left(self._seen_ms, received), len(self._seen_ms) - 1)
+                lag = max(0, block_number - self._seen_best[i])
+                metrics.RELAY_LAG_BLOCKS.labels(KIND[table]).observe(lag)
 
     def busy(self) -> bool:
         return bool(self.flights)
@@ -137,6 +173,7 @@ class Relayer:
                     e.spec.client_order_id,
                 )
                 self.log.mark_rejected("orders", e.seq, "GateClosed")
+                metrics.RELAY_REJECTED.labels("order", "GateClosed").inc()
             else:
                 keep.append(e)
         return keep
@@ -165,6 +202,7 @@ class Relayer:
             tx = self.chain.submit_nowait(self.signer, function, params)
         except ChainError as exc:
             text = f"{exc.name}: {exc.detail}"
+            metrics.RELAY_BATCHES.labels("refused").inc()
             if len(group) > 1:
                 log.warning(
                     "pool refused a batch of %d %s (%s); sending them one by one",
@@ -180,7 +218,9 @@ class Relayer:
                 self._pause_until = time.monotonic() + 5
                 return False
             self.log.mark_rejected(table, seqs[0], text)
+            metrics.RELAY_REJECTED.labels(KIND[table], exc.name).inc()
             return True
+        self._saw_best(tx.best_at_submit)
         self.log.mark_submitted(table, seqs, tx.tx_hash)
         self.watcher.add(tx)
         self.flights[tx.tx_hash] = _Flight(table, group)
@@ -220,11 +260,17 @@ class Relayer:
                         receipt.block_number,
                     )
                 self.relayed += len(seqs)
+                metrics.RELAY_BATCHES.labels("landed").inc()
+                metrics.RELAYED.labels(KIND[flight.table]).inc(len(seqs))
+                self._lag(flight.table, flight.entries, receipt.block_number)
             elif len(seqs) == 1:
                 error = receipt.error.name if receipt.error else "ExtrinsicFailed"
                 log.info("chain rejected %s entry %d: %s", flight.table, seqs[0], error)
                 self.log.mark_rejected(flight.table, seqs[0], error)
+                metrics.RELAY_BATCHES.labels("failed").inc()
+                metrics.RELAY_REJECTED.labels(KIND[flight.table], error).inc()
             else:
+                metrics.RELAY_BATCHES.labels("failed").inc()
                 error = receipt.error.name if receipt.error else "ExtrinsicFailed"
                 log.info(
                     "a batch of %d %s failed with %s; resending them one by one",
@@ -236,6 +282,7 @@ class Relayer:
         for exc in dropped:
             flight = self.flights.pop(exc.tx_hash, None)
             if flight is not None:
+                metrics.RELAY_BATCHES.labels("dropped").inc()
                 log.warning("%s; resending its %d entries", exc, len(flight.entries))
                 self.log.back_to_pending(flight.table, [e.seq for e in flight.entries], solo=False)
 

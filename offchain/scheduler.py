@@ -31,6 +31,8 @@ from chain import PALLET, Chain, ChainError, ChainOrder, PendingTx, Receipt
 from market import MarketParams, now_ms
 from store import DataDir, alert, transaction
 
+from . import metrics
+
 log = logging.getLogger(__name__)
 
 CLEARING_ERA = 16  # blocks a clearing extrinsic stays valid: a lost one is known lost in ~30 s
@@ -92,6 +94,17 @@ class Scheduler:
         self._params: MarketParams | None = None
         if start_interval is not None:
             self._set_next(start_interval, only_if_missing=True)
+        self._publish_progress()
+
+    def _publish_progress(self) -> None:
+        """Clearing progress as ops.db has it (after a restart too)."""
+        row = self.ops.execute(
+            "SELECT MAX(interval) AS k FROM clearing_attempts WHERE state = 'committed'"
+        ).fetchone()
+        metrics.cleared(row["k"])
+        k = self._get_next()
+        if k is not None:
+            metrics.NEXT_INTERVAL.set(k)
 
     # -- the cursor --------------------------------------------------------------------------
     def _get_next(self) -> int | None:
@@ -107,6 +120,8 @@ class Scheduler:
                 f"{verb} INTO kv (key, value) VALUES ('scheduler.next_interval', ?)",
                 (str(interval),),
             )
+        if not only_if_missing:
+            metrics.NEXT_INTERVAL.set(interval)
 
     def params(self) -> MarketParams:
         if self._params is None:
@@ -184,6 +199,7 @@ class Scheduler:
                     " VALUES (?, 'voiding', ?, ?)",
                     (interval, created, created),
                 ).lastrowid
+            metrics.CLEARING_ATTEMPTS.labels("voiding").inc()
         voided = 0
         while self.chain.voided_at(interval) is None:
             book = len(self.chain.interval_order_ids(interval))
@@ -214,6 +230,7 @@ class Scheduler:
                     attempt_id, block_hash=receipt.block_hash, block_number=receipt.block_number
                 )
         self._update(attempt_id, state="voided", orders=voided, error=None)
+        metrics.INTERVALS_VOIDED.inc()
         log.warning(
             "interval %d: voided (no valid clearing by its end); its orders did not trade and"
             " every bid's hold is released",
@@ -255,6 +272,7 @@ class Scheduler:
                 " VALUES (?, 'skipped', 0, ?, ?, 'long over, no orders, nothing metered')",
                 (interval, t, t),
             )
+        metrics.CLEARING_ATTEMPTS.labels("skipped").inc()
         log.info("interval %d: skipped (long over, no orders, nothing metered)", interval)
         return self.attempts(interval)[-1]
 
@@ -322,6 +340,7 @@ class Scheduler:
                     created,
                 ),
             ).lastrowid
+        metrics.CLEARING_ATTEMPTS.labels("signing").inc()
 
         def log_signed(tx: PendingTx) -> None:
             # Durable before broadcast: a restart broadcasts these very bytes, never new ones.
@@ -392,6 +411,8 @@ class Scheduler:
                 commit_latency_ms=latency,
                 error=None,
             )
+            metrics.cleared(interval)
+            metrics.CLEARING_COMMIT_LATENCY.observe(max(0, latency) / 1000)
             log.info(
                 "interval %d: clearing committed in block #%d (%s), extrinsic %d,"
                 " %.1f s after gate closure",
@@ -489,6 +510,8 @@ class Scheduler:
                     created,
                 ),
             )
+        metrics.CLEARING_ATTEMPTS.labels("committed").inc()
+        metrics.cleared(interval)
         log.info(
             "interval %d: already cleared on chain in block #%d", interval, summary.block_number
         )
@@ -501,6 +524,8 @@ class Scheduler:
             c.execute(
                 f"UPDATE clearing_attempts SET {names} WHERE id = ?", (*fields.values(), attempt_id)
             )
+        if "state" in fields:
+            metrics.CLEARING_ATTEMPTS.labels(fields["state"]).inc()
 
 
 __all__ = ["Scheduler", "book_for_clearing", "clearing_mechanism", "default_clear"]

@@ -14,6 +14,7 @@ from market import keypair
 from market.settings import Settings
 from store import DataDir
 
+from . import metrics
 from .indexer import Indexer
 from .relayer import Relayer
 from .scheduler import Scheduler
@@ -93,6 +94,7 @@ class Workers:
         self._ready: set[str] = set()
         self._lock = threading.Lock()
         self.scheduler_kwargs = scheduler_kwargs
+        self.metrics_server = None
 
     def _mark_ready(self, name: str) -> None:
         with self._lock:
@@ -100,6 +102,8 @@ class Workers:
         log.info("%s running", name)
 
     def start(self) -> Workers:
+        if self.settings.metrics_port is not None and self.metrics_server is None:
+            self.metrics_server = metrics.serve(self.settings.metrics_port, self.settings.api_host)
         # Build the stores once up front so their schemas exist before any reader opens them.
         (
             DataDir(self.settings.data_dir).ops(),
@@ -132,6 +136,10 @@ class Workers:
         self.stop_event.set()
         for t in self.threads:
             t.join(timeout_s)
+        if self.metrics_server is not None:
+            self.metrics_server.shutdown()
+            self.metrics_server.server_close()
+            self.metrics_server = None
 
     def run_forever(self) -> None:
         try:

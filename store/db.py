@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from market import now_ms
@@ -37,10 +39,15 @@ def _statements(schema: str) -> list[str]:
 
 
 class transaction:
-    """`with transaction(conn):` BEGIN IMMEDIATE ... COMMIT (ROLLBACK on error)."""
+    """`with transaction(conn):` BEGIN IMMEDIATE ... COMMIT (ROLLBACK on error).
+    `commit_seconds`, if given, is called with how long the COMMIT took (the fsync, at
+    synchronous=FULL)."""
 
-    def __init__(self, conn: sqlite3.Connection):
+    def __init__(
+        self, conn: sqlite3.Connection, *, commit_seconds: Callable[[float], None] | None = None
+    ):
         self.conn = conn
+        self.commit_seconds = commit_seconds
 
     def __enter__(self) -> sqlite3.Connection:
         self.conn.execute("BEGIN IMMEDIATE")
@@ -48,7 +55,10 @@ class transaction:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
+            start = time.perf_counter()
             self.conn.execute("COMMIT")
+            if self.commit_seconds is not None:
+                self.commit_seconds(time.perf_counter() - start)
         else:
             self.conn.execute("ROLLBACK")
 

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from chain import ChainUnavailable
 from market import now_ms
 from store import queries
 
 from ..deps import ChainDep, CursorQuery, IndexDep, LimitQuery, OpsDep, SettingsDep
-from ..models import AlertPublic, MarketPublic, Page
+from ..models import AlertPublic, HealthPublic, MarketPublic, Page
 from ..pagination import decode_cursor, page
 
 router = APIRouter(tags=["market"])
@@ -18,34 +17,42 @@ router = APIRouter(tags=["market"])
 
 @router.get("/market", operation_id="get_market", response_model=MarketPublic)
 def get_market(chain: ChainDep, index: IndexDep, settings: SettingsDep) -> MarketPublic:
-    """Genesis hash, market parameters, the current interval and the next one still open."""
-    params = chain.params()
+    """Genesis hash, market parameters, the current interval and the next one still open.
+    While the node cannot be read they are the last values read (`stale`, `node_reachable`);
+    503 ChainUnavailable only when the API has read none yet."""
+    view = chain.market_view()
+    params = view.params
     now = now_ms()
     nxt = params.first_open_interval(now, settings.order_margin_ms)
-    try:
-        heads = chain.heads()
-    except ChainUnavailable:
-        heads = {}
+    heads = view.heads
     return MarketPublic(
-        genesis_hash="0x" + chain.genesis_hash.hex(),
+        genesis_hash="0x" + view.genesis_hash.hex(),
         params=params.as_dict(),
         now_ms=now,
         current_interval=params.interval_at(now),
         next_open_interval=nxt,
         next_gate_closure_ms=params.gate_closure(nxt),
         order_margin_ms=settings.order_margin_ms,
-        max_intervals_ahead=chain.max_intervals_ahead,
+        max_intervals_ahead=view.max_intervals_ahead,
         best_block=heads.get("best_block"),
         finalized_block=heads.get("finalized_block"),
         indexed_block=queries.last_indexed_block(index),
         distributor=queries.distributor(index),
         timezone=settings.timezone,
+        node_reachable=view.node_reachable,
+        stale=view.stale,
     )
 
 
-@router.get("/health", operation_id="get_health")
-def get_health() -> dict:
-    return {"status": "ok"}
+@router.get("/health", operation_id="get_health", response_model=HealthPublic)
+def get_health(chain: ChainDep) -> HealthPublic:
+    """The API is up (always 200 while it serves); whether it can read the node now. Never waits
+    for the node."""
+    return HealthPublic(
+        status="ok",
+        node_reachable=chain.node_reachable,
+        node_last_seen_ms=chain.last_ok_ms,
+    )
 
 
 @router.get("/alerts", operation_id="list_alerts", response_model=Page[AlertPublic])

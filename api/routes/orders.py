@@ -1,5 +1,6 @@
-"""Order entry: place (POST /orders) and cancel (DELETE /orders/{owner}/{client_order_id}),
-each signed by the owner's sr25519 key; and an order's state, from the relay log and the index.
+"""Order entry: place (POST /orders, or many at once: POST /orders/batch) and cancel (DELETE
+/orders/{owner}/{client_order_id}), each signed by the owner's sr25519 key; and an order's
+state, from the relay log and the index.
 
 The checks themselves are in api/intake.py; a 202 means the order is in the write-ahead log
 on disk."""
@@ -10,7 +11,15 @@ from fastapi import APIRouter, Response, status
 
 from .. import intake
 from ..deps import ChainDep, IndexDep, OrderLogDep, SettingsDep
-from ..models import CancelCreate, ErrorPublic, OrderAccepted, OrderCreate, OrderPublic
+from ..models import (
+    CancelCreate,
+    ErrorPublic,
+    OrderAccepted,
+    OrderBatchCreate,
+    OrderBatchPublic,
+    OrderCreate,
+    OrderPublic,
+)
 from ..params import AccountPath, ClientOrderIdPath
 
 router = APIRouter(prefix="/orders", tags=["orders"])
@@ -43,6 +52,31 @@ def place_order(
     """Accept a signed order for relay to the chain. 202 once it is durably logged; the same
     order sent again gets the same 202, another order with the same client_order_id a 409."""
     return intake.place_order(body, chain, orders, index, settings)
+
+
+@router.post(
+    "/batch",
+    operation_id="place_orders",
+    status_code=status.HTTP_200_OK,
+    response_model=OrderBatchPublic,
+    response_model_exclude_none=True,  # an error without fields at fault has no "errors"
+    responses={413: {"model": ErrorPublic}, 422: {"model": ErrorPublic}},
+)
+def place_orders(
+    body: OrderBatchCreate,
+    chain: ChainDep,
+    orders: OrderLogDep,
+    index: IndexDep,
+    settings: SettingsDep,
+) -> OrderBatchPublic:
+    """Place up to `max_batch_orders` signed orders at once. 200 with one result per order, in
+    order: the status and body POST /orders would answer for it alone (202 once durably logged,
+    or its 4xx), so a bad order refuses only itself. The accepted ones are logged with one
+    commit. The batch as a whole is refused (422) when it is not a list of 1 to
+    `max_batch_orders` orders."""
+    return OrderBatchPublic(
+        results=intake.place_orders(body.orders, chain, orders, index, settings)
+    )
 
 
 @router.get(

@@ -10,6 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
+from api.chainview import MarketView
 from api.client import cancel_body, order_body
 from chain import Balance
 from market import MarketParams, OrderSpec, dev_keypair
@@ -32,6 +33,8 @@ BOB, CHARLIE, DAVE = dev_keypair("Bob"), dev_keypair("Charlie"), dev_keypair("Da
 class FakeChainView:
     genesis_hash = GENESIS
     max_intervals_ahead = 10
+    node_reachable = True
+    last_ok_ms = None
 
     def __init__(self):
         self.zones = {BOB.ss58_address: 0, CHARLIE.ss58_address: 1}
@@ -51,6 +54,9 @@ class FakeChainView:
 
     def heads(self):
         return {"best_block": 10, "finalized_block": 8, "chain_time_ms": 0}
+
+    def market_view(self):
+        return MarketView(GENESIS, PARAMS, self.max_intervals_ahead, self.heads(), True, False)
 
     def close(self):
         pass

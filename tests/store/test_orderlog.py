@@ -8,6 +8,8 @@ import multiprocessing
 import os
 import signal
 
+import pytest
+
 from market import OrderSpec
 from store import DataDir
 from store.orderlog import OrderLog
@@ -97,3 +99,40 @@ def test_acknowledged_appends_survive_a_kill(tmp_path):
     assert p.exitcode == -signal.SIGKILL
     log = OrderLog(DataDir(tmp_path).orders())
     assert log.counts().get("pending") == ready.value == 50
+
+
+def _group_then_die(path, n, ready):
+    log = OrderLog(DataDir(path).orders())
+    with log.group_commit():
+        for i in range(n):
+            log.append_order(OWNER, spec(i), SIG)
+    ready.value = n  # only after the group's one commit returned: what a batch acknowledges
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_a_group_commits_its_appends_together(tmp_path):
+    log = OrderLog(DataDir(tmp_path).orders())
+    other = OrderLog(DataDir(tmp_path).orders())  # another connection, as another process
+    with log.group_commit():
+        assert log.append_order(OWNER, spec(1), SIG).outcome == "new"
+        assert log.append_order(OWNER, spec(1), SIG).outcome == "same"  # seen within the group
+        assert log.append_order(OWNER, spec(1, quantity_wh=5), SIG).outcome == "conflict"
+        assert log.append_order(OWNER, spec(2), SIG).outcome == "new"
+        assert log.unsettled_bid_cost(OWNER) == 2 * 80 * 1000
+        assert other.counts() == {}  # nothing durable, nothing visible, before the commit
+    assert other.counts() == {"pending": 2}
+
+    with pytest.raises(RuntimeError, match="boom"), log.group_commit():
+        log.append_order(OWNER, spec(3), SIG)
+        raise RuntimeError("boom")
+    assert log.order(OWNER, 3) is None and log.counts() == {"pending": 2}  # all or nothing
+
+    ready = multiprocessing.Value("i", 0)
+    p = multiprocessing.get_context("fork").Process(
+        target=_group_then_die, args=(tmp_path / "killed", 30, ready)
+    )
+    p.start()
+    p.join(30)
+    assert p.exitcode == -signal.SIGKILL
+    assert OrderLog(DataDir(tmp_path / "killed").orders()).counts() == {"pending": ready.value}
+    assert ready.value == 30

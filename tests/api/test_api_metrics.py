@@ -1,0 +1,83 @@
+"""The API's Prometheus metrics (issue 11, "Metrics"): `/metrics` serves the text format, and
+its counters move with each accepted and refused order and cancel (by reason), the order log's
+commit latency with each append. Against the stand-in chain view: no node."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+from test_api_offline import BOB, GENESIS, FakeChainView, body
+
+from api.app import create_app
+from api.client import cancel_body
+from market.settings import Settings
+
+
+@pytest.fixture
+def api(tmp_path):
+    app = create_app(Settings(data_dir=tmp_path, order_margin_ms=4_000), chain=FakeChainView())
+    with TestClient(app) as client:
+        yield client
+
+
+def scrape(api) -> dict[tuple[str, tuple], float]:
+    response = api.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+    }
+
+
+def moved(before: dict, after: dict, name: str, **labels) -> float:
+    key = (name, tuple(sorted(labels.items())))
+    return after.get(key, 0.0) - before.get(key, 0.0)
+
+
+def test_orders_accepted_and_refused_by_reason(api):
+    before = scrape(api)
+    bad = body(client_order_id=1)
+    bad["signature"] = "0x" + "00" * 64
+    assert api.post("/orders", json=bad).status_code == 400
+    assert api.post("/orders", json=body(client_order_id=2, price_ticks=0)).status_code == 422
+    assert api.post("/orders", json={**body(), "quantity_wh": 1.5}).status_code == 422
+    assert api.post("/orders", json=body(client_order_id=3)).status_code == 202
+    assert api.post("/orders", json=body(client_order_id=3)).status_code == 202  # a replay
+    assert (
+        api.request(
+            "DELETE", f"/orders/{BOB.ss58_address}/3", json=cancel_body(BOB, GENESIS, 3)
+        ).status_code
+        == 202
+    )
+    unknown = api.request(
+        "DELETE", f"/orders/{BOB.ss58_address}/9", json=cancel_body(BOB, GENESIS, 9)
+    )
+    assert unknown.status_code == 404
+    big = api.post("/orders", content=b"x" * 70_000, headers={"content-type": "application/json"})
+    assert big.status_code == 413
+    after = scrape(api)
+
+    refused = "wattchain_orders_refused_total"
+    assert moved(before, after, "wattchain_orders_accepted_total") == 2
+    assert moved(before, after, refused, reason="BadSignature") == 1
+    assert moved(before, after, refused, reason="PriceOutOfBounds") == 1
+    assert moved(before, after, refused, reason="InvalidRequest") == 1
+    assert moved(before, after, refused, reason="BodyTooLarge") == 1
+    assert moved(before, after, "wattchain_cancels_accepted_total") == 1
+    assert moved(before, after, "wattchain_cancels_refused_total", reason="UnknownOrder") == 1
+    # One commit (fsync) per logged entry: the order and the cancel (the replay logs nothing).
+    assert moved(before, after, "wattchain_order_log_commit_seconds_count") == 2
+    assert moved(before, after, "wattchain_order_log_commit_seconds_sum") > 0
+    # Reads are not counted as orders.
+    api.get(f"/orders/{BOB.ss58_address}/3")
+    assert scrape(api).get(("wattchain_orders_accepted_total", ())) == after.get(
+        ("wattchain_orders_accepted_total", ())
+    )
+    assert after[("wattchain_api_node_reachable", ())] == 1.0
+
+
+def test_metrics_stay_out_of_the_published_schema(api):
+    assert "/metrics" not in api.get("/openapi.json").json()["paths"]

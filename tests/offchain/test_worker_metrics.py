@@ -1,0 +1,166 @@
+"""The workers' Prometheus metrics (issue 11, "Metrics") move with what the relayer and the
+scheduler do: relay lag in blocks and seconds, backlog, entries relayed and refused; clearing
+attempts by state, the last cleared interval, the next one, voided intervals. Against scripted
+chains (no node); and `wattchain workers` serves them on `metrics_port`."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+from prometheus_client import REGISTRY
+from test_relayer_logic import PARAMS, ScriptedChain, log_orders, run
+
+from chain import Event, PendingTx, Receipt
+from market import dev_keypair
+from market.settings import Settings
+from offchain.relayer import Relayer
+from offchain.scheduler import Scheduler
+from offchain.workers import Workers
+from store import DataDir
+
+
+def value(name: str, **labels) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def test_relay_lag_backlog_and_outcomes(tmp_path):
+    data = DataDir(tmp_path)
+    log_orders(data, 5)
+    relayed = value("wattchain_relayed_total", kind="order")
+    lags = value("wattchain_relay_lag_blocks_count", kind="order")
+    lag_blocks = value("wattchain_relay_lag_blocks_sum", kind="order")
+    late = value("wattchain_relay_rejected_total", kind="order", reason="GateClosed")
+
+    # The relayer cannot pay its fees: nothing leaves the log, the backlog shows it.
+    broke = ScriptedChain(refuse=lambda f, items: "Inability to pay some fees")
+    relayer = Relayer(data, broke, dev_keypair("Dave"), batch=8)
+    time.sleep(0.01)
+    relayer.step()
+    assert value("wattchain_relay_backlog", kind="order", state="pending") == 5
+    assert value("wattchain_relay_oldest_pending_age_seconds", kind="order") > 0
+
+    # It can again: every entry lands in block 5, sent when the best block was 0.
+    run(Relayer(data, ScriptedChain(), dev_keypair("Dave"), batch=8))
+    assert value("wattchain_relayed_total", kind="order") - relayed == 5
+    assert value("wattchain_relay_lag_blocks_count", kind="order") - lags == 5
+    assert value("wattchain_relay_lag_blocks_sum", kind="order") - lag_blocks == 5 * 5
+    assert value("wattchain_relay_lag_seconds_count", kind="order") >= 5
+    assert value("wattchain_relay_backlog", kind="order", state="pending") == 0
+    assert value("wattchain_relay_backlog", kind="order", state="in_flight") == 0
+    assert value("wattchain_relay_oldest_pending_age_seconds", kind="order") == 0
+
+    current = PARAMS.interval_at(time.time_ns() // 1_000_000)
+    log_orders(data, 1, interval=current - 1, start=50)  # its gate is long past
+    run(Relayer(data, ScriptedChain(), dev_keypair("Dave")), rounds=1)
+    assert value("wattchain_relay_rejected_total", kind="order", reason="GateClosed") - late == 1
+
+
+class ClearingChain:
+    """Just enough of a chain for one clearing and one voiding: the clearing lands at once; the
+    interval to void is voided by the first `void_interval`."""
+
+    def __init__(self):
+        self.voided: dict[int, int] = {}
+
+    def market_params(self):
+        return PARAMS
+
+    def is_cleared(self, interval):
+        return False
+
+    def orders_of_interval(self, interval, block_hash=None):
+        return []
+
+    def interval_order_ids(self, interval):
+        return []
+
+    def voided_at(self, interval):
+        return self.voided.get(interval)
+
+    def submit_nowait(self, signer, function, params, *, before_broadcast=None, **_):
+        tx = PendingTx("0x" + "11" * 32, signer.ss58_address, 1, function, "0x00", 3, 19)
+        if before_broadcast is not None:
+            before_broadcast(tx)
+        return tx
+
+    def wait(self, txs, *, finality=True, timeout_s=None):
+        return [Receipt(txs[0].tx_hash, "0xb1", 4, 1, True, None, [], finalized=True)]
+
+    def submit(self, signer, function, params, **_):
+        self.voided[params["interval"]] = 9
+        event = Event("EnergyTrading", "IntervalVoiding", {"total": 0}, 1, 0)
+        return Receipt("0x" + "22" * 32, "0xb2", 9, 1, True, None, [event])
+
+
+class EmptyClearing:
+    mechanism = "uniform"
+
+    def to_json_dict(self):
+        return {"price": None, "volume_wh": 0, "matches": []}
+
+    def chain_zone_prices(self):
+        return []
+
+
+def test_clearing_progress(tmp_path):
+    data = DataDir(tmp_path)
+    chain = ClearingChain()
+    attempts = {
+        state: value("wattchain_clearing_attempts_total", state=state)
+        for state in ("signing", "submitted", "committed", "voiding", "voided", "skipped")
+    }
+    voided = value("wattchain_intervals_voided_total")
+    latencies = value("wattchain_clearing_commit_latency_seconds_count")
+    k = 10**6  # above any interval an earlier test cleared: the gauge only goes up
+
+    scheduler = Scheduler(
+        data,
+        chain,
+        dev_keypair("One"),
+        clear_fn=lambda orders, mechanism: EmptyClearing(),
+        start_interval=k,
+    )
+    assert value("wattchain_clearing_next_interval") == k
+    assert scheduler.clear_interval(k, book_at="0xb0")["state"] == "committed"
+    assert value("wattchain_last_cleared_interval") == k
+    assert value("wattchain_clearing_commit_latency_seconds_count") - latencies == 1
+    assert scheduler.void_interval(k + 1)["state"] == "voided"
+    assert value("wattchain_intervals_voided_total") - voided == 1
+    scheduler._record_skip(k + 2)
+    scheduler._set_next(k + 3)
+    assert value("wattchain_clearing_next_interval") == k + 3
+    moved = {
+        state: value("wattchain_clearing_attempts_total", state=state) - before
+        for state, before in attempts.items()
+    }
+    assert moved == {
+        "signing": 1,
+        "submitted": 1,
+        "committed": 1,
+        "voiding": 1,
+        "voided": 1,
+        "skipped": 1,
+    }
+    assert value("wattchain_last_cleared_interval") == k  # a void or a skip clears nothing
+
+    # A restarted scheduler shows the progress ops.db holds.
+    Scheduler(DataDir(tmp_path), chain, dev_keypair("One"))
+    assert value("wattchain_last_cleared_interval") == k
+    assert value("wattchain_clearing_next_interval") == k + 3
+
+
+def test_workers_serve_their_metrics_on_metrics_port(tmp_path, free_port):
+    port = free_port()
+    settings = Settings(data_dir=tmp_path, node_url="ws://127.0.0.1:1", metrics_port=port)
+    workers = Workers(settings, names=()).start()  # no worker threads: only the server
+    try:
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        assert "wattchain_relay_backlog" in text and "wattchain_clearing_attempts_total" in text
+        with pytest.raises(OSError, match=f"127.0.0.1:{port}.*metrics_port"):
+            Workers(settings, names=()).start()  # the port is taken: said with its name
+    finally:
+        workers.stop()
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=1)
