@@ -1,0 +1,106 @@
+//! THIS FILE WAS AUTO-GENERATED USING THE SUBSTRATE BENCHMARK CLI VERSION 64.0.0
+//! DATE: 2026-12-01 (Y/M/D)
+//! HOSTNAME: `vm`, CPU: `Intel(R) Xeon(R) Processor`
+//!
+//! DATABASE: `ParityDb`, RUNTIME: `WattChain Development`
+//! BLOCK-NUM: `Number(0)`
+//! SKIP-WRITE: `false`, SKIP-READ: `false`, WARMUPS: `2`
+//! STATE-VERSION: `V1`, STATE-CACHE-SIZE: ``
+//! WEIGHT-PATH: `runtime-config/runtime/src/weights/`
+//! METRIC: `P95Percentile`, WEIGHT-MUL: `2.0`, WEIGHT-ADD: `0`
+
+// Executed Command:
+//   /root/.cache/wattchain/target-bench/release/wattchain-node
+//   benchmark
+//   storage
+//   --dev
+//   --state-version
+//   1
+//   --database
+//   paritydb
+//   --base-path
+//   /root/.cache/wattchain/target-bench/storage-state
+//   --weight-path
+//   runtime-config/runtime/src/weights/
+//   --batch-size
+//   1
+//   --warmups
+//   2
+//   --metric
+//   p95
+//   --mul
+//   2
+
+/// Storage DB weights for the `WattChain Development` runtime and `ParityDb`.
+pub mod constants {
+	use frame_support::weights::constants;
+	use frame_support::weights::RuntimeDbWeight;
+	use sp_core::parameter_types;
+
+	parameter_types! {
+		/// `ParityDB` can be enabled with a feature flag, but is still experimental. These weights
+		/// are available for brave runtime engineers who may want to try this out as default.
+		pub const ParityDbWeight: RuntimeDbWeight = RuntimeDbWeight {
+			/// Time to read one storage item.
+			/// Calculated by multiplying the *P95Percentile* of all values with `2.0` and adding `0`.
+			///
+			/// Stats nanoseconds:
+			///   Min, Max: 805, 3_221_362
+			///   Average:  80_725
+			///   Median:   1_834
+			///   Std-Dev:  496582.46
+			///
+			/// Percentiles nanoseconds:
+			///   99th: 3_221_362
+			///   95th: 10_245
+			///   75th: 2_176
+			read: 20_490 * constants::WEIGHT_REF_TIME_PER_NANOS,
+
+			/// Time to write one storage item.
+			/// Calculated by multiplying the *P95Percentile* of all values with `2.0` and adding `0`.
+			///
+			/// Stats nanoseconds:
+			///   Min, Max: 3_396, 14_478_351
+			///   Average:  368_924
+			///   Median:   13_647
+			///   Std-Dev:  2230923.6
+			///
+			/// Percentiles nanoseconds:
+			///   99th: 14_478_351
+			///   95th: 58_343
+			///   75th: 17_673
+			write: 116_686 * constants::WEIGHT_REF_TIME_PER_NANOS,
+		};
+	}
+
+	#[cfg(test)]
+	mod test_db_weights {
+		use super::constants::ParityDbWeight as W;
+		use frame_support::weights::constants;
+
+		/// Checks that all weights exist and have sane values.
+		// NOTE: If this test fails but you are sure that the generated values are fine,
+		// you can delete it.
+		#[test]
+		fn bound() {
+			// At least 1 µs.
+			assert!(
+				W::get().reads(1).ref_time() >= constants::WEIGHT_REF_TIME_PER_MICROS,
+				"Read weight should be at least 1 µs."
+			);
+			assert!(
+				W::get().writes(1).ref_time() >= constants::WEIGHT_REF_TIME_PER_MICROS,
+				"Write weight should be at least 1 µs."
+			);
+			// At most 1 ms.
+			assert!(
+				W::get().reads(1).ref_time() <= constants::WEIGHT_REF_TIME_PER_MILLIS,
+				"Read weight should be at most 1 ms."
+			);
+			assert!(
+				W::get().writes(1).ref_time() <= constants::WEIGHT_REF_TIME_PER_MILLIS,
+				"Write weight should be at most 1 ms."
+			);
+		}
+	}
+}
