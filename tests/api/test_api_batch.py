@@ -150,16 +150,19 @@ def test_a_batch_answers_what_post_orders_answers(api):
 
 
 def test_a_resent_batch_gets_the_same_answers_and_logs_nothing_twice(api, tmp_path):
+    k = open_interval()  # pinned: a resend that crossed an interval boundary would differ
+
     def orders():  # signed again each time: sr25519 signatures differ, the orders do not
-        return [body(client_order_id=i, quantity_wh=100 + i) for i in range(5)] + [
-            body(client_order_id=0, quantity_wh=1)
+        return [body(client_order_id=i, quantity_wh=100 + i, interval=k) for i in range(5)] + [
+            body(client_order_id=0, quantity_wh=1, interval=k)
         ]
 
     first = batch(api, orders())
     assert [s for s, _ in first] == [202] * 5 + [409]
     assert batch(api, orders()) == first
     assert (
-        api.post("/orders", json=body(client_order_id=3, quantity_wh=103)).json() == (first[3][1])
+        api.post("/orders", json=body(client_order_id=3, quantity_wh=103, interval=k)).json()
+        == (first[3][1])
     )
     assert logged(tmp_path) == [(BOB.ss58_address, i) for i in range(5)]
 

@@ -88,14 +88,14 @@ def body(signer=BOB, **kw):
 
 
 def test_place_order_and_replay(api):
-    b = body()
-    first = api.post("/orders", json=b)
+    k = open_interval()  # pinned, so the re-signed order is the same order
+    first = api.post("/orders", json=body(interval=k))
     assert first.status_code == 202, first.text
     accepted = first.json()
     assert accepted["status"] == "accepted" and accepted["owner"] == BOB.ss58_address
-    again = api.post("/orders", json=body())  # re-signed, same order: same answer
+    again = api.post("/orders", json=body(interval=k))  # re-signed, same order: same answer
     assert again.status_code == 202 and again.json() == accepted
-    clash = api.post("/orders", json=body(quantity_wh=999))
+    clash = api.post("/orders", json=body(quantity_wh=999, interval=k))
     assert clash.status_code == 409 and clash.json()["error"] == "ClientOrderIdReused"
     got = api.get(f"/orders/{BOB.ss58_address}/1").json()
     assert (
