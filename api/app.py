@@ -15,9 +15,12 @@ from market.settings import Settings
 from store import DataDir
 
 from . import errors
+from .backpressure import RelayQueue
 from .chainview import ChainView
+from .intake import Guards
 from .limits import BATCH_PATH, BodyLimit, batch_body_bytes
 from .metrics import NODE_REACHABLE, OrderOutcomes
+from .ratelimit import ClientRateLimit, RateLimits
 from .routes import intervals, market, meters, metrics, orders, participants, reports, stream
 
 log = logging.getLogger(__name__)
@@ -51,12 +54,15 @@ def create_app(settings: Settings | None = None, *, chain: ChainView | None = No
         "1/1000 tick (1 BRL = 100 ticks = 100000 units).",
     )
     errors.install(app)
+    rates = RateLimits(settings.client_rate_limit, settings.participant_rate_limit)
+    app.state.guards = Guards(RelayQueue(settings), rates)
     app.add_middleware(
         BodyLimit,
         max_bytes=settings.max_body_bytes,
         paths={BATCH_PATH: batch_body_bytes(settings)},
     )
-    app.add_middleware(OrderOutcomes)  # outermost: counts the 413s of BodyLimit too
+    app.add_middleware(ClientRateLimit, limits=rates)  # before any body is read
+    app.add_middleware(OrderOutcomes)  # outermost: counts the 413s and 429s too
     for module in (market, orders, intervals, participants, meters, reports, stream, metrics):
         app.include_router(module.router, responses=errors.ERROR_RESPONSES)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

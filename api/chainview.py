@@ -104,6 +104,7 @@ class ChainView:
         self._cache: dict[Hashable, tuple[float, Any]] = {}
         self._genesis: bytes | None = None
         self._max_ahead: int | None = None
+        self._block_ms: int | None = None
         self._reachable = False
         self._connected_once = threading.Event()
         self._stop = threading.Event()
@@ -193,6 +194,8 @@ class ChainView:
             chain.connect(timeout_s=0)
             genesis = chain.genesis_hash
             max_ahead = int(chain.constant("EnergyTrading", "MaxIntervalsAhead"))
+            # Aura's slot is twice the timestamp's minimum period (MinimumPeriodTimesTwo).
+            block_ms = 2 * int(chain.constant("Timestamp", "MinimumPeriod"))
         except BaseException:
             chain.close()
             raise
@@ -202,7 +205,7 @@ class ChainView:
                     "node at %s serves a new chain (genesis changed): cache dropped", self.url
                 )
                 self._cache.clear()
-            self._genesis, self._max_ahead = genesis, max_ahead
+            self._genesis, self._max_ahead, self._block_ms = genesis, max_ahead, block_ms
         self._ok()
         self._connected_once.set()
         log.info("connected to the node at %s", self.url)
@@ -297,6 +300,13 @@ class ChainView:
         if self._max_ahead is None:
             raise ChainUnavailable(f"the API has not reached the node at {self.url} yet")
         return self._max_ahead
+
+    @property
+    def block_ms(self) -> int:
+        """The chain's block time (its Aura slot), in ms."""
+        if self._block_ms is None:
+            raise ChainUnavailable(f"the API has not reached the node at {self.url} yet")
+        return self._block_ms
 
     def params(self) -> MarketParams:
         return self._read(_PARAMS, lambda c: c.market_params(), self.params_ttl_s)[0]

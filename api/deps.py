@@ -12,6 +12,7 @@ from store import DataDir, ThreadConnection
 from store.orderlog import OrderLog
 
 from .chainview import ChainView
+from .intake import Guards
 from .pagination import DEFAULT_LIMIT, MAX_LIMIT
 
 
@@ -41,12 +42,17 @@ def get_order_log(request: Request) -> OrderLog:
     return OrderLog(ThreadConnection(request.app.state.data.orders))
 
 
+def get_guards(request: Request) -> Guards:
+    return request.app.state.guards
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 DataDep = Annotated[DataDir, Depends(get_data)]
 ChainDep = Annotated[ChainView, Depends(get_chain)]
 IndexDep = Annotated[sqlite3.Connection, Depends(get_index)]
 OpsDep = Annotated[sqlite3.Connection, Depends(get_ops)]
 OrderLogDep = Annotated[OrderLog, Depends(get_order_log)]
+GuardsDep = Annotated[Guards, Depends(get_guards)]
 LimitQuery = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Items per page")]
 CursorQuery = Annotated[str | None, Query(description="next_cursor of the previous page")]
 
@@ -58,6 +64,7 @@ __all__ = [
     "IndexDep",
     "LimitQuery",
     "OpsDep",
+    "GuardsDep",
     "OrderLogDep",
     "SettingsDep",
 ]

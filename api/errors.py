@@ -9,6 +9,7 @@ the same shape, and `ERROR_RESPONSES` documents it for every operation in the Op
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,6 +17,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Send
 
 from chain import ChainUnavailable
 
@@ -73,6 +75,17 @@ def error_body(error: str, detail: str, errors: list[dict[str, str]] | None = No
     if errors:
         body["errors"] = errors
     return body
+
+
+async def send_error(
+    send: Send, status: int, error: str, detail: str, headers: dict[str, str] | None = None
+) -> None:
+    """Answer from an ASGI middleware (before any route runs), in the same shape."""
+    body = json.dumps(error_body(error, detail)).encode()
+    head = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    head += [(k.encode(), v.encode()) for k, v in (headers or {}).items()]
+    await send({"type": "http.response.start", "status": status, "headers": head})
+    await send({"type": "http.response.body", "body": body})
 
 
 def error_answer(exc: APIError | ChainUnavailable) -> tuple[dict, int]:

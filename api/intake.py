@@ -27,6 +27,7 @@ from store import OrderLog, queries, spec_json
 from store.queries import client_order_id_used, order_on_chain
 
 from . import metrics
+from .backpressure import RelayQueue
 from .chainview import ChainView
 from .errors import APIError, error_answer, invalid_request_body
 from .models import (
@@ -39,6 +40,7 @@ from .models import (
     SubmissionPublic,
 )
 from .params import account_key
+from .ratelimit import RateLimits
 
 
 def owner_key(value: str) -> tuple[str, bytes]:
@@ -49,6 +51,15 @@ def owner_key(value: str) -> tuple[str, bytes]:
 
 def _signature(hex_text: str) -> bytes:
     return bytes.fromhex(hex_text[2:])
+
+
+@dataclass(frozen=True)
+class Guards:
+    """What keeps intake within what the market can take: the relay backlog (503 RelayBacklog)
+    and the rate limits (429 RateLimited)."""
+
+    relay: RelayQueue
+    rates: RateLimits
 
 
 @dataclass(frozen=True)
@@ -64,18 +75,20 @@ def place_order(
     body: OrderCreate,
     chain: ChainView,
     orders: OrderLog,
+    guards: Guards,
     index: sqlite3.Connection,
     settings: Settings,
 ) -> dict[str, Any]:
     """Check a signed order and log it; the answer of its 202 (the first answer again for the
     same order sent twice). Raises APIError naming the reason."""
-    return admit_order(verify_order(body, chain), chain, orders, index, settings)
+    return admit_order(verified(body, chain, guards), chain, orders, guards, index, settings)
 
 
 def place_orders(
     items: list[Any],
     chain: ChainView,
     orders: OrderLog,
+    guards: Guards,
     index: sqlite3.Connection,
     settings: Settings,
 ) -> list[OrderBatchResult]:
@@ -91,13 +104,16 @@ def place_orders(
             field="orders",
         )
     # Form and signatures first, outside the log's write lock: they read no store.
-    answers = [_verified_or_refused(item, chain) for item in items]
+    answers = [_verified_or_refused(item, chain, guards) for item in items]
     admit = [i for i, answer in enumerate(answers) if isinstance(answer, VerifiedOrder)]
     if admit:
         with orders.group_commit():
             for i in admit:
                 try:
-                    answers[i] = admit_order(answers[i], chain, orders, index, settings), 202
+                    answers[i] = (
+                        admit_order(answers[i], chain, orders, guards, index, settings),
+                        202,
+                    )
                 except (APIError, ChainUnavailable) as exc:
                     answers[i] = error_answer(exc)
     # The group has committed: every 202 below is on disk.
@@ -115,14 +131,25 @@ def place_orders(
     ]
 
 
-def _verified_or_refused(item: Any, chain: ChainView) -> VerifiedOrder | tuple[dict, int]:
-    """One item of a batch verified, or the (body, status) of its refusal."""
+def _verified_or_refused(
+    item: Any, chain: ChainView, guards: Guards
+) -> VerifiedOrder | tuple[dict, int]:
+    """One item of a batch verified (and counted against its owner's rate), or the (body,
+    status) of its refusal."""
     try:
-        return verify_order(OrderCreate.model_validate(item), chain)
+        return verified(OrderCreate.model_validate(item), chain, guards)
     except ValidationError as exc:
         return invalid_request_body(exc.errors()), 422
     except (APIError, ChainUnavailable) as exc:
         return error_answer(exc)
+
+
+def verified(body: OrderCreate, chain: ChainView, guards: Guards) -> VerifiedOrder:
+    """verify_order, then the owner's rate limit (429): only an order its owner signed counts
+    against the owner."""
+    order = verify_order(body, chain)
+    guards.rates.take_order(order.owner)
+    return order
 
 
 def verify_order(body: OrderCreate, chain: ChainView) -> VerifiedOrder:
@@ -158,6 +185,7 @@ def admit_order(
     order: VerifiedOrder,
     chain: ChainView,
     orders: OrderLog,
+    guards: Guards,
     index: sqlite3.Connection,
     settings: Settings,
 ) -> dict[str, Any]:
@@ -220,6 +248,7 @@ def admit_order(
             "time; next open interval: "
             f"{params.first_open_interval(now, settings.order_margin_ms)}",
         )
+    guards.relay.check(orders, params, chain.block_ms, spec.interval, now)
     current = params.interval_at(now)
     if spec.interval > current + chain.max_intervals_ahead:
         raise APIError(
@@ -264,6 +293,8 @@ def admit_order(
             "ClientOrderIdReused",
             f"client_order_id {spec.client_order_id} of {owner} is taken by a different order",
         )
+    if appended.outcome == "new":
+        guards.relay.appended()
     return appended.response
 
 
@@ -352,10 +383,12 @@ def cancel_order(
     body: CancelCreate,
     chain: ChainView,
     orders: OrderLog,
+    guards: Guards,
     index: sqlite3.Connection,
     settings: Settings,
 ) -> dict[str, Any]:
-    """Check a signed cancel and log it; the answer of its 202. Raises APIError."""
+    """Check a signed cancel and log it; the answer of its 202. Raises APIError. A cancel that
+    could not reach the chain before the order's gate is refused like an order (503)."""
     owner, owner_raw = owner_key(owner)
     if not 0 <= client_order_id < 2**64:
         raise APIError(422, "InvalidRequest", "client_order_id must fit u64")
@@ -370,6 +403,7 @@ def cancel_order(
             "signature does not verify for the owner over the cancel message "
             "(wattchain:cancel:v1 ++ genesis hash ++ owner ++ client_order_id)",
         )
+    guards.rates.take_order(owner)
     previous = orders.cancel(owner, client_order_id)
     if previous is not None:
         return json.loads(previous["response"])
@@ -384,11 +418,15 @@ def cancel_order(
         raise APIError(409, "OrderNotOpen", f"the order's interval is {order.status} already")
     params = chain.params()
     gate = params.gate_closure(order.interval)
-    if now_ms() + settings.order_margin_ms >= gate:
+    now = now_ms()
+    if now + settings.order_margin_ms >= gate:
         raise APIError(
             422,
             "GateClosed",
             f"the gate of interval {order.interval} closes at {gate} ms: too late to cancel",
         )
+    guards.relay.check(orders, params, chain.block_ms, order.interval, now)
     appended = orders.append_cancel(owner, client_order_id, body.signature)
+    if appended.outcome == "new":
+        guards.relay.appended()
     return appended.response

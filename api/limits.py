@@ -10,14 +10,12 @@ One limit for every path (`max_body_bytes`), except where a path is given its ow
 
 from __future__ import annotations
 
-import json
-
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from market.settings import Settings
 
-from .errors import error_body
+from .errors import send_error
 
 # Room for one order in a batch: the largest valid order (every integer at its largest, a 0x
 # owner, Python's default ", " and ": " separators) is 454 bytes of JSON.
@@ -86,21 +84,8 @@ class BodyLimit:
             await self._refuse(send, limit)
 
     async def _refuse(self, send: Send, limit: int) -> None:
-        body = json.dumps(
-            error_body("BodyTooLarge", f"request body larger than {limit} bytes")
-        ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"connection", b"close"),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        detail = f"request body larger than {limit} bytes"
+        await send_error(send, 413, "BodyTooLarge", detail, {"connection": "close"})
 
 
 def _content_length(scope: Scope) -> int | None:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import limits
 from pydantic import Field, field_validator
 from pydantic_settings import (
     BaseSettings,
@@ -52,6 +53,12 @@ class Settings(BaseSettings):
     # as large as that many of the largest orders (512 bytes each) when that is above
     # max_body_bytes (the default 100 fits the default 64 KiB).
     max_batch_orders: int = Field(100, ge=1, le=10_000)
+    # Rate limits ("<count>/<second|minute|hour>"; None or "off": none), each answered 429 with
+    # Retry-After. Per client (IP address), every request; per participant, the orders and
+    # cancels its key signed (a batch counts each). Counted per API process. The client's limit
+    # sits above the market's intake (1,000 orders/s) so one load-testing machine fits.
+    client_rate_limit: str | None = "2000/second"
+    participant_rate_limit: str | None = "100/second"
     relay_batch: int = Field(128, ge=1)
     relay_in_flight: int = Field(3, ge=1)
     # Settlement waits for every accredited meter's reading of the interval, or this long
@@ -76,6 +83,20 @@ class Settings(BaseSettings):
     metrics_port: int | None = Field(None, ge=1, le=65_535)
     # Meter-reading ingest: the sites' JSON ({"sites": [{name, model, host, port, key_uri, ...}]}).
     meter_sites: Path | None = None
+
+    @field_validator("client_rate_limit", "participant_rate_limit")
+    @classmethod
+    def _rate(cls, value: str | None) -> str | None:
+        if value is not None and value.strip().lower() in ("", "none", "off"):
+            return None  # from the environment: WATTCHAIN_CLIENT_RATE_LIMIT=off
+        if value is not None:
+            try:
+                limits.parse(value)
+            except ValueError:
+                raise ValueError(
+                    f"{value!r} is not a rate limit (e.g. '100/second', '6000/minute')"
+                ) from None
+        return value
 
     @field_validator("timezone")
     @classmethod

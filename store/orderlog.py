@@ -57,6 +57,10 @@ class LoggedOrder:
     attempts: int
     received_ms: int
 
+    @property
+    def client_order_id(self) -> int:
+        return self.spec.client_order_id
+
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> LoggedOrder:
         return cls(
@@ -205,6 +209,16 @@ class OrderLog:
             spec = json.loads(row["spec"])
             total += spec["price_ticks"] * spec["quantity_wh"]
         return total
+
+    def unrelayed(self) -> int:
+        """Orders and cancels not on chain yet and not refused (pending or in flight): what an
+        entry appended now waits behind. Reads the status indexes only that far."""
+        return sum(
+            self.conn.execute(
+                f"SELECT count(*) FROM {table} WHERE status IN (?, ?)", (PENDING, SUBMITTED)
+            ).fetchone()[0]
+            for table in ("orders", "cancels")
+        )
 
     def interval_count(self, interval: int) -> int:
         """Orders logged for the interval that are not known to be refused."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response, status
 
 from .. import intake
-from ..deps import ChainDep, IndexDep, OrderLogDep, SettingsDep
+from ..deps import ChainDep, GuardsDep, IndexDep, OrderLogDep, SettingsDep
 from ..models import (
     CancelCreate,
     ErrorPublic,
@@ -46,12 +46,13 @@ def place_order(
     response: Response,
     chain: ChainDep,
     orders: OrderLogDep,
+    guards: GuardsDep,
     index: IndexDep,
     settings: SettingsDep,
 ) -> dict:
     """Accept a signed order for relay to the chain. 202 once it is durably logged; the same
     order sent again gets the same 202, another order with the same client_order_id a 409."""
-    return intake.place_order(body, chain, orders, index, settings)
+    return intake.place_order(body, chain, orders, guards, index, settings)
 
 
 @router.post(
@@ -66,6 +67,7 @@ def place_orders(
     body: OrderBatchCreate,
     chain: ChainDep,
     orders: OrderLogDep,
+    guards: GuardsDep,
     index: IndexDep,
     settings: SettingsDep,
 ) -> OrderBatchPublic:
@@ -75,7 +77,7 @@ def place_orders(
     commit. The batch as a whole is refused (422) when it is not a list of 1 to
     `max_batch_orders` orders."""
     return OrderBatchPublic(
-        results=intake.place_orders(body.orders, chain, orders, index, settings)
+        results=intake.place_orders(body.orders, chain, orders, guards, index, settings)
     )
 
 
@@ -107,9 +109,10 @@ def cancel_order(
     body: CancelCreate,
     chain: ChainDep,
     orders: OrderLogDep,
+    guards: GuardsDep,
     index: IndexDep,
     settings: SettingsDep,
 ) -> dict:
     """Cancel an order before its gate closes, with the owner's signature over the cancel
     message. 202 once logged; repeating it gets the same answer."""
-    return intake.cancel_order(owner, client_order_id, body, chain, orders, index, settings)
+    return intake.cancel_order(owner, client_order_id, body, chain, orders, guards, index, settings)

@@ -33,6 +33,7 @@ BOB, CHARLIE, DAVE = dev_keypair("Bob"), dev_keypair("Charlie"), dev_keypair("Da
 class FakeChainView:
     genesis_hash = GENESIS
     max_intervals_ahead = 10
+    block_ms = 2_000
     node_reachable = True
     last_ok_ms = None
 

@@ -432,3 +432,49 @@ def test_the_cap_counts_orders_on_chain_once(api, tmp_path):
         409,
         "TooManyOpenOrders",
     )
+
+
+def test_a_participant_over_its_rate_gets_429_and_forgeries_do_not_count(tmp_path):
+    settings = Settings(data_dir=tmp_path, order_margin_ms=4_000, participant_rate_limit="3/minute")
+    with TestClient(create_app(settings, chain=FakeChainView())) as api:
+        k = open_interval()
+        # Forged orders in Bob's name are refused for their signature and spend none of his rate.
+        for i in range(5):
+            forged = body(client_order_id=100 + i, interval=k)
+            forged["price_ticks"] += 1
+            assert error_of(api.post("/orders", json=forged)) == (400, "BadSignature")
+        for i in range(2):
+            assert api.post("/orders", json=body(client_order_id=i, interval=k)).status_code == 202
+        cancel = cancel_body(BOB, GENESIS, 0)
+        assert (
+            api.request("DELETE", f"/orders/{BOB.ss58_address}/0", json=cancel).status_code == 202
+        )
+        over = api.post("/orders", json=body(client_order_id=9, interval=k))
+        payload = assert_error_shape(over, 429, "RateLimited")
+        assert "3 per 1 minute" in payload["detail"] and BOB.ss58_address in payload["detail"]
+        assert 1 <= int(over.headers["retry-after"]) <= 60
+        # In a batch the refused order is refused alone; Charlie has his own rate.
+        batch = [body(client_order_id=10, interval=k), body(CHARLIE, client_order_id=1, zone=1)]
+        results = api.post("/orders/batch", json={"orders": batch}).json()["results"]
+        assert [(r["status"], r["body"].get("error")) for r in results] == [
+            (429, "RateLimited"),
+            (202, None),
+        ]
+        assert OrderLog(DataDir(tmp_path).orders()).order(BOB.ss58_address, 9) is None
+
+
+def test_a_client_over_its_rate_gets_429_before_its_body_is_read(tmp_path):
+    settings = Settings(data_dir=tmp_path, client_rate_limit="4/minute")
+    with TestClient(create_app(settings, chain=FakeChainView())) as api:
+        for _ in range(4):
+            assert api.get("/market").status_code == 200
+        assert_error_shape(api.get("/market"), 429, "RateLimited")
+        refused = api.post("/orders", content=b"{not even json")
+        assert_error_shape(refused, 429, "RateLimited")
+        assert int(refused.headers["retry-after"]) >= 1
+
+
+def test_a_malformed_rate_limit_is_refused_at_start(tmp_path):
+    with pytest.raises(ValueError, match="is not a rate limit"):
+        Settings(data_dir=tmp_path, participant_rate_limit="fast")
+    assert Settings(data_dir=tmp_path, client_rate_limit="off").client_rate_limit is None
