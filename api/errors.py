@@ -17,6 +17,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 from starlette.types import Send
 
 from chain import ChainUnavailable
@@ -134,6 +135,17 @@ def _refusal(request: Request, exc: APIError | ChainUnavailable) -> JSONResponse
     return JSONResponse(body, status_code=status, headers=retry_headers(exc))
 
 
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route of the request's path takes (a path may have several routes,
+    nested in included routers): those with which the app's routing would match it fully."""
+    allowed = []
+    for method in ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT"):
+        scope = {**request.scope, "method": method}
+        if any(route.matches(scope)[0] == Match.FULL for route in request.app.routes):
+            allowed.append(method)
+    return allowed
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(APIError)
     async def _api_error(request: Request, exc: APIError):
@@ -153,8 +165,11 @@ def install(app: FastAPI) -> None:
         reason = HTTP_REASONS.get(exc.status_code, "HTTPError")
         note_error(request.scope, reason)
         detail = exc.detail if isinstance(exc.detail, str) and exc.detail else reason
+        headers = exc.headers
+        if exc.status_code == 405:  # Starlette's names only the first route of the path
+            headers = {**(headers or {}), "Allow": ", ".join(_allowed_methods(request))}
         return JSONResponse(
-            error_body(reason, detail), status_code=exc.status_code, headers=exc.headers
+            error_body(reason, detail), status_code=exc.status_code, headers=headers
         )
 
     @app.exception_handler(Exception)

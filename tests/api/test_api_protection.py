@@ -283,6 +283,10 @@ def test_framework_errors_have_the_documented_shape(api):
     not_allowed = api.put("/orders", json={})
     assert_error_shape(not_allowed, 405, "MethodNotAllowed")
     assert "POST" in not_allowed.headers["allow"]
+    # A path with a route per method lists them all (Starlette's own answer names the first).
+    two_routes = api.put(f"/orders/{BOB.ss58_address}/1")
+    assert_error_shape(two_routes, 405, "MethodNotAllowed")
+    assert two_routes.headers["allow"] == "DELETE, GET"
     unparsable = api.post(
         "/orders", content=b"\xff\xfe{", headers={"content-type": "application/json"}
     )
