@@ -320,6 +320,17 @@ class ChainView:
 
         return self._read(("zone", account), lambda c: c.participant_zone(account), ttl)[0]
 
+    def meters_of_source(self, account: str, source: str) -> int:
+        """How many accredited meters of the account measure `source`."""
+        account = ss58(account)
+
+        def ttl(count: int) -> float:
+            return self.participant_ttl_s if count else self.unknown_ttl_s
+
+        return self._read(
+            ("meters", account, source), lambda c: c.meters_of_source(account, source), ttl
+        )[0]
+
     def balance(self, account: str, *, fresh: bool = False) -> Balance:
         account = ss58(account)
         ttl = 0.0 if fresh else self.balance_ttl_s

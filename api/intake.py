@@ -237,6 +237,17 @@ def admit_order(
         raise APIError(
             422, "InvalidEnergyConstraint", "renewable_only is for bids; an offer states its source"
         )
+    if (
+        spec.side == "offer"
+        and spec.source != "grid_mix"
+        and chain.meters_of_source(owner, spec.source) == 0
+    ):
+        raise APIError(
+            422,
+            "SourceNotMetered",
+            f"a {spec.source} offer needs an accredited meter of {owner} that measures "
+            f"{spec.source}; it has none (a grid_mix offer claims no source and needs none)",
+        )
     now = now_ms()
     gate = params.gate_closure(spec.interval)
     if now + settings.order_margin_ms >= gate:

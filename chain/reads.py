@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from market import MarketParams, OrderSpec, from_chain_name, public_key, ss58
+from market import MarketParams, OrderSpec, from_chain_name, public_key, ss58, to_chain_name
 from market.clearinghouse import SettlementLine, Trade, build_report
 
 from .connection import PALLET, ChainConnection
@@ -80,6 +80,14 @@ class MarketReads(ChainConnection):
     def participant_zone(self, account: str, block_hash: str | None = None) -> int | None:
         v = self.query(PALLET, "Participants", [ss58(account)], block_hash=block_hash)
         return None if v is None else int(v["zone"])
+
+    def meters_of_source(self, account: str, source: str, block_hash: str | None = None) -> int:
+        """How many accredited meters of `account` measure `source` (solar, wind, ...): a
+        renewable offer needs one."""
+        v = self.query(
+            PALLET, "MeterSources", [ss58(account), to_chain_name(source)], block_hash=block_hash
+        )
+        return int(v or 0)
 
     def participants(self, block_hash: str | None = None) -> dict[str, int]:
         return {

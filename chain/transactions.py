@@ -273,7 +273,13 @@ class Chain(MarketReads):
         dispatch_error = (
             attributes["dispatch_error"] if isinstance(attributes, dict) else attributes[0]
         )
-        where = dict(tx_hash=tx.tx_hash, block_hash=block_hash, extrinsic_index=index)
+        return self.error_of(
+            dispatch_error, tx_hash=tx.tx_hash, block_hash=block_hash, extrinsic_index=index
+        )
+
+    def error_of(self, dispatch_error: Any, **where: Any) -> ChainError:
+        """A decoded `DispatchError` (from a failed extrinsic or an event that carries one, such
+        as `RelayedOrderRefused`) as a ChainError named after the pallet's error."""
         if isinstance(dispatch_error, dict) and "Module" in dispatch_error:
             module = dispatch_error["Module"]
             if isinstance(module, (tuple, list)):

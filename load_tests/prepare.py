@@ -23,7 +23,17 @@ def prepare(node_url: str, traders: int, *, zone: int = 0, fund_brl: int = 100_0
         onboard(
             chain,
             keypair("//Alice"),
-            [Newcomer(keypair(uri).ss58_address, zone, fund_brl * UNITS_PER_BRL) for uri in uris],
+            [
+                # A solar meter each: the load test's offers are solar, and a renewable offer
+                # needs an accredited meter of its source.
+                Newcomer(
+                    keypair(uri).ss58_address,
+                    zone,
+                    fund_brl * UNITS_PER_BRL,
+                    meter="0x" + keypair(f"{uri}/meter").public_key.hex(),
+                )
+                for uri in uris
+            ],
         )
     finally:
         chain.close()

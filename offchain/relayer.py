@@ -1,11 +1,13 @@
 """The relayer: moves logged orders and cancels from the write-ahead log onto the chain.
 
 Entries go in batches (`place_orders_relayed`, `cancel_orders_relayed`), several extrinsics in
-flight at once with consecutive nonces. A batch is all-or-nothing on chain, so when one fails its
-entries come back one per extrinsic, and only the one the chain refuses is marked rejected, with
-the pallet's error. Resubmitting is safe: the pallet skips an order it already has (same owner,
-client order id and content) and treats a repeated cancel as a no-op, so after a crash every
-entry not known to be on chain is simply sent again.
+flight at once with consecutive nonces. The pallet applies each entry of a batch on its own and
+names every one it refuses in a `RelayedOrderRefused` / `RelayedCancelRefused` event, so a bad or
+hostile entry is marked rejected with the pallet's error and never delays the batch's others. Only
+a batch that fails whole (or that the pool refuses) comes back one entry per extrinsic, so the
+chain's verdict names the culprit. Resubmitting is safe: the pallet skips an order it already
+has (same owner, client order id and content) and treats a repeated cancel as a no-op, so after
+a crash every entry not known to be on chain is simply sent again.
 """
 
 from __future__ import annotations
@@ -238,6 +240,16 @@ class Relayer:
                 continue
             seqs = [e.seq for e in flight.entries]
             if receipt.success:
+                refused = self._refused(receipt, flight.table)
+                for e in flight.entries:
+                    error = refused.get((e.owner, e.client_order_id))
+                    if error is not None:
+                        log.info("chain refused %s entry %d: %s", flight.table, e.seq, error)
+                        self.log.mark_rejected(flight.table, e.seq, error)
+                        metrics.RELAY_REJECTED.labels(KIND[flight.table], error).inc()
+                kept = [e for e in flight.entries if (e.owner, e.client_order_id) not in refused]
+                flight = _Flight(flight.table, kept)
+                seqs = [e.seq for e in kept]
                 if flight.table == "orders":
                     placed = {
                         (ss58(ev.attributes["owner"]), int(ev.attributes["client_order_id"])): int(
@@ -285,6 +297,16 @@ class Relayer:
                 metrics.RELAY_BATCHES.labels("dropped").inc()
                 log.warning("%s; resending its %d entries", exc, len(flight.entries))
                 self.log.back_to_pending(flight.table, [e.seq for e in flight.entries], solo=False)
+
+    def _refused(self, receipt, table: str) -> dict[tuple[str, int], str]:
+        """The entries of a landed batch that the pallet refused, with the error's name."""
+        event = "RelayedOrderRefused" if table == "orders" else "RelayedCancelRefused"
+        return {
+            (ss58(ev.attributes["owner"]), int(ev.attributes["client_order_id"])): (
+                self.chain.error_of(ev.attributes["error"]).name
+            )
+            for ev in receipt.find(PALLET, event)
+        }
 
     def drain(self, timeout_s: float = 60.0) -> None:
         """Run until the log has nothing pending or in flight (tests, the demo's shutdown)."""

@@ -181,6 +181,9 @@ class _ScriptedChain:
     def participant_zone(self, account):
         return self._answer({BOB.ss58_address: 0}.get(account))
 
+    def meters_of_source(self, account, source):
+        return self._answer(1)
+
     def balance(self, account):
         return self._answer(Balance(10**9, 0, 0))
 

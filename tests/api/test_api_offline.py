@@ -40,12 +40,17 @@ class FakeChainView:
     def __init__(self):
         self.zones = {BOB.ss58_address: 0, CHARLIE.ss58_address: 1}
         self.free = {BOB.ss58_address: 10**9, CHARLIE.ss58_address: 100_000}
+        self.meters = {(BOB.ss58_address, "solar"), (CHARLIE.ss58_address, "wind")}
 
     def params(self):
         return PARAMS
 
     def zone_of(self, account):
         return self.zones.get(account)
+
+    def meters_of_source(self, account, source):
+        # Bob has a solar meter, Charlie a wind meter.
+        return int((account, source) in self.meters)
 
     def balance(self, account, fresh=False):
         return Balance(self.free.get(account, 0), 0, 0)
@@ -125,6 +130,7 @@ def test_every_rejection_reason_has_its_4xx(api):
         (422, "PriceOutOfBounds"): body(price_ticks=0),
         (422, "PriceOutOfBounds") + ("high",): body(price_ticks=10_001),
         (422, "InvalidEnergyConstraint"): body(side="offer", source="solar", renewable_only=True),
+        (422, "SourceNotMetered"): body(side="offer", source="wind"),  # Bob meters solar only
         (422, "GateClosed"): body(interval=PARAMS.interval_at(time.time_ns() // 1_000_000)),
         (422, "IntervalTooFarAhead"): body(interval=k + 50),
         (422, "InsufficientBalance"): body(

@@ -18,6 +18,7 @@ from market import (
     reading_message,
     sign_cancel,
     sign_order,
+    ss58,
 )
 
 BOB = "//Bob"
@@ -25,7 +26,10 @@ BOB = "//Bob"
 
 @pytest.fixture(scope="module")
 def market(chain):
-    setup_participants(chain, [BOB, "//Charlie"])
+    # Bob has a solar meter (his solar offers are good); Charlie has none.
+    setup_participants(
+        chain, [BOB, "//Charlie"], meters={BOB: "0x" + keypair(f"{BOB}/meter").public_key.hex()}
+    )
     return chain.market_params()
 
 
@@ -60,6 +64,7 @@ def test_metadata_names(chain):
         "Metered",
         "ClientOrders",
         "MeterEpochs",
+        "MeterSources",
     } <= storage
     assert chain.market_operator() == dev_keypair("Alice").ss58_address
     assert chain.distributor() == dev_keypair("Ferdie").ss58_address
@@ -123,23 +128,35 @@ def test_relayed_orders_and_pallet_errors_by_name(chain, market):
     # Idempotent: the same batch again places nothing new and fails nothing.
     again = chain.place_orders_relayed(relayer, [a, b])
     assert again.success and not again.find(PALLET, "OrderPlaced")
+    # A bad order in a batch is refused alone, by name, in an event; the extrinsic succeeds.
     forged = SignedOrder(bob.ss58_address, OrderSpec(now_ms() + 2, k, "bid", 1, 60), b.signature)
+    reused = sign_order(
+        bob, genesis, OrderSpec(a.spec.client_order_id, k, "offer", 801, 40, source="solar")
+    )
+    unmetered = sign_order(
+        charlie, genesis, OrderSpec(now_ms() + 3, k, "offer", 100, 40, 0, "wind")
+    )
+    good = sign_order(charlie, genesis, OrderSpec(now_ms() + 4, k, "bid", 100, 60))
+    receipt = chain.place_orders_relayed(relayer, [forged, reused, unmetered, good])
+    assert receipt.success
+    refused = [
+        (ss58(e.attributes["owner"]), int(e.attributes["client_order_id"]))
+        + (chain.error_of(e.attributes["error"]).name,)
+        for e in receipt.find(PALLET, "RelayedOrderRefused")
+    ]
+    assert refused == [
+        (bob.ss58_address, forged.spec.client_order_id, "BadSignature"),
+        (bob.ss58_address, a.spec.client_order_id, "ClientOrderIdReused"),
+        (charlie.ss58_address, unmetered.spec.client_order_id, "SourceNotMetered"),
+    ]
+    assert [int(e.attributes["client_order_id"]) for e in receipt.find(PALLET, "OrderPlaced")] == [
+        good.spec.client_order_id
+    ]
+    # A call that fails whole still names its pallet error, block and extrinsic.
     with pytest.raises(ChainError) as err:
-        chain.place_orders_relayed(relayer, [forged])
-    assert (err.value.pallet, err.value.name) == (PALLET, "BadSignature")
+        chain.submit(charlie, "cancel_order", {"client_order_id": 2**64 - 1})
+    assert (err.value.pallet, err.value.name) == (PALLET, "UnknownOrder")
     assert err.value.block_hash and err.value.extrinsic_index is not None
-    with pytest.raises(ChainError) as err:
-        chain.place_orders_relayed(
-            relayer,
-            [
-                sign_order(
-                    bob,
-                    genesis,
-                    OrderSpec(a.spec.client_order_id, k, "offer", 801, 40, source="solar"),
-                )
-            ],
-        )
-    assert err.value.name == "ClientOrderIdReused"
     cancel = chain.cancel_orders_relayed(
         relayer, [sign_cancel(bob, genesis, a.spec.client_order_id)]
     )

@@ -34,7 +34,10 @@ def chain(node):
     chain.born_in = chain.market_params().interval_at(
         now_ms()
     )  # no interval before it holds orders
-    setup_participants(chain, [SELLER, BUYER])
+    # The seller's solar meter backs its solar offers (a renewable offer needs one).
+    setup_participants(
+        chain, [SELLER, BUYER], meters={SELLER: "0x" + keypair(f"{SELLER}/meter").public_key.hex()}
+    )
     yield chain
     chain.close()
 
@@ -180,7 +183,7 @@ def test_pay_as_bid_and_renewable_only_books_are_committed(chain, tmp_path):
         keypair("//Dave"),
         [
             sign_order(
-                seller, chain.genesis_hash, OrderSpec(base, k + 1, "offer", 500, 35, source="wind")
+                seller, chain.genesis_hash, OrderSpec(base, k + 1, "offer", 500, 35, source="solar")
             ),
             sign_order(
                 seller,

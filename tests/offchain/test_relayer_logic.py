@@ -1,5 +1,6 @@
-"""The relayer's bookkeeping against a scripted chain: batches, the split of a failed batch into
-single orders, the chain's verdict on the bad one, pool refusals, drops and recovery."""
+"""The relayer's bookkeeping against a scripted chain: batches, entries the pallet refuses one by
+one, the split of a batch that fails whole, pool refusals, drops and recovery. (The real pallet's
+per-entry refusals are exercised against a node in tests/e2e/test_market_e2e.py.)"""
 
 from __future__ import annotations
 
@@ -19,8 +20,13 @@ PARAMS = MarketParams(20_000, 10_000, 1, 10_000, 10**9, 95, 30)
 class ScriptedChain:
     """Decides each extrinsic's fate with `verdict(function, items) -> None | error name`."""
 
-    def __init__(self, verdict=lambda f, items: None, refuse=lambda f, items: None):
-        self.verdict, self.refuse = verdict, refuse
+    def __init__(
+        self,
+        verdict=lambda f, items: None,
+        refuse=lambda f, items: None,
+        refuse_entry=lambda item: None,
+    ):
+        self.verdict, self.refuse, self.refuse_entry = verdict, refuse, refuse_entry
         self.sent: list[tuple[str, list]] = []
         self.on_chain: dict[tuple[str, int], int] = {}
         self.next_id = 0
@@ -48,7 +54,11 @@ class ScriptedChain:
         if error is None and function == "place_orders_relayed":
             for o in items:
                 key = (o["owner"], o["spec"]["client_order_id"])
-                if key not in self.on_chain:
+                refused = self.refuse_entry(o)
+                if refused:
+                    event = {"owner": key[0], "client_order_id": key[1], "error": refused}
+                    events.append(Event("EnergyTrading", "RelayedOrderRefused", event, 1, 0))
+                elif key not in self.on_chain:
                     self.on_chain[key] = self.next_id
                     events.append(
                         Event(
@@ -84,6 +94,9 @@ class ScriptedChain:
                 return ready, dropped
 
         return W()
+
+    def error_of(self, dispatch_error, **where):
+        return ChainError(dispatch_error, pallet="EnergyTrading")
 
     def client_order_id(self, owner, coid):
         return self.on_chain.get((owner, coid))
@@ -132,6 +145,21 @@ def test_a_failed_batch_is_split_and_only_the_bad_order_rejected(tmp_path):
     assert [len(items) for _, items in chain.sent] == [5, 1, 1, 1, 1, 1]
     assert log.counts() == {"onchain": 4, "rejected": 1}
     assert log.order(BOB.ss58_address, 3)["error"] == "InsufficientBalance"
+
+
+def test_an_entry_the_pallet_refuses_is_rejected_alone_and_the_batch_lands(tmp_path):
+    data = DataDir(tmp_path)
+    log = log_orders(data, 5)
+
+    def conflicting(o):
+        return "ClientOrderIdReused" if o["spec"]["client_order_id"] == 3 else None
+
+    chain = ScriptedChain(refuse_entry=conflicting)
+    run(Relayer(data, chain, dev_keypair("Dave"), batch=8))
+    assert [len(items) for _, items in chain.sent] == [5]  # no split, no resend
+    assert log.counts() == {"onchain": 4, "rejected": 1}
+    assert log.order(BOB.ss58_address, 3)["error"] == "ClientOrderIdReused"
+    assert log.order(BOB.ss58_address, 4)["order_id"] == chain.on_chain[(BOB.ss58_address, 4)]
 
 
 def test_pool_refusal_of_a_batch_splits_it_and_a_dropped_tx_is_resent(tmp_path):

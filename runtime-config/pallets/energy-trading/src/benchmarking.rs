@@ -38,6 +38,16 @@ fn funded_participant<T: Config>(who: &T::AccountId) {
 	Participants::<T>::insert(who, Participant { zone: 0 });
 }
 
+/// A funded participant with an accredited solar meter, so that it may offer solar energy.
+fn selling_participant<T: Config>(who: &T::AccountId) {
+	funded_participant::<T>(who);
+	let meter: MeterKey = sp_io::hashing::blake2_256(&who.encode());
+	if !Meters::<T>::contains_key(meter) {
+		Market::<T>::do_accredit_meter(meter, who.clone(), 0, EnergySource::Solar, 0)
+			.expect("a new meter key is accredited");
+	}
+}
+
 /// One-second intervals, the clock at `NOW`, a distributor: `INTERVAL` is open for orders.
 fn setup_market<T: Config>() {
 	Params::<T>::put(MarketParams {
@@ -248,7 +258,7 @@ mod benchmarks {
 			let b: T::AccountId = account("buyer", i, 0);
 			let s: T::AccountId = account("seller", i, 0);
 			funded_participant::<T>(&b);
-			funded_participant::<T>(&s);
+			selling_participant::<T>(&s);
 			let bid = NextOrderId::<T>::get();
 			Market::<T>::do_place_order(b, spec(i as u64, Side::Bid, 1_000, 60))?;
 			let offer = NextOrderId::<T>::get();
@@ -262,7 +272,7 @@ mod benchmarks {
 			});
 		}
 		let idle: T::AccountId = account("idle", 0, 0);
-		funded_participant::<T>(&idle);
+		selling_participant::<T>(&idle);
 		for i in 0..o {
 			Market::<T>::do_place_order(idle.clone(), spec(i as u64, Side::Offer, 1_000, 9_000))?;
 		}
@@ -300,7 +310,7 @@ mod benchmarks {
 			Market::<T>::do_place_order(b, spec(i as u64, Side::Bid, 1_000, 60))?;
 		}
 		let idle: T::AccountId = account("idle", 0, 0);
-		funded_participant::<T>(&idle);
+		selling_participant::<T>(&idle);
 		for i in 0..o {
 			Market::<T>::do_place_order(idle.clone(), spec(i as u64, Side::Offer, 1_000, 9_000))?;
 		}
@@ -319,7 +329,7 @@ mod benchmarks {
 	) -> Result<(), BenchmarkError> {
 		setup_market::<T>();
 		let who: T::AccountId = account("seller", 0, 0);
-		funded_participant::<T>(&who);
+		selling_participant::<T>(&who);
 		for i in 0..n {
 			Market::<T>::do_place_order(who.clone(), spec(i as u64, Side::Offer, 1_000, 60))?;
 		}

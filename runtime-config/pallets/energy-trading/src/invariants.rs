@@ -1,10 +1,10 @@
 //! The pallet's invariants, checked by `try_state` and after every unit and randomized test:
-//! each account's bid hold equals the maximum cost of its open bids, and energy tokens add up
-//! to their issuance. Compiled for `try-runtime` and tests only.
+//! each account's bid hold equals the maximum cost of its open bids, energy tokens add up to
+//! their issuance, and the meters counted per owner and source are the accredited ones. Compiled for `try-runtime` and tests only.
 
 use crate::{
-	Config, EnergyBalance, EnergyIssuance, HoldReason, OrderStatus, Orders, Pallet, Participants,
-	Side,
+	Config, EnergyBalance, EnergyIssuance, EnergySource, HoldReason, MeterSources, Meters,
+	OrderStatus, Orders, Pallet, Participants, Side,
 };
 use alloc::collections::btree_map::BTreeMap;
 use frame_support::{ensure, traits::fungible::InspectHold};
@@ -32,6 +32,16 @@ impl<T: Config> Pallet<T> {
 				ensure!(held == 0, "funds held for an account without open bids");
 			}
 		}
+		let mut sources: BTreeMap<(T::AccountId, EnergySource), u32> = BTreeMap::new();
+		for (_, meter) in Meters::<T>::iter() {
+			*sources.entry((meter.owner, meter.source)).or_default() += 1;
+		}
+		ensure!(
+			MeterSources::<T>::iter()
+				.all(|(who, source, n)| sources.get(&(who, source)) == Some(&n))
+				&& MeterSources::<T>::iter().count() == sources.len(),
+			"meters per owner and source differ from the accredited meters"
+		);
 		let sum: u128 = EnergyBalance::<T>::iter_values().map(|v| v as u128).sum();
 		ensure!(
 			sum == EnergyIssuance::<T>::get() as u128,

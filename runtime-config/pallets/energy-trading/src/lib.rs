@@ -185,6 +185,20 @@ pub mod pallet {
 	pub type Meters<T: Config> =
 		StorageMap<_, Blake2_128Concat, MeterKey, Meter<T::AccountId>, OptionQuery>;
 
+	/// How many accredited meters each owner has of each source: what a renewable offer's
+	/// claim is checked against. Kept with `Meters` by genesis, `accredit_meter` and
+	/// `revoke_meter`.
+	#[pallet::storage]
+	pub type MeterSources<T: Config> = StorageDoubleMap<
+		_,
+		Blake2_128Concat,
+		T::AccountId,
+		Twox64Concat,
+		EnergySource,
+		u32,
+		ValueQuery,
+	>;
+
 	/// Grid fees: `(from zone, to zone)` to the fee in ticks per kWh for energy flowing from the
 	/// first zone to the second (0 when unset). Written by genesis and `set_grid_fee`.
 	#[pallet::storage]
@@ -357,6 +371,7 @@ pub mod pallet {
 			}
 			for (key, owner, zone, source, rated_power_w) in &self.meters {
 				MeterEpochs::<T>::insert(key, 1);
+				MeterSources::<T>::mutate(owner, source, |n| *n += 1);
 				Meters::<T>::insert(
 					key,
 					Meter {
@@ -470,6 +485,11 @@ pub mod pallet {
 			shortfall_wh: u64,
 			surplus_wh: u64,
 		},
+		/// A relayed order was not placed, for `error`; the rest of its batch was unaffected.
+		RelayedOrderRefused { owner: T::AccountId, client_order_id: u64, error: DispatchError },
+		/// A relayed cancellation was not applied, for `error`; the rest of its batch was
+		/// unaffected.
+		RelayedCancelRefused { owner: T::AccountId, client_order_id: u64, error: DispatchError },
 	}
 
 	#[pallet::error]
@@ -585,6 +605,8 @@ pub mod pallet {
 		SettlementPaymentFailed,
 		/// An arithmetic overflow.
 		Overflow,
+		/// An offer claims a renewable source that no accredited meter of its owner measures.
+		SourceNotMetered,
 		/// A declared upper bound (orders in the book, matches, metered participants) is below
 		/// the real count, so the call was priced too low.
 		WitnessTooSmall,
@@ -687,8 +709,9 @@ pub mod pallet {
 			Self::do_place_order(owner, spec)
 		}
 
-		/// Place orders signed off-chain by their owners. Any account may relay; the batch is
-		/// all-or-nothing, and orders already on chain (same owner, id and content) are skipped.
+		/// Place orders signed off-chain by their owners. Any account may relay. Each order is
+		/// placed or refused on its own (a refused one gets `RelayedOrderRefused`, naming the
+		/// error); orders already on chain (same owner, id and content) are skipped.
 		#[pallet::call_index(11)]
 		#[pallet::weight(T::WeightInfo::place_orders_relayed(orders.len() as u32))]
 		pub fn place_orders_relayed(
@@ -696,7 +719,8 @@ pub mod pallet {
 			orders: BoundedVec<SignedOrder<T::AccountId>, T::MaxRelayBatch>,
 		) -> DispatchResult {
 			ensure_signed(origin)?;
-			Self::do_place_orders_relayed(orders.into_inner())
+			Self::do_place_orders_relayed(orders.into_inner());
+			Ok(())
 		}
 
 		/// Cancel one of the caller's orders before its gate closes; a bid's hold is released.
@@ -707,8 +731,9 @@ pub mod pallet {
 			Self::do_cancel(owner, client_order_id)
 		}
 
-		/// Cancellations signed off-chain by the orders' owners; all-or-nothing. Cancelling an
-		/// order that is cancelled already is a no-op, so a relayer may retry safely.
+		/// Cancellations signed off-chain by the orders' owners, each applied or refused on its
+		/// own (`RelayedCancelRefused`). Cancelling an order that is cancelled already is a
+		/// no-op, so a relayer may retry safely.
 		#[pallet::call_index(13)]
 		#[pallet::weight(T::WeightInfo::cancel_orders_relayed(cancels.len() as u32))]
 		pub fn cancel_orders_relayed(
@@ -716,7 +741,8 @@ pub mod pallet {
 			cancels: BoundedVec<SignedCancel<T::AccountId>, T::MaxRelayBatch>,
 		) -> DispatchResult {
 			ensure_signed(origin)?;
-			Self::do_cancel_orders_relayed(cancels.into_inner())
+			Self::do_cancel_orders_relayed(cancels.into_inner());
+			Ok(())
 		}
 
 		/// Submit the clearing of `interval` (clearing submitters). It is checked in full and

@@ -4,44 +4,54 @@
 
 use crate::{
 	cancel_message, order_message, ClientOrders, Config, Error, Event, HoldReason, IntervalOrders,
-	NextOrderId, Order, OrderSpec, OrderStatus, Orders, Pallet, Params, Participants, Side,
-	SignedCancel, SignedOrder,
+	MeterSources, NextOrderId, Order, OrderSpec, OrderStatus, Orders, Pallet, Params, Participants,
+	Side, SignedCancel, SignedOrder,
 };
 use alloc::vec::Vec;
 use frame_support::{
 	ensure,
 	pallet_prelude::{DispatchResult, Get},
+	storage::with_storage_layer,
 	traits::{fungible::MutateHold, tokens::Precision},
 };
 
 impl<T: Config> Pallet<T> {
-	/// Checks each order's signature by its owner, then places it; the first failure fails the
-	/// whole batch (the call is transactional).
-	pub(crate) fn do_place_orders_relayed(
-		orders: Vec<SignedOrder<T::AccountId>>,
-	) -> DispatchResult {
+	/// Checks each order's signature by its owner, then places it. Each order stands alone: one
+	/// that is refused (bad signature, a client order id taken by another order, no funds...)
+	/// leaves no trace and gets a `RelayedOrderRefused` event naming the error, and the batch's
+	/// other orders are placed all the same. So one bad or hostile order cannot poison a batch.
+	pub(crate) fn do_place_orders_relayed(orders: Vec<SignedOrder<T::AccountId>>) {
 		let genesis = Self::genesis_bytes();
 		for signed in orders {
-			let owner_raw = Self::account_bytes(&signed.owner)?;
-			let msg = order_message(&genesis, &owner_raw, &signed.spec);
-			Self::verify_sr25519(&signed.signature, &msg, &owner_raw)?;
-			Self::do_place_order(signed.owner, signed.spec)?;
+			let (owner, client_order_id) = (signed.owner.clone(), signed.spec.client_order_id);
+			let placed = with_storage_layer(|| -> DispatchResult {
+				let owner_raw = Self::account_bytes(&signed.owner)?;
+				let msg = order_message(&genesis, &owner_raw, &signed.spec);
+				Self::verify_sr25519(&signed.signature, &msg, &owner_raw)?;
+				Self::do_place_order(signed.owner, signed.spec)
+			});
+			if let Err(error) = placed {
+				Self::deposit_event(Event::RelayedOrderRefused { owner, client_order_id, error });
+			}
 		}
-		Ok(())
 	}
 
-	/// Checks each cancellation's signature by the order's owner, then cancels; all-or-nothing.
-	pub(crate) fn do_cancel_orders_relayed(
-		cancels: Vec<SignedCancel<T::AccountId>>,
-	) -> DispatchResult {
+	/// Checks each cancellation's signature by the order's owner, then cancels; like orders,
+	/// each cancellation stands alone and a refused one gets a `RelayedCancelRefused` event.
+	pub(crate) fn do_cancel_orders_relayed(cancels: Vec<SignedCancel<T::AccountId>>) {
 		let genesis = Self::genesis_bytes();
 		for c in cancels {
-			let owner_raw = Self::account_bytes(&c.owner)?;
-			let msg = cancel_message(&genesis, &owner_raw, c.client_order_id);
-			Self::verify_sr25519(&c.signature, &msg, &owner_raw)?;
-			Self::do_cancel(c.owner, c.client_order_id)?;
+			let (owner, client_order_id) = (c.owner.clone(), c.client_order_id);
+			let cancelled = with_storage_layer(|| -> DispatchResult {
+				let owner_raw = Self::account_bytes(&c.owner)?;
+				let msg = cancel_message(&genesis, &owner_raw, c.client_order_id);
+				Self::verify_sr25519(&c.signature, &msg, &owner_raw)?;
+				Self::do_cancel(c.owner, c.client_order_id)
+			});
+			if let Err(error) = cancelled {
+				Self::deposit_event(Event::RelayedCancelRefused { owner, client_order_id, error });
+			}
 		}
-		Ok(())
 	}
 
 	/// Places an order for `owner` after checking it against the market rules; a bid holds its
@@ -66,6 +76,12 @@ impl<T: Config> Pallet<T> {
 		ensure!(
 			!(spec.side == Side::Offer && spec.renewable_only),
 			Error::<T>::InvalidEnergyConstraint
+		);
+		// A green claim is only as good as a meter that measures it (GridMix claims nothing).
+		ensure!(
+			!(spec.side == Side::Offer && spec.source.is_renewable())
+				|| MeterSources::<T>::get(&owner, spec.source) > 0,
+			Error::<T>::SourceNotMetered
 		);
 		let now = Self::now_ms();
 		ensure!(now < params.gate_closure(spec.interval), Error::<T>::GateClosed);

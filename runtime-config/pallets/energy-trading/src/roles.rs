@@ -3,8 +3,8 @@
 
 use crate::{
 	ClearingSubmitters, Config, Distributor, EnergySource, Error, Event, GridFees, MarketOperator,
-	MarketParams, Meter, MeterEpochs, MeterKey, Meters, NextOrderId, Pallet, Params, Participant,
-	Participants, ZoneId,
+	MarketParams, Meter, MeterEpochs, MeterKey, MeterSources, Meters, NextOrderId, Pallet, Params,
+	Participant, Participants, ZoneId,
 };
 use frame_support::{ensure, pallet_prelude::DispatchResult, traits::EnsureOrigin};
 use frame_system::{ensure_signed, pallet_prelude::OriginFor};
@@ -47,6 +47,10 @@ impl<T: Config> Pallet<T> {
 		// A new epoch, never an old one: readings signed before it can never count again.
 		let epoch = MeterEpochs::<T>::get(meter).checked_add(1).ok_or(Error::<T>::Overflow)?;
 		MeterEpochs::<T>::insert(meter, epoch);
+		MeterSources::<T>::try_mutate(&owner, source, |n| -> DispatchResult {
+			*n = n.checked_add(1).ok_or(Error::<T>::Overflow)?;
+			Ok(())
+		})?;
 		Meters::<T>::insert(
 			meter,
 			Meter { owner: owner.clone(), zone, source, rated_power_w, last: None },
@@ -63,7 +67,10 @@ impl<T: Config> Pallet<T> {
 	}
 
 	pub(crate) fn do_revoke_meter(meter: MeterKey) -> DispatchResult {
-		ensure!(Meters::<T>::take(meter).is_some(), Error::<T>::UnknownMeter);
+		let gone = Meters::<T>::take(meter).ok_or(Error::<T>::UnknownMeter)?;
+		MeterSources::<T>::mutate_exists(&gone.owner, gone.source, |n| {
+			*n = n.and_then(|n| n.checked_sub(1)).filter(|n| *n > 0);
+		});
 		Self::deposit_event(Event::MeterRevoked { meter });
 		Ok(())
 	}

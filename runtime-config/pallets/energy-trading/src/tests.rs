@@ -371,6 +371,55 @@ fn a_bid_without_funds_and_a_full_book_are_refused() {
 }
 
 #[test]
+fn an_offer_claims_only_a_source_its_owner_meters() {
+	run(|| {
+		let with = |cid, source| OrderSpec { source, ..spec(cid, 2, Side::Offer, 100, 40, 0) };
+		// Charlie has no meter: no green offer, though grid mix claims nothing and may go.
+		assert_noop!(
+			Market::place_order(origin(&buyer()), with(1, EnergySource::Wind)),
+			E::SourceNotMetered
+		);
+		assert_ok!(Market::place_order(origin(&buyer()), with(2, EnergySource::GridMix)));
+		// Bob's meter measures solar: solar yes, wind no.
+		assert_ok!(Market::place_order(origin(&seller()), with(1, EnergySource::Solar)));
+		assert_noop!(
+			Market::place_order(origin(&seller()), with(2, EnergySource::Wind)),
+			E::SourceNotMetered
+		);
+		// A wind meter for Charlie makes his wind offer good, until it is revoked.
+		let key = pair("CharlieWind").public().0;
+		assert_ok!(Market::accredit_meter(
+			origin(&operator()),
+			key,
+			buyer(),
+			0,
+			EnergySource::Wind,
+			0
+		));
+		assert_eq!(MeterSources::<Test>::get(buyer(), EnergySource::Wind), 1);
+		assert_ok!(Market::place_order(origin(&buyer()), with(3, EnergySource::Wind)));
+		assert_ok!(Market::revoke_meter(origin(&operator()), key));
+		assert!(!MeterSources::<Test>::contains_key(buyer(), EnergySource::Wind));
+		assert_noop!(
+			Market::place_order(origin(&buyer()), with(4, EnergySource::Wind)),
+			E::SourceNotMetered
+		);
+		// Relayed, the claim is checked the same way and refused alone.
+		System::reset_events();
+		let batch = vec![
+			signed_order("Charlie", with(5, EnergySource::Wind)),
+			signed_order("Charlie", with(6, EnergySource::GridMix)),
+		];
+		assert_ok!(Market::place_orders_relayed(
+			origin(&account("Relayer")),
+			BoundedVec::truncate_from(batch)
+		));
+		assert_eq!(refusals(), vec![(buyer(), 5, E::SourceNotMetered.into())]);
+		assert!(ClientOrders::<Test>::get(buyer(), 6).is_some());
+	});
+}
+
+#[test]
 fn relayed_orders_need_their_owners_signatures() {
 	run(|| {
 		let relayer = account("Relayer");
@@ -389,23 +438,68 @@ fn relayed_orders_need_their_owners_signatures() {
 		));
 		assert_eq!(IntervalOrders::<Test>::get(2).len(), 2);
 
-		// A relayer that alters an order (or signs for someone else) is refused, whole batch.
+		// A relayer that alters an order (or signs for someone else) gets that order refused,
+		// by name; the batch's honest orders are placed all the same.
 		let mut forged = signed_order("Charlie", spec(2, 2, Side::Bid, 100, 50, 0));
 		forged.spec.price_ticks = 60;
 		let good = signed_order("Charlie", spec(3, 2, Side::Bid, 100, 50, 0));
-		assert_noop!(
-			Market::place_orders_relayed(
-				origin(&relayer),
-				BoundedVec::truncate_from(vec![good, forged])
-			),
-			E::BadSignature
-		);
 		let mut stolen = signed_order("Eve", spec(4, 2, Side::Bid, 100, 50, 0));
 		stolen.owner = buyer();
-		assert_noop!(
-			Market::place_orders_relayed(origin(&relayer), BoundedVec::truncate_from(vec![stolen])),
-			E::BadSignature
+		assert_ok!(Market::place_orders_relayed(
+			origin(&relayer),
+			BoundedVec::truncate_from(vec![forged, good, stolen])
+		));
+		assert_eq!(
+			refusals(),
+			vec![(buyer(), 2, E::BadSignature.into()), (buyer(), 4, E::BadSignature.into())]
 		);
+		assert_eq!(IntervalOrders::<Test>::get(2).len(), 3);
+		assert!(ClientOrders::<Test>::get(buyer(), 2).is_none());
+		assert!(ClientOrders::<Test>::get(buyer(), 4).is_none());
+		assert_eq!(held(&buyer()), 10_000);
+	});
+}
+
+/// The relayed-order refusals of the last call, in batch order.
+fn refusals() -> Vec<(AccountId32, u64, DispatchError)> {
+	System::events()
+		.into_iter()
+		.filter_map(|r| match r.event {
+			RuntimeEvent::Market(Ev::RelayedOrderRefused { owner, client_order_id, error })
+			| RuntimeEvent::Market(Ev::RelayedCancelRefused { owner, client_order_id, error }) => {
+				Some((owner, client_order_id, error))
+			},
+			_ => None,
+		})
+		.collect()
+}
+
+#[test]
+fn one_conflicting_order_cannot_poison_a_relayed_batch() {
+	run(|| {
+		let relayer = account("Relayer");
+		// Charlie places id 7 directly, then relays another order under the same id, between
+		// two honest orders (his own and Bob's).
+		place(&buyer(), spec(7, 2, Side::Bid, 100, 50, 0));
+		let held_before = held(&buyer());
+		System::reset_events();
+		let batch = vec![
+			signed_order("Bob", spec(1, 2, Side::Offer, 100, 40, 0)),
+			signed_order("Charlie", spec(7, 2, Side::Bid, 900, 55, 0)),
+			signed_order("Charlie", spec(8, 2, Side::Bid, 100, 50, 0)),
+		];
+		assert_ok!(Market::place_orders_relayed(
+			origin(&relayer),
+			BoundedVec::truncate_from(batch)
+		));
+		assert_eq!(refusals(), vec![(buyer(), 7, E::ClientOrderIdReused.into())]);
+		assert!(ClientOrders::<Test>::get(seller(), 1).is_some());
+		assert!(ClientOrders::<Test>::get(buyer(), 8).is_some());
+		assert_eq!(IntervalOrders::<Test>::get(2).len(), 3);
+		// Only the honest bid holds funds; the refused one left nothing behind.
+		assert_eq!(held(&buyer()), held_before + 5_000);
+		let first = ClientOrders::<Test>::get(buyer(), 7).expect("still the direct order");
+		assert_eq!(Orders::<Test>::get(first).map(|o| o.spec.quantity_wh), Some(100));
 	});
 }
 
@@ -454,20 +548,27 @@ fn relayed_cancellations_need_the_owners_signature() {
 	run(|| {
 		let relayer = account("Relayer");
 		place(&buyer(), spec(5, 2, Side::Bid, 100, 50, 0));
+		place(&buyer(), spec(6, 2, Side::Bid, 100, 50, 0));
 		let mut forged = signed_cancel("Eve", 5);
 		forged.owner = buyer();
-		assert_noop!(
-			Market::cancel_orders_relayed(
-				origin(&relayer),
-				BoundedVec::truncate_from(vec![forged])
-			),
-			E::BadSignature
-		);
+		System::reset_events();
 		assert_ok!(Market::cancel_orders_relayed(
 			origin(&relayer),
-			BoundedVec::truncate_from(vec![signed_cancel("Charlie", 5)])
+			BoundedVec::truncate_from(vec![forged])
 		));
-		assert_eq!(held(&buyer()), 0);
+		assert_eq!(refusals(), vec![(buyer(), 5, E::BadSignature.into())]);
+		assert_eq!(held(&buyer()), 10_000);
+		// A cancellation of an unknown order is refused alone; the good one still applies.
+		System::reset_events();
+		assert_ok!(Market::cancel_orders_relayed(
+			origin(&relayer),
+			BoundedVec::truncate_from(vec![
+				signed_cancel("Charlie", 9),
+				signed_cancel("Charlie", 5)
+			])
+		));
+		assert_eq!(refusals(), vec![(buyer(), 9, E::UnknownOrder.into())]);
+		assert_eq!(held(&buyer()), 5_000);
 	});
 }
 

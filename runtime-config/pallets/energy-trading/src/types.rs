@@ -49,6 +49,8 @@ pub enum Side {
 	Copy,
 	PartialEq,
 	Eq,
+	PartialOrd,
+	Ord,
 	Debug,
 	Serialize,
 	Deserialize,
