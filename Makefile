@@ -10,7 +10,7 @@ RUST_ENV := PATH=/usr/bin:$$PATH CARGO=/usr/bin/cargo RUSTC=/usr/bin/rustc \
 	WASM_BUILD_RUSTFLAGS="-C link-arg=--allow-undefined" WASM_BUILD_WORKSPACE_HINT=$(CURDIR)/runtime-config
 NODE_BIN := $(CARGO_TARGET_DIR)/debug/wattchain-node
 
-.PHONY: setup toolchain python browser node check test test-rust lint-rust test-python test-chain demo bench weights
+.PHONY: setup toolchain python browser node check test test-rust lint-rust test-python test-chain demo bench loadtest weights
 
 setup: toolchain python browser
 
@@ -101,3 +101,12 @@ weights: toolchain
 
 bench: python
 	@$(PY) -m matcher.bench
+
+# Order intake under load, the issue's targets as thresholds: a fresh market on free loopback
+# ports, Locust (load_tests/intake.py) at the rate for 10 minutes, every acknowledged order
+# followed to the chain; one JSON line, exit 1 below a threshold. `.ci/run` runs a short one
+# (tests/wattchain/test_bench_api.py). Change it with LOADTEST="--rate 300 --hold 60 ...".
+LOADTEST ?= --rate 1000 --ramp 30 --hold 600 --burst 10 --min-orders-per-s 1000 --max-p99-ms 250 \
+	--max-relay-lag-p99-s 4
+loadtest: python node
+	@WATTCHAIN_NODE=$(NODE_BIN) $(VENV)/bin/wattchain bench api $(LOADTEST)

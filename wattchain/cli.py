@@ -143,6 +143,27 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--intervals", type=int, default=None, help="stop after this many intervals")
 
+    p = sub.add_parser("bench", help="benchmarks of the whole market on this machine")
+    bench = p.add_subparsers(dest="bench", required=True)
+    p = bench.add_parser(
+        "api",
+        help="order intake under load: a fresh market, Locust at a target rate, every "
+        "acknowledged order followed to the chain; one JSON line (make loadtest)",
+    )
+    p.add_argument("--node-bin", default=None, help="wattchain-node (default: WATTCHAIN_NODE)")
+    p.add_argument("--data", type=Path, default=None, help="keep the market's data folder here")
+    p.add_argument("--rate", type=float, default=1_000, help="orders/s to hold (default 1000)")
+    p.add_argument("--ramp", type=float, default=30, help="seconds of ramp-up (default 30)")
+    p.add_argument("--hold", type=float, default=600, help="seconds held (default 600)")
+    p.add_argument("--burst", type=float, default=10, help="seconds of burst before a gate")
+    p.add_argument("--burst-factor", type=float, default=2, help="x the rate in the burst")
+    p.add_argument("--min-orders-per-s", type=float, default=None)
+    p.add_argument("--max-p99-ms", type=float, default=None)
+    p.add_argument("--max-lost", type=int, default=0)
+    p.add_argument("--max-duplicated", type=int, default=0)
+    p.add_argument("--max-failures", type=int, default=0)
+    p.add_argument("--max-relay-lag-p99-s", type=float, default=None)
+
     p = sub.add_parser(
         "report", help="print the clearing house's report for settled intervals (JSON)"
     )
@@ -393,6 +414,20 @@ def cmd_report(args) -> int:
     return 0 if report["balanced"] else 1
 
 
+def cmd_bench(args) -> int:
+    from .bench import Load, misses, run_api_bench
+
+    load = Load(args.rate, args.ramp, args.hold, args.burst, args.burst_factor)
+    result = run_api_bench(
+        args.node_bin, load, data=args.data, log=lambda m: print(m, file=sys.stderr)
+    )
+    print(json.dumps(result), flush=True)
+    missed = misses(result, {k: v for k, v in vars(args).items() if k.startswith(("min_", "max_"))})
+    for miss in missed:
+        print(f"[bench] below threshold: {miss}", file=sys.stderr)
+    return 1 if missed else 0
+
+
 COMMANDS = {
     "demo": cmd_demo,
     "run": cmd_run,
@@ -401,6 +436,7 @@ COMMANDS = {
     "workers": cmd_workers,
     "ingest": cmd_ingest,
     "report": cmd_report,
+    "bench": cmd_bench,
 }
 
 

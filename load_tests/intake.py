@@ -1,0 +1,130 @@
+"""Locust users for `wattchain bench api` (`make loadtest`): order intake at a target rate.
+
+The orders are signed before the run (WATTCHAIN_LOAD_ORDERS_FILE: JSON lines of
+{"interval", "gate_ms", "body"}, in interval order), so the generator only sends them. Each
+user sends at `WATTCHAIN_LOAD_USER_RATE` orders/s (`constant_throughput`); the shape ramps the
+users up to the target rate, holds it, then bursts to `WATTCHAIN_LOAD_BURST`x the rate just
+before a gate. A user takes the next order of the earliest interval whose gate is still far
+enough away (`WATTCHAIN_LOAD_MARGIN_MS`), so no order is sent knowing it is late.
+
+Every 202 is recorded as (owner, client_order_id, interval) in WATTCHAIN_LOAD_ACKS_FILE at the
+end, for the orchestrator to follow to the chain. A 503 RelayBacklog or 429 RateLimited is an
+honest refusal (counted, not a failure); anything else but a 202 is a failure.
+
+Environment: WATTCHAIN_LOAD_ORDERS_FILE, WATTCHAIN_LOAD_ACKS_FILE, WATTCHAIN_LOAD_RATE (orders/s
+held), WATTCHAIN_LOAD_USER_RATE (default 10), WATTCHAIN_LOAD_RAMP_S, WATTCHAIN_LOAD_HOLD_S,
+WATTCHAIN_LOAD_BURST_S, WATTCHAIN_LOAD_BURST (default 2), WATTCHAIN_LOAD_MARGIN_MS (default 5000),
+WATTCHAIN_LOAD_INTERVAL_MS (the market's interval, for the burst's timing).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections import Counter, deque
+
+from locust import FastHttpUser, LoadTestShape, constant_throughput, events, task
+
+ENV = os.environ
+RATE = float(ENV.get("WATTCHAIN_LOAD_RATE", "100"))
+USER_RATE = float(ENV.get("WATTCHAIN_LOAD_USER_RATE", "10"))
+RAMP_S = float(ENV.get("WATTCHAIN_LOAD_RAMP_S", "10"))
+HOLD_S = float(ENV.get("WATTCHAIN_LOAD_HOLD_S", "30"))
+BURST_S = float(ENV.get("WATTCHAIN_LOAD_BURST_S", "5"))
+BURST = float(ENV.get("WATTCHAIN_LOAD_BURST", "2"))
+MARGIN_MS = int(ENV.get("WATTCHAIN_LOAD_MARGIN_MS", "5000"))
+INTERVAL_MS = int(ENV.get("WATTCHAIN_LOAD_INTERVAL_MS", "20000"))
+
+
+def _load_orders() -> deque:
+    path = ENV.get("WATTCHAIN_LOAD_ORDERS_FILE")
+    if not path:
+        return deque()
+    with open(path) as f:
+        return deque(json.loads(line) for line in f if line.strip())
+
+
+ORDERS = _load_orders()  # gevent runs one user at a time: a plain deque is safe
+ACKS: list[tuple[str, int, int]] = []
+OUTCOMES: Counter[str] = Counter()
+
+
+def next_order() -> dict | None:
+    """The next order whose gate is at least MARGIN_MS away; older ones are dropped unsent."""
+    now = time.time_ns() // 1_000_000
+    while ORDERS and ORDERS[0]["gate_ms"] - MARGIN_MS <= now:
+        ORDERS.popleft()
+        OUTCOMES["expired unsent"] += 1
+    return ORDERS.popleft() if ORDERS else None
+
+
+@events.test_stop.add_listener
+def _write_acks(**_):
+    path = ENV.get("WATTCHAIN_LOAD_ACKS_FILE")
+    if path:
+        with open(path, "w") as f:
+            json.dump({"acks": ACKS, "outcomes": OUTCOMES}, f)
+
+
+class Trader(FastHttpUser):
+    wait_time = constant_throughput(USER_RATE)
+
+    @task
+    def place_order(self):
+        order = next_order()
+        if order is None:
+            OUTCOMES["no order left"] += 1
+            return
+        body = order["body"]
+        with self.client.post(
+            "/orders", json=body, name="POST /orders", catch_response=True
+        ) as response:
+            status = response.status_code
+            if status == 202:
+                ACKS.append((body["owner"], body["client_order_id"], order["interval"]))
+                response.success()
+                return
+            error = ""
+            try:
+                error = response.json().get("error", "")
+            except ValueError:
+                pass
+            OUTCOMES[f"{status} {error}".strip()] += 1
+            if (status, error) in ((503, "RelayBacklog"), (429, "RateLimited")):
+                response.success()  # an honest refusal with Retry-After, not a lost order
+            else:
+                response.failure(f"{status} {error}: {response.text[:200]}")
+
+
+class RampHoldBurst(LoadTestShape):
+    """Users for RATE orders/s: ramp up over RAMP_S, hold HOLD_S, then BURST x the rate for
+    BURST_S, timed to end just before a gate closes; then stop."""
+
+    def __init__(self):
+        super().__init__()
+        self.burst_at: float | None = None
+
+    def tick(self):
+        t = self.get_run_time()
+        users = max(1, math.ceil(RATE / USER_RATE))
+        if t < RAMP_S:
+            return max(1, math.ceil(users * t / RAMP_S)), users
+        if t < RAMP_S + HOLD_S:
+            return users, users
+        if self.burst_at is None:
+            # The burst ends when the earliest open interval stops taking orders (MARGIN_MS
+            # before its gate; gates are INTERVAL_MS apart): the moment many clients send at once.
+            now_ms = time.time_ns() // 1_000_000
+            gate_ms = ORDERS[0]["gate_ms"] if ORDERS else now_ms + INTERVAL_MS
+            wait = (gate_ms - MARGIN_MS - now_ms) / 1000 - BURST_S
+            while wait < 0:
+                wait += INTERVAL_MS / 1000
+            self.burst_at = t + wait
+        if t < self.burst_at:
+            return users, users
+        if t < self.burst_at + BURST_S:
+            burst = math.ceil(users * BURST)
+            return burst, burst
+        return None
