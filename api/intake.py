@@ -259,7 +259,7 @@ def admit_order(
             "time; next open interval: "
             f"{params.first_open_interval(now, settings.order_margin_ms)}",
         )
-    guards.relay.check(orders, params, chain.block_ms, spec.interval, now)
+    deadline = guards.relay.deadline_ms(orders, params, chain.block_ms, spec.interval, now)
     current = params.interval_at(now)
     if spec.interval > current + chain.max_intervals_ahead:
         raise APIError(
@@ -297,7 +297,9 @@ def admit_order(
                 f"{committed} units already promised to bids awaiting relay",
             )
 
-    appended = orders.append_order(owner, spec, order.signature)
+    appended = orders.append_order(owner, spec, order.signature, not_after_ms=deadline)
+    if appended.outcome == "late":  # the checks above waited (chain reads, the log's lock)
+        raise guards.relay.late(params, spec.interval, chain.block_ms)
     if appended.outcome == "conflict":  # lost a race with another request for the same id
         raise APIError(
             409,
@@ -436,8 +438,10 @@ def cancel_order(
             "GateClosed",
             f"the gate of interval {order.interval} closes at {gate} ms: too late to cancel",
         )
-    guards.relay.check(orders, params, chain.block_ms, order.interval, now)
-    appended = orders.append_cancel(owner, client_order_id, body.signature)
+    deadline = guards.relay.deadline_ms(orders, params, chain.block_ms, order.interval, now)
+    appended = orders.append_cancel(owner, client_order_id, body.signature, not_after_ms=deadline)
+    if appended.outcome == "late":
+        raise guards.relay.late(params, order.interval, chain.block_ms)
     if appended.outcome == "new":
         guards.relay.appended()
     return appended.response

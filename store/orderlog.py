@@ -42,7 +42,7 @@ def spec_json(spec: OrderSpec) -> str:
 
 @dataclass
 class Appended:
-    outcome: str  # "new" | "same" | "conflict"
+    outcome: str  # "new" | "same" | "conflict" | "late"
     response: dict
     seq: int
 
@@ -112,7 +112,13 @@ class OrderLog:
             return nullcontext(self.conn)
         return transaction(self.conn, commit_seconds=LOG_COMMIT_SECONDS.observe)
 
-    def append_order(self, owner: str, spec: OrderSpec, signature_hex: str) -> Appended:
+    def append_order(
+        self, owner: str, spec: OrderSpec, signature_hex: str, *, not_after_ms: int | None = None
+    ) -> Appended:
+        """Log an order (outcome "new"), or give the first answer of the same order ("same"),
+        or refuse another order under its client order id ("conflict"). With `not_after_ms`,
+        a new order that reaches the log's write lock later than that is not logged ("late"):
+        the caller's checks were made for an earlier moment."""
         body = spec_json(spec)
         with self._writing() as c:
             row = c.execute(
@@ -123,6 +129,8 @@ class OrderLog:
                 outcome = "same" if row["spec"] == body else "conflict"
                 return Appended(outcome, json.loads(row["response"]), row["seq"])
             received = now_ms()
+            if not_after_ms is not None and received > not_after_ms:
+                return Appended("late", {}, 0)
             cur = c.execute(
                 "INSERT INTO orders (owner, client_order_id, interval, side, spec, signature,"
                 " received_ms, response, status, updated_ms)"
@@ -157,7 +165,15 @@ class OrderLog:
         # synchronous=FULL the entry is on disk.
         return Appended("new", response, seq)
 
-    def append_cancel(self, owner: str, client_order_id: int, signature_hex: str) -> Appended:
+    def append_cancel(
+        self,
+        owner: str,
+        client_order_id: int,
+        signature_hex: str,
+        *,
+        not_after_ms: int | None = None,
+    ) -> Appended:
+        """Like append_order, for a cancel (outcomes "new", "same", "late")."""
         with self._writing() as c:
             row = c.execute(
                 "SELECT seq, response FROM cancels WHERE owner = ? AND client_order_id = ?",
@@ -166,6 +182,8 @@ class OrderLog:
             if row is not None:
                 return Appended("same", json.loads(row["response"]), row["seq"])
             received = now_ms()
+            if not_after_ms is not None and received > not_after_ms:
+                return Appended("late", {}, 0)
             cur = c.execute(
                 "INSERT INTO cancels"
                 " (owner, client_order_id, signature, received_ms, response, status, updated_ms)"
@@ -210,15 +228,21 @@ class OrderLog:
             total += spec["price_ticks"] * spec["quantity_wh"]
         return total
 
-    def unrelayed(self) -> int:
-        """Orders and cancels not on chain yet and not refused (pending or in flight): what an
-        entry appended now waits behind. Reads the status indexes only that far."""
-        return sum(
+    def unrelayed(self) -> tuple[int, int | None]:
+        """(orders and cancels not on chain yet and not refused, pending or in flight: what an
+        entry appended now waits behind; the lowest seq among those orders, None if none).
+        The relayer sends in seq order, so the lowest seq's progress is its pace. Reads the
+        status indexes only that far."""
+        waiting = sum(
             self.conn.execute(
                 f"SELECT count(*) FROM {table} WHERE status IN (?, ?)", (PENDING, SUBMITTED)
             ).fetchone()[0]
             for table in ("orders", "cancels")
         )
+        (head,) = self.conn.execute(
+            "SELECT min(seq) FROM orders WHERE status IN (?, ?)", (PENDING, SUBMITTED)
+        ).fetchone()
+        return waiting, head
 
     def interval_count(self, interval: int) -> int:
         """Orders logged for the interval that are not known to be refused."""

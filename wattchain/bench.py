@@ -37,6 +37,7 @@ from pathlib import Path
 from api.client import fresh_client_order_id, order_body
 from chain import Chain, Newcomer, onboard
 from market import UNITS_PER_BRL, OrderSpec, keypair, now_ms
+from market.settings import Settings
 
 from .node import DevNode, free_port
 from .processes import REPO_ROOT, start_api, start_workers, wait_http
@@ -44,6 +45,9 @@ from .processes import REPO_ROOT, start_api, start_workers, wait_http
 LOCUSTFILE = REPO_ROOT / "load_tests" / "intake.py"
 ORDERS_PER_TRADER_PER_S = 40  # under the API's per-participant rate limit (100/s)
 PER_INTERVAL = 9_000  # orders signed per interval: under the chain's MaxOrdersPerInterval
+# Each trader's funds: its bids (at most 1.90 BRL each) for the intervals in flight; the dev
+# accounts that fund them hold 10 million BRL.
+FUND_BRL = 20_000
 
 
 @dataclass(frozen=True)
@@ -196,7 +200,7 @@ def run_api_bench(
                 Newcomer(
                     keypair(uri).ss58_address,
                     0,
-                    1_000_000 * UNITS_PER_BRL,
+                    FUND_BRL * UNITS_PER_BRL,
                     meter="0x" + keypair(f"{uri}/meter").public_key.hex(),
                 )
                 for uri in uris
@@ -207,7 +211,7 @@ def run_api_bench(
         api = start_api(root, node.url, port, logs / "api.log")
         url = f"http://127.0.0.1:{port}"
         wait_http(f"{url}/health", 90, api)
-        margin_ms = 5_000
+        margin_ms = Settings().order_margin_ms + 1_000  # sent no closer to the gate than this
         orders_file, acks_file = root / "bench-orders.jsonl", root / "bench-acks.json"
         signed_at = time.monotonic()
         n = _sign_orders(chain, uris, plan, orders_file, margin_ms)

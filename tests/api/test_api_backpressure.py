@@ -46,10 +46,10 @@ def backlog(tmp_path, n: int, interval: int) -> list[int]:
 
 def test_an_order_that_would_miss_its_gate_behind_the_backlog_is_refused(api, tmp_path):
     k = open_interval()  # its gate is 26 to 46 s away
-    seqs = backlog(tmp_path, 30, k + 10)  # 31 blocks of 2 s before a new order: 64 s
+    seqs = backlog(tmp_path, 30, k + 6)  # 31 blocks of 2 s, + 1 of slack, before a new order: 66 s
     refused = api.post("/orders", json=body(client_order_id=1, interval=k))
     assert error_of(refused) == (503, "RelayBacklog"), refused.text
-    assert int(refused.headers["retry-after"]) == 64
+    assert int(refused.headers["retry-after"]) == 66
     detail = refused.json()["detail"]
     assert "30 orders and cancels wait to be relayed" in detail
     first_in_time = int(detail.rsplit(" ", 1)[1])
@@ -79,3 +79,23 @@ def test_a_batch_counts_its_own_orders_in_the_backlog(api):
     # Refused ones stay refused in order: no order after a refused one was taken.
     first_refused = next(i for i, s in enumerate(statuses) if s[0] != 202)
     assert all(s[0] == 503 for s in statuses[first_refused:]), statuses
+
+
+def test_the_relayers_measured_pace_counts_when_it_is_slower_than_nominal(tmp_path):
+    # Default relay settings: 384 entries a block, nominally; a backlog of 200 is one block.
+    settings = Settings(data_dir=tmp_path, order_margin_ms=4_000)
+    with TestClient(create_app(settings, chain=FakeChainView())) as api:
+        k = open_interval()
+        seqs = backlog(tmp_path, 200, k + 6)
+        assert api.post("/orders", json=body(client_order_id=1, interval=k)).status_code == 202
+        # The relayer moves only 4 entries a second (a slow node): the API sees the backlog's
+        # head creep while it takes orders for a later interval.
+        log = OrderLog(DataDir(tmp_path).orders())
+        for step in range(12):
+            log.mark_onchain("orders", [(s, None) for s in seqs[2 * step : 2 * step + 2]], "0xb", 7)
+            posted = api.post("/orders", json=body(client_order_id=100 + step, interval=k + 5))
+            assert posted.status_code == 202, posted.text
+            time.sleep(0.5)
+        # ~190 entries at 8 a block: far past interval k's gate, so an order for it is refused.
+        refused = api.post("/orders", json=body(client_order_id=2, interval=k))
+        assert error_of(refused) == (503, "RelayBacklog"), refused.text

@@ -42,6 +42,17 @@ def test_same_order_same_answer_different_order_conflict(tmp_path):
     assert log.counts() == {"pending": 2}
 
 
+def test_an_entry_past_its_deadline_is_not_logged_but_a_resend_still_answers(tmp_path):
+    log = OrderLog(DataDir(tmp_path).orders())
+    first = log.append_order(OWNER, spec(), SIG)
+    past = 1  # unix ms: long gone
+    assert log.append_order(OWNER, spec(), SIG, not_after_ms=past).response == first.response
+    assert log.append_order(OWNER, spec(2), SIG, not_after_ms=past).outcome == "late"
+    assert log.append_cancel(OWNER, 1, SIG, not_after_ms=past).outcome == "late"
+    assert log.order(OWNER, 2) is None and log.cancel(OWNER, 1) is None
+    assert log.append_order(OWNER, spec(2), SIG, not_after_ms=2**62).outcome == "new"
+
+
 def test_u64_client_order_ids(tmp_path):
     log = OrderLog(DataDir(tmp_path).orders())
     big = 2**64 - 1
