@@ -8,10 +8,12 @@ one block, and fewer when the chain or the node is slower: its pace is measured 
 the backlog (the lowest seq not yet relayed) moving over the last `window_s`, while a backlog
 lasted. At `per_block` entries a block, an order behind `n` entries is in a block about
 ceil((n + 1) / per_block) + 1 block times from now (the + 1: the block being built when it is
-sent), plus a block of slack. When that is later than
-its gate, POST /orders answers 503 RelayBacklog with Retry-After (when the backlog should have
-drained) and names the first interval it would reach in time. With no backlog that is three
-block times, which the API's `order_margin_ms` (6 s, checked first: GateClosed) covers.
+sent), plus a block of slack. When that is later than its gate, POST /orders (and a cancel)
+answers 503 RelayBacklog with Retry-After (when the backlog should have drained) and names the
+first interval it would reach in time; so does an order that waited for the log's write lock
+past the last moment it could be logged (the log checks that moment under the lock). With no
+backlog that is three block times, which the API's `order_margin_ms` (6 s, checked first:
+GateClosed) covers.
 
 The backlog is counted in the log at most every `refresh_s`, and between counts this process
 adds what it appended itself, so a burst (a batch, many workers) is seen at once by the process
@@ -24,10 +26,12 @@ import math
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 
-from market import MarketParams
+from market import MarketParams, now_ms
 from market.settings import Settings
 from store import OrderLog
+from store.orderlog import Appended
 
 from .errors import APIError
 
@@ -77,10 +81,6 @@ class RelayQueue:
             return None  # too short to tell, or stalled (a node restart): not a pace
         return (h1 - h0) / (t1 - t0)
 
-    def appended(self, n: int = 1) -> None:
-        with self._lock:
-            self._added += n
-
     def eta_ms(self, ahead: int, block_ms: int) -> int:
         """How long until an order behind `ahead` entries is in a block."""
         per_block: float = self.per_block
@@ -89,36 +89,34 @@ class RelayQueue:
             per_block = max(1.0, min(per_block, pace * block_ms / 1000))
         return (math.ceil((ahead + 1) / per_block) + 1 + SLACK_BLOCKS) * block_ms
 
-    def deadline_ms(
-        self, log: OrderLog, params: MarketParams, block_ms: int, interval: int, now_ms: int
-    ) -> int:
-        """The latest moment an order (or cancel) for `interval` may be logged and still reach
-        the chain before its gate, behind the backlog; raises 503 RelayBacklog when that moment
-        has passed already. (Without a backlog the API's order margin covers the relay time.)"""
+    def append_in_time(
+        self,
+        log: OrderLog,
+        params: MarketParams,
+        block_ms: int,
+        interval: int,
+        append: Callable[[int], Appended],
+    ) -> Appended:
+        """Log an order or a cancel for `interval` with `append(not_after_ms)` only if it can
+        still reach the chain before the gate, behind the backlog: 503 RelayBacklog when it
+        cannot now, or when it waited for the log's write lock past the moment it could."""
+        now = now_ms()
         ahead = self.ahead(log)
         eta = self.eta_ms(ahead, block_ms)
         gate = params.gate_closure(interval)
-        if now_ms + eta >= gate:
-            raise self.refusal(params, interval, now_ms, eta, ahead)
-        return gate - max(eta, self.margin_ms)
-
-    def refusal(
-        self, params: MarketParams, interval: int, now_ms: int, eta: int, ahead: int
-    ) -> APIError:
-        return APIError(
+        if now + eta < gate:
+            appended = append(gate - max(eta, self.margin_ms))
+            if appended.outcome != "late":
+                if appended.outcome == "new":
+                    with self._lock:
+                        self._added += 1
+                return appended
+        raise APIError(
             503,
             "RelayBacklog",
             f"{ahead} orders and cancels wait to be relayed, about {eta} ms of blocks: an order "
-            f"for interval {interval} would reach the chain after its gate "
-            f"({params.gate_closure(interval)} ms, unix). The first interval it would reach in "
-            f"time is {params.first_open_interval(now_ms, max(eta, self.margin_ms))}",
+            f"for interval {interval} would reach the chain after its gate ({gate} ms, unix). "
+            "The first interval it would reach in time is "
+            f"{params.first_open_interval(now, max(eta, self.margin_ms))}",
             retry_after_s=max(1, math.ceil(eta / 1000)),
-        )
-
-    def late(self, params: MarketParams, interval: int, block_ms: int) -> APIError:
-        """The refusal of an order that waited in the API (for the log's write lock) past the
-        deadline its checks gave it."""
-        now = time.time_ns() // 1_000_000
-        return self.refusal(
-            params, interval, now, self.eta_ms(self._counted, block_ms), self._counted
         )

@@ -194,8 +194,7 @@ class ChainView:
             chain.connect(timeout_s=0)
             genesis = chain.genesis_hash
             max_ahead = int(chain.constant("EnergyTrading", "MaxIntervalsAhead"))
-            # Aura's slot is twice the timestamp's minimum period (MinimumPeriodTimesTwo).
-            block_ms = 2 * int(chain.constant("Timestamp", "MinimumPeriod"))
+            block_ms = chain.block_ms()
         except BaseException:
             chain.close()
             raise

@@ -259,7 +259,6 @@ def admit_order(
             "time; next open interval: "
             f"{params.first_open_interval(now, settings.order_margin_ms)}",
         )
-    deadline = guards.relay.deadline_ms(orders, params, chain.block_ms, spec.interval, now)
     current = params.interval_at(now)
     if spec.interval > current + chain.max_intervals_ahead:
         raise APIError(
@@ -297,17 +296,21 @@ def admit_order(
                 f"{committed} units already promised to bids awaiting relay",
             )
 
-    appended = orders.append_order(owner, spec, order.signature, not_after_ms=deadline)
-    if appended.outcome == "late":  # the checks above waited (chain reads, the log's lock)
-        raise guards.relay.late(params, spec.interval, chain.block_ms)
+    appended = guards.relay.append_in_time(
+        orders,
+        params,
+        chain.block_ms,
+        spec.interval,
+        lambda not_after_ms: orders.append_order(
+            owner, spec, order.signature, not_after_ms=not_after_ms
+        ),
+    )
     if appended.outcome == "conflict":  # lost a race with another request for the same id
         raise APIError(
             409,
             "ClientOrderIdReused",
             f"client_order_id {spec.client_order_id} of {owner} is taken by a different order",
         )
-    if appended.outcome == "new":
-        guards.relay.appended()
     return appended.response
 
 
@@ -431,17 +434,18 @@ def cancel_order(
         raise APIError(409, "OrderNotOpen", f"the order's interval is {order.status} already")
     params = chain.params()
     gate = params.gate_closure(order.interval)
-    now = now_ms()
-    if now + settings.order_margin_ms >= gate:
+    if now_ms() + settings.order_margin_ms >= gate:
         raise APIError(
             422,
             "GateClosed",
             f"the gate of interval {order.interval} closes at {gate} ms: too late to cancel",
         )
-    deadline = guards.relay.deadline_ms(orders, params, chain.block_ms, order.interval, now)
-    appended = orders.append_cancel(owner, client_order_id, body.signature, not_after_ms=deadline)
-    if appended.outcome == "late":
-        raise guards.relay.late(params, order.interval, chain.block_ms)
-    if appended.outcome == "new":
-        guards.relay.appended()
-    return appended.response
+    return guards.relay.append_in_time(
+        orders,
+        params,
+        chain.block_ms,
+        order.interval,
+        lambda not_after_ms: orders.append_cancel(
+            owner, client_order_id, body.signature, not_after_ms=not_after_ms
+        ),
+    ).response

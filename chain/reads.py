@@ -81,6 +81,11 @@ class MarketReads(ChainConnection):
         v = self.query(PALLET, "Participants", [ss58(account)], block_hash=block_hash)
         return None if v is None else int(v["zone"])
 
+    def block_ms(self) -> int:
+        """The chain's block time in ms: Aura's slot, twice the timestamp's minimum period
+        (the runtime's `MinimumPeriodTimesTwo`)."""
+        return 2 * int(self.constant("Timestamp", "MinimumPeriod"))
+
     def meters_of_source(self, account: str, source: str, block_hash: str | None = None) -> int:
         """How many accredited meters of `account` measure `source` (solar, wind, ...): a
         renewable offer needs one."""

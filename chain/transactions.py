@@ -277,6 +277,17 @@ class Chain(MarketReads):
             dispatch_error, tx_hash=tx.tx_hash, block_hash=block_hash, extrinsic_index=index
         )
 
+    def refusals(self, receipt: Receipt, event: str) -> dict[tuple[str, int], str]:
+        """The entries of a landed relayed batch that the pallet refused, in batch order:
+        (owner, client order id) -> the error's name, from its `RelayedOrderRefused` or
+        `RelayedCancelRefused` events."""
+        return {
+            (ss58(ev.attributes["owner"]), int(ev.attributes["client_order_id"])): (
+                self.error_of(ev.attributes["error"]).name
+            )
+            for ev in receipt.find(PALLET, event)
+        }
+
     def error_of(self, dispatch_error: Any, **where: Any) -> ChainError:
         """A decoded `DispatchError` (from a failed extrinsic or an event that carries one, such
         as `RelayedOrderRefused`) as a ChainError named after the pallet's error."""

@@ -10,6 +10,7 @@ import sys
 
 from chain import Chain, Newcomer, onboard
 from market import UNITS_PER_BRL, keypair
+from meter_bridge import MeterKey
 
 
 def trader_uris(n: int) -> list[str]:
@@ -30,7 +31,7 @@ def prepare(node_url: str, traders: int, *, zone: int = 0, fund_brl: int = 100_0
                     keypair(uri).ss58_address,
                     zone,
                     fund_brl * UNITS_PER_BRL,
-                    meter="0x" + keypair(f"{uri}/meter").public_key.hex(),
+                    meter=MeterKey.from_uri(f"{uri}/meter").public_key_hex,
                 )
                 for uri in uris
             ],

@@ -88,15 +88,14 @@ class Settings(BaseSettings):
     @field_validator("client_rate_limit", "participant_rate_limit")
     @classmethod
     def _rate(cls, value: str | None) -> str | None:
-        if value is not None and value.strip().lower() in ("", "none", "off"):
+        if value is None or value.strip().lower() in ("", "none", "off"):
             return None  # from the environment: WATTCHAIN_CLIENT_RATE_LIMIT=off
-        if value is not None:
-            try:
-                limits.parse(value)
-            except ValueError:
-                raise ValueError(
-                    f"{value!r} is not a rate limit (e.g. '100/second', '6000/minute')"
-                ) from None
+        try:
+            limits.parse(value)
+        except ValueError:
+            raise ValueError(
+                f"{value!r} is not a rate limit (e.g. '100/second', '6000/minute')"
+            ) from None
         return value
 
     @field_validator("timezone")

@@ -240,7 +240,10 @@ class Relayer:
                 continue
             seqs = [e.seq for e in flight.entries]
             if receipt.success:
-                refused = self._refused(receipt, flight.table)
+                event = (
+                    "RelayedOrderRefused" if flight.table == "orders" else "RelayedCancelRefused"
+                )
+                refused = self.chain.refusals(receipt, event)
                 for e in flight.entries:
                     error = refused.get((e.owner, e.client_order_id))
                     if error is not None:
@@ -297,16 +300,6 @@ class Relayer:
                 metrics.RELAY_BATCHES.labels("dropped").inc()
                 log.warning("%s; resending its %d entries", exc, len(flight.entries))
                 self.log.back_to_pending(flight.table, [e.seq for e in flight.entries], solo=False)
-
-    def _refused(self, receipt, table: str) -> dict[tuple[str, int], str]:
-        """The entries of a landed batch that the pallet refused, with the error's name."""
-        event = "RelayedOrderRefused" if table == "orders" else "RelayedCancelRefused"
-        return {
-            (ss58(ev.attributes["owner"]), int(ev.attributes["client_order_id"])): (
-                self.chain.error_of(ev.attributes["error"]).name
-            )
-            for ev in receipt.find(PALLET, event)
-        }
 
     def drain(self, timeout_s: float = 60.0) -> None:
         """Run until the log has nothing pending or in flight (tests, the demo's shutdown)."""

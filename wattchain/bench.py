@@ -26,7 +26,6 @@ import math
 import os
 import random
 import shutil
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -38,6 +37,8 @@ from api.client import fresh_client_order_id, order_body
 from chain import Chain, Newcomer, onboard
 from market import UNITS_PER_BRL, OrderSpec, keypair, now_ms
 from market.settings import Settings
+from meter_bridge import MeterKey
+from store import DataDir, OrderLog
 
 from .node import DevNode, free_port
 from .processes import REPO_ROOT, start_api, start_workers, wait_http
@@ -126,32 +127,21 @@ def _locust_stats(prefix: Path) -> dict:
     return {}
 
 
-def _follow(data: Path, acks: list, timeout_s: float) -> dict:
+def _follow(data: DataDir, acks: list, timeout_s: float) -> dict:
     """Wait until the relay log has no entry pending or in flight (or timeout_s), then the fate
     of each acknowledged order: on chain, or not (with the chain's reason)."""
-    log = sqlite3.connect(data / "orders.db")
+    log = OrderLog(data.orders())
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        (waiting,) = log.execute(
-            "SELECT count(*) FROM orders WHERE status IN ('pending', 'submitted')"
-        ).fetchone()
-        if not waiting:
-            break
+    while log.unrelayed()[0] and time.monotonic() < deadline:
         time.sleep(1)
-    fate = {
-        (owner, int(cid)): (status, error, received, updated)
-        for owner, cid, status, error, received, updated in log.execute(
-            "SELECT owner, client_order_id, status, error, received_ms, updated_ms FROM orders"
-        )
-    }
     on_chain, lost, lags = 0, {}, []
     for owner, cid, _ in acks:
-        status, error, received, updated = fate.get((owner, int(cid)), ("missing", None, 0, 0))
-        if status == "onchain":
+        row = log.order(owner, int(cid))
+        if row is not None and row["status"] == "onchain":
             on_chain += 1
-            lags.append((updated - received) / 1000)
+            lags.append((row["updated_ms"] - row["received_ms"]) / 1000)
         else:
-            reason = error or status
+            reason = "missing" if row is None else row["error"] or row["status"]
             lost[reason] = lost.get(reason, 0) + 1
     lags.sort()
     return {
@@ -162,10 +152,10 @@ def _follow(data: Path, acks: list, timeout_s: float) -> dict:
     }
 
 
-def _duplicated(data: Path, timeout_s: float, expected: int) -> int:
+def _duplicated(data: DataDir, timeout_s: float, expected: int) -> int:
     """(owner, client order id) pairs the index shows placed more than once, once it has
     indexed the acknowledged orders (or timeout_s)."""
-    index = sqlite3.connect(data / "index.db")
+    index = data.index()
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         (n,) = index.execute("SELECT count(*) FROM orders").fetchone()
@@ -201,7 +191,7 @@ def run_api_bench(
                     keypair(uri).ss58_address,
                     0,
                     FUND_BRL * UNITS_PER_BRL,
-                    meter="0x" + keypair(f"{uri}/meter").public_key.hex(),
+                    meter=MeterKey.from_uri(f"{uri}/meter").public_key_hex,
                 )
                 for uri in uris
             ],
@@ -250,8 +240,8 @@ def run_api_bench(
         acks, outcomes = result["acks"], result["outcomes"]
         stats = _locust_stats(stats_prefix)
         log(f"[bench] {len(acks)} acknowledged; following them to the chain")
-        followed = _follow(root, acks, timeout_s=120)
-        block_s = 2 * int(chain.constant("Timestamp", "MinimumPeriod")) / 1000  # Aura's slot
+        followed = _follow(DataDir(root), acks, timeout_s=120)
+        block_s = chain.block_ms() / 1000
         lag = followed["relay_lag_p99_s"]
         refused = {k: v for k, v in outcomes.items() if k.startswith(("503", "429"))}
         failures = sum(v for k, v in outcomes.items() if k[:3].isdigit()) - sum(refused.values())
@@ -262,7 +252,7 @@ def run_api_bench(
             "acknowledged": len(acks),
             **followed,
             "relay_lag_p99_blocks": None if lag is None else round(lag / block_s, 1),
-            "duplicated": _duplicated(root, 60, followed["on_chain"]),
+            "duplicated": _duplicated(DataDir(root), 60, followed["on_chain"]),
             "failures": failures,
             "refused": refused,
             "unsent": {k: v for k, v in outcomes.items() if not k[:3].isdigit()},

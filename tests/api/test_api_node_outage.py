@@ -175,6 +175,9 @@ class _ScriptedChain:
     def constant(self, module, name):
         return self._answer(10)
 
+    def block_ms(self):
+        return self._answer(20)
+
     def market_params(self):
         return self._answer(PARAMS)
 

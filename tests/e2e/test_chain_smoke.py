@@ -18,8 +18,8 @@ from market import (
     reading_message,
     sign_cancel,
     sign_order,
-    ss58,
 )
+from meter_bridge import MeterKey
 
 BOB = "//Bob"
 
@@ -28,7 +28,7 @@ BOB = "//Bob"
 def market(chain):
     # Bob has a solar meter (his solar offers are good); Charlie has none.
     setup_participants(
-        chain, [BOB, "//Charlie"], meters={BOB: "0x" + keypair(f"{BOB}/meter").public_key.hex()}
+        chain, [BOB, "//Charlie"], meters={BOB: MeterKey.from_uri(f"{BOB}/meter").public_key_hex}
     )
     return chain.market_params()
 
@@ -139,11 +139,7 @@ def test_relayed_orders_and_pallet_errors_by_name(chain, market):
     good = sign_order(charlie, genesis, OrderSpec(now_ms() + 4, k, "bid", 100, 60))
     receipt = chain.place_orders_relayed(relayer, [forged, reused, unmetered, good])
     assert receipt.success
-    refused = [
-        (ss58(e.attributes["owner"]), int(e.attributes["client_order_id"]))
-        + (chain.error_of(e.attributes["error"]).name,)
-        for e in receipt.find(PALLET, "RelayedOrderRefused")
-    ]
+    refused = [(o, c, e) for (o, c), e in chain.refusals(receipt, "RelayedOrderRefused").items()]
     assert refused == [
         (bob.ss58_address, forged.spec.client_order_id, "BadSignature"),
         (bob.ss58_address, a.spec.client_order_id, "ClientOrderIdReused"),

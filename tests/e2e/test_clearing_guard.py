@@ -11,6 +11,7 @@ from e2e_helpers import setup_participants, wait_for_gate, wait_until
 import matcher
 from chain import PALLET, Chain
 from market import OrderSpec, keypair, now_ms, sign_order
+from meter_bridge import MeterKey
 from offchain.scheduler import Scheduler
 from store import DataDir
 
@@ -36,7 +37,7 @@ def chain(node):
     )  # no interval before it holds orders
     # The seller's solar meter backs its solar offers (a renewable offer needs one).
     setup_participants(
-        chain, [SELLER, BUYER], meters={SELLER: "0x" + keypair(f"{SELLER}/meter").public_key.hex()}
+        chain, [SELLER, BUYER], meters={SELLER: MeterKey.from_uri(f"{SELLER}/meter").public_key_hex}
     )
     yield chain
     chain.close()

@@ -24,7 +24,7 @@ from e2e_helpers import setup_participants, wait_until
 import matcher
 from api.client import Client, OrderRefused, fresh_client_order_id, order_body
 from chain import PALLET, Chain
-from market import OrderSpec, interval_clock, keypair, now_ms, sign_order, ss58
+from market import OrderSpec, interval_clock, keypair, now_ms, sign_order
 from meter_bridge import Accreditation, MeterKey, sign_reading
 from meter_bridge.reading import RawReading
 from offchain.scheduler import book_for_clearing
@@ -239,14 +239,7 @@ def test_an_order_that_conflicts_on_chain_cannot_poison_a_relayed_batch(market):
     conflicting = bid(owner, client_order_id=taken.spec.client_order_id, price_ticks=81)
     honest = [bid(owner), bid(other)]
     receipt = chain.place_orders_relayed(keypair(READER), [honest[0], conflicting, honest[1]])
-    refused = [
-        (
-            ss58(e.attributes["owner"]),
-            int(e.attributes["client_order_id"]),
-            chain.error_of(e.attributes["error"]).name,
-        )
-        for e in receipt.find(PALLET, "RelayedOrderRefused")
-    ]
+    refused = [(o, c, e) for (o, c), e in chain.refusals(receipt, "RelayedOrderRefused").items()]
     assert refused == [(owner.ss58_address, taken.spec.client_order_id, "ClientOrderIdReused")]
     assert len(receipt.find(PALLET, "OrderPlaced")) == 2
     assert all(chain.client_order_id(o.owner, o.spec.client_order_id) for o in honest)

@@ -95,8 +95,11 @@ class ScriptedChain:
 
         return W()
 
-    def error_of(self, dispatch_error, **where):
-        return ChainError(dispatch_error, pallet="EnergyTrading")
+    def refusals(self, receipt, event):
+        return {
+            (e.attributes["owner"], e.attributes["client_order_id"]): e.attributes["error"]
+            for e in receipt.find("EnergyTrading", event)
+        }
 
     def client_order_id(self, owner, coid):
         return self.on_chain.get((owner, coid))
