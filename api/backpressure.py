@@ -6,14 +6,15 @@ An order acknowledged now waits behind every log entry not yet on chain (orders 
 pending or in flight). The relayer puts at most `relay_batch` x `relay_in_flight` entries into
 one block, and fewer when the chain or the node is slower: its pace is measured as the head of
 the backlog (the lowest seq not yet relayed) moving over the last `window_s`, while a backlog
-lasted. At `per_block` entries a block, an order behind `n` entries is in a block about
-ceil((n + 1) / per_block) + 1 block times from now (the + 1: the block being built when it is
-sent), plus a block of slack. When that is later than its gate, POST /orders (and a cancel)
-answers 503 RelayBacklog with Retry-After (when the backlog should have drained) and names the
-first interval it would reach in time; so does an order that waited for the log's write lock
-past the last moment it could be logged (the log checks that moment under the lock). With no
-backlog that is three block times, which the API's `order_margin_ms` (6 s, checked first:
-GateClosed) covers.
+lasted. An order behind `n` entries waits floor(n / per_block) blocks for them to drain, then
+what any order waits for a block: the API's `order_margin_ms` (default 6 s, three blocks: the
+block being built, the next, and one of slack, since a batch can wait a block more in the pool
+and an order late by one block is lost). When that is later than its gate, POST /orders (and
+a cancel) answers 503 RelayBacklog with Retry-After (when the backlog should have drained) and
+names the first interval it would reach in time; so does an order that waited for the log's
+write lock past the last moment it could be logged (the log checks that moment under the
+lock). With less than a block's worth ahead this is the GateClosed check exactly, so `/market`'s
+`next_open_interval` meets no 503 from an idle relayer.
 
 The backlog is counted in the log at most every `refresh_s`, and between counts this process
 adds what it appended itself, so a burst (a batch, many workers) is seen at once by the process
@@ -34,11 +35,6 @@ from store import OrderLog
 from store.orderlog import Appended
 
 from .errors import APIError
-
-# Blocks of slack on top of the estimate: inclusion varies (a batch can wait a block more in the
-# pool), and an order late by one block is lost. Measured under load (make loadtest): without
-# it, about 1 in 1,000 acknowledged orders missed its gate.
-SLACK_BLOCKS = 1
 
 
 class RelayQueue:
@@ -81,13 +77,13 @@ class RelayQueue:
             return None  # too short to tell, or stalled (a node restart): not a pace
         return (h1 - h0) / (t1 - t0)
 
-    def eta_ms(self, ahead: int, block_ms: int) -> int:
-        """How long until an order behind `ahead` entries is in a block."""
+    def drain_ms(self, ahead: int, block_ms: int) -> int:
+        """How long the relayer needs to get `ahead` entries on chain, at its pace."""
         per_block: float = self.per_block
         pace = self.pace_per_s()
         if pace is not None:
             per_block = max(1.0, min(per_block, pace * block_ms / 1000))
-        return (math.ceil((ahead + 1) / per_block) + 1 + SLACK_BLOCKS) * block_ms
+        return int(ahead // per_block) * block_ms  # whole blocks' worth before this entry's
 
     def append_in_time(
         self,
@@ -102,10 +98,11 @@ class RelayQueue:
         cannot now, or when it waited for the log's write lock past the moment it could."""
         now = now_ms()
         ahead = self.ahead(log)
-        eta = self.eta_ms(ahead, block_ms)
+        drain = self.drain_ms(ahead, block_ms)
+        eta = self.margin_ms + drain  # the margin is an empty backlog's time to a block
         gate = params.gate_closure(interval)
         if now + eta < gate:
-            appended = append(gate - max(eta, self.margin_ms))
+            appended = append(gate - eta)
             if appended.outcome != "late":
                 if appended.outcome == "new":
                     with self._lock:
@@ -114,9 +111,9 @@ class RelayQueue:
         raise APIError(
             503,
             "RelayBacklog",
-            f"{ahead} orders and cancels wait to be relayed, about {eta} ms of blocks: an order "
-            f"for interval {interval} would reach the chain after its gate ({gate} ms, unix). "
-            "The first interval it would reach in time is "
-            f"{params.first_open_interval(now, max(eta, self.margin_ms))}",
-            retry_after_s=max(1, math.ceil(eta / 1000)),
+            f"{ahead} orders and cancels wait to be relayed, about {drain} ms of blocks: an "
+            f"order for interval {interval} would reach the chain after its gate ({gate} ms, "
+            f"unix). The first interval it would reach in time is "
+            f"{params.first_open_interval(now, eta)}",
+            retry_after_s=max(1, math.ceil(drain / 1000)),
         )

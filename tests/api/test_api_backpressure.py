@@ -7,13 +7,15 @@ backlog of a few dozen entries is already a minute of blocks."""
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import pytest
 from fastapi.testclient import TestClient
-from test_api_offline import DAVE, GENESIS, FakeChainView, body, error_of, open_interval
+from test_api_offline import DAVE, GENESIS, PARAMS, FakeChainView, body, error_of, open_interval
 
 from api.app import create_app
-from market import OrderSpec, sign_order
+from api.backpressure import RelayQueue
+from market import OrderSpec, now_ms, sign_order
 from market.settings import Settings
 from store import DataDir
 from store.orderlog import OrderLog
@@ -32,6 +34,9 @@ def api(tmp_path):
         yield client
 
 
+SIG = "0x" + "11" * 64
+
+
 def backlog(tmp_path, n: int, interval: int) -> list[int]:
     """`n` orders of Dave's in the log, waiting for the relayer; their log seqs."""
     log = OrderLog(DataDir(tmp_path).orders())
@@ -46,10 +51,10 @@ def backlog(tmp_path, n: int, interval: int) -> list[int]:
 
 def test_an_order_that_would_miss_its_gate_behind_the_backlog_is_refused(api, tmp_path):
     k = open_interval()  # its gate is 26 to 46 s away
-    seqs = backlog(tmp_path, 30, k + 6)  # 31 blocks of 2 s, + 1 of slack, before a new order: 66 s
+    seqs = backlog(tmp_path, 30, k + 6)  # 30 blocks of 2 s to drain, + the 4 s margin: 64 s
     refused = api.post("/orders", json=body(client_order_id=1, interval=k))
     assert error_of(refused) == (503, "RelayBacklog"), refused.text
-    assert int(refused.headers["retry-after"]) == 66
+    assert int(refused.headers["retry-after"]) == 60  # when the backlog will have drained
     detail = refused.json()["detail"]
     assert "30 orders and cancels wait to be relayed" in detail
     first_in_time = int(detail.rsplit(" ", 1)[1])
@@ -99,3 +104,23 @@ def test_the_relayers_measured_pace_counts_when_it_is_slower_than_nominal(tmp_pa
         # ~190 entries at 8 a block: far past interval k's gate, so an order for it is refused.
         refused = api.post("/orders", json=body(client_order_id=2, interval=k))
         assert error_of(refused) == (503, "RelayBacklog"), refused.text
+
+
+def test_an_order_the_margin_admits_is_not_refused_for_a_backlog_under_a_block(tmp_path):
+    """What GateClosed (and /market's next_open_interval) admits, a relayer with less than a
+    block's worth ahead does not refuse: an order 4.5 s before its gate, with the 4 s margin."""
+    queue = RelayQueue(Settings(data_dir=tmp_path, order_margin_ms=4_000))
+    log = OrderLog(DataDir(tmp_path).orders())
+    k = open_interval()
+    backlog(tmp_path, 3, k)  # well under one block's 384 entries
+    # Parameters under which interval k's gate is 4.5 s from now.
+    params = replace(PARAMS, gate_closure_ms=k * PARAMS.interval_ms - (now_ms() + 4_500))
+    spec = OrderSpec(1, k, "bid", 100, 50)
+    appended = queue.append_in_time(
+        log,
+        params,
+        2_000,
+        k,
+        lambda t: log.append_order(DAVE.ss58_address, spec, SIG, not_after_ms=t),
+    )
+    assert appended.outcome == "new"
