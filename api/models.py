@@ -251,6 +251,13 @@ class SettlementPublic(BaseModel):
     imbalance_wh: int
     amount: int = Field(description="Units paid (>0) or received (<0) for the imbalance")
     amount_brl: str
+    estimated: bool = Field(
+        description="metered_wh is an estimate: a meter had not reported by the reading deadline,"
+        " so the position counts as delivered or consumed as contracted"
+    )
+    trued_up_wh: int = Field(
+        description="Energy of earlier estimates and late readings taken into metered_wh"
+    )
     block_number: int
     block_hash: str
 

@@ -181,12 +181,18 @@ class MarketReads(ChainConnection):
         v = self.query(PALLET, "Voided", [interval], block_hash=block_hash)
         return None if v is None else int(v)
 
-    def settlement_params(self, interval: int) -> dict:
-        """The arguments of `settle_interval`: the interval and the counts that price the call
-        (its matches and its metered participants), read from the chain now."""
-        matches = self.query(PALLET, "ClearingMatches", [interval]) or []
-        metered = self.query(PALLET, "MeteredCount", [interval]) or 0
-        return {"interval": interval, "matches": len(matches), "metered": int(metered)}
+    def outstanding_traders(self, interval: int, block_hash: str | None = None) -> int:
+        """Traders of `interval` whose meters have not all reported: settlement waits for them
+        until the interval's reading deadline."""
+        return int(self.query(PALLET, "Outstanding", [interval], block_hash=block_hash) or 0)
+
+    def settling(self, interval: int, block_hash: str | None = None) -> dict | None:
+        """Where a settlement under way stands (`SettlementProgress`): participants settled so
+        far and the running totals; None before it begins and once it is done."""
+        v = self.query(PALLET, "SettlementProgress", [interval], block_hash=block_hash)
+        if v is None:
+            return None
+        return {k: int(v[k]) for k in ("participants", "estimated", "shortfall_wh", "surplus_wh")}
 
     def settled_at(self, interval: int, block_hash: str | None = None) -> int | None:
         v = self.query(PALLET, "Settled", [interval], block_hash=block_hash)
@@ -194,7 +200,7 @@ class MarketReads(ChainConnection):
 
     def settlement_lines(self, interval: int, block_hash: str | None = None) -> dict[str, dict]:
         return {
-            ss58(k): {n: int(x) for n, x in v.items()}
+            ss58(k): {n: int(x) for n, x in v.items()}  # `estimated` as 0 or 1
             for k, v in self.query_map(PALLET, "Settlements", [interval], block_hash=block_hash)
         }
 
@@ -264,6 +270,8 @@ class MarketReads(ChainConnection):
                 v["metered_wh"],
                 v["imbalance_wh"],
                 v["amount"],
+                bool(v["estimated"]),
+                v["trued_up_wh"],
             )
             for account, v in self.settlement_lines(interval, block_hash).items()
         ]

@@ -43,6 +43,8 @@ class SettlementLine:
     metered_wh: int
     imbalance_wh: int
     amount: int  # units the participant paid (> 0) or received (< 0) for its imbalance
+    estimated: bool = False  # a meter had not reported by the reading deadline
+    trued_up_wh: int = 0  # earlier estimates and late readings taken into metered_wh
 
 
 def _blank(account: str, role: str) -> dict[str, Any]:
@@ -54,6 +56,8 @@ def _blank(account: str, role: str) -> dict[str, Any]:
         "contracted_wh": 0,
         "metered_wh": 0,
         "imbalance_wh": 0,
+        "estimated_lines": 0,  # lines whose metered energy is an estimate (a meter was late)
+        "trued_up_wh": 0,  # earlier estimates and late readings taken into metered_wh
         "utility_wh": 0,
         "energy_position_wh": 0,
         "paid_for_energy": 0,
@@ -98,6 +102,8 @@ def build_report(
         p["contracted_wh"] += line.contracted_wh
         p["metered_wh"] += line.metered_wh
         p["imbalance_wh"] += line.imbalance_wh
+        p["estimated_lines"] += int(line.estimated)
+        p["trued_up_wh"] += line.trued_up_wh
         p["utility_wh"] += line.imbalance_wh
         party(util)["utility_wh"] -= line.imbalance_wh
         if line.amount >= 0:

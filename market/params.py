@@ -18,6 +18,9 @@ class MarketParams:
     max_quantity_wh: int
     utility_tariff_ticks: int
     feed_in_ticks: int
+    # Settlement waits this long after an interval's end for its traders' readings, then
+    # estimates the missing ones (the pallet's `settlement.rs`).
+    reading_window_ms: int
 
     def interval_start(self, interval: int) -> int:
         return interval * self.interval_ms
@@ -27,6 +30,9 @@ class MarketParams:
 
     def gate_closure(self, interval: int) -> int:
         return max(0, self.interval_start(interval) - self.gate_closure_ms)
+
+    def reading_deadline(self, interval: int) -> int:
+        return self.interval_end(interval) + self.reading_window_ms
 
     def interval_at(self, now_ms: int) -> int:
         return now_ms // max(1, self.interval_ms)

@@ -62,9 +62,10 @@ class Settings(BaseSettings):
     participant_rate_limit: str | None = "100/second"
     relay_batch: int = Field(128, ge=1)
     relay_in_flight: int = Field(3, ge=1)
-    # Settlement waits for every accredited meter's reading of the interval, or this long
-    # after the interval ended (None: two intervals), whichever comes first.
-    settle_max_wait_ms: int | None = Field(None, ge=0)
+    # Participants per `settle_interval` call; the settler halves it for a call the block
+    # cannot take. When an interval may settle is the chain's rule (its readings, or the
+    # market's reading deadline), not a setting.
+    settle_page: int = Field(256, ge=1, le=1_000)
     settle_min_delay_ms: int = Field(2_000, ge=0)
     finality: bool = True  # clearings and settlements wait for finality before counting as done
     # The market's local time zone: times shown to people (web page, demo) are in it.

@@ -19,6 +19,7 @@ STREAMED = (
     "ClearingAccepted",
     "IntervalSettled",
     "ParticipantSettled",
+    "SettlementDebt",
     "Traded",
     "OrderPlaced",
     "OrderCancelled",
@@ -30,7 +31,9 @@ _TABLES = (
     "orders",
     "trades",
     "clearings",
+    "voided_intervals",
     "settlements",
+    "settlement_debts",
     "intervals_settled",
     "participants",
     "meters",
@@ -340,7 +343,8 @@ class Indexer:
         line = a["line"]
         c.execute(
             "INSERT OR REPLACE INTO settlements (interval, account, contracted_wh, metered_wh,"
-            " imbalance_wh, amount, block_number, block_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            " imbalance_wh, amount, block_number, block_hash, estimated, trued_up_wh)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 int(a["interval"]),
                 ss58(a["who"]),
@@ -348,6 +352,23 @@ class Indexer:
                 int(line["metered_wh"]),
                 int(line["imbalance_wh"]),
                 str(int(line["amount"])),
+                block.number,
+                block.hash,
+                int(bool(line["estimated"])),
+                int(line["trued_up_wh"]),
+            ),
+        )
+
+    def _on_SettlementDebt(self, c, block, e):
+        a = e.attributes
+        c.execute(
+            "INSERT OR REPLACE INTO settlement_debts (interval, debtor, creditor, amount,"
+            " block_number, block_hash) VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                int(a["interval"]),
+                ss58(a["debtor"]),
+                ss58(a["creditor"]),
+                str(int(a["amount"])),
                 block.number,
                 block.hash,
             ),
@@ -358,8 +379,8 @@ class Indexer:
         row = c.execute("SELECT account FROM roles WHERE role = 'distributor'").fetchone()
         c.execute(
             "INSERT OR REPLACE INTO intervals_settled (interval, participants, shortfall_wh,"
-            " surplus_wh, block_number, block_hash, extrinsic_index, distributor)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            " surplus_wh, block_number, block_hash, extrinsic_index, distributor, estimated)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 int(a["interval"]),
                 int(a["participants"]),
@@ -369,6 +390,7 @@ class Indexer:
                 block.hash,
                 e.extrinsic_index,
                 row["account"] if row else None,
+                int(a["estimated"]),
             ),
         )
 

@@ -1,12 +1,15 @@
-"""Settlement after metering: once an interval has ended and its readings are in, call
-`settle_interval`, then log the clearing house's report for it.
+"""Settlement after metering: once the chain lets an interval settle, call `settle_interval`
+page by page until it is settled, then log the clearing house's report for it.
 
-"Readings are in" means every accredited meter has a reading for the interval (its last
-registers are for that interval or later); a meter that stays silent delays settlement by at
-most `max_wait_ms` after the interval's end, and is then named in an alert (its owner is
-settled on what was metered, the rest of its energy is not). A settlement the chain rejects is
-recorded with the pallet's error and alerted; `IntervalNotEnded` and `NotCleared` only mean
-"not yet". A voided interval (no valid clearing by its end) settles too, as if nothing traded.
+When an interval may settle is the pallet's rule, not ours (`settlement.rs`): once every
+accredited meter of its traders has reported, or at its reading deadline (`reading_window_ms`
+after its end), whichever comes first. A trader still missing a reading then is settled on an
+estimate (its position counts as delivered or consumed), marked in its line and named in a
+`ReadingsEstimated` alert; its meter's next reading trues the estimate up. A payment the chain
+could not make is recorded there as a debt and alerted as `SettlementDebt`. A settlement the
+chain rejects is recorded with the pallet's error and alerted; `IntervalNotEnded`,
+`NotCleared` and `ReadingsOutstanding` only mean "not yet". A voided interval (no valid
+clearing by its end) settles too, as if nothing traded.
 """
 
 from __future__ import annotations
@@ -16,14 +19,14 @@ import logging
 
 from substrateinterface import Keypair
 
-from chain import Chain, ChainError
-from market import MarketParams, now_ms
+from chain import PALLET, Chain, ChainError
+from market import MarketParams, now_ms, ss58
 from market.clearinghouse import summary_line
 from store import DataDir, alert, transaction
 
 log = logging.getLogger(__name__)
 
-_NOT_YET = ("IntervalNotEnded", "NotCleared")
+_NOT_YET = ("IntervalNotEnded", "NotCleared", "ReadingsOutstanding")
 
 
 class Settler:
@@ -36,7 +39,7 @@ class Settler:
         operator: Keypair,
         *,
         finality: bool = True,
-        max_wait_ms: int | None = None,
+        page: int = 256,
         min_delay_ms: int = 2_000,
         timeout_s: float = 120.0,
     ):
@@ -44,7 +47,7 @@ class Settler:
         self.chain = chain
         self.operator = operator
         self.finality = finality
-        self.max_wait_ms = max_wait_ms
+        self.page = page
         self.min_delay_ms = min_delay_ms
         self.timeout_s = timeout_s
         self.ops = data.ops()
@@ -67,22 +70,12 @@ class Settler:
             )
         ]
 
-    def missing_meters(self, interval: int) -> list[str]:
-        return sorted(
-            key
-            for key, m in self.chain.meters().items()
-            if m["last"] is None or int(m["last"]["interval"]) < interval
-        )
-
     def step(self) -> list[dict]:
-        """Settle every interval that is ready; returns the attempts made."""
+        """Settle every interval the chain lets settle now; returns the attempts made."""
         done = []
         params = self._params()
-        max_wait = self.max_wait_ms if self.max_wait_ms is not None else 2 * params.interval_ms
         for interval in self.candidates():
-            end = params.interval_end(interval)
-            now = now_ms()
-            if now < end + self.min_delay_ms:
+            if now_ms() < params.interval_end(interval) + self.min_delay_ms:
                 break  # later intervals end later still
             settled = self.chain.settled_at(interval)
             if settled is not None:
@@ -95,15 +88,19 @@ class Settler:
                     )
                 )
                 continue
-            missing = self.missing_meters(interval)
-            if missing and now < end + max_wait:
+            chain_now = self.chain.timestamp_ms()
+            if chain_now < params.interval_end(interval):
                 continue
-            if self.chain.timestamp_ms() < end:
-                continue
+            if (
+                self.chain.settling(interval) is None
+                and self.chain.outstanding_traders(interval) > 0
+                and chain_now < params.reading_deadline(interval)
+            ):
+                continue  # the chain waits for its traders' readings
             if self._nothing_to_settle(interval):
                 done.append(self._record(interval, "skipped", error="no trades, nothing metered"))
                 continue
-            done.append(self.settle(interval, missing))
+            done.append(self.settle(interval))
         return done
 
     def _nothing_to_settle(self, interval: int) -> bool:
@@ -113,52 +110,66 @@ class Settler:
             self.chain.query("EnergyTrading", "MeteredCount", [interval]) or 0
         )
 
-    def settle(self, interval: int, missing: list[str] | None = None) -> dict:
-        missing = missing or []
-        if missing:
-            text = (
-                f"interval {interval}: settling without readings of {len(missing)} meter(s): "
-                f"{', '.join(missing)}"
-            )
-            log.error("ALERT %s", text)
-            with transaction(self.ops) as c:
-                alert(c, self.name, "ReadingsMissing", text, interval)
-        try:
-            receipt = self.chain.submit(
-                self.operator,
-                "settle_interval",
-                self.chain.settlement_params(interval),
-                wait="finality" if self.finality else "inclusion",
-                timeout_s=self.timeout_s,
-            )
-        except ChainError as exc:
-            if exc.name in _NOT_YET:
-                log.info("interval %d: not settled yet (%s)", interval, exc.name)
-                return {"interval": interval, "state": "waiting", "error": exc.name}
-            if exc.name == "AlreadySettled":
-                return self._record(interval, "committed", error="already settled on chain")
-            if exc.name in ("Timeout", "Dropped", "Connection"):
-                log.warning(
-                    "interval %d: settlement not confirmed (%s); will check again", interval, exc
+    def settle(self, interval: int) -> dict:
+        """Calls `settle_interval` a page at a time until the interval is settled; a page the
+        block cannot take is halved."""
+        page = self.page
+        debts: list[dict] = []
+        while True:
+            try:
+                receipt = self.chain.submit(
+                    self.operator,
+                    "settle_interval",
+                    {"interval": interval, "max_participants": page},
+                    wait="finality" if self.finality else "inclusion",
+                    timeout_s=self.timeout_s,
                 )
-                return {"interval": interval, "state": "waiting", "error": exc.name}
-            log.error("ALERT interval %d: the chain rejected its settlement: %s", interval, exc)
-            with transaction(self.ops) as c:
-                alert(
-                    c,
-                    self.name,
-                    "SettlementRejected",
-                    f"interval {interval}: {exc.name} {exc.detail}",
+            except ChainError as exc:
+                if exc.name in _NOT_YET:
+                    log.info("interval %d: not settled yet (%s)", interval, exc.name)
+                    return {"interval": interval, "state": "waiting", "error": exc.name}
+                if exc.name == "AlreadySettled":
+                    return self._record(interval, "committed", error="already settled on chain")
+                if "exhaust" in str(exc).lower() and page > 1:
+                    page //= 2
+                    log.warning("interval %d: a settlement page too big; now %d", interval, page)
+                    continue
+                if exc.name in ("Timeout", "Dropped", "Connection"):
+                    log.warning(
+                        "interval %d: settlement not confirmed (%s); will check again",
+                        interval,
+                        exc,
+                    )
+                    return {"interval": interval, "state": "waiting", "error": exc.name}
+                log.error("ALERT interval %d: the chain rejected its settlement: %s", interval, exc)
+                with transaction(self.ops) as c:
+                    alert(
+                        c,
+                        self.name,
+                        "SettlementRejected",
+                        f"interval {interval}: {exc.name} {exc.detail}",
+                        interval,
+                    )
+                return self._record(
                     interval,
+                    "rejected",
+                    error=exc.name,
+                    tx_hash=exc.tx_hash,
+                    block_hash=exc.block_hash,
                 )
-            return self._record(
+            debts += [
+                {k: ev.attributes[k] for k in ("debtor", "creditor", "amount")}
+                for ev in receipt.find(PALLET, "SettlementDebt")
+            ]
+            if self.chain.settled_at(interval, receipt.block_hash) is not None:
+                break
+            progress = self.chain.settling(interval, receipt.block_hash) or {}
+            log.info(
+                "interval %d: %d participants settled so far",
                 interval,
-                "rejected",
-                error=exc.name,
-                tx_hash=exc.tx_hash,
-                block_hash=exc.block_hash,
-                missing=missing,
+                progress.get("participants", 0),
             )
+        missing = self._alert_estimates_and_debts(interval, receipt.block_hash, debts)
         attempt = self._record(
             interval,
             "committed",
@@ -190,6 +201,37 @@ class Settler:
         except ChainError as exc:
             log.warning("interval %d: report not built: %s", interval, exc)
         return attempt
+
+    def _alert_estimates_and_debts(
+        self, interval: int, block_hash: str, debts: list[dict]
+    ) -> list[str]:
+        """Alerts for the participants settled on an estimate and the payments recorded as
+        debts; returns the meters whose readings were missing."""
+        lines = self.chain.settlement_lines(interval, block_hash)
+        estimated = sorted(who for who, line in lines.items() if line["estimated"])
+        missing = sorted(
+            key
+            for key, m in self.chain.meters(block_hash).items()
+            if m["owner"] in estimated
+            and (m["last"] is None or int(m["last"]["interval"]) < interval)
+        )
+        with transaction(self.ops) as c:
+            if estimated:
+                text = (
+                    f"interval {interval}: {len(estimated)} participant(s) settled on an"
+                    f" estimate, readings missing at the deadline: {', '.join(estimated)}"
+                    f" (meters {', '.join(missing) or 'unknown'})"
+                )
+                log.error("ALERT %s", text)
+                alert(c, self.name, "ReadingsEstimated", text, interval)
+            for debt in debts:
+                text = (
+                    f"interval {interval}: {ss58(debt['debtor'])} could not pay"
+                    f" {int(debt['amount'])} units to {ss58(debt['creditor'])}; recorded as a debt"
+                )
+                log.error("ALERT %s", text)
+                alert(c, self.name, "SettlementDebt", text, interval)
+        return missing
 
     def _record(
         self,

@@ -50,7 +50,7 @@ def build_worker(name: str, settings: Settings, data: DataDir, chain: Chain, **k
             chain,
             keypair(settings.submitter_uri),
             finality=settings.finality,
-            max_wait_ms=settings.settle_max_wait_ms,
+            page=settings.settle_page,
             min_delay_ms=settings.settle_min_delay_ms,
         )
     if name == "indexer":

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from market import now_ms
 
-from .schema import INDEX_SCHEMA, OPS_SCHEMA, ORDERS_SCHEMA
+from .schema import ADDED_COLUMNS, INDEX_SCHEMA, OPS_SCHEMA, ORDERS_SCHEMA
 
 
 def connect(
@@ -31,6 +31,11 @@ def connect(
         with transaction(conn):
             for statement in _statements(schema):
                 conn.execute(statement)
+            for table, columns in ADDED_COLUMNS.get(schema, {}).items():
+                have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+                for column, kind in columns:
+                    if column not in have:
+                        conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
     return conn
 
 

@@ -205,6 +205,8 @@ def report_from_index(
                 r["metered_wh"],
                 r["imbalance_wh"],
                 int(r["amount"]),
+                bool(r["estimated"]),
+                r["trued_up_wh"],
             )
             for r in conn.execute(f"SELECT * FROM settlements WHERE interval IN ({marks})", settled)
         ]

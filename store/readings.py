@@ -68,14 +68,6 @@ class ReadingQueue:
         self.path = Path(path)
         self.db = connect(self.path, INGEST_SCHEMA, synchronous="FULL")
         self.db.row_factory = None  # rows unpack into the dataclasses positionally
-        self._add_missing_columns()
-
-    def _add_missing_columns(self) -> None:
-        """An ingest.db written before readings were bound to a chain and an epoch."""
-        have = {row[1] for row in self.db.execute("PRAGMA table_info(readings)")}
-        for column, kind in (("genesis_hash", "TEXT"), ("epoch", "INTEGER")):
-            if column not in have:
-                self.db.execute(f"ALTER TABLE readings ADD COLUMN {column} {kind}")
 
     def add(self, r: SignedReading, site: str) -> bool:
         """Queue a signed reading; False when it was queued already."""

@@ -91,13 +91,20 @@ CREATE TABLE IF NOT EXISTS settlements (
     interval INTEGER NOT NULL, account TEXT NOT NULL, contracted_wh INTEGER NOT NULL,
     metered_wh INTEGER NOT NULL, imbalance_wh INTEGER NOT NULL, amount TEXT NOT NULL,
     block_number INTEGER NOT NULL, block_hash TEXT NOT NULL,
+    estimated INTEGER NOT NULL DEFAULT 0,    -- a meter had not reported by the deadline
+    trued_up_wh INTEGER NOT NULL DEFAULT 0,  -- earlier estimates and late readings taken in
     PRIMARY KEY (interval, account)
+);
+CREATE TABLE IF NOT EXISTS settlement_debts (  -- payments settlement could not make
+    interval INTEGER NOT NULL, debtor TEXT NOT NULL, creditor TEXT NOT NULL, amount TEXT NOT NULL,
+    block_number INTEGER NOT NULL, block_hash TEXT NOT NULL,
+    PRIMARY KEY (interval, debtor, creditor)
 );
 CREATE INDEX IF NOT EXISTS settlements_account ON settlements (account, interval);
 CREATE TABLE IF NOT EXISTS intervals_settled (
     interval INTEGER PRIMARY KEY, participants INTEGER NOT NULL, shortfall_wh INTEGER NOT NULL,
     surplus_wh INTEGER NOT NULL, block_number INTEGER NOT NULL, block_hash TEXT NOT NULL,
-    extrinsic_index INTEGER, distributor TEXT
+    extrinsic_index INTEGER, distributor TEXT, estimated INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS participants (
     account TEXT PRIMARY KEY, zone INTEGER NOT NULL, block_number INTEGER
@@ -164,3 +171,17 @@ CREATE TABLE IF NOT EXISTS anomalies (
 );
 CREATE TABLE IF NOT EXISTS sites (name TEXT PRIMARY KEY, meter TEXT NOT NULL);
 """
+
+# Columns added to a table after its first release: `connect` adds those an older file lacks
+# (CREATE TABLE IF NOT EXISTS leaves an existing table as it is).
+ADDED_COLUMNS: dict[str, dict[str, tuple[tuple[str, str], ...]]] = {
+    INDEX_SCHEMA: {
+        "settlements": (
+            ("estimated", "INTEGER NOT NULL DEFAULT 0"),
+            ("trued_up_wh", "INTEGER NOT NULL DEFAULT 0"),
+        ),
+        "intervals_settled": (("estimated", "INTEGER NOT NULL DEFAULT 0"),),
+    },
+    # Readings bound to a chain and an accreditation epoch.
+    INGEST_SCHEMA: {"readings": (("genesis_hash", "TEXT"), ("epoch", "INTEGER"))},
+}

@@ -129,6 +129,8 @@ def list_settlements(
                 imbalance_wh=r["imbalance_wh"],
                 amount=int(r["amount"]),
                 amount_brl=units_to_brl(int(r["amount"])),
+                estimated=bool(r["estimated"]),
+                trued_up_wh=r["trued_up_wh"],
                 block_number=r["block_number"],
                 block_hash=r["block_hash"],
             )

@@ -26,6 +26,7 @@ PARAMS = MarketParams(
     max_quantity_wh=1_000_000,
     utility_tariff_ticks=95,
     feed_in_ticks=30,
+    reading_window_ms=20_000,
 )
 BOB, CHARLIE, DAVE = dev_keypair("Bob"), dev_keypair("Charlie"), dev_keypair("Dave")
 

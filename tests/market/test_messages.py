@@ -240,10 +240,12 @@ def test_market_params_gates():
         max_quantity_wh=10**9,
         utility_tariff_ticks=95,
         feed_in_ticks=30,
+        reading_window_ms=20_000,
     )
     assert (
         p.gate_closure(5) == 90_000 and p.interval_end(5) == 120_000 and p.interval_at(119_999) == 5
     )
+    assert p.reading_deadline(5) == 140_000
     assert p.first_open_interval(0) == 1  # gate of 1 is 10_000 > 0
     assert p.first_open_interval(9_999) == 1
     assert p.first_open_interval(10_000) == 2  # gate of 1 has closed

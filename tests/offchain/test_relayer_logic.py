@@ -14,7 +14,7 @@ from store.orderlog import OrderLog
 
 GENESIS = bytes(32)
 BOB = dev_keypair("Bob")
-PARAMS = MarketParams(20_000, 10_000, 1, 10_000, 10**9, 95, 30)
+PARAMS = MarketParams(20_000, 10_000, 1, 10_000, 10**9, 95, 30, 20_000)
 
 
 class ScriptedChain:

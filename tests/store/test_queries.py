@@ -5,10 +5,11 @@ bookkeeping, and the operator's clearing attempts and alerts."""
 from __future__ import annotations
 
 import json
+import sqlite3
 
 import pytest
 
-from store import INDEX_SCHEMA, OPS_SCHEMA, connect, queries, transaction
+from store import INDEX_SCHEMA, OPS_SCHEMA, DataDir, connect, queries, transaction
 
 ANN, BEN = "ann", "ben"
 
@@ -49,9 +50,10 @@ def index(tmp_path):
             )
         for interval in (5, 6):
             c.execute(
-                "INSERT INTO settlements VALUES (?, ?, 10, 12, 2, '-40', 1, '0x')", (interval, ANN)
+                "INSERT INTO settlements VALUES (?, ?, 10, 12, 2, '-40', 1, '0x', ?, 0)",
+                (interval, ANN, int(interval == 6)),
             )
-        c.execute("INSERT INTO intervals_settled VALUES (6, 2, 0, 0, 9, '0x9', 0, NULL)")
+        c.execute("INSERT INTO intervals_settled VALUES (6, 2, 0, 0, 9, '0x9', 0, NULL, 1)")
         c.execute("INSERT INTO roles VALUES ('distributor', 'dso', 1)")
         c.execute("INSERT INTO meta VALUES ('last_block', '42')")
         for meter, owner, revoked in [("0xa", ANN, 0), ("0xb", BEN, 0), ("0xc", ANN, 1)]:
@@ -157,6 +159,25 @@ def test_the_index_itself(index, tmp_path):
 def test_report_falls_back_to_the_distributor_role(index):
     report = queries.report_from_index(index, 0, 10)
     assert {p["account"] for p in report["parties"]} >= {ANN, BEN, "dso"}
+    # Interval 6 is the only settled one; Ann's line there is an estimate.
+    ann = next(p for p in report["parties"] if p["account"] == ANN)
+    assert ann["estimated_lines"] == 1 and ann["trued_up_wh"] == 0
+
+
+def test_an_index_from_before_estimates_gains_their_columns(tmp_path):
+    old = sqlite3.connect(tmp_path / "index.db")
+    old.execute(
+        "CREATE TABLE settlements (interval INTEGER NOT NULL, account TEXT NOT NULL,"
+        " contracted_wh INTEGER NOT NULL, metered_wh INTEGER NOT NULL, imbalance_wh INTEGER NOT"
+        " NULL, amount TEXT NOT NULL, block_number INTEGER NOT NULL, block_hash TEXT NOT NULL,"
+        " PRIMARY KEY (interval, account))"
+    )
+    old.execute("INSERT INTO settlements VALUES (1, 'a', 0, 0, 0, '0', 1, '0x')")
+    old.commit()
+    old.close()
+    conn = DataDir(tmp_path).index()
+    row = conn.execute("SELECT estimated, trued_up_wh FROM settlements").fetchone()
+    assert (row["estimated"], row["trued_up_wh"]) == (0, 0)
 
 
 def test_clearing_attempts_and_alerts(ops):

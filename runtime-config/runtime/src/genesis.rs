@@ -55,7 +55,12 @@ pub fn development() -> Value {
 	market_genesis(
 		vec![authority(Sr25519Keyring::Alice, Ed25519Keyring::Alice)],
 		Some(Sr25519Keyring::Alice.to_account_id()),
-		MarketParams { interval_ms: 20_000, gate_closure_ms: 10_000, ..MarketParams::default() },
+		MarketParams {
+			interval_ms: 20_000,
+			gate_closure_ms: 10_000,
+			reading_window_ms: 20_000,
+			..MarketParams::default()
+		},
 	)
 }
 

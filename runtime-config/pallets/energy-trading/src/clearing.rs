@@ -4,8 +4,9 @@
 
 use crate::{
 	BalanceOf, ClearingMatches, ClearingPrices, ClearingSummary, Clearings, Config, Distributor,
-	Error, Event, GridFees, HoldReason, IntervalId, IntervalOrders, Match, Mechanism, Order,
-	OrderId, OrderStatus, Orders, Pallet, Params, Side, Voided, ZoneId, ZonePrice,
+	Error, Event, GridFees, HoldReason, IntervalId, IntervalOrders, Match, Mechanism, MeterSources,
+	Order, OrderId, OrderStatus, Orders, Outstanding, Pallet, Params, Position, Positions, Side,
+	Voided, ZoneId, ZonePrice,
 };
 use alloc::collections::btree_map::BTreeMap;
 use frame_support::{
@@ -90,8 +91,7 @@ impl<T: Config> Pallet<T> {
 			};
 			ensure!(m.buyer_price <= bid_limit, Error::<T>::BidLimitExceeded);
 			ensure!(m.seller_price >= offer_limit, Error::<T>::OfferLimitViolated);
-			let fee =
-				if offer_zone == bid_zone { 0 } else { GridFees::<T>::get(offer_zone, bid_zone) };
+			let fee = Self::fee(offer_zone, bid_zone);
 			ensure!(
 				m.buyer_price >= m.seller_price && m.buyer_price - m.seller_price >= fee,
 				Error::<T>::GridFeeNotCovered
@@ -115,12 +115,13 @@ impl<T: Config> Pallet<T> {
 			total = total.checked_add(m.quantity_wh).ok_or(Error::<T>::Overflow)?;
 		}
 		ensure!(total == volume_wh, Error::<T>::UnbalancedEnergy);
-		Self::check_equilibrium(mechanism, &prices, &book)?;
+		Self::check_equilibrium(mechanism, &prices, &book, matches)?;
 
 		// Every check passed: pay out, then release what is left of each bid's hold.
 		let reason: T::RuntimeHoldReason = HoldReason::BidReserve.into();
 		let mut fees_paid: BalanceOf<T> = Zero::zero();
 		let mut paid_by_bid: BTreeMap<OrderId, BalanceOf<T>> = BTreeMap::new();
+		let mut contracted: BTreeMap<T::AccountId, i64> = BTreeMap::new();
 		let distributor = Distributor::<T>::get();
 		for m in matches {
 			let (bid, _) = book.get(&m.bid).ok_or(Error::<T>::OrderNotInInterval)?;
@@ -153,6 +154,12 @@ impl<T: Config> Pallet<T> {
 			}
 			let paid = paid_by_bid.entry(m.bid).or_insert_with(Zero::zero);
 			*paid = paid.saturating_add(to_seller.saturating_add(to_grid));
+			// Quantities are bounded by `max_quantity_wh` and the book, far below i64::MAX.
+			let q = m.quantity_wh as i64;
+			let bought = contracted.entry(bid.owner.clone()).or_default();
+			*bought = bought.saturating_add(q);
+			let sold = contracted.entry(offer.owner.clone()).or_default();
+			*sold = sold.saturating_sub(q);
 			Self::deposit_event(Event::Traded {
 				interval,
 				bid: m.bid,
@@ -178,6 +185,17 @@ impl<T: Config> Pallet<T> {
 			}
 			order.status = OrderStatus::Cleared { filled_wh: filled };
 			Orders::<T>::insert(id, order);
+		}
+
+		// Each trader's position, and the meters settlement will wait for.
+		let mut outstanding = 0u32;
+		for (who, contracted_wh) in contracted {
+			let meters: u32 = MeterSources::<T>::iter_prefix_values(&who).sum();
+			outstanding += (meters > 0) as u32;
+			Positions::<T>::insert(interval, who, Position { contracted_wh, meters, reported: 0 });
+		}
+		if outstanding > 0 {
+			Outstanding::<T>::insert(interval, outstanding);
 		}
 
 		let match_count = matches.len() as u32;
@@ -237,65 +255,160 @@ impl<T: Config> Pallet<T> {
 		Ok(prices)
 	}
 
-	/// No gains from trade may be left at the price: an unfilled bid above it and an
-	/// unfilled offer below it, that could trade with each other, reject the clearing.
-	/// Without a price (pay-as-bid, or nothing matched), no unfilled bid may reach an
-	/// unfilled offer's limit at all.
+	/// No gains from trade may be left, and price priority holds, in each zone and energy
+	/// class (orders of one zone and class can trade with the same counterparts):
+	/// - no unfilled bid and unfilled offer that could trade with each other remain: the bid's
+	///   limit reaches the offer's plus the grid fee between their zones (and a renewable-only
+	///   bid only reaches renewable offers). Under the uniform mechanism every zone pair is
+	///   checked; under the others, whose clearings may respect line capacities the chain does
+	///   not know yet, each zone with itself;
+	/// - a bid with unfilled quantity has no lower filled bid it could have displaced (any bid,
+	///   for a bid that takes any energy; renewable-only ones, for a renewable-only bid), and
+	///   an offer with unfilled quantity no higher filled offer it could have displaced;
+	/// - no generic bid holds a renewable offer while a cheaper grid-mix offer of the same zone
+	///   is left unfilled, or while an unfilled renewable-only bid wanted that renewable offer
+	///   and an unfilled grid-mix offer of its zone could have served the generic bid instead;
+	/// - zonal: every zone of the book has a price.
+	/// Ties (equal limits) are the matcher's to break.
 	fn check_equilibrium(
 		mechanism: Mechanism,
 		prices: &BTreeMap<Option<ZoneId>, u64>,
 		book: &BTreeMap<OrderId, (Order<T::AccountId>, u64)>,
+		matches: &[Match],
 	) -> DispatchResult {
-		// Per pricing group (the whole book, or one zone): the cheapest unfilled offer
-		// overall and the cheapest renewable one; the dearest unfilled bid that takes any
-		// energy and the dearest renewable-only one.
-		#[derive(Default, Clone, Copy)]
-		struct Extremes {
-			min_offer: Option<u64>,
-			min_renewable_offer: Option<u64>,
-			max_bid_any: Option<u64>,
-			max_bid_renewable: Option<u64>,
-		}
-		let group_of = |zone: ZoneId| -> Option<Option<ZoneId>> {
-			match mechanism {
-				Mechanism::Zonal => prices.contains_key(&Some(zone)).then_some(Some(zone)),
-				_ => Some(None),
-			}
-		};
-		let mut groups: BTreeMap<Option<ZoneId>, Extremes> = BTreeMap::new();
+		let mut zones: BTreeMap<ZoneId, ZoneBook> = BTreeMap::new();
 		for (order, filled) in book.values() {
-			if order.status != OrderStatus::Open || *filled >= order.spec.quantity_wh {
+			if order.status != OrderStatus::Open {
 				continue;
 			}
-			let Some(group) = group_of(order.spec.zone) else { continue };
-			let e = groups.entry(group).or_default();
-			let p = order.spec.price_ticks;
-			let lower = |slot: &mut Option<u64>| *slot = Some(slot.map_or(p, |v| v.min(p)));
-			let raise = |slot: &mut Option<u64>| *slot = Some(slot.map_or(p, |v| v.max(p)));
+			let z = zones.entry(order.spec.zone).or_default();
+			let (p, filled, unfilled) =
+				(order.spec.price_ticks, *filled > 0, *filled < order.spec.quantity_wh);
 			match order.spec.side {
-				Side::Offer => {
-					lower(&mut e.min_offer);
-					if order.spec.source.is_renewable() {
-						lower(&mut e.min_renewable_offer);
+				Side::Bid => {
+					let ro = order.spec.renewable_only;
+					if unfilled {
+						raise(if ro { &mut z.unfilled_ro_bid } else { &mut z.unfilled_bid }, p);
+					}
+					if filled {
+						lower(&mut z.filled_bid, p);
+						if ro {
+							lower(&mut z.filled_ro_bid, p);
+						}
 					}
 				},
-				Side::Bid if order.spec.renewable_only => raise(&mut e.max_bid_renewable),
-				Side::Bid => raise(&mut e.max_bid_any),
+				Side::Offer => {
+					let renewable = order.spec.source.is_renewable();
+					if unfilled {
+						lower(
+							if renewable {
+								&mut z.unfilled_ren_offer
+							} else {
+								&mut z.unfilled_gm_offer
+							},
+							p,
+						);
+					}
+					if filled {
+						raise(&mut z.filled_offer, p);
+						if !renewable {
+							raise(&mut z.filled_gm_offer, p);
+						}
+					}
+				},
 			}
 		}
-		for (group, e) in groups {
-			let price = prices.get(&group).copied().filter(|_| mechanism != Mechanism::PayAsBid);
-			let crosses = |bid: Option<u64>, offer: Option<u64>| match (bid, offer, price) {
-				(Some(b), Some(o), Some(p)) => b > p && o < p,
-				(Some(b), Some(o), None) => b > o,
-				_ => false,
+		let above = |a: Option<u64>, b: Option<u64>| matches!((a, b), (Some(a), Some(b)) if a > b);
+		for (zone, z) in zones.iter() {
+			if mechanism == Mechanism::Zonal {
+				ensure!(prices.contains_key(&Some(*zone)), Error::<T>::ZoneWithoutPrice);
+			}
+			let priority_kept = !above(z.unfilled_bid, z.filled_bid)
+				&& !above(z.unfilled_ro_bid, z.filled_ro_bid)
+				&& !above(z.filled_offer, z.unfilled_ren_offer)
+				&& !above(z.filled_gm_offer, z.unfilled_gm_offer);
+			ensure!(priority_kept, Error::<T>::NotEquilibrium);
+		}
+		// Unfilled bids against unfilled offers, across the zone pairs the mechanism trades.
+		for (bid_zone, b) in zones.iter() {
+			for (offer_zone, o) in zones.iter() {
+				if mechanism != Mechanism::Uniform && bid_zone != offer_zone {
+					continue;
+				}
+				let cheapest = min_of(o.unfilled_ren_offer, o.unfilled_gm_offer);
+				let could = |bid: Option<u64>, offer: Option<u64>| match (bid, offer) {
+					(Some(bid), Some(offer)) => {
+						bid >= offer.saturating_add(Self::fee(*offer_zone, *bid_zone))
+					},
+					_ => false,
+				};
+				ensure!(
+					!could(b.unfilled_bid, cheapest)
+						&& !could(b.unfilled_ro_bid, o.unfilled_ren_offer),
+					Error::<T>::NotEquilibrium
+				);
+			}
+		}
+		// A renewable offer given to a generic bid that a grid-mix offer could have served.
+		for m in matches {
+			let (Some((bid, _)), Some((offer, _))) = (book.get(&m.bid), book.get(&m.offer)) else {
+				continue;
 			};
+			if bid.spec.renewable_only || !offer.spec.source.is_renewable() {
+				continue;
+			}
+			let Some(spare) = zones.get(&offer.spec.zone).and_then(|z| z.unfilled_gm_offer) else {
+				continue;
+			};
+			// A cheaper grid-mix offer of the same zone was left for this renewable one.
+			ensure!(spare >= offer.spec.price_ticks, Error::<T>::NotEquilibrium);
+			// A renewable-only bid wanted it, and the grid-mix offer could serve this bid.
+			let fee = Self::fee(offer.spec.zone, bid.spec.zone);
+			let wanted = zones.get(&bid.spec.zone).and_then(|z| z.unfilled_ro_bid);
 			ensure!(
-				!crosses(e.max_bid_any, e.min_offer)
-					&& !crosses(e.max_bid_renewable, e.min_renewable_offer),
+				!wanted.is_some_and(|w| w >= offer.spec.price_ticks.saturating_add(fee))
+					|| spare.saturating_add(fee) > bid.spec.price_ticks,
 				Error::<T>::NotEquilibrium
 			);
 		}
 		Ok(())
+	}
+
+	/// The grid fee for energy from `from` to `to` (none within a zone).
+	fn fee(from: ZoneId, to: ZoneId) -> u64 {
+		if from == to {
+			0
+		} else {
+			GridFees::<T>::get(from, to)
+		}
+	}
+}
+
+/// One zone's open orders, as the equilibrium check needs them: the extreme limits of those
+/// with quantity left unfilled and of those that got a fill, by side and energy class.
+#[derive(Default)]
+struct ZoneBook {
+	unfilled_bid: Option<u64>,
+	unfilled_ro_bid: Option<u64>,
+	filled_bid: Option<u64>,
+	filled_ro_bid: Option<u64>,
+	unfilled_ren_offer: Option<u64>,
+	unfilled_gm_offer: Option<u64>,
+	filled_offer: Option<u64>,
+	filled_gm_offer: Option<u64>,
+}
+
+fn raise(slot: &mut Option<u64>, p: u64) {
+	*slot = Some(slot.map_or(p, |v| v.max(p)));
+}
+
+fn lower(slot: &mut Option<u64>, p: u64) {
+	*slot = Some(slot.map_or(p, |v| v.min(p)));
+}
+
+fn min_of(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+	match (a, b) {
+		(Some(a), Some(b)) => Some(a.min(b)),
+		(a, b) => a.or(b),
 	}
 }

@@ -24,8 +24,10 @@
 //!   `cancel_orders_relayed` (each relayed item carries its owner's sr25519 signature),
 //!   `submit_reading` (carries the meter's signature), `transfer_energy`.
 //! - Permissionless after a deadline: `void_interval`, which voids an interval that no valid
-//!   clearing reached by its end and releases every hold of its book (see `voiding.rs`).
-//! - Permissioned (clearing submitters): `submit_clearing`, `settle_interval`.
+//!   clearing reached by its end and releases every hold of its book (see `voiding.rs`), and
+//!   `settle_interval`, once the interval's traders' meters have reported or their reading
+//!   deadline has passed (see `settlement.rs`).
+//! - Permissioned (clearing submitters): `submit_clearing`.
 //! - Privileged (`OperatorOrigin` or the market-operator account): `register_participant`,
 //!   `accredit_meter`, `revoke_meter`, `set_grid_fee`, `set_distributor`,
 //!   `set_clearing_submitter`, `set_market_params`, `set_market_operator`.
@@ -69,6 +71,9 @@ mod tests;
 
 pub use types::*;
 pub use weights::WeightInfo;
+
+/// Participants one `settle_interval` call settles at most: what its benchmark covers.
+pub const MAX_SETTLE_PAGE: u32 = 1_000;
 
 #[frame_support::pallet]
 pub mod pallet {
@@ -205,7 +210,7 @@ pub mod pallet {
 	pub type GridFees<T: Config> =
 		StorageDoubleMap<_, Twox64Concat, ZoneId, Twox64Concat, ZoneId, u64, ValueQuery>;
 
-	/// Accounts allowed to submit clearings and settlements: account id to `()` (present means
+	/// Accounts allowed to submit clearings: account id to `()` (present means
 	/// allowed). Written by genesis and `set_clearing_submitter`.
 	#[pallet::storage]
 	pub type ClearingSubmitters<T: Config> =
@@ -260,7 +265,7 @@ pub mod pallet {
 	>;
 
 	/// The matches of each accepted clearing: interval id to its `Match`es. Written by
-	/// `submit_clearing`; `settle_interval` reads it.
+	/// `submit_clearing`.
 	#[pallet::storage]
 	pub type ClearingMatches<T: Config> =
 		StorageMap<_, Twox64Concat, IntervalId, BoundedVec<Match, T::MaxMatches>, ValueQuery>;
@@ -333,6 +338,52 @@ pub mod pallet {
 	#[pallet::storage]
 	pub type Settled<T: Config> =
 		StorageMap<_, Twox64Concat, IntervalId, BlockNumberFor<T>, OptionQuery>;
+
+	/// Each trader's position in a cleared interval: `(interval, account)` to its contracted
+	/// energy netted over its matches and how many of its meters have reported. Written by
+	/// `submit_clearing`; `submit_reading` counts reports; `settle_interval` reads it.
+	#[pallet::storage]
+	pub type Positions<T: Config> = StorageDoubleMap<
+		_,
+		Twox64Concat,
+		IntervalId,
+		Blake2_128Concat,
+		T::AccountId,
+		Position,
+		OptionQuery,
+	>;
+
+	/// Traders of an interval whose meters have not all reported yet: interval id to the count.
+	/// Settlement waits while it is above 0, until the reading deadline. Written by
+	/// `submit_clearing` and `submit_reading`.
+	#[pallet::storage]
+	pub type Outstanding<T: Config> = StorageMap<_, Twox64Concat, IntervalId, u32, ValueQuery>;
+
+	/// Settlements under way: interval id to where the next page starts and the totals so far.
+	/// Written by `settle_interval`, removed by the call that settles the last participant.
+	#[pallet::storage]
+	pub type SettlementProgress<T: Config> =
+		StorageMap<_, Twox64Concat, IntervalId, SettleProgress, OptionQuery>;
+
+	/// Energy an account's next complete settlement must take in, Wh of net import: what
+	/// estimates settled beyond what was measured (negative) and what readings measured after
+	/// their interval's settlement began (their sign). Written by `settle_interval` and
+	/// `submit_reading`; see `settlement.rs`.
+	#[pallet::storage]
+	pub type TrueUp<T: Config> = StorageMap<_, Blake2_128Concat, T::AccountId, i64, ValueQuery>;
+
+	/// Settlement payments that could not be made: `(debtor, creditor)` to the amount owed.
+	/// Written by `settle_interval` instead of failing the settlement for everyone.
+	#[pallet::storage]
+	pub type Debts<T: Config> = StorageDoubleMap<
+		_,
+		Blake2_128Concat,
+		T::AccountId,
+		Blake2_128Concat,
+		T::AccountId,
+		BalanceOf<T>,
+		ValueQuery,
+	>;
 
 	#[pallet::genesis_config]
 	#[derive(frame_support::DefaultNoBound)]
@@ -409,7 +460,7 @@ pub mod pallet {
 		GridFeeSet { from: ZoneId, to: ZoneId, fee_ticks: u64 },
 		/// The distributor account changed.
 		DistributorSet { who: T::AccountId },
-		/// An account may (or may no longer) submit clearings and settlements.
+		/// An account may (or may no longer) submit clearings.
 		ClearingSubmitterSet { who: T::AccountId, allowed: bool },
 		/// Market parameters changed.
 		MarketParamsSet { params: MarketParams },
@@ -476,15 +527,28 @@ pub mod pallet {
 		IntervalVoiding { interval: IntervalId, done: u32, total: u32, released: BalanceOf<T> },
 		/// The interval is void: none of its `orders` traded, and every bid's hold is released.
 		IntervalVoided { interval: IntervalId, orders: u32 },
-		/// One participant's imbalance settled against the utility.
+		/// One participant's imbalance settled against the utility (`line.estimated`: some of
+		/// its readings were missing at the deadline).
 		ParticipantSettled { interval: IntervalId, who: T::AccountId, line: SettlementLine },
-		/// An interval is settled.
+		/// A settlement payment could not be made; `debtor` owes it to `creditor`, and the
+		/// rest of the settlement went on.
+		SettlementDebt {
+			interval: IntervalId,
+			debtor: T::AccountId,
+			creditor: T::AccountId,
+			amount: BalanceOf<T>,
+		},
+		/// An interval is settled; `estimated` of its `participants` had readings missing.
 		IntervalSettled {
 			interval: IntervalId,
 			participants: u32,
+			estimated: u32,
 			shortfall_wh: u64,
 			surplus_wh: u64,
 		},
+		/// A reading for an interval whose settlement had begun: its energy goes to the
+		/// owner's next settlement (`TrueUp`) instead.
+		ReadingTruedUp { meter: MeterKey, owner: T::AccountId, interval: IntervalId, net_wh: i64 },
 		/// A relayed order was not placed, for `error`; the rest of its batch was unaffected.
 		RelayedOrderRefused { owner: T::AccountId, client_order_id: u64, error: DispatchError },
 		/// A relayed cancellation was not applied, for `error`; the rest of its batch was
@@ -554,8 +618,12 @@ pub mod pallet {
 		BadZonePrices,
 		/// A match's prices are not the ones the mechanism prescribes.
 		PriceNotPerMechanism,
-		/// An unfilled bid above the price coexists with an unfilled offer below it.
+		/// Gains from trade are left or price priority is broken: an unfilled bid and an unfilled
+		/// offer could trade with each other, a bid or offer was passed over for a worse one, or
+		/// a renewable offer went to a bid a grid-mix offer could serve (see `clearing.rs`).
 		NotEquilibrium,
+		/// A zonal clearing has no price for a zone that has orders in the book.
+		ZoneWithoutPrice,
 		/// No distributor is set, but the clearing or settlement pays one.
 		NoDistributor,
 		/// The meter is not accredited.
@@ -601,8 +669,10 @@ pub mod pallet {
 		SameZone,
 		/// Market parameters are inconsistent (zero interval, min price above max, ...).
 		BadParams,
-		/// A settlement payment failed (the payer lacks funds).
-		SettlementPaymentFailed,
+		/// Settlement waits for readings of the interval's traders until its reading deadline.
+		ReadingsOutstanding,
+		/// `max_participants` is 0.
+		NothingToSettle,
 		/// An arithmetic overflow.
 		Overflow,
 		/// An offer claims a renewable source that no accredited meter of its owner measures.
@@ -671,7 +741,7 @@ pub mod pallet {
 			Self::do_set_distributor(who)
 		}
 
-		/// Allow or disallow `who` to submit clearings and settlements (operator).
+		/// Allow or disallow `who` to submit clearings (operator).
 		#[pallet::call_index(5)]
 		#[pallet::weight(T::WeightInfo::set_clearing_submitter())]
 		pub fn set_clearing_submitter(
@@ -824,25 +894,21 @@ pub mod pallet {
 			Ok(Some(T::WeightInfo::void_interval(book, voided)).into())
 		}
 
-		/// Settle a cleared interval against its metered energy (clearing submitters). Each
-		/// participant's imbalance (metered minus contracted) is bought from the distributor at
-		/// the utility tariff (shortfall) or paid by it at the feed-in rate (surplus).
-		/// `matches` and `metered` are upper bounds of the interval's matches and metered
-		/// participants, which price the call before it runs.
+		/// Settle the next `max_participants` participants of a cleared or voided interval
+		/// against their metered energy. Each one's imbalance (metered minus contracted) is
+		/// bought from the distributor at the utility tariff (shortfall) or paid by it at the
+		/// feed-in rate (surplus). Anyone may call it once the interval's traders' meters have
+		/// all reported, or from its reading deadline on (see `settlement.rs`).
 		#[pallet::call_index(40)]
-		#[pallet::weight(T::WeightInfo::settle_interval(
-			(*matches).min(T::MaxMatches::get()),
-			(*metered).min(T::MaxMeteredPerInterval::get()),
-		))]
+		#[pallet::weight(T::WeightInfo::settle_interval((*max_participants).min(MAX_SETTLE_PAGE)))]
 		pub fn settle_interval(
 			origin: OriginFor<T>,
 			interval: IntervalId,
-			matches: u32,
-			metered: u32,
+			max_participants: u32,
 		) -> DispatchResultWithPostInfo {
-			Self::ensure_clearing_submitter(origin)?;
-			let (matches, metered) = Self::do_settle(interval, matches, metered)?;
-			Ok(Some(T::WeightInfo::settle_interval(matches, metered)).into())
+			ensure_signed(origin)?;
+			let settled = Self::do_settle(interval, max_participants.min(MAX_SETTLE_PAGE))?;
+			Ok(Some(T::WeightInfo::settle_interval(settled)).into())
 		}
 	}
 
@@ -853,8 +919,9 @@ pub mod pallet {
 		}
 
 		/// The configured maxima fit the block: a full relayed batch, a void of one order of a
-		/// full book (so voiding always progresses), a page of pruning. A whole clearing or
-		/// settlement of the maxima does not fit yet (see the README's "Limits").
+		/// full book (so voiding always progresses), a page of settlement with one participant
+		/// (so settlement always progresses), a page of pruning. A whole clearing of the maxima
+		/// does not fit yet (see the README's "Limits").
 		fn integrity_test() {
 			use frame_support::dispatch::DispatchClass;
 			let block = <T as frame_system::Config>::BlockWeights::get();
@@ -866,6 +933,7 @@ pub mod pallet {
 					T::WeightInfo::place_orders_relayed(T::MaxRelayBatch::get()),
 				),
 				("voiding one order of a full book", T::WeightInfo::void_interval(full, 1)),
+				("settling one participant", T::WeightInfo::settle_interval(1)),
 				("placing an order in an almost full book", T::WeightInfo::place_order()),
 			] {
 				assert!(

@@ -3,8 +3,9 @@
 //! (Wh) that their holders may transfer.
 
 use crate::{
-	reading_message, Config, EnergyBalance, EnergyIssuance, Error, Event, MeterEpochs,
-	MeterReading, MeterRegisters, Metered, MeteredCount, Meters, Pallet, Params, RawSignature,
+	reading_message, Config, EnergyBalance, EnergyIssuance, Error, Event, IntervalId, MeterEpochs,
+	MeterReading, MeterRegisters, Metered, MeteredCount, Meters, Outstanding, Pallet, Params,
+	Positions, RawSignature, TrueUp,
 };
 use frame_support::{
 	ensure,
@@ -66,6 +67,30 @@ impl<T: Config> Pallet<T> {
 			);
 		}
 		let owner = meter.owner.clone();
+		meter.last = Some(now);
+		Meters::<T>::insert(reading.meter, meter);
+		Self::mint(&owner, export_wh)?;
+		Self::deposit_event(Event::ReadingAccepted {
+			meter: reading.meter,
+			owner: owner.clone(),
+			interval: reading.interval,
+			counter: reading.counter,
+			import_wh,
+			export_wh,
+		});
+		if Self::settlement_begun(reading.interval) {
+			// Too late for its interval's lines: the owner's next settlement takes it in.
+			let net_wh = (import_wh as i64).saturating_sub(export_wh as i64);
+			TrueUp::<T>::mutate(&owner, |t| *t = t.saturating_add(net_wh));
+			Self::deposit_event(Event::ReadingTruedUp {
+				meter: reading.meter,
+				owner,
+				interval: reading.interval,
+				net_wh,
+			});
+			return Ok(());
+		}
+		Self::count_report(reading.interval, &owner);
 		let existing = Metered::<T>::get(reading.interval, &owner);
 		if existing.is_none() {
 			MeteredCount::<T>::try_mutate(reading.interval, |n| -> DispatchResult {
@@ -78,27 +103,38 @@ impl<T: Config> Pallet<T> {
 		energy.import_wh = energy.import_wh.checked_add(import_wh).ok_or(Error::<T>::Overflow)?;
 		energy.export_wh = energy.export_wh.checked_add(export_wh).ok_or(Error::<T>::Overflow)?;
 		Metered::<T>::insert(reading.interval, &owner, energy);
-		meter.last = Some(now);
-		Meters::<T>::insert(reading.meter, meter);
-		if export_wh > 0 {
-			EnergyBalance::<T>::try_mutate(&owner, |b| -> DispatchResult {
-				*b = b.checked_add(export_wh).ok_or(Error::<T>::Overflow)?;
-				Ok(())
-			})?;
-			EnergyIssuance::<T>::try_mutate(|i| -> DispatchResult {
-				*i = i.checked_add(export_wh).ok_or(Error::<T>::Overflow)?;
-				Ok(())
-			})?;
-			Self::deposit_event(Event::EnergyMinted { who: owner.clone(), amount_wh: export_wh });
-		}
-		Self::deposit_event(Event::ReadingAccepted {
-			meter: reading.meter,
-			owner,
-			interval: reading.interval,
-			counter: reading.counter,
-			import_wh,
-			export_wh,
+		Ok(())
+	}
+
+	/// One more of `owner`'s meters has reported for `interval`: a trader whose meters have
+	/// now all reported no longer holds its settlement back.
+	fn count_report(interval: IntervalId, owner: &T::AccountId) {
+		Positions::<T>::mutate_exists(interval, owner, |position| {
+			let Some(p) = position else { return };
+			let was_complete = p.complete();
+			p.reported = p.reported.saturating_add(1);
+			if !was_complete && p.complete() {
+				Outstanding::<T>::mutate_exists(interval, |n| {
+					*n = n.and_then(|n| n.checked_sub(1)).filter(|n| *n > 0);
+				});
+			}
 		});
+	}
+
+	/// Mints `amount_wh` energy tokens to `owner` for validated export.
+	fn mint(owner: &T::AccountId, amount_wh: u64) -> DispatchResult {
+		if amount_wh == 0 {
+			return Ok(());
+		}
+		EnergyBalance::<T>::try_mutate(owner, |b| -> DispatchResult {
+			*b = b.checked_add(amount_wh).ok_or(Error::<T>::Overflow)?;
+			Ok(())
+		})?;
+		EnergyIssuance::<T>::try_mutate(|i| -> DispatchResult {
+			*i = i.checked_add(amount_wh).ok_or(Error::<T>::Overflow)?;
+			Ok(())
+		})?;
+		Self::deposit_event(Event::EnergyMinted { who: owner.clone(), amount_wh });
 		Ok(())
 	}
 

@@ -50,7 +50,8 @@ impl frame_system::Config for Test {
 #[derive_impl(pallet_balances::config_preludes::TestDefaultConfig)]
 impl pallet_balances::Config for Test {
 	type Balance = u128;
-	type ExistentialDeposit = ConstU128<1>;
+	// The runtime's: 1 hid a payment below it to an account that does not exist.
+	type ExistentialDeposit = ConstU128<EXISTENTIAL_DEPOSIT>;
 	type AccountStore = System;
 	type RuntimeHoldReason = RuntimeHoldReason;
 }
@@ -104,6 +105,7 @@ pub const GATE_MS: u64 = 500;
 pub const TARIFF: u64 = 90;
 pub const FEED_IN: u64 = 25;
 pub const START_BALANCE: u128 = 1_000_000_000_000;
+pub const EXISTENTIAL_DEPOSIT: u128 = 1_000;
 
 pub fn pair(seed: &str) -> sr25519::Pair {
 	sr25519::Pair::from_string(&format!("//{seed}"), None).expect("static seed")
@@ -144,6 +146,7 @@ pub fn params() -> MarketParams {
 		max_quantity_wh: 1_000_000,
 		utility_tariff_ticks: TARIFF,
 		feed_in_ticks: FEED_IN,
+		reading_window_ms: INTERVAL_MS,
 	}
 }
 

@@ -3,18 +3,18 @@
 //! market runs; the indexer keeps the history. Pruning runs in `on_idle`, only with the weight
 //! the block has left, from a cursor (`PruneCursor`): first the interval's orders and their
 //! client ids, a page at a time, then the rest of the interval (clearing, matches, prices,
-//! metered energy, settlement lines, markers). An interval that is not done with (cleared but
+//! metered energy, positions, settlement lines, markers). An interval that is not done with (cleared but
 //! not settled, or with orders and neither cleared nor voided) stops the cursor until it is.
 
 use crate::{
 	ClearingMatches, ClearingPrices, Clearings, ClientOrders, Config, Error, IntervalId,
-	IntervalOrders, Metered, MeteredCount, Orders, Pallet, Params, PruneCursor, Settled,
-	Settlements, Voided, Voiding, WeightInfo,
+	IntervalOrders, Metered, MeteredCount, Orders, Outstanding, Pallet, Params, Positions,
+	PruneCursor, Settled, Settlements, Voided, Voiding, WeightInfo,
 };
 use frame_support::{ensure, pallet_prelude::Get, weights::WeightMeter};
 use sp_runtime::DispatchResult;
 
-/// Keys of `Metered` and of `Settlements` removed per interval per block; an interval with more
+/// Keys of `Metered`, `Settlements` and `Positions` removed per interval per block; an interval with more
 /// takes more blocks.
 pub const TAIL_KEYS: u32 = 256;
 /// Intervals looked at per block at most, however much weight is left.
@@ -111,9 +111,14 @@ impl<T: Config> Pallet<T> {
 		// the first removed.
 		let metered = Metered::<T>::clear_prefix(interval, TAIL_KEYS, None);
 		let lines = Settlements::<T>::clear_prefix(interval, TAIL_KEYS, None);
-		if metered.maybe_cursor.is_some() || lines.maybe_cursor.is_some() {
+		let positions = Positions::<T>::clear_prefix(interval, TAIL_KEYS, None);
+		if metered.maybe_cursor.is_some()
+			|| lines.maybe_cursor.is_some()
+			|| positions.maybe_cursor.is_some()
+		{
 			return false;
 		}
+		Outstanding::<T>::remove(interval);
 		IntervalOrders::<T>::remove(interval);
 		Clearings::<T>::remove(interval);
 		ClearingMatches::<T>::remove(interval);

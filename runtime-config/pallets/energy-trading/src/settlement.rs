@@ -1,33 +1,54 @@
-//! Settlement: after an interval is cleared and has ended, each participant's metered energy is
-//! set against its contracted position, and the difference is bought from the distributor at
-//! the utility tariff (shortfall) or sold to it at the feed-in rate (surplus).
+//! Settlement after metering: each participant's metered energy is set against its contracted
+//! position, and the difference is bought from the distributor at the utility tariff
+//! (shortfall) or sold to it at the feed-in rate (surplus).
+//!
+//! - **It waits for the meters.** A cleared interval settles once every accredited meter of
+//!   every trader has reported for it (`Outstanding` is 0), or at its reading deadline
+//!   (`MarketParams::reading_deadline`), whichever comes first. A voided interval has no
+//!   traders to wait for.
+//! - **A missing reading is estimated, then trued up.** A trader whose meters have not all
+//!   reported by the deadline is settled as if it delivered or consumed exactly what it traded
+//!   (imbalance 0), and its line and event say `estimated`. What that estimate settled beyond
+//!   what was measured is kept in `TrueUp`, with the energy of any reading that arrives once
+//!   the interval's settlement has begun (a late reading is accepted, so the meter's counter
+//!   and registers go on, but it no longer changes a settled line). The participant's next
+//!   complete settlement takes `TrueUp` into its metered energy, so over time every Wh
+//!   measured is settled exactly once. A meter that skips an interval and reports for a later
+//!   one needs nothing special: its cumulative registers carry the skipped energy forward.
+//! - **It is paged.** Each call settles up to `max_participants` more participants: the
+//!   traders (`Positions`) first, then those metered without trading (`Metered`), in storage
+//!   order from where the last call stopped (`SettleProgress`). The call that settles the last
+//!   one marks the interval settled. Anyone may call it: when it may run is the chain's rule.
+//! - **One failed payment blocks nobody.** A payment that cannot be made (the payer lacks
+//!   funds, or the payee does not exist and the amount is below the existential deposit) is
+//!   recorded as a debt of the payer to the payee (`Debts`, event `SettlementDebt`), and
+//!   settlement goes on.
 
 use crate::{
-	BalanceOf, ClearingMatches, Clearings, Config, Distributor, Error, Event, IntervalId, Metered,
-	MeteredCount, Orders, Pallet, Params, Settled, SettlementLine, Settlements, Voided,
+	BalanceOf, Clearings, Config, Debts, Distributor, Error, Event, IntervalId, Metered,
+	MeteredEnergy, Pallet, Params, Position, Positions, SettleProgress, Settled, SettlementLine,
+	SettlementProgress, Settlements, TrueUp, Voided,
 };
-use alloc::collections::{btree_map::BTreeMap, btree_set::BTreeSet};
 use frame_support::{
 	ensure,
 	traits::{fungible::Mutate, tokens::Preservation},
 };
-use sp_runtime::{DispatchError, SaturatedConversion};
+use sp_runtime::{traits::Saturating, DispatchError, SaturatedConversion};
+
+/// What settlement knows of one participant in one interval.
+struct Participant<AccountId> {
+	who: AccountId,
+	position: Option<Position>,
+	metered: MeteredEnergy,
+}
 
 impl<T: Config> Pallet<T> {
-	/// Checks that the declared `matches_bound` and `metered_bound` cover the interval's
-	/// matches and metered participants (they priced the call), then settles each participant's
-	/// imbalance against the distributor. Returns (matches read, participants metered) for the
-	/// weight.
+	/// Settles up to `max_participants` more participants of `interval`. Returns how many it
+	/// settled (for the weight).
 	pub(crate) fn do_settle(
 		interval: IntervalId,
-		matches_bound: u32,
-		metered_bound: u32,
-	) -> Result<(u32, u32), DispatchError> {
-		ensure!(
-			ClearingMatches::<T>::decode_len(interval).unwrap_or(0) as u32 <= matches_bound
-				&& MeteredCount::<T>::get(interval) <= metered_bound,
-			Error::<T>::WitnessTooSmall
-		);
+		max_participants: u32,
+	) -> Result<u32, DispatchError> {
 		Self::ensure_not_pruned(interval)?;
 		// A voided interval settles as if nothing had traded: every line is its metered energy.
 		ensure!(
@@ -36,67 +57,148 @@ impl<T: Config> Pallet<T> {
 		);
 		ensure!(!Settled::<T>::contains_key(interval), Error::<T>::AlreadySettled);
 		let params = Params::<T>::get();
-		ensure!(Self::now_ms() >= params.interval_end(interval), Error::<T>::IntervalNotEnded);
+		let now = Self::now_ms();
+		ensure!(now >= params.interval_end(interval), Error::<T>::IntervalNotEnded);
+		let mut progress = SettlementProgress::<T>::get(interval);
+		if progress.is_none() {
+			ensure!(
+				crate::Outstanding::<T>::get(interval) == 0
+					|| now >= params.reading_deadline(interval),
+				Error::<T>::ReadingsOutstanding
+			);
+		}
+		ensure!(max_participants > 0, Error::<T>::NothingToSettle);
+		let mut progress: SettleProgress = progress.take().unwrap_or_default();
 
-		let matches = ClearingMatches::<T>::get(interval);
-		let mut contracted: BTreeMap<T::AccountId, i128> = BTreeMap::new();
-		for m in matches.iter() {
-			let buyer = Orders::<T>::get(m.bid).ok_or(Error::<T>::UnknownOrder)?.owner;
-			let seller = Orders::<T>::get(m.offer).ok_or(Error::<T>::UnknownOrder)?.owner;
-			*contracted.entry(buyer).or_default() += m.quantity_wh as i128;
-			*contracted.entry(seller).or_default() -= m.quantity_wh as i128;
-		}
-		let mut metered: BTreeMap<T::AccountId, i128> = BTreeMap::new();
-		for (who, e) in Metered::<T>::iter_prefix(interval) {
-			metered.insert(who, e.import_wh as i128 - e.export_wh as i128);
-		}
-		let metered_count = metered.len() as u32;
-		let everyone: BTreeSet<T::AccountId> =
-			contracted.keys().chain(metered.keys()).cloned().collect();
-		let mut shortfall_wh: u64 = 0;
-		let mut surplus_wh: u64 = 0;
-		let mut distributor: Option<T::AccountId> = None;
-		for who in everyone.iter() {
-			let c = contracted.get(who).copied().unwrap_or(0);
-			let mtr = metered.get(who).copied().unwrap_or(0);
-			let imbalance = mtr - c;
-			let rate =
-				if imbalance > 0 { params.utility_tariff_ticks } else { params.feed_in_ticks };
-			let amount = imbalance.checked_mul(rate as i128).ok_or(Error::<T>::Overflow)?;
-			if amount != 0 {
-				if distributor.is_none() {
-					distributor = Some(Distributor::<T>::get().ok_or(Error::<T>::NoDistributor)?);
-				}
-				let grid = distributor.as_ref().ok_or(Error::<T>::NoDistributor)?;
-				let (from, to) = if amount > 0 { (who, grid) } else { (grid, who) };
-				let value: BalanceOf<T> = amount.unsigned_abs().saturated_into();
-				if from != to {
-					T::Currency::transfer(from, to, value, Preservation::Expendable)
-						.map_err(|_| Error::<T>::SettlementPaymentFailed)?;
-				}
-			}
-			if imbalance > 0 {
-				shortfall_wh = shortfall_wh.saturating_add(imbalance as u64);
-			} else {
-				surplus_wh = surplus_wh.saturating_add(imbalance.unsigned_abs() as u64);
-			}
-			let clamp = |v: i128| v.clamp(i64::MIN as i128, i64::MAX as i128) as i64;
-			let line = SettlementLine {
-				contracted_wh: clamp(c),
-				metered_wh: clamp(mtr),
-				imbalance_wh: clamp(imbalance),
-				amount,
+		let mut settled = 0u32;
+		while settled < max_participants {
+			let Some(next) = Self::next_participant(interval, &mut progress) else {
+				break;
 			};
-			Settlements::<T>::insert(interval, who, line);
-			Self::deposit_event(Event::ParticipantSettled { interval, who: who.clone(), line });
+			Self::settle_participant(interval, &params, next, &mut progress)?;
+			settled += 1;
 		}
-		Settled::<T>::insert(interval, frame_system::Pallet::<T>::block_number());
-		Self::deposit_event(Event::IntervalSettled {
-			interval,
-			participants: everyone.len() as u32,
-			shortfall_wh,
-			surplus_wh,
-		});
-		Ok((matches.len() as u32, metered_count))
+		// The page may have ended on the last participant; look once more before saying so.
+		let finished = settled < max_participants || {
+			let mut peek = progress.clone();
+			Self::next_participant(interval, &mut peek).is_none()
+		};
+		if finished {
+			SettlementProgress::<T>::remove(interval);
+			Settled::<T>::insert(interval, frame_system::Pallet::<T>::block_number());
+			Self::deposit_event(Event::IntervalSettled {
+				interval,
+				participants: progress.participants,
+				estimated: progress.estimated,
+				shortfall_wh: progress.shortfall_wh,
+				surplus_wh: progress.surplus_wh,
+			});
+		} else {
+			SettlementProgress::<T>::insert(interval, progress);
+		}
+		Ok(settled)
+	}
+
+	/// The next participant after `progress`'s cursor, which it moves past: a trader, or once
+	/// the traders are done, someone metered who did not trade.
+	fn next_participant(
+		interval: IntervalId,
+		progress: &mut SettleProgress,
+	) -> Option<Participant<T::AccountId>> {
+		if !progress.metered_phase {
+			let mut iter = match progress.last_key.is_empty() {
+				true => Positions::<T>::iter_prefix(interval),
+				false => Positions::<T>::iter_prefix_from(interval, progress.last_key.to_vec()),
+			};
+			if let Some((who, position)) = iter.next() {
+				progress.last_key = iter.last_raw_key().to_vec().try_into().unwrap_or_default();
+				let metered = Metered::<T>::get(interval, &who).unwrap_or_default();
+				return Some(Participant { who, position: Some(position), metered });
+			}
+			progress.metered_phase = true;
+			progress.last_key = Default::default();
+		}
+		let mut iter = match progress.last_key.is_empty() {
+			true => Metered::<T>::iter_prefix(interval),
+			false => Metered::<T>::iter_prefix_from(interval, progress.last_key.to_vec()),
+		};
+		for (who, metered) in iter.by_ref() {
+			if !Positions::<T>::contains_key(interval, &who) {
+				progress.last_key = iter.last_raw_key().to_vec().try_into().unwrap_or_default();
+				return Some(Participant { who, position: None, metered });
+			}
+		}
+		progress.last_key = iter.last_raw_key().to_vec().try_into().unwrap_or_default();
+		None
+	}
+
+	/// Settles one participant: its line, its true-up, and its payment or debt.
+	fn settle_participant(
+		interval: IntervalId,
+		params: &crate::MarketParams,
+		p: Participant<T::AccountId>,
+		progress: &mut SettleProgress,
+	) -> Result<(), DispatchError> {
+		let contracted = p.position.map_or(0, |pos| pos.contracted_wh) as i128;
+		let measured = p.metered.import_wh as i128 - p.metered.export_wh as i128;
+		let pending = TrueUp::<T>::get(&p.who) as i128;
+		let estimated = p.position.is_some_and(|pos| !pos.complete());
+		// Estimated: the position stands for the energy, and what it settled beyond what was
+		// measured waits in `TrueUp`. Measured: the true-up is taken in now.
+		let (metered, trued_up, left) = if estimated {
+			(contracted, 0, pending + measured - contracted)
+		} else {
+			(measured + pending, pending, 0)
+		};
+		let clamp = |v: i128| v.clamp(i64::MIN as i128, i64::MAX as i128) as i64;
+		if left == 0 {
+			TrueUp::<T>::remove(&p.who);
+		} else {
+			TrueUp::<T>::insert(&p.who, clamp(left));
+		}
+		let imbalance = metered - contracted;
+		let rate = if imbalance > 0 { params.utility_tariff_ticks } else { params.feed_in_ticks };
+		let amount = imbalance.checked_mul(rate as i128).ok_or(Error::<T>::Overflow)?;
+		if amount != 0 {
+			let grid = Distributor::<T>::get().ok_or(Error::<T>::NoDistributor)?;
+			let (from, to) = if amount > 0 { (&p.who, &grid) } else { (&grid, &p.who) };
+			let value: BalanceOf<T> = amount.unsigned_abs().saturated_into();
+			if from != to
+				&& T::Currency::transfer(from, to, value, Preservation::Expendable).is_err()
+			{
+				Debts::<T>::mutate(from, to, |d| *d = d.saturating_add(value));
+				Self::deposit_event(Event::SettlementDebt {
+					interval,
+					debtor: from.clone(),
+					creditor: to.clone(),
+					amount: value,
+				});
+			}
+		}
+		if imbalance > 0 {
+			progress.shortfall_wh = progress.shortfall_wh.saturating_add(imbalance as u64);
+		} else {
+			progress.surplus_wh =
+				progress.surplus_wh.saturating_add(imbalance.unsigned_abs() as u64);
+		}
+		progress.participants = progress.participants.saturating_add(1);
+		progress.estimated = progress.estimated.saturating_add(estimated as u32);
+		let line = SettlementLine {
+			contracted_wh: clamp(contracted),
+			metered_wh: clamp(metered),
+			imbalance_wh: clamp(imbalance),
+			amount,
+			estimated,
+			trued_up_wh: clamp(trued_up),
+		};
+		Settlements::<T>::insert(interval, &p.who, line);
+		Self::deposit_event(Event::ParticipantSettled { interval, who: p.who, line });
+		Ok(())
+	}
+
+	/// Whether a reading for `interval` comes after its settlement began: its energy then goes
+	/// to the owner's true-up instead of the interval.
+	pub(crate) fn settlement_begun(interval: IntervalId) -> bool {
+		Settled::<T>::contains_key(interval) || SettlementProgress::<T>::contains_key(interval)
 	}
 }

@@ -104,7 +104,7 @@ fn clear_with_volume(
 }
 
 fn settle(interval: u64) -> frame_support::dispatch::DispatchResultWithPostInfo {
-	Market::settle_interval(origin(&operator()), interval, 10, 10)
+	Market::settle_interval(origin(&operator()), interval, 100)
 }
 
 fn held(who: &AccountId32) -> u128 {
@@ -782,6 +782,100 @@ fn renewable_only_bids_take_renewable_energy_only() {
 	});
 }
 
+// The audit's ways past the equilibrium check (issue "The chain verifies, it does not trust",
+// finding 2), each reproduced and refused.
+
+#[test]
+fn a_price_at_the_top_bid_cannot_void_a_crossing_book() {
+	run(|| {
+		// Bids 60 and 45, offers 40 and 55: the 60 bid and the 40 offer cross.
+		let (_, _, _, _) = simple_book();
+		close_gate(2);
+		// At a price of 60 no unfilled bid is above it, yet 60 and 40 could trade.
+		assert_noop!(clear(2, Mechanism::Uniform, &[(0, 60)], &[]), E::NotEquilibrium);
+		assert_noop!(clear(2, Mechanism::Uniform, &[(0, 40)], &[]), E::NotEquilibrium);
+	});
+}
+
+#[test]
+fn a_price_at_the_top_bid_cannot_fill_a_chosen_offer() {
+	run(|| {
+		let (b1, _, _, o2) = simple_book();
+		close_gate(2);
+		// The 55 offer is filled and the cheaper 40 one passed over, next to an unfilled 45 bid.
+		assert_noop!(
+			clear(2, Mechanism::Uniform, &[(0, 60)], &[m(b1, o2, 100, 60, 60)]),
+			E::NotEquilibrium
+		);
+	});
+}
+
+#[test]
+fn a_higher_bid_cannot_be_passed_over_for_a_lower_one() {
+	run(|| {
+		let (b1, b2, o1, _) = simple_book();
+		close_gate(2);
+		// Supply 150 Wh at 40: the 45 bid is filled in full, the 60 bid only in part.
+		assert_noop!(
+			clear(
+				2,
+				Mechanism::Uniform,
+				&[(0, 45)],
+				&[m(b2, o1, 100, 45, 45), m(b1, o1, 50, 45, 45)]
+			),
+			E::NotEquilibrium
+		);
+		// The reference clearing fills the 60 bid first.
+		assert_ok!(clear(
+			2,
+			Mechanism::Uniform,
+			&[(0, 42)],
+			&[m(b1, o1, 100, 42, 42), m(b2, o1, 50, 42, 42)]
+		));
+	});
+}
+
+#[test]
+fn an_empty_zonal_clearing_cannot_void_a_book() {
+	run(|| {
+		simple_book();
+		close_gate(2);
+		// Zone 0 has orders but no price.
+		assert_noop!(clear(2, Mechanism::Zonal, &[], &[]), E::ZoneWithoutPrice);
+		// With a price, the crossing 60 bid and 40 offer still have to trade.
+		assert_noop!(clear(2, Mechanism::Zonal, &[(0, 50)], &[]), E::NotEquilibrium);
+	});
+}
+
+#[test]
+fn a_generic_bid_cannot_take_the_renewable_offer_a_renewable_only_bid_needs() {
+	run(|| {
+		let green_bid = place(
+			&buyer(),
+			OrderSpec { renewable_only: true, ..spec(1, 2, Side::Bid, 100, 60, 0) },
+		);
+		let any_bid = place(&buyer(), spec(2, 2, Side::Bid, 100, 50, 0));
+		let solar = place(&seller(), spec(1, 2, Side::Offer, 100, 40, 0));
+		let grid = place(
+			&seller(),
+			OrderSpec { source: EnergySource::GridMix, ..spec(2, 2, Side::Offer, 100, 45, 0) },
+		);
+		close_gate(2);
+		// The generic bid takes the solar energy; the renewable-only bid and the grid-mix offer,
+		// which could serve the generic bid, stay unfilled.
+		assert_noop!(
+			clear(2, Mechanism::Zonal, &[(0, 45)], &[m(any_bid, solar, 100, 45, 45)]),
+			E::NotEquilibrium
+		);
+		assert_ok!(clear(
+			2,
+			Mechanism::Zonal,
+			&[(0, 45)],
+			&[m(green_bid, solar, 100, 45, 45), m(any_bid, grid, 100, 45, 45)]
+		));
+	});
+}
+
 #[test]
 fn declared_bounds_below_the_real_counts_are_refused() {
 	run(|| {
@@ -805,9 +899,6 @@ fn declared_bounds_below_the_real_counts_are_refused() {
 			&[(0, 42)],
 			&[m(b1, o1, 100, 42, 42), m(b2, o1, 50, 42, 42)]
 		));
-		end_interval(2);
-		assert_noop!(Market::settle_interval(origin(&operator()), 2, 1, 10), E::WitnessTooSmall);
-		assert_ok!(Market::settle_interval(origin(&operator()), 2, 2, 0));
 	});
 }
 
@@ -1099,6 +1190,9 @@ fn trade_and_settle(k: u64) {
 	close_gate(k);
 	assert_ok!(clear(k, Mechanism::Uniform, &[(0, 45)], &[m(bid, offer, 100, 45, 45)]));
 	end_interval(k);
+	// Bob's meter never reports: settlement estimates it at the reading deadline.
+	assert_noop!(settle(k).map_err(|e| e.error), E::ReadingsOutstanding);
+	at(params().reading_deadline(k));
 	assert_ok!(settle(k));
 }
 
@@ -1166,13 +1260,14 @@ fn pruning_uses_only_the_weight_left_and_carries_on() {
 	run(|| {
 		idle();
 		trade_and_settle(2);
-		idle(); // interval 0; interval 1 is still too recent
-		assert_eq!(PruneCursor::<Test>::get(), Some((1, 0)));
+		// Intervals 0 and 1 (the clock is at interval 2's reading deadline); 2 is too recent.
+		idle();
+		assert_eq!(PruneCursor::<Test>::get(), Some((2, 0)));
 		end_interval(2 + RetainIntervals::get());
-		// Room for interval 1 (empty), interval 2's check and one of its two orders: the rest
-		// waits for the next block.
+		// Room for interval 2's check and one of its two orders: the rest waits for the next
+		// block.
 		let tail = <() as WeightInfo>::prune_tail();
-		let one = tail + tail + <() as WeightInfo>::prune_orders(1);
+		let one = tail + <() as WeightInfo>::prune_orders(1);
 		let used = Market::on_idle(System::block_number(), one);
 		assert!(used.all_lte(one));
 		assert_eq!(PruneCursor::<Test>::get(), Some((2, 1)));
@@ -1185,31 +1280,48 @@ fn pruning_uses_only_the_weight_left_and_carries_on() {
 
 // ---------------------------------------------------------------- settlement
 
+/// Bob (metered) sells 150 Wh of interval 2 to Charlie (no meter); Bob's meter has its
+/// baseline from interval 1.
+fn bob_sells_150_in_interval_2() {
+	let (b1, b2, o1, _) = simple_book();
+	close_gate(2);
+	assert_ok!(clear(
+		2,
+		Mechanism::Uniform,
+		&[(0, 42)],
+		&[m(b1, o1, 100, 42, 42), m(b2, o1, 50, 42, 42)]
+	));
+	end_interval(1);
+	assert_ok!(submit(reading(1, 1, 0, 0)));
+}
+
+fn settle_page(interval: u64, max: u32) -> DispatchResult {
+	Market::settle_interval(origin(&account("Relayer")), interval, max)
+		.map(|_| ())
+		.map_err(|e| e.error)
+}
+
 #[test]
 fn settlement_buys_shortfalls_and_pays_surplus_at_regulated_rates() {
 	run(|| {
-		// Bob sells 150 Wh to Charlie; Bob's meter shows 100 Wh exported (50 short).
-		let (b1, b2, o1, _) = simple_book();
-		close_gate(2);
-		assert_ok!(clear(
-			2,
-			Mechanism::Uniform,
-			&[(0, 42)],
-			&[m(b1, o1, 100, 42, 42), m(b2, o1, 50, 42, 42)]
-		));
-		end_interval(1);
-		assert_ok!(submit(reading(1, 1, 0, 0)));
+		// Bob's meter shows 100 Wh exported of the 150 he sold (50 short).
+		bob_sells_150_in_interval_2();
+		assert_eq!(
+			Positions::<Test>::get(2, seller()),
+			Some(Position { contracted_wh: -150, meters: 1, reported: 0 })
+		);
+		assert_eq!(Outstanding::<Test>::get(2), 1);
 		assert_noop!(settle(2), E::IntervalNotEnded);
 		end_interval(2);
+		assert_noop!(settle(2), E::ReadingsOutstanding);
 		assert_ok!(submit(reading(2, 2, 0, 100)));
-		assert_noop!(
-			Market::settle_interval(origin(&seller()), 2, 10, 10),
-			E::NotClearingSubmitter
-		);
+		assert_eq!(Outstanding::<Test>::get(2), 0);
 		assert_noop!(settle(3), E::NotCleared);
 
 		let (bob, charlie, grid) = (free(&seller()), free(&buyer()), free(&distributor()));
-		assert_ok!(settle(2));
+		// Anyone may settle once the readings are in: the chain says when.
+		assert_noop!(settle_page(2, 0), E::NothingToSettle);
+		assert_ok!(settle_page(2, 10));
 		// Bob: contracted -150, metered -100: 50 Wh short, bought at the tariff.
 		let bob_line = Settlements::<Test>::get(2, seller()).expect("line");
 		assert_eq!(
@@ -1217,37 +1329,196 @@ fn settlement_buys_shortfalls_and_pays_surplus_at_regulated_rates() {
 			(-150, -100, 50)
 		);
 		assert_eq!(bob_line.amount, 50 * TARIFF as i128);
-		// Charlie has no meter reading: contracted +150, metered 0: 150 Wh unused, paid at feed-in.
+		assert!(!bob_line.estimated);
+		// Charlie has no meter, so nothing to wait for: contracted +150, metered 0: 150 Wh
+		// unused, paid at feed-in.
 		let charlie_line = Settlements::<Test>::get(2, buyer()).expect("line");
-		assert_eq!(charlie_line.imbalance_wh, -150);
+		assert_eq!((charlie_line.imbalance_wh, charlie_line.estimated), (-150, false));
 		assert_eq!(free(&seller()), bob - 50 * TARIFF as u128);
 		assert_eq!(free(&buyer()), charlie + 150 * FEED_IN as u128);
 		assert_eq!(free(&distributor()), grid + 50 * TARIFF as u128 - 150 * FEED_IN as u128);
 		System::assert_last_event(
-			Ev::IntervalSettled { interval: 2, participants: 2, shortfall_wh: 50, surplus_wh: 150 }
-				.into(),
+			Ev::IntervalSettled {
+				interval: 2,
+				participants: 2,
+				estimated: 0,
+				shortfall_wh: 50,
+				surplus_wh: 150,
+			}
+			.into(),
 		);
 		assert_noop!(settle(2), E::AlreadySettled);
 	});
 }
 
 #[test]
-fn settlement_fails_whole_when_a_payer_cannot_pay() {
+fn a_missing_reading_is_estimated_at_the_deadline_and_trued_up_by_the_next() {
 	run(|| {
-		let (b1, b2, o1, _) = simple_book();
-		close_gate(2);
-		assert_ok!(clear(
-			2,
-			Mechanism::Uniform,
-			&[(0, 42)],
-			&[m(b1, o1, 100, 42, 42), m(b2, o1, 50, 42, 42)]
-		));
+		bob_sells_150_in_interval_2();
 		end_interval(2);
+		// Bob's meter is silent for interval 2: settlement waits until the reading deadline...
+		at(params().reading_deadline(2) - 1);
+		assert_noop!(settle(2), E::ReadingsOutstanding);
+		// ...and then counts his position as delivered, marked as an estimate.
+		at(params().reading_deadline(2));
+		let bob = free(&seller());
+		assert_ok!(settle(2));
+		let line = Settlements::<Test>::get(2, seller()).expect("line");
+		assert_eq!((line.metered_wh, line.imbalance_wh, line.amount), (-150, 0, 0));
+		assert!(line.estimated);
+		assert_eq!(free(&seller()), bob);
+		// The 150 Wh the estimate settled are owed to the meter's next reading.
+		assert_eq!(TrueUp::<Test>::get(seller()), 150);
+		System::assert_last_event(
+			Ev::IntervalSettled {
+				interval: 2,
+				participants: 2,
+				estimated: 1,
+				shortfall_wh: 0,
+				surplus_wh: 150,
+			}
+			.into(),
+		);
+
+		// Interval 3: no trade (voided). Bob's meter skipped 2, so its reading for 3 covers
+		// both: 250 Wh exported, of which 150 were settled by the estimate.
+		assert_ok!(void(3, 0));
+		end_interval(3);
+		assert_ok!(submit(reading(3, 2, 0, 250)));
+		let bob = free(&seller());
+		assert_ok!(settle(3));
+		let line = Settlements::<Test>::get(3, seller()).expect("line");
+		assert_eq!((line.metered_wh, line.trued_up_wh, line.estimated), (-100, 150, false));
+		assert_eq!(free(&seller()), bob + 100 * FEED_IN as u128);
+		assert_eq!(TrueUp::<Test>::get(seller()), 0);
+		assert!(!TrueUp::<Test>::contains_key(seller()));
+	});
+}
+
+#[test]
+fn a_late_reading_is_accepted_but_goes_to_the_next_settlement() {
+	run(|| {
+		bob_sells_150_in_interval_2();
+		at(params().reading_deadline(2));
+		assert_ok!(settle(2));
+		assert_eq!(TrueUp::<Test>::get(seller()), 150);
+		// The reading for interval 2 arrives after its settlement: the counter and registers go
+		// on and the export is minted, but the settled lines stay as they are.
+		let tokens = EnergyBalance::<Test>::get(seller());
+		assert_ok!(submit(reading(2, 2, 0, 140)));
+		assert_eq!(EnergyBalance::<Test>::get(seller()), tokens + 140);
+		System::assert_last_event(
+			Ev::ReadingTruedUp {
+				meter: meter_pair().public().0,
+				owner: seller(),
+				interval: 2,
+				net_wh: -140,
+			}
+			.into(),
+		);
+		assert_eq!(Metered::<Test>::get(2, seller()), None);
+		assert!(Settlements::<Test>::get(2, seller()).expect("line").estimated);
+		// Bob delivered 10 Wh less than the estimate settled: his next settlement buys them.
+		assert_eq!(TrueUp::<Test>::get(seller()), 10);
+		assert_ok!(void(3, 0));
+		end_interval(3);
+		assert_ok!(submit(reading(3, 3, 0, 140)));
+		assert_ok!(settle(3));
+		let line = Settlements::<Test>::get(3, seller()).expect("line");
+		assert_eq!((line.metered_wh, line.imbalance_wh, line.trued_up_wh), (10, 10, 10));
+		assert_eq!(line.amount, 10 * TARIFF as i128);
+	});
+}
+
+#[test]
+fn one_failed_payment_is_a_debt_and_blocks_nobody() {
+	run(|| {
+		bob_sells_150_in_interval_2();
+		end_interval(2);
+		assert_ok!(submit(reading(2, 2, 0, 100)));
+		// Bob cannot pay for his 50 Wh shortfall.
 		assert_ok!(Balances::force_set_balance(RuntimeOrigin::root(), seller(), 10));
-		assert_noop!(settle(2), E::SettlementPaymentFailed);
-		assert_ok!(Balances::force_set_balance(RuntimeOrigin::root(), seller(), START_BALANCE));
+		let charlie = free(&buyer());
+		assert_ok!(settle(2));
+		let owed = 50 * TARIFF as u128;
+		assert_eq!(Debts::<Test>::get(seller(), distributor()), owed);
+		System::assert_has_event(
+			Ev::SettlementDebt {
+				interval: 2,
+				debtor: seller(),
+				creditor: distributor(),
+				amount: owed,
+			}
+			.into(),
+		);
+		// Charlie is paid all the same, and the interval is settled.
+		assert_eq!(free(&buyer()), charlie + 150 * FEED_IN as u128);
+		assert!(Settled::<Test>::contains_key(2));
+	});
+}
+
+#[test]
+fn a_settlement_with_no_distributor_fails_whole() {
+	run(|| {
+		bob_sells_150_in_interval_2();
+		end_interval(2);
+		assert_ok!(submit(reading(2, 2, 0, 100)));
 		Distributor::<Test>::kill();
 		assert_noop!(settle(2), E::NoDistributor);
+	});
+}
+
+#[test]
+fn settlement_goes_page_by_page_and_a_reading_between_pages_waits_for_the_next() {
+	run(|| {
+		bob_sells_150_in_interval_2();
+		// Dave trades nothing; his meter has its baseline from interval 0.
+		let dave_meter = pair("DaveMeter");
+		assert_ok!(Market::register_participant(origin(&operator()), account("Dave"), 0));
+		assert_ok!(Market::accredit_meter(
+			origin(&operator()),
+			dave_meter.public().0,
+			account("Dave"),
+			0,
+			EnergySource::GridMix,
+			0
+		));
+		let dave_reading = |interval, counter, import_wh| {
+			let r = MeterReading {
+				meter: dave_meter.public().0,
+				epoch: 1,
+				interval,
+				counter,
+				import_wh,
+				export_wh: 0,
+			};
+			let sig = dave_meter.sign(&reading_message(&genesis(), &r)).0;
+			Market::submit_reading(origin(&account("Relayer")), r, sig)
+		};
+		assert_ok!(dave_reading(0, 1, 0));
+		end_interval(2);
+		assert_ok!(submit(reading(2, 2, 0, 150)));
+
+		assert_ok!(settle_page(2, 1));
+		assert!(!Settled::<Test>::contains_key(2));
+		assert_eq!(SettlementProgress::<Test>::get(2).map(|p| p.participants), Some(1));
+		// Dave's reading of interval 2 arrives once its settlement has begun: it waits for his
+		// next settlement instead of changing this one halfway.
+		assert_ok!(dave_reading(2, 2, 70));
+		assert_eq!(TrueUp::<Test>::get(account("Dave")), 70);
+		assert_ok!(settle_page(2, 1));
+		assert!(Settled::<Test>::contains_key(2));
+		assert!(Settlements::<Test>::get(2, account("Dave")).is_none());
+		System::assert_last_event(
+			Ev::IntervalSettled {
+				interval: 2,
+				participants: 2,
+				estimated: 0,
+				shortfall_wh: 0,
+				surplus_wh: 150,
+			}
+			.into(),
+		);
 	});
 }
 

@@ -245,6 +245,9 @@ pub struct MarketParams {
 	pub utility_tariff_ticks: u64,
 	/// What the utility pays for surplus that found no buyer, ticks per kWh.
 	pub feed_in_ticks: u64,
+	/// How long after an interval's end settlement waits for the readings of its traders'
+	/// meters; a reading still missing then is estimated (see `settlement.rs`).
+	pub reading_window_ms: u64,
 }
 
 impl Default for MarketParams {
@@ -258,6 +261,7 @@ impl Default for MarketParams {
 			max_quantity_wh: 1_000_000_000,
 			utility_tariff_ticks: 95,
 			feed_in_ticks: 30,
+			reading_window_ms: 15 * 60 * 1000,
 		}
 	}
 }
@@ -271,6 +275,10 @@ impl MarketParams {
 	}
 	pub fn interval_end(&self, interval: IntervalId) -> u64 {
 		self.interval_start(interval.saturating_add(1))
+	}
+	/// When settlement stops waiting for readings of `interval` and estimates the missing ones.
+	pub fn reading_deadline(&self, interval: IntervalId) -> u64 {
+		self.interval_end(interval).saturating_add(self.reading_window_ms)
 	}
 	pub fn interval_at(&self, now_ms: u64) -> IntervalId {
 		now_ms / self.interval_ms.max(1)
@@ -334,6 +342,39 @@ pub struct MeteredEnergy {
 	pub export_wh: u64,
 }
 
+/// A participant's contracted position in a cleared interval, netted over its matches, and how
+/// many of its meters settlement waits for.
+#[derive(Encode, Decode, MaxEncodedLen, TypeInfo, Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct Position {
+	/// Bought minus sold, Wh.
+	pub contracted_wh: i64,
+	/// The owner's accredited meters when the interval was cleared.
+	pub meters: u32,
+	/// Readings of the owner's meters accepted for the interval so far.
+	pub reported: u32,
+}
+
+impl Position {
+	pub fn complete(&self) -> bool {
+		self.reported >= self.meters
+	}
+}
+
+/// Which participants of an interval settlement has reached, and its running totals. Settlement
+/// goes through the traders (`Positions`) and then those metered without a trade (`Metered`),
+/// in storage-key order, a page per call.
+#[derive(Encode, Decode, MaxEncodedLen, TypeInfo, Clone, PartialEq, Eq, Debug, Default)]
+pub struct SettleProgress {
+	/// False while in `Positions`, true once in `Metered`.
+	pub metered_phase: bool,
+	/// The raw storage key of the last participant settled in the current map (empty: none).
+	pub last_key: frame_support::BoundedVec<u8, frame_support::traits::ConstU32<128>>,
+	pub participants: u32,
+	pub estimated: u32,
+	pub shortfall_wh: u64,
+	pub surplus_wh: u64,
+}
+
 /// One participant's settlement line for an interval. Positive energy is net import.
 #[derive(
 	Encode,
@@ -356,6 +397,12 @@ pub struct SettlementLine {
 	pub imbalance_wh: i64,
 	/// Money units the participant paid (> 0) or received (< 0) for the imbalance.
 	pub amount: i128,
+	/// Part of `metered_wh` is an estimate: a meter of the participant had not reported by the
+	/// reading deadline, so its position counts as delivered or consumed as contracted.
+	pub estimated: bool,
+	/// Energy already settled (by an earlier estimate) or measured late (a reading for a settled
+	/// interval), taken into this line's `metered_wh`: the true-up of earlier estimates, Wh.
+	pub trued_up_wh: i64,
 }
 
 /// Message bytes an order's owner signs.

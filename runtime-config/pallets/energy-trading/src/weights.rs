@@ -30,7 +30,7 @@ pub trait WeightInfo {
 	fn submit_clearing(o: u32, m: u32) -> Weight;
 	fn submit_reading() -> Weight;
 	fn transfer_energy() -> Weight;
-	fn settle_interval(m: u32, p: u32) -> Weight;
+	fn settle_interval(p: u32) -> Weight;
 	fn void_interval(o: u32, n: u32) -> Weight;
 	fn prune_orders(n: u32) -> Weight;
 	fn prune_tail() -> Weight;
@@ -108,13 +108,11 @@ macro_rules! weights {
 		fn transfer_energy() -> Weight {
 			Weight::from_parts(BASE_PS, 5_000).saturating_add(<$db>::get().reads_writes(2, 2))
 		}
-		fn settle_interval(m: u32, p: u32) -> Weight {
+		fn settle_interval(p: u32) -> Weight {
 			Weight::from_parts(5 * BASE_PS, 10_000)
-				.saturating_add(Weight::from_parts(BASE_PS, 300).saturating_mul(m as u64))
-				.saturating_add(Weight::from_parts(3 * BASE_PS, 500).saturating_mul(p as u64))
-				.saturating_add(<$db>::get().reads_writes(6, 2))
-				.saturating_add(<$db>::get().reads(2).saturating_mul(m as u64))
-				.saturating_add(<$db>::get().reads_writes(3, 3).saturating_mul(p as u64))
+				.saturating_add(Weight::from_parts(3 * BASE_PS, 8_000).saturating_mul(p as u64))
+				.saturating_add(<$db>::get().reads_writes(8, 3))
+				.saturating_add(<$db>::get().reads_writes(6, 5).saturating_mul(p as u64))
 		}
 		fn void_interval(o: u32, n: u32) -> Weight {
 			Weight::from_parts(3 * BASE_PS, 10_000)
