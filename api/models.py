@@ -258,6 +258,11 @@ class SettlementPublic(BaseModel):
     trued_up_wh: int = Field(
         description="Energy of earlier estimates and late readings taken into metered_wh"
     )
+    proceeds: int = Field(
+        description="Units the energy sold in the interval earned, held by the clearing house"
+        " until settlement; any shortfall's cost was taken from them first"
+    )
+    proceeds_brl: str
     block_number: int
     block_hash: str
 

@@ -343,8 +343,8 @@ class Indexer:
         line = a["line"]
         c.execute(
             "INSERT OR REPLACE INTO settlements (interval, account, contracted_wh, metered_wh,"
-            " imbalance_wh, amount, block_number, block_hash, estimated, trued_up_wh)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " imbalance_wh, amount, block_number, block_hash, estimated, trued_up_wh, proceeds)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 int(a["interval"]),
                 ss58(a["who"]),
@@ -356,6 +356,7 @@ class Indexer:
                 block.hash,
                 int(bool(line["estimated"])),
                 int(line["trued_up_wh"]),
+                str(int(line["proceeds"])),
             ),
         )
 

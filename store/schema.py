@@ -93,6 +93,7 @@ CREATE TABLE IF NOT EXISTS settlements (
     block_number INTEGER NOT NULL, block_hash TEXT NOT NULL,
     estimated INTEGER NOT NULL DEFAULT 0,    -- a meter had not reported by the deadline
     trued_up_wh INTEGER NOT NULL DEFAULT 0,  -- earlier estimates and late readings taken in
+    proceeds TEXT NOT NULL DEFAULT '0',      -- paid out for energy sold (net of a shortfall)
     PRIMARY KEY (interval, account)
 );
 CREATE TABLE IF NOT EXISTS settlement_debts (  -- payments settlement could not make
@@ -179,6 +180,7 @@ ADDED_COLUMNS: dict[str, dict[str, tuple[tuple[str, str], ...]]] = {
         "settlements": (
             ("estimated", "INTEGER NOT NULL DEFAULT 0"),
             ("trued_up_wh", "INTEGER NOT NULL DEFAULT 0"),
+            ("proceeds", "TEXT NOT NULL DEFAULT '0'"),
         ),
         "intervals_settled": (("estimated", "INTEGER NOT NULL DEFAULT 0"),),
     },

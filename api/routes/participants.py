@@ -131,6 +131,8 @@ def list_settlements(
                 amount_brl=units_to_brl(int(r["amount"])),
                 estimated=bool(r["estimated"]),
                 trued_up_wh=r["trued_up_wh"],
+                proceeds=int(r["proceeds"]),
+                proceeds_brl=units_to_brl(int(r["proceeds"])),
                 block_number=r["block_number"],
                 block_hash=r["block_hash"],
             )

@@ -50,7 +50,7 @@ def index(tmp_path):
             )
         for interval in (5, 6):
             c.execute(
-                "INSERT INTO settlements VALUES (?, ?, 10, 12, 2, '-40', 1, '0x', ?, 0)",
+                "INSERT INTO settlements VALUES (?, ?, 10, 12, 2, '-40', 1, '0x', ?, 0, '0')",
                 (interval, ANN, int(interval == 6)),
             )
         c.execute("INSERT INTO intervals_settled VALUES (6, 2, 0, 0, 9, '0x9', 0, NULL, 1)")
@@ -176,8 +176,8 @@ def test_an_index_from_before_estimates_gains_their_columns(tmp_path):
     old.commit()
     old.close()
     conn = DataDir(tmp_path).index()
-    row = conn.execute("SELECT estimated, trued_up_wh FROM settlements").fetchone()
-    assert (row["estimated"], row["trued_up_wh"]) == (0, 0)
+    row = conn.execute("SELECT estimated, trued_up_wh, proceeds FROM settlements").fetchone()
+    assert (row["estimated"], row["trued_up_wh"], row["proceeds"]) == (0, 0, "0")
 
 
 def test_clearing_attempts_and_alerts(ops):

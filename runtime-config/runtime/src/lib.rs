@@ -256,6 +256,7 @@ parameter_types! {
 	/// An interval's data stays on chain a week of fifteen-minute intervals after it is done
 	/// with; the indexer keeps the history.
 	pub const RetainIntervals: u64 = 7 * 96;
+	pub const ClearingHouseId: frame_support::PalletId = frame_support::PalletId(*b"wc/clrhs");
 }
 
 impl pallet_energy_trading::Config for Runtime {
@@ -270,6 +271,7 @@ impl pallet_energy_trading::Config for Runtime {
 	type MaxMeteredPerInterval = MaxMeteredPerInterval;
 	type MaxIntervalsAhead = MaxIntervalsAhead;
 	type RetainIntervals = RetainIntervals;
+	type ClearingHouseId = ClearingHouseId;
 	type WeightInfo = weights::pallet_energy_trading::WeightInfo<Runtime>;
 	#[cfg(feature = "runtime-benchmarks")]
 	type BenchmarkHelper = BenchmarkClock;

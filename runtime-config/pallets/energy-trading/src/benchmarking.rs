@@ -373,6 +373,7 @@ mod benchmarks {
 				metered_wh: 1,
 				imbalance_wh: 1,
 				amount: 1,
+				proceeds: 0,
 				estimated: false,
 				trued_up_wh: 0,
 			};
@@ -410,7 +411,7 @@ mod benchmarks {
 		Positions::<T>::insert(
 			INTERVAL,
 			&owner,
-			Position { contracted_wh: 1, meters: 1, reported: 0 },
+			Position { contracted_wh: 1, meters: 1, reported: 0, proceeds: 0 },
 		);
 		Outstanding::<T>::insert(INTERVAL, 1);
 		let reading = MeterReading {
@@ -442,17 +443,19 @@ mod benchmarks {
 	}
 
 	/// A page of `p` traders, each with a position, metered energy, an earlier estimate to true
-	/// up and a shortfall to pay, after which the page looks for one more (the worst case: the
+	/// up, a shortfall paid from its proceeds and the rest of them paid out, after which the page looks for one more (the worst case: the
 	/// interval has more participants than the page).
 	#[benchmark]
 	fn settle_interval(p: Linear<1, { crate::MAX_SETTLE_PAGE }>) -> Result<(), BenchmarkError> {
 		setup_market::<T>();
 		let distributor = Distributor::<T>::get().expect("set up");
 		funded_participant::<T>(&distributor);
+		funded_participant::<T>(&Market::<T>::clearing_house());
 		for i in 0..=p {
 			let who: T::AccountId = account("trader", i, 0);
 			funded_participant::<T>(&who);
-			let position = Position { contracted_wh: -1_000, meters: 1, reported: 1 };
+			let position =
+				Position { contracted_wh: -1_000, meters: 1, reported: 1, proceeds: 50_000 };
 			Positions::<T>::insert(INTERVAL, &who, position);
 			Metered::<T>::insert(INTERVAL, &who, MeteredEnergy { import_wh: 0, export_wh: 700 });
 			TrueUp::<T>::insert(&who, 100);

@@ -19,7 +19,7 @@ use frame_support::{
 };
 use sp_runtime::{
 	traits::{Saturating, Zero},
-	DispatchError,
+	DispatchError, SaturatedConversion,
 };
 
 impl<T: Config> Pallet<T> {
@@ -117,49 +117,34 @@ impl<T: Config> Pallet<T> {
 		ensure!(total == volume_wh, Error::<T>::UnbalancedEnergy);
 		Self::check_equilibrium(mechanism, &prices, &book, matches)?;
 
-		// Every check passed: pay out, then release what is left of each bid's hold.
+		// Every check passed. Buyers pay from their holds into the clearing house, one transfer
+		// each; the distributor gets its fees now, and each seller's proceeds wait in the
+		// clearing house for its delivery to be metered (`settlement.rs`). Then what is left of
+		// each bid's hold is released.
 		let reason: T::RuntimeHoldReason = HoldReason::BidReserve.into();
+		let house = Self::clearing_house();
 		let mut fees_paid: BalanceOf<T> = Zero::zero();
 		let mut paid_by_bid: BTreeMap<OrderId, BalanceOf<T>> = BTreeMap::new();
-		let mut contracted: BTreeMap<T::AccountId, i64> = BTreeMap::new();
-		let distributor = Distributor::<T>::get();
+		let mut positions: BTreeMap<T::AccountId, Position> = BTreeMap::new();
+		let mut cost_by_buyer: BTreeMap<T::AccountId, BalanceOf<T>> = BTreeMap::new();
 		for m in matches {
 			let (bid, _) = book.get(&m.bid).ok_or(Error::<T>::OrderNotInInterval)?;
 			let (offer, _) = book.get(&m.offer).ok_or(Error::<T>::OrderNotInInterval)?;
 			let to_seller = Self::cost(m.seller_price, m.quantity_wh);
 			let to_grid = Self::cost(m.buyer_price - m.seller_price, m.quantity_wh);
-			if !to_seller.is_zero() {
-				T::Currency::transfer_on_hold(
-					&reason,
-					&bid.owner,
-					&offer.owner,
-					to_seller,
-					Precision::Exact,
-					Restriction::Free,
-					Fortitude::Polite,
-				)?;
-			}
-			if !to_grid.is_zero() {
-				let grid = distributor.as_ref().ok_or(Error::<T>::NoDistributor)?;
-				T::Currency::transfer_on_hold(
-					&reason,
-					&bid.owner,
-					grid,
-					to_grid,
-					Precision::Exact,
-					Restriction::Free,
-					Fortitude::Polite,
-				)?;
-				fees_paid = fees_paid.saturating_add(to_grid);
-			}
+			let cost = to_seller.saturating_add(to_grid);
+			fees_paid = fees_paid.saturating_add(to_grid);
 			let paid = paid_by_bid.entry(m.bid).or_insert_with(Zero::zero);
-			*paid = paid.saturating_add(to_seller.saturating_add(to_grid));
+			*paid = paid.saturating_add(cost);
+			let owed = cost_by_buyer.entry(bid.owner.clone()).or_insert_with(Zero::zero);
+			*owed = owed.saturating_add(cost);
 			// Quantities are bounded by `max_quantity_wh` and the book, far below i64::MAX.
 			let q = m.quantity_wh as i64;
-			let bought = contracted.entry(bid.owner.clone()).or_default();
-			*bought = bought.saturating_add(q);
-			let sold = contracted.entry(offer.owner.clone()).or_default();
-			*sold = sold.saturating_sub(q);
+			let buyer = positions.entry(bid.owner.clone()).or_default();
+			buyer.contracted_wh = buyer.contracted_wh.saturating_add(q);
+			let seller = positions.entry(offer.owner.clone()).or_default();
+			seller.contracted_wh = seller.contracted_wh.saturating_sub(q);
+			seller.proceeds = seller.proceeds.saturating_add(to_seller.saturated_into());
 			Self::deposit_event(Event::Traded {
 				interval,
 				bid: m.bid,
@@ -170,6 +155,23 @@ impl<T: Config> Pallet<T> {
 				buyer_price: m.buyer_price,
 				seller_price: m.seller_price,
 			});
+		}
+		for (buyer, cost) in cost_by_buyer {
+			if !cost.is_zero() {
+				T::Currency::transfer_on_hold(
+					&reason,
+					&buyer,
+					&house,
+					cost,
+					Precision::Exact,
+					Restriction::Free,
+					Fortitude::Polite,
+				)?;
+			}
+		}
+		if !fees_paid.is_zero() {
+			let grid = Distributor::<T>::get().ok_or(Error::<T>::NoDistributor)?;
+			Self::pay_or_owe(interval, &house, &grid, fees_paid);
 		}
 		for (id, (mut order, filled)) in book {
 			if order.status != OrderStatus::Open {
@@ -189,10 +191,10 @@ impl<T: Config> Pallet<T> {
 
 		// Each trader's position, and the meters settlement will wait for.
 		let mut outstanding = 0u32;
-		for (who, contracted_wh) in contracted {
-			let meters: u32 = MeterSources::<T>::iter_prefix_values(&who).sum();
-			outstanding += (meters > 0) as u32;
-			Positions::<T>::insert(interval, who, Position { contracted_wh, meters, reported: 0 });
+		for (who, mut position) in positions {
+			position.meters = MeterSources::<T>::iter_prefix_values(&who).sum();
+			outstanding += (position.meters > 0) as u32;
+			Positions::<T>::insert(interval, who, position);
 		}
 		if outstanding > 0 {
 			Outstanding::<T>::insert(interval, outstanding);

@@ -4,12 +4,25 @@
 use crate::{BalanceOf, Config, Error, Pallet, RawSignature};
 use alloc::vec::Vec;
 use codec::Encode;
-use frame_support::{ensure, pallet_prelude::DispatchResult, traits::Time};
+use frame_support::{
+	ensure,
+	pallet_prelude::{DispatchResult, Get},
+	traits::Time,
+};
 use frame_system::pallet_prelude::BlockNumberFor;
 use sp_core::sr25519;
-use sp_runtime::{traits::Zero, DispatchError, SaturatedConversion};
+use sp_runtime::{
+	traits::{AccountIdConversion, Zero},
+	DispatchError, SaturatedConversion,
+};
 
 impl<T: Config> Pallet<T> {
+	/// The clearing house's account (`ClearingHouseId`): it holds what buyers paid for an
+	/// interval until its sellers' delivery is metered.
+	pub fn clearing_house() -> T::AccountId {
+		T::ClearingHouseId::get().into_account_truncating()
+	}
+
 	/// The market clock: unix time in milliseconds.
 	pub fn now_ms() -> u64 {
 		T::Time::now()

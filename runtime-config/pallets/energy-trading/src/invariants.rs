@@ -3,11 +3,14 @@
 //! their issuance, and the meters counted per owner and source are the accredited ones. Compiled for `try-runtime` and tests only.
 
 use crate::{
-	Config, EnergyBalance, EnergyIssuance, EnergySource, HoldReason, MeterSources, Meters,
-	OrderStatus, Orders, Pallet, Participants, Side,
+	Config, Debts, EnergyBalance, EnergyIssuance, EnergySource, HoldReason, MeterSources, Meters,
+	OrderStatus, Orders, Pallet, Participants, Positions, Settled, Settlements, Side,
 };
 use alloc::collections::btree_map::BTreeMap;
-use frame_support::{ensure, traits::fungible::InspectHold};
+use frame_support::{
+	ensure,
+	traits::fungible::{Inspect, InspectHold},
+};
 use sp_runtime::SaturatedConversion;
 
 impl<T: Config> Pallet<T> {
@@ -41,6 +44,23 @@ impl<T: Config> Pallet<T> {
 				.all(|(who, source, n)| sources.get(&(who, source)) == Some(&n))
 				&& MeterSources::<T>::iter().count() == sources.len(),
 			"meters per owner and source differ from the accredited meters"
+		);
+		// The clearing house holds its existential deposit, the proceeds of sellers not settled
+		// yet, and what it could not pay out.
+		let house = Self::clearing_house();
+		let pending: u128 = Positions::<T>::iter()
+			.filter(|(k, who, _)| {
+				!Settled::<T>::contains_key(k) && !Settlements::<T>::contains_key(k, who)
+			})
+			.map(|(_, _, p)| p.proceeds)
+			.sum();
+		let unpaid: u128 =
+			Debts::<T>::iter_prefix(&house).map(|(_, d)| d.saturated_into::<u128>()).sum();
+		let minimum: u128 = T::Currency::minimum_balance().saturated_into();
+		let balance: u128 = T::Currency::balance(&house).saturated_into();
+		ensure!(
+			balance == minimum + pending + unpaid,
+			"the clearing house holds other than its deposit, pending proceeds and debts"
 		);
 		let sum: u128 = EnergyBalance::<T>::iter_values().map(|v| v as u128).sum();
 		ensure!(

@@ -133,6 +133,10 @@ pub mod pallet {
 		/// nothing to settle) before `on_idle` prunes it; the indexer keeps the history.
 		#[pallet::constant]
 		type RetainIntervals: Get<u64>;
+		/// The clearing house's account: buyers pay into it at clearing, and it pays sellers
+		/// once their delivery is metered (see `settlement.rs`).
+		#[pallet::constant]
+		type ClearingHouseId: Get<frame_support::PalletId>;
 		/// Weights from this pallet's benchmarks.
 		type WeightInfo: WeightInfo;
 		/// Lets benchmarks set the clock, since intervals are defined on it.
@@ -420,6 +424,12 @@ pub mod pallet {
 				assert!(from != to, "grid fees are for pairs of different zones");
 				GridFees::<T>::insert(from, to, fee);
 			}
+			// The clearing house exists from the start, so that no payment into it is ever
+			// below the existential deposit of a new account.
+			let house = Pallet::<T>::clearing_house();
+			if T::Currency::balance(&house) < T::Currency::minimum_balance() {
+				let _ = T::Currency::mint_into(&house, T::Currency::minimum_balance());
+			}
 			for (key, owner, zone, source, rated_power_w) in &self.meters {
 				MeterEpochs::<T>::insert(key, 1);
 				MeterSources::<T>::mutate(owner, source, |n| *n += 1);
@@ -530,8 +540,8 @@ pub mod pallet {
 		/// One participant's imbalance settled against the utility (`line.estimated`: some of
 		/// its readings were missing at the deadline).
 		ParticipantSettled { interval: IntervalId, who: T::AccountId, line: SettlementLine },
-		/// A settlement payment could not be made; `debtor` owes it to `creditor`, and the
-		/// rest of the settlement went on.
+		/// A payment of the market (a settlement payment, or the grid fees of a clearing) could
+		/// not be made; `debtor` owes it to `creditor`, and the rest went on.
 		SettlementDebt {
 			interval: IntervalId,
 			debtor: T::AccountId,

@@ -71,6 +71,7 @@ parameter_types! {
 	pub const MaxMeteredPerInterval: u32 = 8;
 	pub const MaxIntervalsAhead: u64 = 10;
 	pub const RetainIntervals: u64 = 3;
+	pub const ClearingHouseId: frame_support::PalletId = frame_support::PalletId(*b"wc/clrhs");
 }
 
 impl pallet_energy_trading::Config for Test {
@@ -85,6 +86,7 @@ impl pallet_energy_trading::Config for Test {
 	type MaxMeteredPerInterval = MaxMeteredPerInterval;
 	type MaxIntervalsAhead = MaxIntervalsAhead;
 	type RetainIntervals = RetainIntervals;
+	type ClearingHouseId = ClearingHouseId;
 	type WeightInfo = ();
 	#[cfg(feature = "runtime-benchmarks")]
 	type BenchmarkHelper = SetTimestamp;

@@ -19,6 +19,11 @@
 //!   traders (`Positions`) first, then those metered without trading (`Metered`), in storage
 //!   order from where the last call stopped (`SettleProgress`). The call that settles the last
 //!   one marks the interval settled. Anyone may call it: when it may run is the chain's rule.
+//! - **Sellers are paid once their delivery is metered.** At clearing, buyers pay into the
+//!   clearing house (`clearing_house()`); a seller's proceeds (`Position::proceeds`) stay there
+//!   until its settlement, which takes any shortfall's cost from them first and pays out the
+//!   rest. So a seller that under-delivers cannot have spent the money that covers it; only a
+//!   shortfall that costs more than its proceeds is asked of its own account.
 //! - **One failed payment blocks nobody.** A payment that cannot be made (the payer lacks
 //!   funds, or the payee does not exist and the amount is below the existential deposit) is
 //!   recorded as a debt of the payer to the payee (`Debts`, event `SettlementDebt`), and
@@ -33,7 +38,10 @@ use frame_support::{
 	ensure,
 	traits::{fungible::Mutate, tokens::Preservation},
 };
-use sp_runtime::{traits::Saturating, DispatchError, SaturatedConversion};
+use sp_runtime::{
+	traits::{Saturating, Zero},
+	DispatchError, SaturatedConversion,
+};
 
 /// What settlement knows of one participant in one interval.
 struct Participant<AccountId> {
@@ -159,22 +167,23 @@ impl<T: Config> Pallet<T> {
 		let imbalance = metered - contracted;
 		let rate = if imbalance > 0 { params.utility_tariff_ticks } else { params.feed_in_ticks };
 		let amount = imbalance.checked_mul(rate as i128).ok_or(Error::<T>::Overflow)?;
+		// The seller's proceeds wait in the clearing house until now: a shortfall is bought
+		// from them first, and only what they do not cover is asked of the seller's account.
+		let proceeds = p.position.map_or(0, |pos| pos.proceeds);
+		let house = Self::clearing_house();
+		let units = |v: u128| -> BalanceOf<T> { v.saturated_into() };
+		let owed = if amount > 0 { amount.unsigned_abs() } else { 0 };
+		let from_proceeds = owed.min(proceeds);
 		if amount != 0 {
 			let grid = Distributor::<T>::get().ok_or(Error::<T>::NoDistributor)?;
-			let (from, to) = if amount > 0 { (&p.who, &grid) } else { (&grid, &p.who) };
-			let value: BalanceOf<T> = amount.unsigned_abs().saturated_into();
-			if from != to
-				&& T::Currency::transfer(from, to, value, Preservation::Expendable).is_err()
-			{
-				Debts::<T>::mutate(from, to, |d| *d = d.saturating_add(value));
-				Self::deposit_event(Event::SettlementDebt {
-					interval,
-					debtor: from.clone(),
-					creditor: to.clone(),
-					amount: value,
-				});
+			Self::pay_or_owe(interval, &house, &grid, units(from_proceeds));
+			if amount > 0 {
+				Self::pay_or_owe(interval, &p.who, &grid, units(owed - from_proceeds));
+			} else {
+				Self::pay_or_owe(interval, &grid, &p.who, units(amount.unsigned_abs()));
 			}
 		}
+		Self::pay_or_owe(interval, &house, &p.who, units(proceeds - from_proceeds));
 		if imbalance > 0 {
 			progress.shortfall_wh = progress.shortfall_wh.saturating_add(imbalance as u64);
 		} else {
@@ -188,12 +197,42 @@ impl<T: Config> Pallet<T> {
 			metered_wh: clamp(metered),
 			imbalance_wh: clamp(imbalance),
 			amount,
+			proceeds,
 			estimated,
 			trued_up_wh: clamp(trued_up),
 		};
 		Settlements::<T>::insert(interval, &p.who, line);
 		Self::deposit_event(Event::ParticipantSettled { interval, who: p.who, line });
 		Ok(())
+	}
+
+	/// Pays `value` from `from` to `to`, or, when that cannot be done (the payer lacks the
+	/// funds, or the payee does not exist and `value` is below the existential deposit),
+	/// records it as `from`'s debt to `to`. The clearing house never pays below its
+	/// existential deposit.
+	pub(crate) fn pay_or_owe(
+		interval: IntervalId,
+		from: &T::AccountId,
+		to: &T::AccountId,
+		value: BalanceOf<T>,
+	) {
+		if value.is_zero() || from == to {
+			return;
+		}
+		let keep = if *from == Self::clearing_house() {
+			Preservation::Preserve
+		} else {
+			Preservation::Expendable
+		};
+		if T::Currency::transfer(from, to, value, keep).is_err() {
+			Debts::<T>::mutate(from, to, |d| *d = d.saturating_add(value));
+			Self::deposit_event(Event::SettlementDebt {
+				interval,
+				debtor: from.clone(),
+				creditor: to.clone(),
+				amount: value,
+			});
+		}
 	}
 
 	/// Whether a reading for `interval` comes after its settlement began: its energy then goes

@@ -584,11 +584,12 @@ fn simple_book() -> (OrderId, OrderId, OrderId, OrderId) {
 }
 
 #[test]
-fn a_uniform_clearing_pays_sellers_and_releases_holds() {
+fn a_uniform_clearing_takes_the_buyers_payment_and_releases_holds() {
 	run(|| {
 		let (b1, b2, o1, _o2) = simple_book();
 		let buyer_before = free(&buyer()) + held(&buyer());
 		let seller_before = free(&seller());
+		let house_before = free(&Market::clearing_house());
 		close_gate(2);
 		// Both bids fill from the 40-tick offer; the marginal pair is (45, 40): price 42.
 		assert_ok!(clear(
@@ -597,7 +598,10 @@ fn a_uniform_clearing_pays_sellers_and_releases_holds() {
 			&[(0, 42)],
 			&[m(b1, o1, 100, 42, 42), m(b2, o1, 50, 42, 42)]
 		));
-		assert_eq!(free(&seller()), seller_before + 150 * 42);
+		// The seller is paid once its delivery is metered: the clearing house keeps it till then.
+		assert_eq!(free(&seller()), seller_before);
+		assert_eq!(free(&Market::clearing_house()), house_before + 150 * 42);
+		assert_eq!(Positions::<Test>::get(2, seller()).map(|p| p.proceeds), Some(150 * 42));
 		assert_eq!(held(&buyer()), 0);
 		assert_eq!(free(&buyer()), buyer_before - 150 * 42);
 		assert_eq!(
@@ -711,7 +715,11 @@ fn pay_as_bid_settles_each_match_at_its_bid() {
 			&[],
 			&[m(b1, o1, 100, 60, 60), m(b2, o1, 50, 45, 45)]
 		));
-		assert_eq!(free(&seller()), seller_before + 100 * 60 + 50 * 45);
+		assert_eq!(
+			Positions::<Test>::get(2, seller()).map(|p| p.proceeds),
+			Some(100 * 60 + 50 * 45)
+		);
+		assert_eq!(free(&seller()), seller_before);
 		assert_eq!(held(&buyer()), 0);
 	});
 }
@@ -742,7 +750,7 @@ fn zonal_clearing_pays_the_grid_fee_to_the_distributor() {
 		);
 		assert_ok!(clear(2, Mechanism::Zonal, &[(0, 41), (1, 46)], &[m(b, o, 100, 46, 41)]));
 		assert_eq!(free(&distributor()), grid_before + 100 * 5);
-		assert_eq!(free(&seller()), START_BALANCE + 100 * 41);
+		assert_eq!(Positions::<Test>::get(2, seller()).map(|p| p.proceeds), Some(100 * 41));
 	});
 }
 
@@ -1308,7 +1316,7 @@ fn settlement_buys_shortfalls_and_pays_surplus_at_regulated_rates() {
 		bob_sells_150_in_interval_2();
 		assert_eq!(
 			Positions::<Test>::get(2, seller()),
-			Some(Position { contracted_wh: -150, meters: 1, reported: 0 })
+			Some(Position { contracted_wh: -150, meters: 1, reported: 0, proceeds: 150 * 42 })
 		);
 		assert_eq!(Outstanding::<Test>::get(2), 1);
 		assert_noop!(settle(2), E::IntervalNotEnded);
@@ -1334,7 +1342,9 @@ fn settlement_buys_shortfalls_and_pays_surplus_at_regulated_rates() {
 		// unused, paid at feed-in.
 		let charlie_line = Settlements::<Test>::get(2, buyer()).expect("line");
 		assert_eq!((charlie_line.imbalance_wh, charlie_line.estimated), (-150, false));
-		assert_eq!(free(&seller()), bob - 50 * TARIFF as u128);
+		// Bob's proceeds (150 Wh at 42) were kept until now; his shortfall is paid from them.
+		assert_eq!(bob_line.proceeds, 150 * 42);
+		assert_eq!(free(&seller()), bob + 150 * 42 - 50 * TARIFF as u128);
 		assert_eq!(free(&buyer()), charlie + 150 * FEED_IN as u128);
 		assert_eq!(free(&distributor()), grid + 50 * TARIFF as u128 - 150 * FEED_IN as u128);
 		System::assert_last_event(
@@ -1366,7 +1376,7 @@ fn a_missing_reading_is_estimated_at_the_deadline_and_trued_up_by_the_next() {
 		let line = Settlements::<Test>::get(2, seller()).expect("line");
 		assert_eq!((line.metered_wh, line.imbalance_wh, line.amount), (-150, 0, 0));
 		assert!(line.estimated);
-		assert_eq!(free(&seller()), bob);
+		assert_eq!(free(&seller()), bob + 150 * 42, "his proceeds, nothing taken");
 		// The 150 Wh the estimate settled are owed to the meter's next reading.
 		assert_eq!(TrueUp::<Test>::get(seller()), 150);
 		System::assert_last_event(
@@ -1431,28 +1441,77 @@ fn a_late_reading_is_accepted_but_goes_to_the_next_settlement() {
 }
 
 #[test]
-fn one_failed_payment_is_a_debt_and_blocks_nobody() {
+fn a_shortfall_is_paid_from_the_sellers_proceeds_first_and_the_rest_is_a_debt() {
 	run(|| {
 		bob_sells_150_in_interval_2();
 		end_interval(2);
-		assert_ok!(submit(reading(2, 2, 0, 100)));
-		// Bob cannot pay for his 50 Wh shortfall.
-		assert_ok!(Balances::force_set_balance(RuntimeOrigin::root(), seller(), 10));
-		let charlie = free(&buyer());
+		// Bob delivers nothing of his 150 Wh and has emptied his account.
+		assert_ok!(submit(reading(2, 2, 0, 0)));
+		let left = crate::mock::EXISTENTIAL_DEPOSIT;
+		assert_ok!(Balances::force_set_balance(RuntimeOrigin::root(), seller(), left));
+		let (charlie, grid) = (free(&buyer()), free(&distributor()));
 		assert_ok!(settle(2));
-		let owed = 50 * TARIFF as u128;
-		assert_eq!(Debts::<Test>::get(seller(), distributor()), owed);
+		// His proceeds (150 Wh at 42) were never his to spend: they pay for the shortfall first.
+		let shortfall = 150 * TARIFF as u128;
+		let proceeds = 150 * 42;
+		assert_eq!(Debts::<Test>::get(seller(), distributor()), shortfall - proceeds);
 		System::assert_has_event(
 			Ev::SettlementDebt {
 				interval: 2,
 				debtor: seller(),
 				creditor: distributor(),
-				amount: owed,
+				amount: shortfall - proceeds,
 			}
 			.into(),
 		);
+		assert_eq!(free(&seller()), left);
 		// Charlie is paid all the same, and the interval is settled.
 		assert_eq!(free(&buyer()), charlie + 150 * FEED_IN as u128);
+		assert_eq!(free(&distributor()), grid + proceeds - 150 * FEED_IN as u128);
+		assert!(Settled::<Test>::contains_key(2));
+	});
+}
+
+#[test]
+fn a_payment_below_the_existential_deposit_to_a_new_account_blocks_nothing() {
+	run(|| {
+		// Gil has never held funds, so his account does not exist. He sells 10 Wh.
+		let gil = account("Gil");
+		let gil_meter = pair("GilMeter");
+		assert_ok!(Market::register_participant(origin(&operator()), gil.clone(), 0));
+		assert_ok!(Market::accredit_meter(
+			origin(&operator()),
+			gil_meter.public().0,
+			gil.clone(),
+			0,
+			EnergySource::Solar,
+			0
+		));
+		let gil_reading = |interval, counter, export_wh| {
+			let r = MeterReading {
+				meter: gil_meter.public().0,
+				epoch: 1,
+				interval,
+				counter,
+				import_wh: 0,
+				export_wh,
+			};
+			let sig = gil_meter.sign(&reading_message(&genesis(), &r)).0;
+			Market::submit_reading(origin(&account("Relayer")), r, sig)
+		};
+		let offer = place(&gil, spec(1, 2, Side::Offer, 10, 40, 0));
+		let bid = place(&buyer(), spec(1, 2, Side::Bid, 10, 42, 0));
+		close_gate(2);
+		assert_ok!(clear(2, Mechanism::Uniform, &[(0, 41)], &[m(bid, offer, 10, 41, 41)]));
+		end_interval(1);
+		assert_ok!(gil_reading(1, 1, 0));
+		end_interval(2);
+		assert_ok!(gil_reading(2, 2, 10));
+		assert_ok!(settle(2));
+		// 410 units are below the existential deposit (1,000): the clearing house owes them to
+		// Gil instead of failing the settlement.
+		assert_eq!(Debts::<Test>::get(Market::clearing_house(), gil.clone()), 410);
+		assert_eq!(free(&gil), 0);
 		assert!(Settled::<Test>::contains_key(2));
 	});
 }
@@ -1711,7 +1770,9 @@ mod fuzz {
 				assert_eq!(held(&buyer()), 100 * 99, "only the other interval's bid stays held");
 				let paid: u128 =
 					matches.iter().map(|x| x.quantity_wh as u128 * x.seller_price as u128).sum();
-				assert_eq!(free(&seller()), START_BALANCE + paid);
+				assert_eq!(free(&seller()), START_BALANCE, "paid at settlement");
+				let proceeds = Positions::<Test>::get(interval, seller()).map_or(0, |p| p.proceeds);
+				assert_eq!(proceeds, paid);
 			});
 		}
 		assert_eq!(accepted, 2_000);

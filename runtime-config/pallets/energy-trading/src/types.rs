@@ -352,6 +352,9 @@ pub struct Position {
 	pub meters: u32,
 	/// Readings of the owner's meters accepted for the interval so far.
 	pub reported: u32,
+	/// What buyers paid for the energy it sold, in balance units: kept by the clearing house
+	/// until settlement, which pays it out net of any shortfall.
+	pub proceeds: u128,
 }
 
 impl Position {
@@ -397,6 +400,9 @@ pub struct SettlementLine {
 	pub imbalance_wh: i64,
 	/// Money units the participant paid (> 0) or received (< 0) for the imbalance.
 	pub amount: i128,
+	/// Money units the clearing house paid out for the energy the participant sold (any
+	/// shortfall's cost is taken from it first).
+	pub proceeds: u128,
 	/// Part of `metered_wh` is an estimate: a meter of the participant had not reported by the
 	/// reading deadline, so its position counts as delivered or consumed as contracted.
 	pub estimated: bool,
