@@ -271,6 +271,7 @@ impl<T: Config> Pallet<T> {
 	///   is left unfilled, or while an unfilled renewable-only bid wanted that renewable offer
 	///   and an unfilled grid-mix offer of its zone could have served the generic bid instead;
 	/// - zonal: every zone of the book has a price.
+	///
 	/// Ties (equal limits) are the matcher's to break.
 	fn check_equilibrium(
 		mechanism: Mechanism,
@@ -367,9 +368,9 @@ impl<T: Config> Pallet<T> {
 			// A renewable-only bid wanted it, and the grid-mix offer could serve this bid.
 			let fee = Self::fee(offer.spec.zone, bid.spec.zone);
 			let wanted = zones.get(&bid.spec.zone).and_then(|z| z.unfilled_ro_bid);
+			let wanted_it = wanted.is_some_and(|w| w >= offer.spec.price_ticks.saturating_add(fee));
 			ensure!(
-				!wanted.is_some_and(|w| w >= offer.spec.price_ticks.saturating_add(fee))
-					|| spare.saturating_add(fee) > bid.spec.price_ticks,
+				!wanted_it || spare.saturating_add(fee) > bid.spec.price_ticks,
 				Error::<T>::NotEquilibrium
 			);
 		}
