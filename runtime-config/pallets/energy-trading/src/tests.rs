@@ -1733,21 +1733,18 @@ mod fuzz {
 							.collect();
 						bad.push((below, vec![(0, min_offer - 1)], None, E::OfferLimitViolated));
 					}
-					// Dropping the last match leaves a crossing pair unfilled at the price,
-					// unless its bid and offer sit exactly at the price.
-					let last = *matches.last().expect("non-empty");
-					let bid_p =
-						book.bids.iter().find(|b| b.0 == last.bid).map(|b| b.2).unwrap_or(0);
-					let offer_p =
-						book.offers.iter().find(|o| o.0 == last.offer).map(|o| o.2).unwrap_or(0);
-					if bid_p > p && offer_p < p {
-						bad.push((
-							matches[..matches.len() - 1].to_vec(),
-							prices.clone(),
-							None,
-							E::NotEquilibrium,
-						));
-					}
+					// Dropping the last match leaves a crossing pair unfilled (its bid reaches its
+					// offer), whatever the price.
+					bad.push((
+						matches[..matches.len() - 1].to_vec(),
+						prices.clone(),
+						None,
+						E::NotEquilibrium,
+					));
+					// The audit's void: no trade, priced at the top bid, so no unfilled bid is
+					// above the price while a crossing bid and offer stay unfilled.
+					let top = book.bids.iter().map(|b| b.2).max().unwrap_or(0);
+					bad.push((vec![], vec![(0, top)], Some(0), E::NotEquilibrium));
 				}
 				for (ms, ps, volume, err) in bad {
 					let volume = volume.unwrap_or_else(|| ms.iter().map(|m| m.quantity_wh).sum());
