@@ -277,6 +277,11 @@ class BalancesPublic(BaseModel):
     pending_bid_hold: int = Field(
         description="Units the account's bids still in the relay log will hold"
     )
+    awaiting_settlement: int = Field(
+        description="Units the account's sales in cleared intervals earned, which the clearing"
+        " house pays out at their settlement, after the delivery is metered"
+    )
+    awaiting_settlement_brl: str
 
 
 class ParticipantPublic(BaseModel):

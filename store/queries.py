@@ -273,6 +273,17 @@ def positions(
     ).fetchall()
 
 
+def proceeds_awaiting_settlement(conn: sqlite3.Connection, account: str) -> int:
+    """Units the participant's sales in cleared intervals not settled yet earned: what the
+    clearing house keeps for it until its delivery is metered."""
+    row = conn.execute(
+        "SELECT COALESCE(SUM(quantity_wh * seller_price), 0) AS units FROM trades"
+        " WHERE seller = ? AND interval NOT IN (SELECT interval FROM intervals_settled)",
+        (account,),
+    ).fetchone()
+    return int(row["units"])
+
+
 def settlement_lines(
     conn: sqlite3.Connection, account: str, *, before: int = ABOVE_ALL, limit: int
 ) -> list[sqlite3.Row]:

@@ -148,8 +148,12 @@ def list_settlements(
     response_model=BalancesPublic,
     responses=_ERR,
 )
-def get_balances(account: AccountPath, chain: ChainDep, orders: OrderLogDep) -> BalancesPublic:
-    """Money (free and held by bids) and energy tokens, read from the chain's best block."""
+def get_balances(
+    account: AccountPath, chain: ChainDep, orders: OrderLogDep, index: IndexDep
+) -> BalancesPublic:
+    """Money (free and held by bids) and energy tokens, read from the chain's best block, and
+    what the account's sales earned that the clearing house keeps until their settlement
+    (from the index)."""
     account = account_param(account)
     try:
         balance = chain.balance(account, fresh=True)
@@ -164,4 +168,6 @@ def get_balances(account: AccountPath, chain: ChainDep, orders: OrderLogDep) -> 
         held_brl=units_to_brl(balance.reserved),
         energy_wh=energy,
         pending_bid_hold=orders.unsettled_bid_cost(account),
+        awaiting_settlement=(waiting := queries.proceeds_awaiting_settlement(index, account)),
+        awaiting_settlement_brl=units_to_brl(waiting),
     )

@@ -135,6 +135,9 @@ def test_participant_listings(index):
     assert [r["interval"] for r in queries.positions(index, ANN, before=7, limit=9)] == [6]
     assert [r["interval"] for r in queries.settlement_lines(index, ANN, limit=1)] == [6]
     assert queries.settlement_lines(index, BEN, limit=9) == []
+    # Interval 6 is settled; Ann sold 3 Wh at 50 in interval 7, which is not.
+    assert queries.proceeds_awaiting_settlement(index, ANN) == 3 * 50
+    assert queries.proceeds_awaiting_settlement(index, BEN) == 5 * 50
 
 
 def test_meters_and_readings(index):
