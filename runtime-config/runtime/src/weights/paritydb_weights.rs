@@ -1,6 +1,6 @@
 //! THIS FILE WAS AUTO-GENERATED USING THE SUBSTRATE BENCHMARK CLI VERSION 64.0.0
-//! DATE: 2026-12-01 (Y/M/D)
-//! HOSTNAME: `vm`, CPU: `Intel(R) Xeon(R) Processor`
+//! DATE: 2026-12-06 (Y/M/D)
+//! HOSTNAME: `vm`, CPU: `AMD EPYC`
 //!
 //! DATABASE: `ParityDb`, RUNTIME: `WattChain Development`
 //! BLOCK-NUM: `Number(0)`
@@ -18,10 +18,6 @@
 //   1
 //   --database
 //   paritydb
-//   --base-path
-//   /root/.cache/wattchain/target-bench/storage-state
-//   --weight-path
-//   runtime-config/runtime/src/weights/
 //   --batch-size
 //   1
 //   --warmups
@@ -30,6 +26,10 @@
 //   p95
 //   --mul
 //   2
+//   --base-path
+//   /root/.cache/wattchain/target-bench/storage-state
+//   --weight-path
+//   runtime-config/runtime/src/weights/
 
 /// Storage DB weights for the `WattChain Development` runtime and `ParityDb`.
 pub mod constants {
@@ -45,31 +45,31 @@ pub mod constants {
 			/// Calculated by multiplying the *P95Percentile* of all values with `2.0` and adding `0`.
 			///
 			/// Stats nanoseconds:
-			///   Min, Max: 805, 3_221_362
-			///   Average:  80_725
-			///   Median:   1_834
-			///   Std-Dev:  496582.46
+			///   Min, Max: 791, 3_123_289
+			///   Average:  76_253
+			///   Median:   1_483
+			///   Std-Dev:  475869.99
 			///
 			/// Percentiles nanoseconds:
-			///   99th: 3_221_362
-			///   95th: 10_245
-			///   75th: 2_176
-			read: 20_490 * constants::WEIGHT_REF_TIME_PER_NANOS,
+			///   99th: 3_123_289
+			///   95th: 7_881
+			///   75th: 1_943
+			read: 15_762 * constants::WEIGHT_REF_TIME_PER_NANOS,
 
 			/// Time to write one storage item.
 			/// Calculated by multiplying the *P95Percentile* of all values with `2.0` and adding `0`.
 			///
 			/// Stats nanoseconds:
-			///   Min, Max: 3_396, 14_478_351
-			///   Average:  368_924
-			///   Median:   13_647
-			///   Std-Dev:  2230923.6
+			///   Min, Max: 4_166, 12_175_524
+			///   Average:  299_952
+			///   Median:   9_644
+			///   Std-Dev:  1854655.8
 			///
 			/// Percentiles nanoseconds:
-			///   99th: 14_478_351
-			///   95th: 58_343
-			///   75th: 17_673
-			write: 116_686 * constants::WEIGHT_REF_TIME_PER_NANOS,
+			///   99th: 12_175_524
+			///   95th: 18_007
+			///   75th: 12_459
+			write: 36_014 * constants::WEIGHT_REF_TIME_PER_NANOS,
 		};
 	}
 
