@@ -1700,7 +1700,6 @@ mod fuzz {
 						E::UnbalancedEnergy,
 					));
 
-					let p = price.unwrap_or(0);
 					let max_bid = matches
 						.iter()
 						.filter_map(|x| book.bids.iter().find(|b| b.0 == x.bid))
