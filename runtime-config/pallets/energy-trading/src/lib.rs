@@ -90,8 +90,9 @@ pub mod pallet {
 	pub type BalanceOf<T> =
 		<<T as Config>::Currency as Inspect<<T as frame_system::Config>::AccountId>>::Balance;
 
-	/// The layout of this pallet's storage. Version 1 is the layout of release 0.1 (the items
-	/// below as they are); a change of layout bumps it and ships a migration from the last one.
+	/// The layout of this pallet's storage. Version 1 is the layout of the first chain that
+	/// runs: 0.2.0 changed the layout of release 0.1 without a migration and starts a new chain
+	/// (CHANGELOG). From there on, a change of layout bumps it and ships a migration.
 	const STORAGE_VERSION: StorageVersion = StorageVersion::new(1);
 
 	#[pallet::pallet]
