@@ -209,12 +209,14 @@ class Settler:
         debts; returns the meters whose readings were missing."""
         lines = self.chain.settlement_lines(interval, block_hash)
         estimated = sorted(who for who, line in lines.items() if line["estimated"])
-        missing = sorted(
-            key
-            for key, m in self.chain.meters(block_hash).items()
-            if m["owner"] in estimated
-            and (m["last"] is None or int(m["last"]["interval"]) < interval)
-        )
+        missing = []
+        if estimated:  # every meter is read only to name the silent ones
+            missing = sorted(
+                key
+                for key, m in self.chain.meters(block_hash).items()
+                if m["owner"] in estimated
+                and (m["last"] is None or int(m["last"]["interval"]) < interval)
+            )
         with transaction(self.ops) as c:
             if estimated:
                 text = (

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import time
 
-from chain import Chain, Newcomer, onboard
-from market import UNITS_PER_BRL, keypair
+from chain import Chain, ChainError, Newcomer, onboard
+from market import UNITS_PER_BRL, keypair, now_ms
+from meter_bridge import Accreditation, MeterKey
+from meter_bridge.reading import MeterReading, RawReading
 
 OPERATOR = "//Alice"
+RELAYER = "//Bob//stash"  # pays the fees of the readings tests submit themselves
 
 
 def wait_until(predicate, timeout_s: float, what: str, poll_s: float = 0.25):
@@ -61,3 +64,32 @@ def wait_for_gate(
         return block if chain.timestamp_ms(block) >= gate else None
 
     return wait_until(passed, timeout_s, f"gate closure of interval {interval}")
+
+
+def accreditation(chain: Chain, key: MeterKey) -> Accreditation:
+    """What the meter signs under on this chain now: its genesis hash and the meter's epoch."""
+    return Accreditation(chain.genesis_hash, chain.meter_epoch(key.public_key_hex))
+
+
+def raw(import_wh: int, export_wh: int) -> RawReading:
+    return RawReading(
+        model="sdm630", import_wh=import_wh, export_wh=export_wh, power_w=0, timestamp_ms=now_ms()
+    )
+
+
+def submit_reading(chain: Chain, reading: MeterReading) -> str | None:
+    """Submit a signed reading as the relayer; the pallet's error name, or None if accepted."""
+    params = Chain.reading_params(
+        reading.meter,
+        reading.epoch,
+        reading.interval,
+        reading.counter,
+        reading.import_wh,
+        reading.export_wh,
+        reading.signature,
+    )
+    try:
+        chain.submit(keypair(RELAYER), "submit_reading", params)
+    except ChainError as exc:
+        return exc.name
+    return None

@@ -10,16 +10,15 @@ import threading
 import time
 
 import pytest
+from e2e_helpers import RELAYER, accreditation, raw, submit_reading
 
-from chain import PALLET, Chain, ChainError, Receipt
+from chain import PALLET, Chain, Receipt
 from market import keypair, now_ms
 from meter_bridge import Accreditation, MeterKey, resign_reading, sign_reading, start_simulator
-from meter_bridge.reading import MeterReading, RawReading
 from offchain.ingest import Ingest, MeterSite
 
 INTERVAL_MS = 4_000
 ALICE = "//Alice"
-RELAYER = "//Bob//stash"  # pays the fees of the readings these tests submit themselves
 
 
 def short_intervals(chain: Chain) -> None:
@@ -45,35 +44,6 @@ def accredit(chain: Chain, key: MeterKey, owner: str, rated_power_w: int = 0) ->
 
 def meter_on_chain(chain: Chain, key: MeterKey) -> dict:
     return chain.query("EnergyTrading", "Meters", [key.public_key_hex])
-
-
-def accreditation(chain: Chain, key: MeterKey) -> Accreditation:
-    """What the meter signs under on this chain now: its genesis hash and the meter's epoch."""
-    return Accreditation(chain.genesis_hash, chain.meter_epoch(key.public_key_hex))
-
-
-def raw(import_wh: int, export_wh: int) -> RawReading:
-    return RawReading(
-        model="sdm630", import_wh=import_wh, export_wh=export_wh, power_w=0, timestamp_ms=now_ms()
-    )
-
-
-def submit_reading(chain: Chain, reading: MeterReading) -> str | None:
-    """Submit a signed reading as the relayer; the pallet's error name, or None if accepted."""
-    params = Chain.reading_params(
-        reading.meter,
-        reading.epoch,
-        reading.interval,
-        reading.counter,
-        reading.import_wh,
-        reading.export_wh,
-        reading.signature,
-    )
-    try:
-        chain.submit(keypair(RELAYER), "submit_reading", params)
-    except ChainError as exc:
-        return exc.name
-    return None
 
 
 @pytest.fixture

@@ -6,19 +6,25 @@ as a debt, and blocks nobody."""
 from __future__ import annotations
 
 import pytest
-from e2e_helpers import setup_participants, wait_for_gate, wait_until
+from e2e_helpers import (
+    accreditation,
+    raw,
+    setup_participants,
+    submit_reading,
+    wait_for_gate,
+    wait_until,
+)
 
 from chain import PALLET, Chain, ChainError
 from market import OrderSpec, keypair, now_ms, sign_order
-from meter_bridge import Accreditation, MeterKey, sign_reading
-from meter_bridge.reading import RawReading
+from meter_bridge import MeterKey, sign_reading
 from offchain.scheduler import Scheduler
 from offchain.settlement import Settler
 from store import DataDir, queries
 
 SELLER, BUYER = "//Settle/seller", "//Settle/buyer"
 SUBMITTER = "//One"  # the dev chain's clearing submitter
-RELAYER = "//Dave"  # anyone: relaying orders and readings, asking for settlement
+RELAYER = "//Dave"  # anyone: relaying orders, asking for settlement
 
 
 @pytest.fixture(scope="module")
@@ -38,15 +44,9 @@ def chain(node_binary, tmp_path_factory):
 
 
 def reading(chain: Chain, interval: int, counter: int, export_wh: int):
+    """The seller's meter's signed reading (nothing imported)."""
     key = MeterKey.from_uri(f"{SELLER}/meter")
-    accreditation = Accreditation(chain.genesis_hash, chain.meter_epoch(key.public_key_hex))
-    raw = RawReading(
-        model="sdm630", import_wh=0, export_wh=export_wh, power_w=0, timestamp_ms=now_ms()
-    )
-    r = sign_reading(raw, key, accreditation, interval, counter)
-    return Chain.reading_params(
-        r.meter, r.epoch, r.interval, r.counter, r.import_wh, r.export_wh, r.signature
-    )
+    return sign_reading(raw(0, export_wh), key, accreditation(chain, key), interval, counter)
 
 
 def test_settlement_waits_for_the_meters_and_a_drained_seller_blocks_nobody(chain, tmp_path):
@@ -54,7 +54,7 @@ def test_settlement_waits_for_the_meters_and_a_drained_seller_blocks_nobody(chai
     seller, buyer = keypair(SELLER), keypair(BUYER)
     # The seller's meter has its baseline from an interval that is over.
     now_interval = params.interval_at(chain.timestamp_ms())
-    chain.submit(keypair(RELAYER), "submit_reading", reading(chain, now_interval - 1, 1, 0))
+    assert submit_reading(chain, reading(chain, now_interval - 1, 1, 0)) is None
 
     k = params.first_open_interval(now_ms(), 4_000)
     base = now_ms() * 10
@@ -93,7 +93,7 @@ def test_settlement_waits_for_the_meters_and_a_drained_seller_blocks_nobody(chai
         {"dest": keypair(RELAYER).ss58_address, "keep_alive": True},
         module="Balances",
     )
-    chain.submit(keypair(RELAYER), "submit_reading", reading(chain, k, 2, 0))
+    assert submit_reading(chain, reading(chain, k, 2, 0)) is None
     assert chain.outstanding_traders(k) == 0
     grid_before = chain.balance(grid).free
     attempt = Settler(data, chain, keypair(SUBMITTER), finality=False).settle(k)

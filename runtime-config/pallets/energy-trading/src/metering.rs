@@ -81,7 +81,10 @@ impl<T: Config> Pallet<T> {
 		if Self::settlement_begun(reading.interval) {
 			// Too late for its interval's lines: the owner's next settlement takes it in.
 			let net_wh = (import_wh as i64).saturating_sub(export_wh as i64);
-			TrueUp::<T>::mutate(&owner, |t| *t = t.saturating_add(net_wh));
+			// An entry that comes back to 0 is removed, not kept as a 0.
+			TrueUp::<T>::mutate_exists(&owner, |t| {
+				*t = Some(t.unwrap_or(0).saturating_add(net_wh)).filter(|v| *v != 0);
+			});
 			Self::deposit_event(Event::ReadingTruedUp {
 				meter: reading.meter,
 				owner,

@@ -159,10 +159,13 @@ impl<T: Config> Pallet<T> {
 			(measured + pending, pending, 0)
 		};
 		let clamp = |v: i128| v.clamp(i64::MIN as i128, i64::MAX as i128) as i64;
-		if left == 0 {
-			TrueUp::<T>::remove(&p.who);
-		} else {
-			TrueUp::<T>::insert(&p.who, clamp(left));
+		// Most participants have nothing pending and nothing estimated: no write for them.
+		if left != pending {
+			if left == 0 {
+				TrueUp::<T>::remove(&p.who);
+			} else {
+				TrueUp::<T>::insert(&p.who, clamp(left));
+			}
 		}
 		let imbalance = metered - contracted;
 		let rate = if imbalance > 0 { params.utility_tariff_ticks } else { params.feed_in_ticks };

@@ -131,6 +131,36 @@ fn submit(r: MeterReading) -> DispatchResult {
 	Market::submit_reading(origin(&account("Relayer")), r, sign_reading(&r))
 }
 
+/// Registers `who` in zone 0 with an accredited meter of its own, `<who>Meter`, whose key
+/// pair it returns.
+fn metered_participant(who: &str, source: EnergySource) -> sr25519::Pair {
+	let meter = pair(&format!("{who}Meter"));
+	assert_ok!(Market::register_participant(origin(&operator()), account(who), 0));
+	assert_ok!(Market::accredit_meter(
+		origin(&operator()),
+		meter.public().0,
+		account(who),
+		0,
+		source,
+		0
+	));
+	meter
+}
+
+/// A reading of `meter` (first epoch), signed by it and submitted by the relayer.
+fn submit_from(
+	meter: &sr25519::Pair,
+	interval: u64,
+	counter: u64,
+	import_wh: u64,
+	export_wh: u64,
+) -> DispatchResult {
+	let r =
+		MeterReading { meter: meter.public().0, epoch: 1, interval, counter, import_wh, export_wh };
+	let signature = meter.sign(&reading_message(&genesis(), &r)).0;
+	Market::submit_reading(origin(&account("Relayer")), r, signature)
+}
+
 // ---------------------------------------------------------------- operator calls
 
 #[test]
@@ -1477,36 +1507,15 @@ fn a_payment_below_the_existential_deposit_to_a_new_account_blocks_nothing() {
 	run(|| {
 		// Gil has never held funds, so his account does not exist. He sells 10 Wh.
 		let gil = account("Gil");
-		let gil_meter = pair("GilMeter");
-		assert_ok!(Market::register_participant(origin(&operator()), gil.clone(), 0));
-		assert_ok!(Market::accredit_meter(
-			origin(&operator()),
-			gil_meter.public().0,
-			gil.clone(),
-			0,
-			EnergySource::Solar,
-			0
-		));
-		let gil_reading = |interval, counter, export_wh| {
-			let r = MeterReading {
-				meter: gil_meter.public().0,
-				epoch: 1,
-				interval,
-				counter,
-				import_wh: 0,
-				export_wh,
-			};
-			let sig = gil_meter.sign(&reading_message(&genesis(), &r)).0;
-			Market::submit_reading(origin(&account("Relayer")), r, sig)
-		};
+		let gil_meter = metered_participant("Gil", EnergySource::Solar);
 		let offer = place(&gil, spec(1, 2, Side::Offer, 10, 40, 0));
 		let bid = place(&buyer(), spec(1, 2, Side::Bid, 10, 42, 0));
 		close_gate(2);
 		assert_ok!(clear(2, Mechanism::Uniform, &[(0, 41)], &[m(bid, offer, 10, 41, 41)]));
 		end_interval(1);
-		assert_ok!(gil_reading(1, 1, 0));
+		assert_ok!(submit_from(&gil_meter, 1, 1, 0, 0));
 		end_interval(2);
-		assert_ok!(gil_reading(2, 2, 10));
+		assert_ok!(submit_from(&gil_meter, 2, 2, 0, 10));
 		assert_ok!(settle(2));
 		// 410 units are below the existential deposit (1,000): the clearing house owes them to
 		// Gil instead of failing the settlement.
@@ -1532,29 +1541,8 @@ fn settlement_goes_page_by_page_and_a_reading_between_pages_waits_for_the_next()
 	run(|| {
 		bob_sells_150_in_interval_2();
 		// Dave trades nothing; his meter has its baseline from interval 0.
-		let dave_meter = pair("DaveMeter");
-		assert_ok!(Market::register_participant(origin(&operator()), account("Dave"), 0));
-		assert_ok!(Market::accredit_meter(
-			origin(&operator()),
-			dave_meter.public().0,
-			account("Dave"),
-			0,
-			EnergySource::GridMix,
-			0
-		));
-		let dave_reading = |interval, counter, import_wh| {
-			let r = MeterReading {
-				meter: dave_meter.public().0,
-				epoch: 1,
-				interval,
-				counter,
-				import_wh,
-				export_wh: 0,
-			};
-			let sig = dave_meter.sign(&reading_message(&genesis(), &r)).0;
-			Market::submit_reading(origin(&account("Relayer")), r, sig)
-		};
-		assert_ok!(dave_reading(0, 1, 0));
+		let dave_meter = metered_participant("Dave", EnergySource::GridMix);
+		assert_ok!(submit_from(&dave_meter, 0, 1, 0, 0));
 		end_interval(2);
 		assert_ok!(submit(reading(2, 2, 0, 150)));
 
@@ -1563,7 +1551,7 @@ fn settlement_goes_page_by_page_and_a_reading_between_pages_waits_for_the_next()
 		assert_eq!(SettlementProgress::<Test>::get(2).map(|p| p.participants), Some(1));
 		// Dave's reading of interval 2 arrives once its settlement has begun: it waits for his
 		// next settlement instead of changing this one halfway.
-		assert_ok!(dave_reading(2, 2, 70));
+		assert_ok!(submit_from(&dave_meter, 2, 2, 70, 0));
 		assert_eq!(TrueUp::<Test>::get(account("Dave")), 70);
 		assert_ok!(settle_page(2, 1));
 		assert!(Settled::<Test>::contains_key(2));
