@@ -237,6 +237,14 @@ def admit_order(
         raise APIError(
             422, "InvalidEnergyConstraint", "renewable_only is for bids; an offer states its source"
         )
+    # An interval whose gate is open is governed by the latest parameters.
+    if spec.renewable_only and params.mechanism == "uniform":
+        raise APIError(
+            422,
+            "RenewableOnlyUnderUniform",
+            "renewable_only bids need the pay-as-bid or zonal mechanism; this market clears at "
+            "one uniform price, which cannot keep renewable energy apart",
+        )
     if (
         spec.side == "offer"
         and spec.source != "grid_mix"

@@ -312,9 +312,24 @@ class ReadingPublic(BaseModel):
     block_hash: str
 
 
+class MarketParamsPublic(BaseModel):
+    """The parameters of the intervals whose gate is still open (the chain's latest set);
+    each interval keeps the set its gate closed under."""
+
+    interval_ms: int
+    gate_closure_ms: int
+    min_price_ticks: int
+    max_price_ticks: int
+    max_quantity_wh: int
+    utility_tariff_ticks: int
+    feed_in_ticks: int
+    reading_window_ms: int
+    mechanism: Literal["uniform", "pay-as-bid", "zonal"]
+
+
 class MarketPublic(BaseModel):
     genesis_hash: str
-    params: dict[str, int]
+    params: MarketParamsPublic
     now_ms: int
     current_interval: int
     next_open_interval: int

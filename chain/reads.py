@@ -73,9 +73,24 @@ class Balance:
 class MarketReads(ChainConnection):
     """Typed reads of the EnergyTrading pallet (at the best block, or at `block_hash`)."""
 
-    def market_params(self, block_hash: str | None = None) -> MarketParams:
-        v = self.query(PALLET, "Params", block_hash=block_hash)
-        return MarketParams(**{f.name: int(v[f.name]) for f in dataclasses.fields(MarketParams)})
+    def market_params(
+        self, block_hash: str | None = None, interval: int | None = None
+    ) -> MarketParams:
+        """The latest parameters, or those that govern `interval`: a change applies only to
+        intervals whose gate was still open (`ParamsFrom`), earlier ones keep theirs
+        (`EarlierParams`)."""
+        latest = MarketParams.from_chain(self.query(PALLET, "Params", block_hash=block_hash))
+        if interval is None or interval >= int(
+            self.query(PALLET, "ParamsFrom", block_hash=block_hash)
+        ):
+            return latest
+        earlier = [
+            (int(start), MarketParams.from_chain(p))
+            for start, p in self.query(PALLET, "EarlierParams", block_hash=block_hash)
+        ]
+        governing = [p for start, p in earlier if start <= interval]
+        # Older than any set kept: its data is pruned, and the oldest set is the best answer.
+        return governing[-1] if governing else earlier[0][1] if earlier else latest
 
     def participant_zone(self, account: str, block_hash: str | None = None) -> int | None:
         v = self.query(PALLET, "Participants", [ss58(account)], block_hash=block_hash)

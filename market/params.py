@@ -1,12 +1,15 @@
 """The market's parameters as the pallet stores them (`EnergyTrading.Params`), and the interval
 arithmetic every part shares: interval k runs [k * interval_ms, (k + 1) * interval_ms) in chain
-time, and its gate closes gate_closure_ms before it starts."""
+time, and its gate closes gate_closure_ms before it starts. Each interval keeps the parameters
+its gate closed under; a change applies from the first interval whose gate was still open."""
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
 from typing import Any
+
+from .enums import from_chain_name, to_chain_name
 
 
 @dataclass(frozen=True)
@@ -21,6 +24,19 @@ class MarketParams:
     # Settlement waits this long after an interval's end for its traders' readings, then
     # estimates the missing ones (the pallet's `settlement.rs`).
     reading_window_ms: int
+    # How the interval is cleared: uniform, pay-as-bid or zonal (our names). Fixed with the
+    # rest when the interval's gate closes; a renewable-only bid needs pay-as-bid or zonal.
+    mechanism: str
+
+    @classmethod
+    def from_chain(cls, value: dict[str, Any]) -> MarketParams:
+        """From the pallet's `MarketParams` as the node decodes it."""
+        numbers = {f.name: int(value[f.name]) for f in dataclasses.fields(cls) if f.type == "int"}
+        return cls(**numbers, mechanism=from_chain_name(value["mechanism"]))
+
+    def as_chain(self) -> dict[str, Any]:
+        """The call argument of `set_market_params`."""
+        return {**self.as_dict(), "mechanism": to_chain_name(self.mechanism)}
 
     def interval_start(self, interval: int) -> int:
         return interval * self.interval_ms

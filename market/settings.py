@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import limits
@@ -37,7 +37,6 @@ class Settings(BaseSettings):
     submitter_uri: str = "//One"
     relayer_uri: str = "//Dave"
     meter_submitter_uri: str = "//Eve"
-    mechanism: Literal["uniform", "pay-as-bid", "zonal"] = "uniform"
     # The API refuses orders whose gate closes sooner than this: time for the relayer to get
     # them into a block (a batch every poll, a block every 2 s on the dev chain; 202 to on
     # chain measured p99 4.6 s unloaded), with a block of slack: three blocks.

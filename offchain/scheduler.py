@@ -49,16 +49,6 @@ def default_clear(orders: list[dict], mechanism: str):
     return matcher.clear_orders(orders, mechanism=mechanism)
 
 
-def clearing_mechanism(configured: str, orders: list[ChainOrder]) -> str:
-    """The uniform auction has one pool and one price; renewable-only bids need the zonal
-    clearing to keep renewable energy apart (the matcher refuses them under 'uniform')."""
-    if configured == "uniform" and any(
-        o.spec.side == "bid" and o.spec.renewable_only for o in orders
-    ):
-        return "zonal"
-    return configured
-
-
 def book_for_clearing(orders: list[ChainOrder]) -> list[ChainOrder]:
     """The orders a clearing of the interval must consider: all but the cancelled ones."""
     return [o for o in orders if o.status != "cancelled"]
@@ -73,7 +63,6 @@ class Scheduler:
         chain: Chain,
         operator: Keypair,
         *,
-        mechanism: str = "uniform",
         clear_fn: ClearFn = default_clear,
         finality: bool = True,
         start_interval: int | None = None,
@@ -84,7 +73,6 @@ class Scheduler:
         self.data = data
         self.chain = chain
         self.operator = operator
-        self.mechanism = mechanism
         self.clear_fn = clear_fn
         self.finality = finality
         self.timeout_s = timeout_s
@@ -305,7 +293,8 @@ class Scheduler:
     def _submit_new(self, interval: int, book_at: str) -> dict:
         book = self.chain.orders_of_interval(interval, book_at)
         orders = book_for_clearing(book)
-        mechanism = clearing_mechanism(self.mechanism, orders)
+        # The interval's mechanism is fixed in its parameters when its gate closes.
+        mechanism = self.chain.market_params(book_at, interval=interval).mechanism
         clearing = self.clear_fn([o.matcher_dict() for o in orders], mechanism)
         result = clearing.to_json_dict()
         zone_prices = (
@@ -528,4 +517,4 @@ class Scheduler:
             metrics.CLEARING_ATTEMPTS.labels(fields["state"]).inc()
 
 
-__all__ = ["Scheduler", "book_for_clearing", "clearing_mechanism", "default_clear"]
+__all__ = ["Scheduler", "book_for_clearing", "default_clear"]

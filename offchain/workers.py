@@ -40,7 +40,6 @@ def build_worker(name: str, settings: Settings, data: DataDir, chain: Chain, **k
             data,
             chain,
             keypair(settings.submitter_uri),
-            mechanism=settings.mechanism,
             finality=settings.finality,
             **kwargs,
         )

@@ -129,7 +129,6 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--only", default=None, help="comma-separated subset of relayer,scheduler,settler,indexer"
     )
-    p.add_argument("--mechanism", default=None, choices=["uniform", "pay-as-bid", "zonal"])
 
     p = sub.add_parser(
         "ingest", help="read the meters every interval, sign and submit their readings"
@@ -271,7 +270,7 @@ def cmd_workers(args) -> int:
 
     _logging(args.verbose)
     _terminate_on_sigterm()
-    settings = _settings(args, mechanism=args.mechanism)
+    settings = _settings(args)
     names = tuple(n.strip() for n in args.only.split(",")) if args.only else WORKERS
     workers = Workers(settings, names).start()
     logging.getLogger("wattchain").info(

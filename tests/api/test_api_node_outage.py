@@ -178,7 +178,7 @@ class _ScriptedChain:
     def block_ms(self):
         return self._answer(20)
 
-    def market_params(self):
+    def market_params(self, block_hash=None, interval=None):
         return self._answer(PARAMS)
 
     def participant_zone(self, account):

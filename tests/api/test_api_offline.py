@@ -27,6 +27,7 @@ PARAMS = MarketParams(
     utility_tariff_ticks=95,
     feed_in_ticks=30,
     reading_window_ms=20_000,
+    mechanism="uniform",
 )
 BOB, CHARLIE, DAVE = dev_keypair("Bob"), dev_keypair("Charlie"), dev_keypair("Dave")
 
@@ -131,6 +132,7 @@ def test_every_rejection_reason_has_its_4xx(api):
         (422, "PriceOutOfBounds"): body(price_ticks=0),
         (422, "PriceOutOfBounds") + ("high",): body(price_ticks=10_001),
         (422, "InvalidEnergyConstraint"): body(side="offer", source="solar", renewable_only=True),
+        (422, "RenewableOnlyUnderUniform"): body(renewable_only=True),
         (422, "SourceNotMetered"): body(side="offer", source="wind"),  # Bob meters solar only
         (422, "GateClosed"): body(interval=PARAMS.interval_at(time.time_ns() // 1_000_000)),
         (422, "IntervalTooFarAhead"): body(interval=k + 50),

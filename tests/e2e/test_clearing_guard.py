@@ -5,11 +5,13 @@ does not clear the interval twice."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from e2e_helpers import setup_participants, wait_for_gate, wait_until
 
 import matcher
-from chain import PALLET, Chain
+from chain import PALLET, Chain, ChainError
 from market import OrderSpec, keypair, now_ms, sign_order
 from meter_bridge import MeterKey
 from offchain.scheduler import Scheduler
@@ -172,12 +174,30 @@ def test_a_crash_between_submit_and_inclusion_does_not_clear_twice(chain, tmp_pa
     assert len(accepted) == 1
 
 
-def test_pay_as_bid_and_renewable_only_books_are_committed(chain, tmp_path):
-    """The other mechanisms pass the pallet's checks too: pay-as-bid by configuration, and zonal
-    when a renewable-only bid is in the book (the uniform auction cannot keep it apart)."""
-    params = chain.market_params()
-    k = params.first_open_interval(now_ms(), 4_000)
+def set_mechanism(chain: Chain, mechanism: str) -> int:
+    """The operator (Alice) sets the market's mechanism; returns the first interval it governs
+    (the first whose gate is still open: the others keep theirs)."""
+    params = dataclasses.replace(chain.market_params(), mechanism=mechanism)
+    receipt = chain.submit(keypair("//Alice"), "set_market_params", {"params": params.as_chain()})
+    (event,) = [e for e in receipt.events if e.name == "MarketParamsSet"]
+    return int(event.attributes["from_interval"])
+
+
+def test_each_interval_is_cleared_by_the_mechanism_its_parameters_fix(chain, tmp_path):
+    """The mechanism is a market parameter, fixed per interval when its gate closes: the
+    scheduler clears each interval by its own, the chain refuses a clearing by another one, and
+    a change of mechanism after an interval's gate has closed leaves that interval as it was.
+    Pay-as-bid, then zonal for a book with a renewable-only bid (the uniform auction cannot keep
+    it apart, so the chain refuses such a bid in a uniform interval)."""
+    k = chain.market_params().first_open_interval(now_ms(), 6_000)
+    assert set_mechanism(chain, "pay-as-bid") <= k
     place_crossing_orders(chain, k)
+    wait_for_gate(chain, k)
+    assert chain.market_params(interval=k).mechanism == "pay-as-bid"
+    # Interval k's gate has closed: zonal from k + 1 on, and k stays pay-as-bid.
+    assert set_mechanism(chain, "zonal") == k + 1
+    assert chain.market_params(interval=k).mechanism == "pay-as-bid"
+    assert chain.market_params(interval=k + 1).mechanism == "zonal"
     seller, buyer = keypair(SELLER), keypair(BUYER)
     base = now_ms() * 10
     chain.place_orders_relayed(
@@ -198,31 +218,35 @@ def test_pay_as_bid_and_renewable_only_books_are_committed(chain, tmp_path):
             ),
         ],
     )
-    data = DataDir(tmp_path)
-    pay_as_bid = Scheduler(
-        data, chain, keypair(SUBMITTER), mechanism="pay-as-bid", start_interval=k
-    )
-    wait_for_gate(chain, k)
-    assert pay_as_bid.clear_interval(k)["state"] == "committed"
+    with pytest.raises(ChainError) as refused:
+        chain.submit(
+            keypair(SUBMITTER), "submit_clearing", Chain.clearing_params(k, "zonal", 0, [], [], 9)
+        )
+    assert refused.value.name == "WrongMechanism"
+
+    scheduler = Scheduler(DataDir(tmp_path), chain, keypair(SUBMITTER), start_interval=k)
+    assert scheduler.clear_interval(k)["state"] == "committed"
     cleared = chain.clearing(k)
     assert (
         cleared.mechanism == "pay-as-bid" and cleared.volume_wh == 800 and cleared.zone_prices == []
     )
     assert {m.buyer_price for m in cleared.matches} == {70, 50}  # each bid pays its own limit
-    uniform = Scheduler(
-        DataDir(tmp_path / "u"),
-        chain,
-        keypair(SUBMITTER),
-        mechanism="uniform",
-        start_interval=k + 1,
-    )
     wait_for_gate(chain, k + 1)
-    assert uniform.clear_interval(k + 1)["state"] == "committed"
+    assert scheduler.clear_interval(k + 1)["state"] == "committed"
     zonal = chain.clearing(k + 1)
     assert (
         zonal.mechanism == "zonal" and zonal.volume_wh == 500
-    )  # only the wind offer may serve the bid
+    )  # only the solar offer may serve the bid
     assert {m.seller_price for m in zonal.matches} == {m.buyer_price for m in zonal.matches}
+    # Back to uniform, where a renewable-only bid is refused with its own error.
+    later = set_mechanism(chain, "uniform")
+    with pytest.raises(ChainError) as refused:
+        chain.submit(
+            buyer,
+            "place_order",
+            {"spec": OrderSpec(base + 3, later, "bid", 100, 60, renewable_only=True).to_call_arg()},
+        )
+    assert refused.value.name == "RenewableOnlyUnderUniform"
 
 
 def test_catching_up_skips_long_past_empty_intervals(chain, tmp_path):

@@ -23,7 +23,7 @@ ALICE = "//Alice"
 
 def short_intervals(chain: Chain) -> None:
     """Four-second intervals (allowed while no order exists), so a test sees several."""
-    params = chain.market_params().as_dict()
+    params = chain.market_params().as_chain()
     params.update(interval_ms=INTERVAL_MS, gate_closure_ms=INTERVAL_MS // 2)
     chain.submit(keypair(ALICE), "set_market_params", {"params": params})
 

@@ -241,6 +241,7 @@ def test_market_params_gates():
         utility_tariff_ticks=95,
         feed_in_ticks=30,
         reading_window_ms=20_000,
+        mechanism="uniform",
     )
     assert (
         p.gate_closure(5) == 90_000 and p.interval_end(5) == 120_000 and p.interval_at(119_999) == 5

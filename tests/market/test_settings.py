@@ -28,15 +28,15 @@ def test_the_example_file_loads_and_options_win_over_variables_over_the_file(tmp
 
 def test_the_config_file_can_come_from_the_environment(tmp_path, monkeypatch):
     config = tmp_path / "c.toml"
-    config.write_text('mechanism = "zonal"\n')
+    config.write_text('timezone = "America/Manaus"\n')
     monkeypatch.setenv("WATTCHAIN_CONFIG", str(config))
-    assert Settings.from_env().mechanism == "zonal"
+    assert Settings.from_env().timezone == "America/Manaus"
 
 
 @pytest.mark.parametrize(
     "bad, name",
     [
-        ({"mechanism": "auction"}, "mechanism"),
+        ({"settle_page": 1_001}, "settle_page"),
         ({"relay_batch": 0}, "relay_batch"),
         ({"nodeurl": "x"}, "nodeurl"),
     ],

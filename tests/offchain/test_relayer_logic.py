@@ -14,7 +14,7 @@ from store.orderlog import OrderLog
 
 GENESIS = bytes(32)
 BOB = dev_keypair("Bob")
-PARAMS = MarketParams(20_000, 10_000, 1, 10_000, 10**9, 95, 30, 20_000)
+PARAMS = MarketParams(20_000, 10_000, 1, 10_000, 10**9, 95, 30, 20_000, "uniform")
 
 
 class ScriptedChain:
@@ -33,7 +33,7 @@ class ScriptedChain:
         self.landed: list[Receipt] = []
         self.drop_next = False
 
-    def market_params(self):
+    def market_params(self, block_hash=None, interval=None):
         return PARAMS
 
     def submit_nowait(self, signer, function, params, **_):

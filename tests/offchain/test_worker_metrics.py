@@ -64,7 +64,7 @@ class ClearingChain:
     def __init__(self):
         self.voided: dict[int, int] = {}
 
-    def market_params(self):
+    def market_params(self, block_hash=None, interval=None):
         return PARAMS
 
     def is_cleared(self, interval):

@@ -159,11 +159,22 @@ mod benchmarks {
 	}
 
 	#[benchmark]
+	/// The most earlier parameter sets to read, one short of full, and the latest set pushed
+	/// onto them: it governed intervals whose gates have closed.
+	#[benchmark]
 	fn set_market_params() {
-		let params = MarketParams { feed_in_ticks: 1, ..MarketParams::default() };
+		setup_market::<T>();
+		let current = Params::<T>::get();
+		let first = INTERVAL - 2 * MAX_PARAM_SETS as u64;
+		let earlier: Vec<_> =
+			(0..MAX_PARAM_SETS as u64 - 1).map(|i| (first + i, current)).collect();
+		EarlierParams::<T>::put(BoundedVec::truncate_from(earlier));
+		ParamsFrom::<T>::put(first + MAX_PARAM_SETS as u64);
+		let params = MarketParams { feed_in_ticks: 1, ..current };
 		#[extrinsic_call]
 		_(RawOrigin::Root, params);
 		assert_eq!(Params::<T>::get(), params);
+		assert_eq!(EarlierParams::<T>::get().len() as u32, MAX_PARAM_SETS);
 	}
 
 	#[benchmark]

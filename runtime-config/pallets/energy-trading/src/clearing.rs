@@ -5,8 +5,8 @@
 use crate::{
 	BalanceOf, ClearingMatches, ClearingPrices, ClearingSummary, Clearings, Config, Distributor,
 	Error, Event, GridFees, HoldReason, IntervalId, IntervalOrders, Match, Mechanism, MeterSources,
-	Order, OrderId, OrderStatus, Orders, Outstanding, Pallet, Params, Position, Positions, Side,
-	Voided, ZoneId, ZonePrice,
+	Order, OrderId, OrderStatus, Orders, Outstanding, Pallet, Position, Positions, Side, Voided,
+	ZoneId, ZonePrice,
 };
 use alloc::collections::btree_map::BTreeMap;
 use frame_support::{
@@ -52,7 +52,8 @@ impl<T: Config> Pallet<T> {
 		matches: &[Match],
 	) -> Result<u32, DispatchError> {
 		Self::ensure_not_pruned(interval)?;
-		let params = Params::<T>::get();
+		let params = Self::params_for(interval);
+		ensure!(mechanism == params.mechanism, Error::<T>::WrongMechanism);
 		ensure!(!Clearings::<T>::contains_key(interval), Error::<T>::AlreadyCleared);
 		ensure!(!Voided::<T>::contains_key(interval), Error::<T>::AlreadyVoided);
 		let now = Self::now_ms();

@@ -1,7 +1,10 @@
-//! Helpers more than one concern uses: the market clock, the money value of energy at a price,
+//! Helpers more than one concern uses: the market clock and each interval's parameters, the money value of energy at a price,
 //! and the checks of off-chain sr25519 signatures (orders, cancellations, meter readings).
 
-use crate::{BalanceOf, Config, Error, Pallet, RawSignature};
+use crate::{
+	BalanceOf, Config, EarlierParams, Error, IntervalId, MarketParams, Pallet, Params, ParamsFrom,
+	RawSignature,
+};
 use alloc::vec::Vec;
 use codec::Encode;
 use frame_support::{
@@ -26,6 +29,21 @@ impl<T: Config> Pallet<T> {
 	/// The market clock: unix time in milliseconds.
 	pub fn now_ms() -> u64 {
 		T::Time::now()
+	}
+
+	/// The parameters that govern `interval`: fixed when its gate closes (`set_market_params`).
+	pub fn params_for(interval: IntervalId) -> MarketParams {
+		if interval >= ParamsFrom::<T>::get() {
+			return Params::<T>::get();
+		}
+		let earlier = EarlierParams::<T>::get();
+		earlier
+			.iter()
+			.rev()
+			.find(|(start, _)| *start <= interval)
+			.or(earlier.first())
+			.map(|(_, p)| *p)
+			.unwrap_or_else(Params::<T>::get)
 	}
 
 	/// Money for `quantity_wh` at `price_ticks` per kWh, in balance units (1/1000 tick).

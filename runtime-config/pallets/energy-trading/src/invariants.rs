@@ -1,10 +1,12 @@
 //! The pallet's invariants, checked by `try_state` and after every unit and randomized test:
 //! each account's bid hold equals the maximum cost of its open bids, energy tokens add up to
-//! their issuance, and the meters counted per owner and source are the accredited ones. Compiled for `try-runtime` and tests only.
+//! their issuance, the meters counted per owner and source are the accredited ones, and the
+//! parameter sets follow each other in time. Compiled for `try-runtime` and tests only.
 
 use crate::{
-	Config, Debts, EnergyBalance, EnergyIssuance, EnergySource, HoldReason, MeterSources, Meters,
-	OrderStatus, Orders, Pallet, Participants, Positions, Settled, Settlements, Side,
+	Config, Debts, EarlierParams, EnergyBalance, EnergyIssuance, EnergySource, HoldReason,
+	MeterSources, Meters, OrderStatus, Orders, Pallet, Params, ParamsFrom, Participants, Positions,
+	Settled, Settlements, Side,
 };
 use alloc::collections::btree_map::BTreeMap;
 use frame_support::{
@@ -61,6 +63,18 @@ impl<T: Config> Pallet<T> {
 		ensure!(
 			balance == minimum + pending + unpaid,
 			"the clearing house holds other than its deposit, pending proceeds and debts"
+		);
+		// Parameter sets follow each other in time and share the clock (the interval length).
+		let latest = Params::<T>::get();
+		let mut starts: alloc::vec::Vec<_> = EarlierParams::<T>::get()
+			.iter()
+			.map(|(start, p)| (*start, p.interval_ms))
+			.collect();
+		starts.push((ParamsFrom::<T>::get(), latest.interval_ms));
+		ensure!(
+			starts.windows(2).all(|w| w[0].0 < w[1].0)
+				&& starts.iter().all(|(_, ms)| *ms == latest.interval_ms),
+			"parameter sets out of order or with another interval length"
 		);
 		let sum: u128 = EnergyBalance::<T>::iter_values().map(|v| v as u128).sum();
 		ensure!(

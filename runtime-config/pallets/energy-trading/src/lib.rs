@@ -75,6 +75,10 @@ pub use weights::WeightInfo;
 /// Participants one `settle_interval` call settles at most: what its benchmark covers.
 pub const MAX_SETTLE_PAGE: u32 = 1_000;
 
+/// Earlier parameter sets kept for intervals not yet pruned (`EarlierParams`): the operator can
+/// change the parameters this many times within `RetainIntervals`.
+pub const MAX_PARAM_SETS: u32 = 32;
+
 #[frame_support::pallet]
 pub mod pallet {
 	use super::*;
@@ -172,9 +176,27 @@ pub mod pallet {
 	pub type Distributor<T: Config> = StorageValue<_, T::AccountId, OptionQuery>;
 
 	/// The market's parameters (interval length, gate closure, price and quantity bounds,
-	/// utility tariff and feed-in rate). Written by genesis and `set_market_params`.
+	/// utility tariff, feed-in rate, reading window, mechanism) for intervals from `ParamsFrom`
+	/// on: the latest set. Written by genesis and `set_market_params`. An interval's own are
+	/// `Pallet::params_for(interval)`.
 	#[pallet::storage]
 	pub type Params<T: Config> = StorageValue<_, MarketParams, ValueQuery>;
+
+	/// The first interval `Params` governs: the first whose gate was still open when they were
+	/// set. Written by `set_market_params`.
+	#[pallet::storage]
+	pub type ParamsFrom<T: Config> = StorageValue<_, IntervalId, ValueQuery>;
+
+	/// The parameters of intervals before `ParamsFrom`: `(first interval, parameters)` in
+	/// ascending order, each governing up to the next. So a change never reaches an interval
+	/// whose gate has closed. Appended to by `set_market_params`; `on_idle` drops a set once
+	/// every interval it governs is pruned.
+	#[pallet::storage]
+	pub type EarlierParams<T: Config> = StorageValue<
+		_,
+		BoundedVec<(IntervalId, MarketParams), ConstU32<MAX_PARAM_SETS>>,
+		ValueQuery,
+	>;
 
 	/// Registered participants: account id to its `Participant` record (the zone it trades in).
 	/// Written by genesis and `register_participant`.
@@ -473,8 +495,9 @@ pub mod pallet {
 		DistributorSet { who: T::AccountId },
 		/// An account may (or may no longer) submit clearings.
 		ClearingSubmitterSet { who: T::AccountId, allowed: bool },
-		/// Market parameters changed.
-		MarketParamsSet { params: MarketParams },
+		/// Market parameters changed, for intervals from `from_interval` on (the first whose
+		/// gate was still open); earlier intervals keep theirs.
+		MarketParamsSet { params: MarketParams, from_interval: IntervalId },
 		/// An order is in the book of its interval.
 		OrderPlaced {
 			order_id: OrderId,
@@ -680,6 +703,13 @@ pub mod pallet {
 		SameZone,
 		/// Market parameters are inconsistent (zero interval, min price above max, ...).
 		BadParams,
+		/// The parameters changed `MAX_PARAM_SETS` times within the intervals not yet pruned.
+		TooManyParamChanges,
+		/// The clearing's mechanism is not the one the interval's parameters fix.
+		WrongMechanism,
+		/// A renewable-only bid in an interval cleared at one uniform price, which cannot keep
+		/// renewable energy apart: it needs the zonal or pay-as-bid mechanism.
+		RenewableOnlyUnderUniform,
 		/// Settlement waits for readings of the interval's traders until its reading deadline.
 		ReadingsOutstanding,
 		/// `max_participants` is 0.
@@ -764,8 +794,9 @@ pub mod pallet {
 			Self::do_set_clearing_submitter(who, allowed)
 		}
 
-		/// Set the market parameters (operator). The interval length cannot change once
-		/// orders exist, because interval ids are derived from it.
+		/// Set the market parameters (operator), for intervals whose gate is still open: an
+		/// interval's parameters are fixed when its gate closes. The interval length cannot
+		/// change once orders exist, because interval ids are derived from it.
 		#[pallet::call_index(6)]
 		#[pallet::weight(T::WeightInfo::set_market_params())]
 		pub fn set_market_params(origin: OriginFor<T>, params: MarketParams) -> DispatchResult {

@@ -4,8 +4,8 @@
 
 use crate::{
 	reading_message, Config, EnergyBalance, EnergyIssuance, Error, Event, IntervalId, MeterEpochs,
-	MeterReading, MeterRegisters, Metered, MeteredCount, Meters, Outstanding, Pallet, Params,
-	Positions, RawSignature, TrueUp,
+	MeterReading, MeterRegisters, Metered, MeteredCount, Meters, Outstanding, Pallet, Positions,
+	RawSignature, TrueUp,
 };
 use frame_support::{
 	ensure,
@@ -25,7 +25,7 @@ impl<T: Config> Pallet<T> {
 			Error::<T>::StaleAccreditation
 		);
 		Self::ensure_not_pruned(reading.interval)?;
-		let params = Params::<T>::get();
+		let params = Self::params_for(reading.interval);
 		ensure!(
 			Self::now_ms() >= params.interval_end(reading.interval),
 			Error::<T>::IntervalNotEnded

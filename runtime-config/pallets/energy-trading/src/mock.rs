@@ -2,7 +2,7 @@
 //! off-chain signatures are real.
 
 use crate as pallet_energy_trading;
-use crate::{EnergySource, MarketParams};
+use crate::{EnergySource, MarketParams, Mechanism};
 use frame_support::{
 	derive_impl, parameter_types,
 	traits::{ConstU128, ConstU64},
@@ -149,6 +149,7 @@ pub fn params() -> MarketParams {
 		utility_tariff_ticks: TARIFF,
 		feed_in_ticks: FEED_IN,
 		reading_window_ms: INTERVAL_MS,
+		mechanism: Mechanism::Uniform,
 	}
 }
 

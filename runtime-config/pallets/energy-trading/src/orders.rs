@@ -4,8 +4,8 @@
 
 use crate::{
 	cancel_message, order_message, ClientOrders, Config, Error, Event, HoldReason, IntervalOrders,
-	MeterSources, NextOrderId, Order, OrderSpec, OrderStatus, Orders, Pallet, Params, Participants,
-	Side, SignedCancel, SignedOrder,
+	Mechanism, MeterSources, NextOrderId, Order, OrderSpec, OrderStatus, Orders, Pallet,
+	Participants, Side, SignedCancel, SignedOrder,
 };
 use alloc::vec::Vec;
 use frame_support::{
@@ -65,7 +65,7 @@ impl<T: Config> Pallet<T> {
 		}
 		let participant = Participants::<T>::get(&owner).ok_or(Error::<T>::NotRegistered)?;
 		ensure!(participant.zone == spec.zone, Error::<T>::WrongZone);
-		let params = Params::<T>::get();
+		let params = Self::params_for(spec.interval);
 		ensure!(spec.quantity_wh > 0, Error::<T>::ZeroQuantity);
 		ensure!(spec.quantity_wh <= params.max_quantity_wh, Error::<T>::QuantityTooLarge);
 		ensure!(
@@ -76,6 +76,10 @@ impl<T: Config> Pallet<T> {
 		ensure!(
 			!(spec.side == Side::Offer && spec.renewable_only),
 			Error::<T>::InvalidEnergyConstraint
+		);
+		ensure!(
+			!(spec.renewable_only && params.mechanism == Mechanism::Uniform),
+			Error::<T>::RenewableOnlyUnderUniform
 		);
 		// A green claim is only as good as a meter that measures it (GridMix claims nothing).
 		ensure!(
@@ -135,7 +139,7 @@ impl<T: Config> Pallet<T> {
 			},
 			OrderStatus::Open => {},
 		}
-		let params = Params::<T>::get();
+		let params = Self::params_for(order.spec.interval);
 		ensure!(Self::now_ms() < params.gate_closure(order.spec.interval), Error::<T>::GateClosed);
 		if order.spec.side == Side::Bid {
 			T::Currency::release(

@@ -3,13 +3,13 @@
 //! market runs; the indexer keeps the history. Pruning runs in `on_idle`, only with the weight
 //! the block has left, from a cursor (`PruneCursor`): first the interval's orders and their
 //! client ids, a page at a time, then the rest of the interval (clearing, matches, prices,
-//! metered energy, positions, settlement lines, markers). An interval that is not done with (cleared but
+//! metered energy, positions, settlement lines, markers), and the parameter sets of pruned intervals. An interval that is not done with (cleared but
 //! not settled, or with orders and neither cleared nor voided) stops the cursor until it is.
 
 use crate::{
-	ClearingMatches, ClearingPrices, Clearings, ClientOrders, Config, Error, IntervalId,
-	IntervalOrders, Metered, MeteredCount, Orders, Outstanding, Pallet, Params, Positions,
-	PruneCursor, Settled, Settlements, Voided, Voiding, WeightInfo,
+	ClearingMatches, ClearingPrices, Clearings, ClientOrders, Config, EarlierParams, Error,
+	IntervalId, IntervalOrders, Metered, MeteredCount, Orders, Outstanding, Pallet, Params,
+	ParamsFrom, Positions, PruneCursor, Settled, Settlements, Voided, Voiding, WeightInfo,
 };
 use frame_support::{ensure, pallet_prelude::Get, weights::WeightMeter};
 use sp_runtime::DispatchResult;
@@ -57,6 +57,7 @@ impl<T: Config> Pallet<T> {
 			PruneCursor::<T>::put((current.saturating_sub(retain), 0));
 			return meter.consumed();
 		};
+		let first = interval;
 		// The first interval's check and tail are paid for above, every later one's below.
 		let mut paid_tail = true;
 		for _ in 0..MAX_INTERVALS_PER_BLOCK {
@@ -91,7 +92,29 @@ impl<T: Config> Pallet<T> {
 			done = 0;
 		}
 		PruneCursor::<T>::put((interval, done));
+		if interval > first {
+			let db = <T as frame_system::Config>::DbWeight::get();
+			if meter.try_consume(db.reads_writes(2, 1)).is_ok() {
+				Self::drop_pruned_params(interval);
+			}
+		}
 		meter.consumed()
+	}
+
+	/// Drops the earlier parameter sets that govern only intervals before `interval` (pruned).
+	fn drop_pruned_params(interval: IntervalId) {
+		let sets = EarlierParams::<T>::get();
+		let starts: alloc::vec::Vec<IntervalId> = sets
+			.iter()
+			.skip(1)
+			.map(|(start, _)| *start)
+			.chain(core::iter::once(ParamsFrom::<T>::get()))
+			.collect();
+		let gone = starts.iter().take_while(|next| **next <= interval).count().min(sets.len());
+		if gone > 0 {
+			let kept = sets.into_inner().split_off(gone);
+			EarlierParams::<T>::put(frame_support::BoundedVec::truncate_from(kept));
+		}
 	}
 
 	/// Removes orders `[done, done + n)` of `interval`'s book and their client ids.

@@ -2,9 +2,9 @@
 //! distributor, clearing submitters, market parameters and the operator role itself.
 
 use crate::{
-	ClearingSubmitters, Config, Distributor, EnergySource, Error, Event, GridFees, MarketOperator,
-	MarketParams, Meter, MeterEpochs, MeterKey, MeterSources, Meters, NextOrderId, Pallet, Params,
-	Participant, Participants, ZoneId,
+	ClearingSubmitters, Config, Distributor, EarlierParams, EnergySource, Error, Event, GridFees,
+	IntervalId, MarketOperator, MarketParams, Meter, MeterEpochs, MeterKey, MeterSources, Meters,
+	NextOrderId, Pallet, Params, ParamsFrom, Participant, Participants, ZoneId,
 };
 use frame_support::{ensure, pallet_prelude::DispatchResult, traits::EnsureOrigin};
 use frame_system::{ensure_signed, pallet_prelude::OriginFor};
@@ -98,7 +98,9 @@ impl<T: Config> Pallet<T> {
 		Ok(())
 	}
 
-	/// The interval length is frozen once an order exists: interval ids are derived from it.
+	/// The new parameters govern intervals from the first whose gate is still open; those whose
+	/// gate has closed keep theirs (`EarlierParams`). The interval length is frozen once an
+	/// order exists: interval ids are derived from it.
 	pub(crate) fn do_set_market_params(params: MarketParams) -> DispatchResult {
 		ensure!(
 			params.interval_ms > 0
@@ -106,14 +108,53 @@ impl<T: Config> Pallet<T> {
 				&& params.max_quantity_wh > 0,
 			Error::<T>::BadParams
 		);
-		let old = Params::<T>::get();
-		ensure!(
-			params.interval_ms == old.interval_ms || NextOrderId::<T>::get() == 0,
-			Error::<T>::BadParams
-		);
+		let latest = Params::<T>::get();
+		if params.interval_ms != latest.interval_ms {
+			// Nothing traded yet: the clock starts over, with no earlier sets.
+			ensure!(NextOrderId::<T>::get() == 0, Error::<T>::BadParams);
+			EarlierParams::<T>::kill();
+			ParamsFrom::<T>::put(0);
+			Params::<T>::put(params);
+			Self::deposit_event(Event::MarketParamsSet { params, from_interval: 0 });
+			return Ok(());
+		}
+		let from = Self::first_open_interval();
+		let latest_from = ParamsFrom::<T>::get();
+		let mut earlier = EarlierParams::<T>::get();
+		// Sets that would have started at `from` or later never governed a closed gate.
+		earlier.retain(|(start, _)| *start < from);
+		if latest_from < from {
+			earlier
+				.try_push((latest_from, latest))
+				.map_err(|_| Error::<T>::TooManyParamChanges)?;
+		}
+		EarlierParams::<T>::put(earlier);
+		ParamsFrom::<T>::put(from);
 		Params::<T>::put(params);
-		Self::deposit_event(Event::MarketParamsSet { params });
+		Self::deposit_event(Event::MarketParamsSet { params, from_interval: from });
 		Ok(())
+	}
+
+	/// The first interval whose gate is still open under the parameters that govern it.
+	fn first_open_interval() -> IntervalId {
+		let now = Self::now_ms();
+		let latest = Params::<T>::get();
+		let current = latest.interval_at(now);
+		let mut sets = EarlierParams::<T>::get().into_inner();
+		sets.push((ParamsFrom::<T>::get(), latest));
+		for (i, (start, p)) in sets.iter().enumerate() {
+			let end = sets.get(i + 1).map(|(next, _)| *next);
+			if end.is_some_and(|end| end <= current) {
+				continue;
+			}
+			// The first interval that starts more than `gate_closure_ms` from now.
+			let open = p.interval_at(now.saturating_add(p.gate_closure_ms)).saturating_add(1);
+			let first = open.max(*start).max(current);
+			if end.is_none_or(|end| first < end) {
+				return first;
+			}
+		}
+		current
 	}
 
 	pub(crate) fn do_set_market_operator(who: T::AccountId) -> DispatchResult {

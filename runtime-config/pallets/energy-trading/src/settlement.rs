@@ -31,7 +31,7 @@
 
 use crate::{
 	BalanceOf, Clearings, Config, Debts, Distributor, Error, Event, IntervalId, Metered,
-	MeteredEnergy, Pallet, Params, Position, Positions, SettleProgress, Settled, SettlementLine,
+	MeteredEnergy, Pallet, Position, Positions, SettleProgress, Settled, SettlementLine,
 	SettlementProgress, Settlements, TrueUp, Voided,
 };
 use frame_support::{
@@ -64,7 +64,7 @@ impl<T: Config> Pallet<T> {
 			Error::<T>::NotCleared
 		);
 		ensure!(!Settled::<T>::contains_key(interval), Error::<T>::AlreadySettled);
-		let params = Params::<T>::get();
+		let params = Self::params_for(interval);
 		let now = Self::now_ms();
 		ensure!(now >= params.interval_end(interval), Error::<T>::IntervalNotEnded);
 		let mut progress = SettlementProgress::<T>::get(interval);

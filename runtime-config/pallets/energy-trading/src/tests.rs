@@ -81,6 +81,14 @@ fn clear(
 	clear_with_volume(interval, mech, prices, matches, volume)
 }
 
+/// Each interval's mechanism is a market parameter (`set_market_params`). Most tests check one
+/// mechanism's rules at a time, so they set it for every interval, as genesis would;
+/// `each_interval_keeps_the_parameters_its_gate_closed_under` checks the rule itself. Returns
+/// the mechanism it replaced.
+fn use_mechanism(mech: Mechanism) -> Mechanism {
+	Params::<Test>::mutate(|p| core::mem::replace(&mut p.mechanism, mech))
+}
+
 fn clear_with_volume(
 	interval: u64,
 	mech: Mechanism,
@@ -88,9 +96,11 @@ fn clear_with_volume(
 	matches: &[Match],
 	volume: u64,
 ) -> DispatchResult {
+	let before = use_mechanism(mech);
 	let zp: Vec<ZonePrice> =
 		prices.iter().map(|(z, p)| ZonePrice { zone: *z, price: *p }).collect();
-	Market::submit_clearing(
+	// A refused clearing leaves no trace, so the parameters go back as they were too.
+	let result = Market::submit_clearing(
 		origin(&operator()),
 		interval,
 		mech,
@@ -100,7 +110,11 @@ fn clear_with_volume(
 		IntervalOrders::<Test>::get(interval).len() as u32,
 	)
 	.map(|_| ())
-	.map_err(|e| e.error)
+	.map_err(|e| e.error);
+	if result.is_err() {
+		use_mechanism(before);
+	}
+	result
 }
 
 fn settle(interval: u64) -> frame_support::dispatch::DispatchResultWithPostInfo {
@@ -285,6 +299,88 @@ fn market_params_are_checked_and_interval_length_is_frozen_once_trading_starts()
 			),
 			E::BadParams
 		);
+	});
+}
+
+// The audit's finding 8 (parameters changed retroactively) and the mechanism of finding 2:
+// an interval's parameters, its mechanism among them, are fixed when its gate closes.
+#[test]
+fn each_interval_keeps_the_parameters_its_gate_closed_under() {
+	run(|| {
+		// A uniform interval has one price, which cannot keep renewable energy apart.
+		assert_noop!(
+			Market::place_order(
+				origin(&buyer()),
+				OrderSpec { renewable_only: true, ..spec(30, 2, Side::Bid, 100, 60, 0) }
+			),
+			E::RenewableOnlyUnderUniform
+		);
+		// Interval 2 is cleared (uniform); now its gate is closed, interval 3's is open.
+		bob_sells_150_in_interval_2();
+		let zonal = MarketParams {
+			gate_closure_ms: 0,
+			feed_in_ticks: 99,
+			mechanism: Mechanism::Zonal,
+			..params()
+		};
+		assert_ok!(Market::set_market_params(origin(&operator()), zonal));
+		System::assert_last_event(Ev::MarketParamsSet { params: zonal, from_interval: 3 }.into());
+		// The shorter gate does not reopen interval 2: no bid can slip into a cleared book.
+		assert_noop!(
+			Market::place_order(origin(&buyer()), spec(20, 2, Side::Bid, 100, 60, 0)),
+			E::GateClosed
+		);
+		assert_eq!(Market::params_for(2), params());
+		// Interval 3 is zonal: a renewable-only bid is welcome, and a uniform clearing is not.
+		place(&buyer(), OrderSpec { renewable_only: true, ..spec(21, 3, Side::Bid, 100, 60, 0) });
+		// Another change before interval 3's gate closes replaces the one waiting for it.
+		let zonal2 = MarketParams { feed_in_ticks: 97, ..zonal };
+		assert_ok!(Market::set_market_params(origin(&operator()), zonal2));
+		System::assert_last_event(Ev::MarketParamsSet { params: zonal2, from_interval: 3 }.into());
+		assert_eq!(EarlierParams::<Test>::get().into_inner(), vec![(0, params())]);
+		at(3 * INTERVAL_MS);
+		assert_noop!(
+			Market::submit_clearing(
+				origin(&operator()),
+				3,
+				Mechanism::Uniform,
+				0,
+				BoundedVec::new(),
+				BoundedVec::new(),
+				10
+			),
+			E::WrongMechanism
+		);
+		// Once interval 3's gate has closed, a change waits for interval 4.
+		let uniform = MarketParams { feed_in_ticks: 98, ..params() };
+		assert_ok!(Market::set_market_params(origin(&operator()), uniform));
+		System::assert_last_event(Ev::MarketParamsSet { params: uniform, from_interval: 4 }.into());
+		assert_eq!(Market::params_for(3), zonal2);
+		assert_eq!((Market::params_for(4), Market::params_for(99)), (uniform, uniform));
+
+		// Interval 2 settles at the rates of its own parameters, not at the latest ones.
+		assert_ok!(submit(reading(2, 2, 0, 100)));
+		assert_ok!(settle(2));
+		let charlie = Settlements::<Test>::get(2, buyer()).expect("line");
+		assert_eq!(charlie.amount, -150 * FEED_IN as i128);
+	});
+}
+
+#[test]
+fn parameter_changes_are_bounded_until_their_intervals_are_pruned() {
+	run(|| {
+		for k in 1..=MAX_PARAM_SETS as u64 + 1 {
+			at(k * INTERVAL_MS);
+			let p = MarketParams { feed_in_ticks: k, ..params() };
+			if k <= MAX_PARAM_SETS as u64 {
+				assert_ok!(Market::set_market_params(origin(&operator()), p));
+			} else {
+				assert_noop!(
+					Market::set_market_params(origin(&operator()), p),
+					E::TooManyParamChanges
+				);
+			}
+		}
 	});
 }
 
@@ -801,6 +897,7 @@ fn a_grid_fee_needs_a_distributor() {
 #[test]
 fn renewable_only_bids_take_renewable_energy_only() {
 	run(|| {
+		use_mechanism(Mechanism::Zonal);
 		let b = place(
 			&buyer(),
 			OrderSpec { renewable_only: true, ..spec(1, 2, Side::Bid, 100, 60, 0) },
@@ -811,11 +908,11 @@ fn renewable_only_bids_take_renewable_energy_only() {
 		);
 		close_gate(2);
 		assert_noop!(
-			clear(2, Mechanism::Uniform, &[(0, 50)], &[m(b, grid, 100, 50, 50)]),
+			clear(2, Mechanism::Zonal, &[(0, 50)], &[m(b, grid, 100, 50, 50)]),
 			E::EnergyTypeMismatch
 		);
 		// Nothing can trade: the only offer is grid mix. An empty clearing is an equilibrium.
-		assert_ok!(clear(2, Mechanism::Uniform, &[], &[]));
+		assert_ok!(clear(2, Mechanism::Zonal, &[(0, 50)], &[]));
 		assert_eq!(held(&buyer()), 0);
 	});
 }
@@ -888,6 +985,7 @@ fn an_empty_zonal_clearing_cannot_void_a_book() {
 #[test]
 fn a_generic_bid_cannot_take_the_renewable_offer_a_renewable_only_bid_needs() {
 	run(|| {
+		use_mechanism(Mechanism::Zonal);
 		let green_bid = place(
 			&buyer(),
 			OrderSpec { renewable_only: true, ..spec(1, 2, Side::Bid, 100, 60, 0) },
@@ -1234,6 +1332,12 @@ fn trade_and_settle(k: u64) {
 	assert_ok!(settle(k));
 }
 
+/// Parameter sets kept at most when they change every other interval: those of the kept
+/// intervals, and of the intervals between the prune cursor and now.
+fn kept_sets() -> usize {
+	(RetainIntervals::get() as usize + 2) / 2 + 2
+}
+
 fn idle() -> frame_support::weights::Weight {
 	use frame_support::traits::Hooks;
 	Market::on_idle(System::block_number(), frame_support::weights::Weight::MAX)
@@ -1250,11 +1354,18 @@ fn state_stays_flat_as_intervals_go_by() {
 		idle(); // the first run sets the cursor
 		let retain = RetainIntervals::get();
 		let mut most_orders = 0;
+		let mut most_param_sets = 0;
 		for k in (2..80u64).step_by(2) {
 			trade_and_settle(k);
+			// The operator retunes the feed-in rate every other interval: the earlier sets
+			// are kept only while an interval they govern is.
+			let p = MarketParams { feed_in_ticks: 20 + k % 7, ..params() };
+			assert_ok!(Market::set_market_params(origin(&operator()), p));
 			idle();
 			most_orders = most_orders.max(Orders::<Test>::iter().count());
+			most_param_sets = most_param_sets.max(EarlierParams::<Test>::get().len());
 		}
+		assert!(most_param_sets <= kept_sets(), "{most_param_sets} parameter sets kept");
 		// Only the last `retain` done-with intervals (and the current one) keep their data.
 		let kept = (retain + 1) as usize;
 		assert!(most_orders <= 2 * kept, "{most_orders} orders kept");

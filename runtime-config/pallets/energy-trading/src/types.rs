@@ -80,6 +80,8 @@ impl EnergySource {
 	PartialEq,
 	Eq,
 	Debug,
+	Serialize,
+	Deserialize,
 )]
 pub enum Mechanism {
 	/// Pay-as-clear: one price for every match.
@@ -248,6 +250,9 @@ pub struct MarketParams {
 	/// How long after an interval's end settlement waits for the readings of its traders'
 	/// meters; a reading still missing then is estimated (see `settlement.rs`).
 	pub reading_window_ms: u64,
+	/// How the interval is cleared. Fixed with the rest when its gate closes, so a submitter
+	/// cannot pick the mechanism that suits it on each call.
+	pub mechanism: Mechanism,
 }
 
 impl Default for MarketParams {
@@ -262,6 +267,7 @@ impl Default for MarketParams {
 			utility_tariff_ticks: 95,
 			feed_in_ticks: 30,
 			reading_window_ms: 15 * 60 * 1000,
+			mechanism: Mechanism::Uniform,
 		}
 	}
 }

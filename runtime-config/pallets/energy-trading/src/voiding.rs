@@ -7,7 +7,7 @@
 
 use crate::{
 	BalanceOf, Clearings, Config, Error, Event, HoldReason, IntervalId, IntervalOrders,
-	OrderStatus, Orders, Pallet, Params, Side, Voided, Voiding,
+	OrderStatus, Orders, Pallet, Side, Voided, Voiding,
 };
 use frame_support::{
 	ensure,
@@ -32,7 +32,7 @@ impl<T: Config> Pallet<T> {
 		ensure!(total <= book_orders, Error::<T>::WitnessTooSmall);
 		ensure!(!Clearings::<T>::contains_key(interval), Error::<T>::AlreadyCleared);
 		ensure!(!Voided::<T>::contains_key(interval), Error::<T>::AlreadyVoided);
-		let params = Params::<T>::get();
+		let params = Self::params_for(interval);
 		ensure!(Self::now_ms() >= params.interval_end(interval), Error::<T>::DeadlineNotPassed);
 		let start = Voiding::<T>::get(interval).unwrap_or(0).min(total);
 		ensure!(max_orders > 0 || start == total, Error::<T>::NothingToVoid);
