@@ -21,7 +21,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from chain import ChainUnavailable
-from market import OrderSpec, cancel_message, now_ms, order_message, verify_sr25519
+from market import SIDES, OrderSpec, cancel_message, now_ms, order_message, verify_sr25519
 from market.settings import Settings
 from store import OrderLog, queries, spec_json
 from store.queries import client_order_id_used, order_on_chain
@@ -280,15 +280,25 @@ def admit_order(
         raise APIError(
             422, "IntervalFull", f"interval {spec.interval} has its {cap} orders; try a later one"
         )
-    held = settings.max_open_orders_per_participant
-    if held is not None:
-        count = open_orders(owner, spec.interval, orders, index)
-        if count >= held:
+    held = open_orders(owner, spec.interval, orders, index)
+    other = "offer" if spec.side == "bid" else "bid"
+    if held[other]:
+        raise APIError(
+            409,
+            "SelfTrade",
+            f"{owner} has {held[other]} open {other}s in interval {spec.interval}: a participant "
+            f"buys or sells in an interval, never both, so that it cannot trade with itself "
+            f"(cancel them first)",
+        )
+    cap = settings.max_open_orders_per_participant
+    if cap is not None:
+        count = sum(held.values())
+        if count >= cap:
             raise APIError(
                 409,
                 "TooManyOpenOrders",
                 f"{owner} holds {count} open orders in interval {spec.interval}, the most one "
-                f"participant may ({held}); cancel one or use another interval",
+                f"participant may ({cap}); cancel one or use another interval",
             )
     if spec.side == "bid":
         cost = spec.price_ticks * spec.quantity_wh
@@ -322,12 +332,14 @@ def admit_order(
     return appended.response
 
 
-def open_orders(owner: str, interval: int, orders: OrderLog, index: sqlite3.Connection) -> int:
-    """The open orders `owner` holds in `interval`: those on chain (finalized, in the index) and
-    those logged here that the index does not show yet, less the ones being cancelled."""
-    return queries.open_order_count(index, owner, interval) + orders.open_unindexed(
-        owner, interval, queries.last_indexed_block(index)
-    )
+def open_orders(
+    owner: str, interval: int, orders: OrderLog, index: sqlite3.Connection
+) -> dict[str, int]:
+    """The open orders `owner` holds in `interval`, by side: those on chain (finalized, in the
+    index) and those logged here that the index does not show yet, less those being cancelled."""
+    on_chain = queries.open_order_count(index, owner, interval)
+    logged = orders.open_unindexed(owner, interval, queries.last_indexed_block(index))
+    return {side: on_chain.get(side, 0) + logged.get(side, 0) for side in SIDES}
 
 
 def _chain_spec(row: sqlite3.Row) -> dict[str, Any]:

@@ -10,7 +10,7 @@
 from .connection import DEFAULT_URL, PALLET, Block, Event
 from .errors import ChainError, ChainUnavailable
 from .onboarding import Newcomer, onboard
-from .reads import Balance, ChainClearing, ChainMatch, ChainOrder
+from .reads import Balance, ChainClearing, ChainMatch, ChainOrder, GridLine
 from .transactions import Chain, PendingTx, Receipt, ReceiptWatcher
 
 __all__ = [
@@ -24,6 +24,7 @@ __all__ = [
     "ChainUnavailable",
     "DEFAULT_URL",
     "Event",
+    "GridLine",
     "Newcomer",
     "PALLET",
     "PendingTx",

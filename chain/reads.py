@@ -60,6 +60,17 @@ class ChainClearing:
 
 
 @dataclass(frozen=True)
+class GridLine:
+    """A line between zones `a < b`: up to `capacity_wh` net per interval either way, for
+    `fee_ticks` per kWh."""
+
+    a: int
+    b: int
+    capacity_wh: int
+    fee_ticks: int
+
+
+@dataclass(frozen=True)
 class Balance:
     free: int
     reserved: int  # includes bid holds
@@ -91,6 +102,13 @@ class MarketReads(ChainConnection):
         governing = [p for start, p in earlier if start <= interval]
         # Older than any set kept: its data is pruned, and the oldest set is the best answer.
         return governing[-1] if governing else earlier[0][1] if earlier else latest
+
+    def grid(self, block_hash: str | None = None) -> list[GridLine]:
+        """The grid's lines (`Grid`): energy crosses zones only over one of them."""
+        return [
+            GridLine(*(int(line[k]) for k in ("a", "b", "capacity_wh", "fee_ticks")))
+            for line in self.query(PALLET, "Grid", block_hash=block_hash)
+        ]
 
     def participant_zone(self, account: str, block_hash: str | None = None) -> int | None:
         v = self.query(PALLET, "Participants", [ss58(account)], block_hash=block_hash)

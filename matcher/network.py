@@ -5,7 +5,7 @@ JSON format: {"zones": [0, 1, 2], "lines": [{"from": 0, "to": 1, "capacity_wh": 
 A line carries at most capacity_wh in each direction, and a match between an offer in one of
 its zones and a bid in the other pays `fee` ticks per kWh, in either direction. Energy moves
 only over a direct line (no transit through a third zone), so every match's fee is the fee of
-one zone pair, as the chain's grid_fee(offer zone, bid zone) has it.
+one zone pair, as the chain's `Grid` has it.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ from collections.abc import Callable
 
 from substrateinterface import Keypair
 
-from chain import PALLET, Chain, ChainError, ChainOrder, PendingTx, Receipt
+from chain import PALLET, Chain, ChainError, ChainOrder, GridLine, PendingTx, Receipt
 from market import MarketParams, now_ms
 from store import DataDir, alert, transaction
 
@@ -40,13 +40,30 @@ CLEARING_ERA = 16  # blocks a clearing extrinsic stays valid: a lost one is know
 # 250 of them stay far inside one block's weight.
 VOID_PAGE = 250
 
-ClearFn = Callable[[list[dict], str], object]  # (matcher orders, mechanism) -> matcher.Clearing
+# (matcher orders, mechanism, network) -> matcher.Clearing
+ClearFn = Callable[[list[dict], str, dict | None], object]
 
 
-def default_clear(orders: list[dict], mechanism: str):
+def default_clear(orders: list[dict], mechanism: str, network: dict | None = None):
     import matcher
 
-    return matcher.clear_orders(orders, mechanism=mechanism)
+    return matcher.clear_orders(orders, mechanism=mechanism, network=network)
+
+
+def matcher_network(lines: list[GridLine], orders: list[ChainOrder]) -> dict | None:
+    """The chain's grid as the matcher takes it (docs/matcher.md, "Network"), over the book's
+    zones and the lines': energy crosses zones only over a line, up to its capacity. None
+    without lines: every zone is a market of its own."""
+    if not lines:
+        return None
+    zones = {o.spec.zone for o in orders} | {z for line in lines for z in (line.a, line.b)}
+    return {
+        "zones": sorted(zones),
+        "lines": [
+            {"from": line.a, "to": line.b, "capacity_wh": line.capacity_wh, "fee": line.fee_ticks}
+            for line in lines
+        ],
+    }
 
 
 def book_for_clearing(orders: list[ChainOrder]) -> list[ChainOrder]:
@@ -293,9 +310,13 @@ class Scheduler:
     def _submit_new(self, interval: int, book_at: str) -> dict:
         book = self.chain.orders_of_interval(interval, book_at)
         orders = book_for_clearing(book)
-        # The interval's mechanism is fixed in its parameters when its gate closes.
+        # The interval's mechanism is fixed in its parameters when its gate closes. The uniform
+        # auction is one pool (the matcher takes no grid for it); the others follow the grid.
         mechanism = self.chain.market_params(book_at, interval=interval).mechanism
-        clearing = self.clear_fn([o.matcher_dict() for o in orders], mechanism)
+        network = (
+            None if mechanism == "uniform" else matcher_network(self.chain.grid(book_at), orders)
+        )
+        clearing = self.clear_fn([o.matcher_dict() for o in orders], mechanism, network)
         result = clearing.to_json_dict()
         zone_prices = (
             []
@@ -517,4 +538,4 @@ class Scheduler:
             metrics.CLEARING_ATTEMPTS.labels(fields["state"]).inc()
 
 
-__all__ = ["Scheduler", "book_for_clearing", "default_clear"]
+__all__ = ["Scheduler", "book_for_clearing", "default_clear", "matcher_network"]

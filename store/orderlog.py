@@ -250,16 +250,19 @@ class OrderLog:
             "SELECT count(*) FROM orders WHERE interval = ? AND status != ?", (interval, REJECTED)
         ).fetchone()[0]
 
-    def open_unindexed(self, owner: str, interval: int, indexed_block: int | None) -> int:
+    def open_unindexed(
+        self, owner: str, interval: int, indexed_block: int | None
+    ) -> dict[str, int]:
         """The owner's logged orders for the interval that the index does not show yet (not
         refused, not on chain in a block up to `indexed_block`) and that no cancel is logged
-        for: with the index's open orders, what the owner holds in the interval."""
-        return self.conn.execute(
-            "SELECT count(*) FROM orders o WHERE o.owner = ? AND o.interval = ?"
+        for, by side: with the index's open orders, what the owner holds in the interval."""
+        rows = self.conn.execute(
+            "SELECT o.side, count(*) FROM orders o WHERE o.owner = ? AND o.interval = ?"
             " AND (o.status IN (?, ?)"
             "      OR (o.status = ? AND (o.block_number IS NULL OR o.block_number > ?)))"
             " AND NOT EXISTS (SELECT 1 FROM cancels c WHERE c.owner = o.owner"
-            "                 AND c.client_order_id = o.client_order_id AND c.status != ?)",
+            "                 AND c.client_order_id = o.client_order_id AND c.status != ?)"
+            " GROUP BY o.side",
             (
                 owner,
                 interval,
@@ -269,7 +272,8 @@ class OrderLog:
                 -1 if indexed_block is None else indexed_block,
                 REJECTED,
             ),
-        ).fetchone()[0]
+        ).fetchall()
+        return dict(rows)
 
     def counts(self) -> dict[str, int]:
         return {

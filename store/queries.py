@@ -104,12 +104,15 @@ def client_order_id_used(conn: sqlite3.Connection, owner: str, client_order_id: 
     return row is not None
 
 
-def open_order_count(conn: sqlite3.Connection, owner: str, interval: int) -> int:
-    """How many open orders `owner` holds on chain (finalized) in the interval."""
-    return conn.execute(
-        "SELECT count(*) FROM orders WHERE owner = ? AND interval = ? AND status = 'open'",
-        (owner, interval),
-    ).fetchone()[0]
+def open_order_count(conn: sqlite3.Connection, owner: str, interval: int) -> dict[str, int]:
+    """How many open orders `owner` holds on chain (finalized) in the interval, by side."""
+    return dict(
+        conn.execute(
+            "SELECT side, count(*) FROM orders WHERE owner = ? AND interval = ? AND status = 'open'"
+            " GROUP BY side",
+            (owner, interval),
+        ).fetchall()
+    )
 
 
 # -- clearings --------------------------------------------------------------------------------

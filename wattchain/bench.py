@@ -84,7 +84,9 @@ def _plan(load: Load, interval_s: float) -> tuple[int, int]:
 def _traders(load: Load, per_interval: int) -> list[str]:
     """Enough traders to stay under the API's per-participant rate and open-order caps."""
     n = max(
-        math.ceil(load.rate * load.burst / ORDERS_PER_TRADER_PER_S), math.ceil(per_interval / 500)
+        2,  # one buyer and one seller at least: nobody may trade both sides of an interval
+        math.ceil(load.rate * load.burst / ORDERS_PER_TRADER_PER_S),
+        math.ceil(per_interval / 500),
     )
     return [f"//WattChain/bench/{i}" for i in range(n)]
 
@@ -97,6 +99,8 @@ def _sign_orders(
     params = chain.market_params()
     genesis = chain.genesis_hash
     keys = [keypair(uri) for uri in uris]
+    # A participant buys or sells in an interval, never both: half the keys bid, half offer.
+    sides = {"bid": keys[0::2], "offer": keys[1::2]}
     rng = random.Random(1)
     per_interval, intervals = plan
     first = params.first_open_interval(now_ms(), margin_ms + 5_000)
@@ -114,7 +118,8 @@ def _sign_orders(
                     price_ticks=rng.randint(lo, hi),
                     source="grid_mix" if side == "bid" else "solar",
                 )
-                body = order_body(keys[i % len(keys)], genesis, spec)
+                group = sides[side]
+                body = order_body(group[(i // 2) % len(group)], genesis, spec)
                 f.write(json.dumps({"interval": k, "gate_ms": gate_ms, "body": body}) + "\n")
     return per_interval * intervals
 

@@ -89,7 +89,7 @@ def test_each_order_gets_its_own_answer_and_the_good_ones_are_logged_once(api, t
         {**body(client_order_id=6), "owner": " "},
         body(CHARLIE, client_order_id=1, zone=1, price_ticks=60),  # 60 000 of 100 000 units
         body(CHARLIE, client_order_id=2, zone=1, price_ticks=60),  # counts the bid before it
-        body(client_order_id=4, side="offer", source="solar"),
+        body(client_order_id=4, side="offer", source="solar"),  # Bob buys in this interval
     ]
     before = commits()
     results = batch(api, orders)
@@ -108,7 +108,7 @@ def test_each_order_gets_its_own_answer_and_the_good_ones_are_logged_once(api, t
         (400, "InvalidAccount"),
         (202, None),
         (422, "InsufficientBalance"),
-        (202, None),
+        (409, "SelfTrade"),
     ]
     assert results[5][1] == results[0][1]  # the first answer again
     assert results[6][1]["errors"][0]["field"] == "quantity_wh"
@@ -119,8 +119,7 @@ def test_each_order_gets_its_own_answer_and_the_good_ones_are_logged_once(api, t
     for status, answer in results:
         assert answer["detail" if status >= 400 else "received_ms"]
     assert logged(tmp_path) == sorted(
-        [(BOB.ss58_address, 9), (BOB.ss58_address, 1), (BOB.ss58_address, 4)]
-        + [(CHARLIE.ss58_address, 1)]
+        [(BOB.ss58_address, 9), (BOB.ss58_address, 1)] + [(CHARLIE.ss58_address, 1)]
     )
     assert api.get(f"/orders/{BOB.ss58_address}/1").json()["relay_status"] == "pending"
 
@@ -226,7 +225,7 @@ def test_the_client_and_the_schema(api, tmp_path):
         BOB,
         [
             {"side": "bid", "quantity_wh": 1_500, "price_ticks": 80, "client_order_id": 50},
-            {"side": "offer", "quantity_wh": 500, "price_ticks": 95, "client_order_id": 51},
+            {"side": "bid", "quantity_wh": 500, "price_ticks": 75, "client_order_id": 51},
             {"side": "bid", "quantity_wh": 0, "price_ticks": 80, "client_order_id": 52},
         ],
     )

@@ -172,10 +172,28 @@ def test_bids_waiting_for_relay_count_against_funds(api):
     assert api.post("/orders", json=body(CHARLIE, zone=1, price_ticks=60)).status_code == 202
     second = api.post("/orders", json=body(CHARLIE, client_order_id=2, zone=1, price_ticks=60))
     assert error_of(second) == (422, "InsufficientBalance")
+    later = open_interval() + 1  # Charlie buys in the first: a seller in another interval
     offer = api.post(
-        "/orders", json=body(CHARLIE, client_order_id=3, zone=1, side="offer", source="wind")
+        "/orders",
+        json=body(CHARLIE, client_order_id=3, zone=1, interval=later, side="offer", source="wind"),
     )
     assert offer.status_code == 202  # offers hold nothing
+
+
+def test_a_participant_buys_or_sells_in_an_interval_never_both(api):
+    k = open_interval()
+    assert api.post("/orders", json=body(interval=k)).status_code == 202
+    offer = body(client_order_id=2, interval=k, side="offer", source="solar")
+    refused = api.post("/orders", json=offer)
+    assert error_of(refused) == (409, "SelfTrade") and "1 open bids" in refused.json()["detail"]
+    elsewhere = body(client_order_id=3, interval=k + 1, side="offer", source="solar")
+    assert api.post("/orders", json=elsewhere).status_code == 202
+    # Once the bid is cancelled, Bob may sell in interval k.
+    cancel = api.request(
+        "DELETE", f"/orders/{BOB.ss58_address}/1", json=cancel_body(BOB, GENESIS, 1)
+    )
+    assert cancel.status_code == 202, cancel.text
+    assert api.post("/orders", json=offer).status_code == 202
 
 
 def test_cancel(api):

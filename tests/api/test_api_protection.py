@@ -385,8 +385,9 @@ def test_a_different_api_submission_is_not_merged_into_the_chains_order(api, tmp
     assert submission["relay_status"] == "pending" and submission["log_seq"] >= 1
 
     # The same order in both places is one order: merged, nothing apart.
-    assert api.post("/orders", json=body(client_order_id=8)).status_code == 202
-    _index_order(data, 8, k)
+    # (In the next interval: Bob sells in this one, so he cannot buy in it.)
+    assert api.post("/orders", json=body(client_order_id=8, interval=k + 1)).status_code == 202
+    _index_order(data, 8, k + 1)
     same = api.get(f"/orders/{BOB.ss58_address}/8").json()
     assert same["relay_status"] == "pending" and same["status"] == "open"
     assert same["order_id"] == 908 and same["conflicting_submission"] is None

@@ -97,7 +97,8 @@ def test_owner_signs_submits_and_reads_back_an_order(chain, market):
     bob = keypair(BOB)
     spec = OrderSpec(
         client_order_id=now_ms(),
-        interval=next_interval(chain, market),
+        # Bob sells in the next interval below: a participant buys or sells, never both.
+        interval=next_interval(chain, market, ahead=3),
         side="bid",
         quantity_wh=1_200,
         price_ticks=70,
@@ -137,13 +138,15 @@ def test_relayed_orders_and_pallet_errors_by_name(chain, market):
         charlie, genesis, OrderSpec(now_ms() + 3, k, "offer", 100, 40, 0, "wind")
     )
     good = sign_order(charlie, genesis, OrderSpec(now_ms() + 4, k, "bid", 100, 60))
-    receipt = chain.place_orders_relayed(relayer, [forged, reused, unmetered, good])
+    crossed = sign_order(bob, genesis, OrderSpec(now_ms() + 5, k, "bid", 100, 60))  # Bob sells
+    receipt = chain.place_orders_relayed(relayer, [forged, reused, unmetered, good, crossed])
     assert receipt.success
     refused = [(o, c, e) for (o, c), e in chain.refusals(receipt, "RelayedOrderRefused").items()]
     assert refused == [
         (bob.ss58_address, forged.spec.client_order_id, "BadSignature"),
         (bob.ss58_address, a.spec.client_order_id, "ClientOrderIdReused"),
         (charlie.ss58_address, unmetered.spec.client_order_id, "SourceNotMetered"),
+        (bob.ss58_address, crossed.spec.client_order_id, "SelfTrade"),
     ]
     assert [int(e.attributes["client_order_id"]) for e in receipt.find(PALLET, "OrderPlaced")] == [
         good.spec.client_order_id

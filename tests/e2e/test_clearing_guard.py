@@ -59,7 +59,7 @@ def place_crossing_orders(chain: Chain, interval: int) -> None:
     chain.place_orders_relayed(keypair("//Dave"), orders)
 
 
-def not_in_equilibrium(orders, mechanism):
+def not_in_equilibrium(orders, mechanism, network):
     """A 'clearing' that leaves gains from trade on the table: it keeps only the second match
     (200 Wh to the bid at 50), so the bid at 70 and 600 Wh of the offer at 40 stay unfilled
     around the price of 50."""
@@ -247,6 +247,46 @@ def test_each_interval_is_cleared_by_the_mechanism_its_parameters_fix(chain, tmp
             {"spec": OrderSpec(base + 3, later, "bid", 100, 60, renewable_only=True).to_call_arg()},
         )
     assert refused.value.name == "RenewableOnlyUnderUniform"
+
+
+def test_zones_trade_over_a_line_up_to_its_capacity(chain, tmp_path):
+    """The chain knows the grid: the scheduler clears a zonal interval over the chain's lines,
+    the line between the zones fills up to its capacity and no further, and the zone prices
+    part by more than the line's fee only because the line is full (the congestion rent goes
+    to the distributor with the fee)."""
+    far_buyer = "//Guard/zone1-buyer"
+    setup_participants(chain, [far_buyer], zone=1)
+    chain.submit(
+        keypair("//Alice"), "set_line", {"a": 0, "b": 1, "capacity_wh": 300, "fee_ticks": 5}
+    )
+    k = max(
+        set_mechanism(chain, "zonal"), chain.market_params().first_open_interval(now_ms(), 4_000)
+    )
+    seller = keypair(SELLER)
+    base = now_ms() * 10
+    chain.place_orders_relayed(
+        keypair("//Dave"),
+        [
+            sign_order(
+                seller, chain.genesis_hash, OrderSpec(base, k, "offer", 800, 40, source="solar")
+            ),
+            sign_order(
+                keypair(far_buyer), chain.genesis_hash, OrderSpec(base + 1, k, "bid", 600, 70, 1)
+            ),
+        ],
+    )
+    distributor = chain.query("EnergyTrading", "Distributor")
+    before = chain.balance(distributor).free
+    wait_for_gate(chain, k)
+    scheduler = Scheduler(DataDir(tmp_path), chain, keypair(SUBMITTER), start_interval=k)
+    assert scheduler.clear_interval(k)["state"] == "committed"
+    cleared = chain.clearing(k)
+    assert cleared.mechanism == "zonal" and cleared.volume_wh == 300  # the line's capacity
+    prices = dict(cleared.zone_prices)
+    assert prices[1] - prices[0] > 5  # congested: the spread is above the fee
+    (match,) = cleared.matches
+    assert (match.buyer_price, match.seller_price) == (prices[1], prices[0])
+    assert chain.balance(distributor).free - before == (prices[1] - prices[0]) * 300
 
 
 def test_catching_up_skips_long_past_empty_intervals(chain, tmp_path):

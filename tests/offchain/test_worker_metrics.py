@@ -119,7 +119,7 @@ def test_clearing_progress(tmp_path):
         data,
         chain,
         dev_keypair("One"),
-        clear_fn=lambda orders, mechanism: EmptyClearing(),
+        clear_fn=lambda orders, mechanism, network: EmptyClearing(),
         start_interval=k,
     )
     assert value("wattchain_clearing_next_interval") == k
@@ -164,3 +164,20 @@ def test_workers_serve_their_metrics_on_metrics_port(tmp_path, free_port):
         workers.stop()
     with pytest.raises(httpx.TransportError):
         httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=1)
+
+
+def test_the_matcher_clears_over_the_chains_grid():
+    """The scheduler gives the matcher the chain's lines, over the book's zones and the lines'."""
+    import matcher
+    from chain import ChainOrder, GridLine
+    from market import OrderSpec
+    from offchain.scheduler import matcher_network
+
+    book = [ChainOrder(1, "x", OrderSpec(1, 5, "bid", 10, 50, zone=7), "open")]
+    assert matcher_network([], book) is None  # no lines: every zone trades on its own
+    network = matcher_network([GridLine(0, 1, 300, 5)], book)
+    assert network == {
+        "zones": [0, 1, 7],
+        "lines": [{"from": 0, "to": 1, "capacity_wh": 300, "fee": 5}],
+    }
+    matcher.Network.from_dict(network)  # one the matcher takes

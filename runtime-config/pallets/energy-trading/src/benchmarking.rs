@@ -59,6 +59,18 @@ fn setup_market<T: Config>() {
 	T::BenchmarkHelper::set_now(NOW);
 }
 
+/// A grid of `n` lines that do not touch zone 0 (where the benchmarks trade): every clearing
+/// reads the whole grid.
+fn full_grid<T: Config>(n: u32) {
+	let lines = (0..n).map(|i| Line {
+		a: 1 + (i / 64) as ZoneId,
+		b: 100 + (i % 64) as ZoneId,
+		capacity_wh: 1_000_000,
+		fee_ticks: 1,
+	});
+	Grid::<T>::put(BoundedVec::truncate_from(lines.collect::<Vec<_>>()));
+}
+
 /// Moves the clock to the start of `INTERVAL`: its gate has closed, and it can still be cleared.
 fn after_gate<T: Config>() {
 	T::BenchmarkHelper::set_now(INTERVAL * 1_000);
@@ -135,11 +147,14 @@ mod benchmarks {
 		assert!(!Meters::<T>::contains_key([7u8; 32]));
 	}
 
+	/// A grid one line short of full, and the new line goes first (every other one moves).
 	#[benchmark]
-	fn set_grid_fee() {
+	fn set_line() {
+		full_grid::<T>(MAX_LINES - 1);
 		#[extrinsic_call]
-		_(RawOrigin::Root, 1, 2, 9);
-		assert_eq!(GridFees::<T>::get(1, 2), 9);
+		_(RawOrigin::Root, 0, 1, 9_000, 9);
+		let grid = Grid::<T>::get();
+		assert_eq!((grid.len() as u32, grid[0].fee_ticks), (MAX_LINES, 9));
 	}
 
 	#[benchmark]
@@ -264,6 +279,7 @@ mod benchmarks {
 		m: Linear<1, { T::MaxMatches::get().min(T::MaxOrdersPerInterval::get() / 4) }>,
 	) -> Result<(), BenchmarkError> {
 		setup_market::<T>();
+		full_grid::<T>(MAX_LINES);
 		let mut matches = Vec::new();
 		for i in 0..m {
 			let b: T::AccountId = account("buyer", i, 0);
@@ -390,6 +406,7 @@ mod benchmarks {
 			};
 			Settlements::<T>::insert(INTERVAL, &who, line);
 			Positions::<T>::insert(INTERVAL, &who, Position::default());
+			TraderSides::<T>::insert(INTERVAL, &who, (Side::Bid, 1));
 		}
 		MeteredCount::<T>::insert(INTERVAL, crate::pruning::TAIL_KEYS);
 		Settled::<T>::insert(INTERVAL, frame_system::Pallet::<T>::block_number());

@@ -1,12 +1,13 @@
 //! Clearing: an authorized submitter posts an interval's matches and prices after gate closure,
-//! and the pallet re-checks all of it against the book (limits, quantities, grid fees, the
-//! mechanism's price rule, no gains from trade left) before paying out from the buyers' holds.
+//! and the pallet re-checks all of it against the book and the grid (limits, quantities, lines
+//! and their capacities and fees, the mechanism's price rule, no gains from trade left) before
+//! paying out from the buyers' holds.
 
 use crate::{
 	BalanceOf, ClearingMatches, ClearingPrices, ClearingSummary, Clearings, Config, Distributor,
-	Error, Event, GridFees, HoldReason, IntervalId, IntervalOrders, Match, Mechanism, MeterSources,
-	Order, OrderId, OrderStatus, Orders, Outstanding, Pallet, Position, Positions, Side, Voided,
-	ZoneId, ZonePrice,
+	Error, Event, Grid, HoldReason, IntervalId, IntervalOrders, Line, Match, Mechanism,
+	MeterSources, Order, OrderId, OrderStatus, Orders, Outstanding, Pallet, Position, Positions,
+	Side, Voided, ZoneId, ZonePrice,
 };
 use alloc::collections::btree_map::BTreeMap;
 use frame_support::{
@@ -70,6 +71,7 @@ impl<T: Config> Pallet<T> {
 		}
 
 		let prices = Self::check_zone_prices(mechanism, &zone_prices, matches.is_empty())?;
+		let mut grid = GridFlows::load::<T>();
 		let mut total: u64 = 0;
 		for m in matches {
 			ensure!(m.quantity_wh > 0, Error::<T>::ZeroQuantityMatch);
@@ -92,7 +94,8 @@ impl<T: Config> Pallet<T> {
 			};
 			ensure!(m.buyer_price <= bid_limit, Error::<T>::BidLimitExceeded);
 			ensure!(m.seller_price >= offer_limit, Error::<T>::OfferLimitViolated);
-			let fee = Self::fee(offer_zone, bid_zone);
+			let fee = grid.fee(offer_zone, bid_zone).ok_or(Error::<T>::NoLine)?;
+			grid.carry(offer_zone, bid_zone, m.quantity_wh);
 			ensure!(
 				m.buyer_price >= m.seller_price && m.buyer_price - m.seller_price >= fee,
 				Error::<T>::GridFeeNotCovered
@@ -116,7 +119,8 @@ impl<T: Config> Pallet<T> {
 			total = total.checked_add(m.quantity_wh).ok_or(Error::<T>::Overflow)?;
 		}
 		ensure!(total == volume_wh, Error::<T>::UnbalancedEnergy);
-		Self::check_equilibrium(mechanism, &prices, &book, matches)?;
+		Self::check_lines(mechanism, &prices, &grid)?;
+		Self::check_equilibrium(mechanism, &prices, &book, matches, &grid)?;
 
 		// Every check passed. Buyers pay from their holds into the clearing house, one transfer
 		// each; the distributor gets its fees now, and each seller's proceeds wait in the
@@ -258,13 +262,42 @@ impl<T: Config> Pallet<T> {
 		Ok(prices)
 	}
 
+	/// Every line carries no more than its capacity, net, and under the zonal mechanism two
+	/// zones' prices differ by more than their line's fee only if the line is full in the
+	/// direction of the higher price: congestion rent arises only on a congested line.
+	fn check_lines(
+		mechanism: Mechanism,
+		prices: &BTreeMap<Option<ZoneId>, u64>,
+		grid: &GridFlows,
+	) -> DispatchResult {
+		for line in grid.lines.values() {
+			ensure!(grid.spare(line.a, line.b) >= 0, Error::<T>::LineOverloaded);
+			ensure!(grid.spare(line.b, line.a) >= 0, Error::<T>::LineOverloaded);
+			if mechanism != Mechanism::Zonal {
+				continue;
+			}
+			let (Some(pa), Some(pb)) = (prices.get(&Some(line.a)), prices.get(&Some(line.b)))
+			else {
+				continue;
+			};
+			let spread = *pb as i128 - *pa as i128;
+			let fee = line.fee_ticks as i128;
+			ensure!(
+				(spread <= fee || grid.spare(line.a, line.b) == 0)
+					&& (-spread <= fee || grid.spare(line.b, line.a) == 0),
+				Error::<T>::SpreadWithoutCongestion
+			);
+		}
+		Ok(())
+	}
+
 	/// No gains from trade may be left, and price priority holds, in each zone and energy
 	/// class (orders of one zone and class can trade with the same counterparts):
 	/// - no unfilled bid and unfilled offer that could trade with each other remain: the bid's
-	///   limit reaches the offer's plus the grid fee between their zones (and a renewable-only
-	///   bid only reaches renewable offers). Under the uniform mechanism every zone pair is
-	///   checked; under the others, whose clearings may respect line capacities the chain does
-	///   not know yet, each zone with itself;
+	///   limit reaches the offer's plus the fee of the line between their zones (and a
+	///   renewable-only bid only reaches renewable offers). Zones trade with themselves, and
+	///   with each other over a line that has capacity left in that direction (under the
+	///   uniform mechanism, whose one price covers no fee, only over a line without a fee);
 	/// - a bid with unfilled quantity has no lower filled bid it could have displaced (any bid,
 	///   for a bid that takes any energy; renewable-only ones, for a renewable-only bid), and
 	///   an offer with unfilled quantity no higher filled offer it could have displaced;
@@ -279,6 +312,7 @@ impl<T: Config> Pallet<T> {
 		prices: &BTreeMap<Option<ZoneId>, u64>,
 		book: &BTreeMap<OrderId, (Order<T::AccountId>, u64)>,
 		matches: &[Match],
+		grid: &GridFlows,
 	) -> DispatchResult {
 		let mut zones: BTreeMap<ZoneId, ZoneBook> = BTreeMap::new();
 		for (order, filled) in book.values() {
@@ -333,17 +367,25 @@ impl<T: Config> Pallet<T> {
 				&& !above(z.filled_gm_offer, z.unfilled_gm_offer);
 			ensure!(priority_kept, Error::<T>::NotEquilibrium);
 		}
-		// Unfilled bids against unfilled offers, across the zone pairs the mechanism trades.
+		// Unfilled bids against unfilled offers, across the zone pairs that could still trade.
 		for (bid_zone, b) in zones.iter() {
 			for (offer_zone, o) in zones.iter() {
-				if mechanism != Mechanism::Uniform && bid_zone != offer_zone {
-					continue;
-				}
+				let fee = if bid_zone == offer_zone {
+					0
+				} else {
+					match grid.line(*offer_zone, *bid_zone) {
+						Some(line)
+							if grid.spare(*offer_zone, *bid_zone) > 0
+								&& (mechanism != Mechanism::Uniform || line.fee_ticks == 0) =>
+						{
+							line.fee_ticks
+						},
+						_ => continue,
+					}
+				};
 				let cheapest = min_of(o.unfilled_ren_offer, o.unfilled_gm_offer);
 				let could = |bid: Option<u64>, offer: Option<u64>| match (bid, offer) {
-					(Some(bid), Some(offer)) => {
-						bid >= offer.saturating_add(Self::fee(*offer_zone, *bid_zone))
-					},
+					(Some(bid), Some(offer)) => bid >= offer.saturating_add(fee),
 					_ => false,
 				};
 				ensure!(
@@ -367,7 +409,8 @@ impl<T: Config> Pallet<T> {
 			// A cheaper grid-mix offer of the same zone was left for this renewable one.
 			ensure!(spare >= offer.spec.price_ticks, Error::<T>::NotEquilibrium);
 			// A renewable-only bid wanted it, and the grid-mix offer could serve this bid.
-			let fee = Self::fee(offer.spec.zone, bid.spec.zone);
+			// The pair traded, so a line joins their zones (or they are one zone).
+			let fee = grid.fee(offer.spec.zone, bid.spec.zone).unwrap_or(0);
 			let wanted = zones.get(&bid.spec.zone).and_then(|z| z.unfilled_ro_bid);
 			let wanted_it = wanted.is_some_and(|w| w >= offer.spec.price_ticks.saturating_add(fee));
 			ensure!(
@@ -377,14 +420,49 @@ impl<T: Config> Pallet<T> {
 		}
 		Ok(())
 	}
+}
 
-	/// The grid fee for energy from `from` to `to` (none within a zone).
-	fn fee(from: ZoneId, to: ZoneId) -> u64 {
+/// The grid as a clearing checks it: its lines by zone pair, and the net flow the clearing's
+/// matches put on each (positive from the lower zone id to the higher).
+struct GridFlows {
+	lines: BTreeMap<(ZoneId, ZoneId), Line>,
+	flow: BTreeMap<(ZoneId, ZoneId), i128>,
+}
+
+impl GridFlows {
+	fn load<T: Config>() -> Self {
+		let lines = Grid::<T>::get().into_iter().map(|l| ((l.a, l.b), l)).collect();
+		GridFlows { lines, flow: BTreeMap::new() }
+	}
+
+	fn line(&self, from: ZoneId, to: ZoneId) -> Option<&Line> {
+		self.lines.get(&(from.min(to), from.max(to)))
+	}
+
+	/// The fee for energy from `from` to `to`: none within a zone, the line's between zones
+	/// that one joins, and `None` between zones that none joins.
+	fn fee(&self, from: ZoneId, to: ZoneId) -> Option<u64> {
 		if from == to {
-			0
+			Some(0)
 		} else {
-			GridFees::<T>::get(from, to)
+			self.line(from, to).map(|l| l.fee_ticks)
 		}
+	}
+
+	fn carry(&mut self, from: ZoneId, to: ZoneId, quantity_wh: u64) {
+		if from != to {
+			let q = if from < to { quantity_wh as i128 } else { -(quantity_wh as i128) };
+			*self.flow.entry((from.min(to), from.max(to))).or_default() += q;
+		}
+	}
+
+	/// What the line between `from` and `to` can still carry from `from` to `to` (negative: it
+	/// carries more than its capacity); 0 without a line.
+	fn spare(&self, from: ZoneId, to: ZoneId) -> i128 {
+		let Some(line) = self.line(from, to) else { return 0 };
+		let net = self.flow.get(&(line.a, line.b)).copied().unwrap_or(0);
+		let toward = if from < to { net } else { -net };
+		line.capacity_wh as i128 - toward
 	}
 }
 

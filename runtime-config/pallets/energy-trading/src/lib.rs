@@ -29,7 +29,7 @@
 //!   deadline has passed (see `settlement.rs`).
 //! - Permissioned (clearing submitters): `submit_clearing`.
 //! - Privileged (`OperatorOrigin` or the market-operator account): `register_participant`,
-//!   `accredit_meter`, `revoke_meter`, `set_grid_fee`, `set_distributor`,
+//!   `accredit_meter`, `revoke_meter`, `set_line`, `remove_line`, `set_distributor`,
 //!   `set_clearing_submitter`, `set_market_params`, `set_market_operator`.
 //!
 //! ## Layout
@@ -74,6 +74,9 @@ pub use weights::WeightInfo;
 
 /// Participants one `settle_interval` call settles at most: what its benchmark covers.
 pub const MAX_SETTLE_PAGE: u32 = 1_000;
+
+/// Lines the grid can have (`Grid`).
+pub const MAX_LINES: u32 = 256;
 
 /// Earlier parameter sets kept for intervals not yet pruned (`EarlierParams`): the operator can
 /// change the parameters this many times within `RetainIntervals`.
@@ -231,11 +234,12 @@ pub mod pallet {
 		ValueQuery,
 	>;
 
-	/// Grid fees: `(from zone, to zone)` to the fee in ticks per kWh for energy flowing from the
-	/// first zone to the second (0 when unset). Written by genesis and `set_grid_fee`.
+	/// The grid: its lines between zones, at most one per pair (`Line.a < Line.b`), sorted.
+	/// Energy crosses zones only over a line, up to its capacity, paying its fee. One value, so
+	/// that a clearing reads the whole grid at once. Written by genesis, `set_line` and
+	/// `remove_line`.
 	#[pallet::storage]
-	pub type GridFees<T: Config> =
-		StorageDoubleMap<_, Twox64Concat, ZoneId, Twox64Concat, ZoneId, u64, ValueQuery>;
+	pub type Grid<T: Config> = StorageValue<_, BoundedVec<Line, ConstU32<MAX_LINES>>, ValueQuery>;
 
 	/// Accounts allowed to submit clearings: account id to `()` (present means
 	/// allowed). Written by genesis and `set_clearing_submitter`.
@@ -278,6 +282,21 @@ pub mod pallet {
 		IntervalId,
 		BoundedVec<OrderId, T::MaxOrdersPerInterval>,
 		ValueQuery,
+	>;
+
+	/// The side each participant trades in an interval, and how many of its orders there are
+	/// not cancelled: `(interval, account)` to `(side, count)`. A participant is a buyer or a
+	/// seller in an interval, never both, so it can never trade with itself. Written by
+	/// `place_order` / `place_orders_relayed` and the cancellations (removed at 0).
+	#[pallet::storage]
+	pub type TraderSides<T: Config> = StorageDoubleMap<
+		_,
+		Twox64Concat,
+		IntervalId,
+		Blake2_128Concat,
+		T::AccountId,
+		(Side, u32),
+		OptionQuery,
 	>;
 
 	/// Accepted clearings: interval id to its `ClearingSummary` (mechanism, volume, match count,
@@ -420,8 +439,8 @@ pub mod pallet {
 		pub params: MarketParams,
 		pub participants: alloc::vec::Vec<(T::AccountId, ZoneId)>,
 		pub clearing_submitters: alloc::vec::Vec<T::AccountId>,
-		/// `(from zone, to zone, ticks per kWh)`.
-		pub grid_fees: alloc::vec::Vec<(ZoneId, ZoneId, u64)>,
+		/// The grid's lines: `(zone, zone, capacity Wh per interval, fee ticks per kWh)`.
+		pub lines: alloc::vec::Vec<(ZoneId, ZoneId, u64, u64)>,
 		/// `(meter key, owner, zone, source, rated power W)`.
 		pub meters: alloc::vec::Vec<(MeterKey, T::AccountId, ZoneId, EnergySource, u32)>,
 	}
@@ -443,9 +462,9 @@ pub mod pallet {
 			for who in &self.clearing_submitters {
 				ClearingSubmitters::<T>::insert(who, ());
 			}
-			for (from, to, fee) in &self.grid_fees {
-				assert!(from != to, "grid fees are for pairs of different zones");
-				GridFees::<T>::insert(from, to, fee);
+			for (a, b, capacity_wh, fee_ticks) in &self.lines {
+				Pallet::<T>::do_set_line(*a, *b, *capacity_wh, *fee_ticks)
+					.expect("genesis lines join two different zones, at most MAX_LINES");
 			}
 			// The clearing house exists from the start, so that no payment into it is ever
 			// below the existential deposit of a new account.
@@ -489,8 +508,10 @@ pub mod pallet {
 		},
 		/// A meter's key no longer counts (swap, fault, fraud).
 		MeterRevoked { meter: MeterKey },
-		/// The grid fee from one zone to another changed.
-		GridFeeSet { from: ZoneId, to: ZoneId, fee_ticks: u64 },
+		/// A line of the grid was added or changed.
+		LineSet { line: Line },
+		/// A line of the grid was removed: its zones no longer trade with each other.
+		LineRemoved { a: ZoneId, b: ZoneId },
 		/// The distributor account changed.
 		DistributorSet { who: T::AccountId },
 		/// An account may (or may no longer) submit clearings.
@@ -612,6 +633,9 @@ pub mod pallet {
 		ClientOrderIdReused,
 		/// The interval's book is full.
 		IntervalFull,
+		/// The owner has orders on the other side of this interval: a participant buys or sells
+		/// in an interval, never both, so that it cannot trade with itself.
+		SelfTrade,
 		/// Not enough free balance to hold the bid's maximum cost.
 		InsufficientBalance,
 		/// An off-chain signature does not verify for its owner or meter.
@@ -699,8 +723,19 @@ pub mod pallet {
 		NothingToVoid,
 		/// The interval's data is pruned (it was done with `RetainIntervals` intervals ago).
 		IntervalPruned,
-		/// A grid fee is for two different zones.
+		/// A line joins two different zones.
 		SameZone,
+		/// The grid has `MAX_LINES` lines already.
+		TooManyLines,
+		/// No line joins these zones.
+		UnknownLine,
+		/// A match moves energy between two zones that no line joins.
+		NoLine,
+		/// The net flow of the matches over a line is more than its capacity.
+		LineOverloaded,
+		/// Two zones' prices differ by more than the fee of the line between them, which only a
+		/// line at capacity allows (the congestion rent).
+		SpreadWithoutCongestion,
 		/// Market parameters are inconsistent (zero interval, min price above max, ...).
 		BadParams,
 		/// The parameters changed `MAX_PARAM_SETS` times within the intervals not yet pruned.
@@ -761,17 +796,27 @@ pub mod pallet {
 			Self::do_revoke_meter(meter)
 		}
 
-		/// Set the grid fee for energy from zone `from` to zone `to` (operator).
+		/// Add or change the line between zones `a` and `b` (operator): it carries up to
+		/// `capacity_wh` net per interval either way, for `fee_ticks` per kWh.
 		#[pallet::call_index(3)]
-		#[pallet::weight(T::WeightInfo::set_grid_fee())]
-		pub fn set_grid_fee(
+		#[pallet::weight(T::WeightInfo::set_line())]
+		pub fn set_line(
 			origin: OriginFor<T>,
-			from: ZoneId,
-			to: ZoneId,
+			a: ZoneId,
+			b: ZoneId,
+			capacity_wh: u64,
 			fee_ticks: u64,
 		) -> DispatchResult {
 			Self::ensure_operator(origin)?;
-			Self::do_set_grid_fee(from, to, fee_ticks)
+			Self::do_set_line(a, b, capacity_wh, fee_ticks)
+		}
+
+		/// Remove the line between zones `a` and `b` (operator).
+		#[pallet::call_index(8)]
+		#[pallet::weight(T::WeightInfo::set_line())]
+		pub fn remove_line(origin: OriginFor<T>, a: ZoneId, b: ZoneId) -> DispatchResult {
+			Self::ensure_operator(origin)?;
+			Self::do_remove_line(a, b)
 		}
 
 		/// Set the distributor account (operator).

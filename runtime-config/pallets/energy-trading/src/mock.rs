@@ -172,7 +172,7 @@ pub fn new_test_ext() -> sp_io::TestExternalities {
 		params: params(),
 		participants: vec![(seller(), 0), (buyer(), 0), (seller1(), 1), (buyer1(), 1)],
 		clearing_submitters: vec![operator()],
-		grid_fees: vec![(1, 0, 5), (0, 1, 5)],
+		lines: vec![(0, 1, 1_000, 5)],
 		meters: vec![
 			(meter_pair().public().0, seller(), 0, EnergySource::Solar, 0),
 			([0x51; 32], seller1(), 1, EnergySource::Solar, 0),

@@ -5,7 +5,7 @@
 use crate::{
 	cancel_message, order_message, ClientOrders, Config, Error, Event, HoldReason, IntervalOrders,
 	Mechanism, MeterSources, NextOrderId, Order, OrderSpec, OrderStatus, Orders, Pallet,
-	Participants, Side, SignedCancel, SignedOrder,
+	Participants, Side, SignedCancel, SignedOrder, TraderSides,
 };
 use alloc::vec::Vec;
 use frame_support::{
@@ -94,6 +94,12 @@ impl<T: Config> Pallet<T> {
 			spec.interval <= current.saturating_add(T::MaxIntervalsAhead::get()),
 			Error::<T>::IntervalTooFarAhead
 		);
+		TraderSides::<T>::try_mutate(spec.interval, &owner, |entry| -> DispatchResult {
+			let (side, count) = entry.get_or_insert((spec.side, 0));
+			ensure!(*side == spec.side, Error::<T>::SelfTrade);
+			*count = count.checked_add(1).ok_or(Error::<T>::Overflow)?;
+			Ok(())
+		})?;
 		let order_id = NextOrderId::<T>::get();
 		IntervalOrders::<T>::try_mutate(spec.interval, |ids| ids.try_push(order_id))
 			.map_err(|_| Error::<T>::IntervalFull)?;
@@ -149,6 +155,9 @@ impl<T: Config> Pallet<T> {
 				Precision::Exact,
 			)?;
 		}
+		TraderSides::<T>::mutate_exists(order.spec.interval, &owner, |entry| {
+			*entry = entry.filter(|(_, count)| *count > 1).map(|(side, count)| (side, count - 1));
+		});
 		order.status = OrderStatus::Cancelled;
 		Orders::<T>::insert(order_id, order);
 		Self::deposit_event(Event::OrderCancelled { order_id, owner, client_order_id });

@@ -3,19 +3,21 @@
 //! market runs; the indexer keeps the history. Pruning runs in `on_idle`, only with the weight
 //! the block has left, from a cursor (`PruneCursor`): first the interval's orders and their
 //! client ids, a page at a time, then the rest of the interval (clearing, matches, prices,
-//! metered energy, positions, settlement lines, markers), and the parameter sets of pruned intervals. An interval that is not done with (cleared but
-//! not settled, or with orders and neither cleared nor voided) stops the cursor until it is.
+//! metered energy, positions, traders' sides, settlement lines, markers), and the parameter
+//! sets of pruned intervals. An interval that is not done with (cleared but not settled, or
+//! with orders and neither cleared nor voided) stops the cursor until it is.
 
 use crate::{
 	ClearingMatches, ClearingPrices, Clearings, ClientOrders, Config, EarlierParams, Error,
 	IntervalId, IntervalOrders, Metered, MeteredCount, Orders, Outstanding, Pallet, Params,
-	ParamsFrom, Positions, PruneCursor, Settled, Settlements, Voided, Voiding, WeightInfo,
+	ParamsFrom, Positions, PruneCursor, Settled, Settlements, TraderSides, Voided, Voiding,
+	WeightInfo,
 };
 use frame_support::{ensure, pallet_prelude::Get, weights::WeightMeter};
 use sp_runtime::DispatchResult;
 
-/// Keys of `Metered`, `Settlements` and `Positions` removed per interval per block; an interval with more
-/// takes more blocks.
+/// Keys of `Metered`, `Settlements`, `Positions` and `TraderSides` removed per interval per
+/// block; an interval with more takes more blocks.
 pub const TAIL_KEYS: u32 = 256;
 /// Intervals looked at per block at most, however much weight is left.
 const MAX_INTERVALS_PER_BLOCK: u32 = 16;
@@ -135,9 +137,11 @@ impl<T: Config> Pallet<T> {
 		let metered = Metered::<T>::clear_prefix(interval, TAIL_KEYS, None);
 		let lines = Settlements::<T>::clear_prefix(interval, TAIL_KEYS, None);
 		let positions = Positions::<T>::clear_prefix(interval, TAIL_KEYS, None);
+		let sides = TraderSides::<T>::clear_prefix(interval, TAIL_KEYS, None);
 		if metered.maybe_cursor.is_some()
 			|| lines.maybe_cursor.is_some()
 			|| positions.maybe_cursor.is_some()
+			|| sides.maybe_cursor.is_some()
 		{
 			return false;
 		}

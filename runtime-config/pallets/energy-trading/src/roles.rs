@@ -1,10 +1,10 @@
-//! Who may do what, and the market operator's settings: participants, meters, grid fees, the
+//! Who may do what, and the market operator's settings: participants, meters, the grid, the
 //! distributor, clearing submitters, market parameters and the operator role itself.
 
 use crate::{
-	ClearingSubmitters, Config, Distributor, EarlierParams, EnergySource, Error, Event, GridFees,
-	IntervalId, MarketOperator, MarketParams, Meter, MeterEpochs, MeterKey, MeterSources, Meters,
-	NextOrderId, Pallet, Params, ParamsFrom, Participant, Participants, ZoneId,
+	ClearingSubmitters, Config, Distributor, EarlierParams, EnergySource, Error, Event, Grid,
+	IntervalId, Line, MarketOperator, MarketParams, Meter, MeterEpochs, MeterKey, MeterSources,
+	Meters, NextOrderId, Pallet, Params, ParamsFrom, Participant, Participants, ZoneId,
 };
 use frame_support::{ensure, pallet_prelude::DispatchResult, traits::EnsureOrigin};
 use frame_system::{ensure_signed, pallet_prelude::OriginFor};
@@ -75,10 +75,36 @@ impl<T: Config> Pallet<T> {
 		Ok(())
 	}
 
-	pub(crate) fn do_set_grid_fee(from: ZoneId, to: ZoneId, fee_ticks: u64) -> DispatchResult {
-		ensure!(from != to, Error::<T>::SameZone);
-		GridFees::<T>::insert(from, to, fee_ticks);
-		Self::deposit_event(Event::GridFeeSet { from, to, fee_ticks });
+	/// Adds or replaces the line between two zones, kept sorted by its zones.
+	pub(crate) fn do_set_line(
+		a: ZoneId,
+		b: ZoneId,
+		capacity_wh: u64,
+		fee_ticks: u64,
+	) -> DispatchResult {
+		ensure!(a != b, Error::<T>::SameZone);
+		let line = Line { a: a.min(b), b: a.max(b), capacity_wh, fee_ticks };
+		Grid::<T>::try_mutate(|grid| -> DispatchResult {
+			match grid.binary_search_by_key(&(line.a, line.b), |l| (l.a, l.b)) {
+				Ok(i) => grid[i] = line,
+				Err(i) => grid.try_insert(i, line).map_err(|_| Error::<T>::TooManyLines)?,
+			}
+			Ok(())
+		})?;
+		Self::deposit_event(Event::LineSet { line });
+		Ok(())
+	}
+
+	pub(crate) fn do_remove_line(a: ZoneId, b: ZoneId) -> DispatchResult {
+		let (a, b) = (a.min(b), a.max(b));
+		Grid::<T>::try_mutate(|grid| -> DispatchResult {
+			let i = grid
+				.binary_search_by_key(&(a, b), |l| (l.a, l.b))
+				.map_err(|_| Error::<T>::UnknownLine)?;
+			grid.remove(i);
+			Ok(())
+		})?;
+		Self::deposit_event(Event::LineRemoved { a, b });
 		Ok(())
 	}
 

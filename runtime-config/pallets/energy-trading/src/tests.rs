@@ -210,9 +210,17 @@ fn operator_registers_participants_meters_fees_and_roles() {
 		System::assert_last_event(Ev::MeterRevoked { meter: key }.into());
 		assert_noop!(Market::revoke_meter(origin(&operator()), key), E::UnknownMeter);
 
-		assert_ok!(Market::set_grid_fee(origin(&operator()), 2, 3, 7));
-		assert_eq!(GridFees::<Test>::get(2, 3), 7);
-		assert_noop!(Market::set_grid_fee(origin(&operator()), 2, 2, 7), E::SameZone);
+		// Lines are kept one per zone pair, sorted, whichever way they are named.
+		assert_ok!(Market::set_line(origin(&operator()), 3, 2, 500, 7));
+		assert_ok!(Market::set_line(origin(&operator()), 2, 3, 600, 8));
+		let line = Line { a: 2, b: 3, capacity_wh: 600, fee_ticks: 8 };
+		System::assert_last_event(Ev::LineSet { line }.into());
+		let base = Line { a: 0, b: 1, capacity_wh: 1_000, fee_ticks: 5 };
+		assert_eq!(Grid::<Test>::get().into_inner(), vec![base, line]);
+		assert_noop!(Market::set_line(origin(&operator()), 2, 2, 7, 7), E::SameZone);
+		assert_ok!(Market::remove_line(origin(&operator()), 3, 2));
+		assert_eq!(Grid::<Test>::get().into_inner(), vec![base]);
+		assert_noop!(Market::remove_line(origin(&operator()), 2, 3), E::UnknownLine);
 
 		assert_ok!(Market::set_distributor(origin(&operator()), who.clone()));
 		assert_eq!(Distributor::<Test>::get(), Some(who.clone()));
@@ -248,7 +256,8 @@ fn operator_calls_refuse_everyone_else() {
 			Market::revoke_meter(origin(&bob), meter_pair().public().0),
 			DispatchError::BadOrigin
 		);
-		assert_noop!(Market::set_grid_fee(origin(&bob), 0, 1, 0), DispatchError::BadOrigin);
+		assert_noop!(Market::set_line(origin(&bob), 0, 1, 9, 0), DispatchError::BadOrigin);
+		assert_noop!(Market::remove_line(origin(&bob), 0, 1), DispatchError::BadOrigin);
 		assert_noop!(Market::set_distributor(origin(&bob), bob.clone()), DispatchError::BadOrigin);
 		assert_noop!(
 			Market::set_clearing_submitter(origin(&bob), bob.clone(), true),
@@ -385,6 +394,42 @@ fn parameter_changes_are_bounded_until_their_intervals_are_pruned() {
 }
 
 // ---------------------------------------------------------------- orders
+
+// The audit's finding 10: a participant could trade with itself.
+#[test]
+fn a_participant_buys_or_sells_in_an_interval_never_both() {
+	run(|| {
+		place(&seller(), spec(1, 2, Side::Offer, 100, 40, 0));
+		// Bob's bid would cross his own offer: refused, directly or relayed.
+		assert_noop!(
+			Market::place_order(origin(&seller()), spec(2, 2, Side::Bid, 100, 60, 0)),
+			E::SelfTrade
+		);
+		let bid = spec(2, 2, Side::Bid, 100, 60, 0);
+		assert_ok!(Market::place_orders_relayed(
+			origin(&account("Relayer")),
+			BoundedVec::truncate_from(vec![signed_order("Bob", bid)])
+		));
+		System::assert_last_event(
+			Ev::RelayedOrderRefused {
+				owner: seller(),
+				client_order_id: 2,
+				error: E::SelfTrade.into(),
+			}
+			.into(),
+		);
+		// Another interval is another matter, and more offers in this one are welcome.
+		place(&seller(), spec(3, 3, Side::Bid, 100, 60, 0));
+		place(&seller(), spec(4, 2, Side::Offer, 50, 45, 0));
+		assert_eq!(TraderSides::<Test>::get(2, seller()), Some((Side::Offer, 2)));
+		// Once his offers are cancelled, Bob may buy in interval 2.
+		assert_ok!(Market::cancel_order(origin(&seller()), 1));
+		assert_ok!(Market::cancel_order(origin(&seller()), 4));
+		assert_eq!(TraderSides::<Test>::get(2, seller()), None);
+		place(&seller(), bid);
+		assert_eq!(TraderSides::<Test>::get(2, seller()), Some((Side::Bid, 1)));
+	});
+}
 
 #[test]
 fn bid_holds_its_maximum_cost_and_resubmission_is_idempotent() {
@@ -891,6 +936,69 @@ fn a_grid_fee_needs_a_distributor() {
 			clear(2, Mechanism::Zonal, &[(0, 41), (1, 46)], &[m(b, o, 100, 46, 41)]),
 			E::NoDistributor
 		);
+	});
+}
+
+// The audit's finding 5 (zonal rent and free transport): the chain knows the grid's lines, their
+// capacities and fees.
+
+/// A participant in zone 2, which no line joins to zones 0 and 1 yet.
+fn zone_2_seller() -> AccountId32 {
+	let who = account("Zone2");
+	assert_ok!(Market::register_participant(origin(&operator()), who.clone(), 2));
+	who
+}
+
+#[test]
+fn energy_crosses_zones_only_over_a_line() {
+	run(|| {
+		let far = zone_2_seller();
+		let o = place(
+			&far,
+			OrderSpec { source: EnergySource::GridMix, ..spec(1, 2, Side::Offer, 100, 40, 2) },
+		);
+		let b = place(&buyer(), spec(1, 2, Side::Bid, 100, 60, 0));
+		close_gate(2);
+		// Before, zones without a fee traded for free, connected or not.
+		assert_noop!(clear(2, Mechanism::Uniform, &[(0, 50)], &[m(b, o, 100, 50, 50)]), E::NoLine);
+		// Without a line the two zones are two markets, each in equilibrium on its own.
+		assert_ok!(clear(2, Mechanism::Zonal, &[(0, 60), (2, 40)], &[]));
+	});
+}
+
+#[test]
+fn a_line_carries_no_more_than_its_capacity() {
+	run(|| {
+		assert_ok!(Market::set_line(origin(&operator()), 0, 1, 60, 5));
+		let o = place(&seller(), spec(1, 2, Side::Offer, 100, 40, 0));
+		let b = place(&buyer1(), spec(1, 2, Side::Bid, 100, 60, 1));
+		close_gate(2);
+		assert_noop!(
+			clear(2, Mechanism::Zonal, &[(0, 41), (1, 46)], &[m(b, o, 100, 46, 41)]),
+			E::LineOverloaded
+		);
+		// The line is full at 60 Wh: the prices may part by more than its fee (congestion rent,
+		// 60 - 40 - 5 = 15 ticks per kWh, goes to the distributor with the fee).
+		let grid_before = free(&distributor());
+		assert_ok!(clear(2, Mechanism::Zonal, &[(0, 40), (1, 60)], &[m(b, o, 60, 60, 40)]));
+		assert_eq!(free(&distributor()), grid_before + 60 * 20);
+	});
+}
+
+#[test]
+fn zonal_rent_arises_only_on_a_congested_line() {
+	run(|| {
+		let o = place(&seller(), spec(1, 2, Side::Offer, 100, 40, 0));
+		let b = place(&buyer1(), spec(1, 2, Side::Bid, 100, 60, 1));
+		close_gate(2);
+		// 100 Wh of the line's 1,000 used, yet the prices part by 20 where the fee is 5.
+		assert_noop!(
+			clear(2, Mechanism::Zonal, &[(0, 40), (1, 60)], &[m(b, o, 100, 60, 40)]),
+			E::SpreadWithoutCongestion
+		);
+		// And no trade at all while the line has room is not an equilibrium either.
+		assert_noop!(clear(2, Mechanism::Zonal, &[(0, 40), (1, 45)], &[]), E::NotEquilibrium);
+		assert_ok!(clear(2, Mechanism::Zonal, &[(0, 50), (1, 55)], &[m(b, o, 100, 55, 50)]));
 	});
 }
 

@@ -211,6 +211,30 @@ pub struct ZonePrice {
 	pub price: u64,
 }
 
+/// A line of the grid between two zones (`a < b`): energy crosses from one zone to the other
+/// only over a line, up to `capacity_wh` net per interval in either direction, paying `fee_ticks`
+/// per kWh to the distributor either way.
+#[derive(
+	Encode,
+	Decode,
+	DecodeWithMemTracking,
+	MaxEncodedLen,
+	TypeInfo,
+	Clone,
+	Copy,
+	PartialEq,
+	Eq,
+	Debug,
+	Serialize,
+	Deserialize,
+)]
+pub struct Line {
+	pub a: ZoneId,
+	pub b: ZoneId,
+	pub capacity_wh: u64,
+	pub fee_ticks: u64,
+}
+
 /// What is kept of an accepted clearing (its matches are stored beside it).
 #[derive(Encode, Decode, MaxEncodedLen, TypeInfo, Clone, PartialEq, Eq, Debug)]
 pub struct ClearingSummary<AccountId, BlockNumber> {

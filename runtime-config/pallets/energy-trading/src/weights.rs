@@ -18,7 +18,7 @@ pub trait WeightInfo {
 	fn register_participant() -> Weight;
 	fn accredit_meter() -> Weight;
 	fn revoke_meter() -> Weight;
-	fn set_grid_fee() -> Weight;
+	fn set_line() -> Weight;
 	fn set_distributor() -> Weight;
 	fn set_clearing_submitter() -> Weight;
 	fn set_market_params() -> Weight;
@@ -55,7 +55,7 @@ macro_rules! weights {
 		fn revoke_meter() -> Weight {
 			Weight::from_parts(BASE_PS, 3_600).saturating_add(<$db>::get().reads_writes(2, 1))
 		}
-		fn set_grid_fee() -> Weight {
+		fn set_line() -> Weight {
 			Weight::from_parts(BASE_PS, 1_500).saturating_add(<$db>::get().reads_writes(1, 1))
 		}
 		fn set_distributor() -> Weight {

@@ -113,7 +113,7 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 	/// Proof: `System::Events` (`max_values`: Some(1), `max_size`: None, mode: `Measured`)
 	/// Storage: `EnergyTrading::GridFees` (r:0 w:1)
 	/// Proof: `EnergyTrading::GridFees` (`max_values`: None, `max_size`: Some(28), added: 2503, mode: `MaxEncodedLen`)
-	fn set_grid_fee() -> Weight {
+	fn set_line() -> Weight {
 		// Proof Size summary in bytes:
 		//  Measured:  `19`
 		//  Estimated: `1504`
