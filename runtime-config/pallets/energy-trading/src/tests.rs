@@ -1871,6 +1871,24 @@ mod fuzz {
 				let foreign = place(&buyer(), spec(100, interval + 1, Side::Bid, 100, 99, 0));
 				let cancelled = place(&buyer(), spec(101, interval, Side::Bid, 100, 99, 0));
 				assert_ok!(Market::cancel_order(origin(&buyer()), 101));
+				// A cheap offer in zone 2, which no line joins to zone 0: it must stay unfilled.
+				let far = place(
+					&zone_2_seller(),
+					OrderSpec {
+						source: EnergySource::GridMix,
+						..spec(1, interval, Side::Offer, 1_000_000, 1, 2)
+					},
+				);
+				// The seller cannot bid against its own offers.
+				if n_offers > 0 {
+					assert_noop!(
+						Market::place_order(
+							origin(&seller()),
+							spec(200, interval, Side::Bid, 10, 99, 0)
+						),
+						E::SelfTrade
+					);
+				}
 				close_gate(interval);
 
 				let (price, matches) = reference_clearing(&book);
@@ -1899,6 +1917,10 @@ mod fuzz {
 					let mut gone = matches.clone();
 					gone[0].bid = cancelled;
 					bad.push((gone, prices.clone(), None, E::OrderCancelledOrCleared));
+
+					let mut transported = matches.clone();
+					transported[0].offer = far;
+					bad.push((transported, prices.clone(), None, E::NoLine));
 
 					bad.push((
 						matches.clone(),
@@ -1952,6 +1974,20 @@ mod fuzz {
 					let top = book.bids.iter().map(|b| b.2).max().unwrap_or(0);
 					bad.push((vec![], vec![(0, top)], Some(0), E::NotEquilibrium));
 				}
+				// The submitter cannot choose the mechanism: the interval's is uniform.
+				let zone_prices = prices.iter().map(|(z, p)| ZonePrice { zone: *z, price: *p });
+				assert_noop!(
+					Market::submit_clearing(
+						origin(&operator()),
+						interval,
+						Mechanism::Zonal,
+						matches.iter().map(|m| m.quantity_wh).sum(),
+						BoundedVec::truncate_from(zone_prices.collect::<Vec<_>>()),
+						BoundedVec::truncate_from(matches.clone()),
+						IntervalOrders::<Test>::get(interval).len() as u32,
+					),
+					E::WrongMechanism
+				);
 				for (ms, ps, volume, err) in bad {
 					let volume = volume.unwrap_or_else(|| ms.iter().map(|m| m.quantity_wh).sum());
 					assert_noop!(
@@ -1979,6 +2015,6 @@ mod fuzz {
 			});
 		}
 		assert_eq!(accepted, 2_000);
-		assert!(rejected > 8_000, "only {rejected} corruptions were tried");
+		assert!(rejected > 9_000, "only {rejected} corruptions were tried");
 	}
 }
