@@ -1,5 +1,6 @@
-//! Helpers more than one concern uses: the market clock and each interval's parameters, the money value of energy at a price,
-//! and the checks of off-chain sr25519 signatures (orders, cancellations, meter readings).
+//! Helpers more than one concern uses: the market clock and each interval's parameters, the
+//! money value of energy at a price, and the checks of off-chain sr25519 signatures (orders,
+//! cancellations, meter readings).
 
 use crate::{
 	BalanceOf, Config, EarlierParams, Error, IntervalId, MarketParams, Pallet, Params, ParamsFrom,

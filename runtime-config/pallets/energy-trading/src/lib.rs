@@ -36,11 +36,13 @@
 //!
 //! `lib.rs` declares what the `pallet` macro needs (config, storage, events, errors, hooks and
 //! the calls, which only check the origin and delegate). The logic lives by concern in
-//! `roles.rs` (operator and submitter rights, the operator's settings), `orders.rs` (placing and
-//! cancelling), `clearing.rs` (checking and applying a clearing), `voiding.rs` (an interval left
-//! without a clearing), `metering.rs` (readings and energy tokens), `settlement.rs` and
-//! `pruning.rs` (`on_idle` removes intervals done with long ago); `common.rs` holds the clock, prices and signature checks
-//! they share, `invariants.rs` the checks `try_state` runs. See also `README.md`.
+//! `roles.rs` (operator and submitter rights, the operator's settings: participants, meters, the
+//! grid, parameters), `orders.rs` (placing and cancelling), `clearing.rs` (checking a clearing
+//! against the book and the grid, and applying it), `voiding.rs` (an interval left without a
+//! clearing), `metering.rs` (readings and energy tokens), `settlement.rs` and `pruning.rs`
+//! (`on_idle` removes intervals done with long ago); `common.rs` holds the clock, each
+//! interval's parameters, prices and signature checks they share, `invariants.rs` the checks
+//! `try_state` runs. See also `README.md`.
 
 #![cfg_attr(not(feature = "std"), no_std)]
 

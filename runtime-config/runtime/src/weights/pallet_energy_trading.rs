@@ -51,8 +51,8 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 		// Proof Size summary in bytes:
 		//  Measured:  `19`
 		//  Estimated: `1504`
-		// Minimum execution time: 8_963_000 picoseconds.
-		Weight::from_parts(10_777_000, 0)
+		// Minimum execution time: 8_953_000 picoseconds.
+		Weight::from_parts(10_745_000, 0)
 			.saturating_add(Weight::from_parts(0, 1504))
 			.saturating_add(T::DbWeight::get().reads(4))
 			.saturating_add(T::DbWeight::get().writes(3))
@@ -75,8 +75,8 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 		// Proof Size summary in bytes:
 		//  Measured:  `161`
 		//  Estimated: `3585`
-		// Minimum execution time: 20_410_000 picoseconds.
-		Weight::from_parts(25_648_000, 0)
+		// Minimum execution time: 19_739_000 picoseconds.
+		Weight::from_parts(32_959_000, 0)
 			.saturating_add(Weight::from_parts(0, 3585))
 			.saturating_add(T::DbWeight::get().reads(7))
 			.saturating_add(T::DbWeight::get().writes(5))
@@ -97,12 +97,14 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 		// Proof Size summary in bytes:
 		//  Measured:  `273`
 		//  Estimated: `3585`
-		// Minimum execution time: 16_774_000 picoseconds.
-		Weight::from_parts(20_741_000, 0)
+		// Minimum execution time: 16_484_000 picoseconds.
+		Weight::from_parts(17_936_000, 0)
 			.saturating_add(Weight::from_parts(0, 3585))
 			.saturating_add(T::DbWeight::get().reads(6))
 			.saturating_add(T::DbWeight::get().writes(4))
 	}
+	/// Storage: `EnergyTrading::Grid` (r:1 w:1)
+	/// Proof: `EnergyTrading::Grid` (`max_values`: Some(1), `max_size`: Some(5122), added: 5617, mode: `MaxEncodedLen`)
 	/// Storage: `System::Number` (r:1 w:0)
 	/// Proof: `System::Number` (`max_values`: Some(1), `max_size`: Some(4), added: 499, mode: `MaxEncodedLen`)
 	/// Storage: `System::ExecutionPhase` (r:1 w:0)
@@ -111,16 +113,14 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 	/// Proof: `System::EventCount` (`max_values`: Some(1), `max_size`: Some(4), added: 499, mode: `MaxEncodedLen`)
 	/// Storage: `System::Events` (r:1 w:1)
 	/// Proof: `System::Events` (`max_values`: Some(1), `max_size`: None, mode: `Measured`)
-	/// Storage: `EnergyTrading::GridFees` (r:0 w:1)
-	/// Proof: `EnergyTrading::GridFees` (`max_values`: None, `max_size`: Some(28), added: 2503, mode: `MaxEncodedLen`)
 	fn set_line() -> Weight {
 		// Proof Size summary in bytes:
-		//  Measured:  `19`
-		//  Estimated: `1504`
-		// Minimum execution time: 8_974_000 picoseconds.
-		Weight::from_parts(10_275_000, 0)
-			.saturating_add(Weight::from_parts(0, 1504))
-			.saturating_add(T::DbWeight::get().reads(4))
+		//  Measured:  `5286`
+		//  Estimated: `6771`
+		// Minimum execution time: 17_276_000 picoseconds.
+		Weight::from_parts(19_389_000, 0)
+			.saturating_add(Weight::from_parts(0, 6771))
+			.saturating_add(T::DbWeight::get().reads(5))
 			.saturating_add(T::DbWeight::get().writes(3))
 	}
 	/// Storage: `System::Number` (r:1 w:0)
@@ -137,8 +137,8 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 		// Proof Size summary in bytes:
 		//  Measured:  `19`
 		//  Estimated: `1504`
-		// Minimum execution time: 7_792_000 picoseconds.
-		Weight::from_parts(8_973_000, 0)
+		// Minimum execution time: 7_832_000 picoseconds.
+		Weight::from_parts(8_963_000, 0)
 			.saturating_add(Weight::from_parts(0, 1504))
 			.saturating_add(T::DbWeight::get().reads(4))
 			.saturating_add(T::DbWeight::get().writes(3))
@@ -157,16 +157,20 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 		// Proof Size summary in bytes:
 		//  Measured:  `19`
 		//  Estimated: `1504`
-		// Minimum execution time: 9_114_000 picoseconds.
-		Weight::from_parts(10_506_000, 0)
+		// Minimum execution time: 9_134_000 picoseconds.
+		Weight::from_parts(10_286_000, 0)
 			.saturating_add(Weight::from_parts(0, 1504))
 			.saturating_add(T::DbWeight::get().reads(4))
 			.saturating_add(T::DbWeight::get().writes(3))
 	}
 	/// Storage: `EnergyTrading::Params` (r:1 w:1)
-	/// Proof: `EnergyTrading::Params` (`max_values`: Some(1), `max_size`: Some(64), added: 559, mode: `MaxEncodedLen`)
-	/// Storage: `EnergyTrading::NextOrderId` (r:1 w:0)
-	/// Proof: `EnergyTrading::NextOrderId` (`max_values`: Some(1), `max_size`: Some(8), added: 503, mode: `MaxEncodedLen`)
+	/// Proof: `EnergyTrading::Params` (`max_values`: Some(1), `max_size`: Some(65), added: 560, mode: `MaxEncodedLen`)
+	/// Storage: `Timestamp::Now` (r:1 w:0)
+	/// Proof: `Timestamp::Now` (`max_values`: Some(1), `max_size`: Some(8), added: 503, mode: `MaxEncodedLen`)
+	/// Storage: `EnergyTrading::EarlierParams` (r:1 w:1)
+	/// Proof: `EnergyTrading::EarlierParams` (`max_values`: Some(1), `max_size`: Some(2337), added: 2832, mode: `MaxEncodedLen`)
+	/// Storage: `EnergyTrading::ParamsFrom` (r:1 w:1)
+	/// Proof: `EnergyTrading::ParamsFrom` (`max_values`: Some(1), `max_size`: Some(8), added: 503, mode: `MaxEncodedLen`)
 	/// Storage: `System::Number` (r:1 w:0)
 	/// Proof: `System::Number` (`max_values`: Some(1), `max_size`: Some(4), added: 499, mode: `MaxEncodedLen`)
 	/// Storage: `System::ExecutionPhase` (r:1 w:0)
@@ -177,13 +181,13 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 	/// Proof: `System::Events` (`max_values`: Some(1), `max_size`: None, mode: `Measured`)
 	fn set_market_params() -> Weight {
 		// Proof Size summary in bytes:
-		//  Measured:  `252`
-		//  Estimated: `1737`
-		// Minimum execution time: 13_470_000 picoseconds.
-		Weight::from_parts(16_054_000, 0)
-			.saturating_add(Weight::from_parts(0, 1737))
-			.saturating_add(T::DbWeight::get().reads(6))
-			.saturating_add(T::DbWeight::get().writes(3))
+		//  Measured:  `2567`
+		//  Estimated: `4052`
+		// Minimum execution time: 24_066_000 picoseconds.
+		Weight::from_parts(26_188_000, 0)
+			.saturating_add(Weight::from_parts(0, 4052))
+			.saturating_add(T::DbWeight::get().reads(8))
+			.saturating_add(T::DbWeight::get().writes(5))
 	}
 	/// Storage: `System::Number` (r:1 w:0)
 	/// Proof: `System::Number` (`max_values`: Some(1), `max_size`: Some(4), added: 499, mode: `MaxEncodedLen`)
@@ -199,8 +203,8 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 		// Proof Size summary in bytes:
 		//  Measured:  `19`
 		//  Estimated: `1504`
-		// Minimum execution time: 7_862_000 picoseconds.
-		Weight::from_parts(9_124_000, 0)
+		// Minimum execution time: 7_691_000 picoseconds.
+		Weight::from_parts(8_683_000, 0)
 			.saturating_add(Weight::from_parts(0, 1504))
 			.saturating_add(T::DbWeight::get().reads(4))
 			.saturating_add(T::DbWeight::get().writes(3))
@@ -209,10 +213,14 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 	/// Proof: `EnergyTrading::ClientOrders` (`max_values`: None, `max_size`: Some(72), added: 2547, mode: `MaxEncodedLen`)
 	/// Storage: `EnergyTrading::Participants` (r:1 w:0)
 	/// Proof: `EnergyTrading::Participants` (`max_values`: None, `max_size`: Some(50), added: 2525, mode: `MaxEncodedLen`)
+	/// Storage: `EnergyTrading::ParamsFrom` (r:1 w:0)
+	/// Proof: `EnergyTrading::ParamsFrom` (`max_values`: Some(1), `max_size`: Some(8), added: 503, mode: `MaxEncodedLen`)
 	/// Storage: `EnergyTrading::Params` (r:1 w:0)
-	/// Proof: `EnergyTrading::Params` (`max_values`: Some(1), `max_size`: Some(64), added: 559, mode: `MaxEncodedLen`)
+	/// Proof: `EnergyTrading::Params` (`max_values`: Some(1), `max_size`: Some(65), added: 560, mode: `MaxEncodedLen`)
 	/// Storage: `Timestamp::Now` (r:1 w:0)
 	/// Proof: `Timestamp::Now` (`max_values`: Some(1), `max_size`: Some(8), added: 503, mode: `MaxEncodedLen`)
+	/// Storage: `EnergyTrading::TraderSides` (r:1 w:1)
+	/// Proof: `EnergyTrading::TraderSides` (`max_values`: None, `max_size`: Some(69), added: 2544, mode: `MaxEncodedLen`)
 	/// Storage: `EnergyTrading::NextOrderId` (r:1 w:1)
 	/// Proof: `EnergyTrading::NextOrderId` (`max_values`: Some(1), `max_size`: Some(8), added: 503, mode: `MaxEncodedLen`)
 	/// Storage: `EnergyTrading::IntervalOrders` (r:1 w:1)
@@ -233,13 +241,13 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 	/// Proof: `EnergyTrading::Orders` (`max_values`: None, `max_size`: Some(94), added: 2569, mode: `MaxEncodedLen`)
 	fn place_order() -> Weight {
 		// Proof Size summary in bytes:
-		//  Measured:  `80613`
+		//  Measured:  `80633`
 		//  Estimated: `83483`
-		// Minimum execution time: 152_056_000 picoseconds.
-		Weight::from_parts(160_809_000, 0)
+		// Minimum execution time: 166_057_000 picoseconds.
+		Weight::from_parts(172_296_000, 0)
 			.saturating_add(Weight::from_parts(0, 83483))
-			.saturating_add(T::DbWeight::get().reads(12))
-			.saturating_add(T::DbWeight::get().writes(8))
+			.saturating_add(T::DbWeight::get().reads(14))
+			.saturating_add(T::DbWeight::get().writes(9))
 	}
 	/// Storage: `System::BlockHash` (r:1 w:0)
 	/// Proof: `System::BlockHash` (`max_values`: None, `max_size`: Some(44), added: 2519, mode: `MaxEncodedLen`)
@@ -247,10 +255,14 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 	/// Proof: `EnergyTrading::ClientOrders` (`max_values`: None, `max_size`: Some(72), added: 2547, mode: `MaxEncodedLen`)
 	/// Storage: `EnergyTrading::Participants` (r:256 w:0)
 	/// Proof: `EnergyTrading::Participants` (`max_values`: None, `max_size`: Some(50), added: 2525, mode: `MaxEncodedLen`)
+	/// Storage: `EnergyTrading::ParamsFrom` (r:1 w:0)
+	/// Proof: `EnergyTrading::ParamsFrom` (`max_values`: Some(1), `max_size`: Some(8), added: 503, mode: `MaxEncodedLen`)
 	/// Storage: `EnergyTrading::Params` (r:1 w:0)
-	/// Proof: `EnergyTrading::Params` (`max_values`: Some(1), `max_size`: Some(64), added: 559, mode: `MaxEncodedLen`)
+	/// Proof: `EnergyTrading::Params` (`max_values`: Some(1), `max_size`: Some(65), added: 560, mode: `MaxEncodedLen`)
 	/// Storage: `Timestamp::Now` (r:1 w:0)
 	/// Proof: `Timestamp::Now` (`max_values`: Some(1), `max_size`: Some(8), added: 503, mode: `MaxEncodedLen`)
+	/// Storage: `EnergyTrading::TraderSides` (r:256 w:256)
+	/// Proof: `EnergyTrading::TraderSides` (`max_values`: None, `max_size`: Some(69), added: 2544, mode: `MaxEncodedLen`)
 	/// Storage: `EnergyTrading::NextOrderId` (r:1 w:1)
 	/// Proof: `EnergyTrading::NextOrderId` (`max_values`: Some(1), `max_size`: Some(8), added: 503, mode: `MaxEncodedLen`)
 	/// Storage: `EnergyTrading::IntervalOrders` (r:1 w:1)
@@ -272,25 +284,27 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 	/// The range of component `n` is `[1, 256]`.
 	fn place_orders_relayed(n: u32, ) -> Weight {
 		// Proof Size summary in bytes:
-		//  Measured:  `80417 + n * (132 ±0)`
+		//  Measured:  `80500 + n * (131 ±0)`
 		//  Estimated: `83483 + n * (2603 ±0)`
-		// Minimum execution time: 244_874_000 picoseconds.
-		Weight::from_parts(252_245_000, 0)
+		// Minimum execution time: 237_092_000 picoseconds.
+		Weight::from_parts(399_617_795, 0)
 			.saturating_add(Weight::from_parts(0, 83483))
-			// Standard Error: 5_508_368
-			.saturating_add(Weight::from_parts(234_481_042, 0).saturating_mul(n.into()))
-			.saturating_add(T::DbWeight::get().reads(9))
-			.saturating_add(T::DbWeight::get().reads((4_u64).saturating_mul(n.into())))
+			// Standard Error: 3_259_640
+			.saturating_add(Weight::from_parts(199_801_649, 0).saturating_mul(n.into()))
+			.saturating_add(T::DbWeight::get().reads(10))
+			.saturating_add(T::DbWeight::get().reads((5_u64).saturating_mul(n.into())))
 			.saturating_add(T::DbWeight::get().writes(4))
-			.saturating_add(T::DbWeight::get().writes((4_u64).saturating_mul(n.into())))
+			.saturating_add(T::DbWeight::get().writes((5_u64).saturating_mul(n.into())))
 			.saturating_add(Weight::from_parts(0, 2603).saturating_mul(n.into()))
 	}
 	/// Storage: `EnergyTrading::ClientOrders` (r:1 w:0)
 	/// Proof: `EnergyTrading::ClientOrders` (`max_values`: None, `max_size`: Some(72), added: 2547, mode: `MaxEncodedLen`)
 	/// Storage: `EnergyTrading::Orders` (r:1 w:1)
 	/// Proof: `EnergyTrading::Orders` (`max_values`: None, `max_size`: Some(94), added: 2569, mode: `MaxEncodedLen`)
+	/// Storage: `EnergyTrading::ParamsFrom` (r:1 w:0)
+	/// Proof: `EnergyTrading::ParamsFrom` (`max_values`: Some(1), `max_size`: Some(8), added: 503, mode: `MaxEncodedLen`)
 	/// Storage: `EnergyTrading::Params` (r:1 w:0)
-	/// Proof: `EnergyTrading::Params` (`max_values`: Some(1), `max_size`: Some(64), added: 559, mode: `MaxEncodedLen`)
+	/// Proof: `EnergyTrading::Params` (`max_values`: Some(1), `max_size`: Some(65), added: 560, mode: `MaxEncodedLen`)
 	/// Storage: `Timestamp::Now` (r:1 w:0)
 	/// Proof: `Timestamp::Now` (`max_values`: Some(1), `max_size`: Some(8), added: 503, mode: `MaxEncodedLen`)
 	/// Storage: `System::Account` (r:1 w:1)
@@ -305,15 +319,17 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 	/// Proof: `System::EventCount` (`max_values`: Some(1), `max_size`: Some(4), added: 499, mode: `MaxEncodedLen`)
 	/// Storage: `System::Events` (r:1 w:1)
 	/// Proof: `System::Events` (`max_values`: Some(1), `max_size`: None, mode: `Measured`)
+	/// Storage: `EnergyTrading::TraderSides` (r:1 w:1)
+	/// Proof: `EnergyTrading::TraderSides` (`max_values`: None, `max_size`: Some(69), added: 2544, mode: `MaxEncodedLen`)
 	fn cancel_order() -> Weight {
 		// Proof Size summary in bytes:
-		//  Measured:  `827`
+		//  Measured:  `923`
 		//  Estimated: `3593`
-		// Minimum execution time: 64_386_000 picoseconds.
-		Weight::from_parts(68_502_000, 0)
+		// Minimum execution time: 71_747_000 picoseconds.
+		Weight::from_parts(75_312_000, 0)
 			.saturating_add(Weight::from_parts(0, 3593))
-			.saturating_add(T::DbWeight::get().reads(10))
-			.saturating_add(T::DbWeight::get().writes(5))
+			.saturating_add(T::DbWeight::get().reads(12))
+			.saturating_add(T::DbWeight::get().writes(6))
 	}
 	/// Storage: `System::BlockHash` (r:1 w:0)
 	/// Proof: `System::BlockHash` (`max_values`: None, `max_size`: Some(44), added: 2519, mode: `MaxEncodedLen`)
@@ -321,8 +337,10 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 	/// Proof: `EnergyTrading::ClientOrders` (`max_values`: None, `max_size`: Some(72), added: 2547, mode: `MaxEncodedLen`)
 	/// Storage: `EnergyTrading::Orders` (r:256 w:256)
 	/// Proof: `EnergyTrading::Orders` (`max_values`: None, `max_size`: Some(94), added: 2569, mode: `MaxEncodedLen`)
+	/// Storage: `EnergyTrading::ParamsFrom` (r:1 w:0)
+	/// Proof: `EnergyTrading::ParamsFrom` (`max_values`: Some(1), `max_size`: Some(8), added: 503, mode: `MaxEncodedLen`)
 	/// Storage: `EnergyTrading::Params` (r:1 w:0)
-	/// Proof: `EnergyTrading::Params` (`max_values`: Some(1), `max_size`: Some(64), added: 559, mode: `MaxEncodedLen`)
+	/// Proof: `EnergyTrading::Params` (`max_values`: Some(1), `max_size`: Some(65), added: 560, mode: `MaxEncodedLen`)
 	/// Storage: `Timestamp::Now` (r:1 w:0)
 	/// Proof: `Timestamp::Now` (`max_values`: Some(1), `max_size`: Some(8), added: 503, mode: `MaxEncodedLen`)
 	/// Storage: `System::Account` (r:256 w:256)
@@ -337,20 +355,22 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 	/// Proof: `System::EventCount` (`max_values`: Some(1), `max_size`: Some(4), added: 499, mode: `MaxEncodedLen`)
 	/// Storage: `System::Events` (r:1 w:1)
 	/// Proof: `System::Events` (`max_values`: Some(1), `max_size`: None, mode: `Measured`)
+	/// Storage: `EnergyTrading::TraderSides` (r:256 w:256)
+	/// Proof: `EnergyTrading::TraderSides` (`max_values`: None, `max_size`: Some(69), added: 2544, mode: `MaxEncodedLen`)
 	/// The range of component `n` is `[1, 256]`.
 	fn cancel_orders_relayed(n: u32, ) -> Weight {
 		// Proof Size summary in bytes:
-		//  Measured:  `514 + n * (330 ±0)`
+		//  Measured:  `485 + n * (389 ±0)`
 		//  Estimated: `3509 + n * (2603 ±0)`
-		// Minimum execution time: 178_865_000 picoseconds.
-		Weight::from_parts(197_694_000, 0)
+		// Minimum execution time: 137_133_000 picoseconds.
+		Weight::from_parts(140_248_000, 0)
 			.saturating_add(Weight::from_parts(0, 3509))
-			// Standard Error: 1_392_014
-			.saturating_add(Weight::from_parts(112_115_595, 0).saturating_mul(n.into()))
-			.saturating_add(T::DbWeight::get().reads(7))
-			.saturating_add(T::DbWeight::get().reads((4_u64).saturating_mul(n.into())))
+			// Standard Error: 631_175
+			.saturating_add(Weight::from_parts(115_427_841, 0).saturating_mul(n.into()))
+			.saturating_add(T::DbWeight::get().reads(8))
+			.saturating_add(T::DbWeight::get().reads((5_u64).saturating_mul(n.into())))
 			.saturating_add(T::DbWeight::get().writes(2))
-			.saturating_add(T::DbWeight::get().writes((3_u64).saturating_mul(n.into())))
+			.saturating_add(T::DbWeight::get().writes((4_u64).saturating_mul(n.into())))
 			.saturating_add(Weight::from_parts(0, 2603).saturating_mul(n.into()))
 	}
 	/// Storage: `EnergyTrading::ClearingSubmitters` (r:1 w:0)
@@ -359,8 +379,10 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 	/// Proof: `EnergyTrading::IntervalOrders` (`max_values`: None, `max_size`: Some(80018), added: 82493, mode: `MaxEncodedLen`)
 	/// Storage: `EnergyTrading::PruneCursor` (r:1 w:0)
 	/// Proof: `EnergyTrading::PruneCursor` (`max_values`: Some(1), `max_size`: Some(12), added: 507, mode: `MaxEncodedLen`)
+	/// Storage: `EnergyTrading::ParamsFrom` (r:1 w:0)
+	/// Proof: `EnergyTrading::ParamsFrom` (`max_values`: Some(1), `max_size`: Some(8), added: 503, mode: `MaxEncodedLen`)
 	/// Storage: `EnergyTrading::Params` (r:1 w:0)
-	/// Proof: `EnergyTrading::Params` (`max_values`: Some(1), `max_size`: Some(64), added: 559, mode: `MaxEncodedLen`)
+	/// Proof: `EnergyTrading::Params` (`max_values`: Some(1), `max_size`: Some(65), added: 560, mode: `MaxEncodedLen`)
 	/// Storage: `EnergyTrading::Clearings` (r:1 w:1)
 	/// Proof: `EnergyTrading::Clearings` (`max_values`: None, `max_size`: Some(65), added: 2540, mode: `MaxEncodedLen`)
 	/// Storage: `EnergyTrading::Voided` (r:1 w:0)
@@ -369,6 +391,8 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 	/// Proof: `Timestamp::Now` (`max_values`: Some(1), `max_size`: Some(8), added: 503, mode: `MaxEncodedLen`)
 	/// Storage: `EnergyTrading::Orders` (r:10000 w:10000)
 	/// Proof: `EnergyTrading::Orders` (`max_values`: None, `max_size`: Some(94), added: 2569, mode: `MaxEncodedLen`)
+	/// Storage: `EnergyTrading::Grid` (r:1 w:0)
+	/// Proof: `EnergyTrading::Grid` (`max_values`: Some(1), `max_size`: Some(5122), added: 5617, mode: `MaxEncodedLen`)
 	/// Storage: `System::Number` (r:1 w:0)
 	/// Proof: `System::Number` (`max_values`: Some(1), `max_size`: Some(4), added: 499, mode: `MaxEncodedLen`)
 	/// Storage: `System::ExecutionPhase` (r:1 w:0)
@@ -395,16 +419,16 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 	/// The range of component `m` is `[1, 2500]`.
 	fn submit_clearing(o: u32, m: u32, ) -> Weight {
 		// Proof Size summary in bytes:
-		//  Measured:  `3562 + m * (454 ±0) + o * (100 ±0)`
+		//  Measured:  `9229 + m * (454 ±0) + o * (100 ±0)`
 		//  Estimated: `83483 + m * (7608 ±0) + o * (2569 ±0)`
-		// Minimum execution time: 43_426_852_000 picoseconds.
-		Weight::from_parts(44_402_521_000, 0)
+		// Minimum execution time: 38_959_567_000 picoseconds.
+		Weight::from_parts(41_071_473_000, 0)
 			.saturating_add(Weight::from_parts(0, 83483))
-			// Standard Error: 1_095_142
-			.saturating_add(Weight::from_parts(1_804_827, 0).saturating_mul(o.into()))
-			// Standard Error: 2_190_212
-			.saturating_add(Weight::from_parts(152_561_236, 0).saturating_mul(m.into()))
-			.saturating_add(T::DbWeight::get().reads(12))
+			// Standard Error: 1_029_084
+			.saturating_add(Weight::from_parts(5_800_688, 0).saturating_mul(o.into()))
+			// Standard Error: 2_058_100
+			.saturating_add(Weight::from_parts(146_287_212, 0).saturating_mul(m.into()))
+			.saturating_add(T::DbWeight::get().reads(14))
 			.saturating_add(T::DbWeight::get().reads((1_u64).saturating_mul(o.into())))
 			.saturating_add(T::DbWeight::get().reads((7_u64).saturating_mul(m.into())))
 			.saturating_add(T::DbWeight::get().writes(7))
@@ -421,8 +445,10 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 	/// Proof: `EnergyTrading::Clearings` (`max_values`: None, `max_size`: Some(65), added: 2540, mode: `MaxEncodedLen`)
 	/// Storage: `EnergyTrading::Voided` (r:1 w:0)
 	/// Proof: `EnergyTrading::Voided` (`max_values`: None, `max_size`: Some(20), added: 2495, mode: `MaxEncodedLen`)
+	/// Storage: `EnergyTrading::ParamsFrom` (r:1 w:0)
+	/// Proof: `EnergyTrading::ParamsFrom` (`max_values`: Some(1), `max_size`: Some(8), added: 503, mode: `MaxEncodedLen`)
 	/// Storage: `EnergyTrading::Params` (r:1 w:0)
-	/// Proof: `EnergyTrading::Params` (`max_values`: Some(1), `max_size`: Some(64), added: 559, mode: `MaxEncodedLen`)
+	/// Proof: `EnergyTrading::Params` (`max_values`: Some(1), `max_size`: Some(65), added: 560, mode: `MaxEncodedLen`)
 	/// Storage: `Timestamp::Now` (r:1 w:0)
 	/// Proof: `Timestamp::Now` (`max_values`: Some(1), `max_size`: Some(8), added: 503, mode: `MaxEncodedLen`)
 	/// Storage: `EnergyTrading::Voiding` (r:1 w:1)
@@ -446,13 +472,13 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 	fn void_interval(o: u32, n: u32, ) -> Weight {
 		// Proof Size summary in bytes:
 		//  Measured:  `0 + n * (268 ±0) + o * (37 ±0)`
-		//  Estimated: `83483 + n * (2603 ±0) + o * (23 ±2)`
-		// Minimum execution time: 441_986_000 picoseconds.
-		Weight::from_parts(459_272_000, 0)
+		//  Estimated: `83483 + n * (2603 ±2) + o * (23 ±2)`
+		// Minimum execution time: 456_969_000 picoseconds.
+		Weight::from_parts(608_494_000, 0)
 			.saturating_add(Weight::from_parts(0, 83483))
-			// Standard Error: 785_047
-			.saturating_add(Weight::from_parts(72_571_795, 0).saturating_mul(n.into()))
-			.saturating_add(T::DbWeight::get().reads(11))
+			// Standard Error: 587_111
+			.saturating_add(Weight::from_parts(71_570_808, 0).saturating_mul(n.into()))
+			.saturating_add(T::DbWeight::get().reads(12))
 			.saturating_add(T::DbWeight::get().reads((3_u64).saturating_mul(n.into())))
 			.saturating_add(T::DbWeight::get().writes(3))
 			.saturating_add(T::DbWeight::get().writes((3_u64).saturating_mul(n.into())))
@@ -470,11 +496,11 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 		// Proof Size summary in bytes:
 		//  Measured:  `80716 + n * (93 ±0)`
 		//  Estimated: `83483 + n * (2569 ±0)`
-		// Minimum execution time: 49_353_000 picoseconds.
-		Weight::from_parts(51_086_000, 0)
+		// Minimum execution time: 54_551_000 picoseconds.
+		Weight::from_parts(54_671_000, 0)
 			.saturating_add(Weight::from_parts(0, 83483))
-			// Standard Error: 169_391
-			.saturating_add(Weight::from_parts(9_982_583, 0).saturating_mul(n.into()))
+			// Standard Error: 330_670
+			.saturating_add(Weight::from_parts(11_552_581, 0).saturating_mul(n.into()))
 			.saturating_add(T::DbWeight::get().reads(1))
 			.saturating_add(T::DbWeight::get().reads((1_u64).saturating_mul(n.into())))
 			.saturating_add(T::DbWeight::get().writes((2_u64).saturating_mul(n.into())))
@@ -488,6 +514,8 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 	/// Proof: `EnergyTrading::Settlements` (`max_values`: None, `max_size`: Some(129), added: 2604, mode: `MaxEncodedLen`)
 	/// Storage: `EnergyTrading::Positions` (r:256 w:256)
 	/// Proof: `EnergyTrading::Positions` (`max_values`: None, `max_size`: Some(96), added: 2571, mode: `MaxEncodedLen`)
+	/// Storage: `EnergyTrading::TraderSides` (r:256 w:256)
+	/// Proof: `EnergyTrading::TraderSides` (`max_values`: None, `max_size`: Some(69), added: 2544, mode: `MaxEncodedLen`)
 	/// Storage: `EnergyTrading::Outstanding` (r:0 w:1)
 	/// Proof: `EnergyTrading::Outstanding` (`max_values`: None, `max_size`: Some(20), added: 2495, mode: `MaxEncodedLen`)
 	/// Storage: `EnergyTrading::MeteredCount` (r:0 w:1)
@@ -506,13 +534,13 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 	/// Proof: `EnergyTrading::Voided` (`max_values`: None, `max_size`: Some(20), added: 2495, mode: `MaxEncodedLen`)
 	fn prune_tail() -> Weight {
 		// Proof Size summary in bytes:
-		//  Measured:  `62541`
+		//  Measured:  `77565`
 		//  Estimated: `667614`
-		// Minimum execution time: 859_447_000 picoseconds.
-		Weight::from_parts(924_033_000, 0)
+		// Minimum execution time: 1_170_068_000 picoseconds.
+		Weight::from_parts(1_366_369_000, 0)
 			.saturating_add(Weight::from_parts(0, 667614))
-			.saturating_add(T::DbWeight::get().reads(769))
-			.saturating_add(T::DbWeight::get().writes(777))
+			.saturating_add(T::DbWeight::get().reads(1025))
+			.saturating_add(T::DbWeight::get().writes(1033))
 	}
 	/// Storage: `EnergyTrading::Meters` (r:1 w:1)
 	/// Proof: `EnergyTrading::Meters` (`max_values`: None, `max_size`: Some(120), added: 2595, mode: `MaxEncodedLen`)
@@ -522,8 +550,10 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 	/// Proof: `EnergyTrading::MeterEpochs` (`max_values`: None, `max_size`: Some(52), added: 2527, mode: `MaxEncodedLen`)
 	/// Storage: `EnergyTrading::PruneCursor` (r:1 w:0)
 	/// Proof: `EnergyTrading::PruneCursor` (`max_values`: Some(1), `max_size`: Some(12), added: 507, mode: `MaxEncodedLen`)
+	/// Storage: `EnergyTrading::ParamsFrom` (r:1 w:0)
+	/// Proof: `EnergyTrading::ParamsFrom` (`max_values`: Some(1), `max_size`: Some(8), added: 503, mode: `MaxEncodedLen`)
 	/// Storage: `EnergyTrading::Params` (r:1 w:0)
-	/// Proof: `EnergyTrading::Params` (`max_values`: Some(1), `max_size`: Some(64), added: 559, mode: `MaxEncodedLen`)
+	/// Proof: `EnergyTrading::Params` (`max_values`: Some(1), `max_size`: Some(65), added: 560, mode: `MaxEncodedLen`)
 	/// Storage: `Timestamp::Now` (r:1 w:0)
 	/// Proof: `Timestamp::Now` (`max_values`: Some(1), `max_size`: Some(8), added: 503, mode: `MaxEncodedLen`)
 	/// Storage: `EnergyTrading::EnergyBalance` (r:1 w:1)
@@ -552,12 +582,12 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 	/// Proof: `EnergyTrading::MeteredCount` (`max_values`: None, `max_size`: Some(20), added: 2495, mode: `MaxEncodedLen`)
 	fn submit_reading() -> Weight {
 		// Proof Size summary in bytes:
-		//  Measured:  `725`
+		//  Measured:  `726`
 		//  Estimated: `3636`
-		// Minimum execution time: 105_878_000 picoseconds.
-		Weight::from_parts(115_521_000, 0)
+		// Minimum execution time: 110_164_000 picoseconds.
+		Weight::from_parts(136_453_000, 0)
 			.saturating_add(Weight::from_parts(0, 3636))
-			.saturating_add(T::DbWeight::get().reads(18))
+			.saturating_add(T::DbWeight::get().reads(19))
 			.saturating_add(T::DbWeight::get().writes(9))
 	}
 	/// Storage: `EnergyTrading::EnergyBalance` (r:2 w:2)
@@ -574,8 +604,8 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 		// Proof Size summary in bytes:
 		//  Measured:  `266`
 		//  Estimated: `6052`
-		// Minimum execution time: 16_474_000 picoseconds.
-		Weight::from_parts(17_887_000, 0)
+		// Minimum execution time: 16_324_000 picoseconds.
+		Weight::from_parts(20_090_000, 0)
 			.saturating_add(Weight::from_parts(0, 6052))
 			.saturating_add(T::DbWeight::get().reads(6))
 			.saturating_add(T::DbWeight::get().writes(4))
@@ -586,8 +616,10 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 	/// Proof: `EnergyTrading::Clearings` (`max_values`: None, `max_size`: Some(65), added: 2540, mode: `MaxEncodedLen`)
 	/// Storage: `EnergyTrading::Settled` (r:1 w:0)
 	/// Proof: `EnergyTrading::Settled` (`max_values`: None, `max_size`: Some(20), added: 2495, mode: `MaxEncodedLen`)
+	/// Storage: `EnergyTrading::ParamsFrom` (r:1 w:0)
+	/// Proof: `EnergyTrading::ParamsFrom` (`max_values`: Some(1), `max_size`: Some(8), added: 503, mode: `MaxEncodedLen`)
 	/// Storage: `EnergyTrading::Params` (r:1 w:0)
-	/// Proof: `EnergyTrading::Params` (`max_values`: Some(1), `max_size`: Some(64), added: 559, mode: `MaxEncodedLen`)
+	/// Proof: `EnergyTrading::Params` (`max_values`: Some(1), `max_size`: Some(65), added: 560, mode: `MaxEncodedLen`)
 	/// Storage: `Timestamp::Now` (r:1 w:0)
 	/// Proof: `Timestamp::Now` (`max_values`: Some(1), `max_size`: Some(8), added: 503, mode: `MaxEncodedLen`)
 	/// Storage: `EnergyTrading::SettlementProgress` (r:1 w:1)
@@ -619,14 +651,14 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 	/// The range of component `p` is `[1, 1000]`.
 	fn settle_interval(p: u32, ) -> Weight {
 		// Proof Size summary in bytes:
-		//  Measured:  `1008 + p * (303 ±0)`
+		//  Measured:  `1009 + p * (303 ±0)`
 		//  Estimated: `6196 + p * (2603 ±0)`
-		// Minimum execution time: 155_501_000 picoseconds.
-		Weight::from_parts(156_793_000, 0)
+		// Minimum execution time: 158_826_000 picoseconds.
+		Weight::from_parts(166_858_000, 0)
 			.saturating_add(Weight::from_parts(0, 6196))
-			// Standard Error: 251_114
-			.saturating_add(Weight::from_parts(108_724_195, 0).saturating_mul(p.into()))
-			.saturating_add(T::DbWeight::get().reads(18))
+			// Standard Error: 2_194_363
+			.saturating_add(Weight::from_parts(133_696_603, 0).saturating_mul(p.into()))
+			.saturating_add(T::DbWeight::get().reads(19))
 			.saturating_add(T::DbWeight::get().reads((4_u64).saturating_mul(p.into())))
 			.saturating_add(T::DbWeight::get().writes(5))
 			.saturating_add(T::DbWeight::get().writes((3_u64).saturating_mul(p.into())))

@@ -45,31 +45,31 @@ pub mod constants {
 			/// Calculated by multiplying the *P95Percentile* of all values with `2.0` and adding `0`.
 			///
 			/// Stats nanoseconds:
-			///   Min, Max: 791, 3_123_289
-			///   Average:  76_253
-			///   Median:   1_483
-			///   Std-Dev:  475869.99
+			///   Min, Max: 791, 2_370_271
+			///   Average:  58_608
+			///   Median:   1_772
+			///   Std-Dev:  361027.01
 			///
 			/// Percentiles nanoseconds:
-			///   99th: 3_123_289
-			///   95th: 7_881
-			///   75th: 1_943
-			read: 15_762 * constants::WEIGHT_REF_TIME_PER_NANOS,
+			///   99th: 2_370_271
+			///   95th: 9_343
+			///   75th: 2_354
+			read: 18_686 * constants::WEIGHT_REF_TIME_PER_NANOS,
 
 			/// Time to write one storage item.
 			/// Calculated by multiplying the *P95Percentile* of all values with `2.0` and adding `0`.
 			///
 			/// Stats nanoseconds:
-			///   Min, Max: 4_166, 12_175_524
-			///   Average:  299_952
-			///   Median:   9_644
-			///   Std-Dev:  1854655.8
+			///   Min, Max: 3_034, 9_340_403
+			///   Average:  232_682
+			///   Median:   10_616
+			///   Std-Dev:  1422391.78
 			///
 			/// Percentiles nanoseconds:
-			///   99th: 12_175_524
-			///   95th: 18_007
-			///   75th: 12_459
-			write: 36_014 * constants::WEIGHT_REF_TIME_PER_NANOS,
+			///   99th: 9_340_403
+			///   95th: 16_545
+			///   75th: 13_881
+			write: 33_090 * constants::WEIGHT_REF_TIME_PER_NANOS,
 		};
 	}
 
