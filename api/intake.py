@@ -280,15 +280,15 @@ def admit_order(
         raise APIError(
             422, "IntervalFull", f"interval {spec.interval} has its {cap} orders; try a later one"
         )
-    held = open_orders(owner, spec.interval, orders, index)
+    held, sides = open_orders(owner, spec.interval, orders, index)
     other = "offer" if spec.side == "bid" else "bid"
-    if held[other]:
+    if sides[other]:
         raise APIError(
             409,
             "SelfTrade",
-            f"{owner} has {held[other]} open {other}s in interval {spec.interval}: a participant "
-            f"buys or sells in an interval, never both, so that it cannot trade with itself "
-            f"(cancel them first)",
+            f"{owner} has {sides[other]} open {other}s in interval {spec.interval}: a "
+            "participant buys or sells in an interval, never both, so that it cannot trade "
+            "with itself (cancel them first, and wait for the cancellation to reach the chain)",
         )
     cap = settings.max_open_orders_per_participant
     if cap is not None:
@@ -334,12 +334,16 @@ def admit_order(
 
 def open_orders(
     owner: str, interval: int, orders: OrderLog, index: sqlite3.Connection
-) -> dict[str, int]:
+) -> tuple[dict[str, int], dict[str, int]]:
     """The open orders `owner` holds in `interval`, by side: those on chain (finalized, in the
-    index) and those logged here that the index does not show yet, less those being cancelled."""
+    index) and those logged here that the index does not show yet. First less those being
+    cancelled (what the owner holds), then less only those whose cancel has reached the chain
+    (what the chain still counts on that side, `TraderSides`)."""
     on_chain = queries.open_order_count(index, owner, interval)
     logged = orders.open_unindexed(owner, interval, queries.last_indexed_block(index))
-    return {side: on_chain.get(side, 0) + logged.get(side, 0) for side in SIDES}
+    held = {s: on_chain.get(s, 0) + logged.get(s, (0, 0))[0] for s in SIDES}
+    sides = {s: on_chain.get(s, 0) + logged.get(s, (0, 0))[1] for s in SIDES}
+    return held, sides
 
 
 def _chain_spec(row: sqlite3.Row) -> dict[str, Any]:

@@ -520,6 +520,15 @@ class _Market:
             for p, (a, b, fee, _cap) in enumerate(self.pairs)
             if a != b and per_pair[p] > 0
         ]
+        # A line with room left toward a zone caps that zone's price at the other's plus the
+        # fee: congestion rent only on a full line, as the chain checks (SpreadWithoutCongestion).
+        for p in range(n, len(self.pairs), 2):  # a line's two directions are adjacent
+            a, b, fee, cap = self.pairs[p]
+            toward_b = int(per_pair[p]) - int(per_pair[p + 1])
+            if toward_b < cap:
+                arcs.append((b, a, -fee))  # p[b] - p[a] <= fee
+            if -toward_b < cap:
+                arcs.append((a, b, -fee))  # p[a] - p[b] <= fee
         gaps = [
             z
             for z in range(n)

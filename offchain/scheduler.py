@@ -155,7 +155,9 @@ class Scheduler:
         self._params = None  # params may change between intervals
         self.void_overdue()
         k = self.next_interval()
-        gate = self.params().gate_closure(k)
+        # Its own gate: an interval keeps the parameters its gate closes under.
+        own = self.chain.market_params(interval=k)
+        gate = own.gate_closure(k)
         if now_ms() < gate:
             return None
         if self._stale_and_empty(k):
@@ -165,7 +167,7 @@ class Scheduler:
         chain_now = self.chain.timestamp_ms(finalized)
         if chain_now < gate:
             return None  # the chain's clock has not passed the gate in a final block yet
-        if chain_now >= self.params().interval_end(k) and not self.chain.is_cleared(k):
+        if chain_now >= own.interval_end(k) and not self.chain.is_cleared(k):
             attempt = self.void_interval(k)  # too late to clear (catching up after downtime)
         else:
             attempt = self.clear_interval(k, book_at=finalized)

@@ -94,7 +94,9 @@ class Settler:
             if (
                 self.chain.settling(interval) is None
                 and self.chain.outstanding_traders(interval) > 0
-                and chain_now < params.reading_deadline(interval)
+                # The reading window of the interval's own parameters (they may have changed).
+                and chain_now
+                < self.chain.market_params(interval=interval).reading_deadline(interval)
             ):
                 continue  # the chain waits for its traders' readings
             if self._nothing_to_settle(interval):

@@ -252,28 +252,34 @@ class OrderLog:
 
     def open_unindexed(
         self, owner: str, interval: int, indexed_block: int | None
-    ) -> dict[str, int]:
+    ) -> dict[str, tuple[int, int]]:
         """The owner's logged orders for the interval that the index does not show yet (not
-        refused, not on chain in a block up to `indexed_block`) and that no cancel is logged
-        for, by side: with the index's open orders, what the owner holds in the interval."""
+        refused, not on chain in a block up to `indexed_block`), by side: (those no cancel is
+        logged for, those no cancel has reached the chain for). With the index's open orders,
+        the first is what the owner holds in the interval; the second is what the chain still
+        counts on that side (a cancel in the log is relayed after the orders before it)."""
+        cancel = (
+            "EXISTS (SELECT 1 FROM cancels c WHERE c.owner = o.owner"
+            " AND c.client_order_id = o.client_order_id AND c.status {})"
+        )
         rows = self.conn.execute(
-            "SELECT o.side, count(*) FROM orders o WHERE o.owner = ? AND o.interval = ?"
+            f"SELECT o.side, sum(NOT {cancel.format('!= ?')}), sum(NOT {cancel.format('= ?')})"
+            " FROM orders o WHERE o.owner = ? AND o.interval = ?"
             " AND (o.status IN (?, ?)"
             "      OR (o.status = ? AND (o.block_number IS NULL OR o.block_number > ?)))"
-            " AND NOT EXISTS (SELECT 1 FROM cancels c WHERE c.owner = o.owner"
-            "                 AND c.client_order_id = o.client_order_id AND c.status != ?)"
             " GROUP BY o.side",
             (
+                REJECTED,
+                ONCHAIN,
                 owner,
                 interval,
                 PENDING,
                 SUBMITTED,
                 ONCHAIN,
                 -1 if indexed_block is None else indexed_block,
-                REJECTED,
             ),
         ).fetchall()
-        return dict(rows)
+        return {side: (held, on_chain) for side, held, on_chain in rows}
 
     def counts(self) -> dict[str, int]:
         return {

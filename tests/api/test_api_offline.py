@@ -180,7 +180,7 @@ def test_bids_waiting_for_relay_count_against_funds(api):
     assert offer.status_code == 202  # offers hold nothing
 
 
-def test_a_participant_buys_or_sells_in_an_interval_never_both(api):
+def test_a_participant_buys_or_sells_in_an_interval_never_both(api, tmp_path):
     k = open_interval()
     assert api.post("/orders", json=body(interval=k)).status_code == 202
     offer = body(client_order_id=2, interval=k, side="offer", source="solar")
@@ -188,11 +188,15 @@ def test_a_participant_buys_or_sells_in_an_interval_never_both(api):
     assert error_of(refused) == (409, "SelfTrade") and "1 open bids" in refused.json()["detail"]
     elsewhere = body(client_order_id=3, interval=k + 1, side="offer", source="solar")
     assert api.post("/orders", json=elsewhere).status_code == 202
-    # Once the bid is cancelled, Bob may sell in interval k.
+    # Once the bid's cancellation has reached the chain, Bob may sell in interval k; before,
+    # the relayer would send the offer first (it sends orders before cancels).
     cancel = api.request(
         "DELETE", f"/orders/{BOB.ss58_address}/1", json=cancel_body(BOB, GENESIS, 1)
     )
     assert cancel.status_code == 202, cancel.text
+    assert error_of(api.post("/orders", json=offer)) == (409, "SelfTrade")
+    with transaction(DataDir(tmp_path).orders()) as c:
+        c.execute("UPDATE cancels SET status = 'onchain', block_number = 5")
     assert api.post("/orders", json=offer).status_code == 202
 
 

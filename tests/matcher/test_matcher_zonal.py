@@ -53,9 +53,24 @@ def check_zonal(orders, network, clearing):
         capacity[(line.from_zone, line.to_zone)] = capacity[(line.to_zone, line.from_zone)] = (
             line.capacity_wh
         )
-    for pair, wh in line_flows(orders, clearing).items():
+    flows = line_flows(orders, clearing)
+    for pair, wh in flows.items():
         assert pair in capacity, f"trade between {pair} without a line"
         assert wh <= capacity[pair]
+    # Congestion rent only on a full line: prices across a line with room left toward the
+    # dearer zone differ by at most its fee (the chain's SpreadWithoutCongestion). The fallback
+    # (a book with no zonal equilibrium) does not always manage it: the chain refuses such a
+    # clearing and the interval is voided.
+    prices = clearing.zone_prices
+    for line in net.lines if not clearing.fallback else ():
+        a, b = line.from_zone, line.to_zone
+        if a not in prices or b not in prices:
+            continue
+        toward_b = flows.get((a, b), 0) - flows.get((b, a), 0)
+        if prices[b] - prices[a] > line.fee:
+            assert toward_b == line.capacity_wh, f"rent on line {a}-{b} with room"
+        if prices[a] - prices[b] > line.fee:
+            assert -toward_b == line.capacity_wh, f"rent on line {a}-{b} with room"
 
 
 @settings(max_examples=80, deadline=None)
@@ -160,6 +175,15 @@ def test_line_capacity_binds_and_splits_prices():
     assert c.volume_wh == 50
     assert c.welfare == 10 * (90 - 20 - 3) + 40 * (90 - 70)
     assert c.zone_prices[1] - c.zone_prices[0] >= 3  # fee plus congestion rent
+    check_zonal(orders, network, c)
+
+
+def test_an_uncongested_line_carries_the_fee_and_no_rent():
+    orders = orders_from([(70, 600, 1)], [(40, 800, 0, "solar")])
+    network = {"zones": [0, 1], "lines": [{"from": 0, "to": 1, "capacity_wh": 1_000, "fee": 5}]}
+    c = clear_orders(orders, mechanism="zonal", network=network)
+    assert c.volume_wh == 600 and line_flows(orders, c) == {(0, 1): 600}
+    assert c.zone_prices[1] - c.zone_prices[0] == 5  # the fee, and no more: the line has room
     check_zonal(orders, network, c)
 
 

@@ -294,10 +294,12 @@ impl<T: Config> Pallet<T> {
 	/// No gains from trade may be left, and price priority holds, in each zone and energy
 	/// class (orders of one zone and class can trade with the same counterparts):
 	/// - no unfilled bid and unfilled offer that could trade with each other remain: the bid's
-	///   limit reaches the offer's plus the fee of the line between their zones (and a
-	///   renewable-only bid only reaches renewable offers). Zones trade with themselves, and
-	///   with each other over a line that has capacity left in that direction (under the
-	///   uniform mechanism, whose one price covers no fee, only over a line without a fee);
+	///   limit reaches the offer's plus the fee between their zones (and a renewable-only bid
+	///   only reaches renewable offers). Each zone is checked with itself; under the uniform
+	///   mechanism, one pool, also with the zones a fee-free line with room joins it to. The
+	///   zonal and pay-as-bid clearings route energy over direct lines only (no transit), and
+	///   some books then have no zonal equilibrium across lines: requiring one would leave
+	///   them no valid clearing at all;
 	/// - a bid with unfilled quantity has no lower filled bid it could have displaced (any bid,
 	///   for a bid that takes any energy; renewable-only ones, for a renewable-only bid), and
 	///   an offer with unfilled quantity no higher filled offer it could have displaced;
@@ -370,22 +372,17 @@ impl<T: Config> Pallet<T> {
 		// Unfilled bids against unfilled offers, across the zone pairs that could still trade.
 		for (bid_zone, b) in zones.iter() {
 			for (offer_zone, o) in zones.iter() {
-				let fee = if bid_zone == offer_zone {
-					0
-				} else {
-					match grid.line(*offer_zone, *bid_zone) {
-						Some(line)
-							if grid.spare(*offer_zone, *bid_zone) > 0
-								&& (mechanism != Mechanism::Uniform || line.fee_ticks == 0) =>
-						{
-							line.fee_ticks
-						},
-						_ => continue,
-					}
-				};
+				let joined = bid_zone == offer_zone
+					|| (mechanism == Mechanism::Uniform
+						&& grid.line(*offer_zone, *bid_zone).is_some_and(|l| l.fee_ticks == 0)
+						&& grid.spare(*offer_zone, *bid_zone) > 0);
+				if !joined {
+					continue;
+				}
+				// Joined zones trade without a fee.
 				let cheapest = min_of(o.unfilled_ren_offer, o.unfilled_gm_offer);
 				let could = |bid: Option<u64>, offer: Option<u64>| match (bid, offer) {
-					(Some(bid), Some(offer)) => bid >= offer.saturating_add(fee),
+					(Some(bid), Some(offer)) => bid >= offer,
 					_ => false,
 				};
 				ensure!(
