@@ -52,11 +52,12 @@ def default_clear(orders: list[dict], mechanism: str, network: dict | None = Non
 
 def matcher_network(lines: list[GridLine], orders: list[ChainOrder]) -> dict | None:
     """The chain's grid as the matcher takes it (docs/matcher.md, "Network"), over the book's
-    zones and the lines': energy crosses zones only over a line, up to its capacity. None
-    without lines: every zone is a market of its own."""
-    if not lines:
-        return None
+    zones and the lines': energy crosses zones only over a line, up to its capacity. Without
+    lines every zone is a market of its own (pay-as-bid too: given a network it takes the
+    zonal fills instead of pooling the zones). None for an empty book without lines."""
     zones = {o.spec.zone for o in orders} | {z for line in lines for z in (line.a, line.b)}
+    if not zones:
+        return None
     return {
         "zones": sorted(zones),
         "lines": [

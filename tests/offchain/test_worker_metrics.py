@@ -174,7 +174,9 @@ def test_the_matcher_clears_over_the_chains_grid():
     from offchain.scheduler import matcher_network
 
     book = [ChainOrder(1, "x", OrderSpec(1, 5, "bid", 10, 50, zone=7), "open")]
-    assert matcher_network([], book) is None  # no lines: every zone trades on its own
+    # No lines: every zone trades on its own.
+    assert matcher_network([], book) == {"zones": [7], "lines": []}
+    assert matcher_network([], []) is None
     network = matcher_network([GridLine(0, 1, 300, 5)], book)
     assert network == {
         "zones": [0, 1, 7],
