@@ -9,6 +9,8 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
+from market import MarketParams
+
 U64 = Annotated[int, Field(strict=True, ge=0, le=2**64 - 1)]
 U16 = Annotated[int, Field(strict=True, ge=0, le=2**16 - 1)]
 Hex64 = Annotated[
@@ -312,24 +314,12 @@ class ReadingPublic(BaseModel):
     block_hash: str
 
 
-class MarketParamsPublic(BaseModel):
-    """The parameters of the intervals whose gate is still open (the chain's latest set);
-    each interval keeps the set its gate closed under."""
-
-    interval_ms: int
-    gate_closure_ms: int
-    min_price_ticks: int
-    max_price_ticks: int
-    max_quantity_wh: int
-    utility_tariff_ticks: int
-    feed_in_ticks: int
-    reading_window_ms: int
-    mechanism: Literal["uniform", "pay-as-bid", "zonal"]
-
-
 class MarketPublic(BaseModel):
     genesis_hash: str
-    params: MarketParamsPublic
+    params: MarketParams = Field(
+        description="The parameters of the intervals whose gate is still open (the chain's "
+        "latest set); each interval keeps the set its gate closed under"
+    )
     now_ms: int
     current_interval: int
     next_open_interval: int

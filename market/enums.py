@@ -6,11 +6,12 @@ each tuple is the SCALE variant index (docs/chain-interface.md, "Enums")."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 SIDES = ("bid", "offer")
 SOURCES = ("solar", "wind", "hydro", "biomass", "grid_mix")
 MECHANISMS = ("uniform", "pay-as-bid", "zonal")
+Mechanism = Literal["uniform", "pay-as-bid", "zonal"]
 
 _CHAIN_NAMES: dict[str, str] = {
     "bid": "Bid",

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from .enums import from_chain_name, to_chain_name
+from .enums import MECHANISMS, Mechanism, from_chain_name, to_chain_name
 
 
 @dataclass(frozen=True)
@@ -26,13 +26,16 @@ class MarketParams:
     reading_window_ms: int
     # How the interval is cleared: uniform, pay-as-bid or zonal (our names). Fixed with the
     # rest when the interval's gate closes; a renewable-only bid needs pay-as-bid or zonal.
-    mechanism: str
+    mechanism: Mechanism
 
     @classmethod
     def from_chain(cls, value: dict[str, Any]) -> MarketParams:
         """From the pallet's `MarketParams` as the node decodes it."""
         numbers = {f.name: int(value[f.name]) for f in dataclasses.fields(cls) if f.type == "int"}
-        return cls(**numbers, mechanism=from_chain_name(value["mechanism"]))
+        mechanism = from_chain_name(value["mechanism"])
+        if mechanism not in MECHANISMS:
+            raise ValueError(f"not a mechanism: {value['mechanism']!r}")
+        return cls(**numbers, mechanism=cast(Mechanism, mechanism))
 
     def as_chain(self) -> dict[str, Any]:
         """The call argument of `set_market_params`."""
