@@ -273,6 +273,20 @@ class MarketReads(ChainConnection):
     def energy_balance(self, account: str, block_hash: str | None = None) -> int:
         return int(self.query(PALLET, "EnergyBalance", [ss58(account)], block_hash=block_hash) or 0)
 
+    def energy_pool(self, interval: int, block_hash: str | None = None) -> dict[str, int] | None:
+        """The interval's energy tokens between its readings and its settlement (`EnergyPools`):
+        `held_wh` minted for its export and not handed to a buyer yet, `delivered_wh` and
+        `taken_wh` measured of its trades so far. None before its first export and once it is
+        settled (what no buyer took is then retired)."""
+        v = self.query(PALLET, "EnergyPools", [interval], block_hash=block_hash)
+        if v is None:
+            return None
+        return {k: int(v[k]) for k in ("held_wh", "delivered_wh", "taken_wh")}
+
+    def energy_issuance(self, block_hash: str | None = None) -> int:
+        """Energy tokens in existence, Wh: the accounts' balances plus the intervals' pools."""
+        return int(self.query(PALLET, "EnergyIssuance", block_hash=block_hash) or 0)
+
     def account_next_nonce(self, account: str) -> int:
         """The next nonce, counting transactions already in the node's pool."""
         return int(self.rpc("system_accountNextIndex", [ss58(account)]))

@@ -324,10 +324,28 @@ class Indexer:
         )
 
     def _on_EnergyMinted(self, c, block, e):
+        # Minted for `who`'s export into the interval's pool, not to `who`'s balance.
+        a = e.attributes
         c.execute(
-            "INSERT INTO energy_moves (kind, source, target, amount_wh, block_number)"
-            " VALUES ('mint', NULL, ?, ?, ?)",
-            (ss58(e.attributes["who"]), int(e.attributes["amount_wh"]), block.number),
+            "INSERT INTO energy_moves (kind, source, target, amount_wh, block_number, interval)"
+            " VALUES ('mint', NULL, ?, ?, ?, ?)",
+            (ss58(a["who"]), int(a["amount_wh"]), block.number, int(a["interval"])),
+        )
+
+    def _on_EnergyDelivered(self, c, block, e):
+        a = e.attributes
+        c.execute(
+            "INSERT INTO energy_moves (kind, source, target, amount_wh, block_number, interval)"
+            " VALUES ('deliver', NULL, ?, ?, ?, ?)",
+            (ss58(a["who"]), int(a["amount_wh"]), block.number, int(a["interval"])),
+        )
+
+    def _on_EnergyRetired(self, c, block, e):
+        # Emitted right after its IntervalSettled, whose row it completes.
+        a = e.attributes
+        c.execute(
+            "UPDATE intervals_settled SET retired_wh = ? WHERE interval = ?",
+            (int(a["amount_wh"]), int(a["interval"])),
         )
 
     def _on_EnergyTransferred(self, c, block, e):

@@ -182,7 +182,14 @@ ADDED_COLUMNS: dict[str, dict[str, tuple[tuple[str, str], ...]]] = {
             ("trued_up_wh", "INTEGER NOT NULL DEFAULT 0"),
             ("proceeds", "TEXT NOT NULL DEFAULT '0'"),
         ),
-        "intervals_settled": (("estimated", "INTEGER NOT NULL DEFAULT 0"),),
+        "intervals_settled": (
+            ("estimated", "INTEGER NOT NULL DEFAULT 0"),
+            # Energy tokens of the interval no buyer took, retired at its settlement.
+            ("retired_wh", "INTEGER NOT NULL DEFAULT 0"),
+        ),
+        # Tokens move through their interval's pool: minted for an exporter into it, delivered
+        # from it to a buyer.
+        "energy_moves": (("interval", "INTEGER"),),
     },
     # Readings bound to a chain and an accreditation epoch.
     INGEST_SCHEMA: {"readings": (("genesis_hash", "TEXT"), ("epoch", "INTEGER"))},

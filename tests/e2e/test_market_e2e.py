@@ -28,6 +28,7 @@ from market import OrderSpec, interval_clock, keypair, now_ms, sign_order
 from meter_bridge import Accreditation, MeterKey, sign_reading
 from meter_bridge.reading import RawReading
 from offchain.scheduler import book_for_clearing
+from store import DataDir
 from wattchain.node import DevNode, free_port
 from wattchain.processes import Child, start_api, start_workers, wait_http
 
@@ -423,10 +424,63 @@ def test_three_intervals_cleared_committed_and_settled(market):
     positions = client.positions(keypair(CONSUMERS[0]).ss58_address)["items"]
     assert {p["interval"] for p in positions} >= set(intervals)
 
+    # Energy tokens followed the energy: the consumers hold what they were delivered, as
+    # measured; the prosumers, who sold their export, hold none of it.
+    tokens = {keypair(uri).ss58_address: 0 for uri in TRADERS}
+    for k in intervals:
+        for account, wh in _delivered_tokens(chain, k).items():
+            tokens[account] += wh
+    assert all(tokens[keypair(uri).ss58_address] > 0 for uri in CONSUMERS), tokens
+    for account, wh in tokens.items():
+        assert chain.energy_balance(account) == wh, account
+        assert client.get(f"/participants/{account}/balances")["energy_wh"] == wh
+    assert all(chain.energy_pool(k) is None for k in intervals)
+    # The index has each delivery, and what each interval retired: its export less deliveries.
+    index = DataDir(market.root).index()
+    delivered = dict(
+        index.execute(
+            "SELECT target, SUM(amount_wh) FROM energy_moves WHERE kind = 'deliver'"
+            f" AND interval BETWEEN {intervals[0]} AND {intervals[-1]} GROUP BY target"
+        ).fetchall()
+    )
+    assert delivered == {a: wh for a, wh in tokens.items() if wh}
+    for k in intervals:
+        (minted,) = index.execute(
+            "SELECT SUM(amount_wh) FROM energy_moves WHERE kind = 'mint' AND interval = ?", (k,)
+        ).fetchone()
+        (retired,) = index.execute(
+            "SELECT retired_wh FROM intervals_settled WHERE interval = ?", (k,)
+        ).fetchone()
+        assert minted - retired == sum(_delivered_tokens(chain, k).values()), k
+
     stream.join(5)
     kinds = {(kind, data["interval"]) for kind, data in stream.events}
     for k in intervals:
         assert ("clearing", k) in kinds and ("settlement", k) in kinds, stream.events
+
+
+def _delivered_tokens(chain: Chain, k: int) -> dict[str, int]:
+    """Each buyer's energy tokens for interval `k` by the chain's rule, worked out here from
+    its positions, metered energy and settlement lines: what a buyer took of its purchase (net
+    import up to what it bought), or its share of what sellers delivered when that is less.
+    A trader settled on an estimate moves no tokens."""
+    metered, lines = chain.metered(k), chain.settlement_lines(k)
+    taken, delivered = {}, 0
+    for uri in TRADERS:
+        account = keypair(uri).ss58_address
+        position = chain.query(PALLET, "Positions", [k, account])
+        if position is None or lines[account]["estimated"]:
+            continue
+        contracted = int(position["contracted_wh"])
+        energy = metered.get(account, {"import_wh": 0, "export_wh": 0})
+        net_import = energy["import_wh"] - energy["export_wh"]
+        if contracted > 0:
+            taken[account] = max(0, min(contracted, net_import))
+        else:
+            delivered += max(0, min(-contracted, -net_import))
+    total = sum(taken.values())
+    covered = min(delivered, total)
+    return {a: (t * covered // total if total else 0) for a, t in taken.items()}
 
 
 def _get(client: Client, path: str):

@@ -53,7 +53,7 @@ def index(tmp_path):
                 "INSERT INTO settlements VALUES (?, ?, 10, 12, 2, '-40', 1, '0x', ?, 0, '0')",
                 (interval, ANN, int(interval == 6)),
             )
-        c.execute("INSERT INTO intervals_settled VALUES (6, 2, 0, 0, 9, '0x9', 0, NULL, 1)")
+        c.execute("INSERT INTO intervals_settled VALUES (6, 2, 0, 0, 9, '0x9', 0, NULL, 1, 0)")
         c.execute("INSERT INTO roles VALUES ('distributor', 'dso', 1)")
         c.execute("INSERT INTO meta VALUES ('last_block', '42')")
         for meter, owner, revoked in [("0xa", ANN, 0), ("0xb", BEN, 0), ("0xc", ANN, 1)]:

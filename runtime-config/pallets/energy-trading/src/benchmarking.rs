@@ -435,11 +435,12 @@ mod benchmarks {
 			},
 		);
 		MeterEpochs::<T>::insert(public.0, 1);
-		// Its owner traded, so the reading is the report settlement waits for.
+		// Its owner traded, so the reading is the report settlement waits for, and what it
+		// measured of the trade joins the interval's energy pool.
 		Positions::<T>::insert(
 			INTERVAL,
 			&owner,
-			Position { contracted_wh: 1, meters: 1, reported: 0, proceeds: 0 },
+			Position { contracted_wh: -1, meters: 1, reported: 0, proceeds: 0 },
 		);
 		Outstanding::<T>::insert(INTERVAL, 1);
 		let reading = MeterReading {
@@ -455,7 +456,8 @@ mod benchmarks {
 		let relayer: T::AccountId = whitelisted_caller();
 		#[extrinsic_call]
 		_(RawOrigin::Signed(relayer), reading, signature);
-		assert_eq!(EnergyBalance::<T>::get(&owner), 2);
+		let pool = EnergyPools::<T>::get(INTERVAL).expect("minted");
+		assert_eq!((pool.held_wh, pool.delivered_wh), (2, 1));
 		assert!(!Outstanding::<T>::contains_key(INTERVAL));
 	}
 
@@ -471,8 +473,10 @@ mod benchmarks {
 	}
 
 	/// A page of `p` traders, each with a position, metered energy, an earlier estimate to true
-	/// up, a shortfall paid from its proceeds and the rest of them paid out, after which the page looks for one more (the worst case: the
-	/// interval has more participants than the page).
+	/// up, a shortfall paid from its proceeds and the rest of them paid out, after which the
+	/// page looks for one more (the worst case: the interval has more participants than the
+	/// page). A seller costs more than a buyer: two payments against a buyer's one and its
+	/// tokens; the interval's energy pool is read and written once per page.
 	#[benchmark]
 	fn settle_interval(p: Linear<1, { crate::MAX_SETTLE_PAGE }>) -> Result<(), BenchmarkError> {
 		setup_market::<T>();
@@ -488,6 +492,10 @@ mod benchmarks {
 			Metered::<T>::insert(INTERVAL, &who, MeteredEnergy { import_wh: 0, export_wh: 700 });
 			TrueUp::<T>::insert(&who, 100);
 		}
+		let pool =
+			EnergyPool { held_wh: 700 * p as u64, delivered_wh: 700 * p as u64, taken_wh: 0 };
+		EnergyPools::<T>::insert(INTERVAL, pool);
+		EnergyIssuance::<T>::put(pool.held_wh);
 		Clearings::<T>::insert(
 			INTERVAL,
 			ClearingSummary {

@@ -1,12 +1,12 @@
 //! The pallet's invariants, checked by `try_state` and after every unit and randomized test:
-//! each account's bid hold equals the maximum cost of its open bids, energy tokens add up to
-//! their issuance, the meters counted per owner and source are the accredited ones, and the
-//! parameter sets follow each other in time. Compiled for `try-runtime` and tests only.
+//! each account's bid hold equals the maximum cost of its open bids, energy tokens held and
+//! pooled add up to their issuance, the meters counted per owner and source are the accredited
+//! ones, and the parameter sets follow each other in time. Compiled for `try-runtime` and tests only.
 
 use crate::{
-	Config, Debts, EarlierParams, EnergyBalance, EnergyIssuance, EnergySource, HoldReason,
-	MeterSources, Meters, OrderStatus, Orders, Pallet, Params, ParamsFrom, Participants, Positions,
-	Settled, Settlements, Side,
+	Config, Debts, EarlierParams, EnergyBalance, EnergyIssuance, EnergyPools, EnergySource,
+	HoldReason, MeterSources, Meters, OrderStatus, Orders, Pallet, Params, ParamsFrom,
+	Participants, Positions, Settled, Settlements, Side,
 };
 use alloc::collections::btree_map::BTreeMap;
 use frame_support::{
@@ -76,10 +76,15 @@ impl<T: Config> Pallet<T> {
 				&& starts.iter().all(|(_, ms)| *ms == latest.interval_ms),
 			"parameter sets out of order or with another interval length"
 		);
-		let sum: u128 = EnergyBalance::<T>::iter_values().map(|v| v as u128).sum();
+		let held: u128 = EnergyBalance::<T>::iter_values().map(|v| v as u128).sum();
+		let pooled: u128 = EnergyPools::<T>::iter_values().map(|p| p.held_wh as u128).sum();
 		ensure!(
-			sum == EnergyIssuance::<T>::get() as u128,
-			"energy tokens do not add up to issuance"
+			held + pooled == EnergyIssuance::<T>::get() as u128,
+			"energy tokens held and pooled do not add up to issuance"
+		);
+		ensure!(
+			EnergyPools::<T>::iter_keys().all(|k| !Settled::<T>::contains_key(k)),
+			"a settled interval still has an energy pool"
 		);
 		Ok(())
 	}

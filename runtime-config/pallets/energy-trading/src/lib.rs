@@ -8,7 +8,8 @@
 //! orders of that interval, respect their limits and quantities, cover the grid fee and meet the
 //! mechanism's price conditions. Accredited meters then publish signed cumulative registers;
 //! validated export mints energy tokens (1 token = 1 kWh, held in Wh), and settlement sets the
-//! metered energy against the contracted positions at the utility's regulated rates.
+//! metered energy against the contracted positions at the utility's regulated rates and hands
+//! the tokens to the buyers the energy was delivered to.
 //!
 //! ## Terminology
 //!
@@ -324,15 +325,25 @@ pub mod pallet {
 	pub type ClearingPrices<T: Config> =
 		StorageMap<_, Twox64Concat, IntervalId, BoundedVec<ZonePrice, T::MaxZones>, ValueQuery>;
 
-	/// Energy tokens per account, in Wh (1000 = 1 token = 1 kWh). Credited by `submit_reading`
-	/// (minting for validated export) and moved by `transfer_energy`.
+	/// Energy tokens per account, in Wh (1000 = 1 token = 1 kWh): what the account bought and
+	/// was delivered, as measured. Credited by `settle_interval` from the interval's
+	/// `EnergyPools` and moved by `transfer_energy`.
 	#[pallet::storage]
 	pub type EnergyBalance<T: Config> =
 		StorageMap<_, Blake2_128Concat, T::AccountId, u64, ValueQuery>;
 
-	/// All energy tokens minted, in Wh; the sum of `EnergyBalance`. Written by `submit_reading`.
+	/// Energy tokens in existence, in Wh: the sum of `EnergyBalance` and of the intervals'
+	/// `EnergyPools` (`held_wh`). Raised by `submit_reading` (export minted), lowered by
+	/// `settle_interval` (what no buyer took is retired).
 	#[pallet::storage]
 	pub type EnergyIssuance<T: Config> = StorageValue<_, u64, ValueQuery>;
+
+	/// Each interval's energy tokens between its readings and its settlement: interval id to
+	/// its `EnergyPool`. Written by `submit_reading`; `settle_interval` hands its tokens to the
+	/// buyers, retires the rest and removes it.
+	#[pallet::storage]
+	pub type EnergyPools<T: Config> =
+		StorageMap<_, Twox64Concat, IntervalId, EnergyPool, OptionQuery>;
 
 	/// Validated metered energy: `(interval, owner)` to the import and export of all the owner's
 	/// meters in that interval. Written by `submit_reading`; `settle_interval` reads it.
@@ -574,8 +585,16 @@ pub mod pallet {
 			import_wh: u64,
 			export_wh: u64,
 		},
-		/// Energy tokens minted for validated export (Wh).
-		EnergyMinted { who: T::AccountId, amount_wh: u64 },
+		/// Energy tokens minted for `who`'s validated export in `interval` (Wh). They stay in
+		/// the interval's pool until its settlement hands them to buyers.
+		EnergyMinted { interval: IntervalId, who: T::AccountId, amount_wh: u64 },
+		/// A buyer's tokens for energy it bought in `interval` and was delivered, as measured
+		/// (Wh), from the interval's pool.
+		EnergyDelivered { interval: IntervalId, who: T::AccountId, amount_wh: u64 },
+		/// Tokens of `interval` no buyer took, retired at its settlement, right after its
+		/// `IntervalSettled` (Wh): export paid at feed-in, consumed on site, or traded on an
+		/// estimate.
+		EnergyRetired { interval: IntervalId, amount_wh: u64 },
 		/// Energy tokens moved between accounts (Wh).
 		EnergyTransferred { from: T::AccountId, to: T::AccountId, amount_wh: u64 },
 		/// No valid clearing was applied by the interval's deadline (its end), so its book is

@@ -24,15 +24,19 @@
 //!   until its settlement, which takes any shortfall's cost from them first and pays out the
 //!   rest. So a seller that under-delivers cannot have spent the money that covers it; only a
 //!   shortfall that costs more than its proceeds is asked of its own account.
+//! - **Buyers get the tokens of what they were delivered.** A buyer whose meters all reported
+//!   receives from the interval's pool the tokens of what it bought and took, or its share when
+//!   sellers delivered less; what is left when the last participant is settled is retired (see
+//!   `metering.rs`).
 //! - **One failed payment blocks nobody.** A payment that cannot be made (the payer lacks
 //!   funds, or the payee does not exist and the amount is below the existential deposit) is
 //!   recorded as a debt of the payer to the payee (`Debts`, event `SettlementDebt`), and
 //!   settlement goes on.
 
 use crate::{
-	BalanceOf, Clearings, Config, Debts, Distributor, Error, Event, IntervalId, Metered,
-	MeteredEnergy, Pallet, Position, Positions, SettleProgress, Settled, SettlementLine,
-	SettlementProgress, Settlements, TrueUp, Voided,
+	BalanceOf, Clearings, Config, Debts, Distributor, EnergyPool, EnergyPools, Error, Event,
+	IntervalId, Metered, MeteredEnergy, Pallet, Position, Positions, SettleProgress, Settled,
+	SettlementLine, SettlementProgress, Settlements, TrueUp, Voided,
 };
 use frame_support::{
 	ensure,
@@ -77,13 +81,15 @@ impl<T: Config> Pallet<T> {
 		}
 		ensure!(max_participants > 0, Error::<T>::NothingToSettle);
 		let mut progress: SettleProgress = progress.take().unwrap_or_default();
+		let pool_before = EnergyPools::<T>::get(interval);
+		let mut pool = pool_before.unwrap_or_default();
 
 		let mut settled = 0u32;
 		while settled < max_participants {
 			let Some(next) = Self::next_participant(interval, &mut progress) else {
 				break;
 			};
-			Self::settle_participant(interval, &params, next, &mut progress)?;
+			Self::settle_participant(interval, &params, next, &mut progress, &mut pool)?;
 			settled += 1;
 		}
 		// The page may have ended on the last participant; look once more before saying so.
@@ -101,8 +107,12 @@ impl<T: Config> Pallet<T> {
 				shortfall_wh: progress.shortfall_wh,
 				surplus_wh: progress.surplus_wh,
 			});
+			Self::retire_pool(interval, pool);
 		} else {
 			SettlementProgress::<T>::insert(interval, progress);
+			if pool_before.is_some() {
+				EnergyPools::<T>::insert(interval, pool);
+			}
 		}
 		Ok(settled)
 	}
@@ -140,12 +150,14 @@ impl<T: Config> Pallet<T> {
 		None
 	}
 
-	/// Settles one participant: its line, its true-up, and its payment or debt.
+	/// Settles one participant: its line, its true-up, its payment or debt, and a buyer's
+	/// tokens from `pool`.
 	fn settle_participant(
 		interval: IntervalId,
 		params: &crate::MarketParams,
 		p: Participant<T::AccountId>,
 		progress: &mut SettleProgress,
+		pool: &mut EnergyPool,
 	) -> Result<(), DispatchError> {
 		let contracted = p.position.map_or(0, |pos| pos.contracted_wh) as i128;
 		let measured = p.metered.import_wh as i128 - p.metered.export_wh as i128;
@@ -204,6 +216,10 @@ impl<T: Config> Pallet<T> {
 			estimated,
 			trued_up_wh: clamp(trued_up),
 		};
+		if let Some(pos) = p.position.filter(|pos| pos.contracted_wh > 0 && !estimated) {
+			let tokens = pool.share(pos.measured_trade_wh(&p.metered));
+			Self::deliver_tokens(interval, pool, &p.who, tokens);
+		}
 		Settlements::<T>::insert(interval, &p.who, line);
 		Self::deposit_event(Event::ParticipantSettled { interval, who: p.who, line });
 		Ok(())

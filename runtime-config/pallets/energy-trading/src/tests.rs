@@ -1161,16 +1161,19 @@ fn readings_set_a_baseline_then_mint_exported_energy() {
 			}
 			.into(),
 		);
-		assert_eq!(EnergyBalance::<Test>::get(seller()), 0);
+		assert_eq!(EnergyIssuance::<Test>::get(), 0);
 		end_interval(4);
 		assert_ok!(submit(reading(4, 2, 5_100, 21_500)));
-		assert_eq!(EnergyBalance::<Test>::get(seller()), 1_500);
+		// The export is minted into the interval's pool, not to Bob: its tokens go to whoever
+		// it is delivered to (see `tokens_follow_the_energy_to_the_buyer`).
+		assert_eq!(EnergyBalance::<Test>::get(seller()), 0);
 		assert_eq!(EnergyIssuance::<Test>::get(), 1_500);
+		assert_eq!(EnergyPools::<Test>::get(4).map(|p| p.held_wh), Some(1_500));
 		assert_eq!(
 			Metered::<Test>::get(4, seller()),
 			Some(MeteredEnergy { import_wh: 100, export_wh: 1_500 })
 		);
-		System::assert_last_event(
+		System::assert_has_event(
 			Ev::ReadingAccepted {
 				meter: meter_pair().public().0,
 				owner: seller(),
@@ -1279,23 +1282,116 @@ fn metered_participants_per_interval_are_bounded() {
 	});
 }
 
+/// Accredits a meter of Charlie's (the buyer), so that his purchases are measured, and sets
+/// its baseline at interval 1.
+fn charlie_meters() -> sr25519::Pair {
+	let meter = pair("CharlieMeter");
+	assert_ok!(Market::accredit_meter(
+		origin(&operator()),
+		meter.public().0,
+		buyer(),
+		0,
+		EnergySource::GridMix,
+		0
+	));
+	meter
+}
+
+/// Settles interval 2 after Bob's meter measured `bob_export` and Charlie's `charlie_import`.
+fn meter_and_settle_2(charlie: &sr25519::Pair, bob_export: u64, charlie_import: u64) {
+	assert_ok!(submit_from(charlie, 1, 1, 0, 0));
+	end_interval(2);
+	assert_ok!(submit(reading(2, 2, 0, bob_export)));
+	assert_ok!(submit_from(charlie, 2, 2, charlie_import, 0));
+	assert_ok!(settle(2));
+}
+
 #[test]
-fn energy_tokens_move_between_accounts() {
+fn tokens_follow_the_energy_to_the_buyer() {
 	run(|| {
-		end_interval(3);
-		assert_ok!(submit(reading(3, 1, 0, 0)));
-		end_interval(4);
-		assert_ok!(submit(reading(4, 2, 0, 2_000)));
-		assert_ok!(Market::transfer_energy(origin(&seller()), buyer(), 1_200));
-		assert_eq!(EnergyBalance::<Test>::get(buyer()), 1_200);
-		assert_eq!(EnergyBalance::<Test>::get(seller()), 800);
+		// Bob sells 150 Wh to Charlie; Bob's meter exports 180, Charlie's imports 120.
+		let charlie = charlie_meters();
+		bob_sells_150_in_interval_2();
+		meter_and_settle_2(&charlie, 180, 120);
+		// Charlie bought 150 and took 120: his 120 tokens. Bob keeps none, so he cannot sell
+		// the energy's claim a second time; the 60 Wh paid at feed-in are retired.
+		assert_eq!(EnergyBalance::<Test>::get(buyer()), 120);
+		assert_eq!(EnergyBalance::<Test>::get(seller()), 0);
+		assert_eq!(EnergyIssuance::<Test>::get(), 120);
+		assert!(!EnergyPools::<Test>::contains_key(2));
+		System::assert_has_event(
+			Ev::EnergyDelivered { interval: 2, who: buyer(), amount_wh: 120 }.into(),
+		);
+		System::assert_has_event(Ev::EnergyRetired { interval: 2, amount_wh: 60 }.into());
 		assert_noop!(
-			Market::transfer_energy(origin(&seller()), buyer(), 801),
+			Market::transfer_energy(origin(&seller()), account("Dave"), 1),
 			E::InsufficientEnergy
 		);
-		// Moving nothing, or to oneself, would write state for free.
-		assert_noop!(Market::transfer_energy(origin(&seller()), buyer(), 0), E::EmptyTransfer);
-		assert_noop!(Market::transfer_energy(origin(&seller()), seller(), 100), E::EmptyTransfer);
+
+		// The holder may pass its tokens on, not more than it holds, and never for free.
+		assert_ok!(Market::transfer_energy(origin(&buyer()), account("Dave"), 100));
+		assert_eq!(EnergyBalance::<Test>::get(account("Dave")), 100);
+		assert_eq!(EnergyBalance::<Test>::get(buyer()), 20);
+		assert_noop!(
+			Market::transfer_energy(origin(&buyer()), account("Dave"), 21),
+			E::InsufficientEnergy
+		);
+		assert_noop!(Market::transfer_energy(origin(&buyer()), seller(), 0), E::EmptyTransfer);
+		assert_noop!(Market::transfer_energy(origin(&buyer()), buyer(), 10), E::EmptyTransfer);
+	});
+}
+
+#[test]
+fn buyers_share_what_sellers_delivered_when_it_is_short() {
+	run(|| {
+		// Bob sells 150 Wh (100 to Charlie, 50 to Grace) but exports only 90.
+		let charlie = charlie_meters();
+		let grace = metered_participant("Grace", EnergySource::GridMix);
+		assert_ok!(<Balances as frame_support::traits::fungible::Mutate<_>>::mint_into(
+			&account("Grace"),
+			START_BALANCE
+		));
+		let (b1, _, o1, _) = simple_book();
+		let b3 = place(&account("Grace"), spec(1, 2, Side::Bid, 50, 50, 0));
+		close_gate(2);
+		assert_ok!(clear(
+			2,
+			Mechanism::Uniform,
+			&[(0, 42)],
+			&[m(b1, o1, 100, 42, 42), m(b3, o1, 50, 42, 42)]
+		));
+		end_interval(1);
+		assert_ok!(submit(reading(1, 1, 0, 0)));
+		assert_ok!(submit_from(&grace, 1, 1, 0, 0));
+		assert_ok!(submit_from(&charlie, 1, 1, 0, 0));
+		end_interval(2);
+		assert_ok!(submit(reading(2, 2, 0, 90)));
+		assert_ok!(submit_from(&charlie, 2, 2, 100, 0));
+		assert_ok!(submit_from(&grace, 2, 2, 50, 0));
+		assert_ok!(settle(2));
+		// 90 delivered for 150 taken: each buyer gets 60 % of what it took.
+		assert_eq!(EnergyBalance::<Test>::get(buyer()), 60);
+		assert_eq!(EnergyBalance::<Test>::get(account("Grace")), 30);
+		assert_eq!(EnergyIssuance::<Test>::get(), 90);
+	});
+}
+
+#[test]
+fn a_trade_settled_on_an_estimate_moves_no_tokens() {
+	run(|| {
+		// Charlie's meter never reports for interval 2: his consumption is estimated, so no
+		// token is his, and Bob's export is retired.
+		let charlie = charlie_meters();
+		bob_sells_150_in_interval_2();
+		assert_ok!(submit_from(&charlie, 1, 1, 0, 0));
+		end_interval(2);
+		assert_ok!(submit(reading(2, 2, 0, 150)));
+		at(params().reading_deadline(2));
+		assert_ok!(settle(2));
+		assert!(Settlements::<Test>::get(2, buyer()).expect("line").estimated);
+		assert_eq!(EnergyBalance::<Test>::get(buyer()), 0);
+		assert_eq!(EnergyIssuance::<Test>::get(), 0);
+		System::assert_has_event(Ev::EnergyRetired { interval: 2, amount_wh: 150 }.into());
 	});
 }
 
@@ -1660,10 +1756,11 @@ fn a_late_reading_is_accepted_but_goes_to_the_next_settlement() {
 		assert_ok!(settle(2));
 		assert_eq!(TrueUp::<Test>::get(seller()), 150);
 		// The reading for interval 2 arrives after its settlement: the counter and registers go
-		// on and the export is minted, but the settled lines stay as they are.
-		let tokens = EnergyBalance::<Test>::get(seller());
+		// on, but the settled lines stay as they are, and nothing is minted: the energy is
+		// settled at the utility's rates by Bob's next settlement.
 		assert_ok!(submit(reading(2, 2, 0, 140)));
-		assert_eq!(EnergyBalance::<Test>::get(seller()), tokens + 140);
+		assert_eq!(EnergyIssuance::<Test>::get(), 0);
+		assert!(!EnergyPools::<Test>::contains_key(2));
 		System::assert_last_event(
 			Ev::ReadingTruedUp {
 				meter: meter_pair().public().0,

@@ -372,6 +372,32 @@ pub struct MeteredEnergy {
 	pub export_wh: u64,
 }
 
+/// The energy tokens of one interval, from its readings to its settlement (see `metering.rs`).
+#[derive(Encode, Decode, MaxEncodedLen, TypeInfo, Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct EnergyPool {
+	/// Tokens minted for the interval's metered export and not handed to a buyer yet, Wh.
+	pub held_wh: u64,
+	/// What sellers delivered on their sales, as measured, Wh: for each seller whose meters
+	/// have all reported, the lesser of what it sold and its net export.
+	pub delivered_wh: u64,
+	/// What buyers took of their purchases, as measured, Wh: for each buyer whose meters have
+	/// all reported, the lesser of what it bought and its net import.
+	pub taken_wh: u64,
+}
+
+impl EnergyPool {
+	/// A buyer's tokens for `taken_wh` of measured purchase: all of it when sellers delivered
+	/// at least what buyers took, else its share of what they delivered (rounded down).
+	pub fn share(&self, taken_wh: u64) -> u64 {
+		if self.taken_wh == 0 {
+			return 0;
+		}
+		let covered = self.delivered_wh.min(self.taken_wh) as u128;
+		let share = taken_wh as u128 * covered / self.taken_wh as u128;
+		(share as u64).min(self.held_wh)
+	}
+}
+
 /// A participant's contracted position in a cleared interval, netted over its matches, and how
 /// many of its meters settlement waits for.
 #[derive(Encode, Decode, MaxEncodedLen, TypeInfo, Clone, Copy, PartialEq, Eq, Debug, Default)]
@@ -390,6 +416,17 @@ pub struct Position {
 impl Position {
 	pub fn complete(&self) -> bool {
 		self.reported >= self.meters
+	}
+
+	/// What `energy` measured of the trade, Wh: a buyer's net import up to what it bought, a
+	/// seller's net export up to what it sold.
+	pub fn measured_trade_wh(&self, energy: &MeteredEnergy) -> u64 {
+		let net_import = energy.import_wh as i128 - energy.export_wh as i128;
+		let (traded, flow) = match self.contracted_wh > 0 {
+			true => (self.contracted_wh as i128, net_import),
+			false => (-(self.contracted_wh as i128), -net_import),
+		};
+		traded.min(flow).max(0) as u64
 	}
 }
 
