@@ -1,7 +1,7 @@
-"""The operator brings accounts into the market: registers each in its zone, funds it (bids hold
-money, shortfalls are paid) and accredits its meter. The demo's sites, the load test's traders
-and the tests all onboard through here. Idempotent: a rerun on the same chain only does what
-is missing."""
+"""Accounts join the market: the operator registers each in its zone and funds it (bids hold
+money, shortfalls are paid), and the distributor, who owns the metering, accredits its meter
+with the meter's rated power. The demo's sites, the load test's traders and the tests all
+onboard through here. Idempotent: a rerun on the same chain only does what is missing."""
 
 from __future__ import annotations
 
@@ -24,14 +24,25 @@ class Newcomer:
     fund_units: int  # topped up to this when the free balance is below half of it
     meter: str | None = None  # 0x public key of its meter, accredited when given
     source: str = "solar"  # what its meter measures
-    rated_power_w: int = 0  # the meter's plausibility limit (0: none)
+    # The meter's rated power, which bounds the energy its readings may claim; the chain
+    # accredits no meter without it.
+    rated_power_w: int | None = None
 
 
 def onboard(
-    chain: Chain, operator: Keypair, newcomers: Sequence[Newcomer], *, timeout_s: float = 120
+    chain: Chain,
+    operator: Keypair,
+    distributor: Keypair,
+    newcomers: Sequence[Newcomer],
+    *,
+    timeout_s: float = 120,
 ) -> None:
     """Submit every missing registration, accreditation and transfer at once, then wait for all
-    of them; raises ChainError for the first that failed."""
+    of them; raises ChainError for the first that failed, and ValueError, before submitting
+    anything, for a meter without its rated power."""
+    for n in newcomers:
+        if n.meter is not None and not n.rated_power_w:
+            raise ValueError(f"the meter {n.meter} of {n.account} needs its rated_power_w (> 0)")
     known = chain.participants()
     meters = chain.meters()
     txs = []
@@ -45,7 +56,7 @@ def onboard(
         if n.meter is not None and n.meter not in meters:
             txs.append(
                 chain.submit_nowait(
-                    operator,
+                    distributor,
                     "accredit_meter",
                     {
                         "meter": n.meter,

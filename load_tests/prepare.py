@@ -10,7 +10,9 @@ import sys
 
 from chain import Chain, Newcomer, onboard
 from market import UNITS_PER_BRL, keypair
+from market.settings import Settings
 from meter_bridge import MeterKey
+from meter_bridge.registers import SDM630
 
 
 def trader_uris(n: int) -> list[str]:
@@ -21,9 +23,11 @@ def prepare(node_url: str, traders: int, *, zone: int = 0, fund_brl: int = 100_0
     uris = trader_uris(traders)
     chain = Chain(node_url).connect()
     try:
+        settings = Settings()
         onboard(
             chain,
-            keypair("//Alice"),
+            keypair(settings.operator_uri),
+            keypair(settings.distributor_uri),
             [
                 # A solar meter each: the load test's offers are solar, and a renewable offer
                 # needs an accredited meter of its source.
@@ -32,6 +36,7 @@ def prepare(node_url: str, traders: int, *, zone: int = 0, fund_brl: int = 100_0
                     zone,
                     fund_brl * UNITS_PER_BRL,
                     meter=MeterKey.from_uri(f"{uri}/meter").public_key_hex,
+                    rated_power_w=SDM630.rated_power_w,
                 )
                 for uri in uris
             ],

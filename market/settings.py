@@ -30,10 +30,12 @@ class Settings(BaseSettings):
     data_dir: Path = Path("data")
     node_url: str = "ws://127.0.0.1:9944"
     # Dev-chain roles (genesis.rs), each its own key: Alice is the operator (registers
-    # participants, accredits meters), One the clearing submitter (signs clearings, voids and
-    # settlements every interval). The relayer and the meter-reading submitter only pay fees;
-    # any funded account will do. Real deployments pass secret URIs from a vault.
+    # participants), Ferdie the distributor (accredits meters), One the clearing submitter
+    # (signs clearings, voids and settlements every interval). The relayer and the
+    # meter-reading submitter only pay fees; any funded account will do. Real deployments pass
+    # secret URIs from a vault.
     operator_uri: str = "//Alice"
+    distributor_uri: str = "//Ferdie"
     submitter_uri: str = "//One"
     relayer_uri: str = "//Dave"
     meter_submitter_uri: str = "//Eve"

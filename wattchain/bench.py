@@ -38,6 +38,7 @@ from chain import Chain, Newcomer, onboard
 from market import UNITS_PER_BRL, OrderSpec, keypair, now_ms
 from market.settings import Settings
 from meter_bridge import MeterKey
+from meter_bridge.registers import SDM630
 from store import DataDir, OrderLog
 
 from .node import DevNode, free_port
@@ -188,15 +189,18 @@ def run_api_bench(
         plan = _plan(load, chain.market_params().interval_ms / 1000)
         uris = _traders(load, plan[0])
         log(f"[bench] registering and funding {len(uris)} traders")
+        settings = Settings()
         onboard(
             chain,
-            keypair("//Alice"),
+            keypair(settings.operator_uri),
+            keypair(settings.distributor_uri),
             [
                 Newcomer(
                     keypair(uri).ss58_address,
                     0,
                     FUND_BRL * UNITS_PER_BRL,
                     meter=MeterKey.from_uri(f"{uri}/meter").public_key_hex,
+                    rated_power_w=SDM630.rated_power_w,
                 )
                 for uri in uris
             ],

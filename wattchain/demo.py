@@ -115,11 +115,12 @@ class Demo:
         register_sites(
             self.chain,
             keypair(self.settings.operator_uri),
+            keypair(self.settings.distributor_uri),
             self.sites,
             speed=self.speed,
             fund_units=1_000 * UNITS_PER_BRL,
         )
-        self.say("operator registered the participants and accredited their meters")
+        self.say("operator registered the participants, distributor accredited their meters")
         self._start_ingest()
 
     def _start_ingest(self) -> None:

@@ -134,13 +134,20 @@ class Agent:
 
 
 def register_sites(
-    chain: Chain, operator: Keypair, sites: list[Site], *, speed: float, fund_units: int
+    chain: Chain,
+    operator: Keypair,
+    distributor: Keypair,
+    sites: list[Site],
+    *,
+    speed: float,
+    fund_units: int,
 ) -> None:
-    """The operator registers each site's account, accredits its meter and funds the account.
-    Time runs `speed` times faster at the site: so does the energy per interval."""
+    """The operator registers each site's account and funds it; the distributor accredits its
+    meter. Time runs `speed` times faster at the site: so does the energy per interval."""
     onboard(
         chain,
         operator,
+        distributor,
         [
             Newcomer(
                 site.account.ss58_address,

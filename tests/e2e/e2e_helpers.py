@@ -10,6 +10,10 @@ from meter_bridge import Accreditation, MeterKey
 from meter_bridge.reading import MeterReading, RawReading
 
 OPERATOR = "//Alice"
+DISTRIBUTOR = "//Ferdie"  # accredits meters
+# The tests' meters are rated 10 MW: the dev chain's intervals last seconds, and the simulated
+# sites run hundreds of times faster than real time.
+TEST_RATED_W = 10_000_000
 RELAYER = "//Bob//stash"  # pays the fees of the readings tests submit themselves
 
 
@@ -31,14 +35,15 @@ def setup_participants(
     zone: int = 0,
     fund_brl: int = 1_000,
     meters: dict[str, str] | None = None,
-    rated_power_w: int = 0,
+    rated_power_w: int = TEST_RATED_W,
 ) -> None:
-    """Register (zone), fund and accredit meters (owner uri -> meter public key hex), as the
-    operator."""
+    """Register (zone) and fund as the operator, and accredit meters (owner uri -> meter public
+    key hex) as the distributor."""
     meters = meters or {}
     onboard(
         chain,
         keypair(OPERATOR),
+        keypair(DISTRIBUTOR),
         [
             Newcomer(
                 keypair(uri).ss58_address,

@@ -10,7 +10,7 @@ import threading
 import time
 
 import pytest
-from e2e_helpers import RELAYER, accreditation, raw, submit_reading
+from e2e_helpers import DISTRIBUTOR, RELAYER, TEST_RATED_W, accreditation, raw, submit_reading
 
 from chain import PALLET, Chain, Receipt
 from market import keypair, now_ms
@@ -28,9 +28,9 @@ def short_intervals(chain: Chain) -> None:
     chain.submit(keypair(ALICE), "set_market_params", {"params": params})
 
 
-def accredit(chain: Chain, key: MeterKey, owner: str, rated_power_w: int = 0) -> Receipt:
+def accredit(chain: Chain, key: MeterKey, owner: str, rated_power_w: int = TEST_RATED_W) -> Receipt:
     return chain.submit(
-        keypair(ALICE),
+        keypair(DISTRIBUTOR),
         "accredit_meter",
         {
             "meter": key.public_key_hex,
@@ -129,7 +129,7 @@ def test_an_old_signed_reading_never_counts_again_nor_on_another_chain(chain):
     (a testnet) counted on another. A reading now binds the genesis hash and the meter's
     accreditation epoch. On the shared dev chain: its own meter, intervals long past."""
     key = MeterKey.from_uri(f"//BindingMeter/{now_ms()}")  # a meter no other test knows
-    operator = keypair(ALICE)
+    distributor = keypair(DISTRIBUTOR)
     receipt = accredit(chain, key, "//BindingOwner")
     (accredited,) = receipt.find(PALLET, "MeterAccredited")
     assert int(accredited.attributes["epoch"]) == 1
@@ -140,7 +140,7 @@ def test_an_old_signed_reading_never_counts_again_nor_on_another_chain(chain):
     assert submit_reading(chain, old) is None
     assert meter_on_chain(chain, key)["last"]["counter"] == 1
 
-    chain.submit(operator, "revoke_meter", {"meter": key.public_key_hex})
+    chain.submit(distributor, "revoke_meter", {"meter": key.public_key_hex})
     assert chain.meter_epoch(key.public_key_hex) == 1, "a revocation keeps the epoch"
     receipt = accredit(chain, key, "//BindingOwner")
     (accredited,) = receipt.find(PALLET, "MeterAccredited")
@@ -163,11 +163,11 @@ def test_an_old_signed_reading_never_counts_again_nor_on_another_chain(chain):
     assert submit_reading(chain, resign_reading(old, key, accreditation(chain, key))) is None
     assert meter_on_chain(chain, key)["last"]["counter"] == 1
     # Leave the shared chain without a meter a settler would wait for.
-    chain.submit(operator, "revoke_meter", {"meter": key.public_key_hex})
+    chain.submit(distributor, "revoke_meter", {"meter": key.public_key_hex})
 
 
 def test_ingest_signs_a_reading_again_after_a_re_accreditation(chain, tmp_path):
-    """The operator accredits a meter again after ingest read its epoch: the chain refuses the
+    """The distributor accredits a meter again after ingest read its epoch: the chain refuses the
     queued reading as StaleAccreditation, ingest signs it again under the new epoch with the
     same counter, and it lands on the next round. On the shared dev chain."""
     uri = f"//IngestBindingMeter/{now_ms()}"
@@ -184,7 +184,7 @@ def test_ingest_signs_a_reading_again_after_a_re_accreditation(chain, tmp_path):
         sim.stop()
     assert (reading.genesis_hash, reading.epoch) == (chain.genesis_hash_hex, 1)
 
-    chain.submit(keypair(ALICE), "revoke_meter", {"meter": key.public_key_hex})
+    chain.submit(keypair(DISTRIBUTOR), "revoke_meter", {"meter": key.public_key_hex})
     accredit(chain, key, "//BindingOwner")
     assert ingest.submit_pending() == {"on_chain": 0, "rejected": 0, "waiting": 1}
     (anomaly,) = ingest.queue.anomalies("stale_accreditation")
@@ -194,7 +194,7 @@ def test_ingest_signs_a_reading_again_after_a_re_accreditation(chain, tmp_path):
     assert last["counter"] == reading.counter == 1
     assert last["export_wh"] == reading.export_wh
     assert ingest.queue.anomalies("rejected_on_chain") == []
-    chain.submit(keypair(ALICE), "revoke_meter", {"meter": key.public_key_hex})  # tidy up
+    chain.submit(keypair(DISTRIBUTOR), "revoke_meter", {"meter": key.public_key_hex})  # tidy up
 
 
 def test_node_restart_mid_flow_loses_and_duplicates_nothing(start_node, tmp_path):

@@ -43,7 +43,7 @@ fn selling_participant<T: Config>(who: &T::AccountId) {
 	funded_participant::<T>(who);
 	let meter: MeterKey = sp_io::hashing::blake2_256(&who.encode());
 	if !Meters::<T>::contains_key(meter) {
-		Market::<T>::do_accredit_meter(meter, who.clone(), 0, EnergySource::Solar, 0)
+		Market::<T>::do_accredit_meter(meter, who.clone(), 0, EnergySource::Solar, 10_000)
 			.expect("a new meter key is accredited");
 	}
 }
@@ -124,8 +124,11 @@ mod benchmarks {
 	#[benchmark]
 	fn accredit_meter() {
 		let who: T::AccountId = account("who", 0, 0);
+		// The distributor's signed origin: the path that reads storage.
+		let distributor: T::AccountId = account("distributor", 0, 0);
+		Distributor::<T>::put(&distributor);
 		#[extrinsic_call]
-		_(RawOrigin::Root, [7u8; 32], who, 0, EnergySource::Solar, 5_000);
+		_(RawOrigin::Signed(distributor), [7u8; 32], who, 0, EnergySource::Solar, 5_000);
 		assert!(Meters::<T>::contains_key([7u8; 32]));
 	}
 
@@ -138,12 +141,14 @@ mod benchmarks {
 				owner: who,
 				zone: 0,
 				source: EnergySource::Solar,
-				rated_power_w: 0,
+				rated_power_w: 5_000,
 				last: None,
 			},
 		);
+		let distributor: T::AccountId = account("distributor", 0, 0);
+		Distributor::<T>::put(&distributor);
 		#[extrinsic_call]
-		_(RawOrigin::Root, [7u8; 32]);
+		_(RawOrigin::Signed(distributor), [7u8; 32]);
 		assert!(!Meters::<T>::contains_key([7u8; 32]));
 	}
 

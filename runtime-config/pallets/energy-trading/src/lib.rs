@@ -29,9 +29,12 @@
 //!   `settle_interval`, once the interval's traders' meters have reported or their reading
 //!   deadline has passed (see `settlement.rs`).
 //! - Permissioned (clearing submitters): `submit_clearing`.
+//! - Privileged (`OperatorOrigin` or the distributor's account): `accredit_meter`,
+//!   `revoke_meter`. The distributor owns the metering and pays for what meters export, so the
+//!   market operator cannot accredit meters of its own and mint.
 //! - Privileged (`OperatorOrigin` or the market-operator account): `register_participant`,
-//!   `accredit_meter`, `revoke_meter`, `set_line`, `remove_line`, `set_distributor`,
-//!   `set_clearing_submitter`, `set_market_params`, `set_market_operator`.
+//!   `set_line`, `remove_line`, `set_distributor`, `set_clearing_submitter`,
+//!   `set_market_params`, `set_market_operator`.
 //!
 //! ## Layout
 //!
@@ -486,6 +489,7 @@ pub mod pallet {
 				let _ = T::Currency::mint_into(&house, T::Currency::minimum_balance());
 			}
 			for (key, owner, zone, source, rated_power_w) in &self.meters {
+				assert!(*rated_power_w > 0, "a genesis meter needs its rated power");
 				MeterEpochs::<T>::insert(key, 1);
 				MeterSources::<T>::mutate(owner, source, |n| *n += 1);
 				Meters::<T>::insert(
@@ -709,6 +713,9 @@ pub mod pallet {
 		UnknownMeter,
 		/// The meter is accredited already.
 		MeterAlreadyAccredited,
+		/// A meter is accredited with its rated power (above 0 W): without it, nothing bounds
+		/// the energy its readings claim.
+		RatedPowerRequired,
 		/// The reading was signed under an earlier accreditation of its meter (its epoch is not
 		/// the meter's current one): an old reading replayed after a re-accreditation.
 		StaleAccreditation,
@@ -794,7 +801,8 @@ pub mod pallet {
 			Self::do_register_participant(who, zone)
 		}
 
-		/// Accredit a meter's sr25519 key for `owner` (operator).
+		/// Accredit a meter's sr25519 key for `owner` (distributor): `rated_power_w`, above 0,
+		/// bounds the energy its readings may claim.
 		#[pallet::call_index(1)]
 		#[pallet::weight(T::WeightInfo::accredit_meter())]
 		pub fn accredit_meter(
@@ -805,15 +813,15 @@ pub mod pallet {
 			source: EnergySource,
 			rated_power_w: u32,
 		) -> DispatchResult {
-			Self::ensure_operator(origin)?;
+			Self::ensure_meter_authority(origin)?;
 			Self::do_accredit_meter(meter, owner, zone, source, rated_power_w)
 		}
 
-		/// Withdraw a meter's accreditation (operator).
+		/// Withdraw a meter's accreditation (distributor).
 		#[pallet::call_index(2)]
 		#[pallet::weight(T::WeightInfo::revoke_meter())]
 		pub fn revoke_meter(origin: OriginFor<T>, meter: MeterKey) -> DispatchResult {
-			Self::ensure_operator(origin)?;
+			Self::ensure_meter_authority(origin)?;
 			Self::do_revoke_meter(meter)
 		}
 

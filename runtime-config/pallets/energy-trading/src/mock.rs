@@ -103,6 +103,8 @@ impl crate::BenchmarkHelper for SetTimestamp {
 
 /// One-second intervals whose gate closes half a second ahead.
 pub const INTERVAL_MS: u64 = 1_000;
+/// The test meters' rated power: 100 MW, since the test intervals last a second (27.7 kWh each).
+pub const RATED_W: u32 = 100_000_000;
 pub const GATE_MS: u64 = 500;
 pub const TARIFF: u64 = 90;
 pub const FEED_IN: u64 = 25;
@@ -174,8 +176,8 @@ pub fn new_test_ext() -> sp_io::TestExternalities {
 		clearing_submitters: vec![operator()],
 		lines: vec![(0, 1, 1_000, 5)],
 		meters: vec![
-			(meter_pair().public().0, seller(), 0, EnergySource::Solar, 0),
-			([0x51; 32], seller1(), 1, EnergySource::Solar, 0),
+			(meter_pair().public().0, seller(), 0, EnergySource::Solar, RATED_W),
+			([0x51; 32], seller1(), 1, EnergySource::Solar, RATED_W),
 		],
 	}
 	.assimilate_storage(&mut storage)

@@ -1,5 +1,6 @@
-//! Who may do what, and the market operator's settings: participants, meters, the grid, the
-//! distributor, clearing submitters, market parameters and the operator role itself.
+//! Who may do what, and the privileged settings: the operator's (participants, the grid, the
+//! distributor, clearing submitters, market parameters and the operator role itself) and the
+//! distributor's (meters).
 
 use crate::{
 	ClearingSubmitters, Config, Distributor, EarlierParams, EnergySource, Error, Event, Grid,
@@ -18,6 +19,17 @@ impl<T: Config> Pallet<T> {
 		}
 		let who = ensure_signed(origin)?;
 		ensure!(MarketOperator::<T>::get().as_ref() == Some(&who), DispatchError::BadOrigin);
+		Ok(())
+	}
+
+	/// `OperatorOrigin`, or a signed origin of the distributor's account: who may accredit and
+	/// revoke meters.
+	pub(crate) fn ensure_meter_authority(origin: OriginFor<T>) -> DispatchResult {
+		if T::OperatorOrigin::try_origin(origin.clone()).is_ok() {
+			return Ok(());
+		}
+		let who = ensure_signed(origin)?;
+		ensure!(Distributor::<T>::get().as_ref() == Some(&who), DispatchError::BadOrigin);
 		Ok(())
 	}
 
@@ -43,6 +55,7 @@ impl<T: Config> Pallet<T> {
 		source: EnergySource,
 		rated_power_w: u32,
 	) -> DispatchResult {
+		ensure!(rated_power_w > 0, Error::<T>::RatedPowerRequired);
 		ensure!(!Meters::<T>::contains_key(meter), Error::<T>::MeterAlreadyAccredited);
 		// A new epoch, never an old one: readings signed before it can never count again.
 		let epoch = MeterEpochs::<T>::get(meter).checked_add(1).ok_or(Error::<T>::Overflow)?;

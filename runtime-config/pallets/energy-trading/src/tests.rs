@@ -151,12 +151,12 @@ fn metered_participant(who: &str, source: EnergySource) -> sr25519::Pair {
 	let meter = pair(&format!("{who}Meter"));
 	assert_ok!(Market::register_participant(origin(&operator()), account(who), 0));
 	assert_ok!(Market::accredit_meter(
-		origin(&operator()),
+		origin(&distributor()),
 		meter.public().0,
 		account(who),
 		0,
 		source,
-		0
+		RATED_W
 	));
 	meter
 }
@@ -187,7 +187,7 @@ fn operator_registers_participants_meters_fees_and_roles() {
 
 		let key = pair("Meter9").public().0;
 		assert_ok!(Market::accredit_meter(
-			origin(&operator()),
+			origin(&distributor()),
 			key,
 			who.clone(),
 			3,
@@ -197,7 +197,7 @@ fn operator_registers_participants_meters_fees_and_roles() {
 		assert!(Meters::<Test>::contains_key(key));
 		assert_noop!(
 			Market::accredit_meter(
-				origin(&operator()),
+				origin(&distributor()),
 				key,
 				who.clone(),
 				3,
@@ -206,9 +206,9 @@ fn operator_registers_participants_meters_fees_and_roles() {
 			),
 			E::MeterAlreadyAccredited
 		);
-		assert_ok!(Market::revoke_meter(origin(&operator()), key));
+		assert_ok!(Market::revoke_meter(origin(&distributor()), key));
 		System::assert_last_event(Ev::MeterRevoked { meter: key }.into());
-		assert_noop!(Market::revoke_meter(origin(&operator()), key), E::UnknownMeter);
+		assert_noop!(Market::revoke_meter(origin(&distributor()), key), E::UnknownMeter);
 
 		// Lines are kept one per zone pair, sorted, whichever way they are named.
 		assert_ok!(Market::set_line(origin(&operator()), 3, 2, 500, 7));
@@ -241,6 +241,63 @@ fn operator_registers_participants_meters_fees_and_roles() {
 }
 
 #[test]
+fn meters_are_accredited_by_the_distributor_with_their_rated_power() {
+	run(|| {
+		// The operator cannot accredit a meter (its own, say) and mint: the distributor, who
+		// owns the metering and pays feed-in for what it measures, accredits meters.
+		let key = pair("OperatorsMeter").public().0;
+		assert_noop!(
+			Market::accredit_meter(
+				origin(&operator()),
+				key,
+				operator(),
+				0,
+				EnergySource::Solar,
+				RATED_W
+			),
+			DispatchError::BadOrigin
+		);
+		assert_noop!(
+			Market::revoke_meter(origin(&operator()), meter_pair().public().0),
+			DispatchError::BadOrigin
+		);
+		// Without a rated power nothing would bound what its readings claim.
+		assert_noop!(
+			Market::accredit_meter(
+				origin(&distributor()),
+				key,
+				operator(),
+				0,
+				EnergySource::Solar,
+				0
+			),
+			E::RatedPowerRequired
+		);
+		// The governance origin may act for the distributor.
+		assert_ok!(Market::accredit_meter(
+			RuntimeOrigin::root(),
+			key,
+			buyer(),
+			0,
+			EnergySource::Solar,
+			5_000
+		));
+		System::assert_last_event(
+			Ev::MeterAccredited {
+				meter: key,
+				owner: buyer(),
+				zone: 0,
+				source: EnergySource::Solar,
+				rated_power_w: 5_000,
+				epoch: 1,
+			}
+			.into(),
+		);
+		assert_ok!(Market::revoke_meter(RuntimeOrigin::root(), key));
+	});
+}
+
+#[test]
 fn operator_calls_refuse_everyone_else() {
 	run(|| {
 		let bob = seller();
@@ -249,7 +306,14 @@ fn operator_calls_refuse_everyone_else() {
 			DispatchError::BadOrigin
 		);
 		assert_noop!(
-			Market::accredit_meter(origin(&bob), [1; 32], bob.clone(), 0, EnergySource::Solar, 0),
+			Market::accredit_meter(
+				origin(&bob),
+				[1; 32],
+				bob.clone(),
+				0,
+				EnergySource::Solar,
+				RATED_W
+			),
 			DispatchError::BadOrigin
 		);
 		assert_noop!(
@@ -560,16 +624,16 @@ fn an_offer_claims_only_a_source_its_owner_meters() {
 		// A wind meter for Charlie makes his wind offer good, until it is revoked.
 		let key = pair("CharlieWind").public().0;
 		assert_ok!(Market::accredit_meter(
-			origin(&operator()),
+			origin(&distributor()),
 			key,
 			buyer(),
 			0,
 			EnergySource::Wind,
-			0
+			RATED_W
 		));
 		assert_eq!(MeterSources::<Test>::get(buyer(), EnergySource::Wind), 1);
 		assert_ok!(Market::place_order(origin(&buyer()), with(3, EnergySource::Wind)));
-		assert_ok!(Market::revoke_meter(origin(&operator()), key));
+		assert_ok!(Market::revoke_meter(origin(&distributor()), key));
 		assert!(!MeterSources::<Test>::contains_key(buyer(), EnergySource::Wind));
 		assert_noop!(
 			Market::place_order(origin(&buyer()), with(4, EnergySource::Wind)),
@@ -1238,12 +1302,12 @@ fn metered_participants_per_interval_are_bounded() {
 		let meters: Vec<sr25519::Pair> = (0..=limit).map(|i| pair(&format!("M{i}"))).collect();
 		for (i, p) in meters.iter().enumerate() {
 			assert_ok!(Market::accredit_meter(
-				origin(&operator()),
+				origin(&distributor()),
 				p.public().0,
 				account(&format!("Owner{i}")),
 				0,
 				EnergySource::Solar,
-				0
+				RATED_W
 			));
 			let r = MeterReading {
 				meter: p.public().0,
@@ -1287,12 +1351,12 @@ fn metered_participants_per_interval_are_bounded() {
 fn charlie_meters() -> sr25519::Pair {
 	let meter = pair("CharlieMeter");
 	assert_ok!(Market::accredit_meter(
-		origin(&operator()),
+		origin(&distributor()),
 		meter.public().0,
 		buyer(),
 		0,
 		EnergySource::GridMix,
-		0
+		RATED_W
 	));
 	meter
 }
@@ -1407,14 +1471,14 @@ fn an_old_reading_never_counts_again_after_re_accreditation() {
 		assert_eq!(EnergyIssuance::<Test>::get(), 2_000);
 
 		// Revoking and accrediting again opens a new epoch; the meter starts a new baseline.
-		assert_ok!(Market::revoke_meter(origin(&operator()), key));
+		assert_ok!(Market::revoke_meter(origin(&distributor()), key));
 		assert_ok!(Market::accredit_meter(
-			origin(&operator()),
+			origin(&distributor()),
 			key,
 			seller(),
 			0,
 			EnergySource::Solar,
-			0
+			RATED_W
 		));
 		System::assert_last_event(
 			Ev::MeterAccredited {
@@ -1422,7 +1486,7 @@ fn an_old_reading_never_counts_again_after_re_accreditation() {
 				owner: seller(),
 				zone: 0,
 				source: EnergySource::Solar,
-				rated_power_w: 0,
+				rated_power_w: RATED_W,
 				epoch: 2,
 			}
 			.into(),
@@ -1690,7 +1754,7 @@ fn settlement_buys_shortfalls_and_pays_surplus_at_regulated_rates() {
 		assert_eq!(free(&seller()), bob + 150 * 42 - 50 * TARIFF as u128);
 		assert_eq!(free(&buyer()), charlie + 150 * FEED_IN as u128);
 		assert_eq!(free(&distributor()), grid + 50 * TARIFF as u128 - 150 * FEED_IN as u128);
-		System::assert_last_event(
+		System::assert_has_event(
 			Ev::IntervalSettled {
 				interval: 2,
 				participants: 2,
@@ -1722,7 +1786,7 @@ fn a_missing_reading_is_estimated_at_the_deadline_and_trued_up_by_the_next() {
 		assert_eq!(free(&seller()), bob + 150 * 42, "his proceeds, nothing taken");
 		// The 150 Wh the estimate settled are owed to the meter's next reading.
 		assert_eq!(TrueUp::<Test>::get(seller()), 150);
-		System::assert_last_event(
+		System::assert_has_event(
 			Ev::IntervalSettled {
 				interval: 2,
 				participants: 2,
@@ -1870,7 +1934,7 @@ fn settlement_goes_page_by_page_and_a_reading_between_pages_waits_for_the_next()
 		assert_ok!(settle_page(2, 1));
 		assert!(Settled::<Test>::contains_key(2));
 		assert!(Settlements::<Test>::get(2, account("Dave")).is_none());
-		System::assert_last_event(
+		System::assert_has_event(
 			Ev::IntervalSettled {
 				interval: 2,
 				participants: 2,
