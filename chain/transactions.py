@@ -265,6 +265,16 @@ class Chain(MarketReads):
             if e.pallet == "System" and e.name == "ExtrinsicFailed":
                 success = False
                 error = self._dispatch_error(e.attributes, tx, block_hash, index)
+            elif e.pallet == PALLET and e.name == "ClearingRejected":
+                # The extrinsic succeeded so that the submitter's deposit is burned, but the
+                # clearing was refused: to the caller, a refusal named by its check.
+                success = False
+                error = self.error_of(
+                    e.attributes["error"],
+                    tx_hash=tx.tx_hash,
+                    block_hash=block_hash,
+                    extrinsic_index=index,
+                )
         return Receipt(tx.tx_hash, block_hash, number, index, success, error, mine, call=tx.call)
 
     def _dispatch_error(

@@ -12,7 +12,7 @@ from e2e_helpers import setup_participants, wait_for_gate, wait_until
 
 import matcher
 from chain import PALLET, Chain, ChainError
-from market import OrderSpec, keypair, now_ms, sign_order
+from market import OrderSpec, keypair, now_ms, sign_order, ss58
 from meter_bridge import MeterKey
 from offchain.scheduler import Scheduler
 from store import DataDir
@@ -218,11 +218,19 @@ def test_each_interval_is_cleared_by_the_mechanism_its_parameters_fix(chain, tmp
             ),
         ],
     )
+    submitter = keypair(SUBMITTER).ss58_address
     with pytest.raises(ChainError) as refused:
         chain.submit(
             keypair(SUBMITTER), "submit_clearing", Chain.clearing_params(k, "zonal", 0, [], [], 9)
         )
     assert refused.value.name == "WrongMechanism"
+    # A clearing that fails a check costs its submitter the runtime's deposit, burned.
+    deposit = int(chain.constant(PALLET, "ClearingDeposit"))
+    (rejected,) = [
+        e for e in chain.events(refused.value.block_hash) if e.name == "ClearingRejected"
+    ]
+    assert ss58(rejected.attributes["submitter"]) == submitter
+    assert int(rejected.attributes["slashed"]) == deposit > 0
 
     scheduler = Scheduler(DataDir(tmp_path), chain, keypair(SUBMITTER), start_interval=k)
     assert scheduler.clear_interval(k)["state"] == "committed"

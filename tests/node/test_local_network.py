@@ -1,6 +1,7 @@
 """`--chain local`: Alice and Bob run separate validator nodes on loopback, author blocks in
-turn with Aura and finalize them together with GRANDPA. Also: the dev chain's metadata shows the
-market's calls, `purge-chain` removes a chain, and `build-spec` writes a usable spec."""
+turn with Aura and finalize them together with GRANDPA, and a council's multisig governs.
+Also: the dev chain's metadata shows the market's calls, `purge-chain` removes a chain, and
+`build-spec` writes a usable spec."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import signal
 import subprocess
 import time
 
-from chain import Chain
+from chain import PALLET, Chain
+from market import keypair, ss58
 from wattchain.node import free_port
 
 
@@ -93,13 +95,43 @@ def test_two_validators_author_and_finalize_together(node_binary, tmp_path):
             digest = a.substrate.get_block_header(a.block_hash(n))["header"]["digest"]["logs"]
             authors.add(str(digest[0]))
         assert len(authors) >= 2, "both validators should have authored blocks"
-        # No sudo on the local network.
-        assert a.query("Sudo", "Key") is None
+        check_council_governs(a)
         a.close()
         b.close()
     finally:
         alice.stop()
         bob.stop()
+
+
+def check_council_governs(chain: Chain) -> None:
+    """The local network's sudo key is its council's 2-of-3 multisig (the operator Alice, the
+    regulator Charlie, the distributor Ferdie): one member alone cannot act, two can, e.g.
+    hand the market operator's role to another key (as after losing the operator's)."""
+    s = chain.substrate
+    alice, charlie, ferdie = (keypair(u) for u in ("//Alice", "//Charlie", "//Ferdie"))
+    council = s.generate_multisig_account(
+        [m.ss58_address for m in (alice, charlie, ferdie)], threshold=2
+    )
+    assert ss58(chain.query("Sudo", "Key")) == council.ss58_address
+    dave = keypair("//Dave").ss58_address
+    assert chain.market_operator() == alice.ss58_address
+    call = s.compose_call(
+        "Sudo",
+        "sudo",
+        {"call": s.compose_call(PALLET, "set_market_operator", {"who": dave})},
+    )
+    first = s.submit_extrinsic(
+        s.create_multisig_extrinsic(call, alice, council, era={"period": 64}),
+        wait_for_inclusion=True,
+    )
+    assert first.is_success, first.error_message
+    assert chain.market_operator() == alice.ss58_address, "one approval must not act"
+    second = s.submit_extrinsic(
+        s.create_multisig_extrinsic(call, ferdie, council, era={"period": 64}),
+        wait_for_inclusion=True,
+    )
+    assert second.is_success, second.error_message
+    assert chain.market_operator() == dave
 
 
 def test_dev_metadata_shows_the_market_calls(chain):

@@ -1,11 +1,18 @@
-//! Genesis presets: `development` (one validator, sudo, short market intervals) and
-//! `local_testnet` (Alice and Bob validating under Aura + GRANDPA, no sudo).
+//! Genesis presets: `development` (one validator, Alice's sudo key, short market intervals) and
+//! `local_testnet` (Alice and Bob validating under Aura + GRANDPA, governed by a council).
 //!
 //! Roles on both, each its own key: Alice is the market operator, One the clearing submitter
-//! and Ferdie the distributor. Participants and meters are registered by the operator at run time.
+//! and Ferdie the distributor. Participants are registered by the operator and meters
+//! accredited by the distributor at run time.
+//!
+//! Governance (`OperatorOrigin` = Root: operator changes, runtime upgrades, recovering a lost
+//! operator key): on `local_testnet` the sudo key is the multisig account of a council of the
+//! market operator (Alice), the regulator (Charlie) and the distributor (Ferdie), two of three
+//! to act (`council()`); no single key can.
 
 use crate::{
-	AccountId, BalancesConfig, EnergyTradingConfig, RuntimeGenesisConfig, SudoConfig, UNITS_PER_BRL,
+	AccountId, BalancesConfig, EnergyTradingConfig, Runtime, RuntimeGenesisConfig, SudoConfig,
+	UNITS_PER_BRL,
 };
 use alloc::{vec, vec::Vec};
 use frame_support::build_struct_json_patch;
@@ -64,14 +71,28 @@ pub fn development() -> Value {
 	)
 }
 
-/// Two validators and real fifteen-minute intervals; no sudo.
+/// The governance council's members, sorted as the multisig pallet sorts signatories, and how
+/// many of them must approve.
+pub fn council() -> (Vec<AccountId>, u16) {
+	let mut members: Vec<AccountId> =
+		[Sr25519Keyring::Alice, Sr25519Keyring::Charlie, Sr25519Keyring::Ferdie]
+			.iter()
+			.map(|k| k.to_account_id())
+			.collect();
+	members.sort();
+	(members, 2)
+}
+
+/// Two validators and real fifteen-minute intervals; the council's multisig holds the sudo key.
 pub fn local_testnet() -> Value {
+	let (members, threshold) = council();
+	let governance = pallet_multisig::Pallet::<Runtime>::multi_account_id(&members, threshold);
 	market_genesis(
 		vec![
 			authority(Sr25519Keyring::Alice, Ed25519Keyring::Alice),
 			authority(Sr25519Keyring::Bob, Ed25519Keyring::Bob),
 		],
-		None,
+		Some(governance),
 		MarketParams::default(),
 	)
 }

@@ -155,6 +155,8 @@ mod runtime {
 	pub type TransactionPayment = pallet_transaction_payment;
 	#[runtime::pallet_index(6)]
 	pub type Sudo = pallet_sudo;
+	#[runtime::pallet_index(7)]
+	pub type Multisig = pallet_multisig;
 	#[runtime::pallet_index(10)]
 	pub type EnergyTrading = pallet_energy_trading;
 }
@@ -246,6 +248,25 @@ impl pallet_sudo::Config for Runtime {
 }
 
 parameter_types! {
+	/// What opening a multisig operation reserves until it executes or is cancelled.
+	pub const MultisigDepositBase: Balance = 10 * UNITS_PER_BRL;
+	pub const MultisigDepositFactor: Balance = UNITS_PER_BRL;
+}
+
+/// The governance council of a non-dev chain acts through a multisig account (see genesis.rs),
+/// which holds the sudo key: operator changes and runtime upgrades take its threshold.
+impl pallet_multisig::Config for Runtime {
+	type RuntimeEvent = RuntimeEvent;
+	type RuntimeCall = RuntimeCall;
+	type Currency = Balances;
+	type DepositBase = MultisigDepositBase;
+	type DepositFactor = MultisigDepositFactor;
+	type MaxSignatories = ConstU32<16>;
+	type WeightInfo = pallet_multisig::weights::SubstrateWeight<Runtime>;
+	type BlockNumberProvider = System;
+}
+
+parameter_types! {
 	pub const MaxOrdersPerInterval: u32 = 10_000;
 	pub const MaxRelayBatch: u32 = 256;
 	pub const MaxMatches: u32 = 10_000;
@@ -257,6 +278,8 @@ parameter_types! {
 	/// with; the indexer keeps the history.
 	pub const RetainIntervals: u64 = 7 * 96;
 	pub const ClearingHouseId: frame_support::PalletId = frame_support::PalletId(*b"wc/clrhs");
+	/// What an invalid clearing costs its submitter: R$ 1,000, about a year of its fees.
+	pub const ClearingDeposit: Balance = 1_000 * UNITS_PER_BRL;
 }
 
 impl pallet_energy_trading::Config for Runtime {
@@ -264,6 +287,7 @@ impl pallet_energy_trading::Config for Runtime {
 	type RuntimeHoldReason = RuntimeHoldReason;
 	type Time = Timestamp;
 	type OperatorOrigin = frame_system::EnsureRoot<AccountId>;
+	type ClearingDeposit = ClearingDeposit;
 	type MaxOrdersPerInterval = MaxOrdersPerInterval;
 	type MaxRelayBatch = MaxRelayBatch;
 	type MaxMatches = MaxMatches;

@@ -310,6 +310,8 @@ mod benchmarks {
 		}
 		let submitter: T::AccountId = whitelisted_caller();
 		ClearingSubmitters::<T>::insert(&submitter, ());
+		// It can cover the deposit an invalid clearing would cost.
+		funded_participant::<T>(&submitter);
 		after_gate::<T>();
 		let prices: BoundedVec<_, T::MaxZones> =
 			vec![ZonePrice { zone: 0, price: 50 }].try_into().expect("one");

@@ -2,6 +2,14 @@
 //! and the pallet re-checks all of it against the book and the grid (limits, quantities, lines
 //! and their capacities and fees, the mechanism's price rule, no gains from trade left) before
 //! paying out from the buyers' holds.
+//!
+//! **The submitter stakes a deposit on each clearing** (`ClearingDeposit`), as a signed
+//! submission does in the multi-block election. A call that is merely early, late, for a
+//! cleared or voided interval or underpriced fails as usual and costs its fee. A clearing that
+//! gets that far and then fails a check is a wrong answer: the call succeeds, so that the
+//! penalty sticks, but nothing of the clearing applies; `ClearingRejected` names the check,
+//! and the deposit is burned. A submitter that cannot cover the deposit is refused up front
+//! (`DepositNotCovered`). The operator sees the event and may withdraw the submitter's right.
 
 use crate::{
 	BalanceOf, ClearingMatches, ClearingPrices, ClearingSummary, Clearings, Config, Distributor,
@@ -12,10 +20,10 @@ use crate::{
 use alloc::collections::btree_map::BTreeMap;
 use frame_support::{
 	ensure,
-	pallet_prelude::{BoundedVec, DispatchResult},
+	pallet_prelude::{BoundedVec, DispatchResult, Get},
 	traits::{
-		fungible::MutateHold,
-		tokens::{Fortitude, Precision, Restriction},
+		fungible::{Inspect, Mutate, MutateHold},
+		tokens::{Fortitude, Precision, Preservation, Restriction},
 	},
 };
 use sp_runtime::{
@@ -42,8 +50,9 @@ impl<T: Config> Pallet<T> {
 		Self::do_clearing(submitter, interval, mechanism, volume_wh, zone_prices, matches)
 	}
 
-	/// Checks a clearing against the interval's book and applies it. Returns the number of
-	/// orders in the book (for the weight).
+	/// Checks a clearing against the interval's book and applies it, or, when it fails a
+	/// check, burns the submitter's deposit instead. Returns the number of orders in the book
+	/// (for the weight).
 	fn do_clearing(
 		submitter: T::AccountId,
 		interval: IntervalId,
@@ -54,13 +63,18 @@ impl<T: Config> Pallet<T> {
 	) -> Result<u32, DispatchError> {
 		Self::ensure_not_pruned(interval)?;
 		let params = Self::params_for(interval);
-		ensure!(mechanism == params.mechanism, Error::<T>::WrongMechanism);
 		ensure!(!Clearings::<T>::contains_key(interval), Error::<T>::AlreadyCleared);
 		ensure!(!Voided::<T>::contains_key(interval), Error::<T>::AlreadyVoided);
 		let now = Self::now_ms();
 		ensure!(now >= params.gate_closure(interval), Error::<T>::GateNotClosed);
 		// After its end the interval belongs to `void_interval`, which may have begun.
 		ensure!(now < params.interval_end(interval), Error::<T>::ClearingDeadlinePassed);
+		let deposit = T::ClearingDeposit::get();
+		ensure!(
+			T::Currency::reducible_balance(&submitter, Preservation::Preserve, Fortitude::Polite)
+				>= deposit,
+			Error::<T>::DepositNotCovered
+		);
 
 		let ids = IntervalOrders::<T>::get(interval);
 		let mut book: BTreeMap<OrderId, (Order<T::AccountId>, u64)> = BTreeMap::new();
@@ -69,8 +83,54 @@ impl<T: Config> Pallet<T> {
 				book.insert(*id, (order, 0));
 			}
 		}
+		// The checks write nothing: a failed one leaves only the burned deposit behind.
+		let verdict = Self::verify_clearing(
+			mechanism,
+			params.mechanism,
+			volume_wh,
+			&zone_prices,
+			matches,
+			&mut book,
+		);
+		if let Err(error) = verdict {
+			T::Currency::burn_from(
+				&submitter,
+				deposit,
+				Preservation::Preserve,
+				Precision::Exact,
+				Fortitude::Polite,
+			)?;
+			Self::deposit_event(Event::ClearingRejected {
+				interval,
+				submitter,
+				error,
+				slashed: deposit,
+			});
+			return Ok(ids.len() as u32);
+		}
+		Self::apply_clearing(
+			submitter,
+			interval,
+			mechanism,
+			volume_wh,
+			zone_prices,
+			matches,
+			book,
+		)?;
+		Ok(ids.len() as u32)
+	}
 
-		let prices = Self::check_zone_prices(mechanism, &zone_prices, matches.is_empty())?;
+	/// Every check of a clearing against the book (whose fill counts it fills in) and the grid.
+	fn verify_clearing(
+		mechanism: Mechanism,
+		interval_mechanism: Mechanism,
+		volume_wh: u64,
+		zone_prices: &[ZonePrice],
+		matches: &[Match],
+		book: &mut BTreeMap<OrderId, (Order<T::AccountId>, u64)>,
+	) -> DispatchResult {
+		ensure!(mechanism == interval_mechanism, Error::<T>::WrongMechanism);
+		let prices = Self::check_zone_prices(mechanism, zone_prices, matches.is_empty())?;
 		let mut grid = GridFlows::load::<T>();
 		let mut total: u64 = 0;
 		for m in matches {
@@ -120,8 +180,19 @@ impl<T: Config> Pallet<T> {
 		}
 		ensure!(total == volume_wh, Error::<T>::UnbalancedEnergy);
 		Self::check_lines(mechanism, &prices, &grid)?;
-		Self::check_equilibrium(mechanism, &prices, &book, matches, &grid)?;
+		Self::check_equilibrium(mechanism, &prices, book, matches, &grid)
+	}
 
+	/// Applies a verified clearing: payments, holds released, orders closed, positions.
+	fn apply_clearing(
+		submitter: T::AccountId,
+		interval: IntervalId,
+		mechanism: Mechanism,
+		volume_wh: u64,
+		zone_prices: BoundedVec<ZonePrice, T::MaxZones>,
+		matches: &[Match],
+		book: BTreeMap<OrderId, (Order<T::AccountId>, u64)>,
+	) -> DispatchResult {
 		// Every check passed. Buyers pay from their holds into the clearing house, one transfer
 		// each; the distributor gets its fees now, and each seller's proceeds wait in the
 		// clearing house for its delivery to be metered (`settlement.rs`). Then what is left of
@@ -229,7 +300,7 @@ impl<T: Config> Pallet<T> {
 			zone_prices,
 			grid_fees_paid: fees_paid,
 		});
-		Ok(ids.len() as u32)
+		Ok(())
 	}
 
 	/// Zone prices as a map: `None` is the single uniform price, `Some(zone)` a zonal one.

@@ -123,8 +123,12 @@ pub mod pallet {
 		/// Unix time in milliseconds.
 		type Time: Time<Moment = u64>;
 		/// Who may accredit meters, register participants and set fees and parameters,
-		/// besides the market-operator account in storage.
+		/// besides the market-operator and distributor accounts in storage (governance).
 		type OperatorOrigin: EnsureOrigin<Self::RuntimeOrigin>;
+		/// What a clearing submitter stakes on each clearing: burned when the clearing fails
+		/// the pallet's checks, untouched when it passes (see `clearing.rs`).
+		#[pallet::constant]
+		type ClearingDeposit: Get<BalanceOf<Self>>;
 		/// Orders one interval can hold.
 		#[pallet::constant]
 		type MaxOrdersPerInterval: Get<u32>;
@@ -562,6 +566,15 @@ pub mod pallet {
 			buyer_price: u64,
 			seller_price: u64,
 		},
+		/// A clearing failed the pallet's checks (`error` says which): nothing of it applies,
+		/// and its submitter's deposit (`slashed`) is burned. The interval stays open to a
+		/// valid clearing until its end.
+		ClearingRejected {
+			interval: IntervalId,
+			submitter: T::AccountId,
+			error: DispatchError,
+			slashed: BalanceOf<T>,
+		},
 		/// A clearing passed every check and was paid out.
 		ClearingAccepted {
 			interval: IntervalId,
@@ -713,6 +726,9 @@ pub mod pallet {
 		UnknownMeter,
 		/// The meter is accredited already.
 		MeterAlreadyAccredited,
+		/// The submitter cannot cover the clearing deposit (`ClearingDeposit`) that an invalid
+		/// clearing would cost it.
+		DepositNotCovered,
 		/// A meter is accredited with its rated power (above 0 W): without it, nothing bounds
 		/// the energy its readings claim.
 		RatedPowerRequired,

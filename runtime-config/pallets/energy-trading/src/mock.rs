@@ -72,6 +72,7 @@ parameter_types! {
 	pub const MaxIntervalsAhead: u64 = 10;
 	pub const RetainIntervals: u64 = 3;
 	pub const ClearingHouseId: frame_support::PalletId = frame_support::PalletId(*b"wc/clrhs");
+	pub const ClearingDeposit: u128 = CLEARING_DEPOSIT;
 }
 
 impl pallet_energy_trading::Config for Test {
@@ -79,6 +80,7 @@ impl pallet_energy_trading::Config for Test {
 	type RuntimeHoldReason = RuntimeHoldReason;
 	type Time = Timestamp;
 	type OperatorOrigin = frame_system::EnsureRoot<AccountId32>;
+	type ClearingDeposit = ClearingDeposit;
 	type MaxOrdersPerInterval = MaxOrdersPerInterval;
 	type MaxRelayBatch = MaxRelayBatch;
 	type MaxMatches = MaxMatches;
@@ -103,6 +105,8 @@ impl crate::BenchmarkHelper for SetTimestamp {
 
 /// One-second intervals whose gate closes half a second ahead.
 pub const INTERVAL_MS: u64 = 1_000;
+/// What an invalid clearing costs its submitter.
+pub const CLEARING_DEPOSIT: u128 = 50_000;
 /// The test meters' rated power: 100 MW, since the test intervals last a second (27.7 kWh each).
 pub const RATED_W: u32 = 100_000_000;
 pub const GATE_MS: u64 = 500;

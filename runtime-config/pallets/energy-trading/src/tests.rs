@@ -99,22 +99,67 @@ fn clear_with_volume(
 	let before = use_mechanism(mech);
 	let zp: Vec<ZonePrice> =
 		prices.iter().map(|(z, p)| ZonePrice { zone: *z, price: *p }).collect();
-	// A refused clearing leaves no trace, so the parameters go back as they were too.
-	let result = Market::submit_clearing(
-		origin(&operator()),
-		interval,
-		mech,
-		volume,
-		BoundedVec::truncate_from(zp),
-		BoundedVec::truncate_from(matches.to_vec()),
-		IntervalOrders::<Test>::get(interval).len() as u32,
-	)
-	.map(|_| ())
-	.map_err(|e| e.error);
+	// A refused clearing leaves no trace, so the parameters go back as they were too. A
+	// rejected one (`ClearingRejected`: the call succeeds and burns the deposit) is reported
+	// as its error and undone here, so that tests of the checks read as refusals;
+	// `an_invalid_clearing_burns_its_submitters_deposit` checks the deposit.
+	let result = submit_checked(interval, mech, volume, zp, matches.to_vec());
 	if result.is_err() {
 		use_mechanism(before);
 	}
 	result
+}
+
+/// `submit_raw`, with a rejected clearing undone and reported as its error.
+fn submit_checked(
+	interval: u64,
+	mech: Mechanism,
+	volume: u64,
+	zone_prices: Vec<ZonePrice>,
+	matches: Vec<Match>,
+) -> DispatchResult {
+	frame_support::storage::with_storage_layer(|| {
+		submit_raw(interval, mech, volume, zone_prices, matches)?;
+		rejection().map_or(Ok(()), Err)
+	})
+}
+
+/// `submit_clearing` as the submitter sends it; a rejected clearing is `Ok` here.
+fn submit_raw(
+	interval: u64,
+	mech: Mechanism,
+	volume: u64,
+	zone_prices: Vec<ZonePrice>,
+	matches: Vec<Match>,
+) -> DispatchResult {
+	let events = System::event_count();
+	Market::submit_clearing(
+		origin(&operator()),
+		interval,
+		mech,
+		volume,
+		BoundedVec::truncate_from(zone_prices),
+		BoundedVec::truncate_from(matches),
+		IntervalOrders::<Test>::get(interval).len() as u32,
+	)
+	.map(|_| ())
+	.map_err(|e| e.error)?;
+	LAST_CALL_EVENTS.with(|n| n.set(events));
+	Ok(())
+}
+
+thread_local! {
+	/// How many events there were before the last `submit_raw` call.
+	static LAST_CALL_EVENTS: core::cell::Cell<u32> = const { core::cell::Cell::new(0) };
+}
+
+/// The error of the `ClearingRejected` event of the last `submit_raw` call, if it had one.
+fn rejection() -> Option<DispatchError> {
+	let from = LAST_CALL_EVENTS.with(|n| n.get()) as usize;
+	System::events().into_iter().skip(from).find_map(|r| match r.event {
+		RuntimeEvent::Market(Ev::ClearingRejected { error, .. }) => Some(error),
+		_ => None,
+	})
 }
 
 fn settle(interval: u64) -> frame_support::dispatch::DispatchResultWithPostInfo {
@@ -412,18 +457,7 @@ fn each_interval_keeps_the_parameters_its_gate_closed_under() {
 		System::assert_last_event(Ev::MarketParamsSet { params: zonal2, from_interval: 3 }.into());
 		assert_eq!(EarlierParams::<Test>::get().into_inner(), vec![(0, params())]);
 		at(3 * INTERVAL_MS);
-		assert_noop!(
-			Market::submit_clearing(
-				origin(&operator()),
-				3,
-				Mechanism::Uniform,
-				0,
-				BoundedVec::new(),
-				BoundedVec::new(),
-				10
-			),
-			E::WrongMechanism
-		);
+		assert_noop!(submit_checked(3, Mechanism::Uniform, 0, vec![], vec![]), E::WrongMechanism);
 		// Once interval 3's gate has closed, a change waits for interval 4.
 		let uniform = MarketParams { feed_in_ticks: 98, ..params() };
 		assert_ok!(Market::set_market_params(origin(&operator()), uniform));
@@ -885,6 +919,61 @@ fn clearing_is_for_submitters_after_gate_closure() {
 		);
 		// An empty clearing of a book that crosses leaves gains from trade: refused.
 		assert_noop!(clear(2, Mechanism::Uniform, &[], &[]), E::NotEquilibrium);
+	});
+}
+
+#[test]
+fn an_invalid_clearing_burns_its_submitters_deposit() {
+	run(|| {
+		let (b1, b2, o1, _) = simple_book();
+		close_gate(2);
+		let (alice, issuance) = (free(&operator()), Balances::total_issuance());
+		// A clearing that leaves gains from trade: the call succeeds so that the penalty
+		// sticks, nothing of the clearing applies, and the deposit is burned.
+		assert_ok!(submit_raw(2, Mechanism::Uniform, 0, vec![], vec![]));
+		System::assert_last_event(
+			Ev::ClearingRejected {
+				interval: 2,
+				submitter: operator(),
+				error: E::NotEquilibrium.into(),
+				slashed: CLEARING_DEPOSIT,
+			}
+			.into(),
+		);
+		assert_eq!(free(&operator()), alice - CLEARING_DEPOSIT);
+		assert_eq!(Balances::total_issuance(), issuance - CLEARING_DEPOSIT);
+		assert!(!Clearings::<Test>::contains_key(2));
+		assert_eq!(held(&buyer()), (100 * 60 + 100 * 45) as u128);
+		// The interval stays open to a valid clearing, which costs nothing.
+		assert_ok!(submit_raw(
+			2,
+			Mechanism::Uniform,
+			150,
+			vec![ZonePrice { zone: 0, price: 42 }],
+			vec![m(b1, o1, 100, 42, 42), m(b2, o1, 50, 42, 42)]
+		));
+		assert!(Clearings::<Test>::contains_key(2));
+		assert_eq!(free(&operator()), alice - CLEARING_DEPOSIT);
+		// A call that is only too late (or early, or for a cleared interval) costs no deposit.
+		assert_noop!(submit_raw(2, Mechanism::Uniform, 0, vec![], vec![]), E::AlreadyCleared);
+	});
+}
+
+#[test]
+fn a_submitter_that_cannot_cover_the_deposit_is_refused() {
+	run(|| {
+		simple_book();
+		close_gate(2);
+		let alice = operator();
+		let all = free(&alice) - <Balances as Inspect<_>>::minimum_balance();
+		assert_ok!(<Balances as frame_support::traits::fungible::Mutate<_>>::burn_from(
+			&alice,
+			all - CLEARING_DEPOSIT + 1,
+			frame_support::traits::tokens::Preservation::Preserve,
+			frame_support::traits::tokens::Precision::Exact,
+			frame_support::traits::tokens::Fortitude::Polite,
+		));
+		assert_noop!(submit_raw(2, Mechanism::Uniform, 0, vec![], vec![]), E::DepositNotCovered);
 	});
 }
 
@@ -2136,14 +2225,12 @@ mod fuzz {
 				// The submitter cannot choose the mechanism: the interval's is uniform.
 				let zone_prices = prices.iter().map(|(z, p)| ZonePrice { zone: *z, price: *p });
 				assert_noop!(
-					Market::submit_clearing(
-						origin(&operator()),
+					submit_checked(
 						interval,
 						Mechanism::Zonal,
 						matches.iter().map(|m| m.quantity_wh).sum(),
-						BoundedVec::truncate_from(zone_prices.collect::<Vec<_>>()),
-						BoundedVec::truncate_from(matches.clone()),
-						IntervalOrders::<Test>::get(interval).len() as u32,
+						zone_prices.collect(),
+						matches.clone(),
 					),
 					E::WrongMechanism
 				);
