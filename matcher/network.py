@@ -43,6 +43,10 @@ class Network:
         line = self._by_pair.get((offer_zone, bid_zone))
         return 0 if line is None else line.fee
 
+    def line(self, zone_a: int, zone_b: int) -> Line | None:
+        """The line between two zones, whichever way it is named; None if none joins them."""
+        return self._by_pair.get((zone_a, zone_b))
+
     @property
     def _by_pair(self) -> dict[tuple[int, int], Line]:
         cached = self.__dict__.get("_pairs")

@@ -57,9 +57,11 @@ def _is_id(value: object) -> bool:
 
 def verify(book: Book, clearing: object, network: Network | None = None) -> list[Violation]:
     """All violated conditions of `clearing` (a dict as Clearing.to_json_dict gives) for the
-    orders in `book`; an empty list means the pallet would accept it. `network` supplies the
-    grid fees (none: every fee is 0). Match ids are the order ids as given (integers, or text
-    for a book with text ids)."""
+    orders in `book`; an empty list means the pallet would accept it. `network` is the grid:
+    its fees, and, as the chain's `Grid`, its lines (a match between zones needs one, the net
+    flow over each stays within its capacity, and zonal prices across one differ by more than
+    its fee only when it is full). Without it every fee is 0 and zones are not checked. Match
+    ids are the order ids as given (integers, or text for a book with text ids)."""
     report = _Report()
     if not isinstance(clearing, dict):
         return [Violation("format", "a clearing is a JSON object")]
@@ -79,7 +81,20 @@ def verify(book: Book, clearing: object, network: Network | None = None) -> list
     offer_fill: npt.NDArray[np.object_] = np.zeros(book.n_offers, dtype=object)
     price = clearing.get("price")
     zone_prices = clearing.get("zone_prices")
-    if mechanism == "uniform" and not _is_uint(price):
+    no_trade = mechanism == "uniform" and price is None and matches == []
+    if no_trade:
+        # No trade needs no price (the chain takes no zone price then), only a book that
+        # does not cross.
+        if book.n_bids and book.n_offers:
+            b, o = int(np.argmax(book.bid_price)), int(np.argmin(book.offer_price))
+            if book.bid_price[b] >= book.offer_price[o]:
+                report.add(
+                    "equilibrium",
+                    f"no trade, but bid {_name(book, book.bid_id, b)} (limit "
+                    f"{int(book.bid_price[b])}) reaches offer {_name(book, book.offer_id, o)} "
+                    f"(limit {int(book.offer_price[o])})",
+                )
+    elif mechanism == "uniform" and not _is_uint(price):
         report.add("uniform_price", f"uniform needs one integer price, got {price!r}")
         price = None
     zone_price: dict[int, int] | None = None
@@ -103,6 +118,8 @@ def verify(book: Book, clearing: object, network: Network | None = None) -> list
                     report.add("zone_prices", f"zone {zone} has orders but no price")
 
     total = 0
+    # Net flow per line, (lower zone, higher zone) -> Wh from the lower zone to the higher.
+    flow: dict[tuple[int, int], int] = {}
     for n, match in enumerate(matches):
         if (
             not isinstance(match, dict)
@@ -151,6 +168,12 @@ def verify(book: Book, clearing: object, network: Network | None = None) -> list
         if seller < offer_limit:
             report.add("offer_limit", f"{pair}: seller_price {seller} < offer limit {offer_limit}")
         fee = fee_of(offer_zone, bid_zone)
+        if network is not None and offer_zone != bid_zone:
+            if network.line(offer_zone, bid_zone) is None:
+                report.add("no_line", f"{pair}: no line joins zone {offer_zone} to {bid_zone}")
+            else:
+                key = (min(offer_zone, bid_zone), max(offer_zone, bid_zone))
+                flow[key] = flow.get(key, 0) + (q if offer_zone < bid_zone else -q)
         if buyer - seller < fee:
             report.add(
                 "grid_fee",
@@ -197,6 +220,9 @@ def verify(book: Book, clearing: object, network: Network | None = None) -> list
             "volume", f"volume_wh {clearing.get('volume_wh')!r} != sum of match quantities {total}"
         )
 
+    if network is not None:
+        _lines(report, network, flow, zone_price if mechanism == "zonal" else None)
+
     if mechanism == "uniform" and price is not None:
         _equilibrium(
             report,
@@ -221,6 +247,36 @@ def verify(book: Book, clearing: object, network: Network | None = None) -> list
                 f" in zone {zone}",
             )
     return report.violations()
+
+
+def _lines(
+    report: _Report,
+    network: Network,
+    flow: dict[tuple[int, int], int],
+    zone_price: dict[int, int] | None,
+) -> None:
+    """Each line's net flow within its capacity; under zonal prices, a spread above the
+    line's fee only toward a zone the full line cannot carry more into."""
+    for line in network.lines:
+        a, b = sorted((line.from_zone, line.to_zone))
+        net = flow.get((a, b), 0)
+        if abs(net) > line.capacity_wh:
+            src, dst = (a, b) if net > 0 else (b, a)
+            report.add(
+                "line_capacity",
+                f"line {a}-{b}: {abs(net)} Wh net from zone {src} to {dst}, "
+                f"capacity {line.capacity_wh} Wh",
+            )
+        if zone_price is None or a not in zone_price or b not in zone_price:
+            continue
+        spread = zone_price[b] - zone_price[a]
+        spare_ab, spare_ba = line.capacity_wh - net, line.capacity_wh + net
+        if (spread > line.fee and spare_ab != 0) or (-spread > line.fee and spare_ba != 0):
+            report.add(
+                "spread",
+                f"line {a}-{b}: prices {zone_price[a]} and {zone_price[b]} differ by more "
+                f"than its fee {line.fee} while it has room toward the dearer zone",
+            )
 
 
 def _name(book: Book, ids: npt.NDArray[np.uint64], k: int) -> str:

@@ -82,6 +82,7 @@ class Scheduler:
         operator: Keypair,
         *,
         clear_fn: ClearFn = default_clear,
+        precheck: bool = True,
         finality: bool = True,
         start_interval: int | None = None,
         timeout_s: float = 120.0,
@@ -92,6 +93,7 @@ class Scheduler:
         self.chain = chain
         self.operator = operator
         self.clear_fn = clear_fn
+        self.precheck = precheck
         self.finality = finality
         self.timeout_s = timeout_s
         self.lookback = lookback
@@ -321,6 +323,7 @@ class Scheduler:
         )
         clearing = self.clear_fn([o.matcher_dict() for o in orders], mechanism, network)
         result = clearing.to_json_dict()
+        problems = self._precheck(orders, result, book_at) if self.precheck else []
         zone_prices = (
             []
             if clearing.mechanism == "uniform" and result["price"] is None
@@ -354,6 +357,8 @@ class Scheduler:
                 ),
             ).lastrowid
         metrics.CLEARING_ATTEMPTS.labels("signing").inc()
+        if problems:
+            return self._rejected(attempt_id, interval, "local check: " + "; ".join(problems))
 
         def log_signed(tx: PendingTx) -> None:
             # Durable before broadcast: a restart broadcasts these very bytes, never new ones.
@@ -445,10 +450,21 @@ class Scheduler:
         )
         return self._rejected(attempt_id, interval, name)
 
+    def _precheck(self, orders: list[ChainOrder], result: dict, book_at: str) -> list[str]:
+        """What the chain would refuse in this clearing, by the chain's rules against the book
+        and the chain's grid (`matcher.verify`), at most three. A clearing the chain refuses
+        costs the submitter its deposit, so one that fails here is never submitted."""
+        import matcher
+
+        network = matcher_network(self.chain.grid(book_at), orders)
+        book = matcher.book_from_orders([o.matcher_dict() for o in orders])
+        found = matcher.verify(book, result, matcher.as_network(network))
+        return [str(v) for v in found[:3]]
+
     def _rejected(self, attempt_id: int, interval: int, error: str) -> dict:
         self._update(attempt_id, state="rejected", error=error)
         log.error(
-            "ALERT interval %d: the chain rejected its clearing: %s"
+            "ALERT interval %d: its clearing was rejected: %s"
             " (not retried; voided at the interval's end unless cleared before)",
             interval,
             error,

@@ -175,3 +175,33 @@ def test_zonal_equilibrium_is_per_zone():
     data["volume_wh"] = sum(m["quantity_wh"] for m in data["matches"])
     found = verify(book, data)
     assert [v.condition for v in found] == ["equilibrium"] and "in zone 1" in found[0].message
+
+
+def test_a_match_between_zones_needs_a_line_within_its_capacity(zonal):
+    # The fixture moves bid 2's 10 Wh from zone 0 to zone 1 over the line (capacity 100).
+    without_line = Network.from_dict({"zones": [0, 1], "lines": []})
+    found = verify(BOOK, zonal, without_line)
+    assert [v.condition for v in found] == ["no_line"]
+    assert "bid 2, offer 3: no line joins zone 0 to 1" in found[0].message
+    narrow = Network.from_dict(
+        {"zones": [0, 1], "lines": [{"from": 1, "to": 0, "capacity_wh": 9, "fee": 2}]}
+    )
+    found = verify(BOOK, zonal, narrow)
+    assert [v.condition for v in found] == ["line_capacity"]
+    assert "line 0-1: 10 Wh net from zone 0 to 1, capacity 9 Wh" in found[0].message
+
+
+def test_a_spread_above_the_fee_needs_a_full_line(zonal):
+    # Prices 48 and 50 across a line of fee 2: fine. Wider, with room left: congestion rent
+    # without congestion, which the chain refuses.
+    bad = copy.deepcopy(zonal)
+    bad["zone_prices"] = {"0": 45, "1": 50}
+    by_zone = {o["id"]: o.get("zone", 0) for o in ORDERS}
+    for m in bad["matches"]:
+        m["buyer_price"] = bad["zone_prices"][str(by_zone[m["bid"]])]
+        m["seller_price"] = bad["zone_prices"][str(by_zone[m["offer"]])]
+    assert "spread" in conditions(BOOK, bad, NET)
+    full = Network.from_dict(
+        {"zones": [0, 1], "lines": [{"from": 0, "to": 1, "capacity_wh": 10, "fee": 2}]}
+    )
+    assert "spread" not in conditions(BOOK, bad, full)

@@ -12,8 +12,8 @@ import pytest
 from prometheus_client import REGISTRY
 from test_relayer_logic import PARAMS, ScriptedChain, log_orders, run
 
-from chain import Event, PendingTx, Receipt
-from market import dev_keypair
+from chain import ChainOrder, Event, PendingTx, Receipt
+from market import OrderSpec, dev_keypair
 from market.settings import Settings
 from offchain.relayer import Relayer
 from offchain.scheduler import Scheduler
@@ -61,8 +61,10 @@ class ClearingChain:
     """Just enough of a chain for one clearing and one voiding: the clearing lands at once; the
     interval to void is voided by the first `void_interval`."""
 
-    def __init__(self):
+    def __init__(self, book=()):
         self.voided: dict[int, int] = {}
+        self.book = list(book)
+        self.submitted: list[str] = []
 
     def market_params(self, block_hash=None, interval=None):
         return PARAMS
@@ -71,6 +73,9 @@ class ClearingChain:
         return False
 
     def orders_of_interval(self, interval, block_hash=None):
+        return self.book
+
+    def grid(self, block_hash=None):
         return []
 
     def interval_order_ids(self, interval):
@@ -80,6 +85,7 @@ class ClearingChain:
         return self.voided.get(interval)
 
     def submit_nowait(self, signer, function, params, *, before_broadcast=None, **_):
+        self.submitted.append(function)
         tx = PendingTx("0x" + "11" * 32, signer.ss58_address, 1, function, "0x00", 3, 19)
         if before_broadcast is not None:
             before_broadcast(tx)
@@ -98,7 +104,7 @@ class EmptyClearing:
     mechanism = "uniform"
 
     def to_json_dict(self):
-        return {"price": None, "volume_wh": 0, "matches": []}
+        return {"mechanism": "uniform", "price": None, "volume_wh": 0, "matches": []}
 
     def chain_zone_prices(self):
         return []
@@ -183,3 +189,27 @@ def test_the_matcher_clears_over_the_chains_grid():
         "lines": [{"from": 0, "to": 1, "capacity_wh": 300, "fee": 5}],
     }
     matcher.Network.from_dict(network)  # one the matcher takes
+
+
+def test_a_clearing_the_chain_would_refuse_is_never_submitted(tmp_path):
+    """A refused clearing costs the submitter its deposit, so the scheduler checks it first by
+    the chain's rules. Here the uniform matcher pools two zones that no line joins (NoLine on
+    chain): logged as rejected and alerted, nothing signed, and voided at the interval's end."""
+    k = 2 * 10**6
+    crossing = [
+        ChainOrder(1, "bob", OrderSpec(1, k, "offer", 500, 40, zone=1), "open"),
+        ChainOrder(2, "ann", OrderSpec(2, k, "bid", 500, 60, zone=0), "open"),
+    ]
+    data = DataDir(tmp_path)
+    chain = ClearingChain(crossing)
+    scheduler = Scheduler(data, chain, dev_keypair("One"), start_interval=k)
+    attempt = scheduler.clear_interval(k, book_at="0xb0")
+    assert attempt["state"] == "rejected"
+    assert attempt["error"].startswith("local check: no_line: bid 2, offer 1: no line joins")
+    assert chain.submitted == []
+    alerts = [(r["name"], r["interval"]) for r in data.ops().execute("SELECT * FROM alerts")]
+    assert alerts == [("ClearingRejected", k)]
+    # Without the check (as for a matcher bug the check misses), it would have gone out.
+    unchecked = Scheduler(DataDir(tmp_path / "b"), chain, dev_keypair("One"), precheck=False)
+    assert unchecked.clear_interval(k, book_at="0xb0")["state"] == "committed"
+    assert chain.submitted == ["submit_clearing"]
