@@ -86,13 +86,14 @@ def verify(book: Book, clearing: object, network: Network | None = None) -> list
         # No trade needs no price (the chain takes no zone price then), only a book that
         # does not cross.
         if book.n_bids and book.n_offers:
-            b, o = int(np.argmax(book.bid_price)), int(np.argmin(book.offer_price))
-            if book.bid_price[b] >= book.offer_price[o]:
+            top, cheapest = int(np.argmax(book.bid_price)), int(np.argmin(book.offer_price))
+            if book.bid_price[top] >= book.offer_price[cheapest]:
                 report.add(
                     "equilibrium",
-                    f"no trade, but bid {_name(book, book.bid_id, b)} (limit "
-                    f"{int(book.bid_price[b])}) reaches offer {_name(book, book.offer_id, o)} "
-                    f"(limit {int(book.offer_price[o])})",
+                    f"no trade, but bid {_name(book, book.bid_id, top)} (limit "
+                    f"{int(book.bid_price[top])}) reaches offer "
+                    f"{_name(book, book.offer_id, cheapest)} (limit "
+                    f"{int(book.offer_price[cheapest])})",
                 )
     elif mechanism == "uniform" and not _is_uint(price):
         report.add("uniform_price", f"uniform needs one integer price, got {price!r}")
