@@ -205,3 +205,12 @@ def test_a_spread_above_the_fee_needs_a_full_line(zonal):
         {"zones": [0, 1], "lines": [{"from": 0, "to": 1, "capacity_wh": 10, "fee": 2}]}
     )
     assert "spread" not in conditions(BOOK, bad, full)
+
+
+def test_a_uniform_clearing_with_no_trade_needs_no_price_only_a_book_that_does_not_cross():
+    none = {"mechanism": "uniform", "price": None, "volume_wh": 0, "welfare": 0, "matches": []}
+    apart = book_from_orders(orders_from([(40, 10)], [(45, 10)]))
+    assert verify(apart, none) == [] == verify(apart, clear_orders(apart).to_json_dict())
+    found = verify(UNIFORM_BOOK, none)
+    assert [v.condition for v in found] == ["equilibrium"]
+    assert "no trade, but bid 1 (limit 60) reaches offer 3 (limit 40)" in found[0].message
