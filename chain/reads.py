@@ -103,11 +103,25 @@ class MarketReads(ChainConnection):
         # Older than any set kept: its data is pruned, and the oldest set is the best answer.
         return governing[-1] if governing else earlier[0][1] if earlier else latest
 
-    def grid(self, block_hash: str | None = None) -> list[GridLine]:
-        """The grid's lines (`Grid`): energy crosses zones only over one of them."""
+    def grid(self, block_hash: str | None = None, *, interval: int | None = None) -> list[GridLine]:
+        """The grid's lines: energy crosses zones only over one of them. The latest grid
+        (`Grid`), or with `interval` the one that governs it, which its gate closed under (a
+        change after that applies from a later interval: `GridFrom`, `EarlierGrids`)."""
+        lines = None
+        if interval is not None and interval < int(
+            self.query(PALLET, "GridFrom", block_hash=block_hash) or 0
+        ):
+            starts = [
+                int(s) for s in self.query(PALLET, "EarlierGridStarts", block_hash=block_hash)
+            ]
+            governing = [s for s in starts if s <= interval] or starts[:1]
+            if governing:
+                lines = self.query(PALLET, "EarlierGrids", [governing[-1]], block_hash=block_hash)
+        if lines is None:
+            lines = self.query(PALLET, "Grid", block_hash=block_hash)
         return [
             GridLine(*(int(line[k]) for k in ("a", "b", "capacity_wh", "fee_ticks")))
-            for line in self.query(PALLET, "Grid", block_hash=block_hash)
+            for line in lines
         ]
 
     def participant_zone(self, account: str, block_hash: str | None = None) -> int | None:

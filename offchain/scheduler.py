@@ -319,11 +319,13 @@ class Scheduler:
         # auction is one pool (the matcher takes no grid for it); the others follow the grid.
         mechanism = self.chain.market_params(book_at, interval=interval).mechanism
         network = (
-            None if mechanism == "uniform" else matcher_network(self.chain.grid(book_at), orders)
+            None
+            if mechanism == "uniform"
+            else matcher_network(self.chain.grid(book_at, interval=interval), orders)
         )
         clearing = self.clear_fn([o.matcher_dict() for o in orders], mechanism, network)
         result = clearing.to_json_dict()
-        problems = self._precheck(orders, result, book_at) if self.precheck else []
+        problems = self._precheck(interval, orders, result, book_at) if self.precheck else []
         zone_prices = (
             []
             if clearing.mechanism == "uniform" and result["price"] is None
@@ -450,13 +452,15 @@ class Scheduler:
         )
         return self._rejected(attempt_id, interval, name)
 
-    def _precheck(self, orders: list[ChainOrder], result: dict, book_at: str) -> list[str]:
+    def _precheck(
+        self, interval: int, orders: list[ChainOrder], result: dict, book_at: str
+    ) -> list[str]:
         """What the chain would refuse in this clearing, by the chain's rules against the book
         and the chain's grid (`matcher.verify`), at most three. A clearing the chain refuses
         costs the submitter its deposit, so one that fails here is never submitted."""
         import matcher
 
-        network = matcher_network(self.chain.grid(book_at), orders)
+        network = matcher_network(self.chain.grid(book_at, interval=interval), orders)
         book = matcher.book_from_orders([o.matcher_dict() for o in orders])
         found = matcher.verify(book, result, matcher.as_network(network))
         return [str(v) for v in found[:3]]

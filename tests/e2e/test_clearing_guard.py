@@ -11,7 +11,7 @@ import pytest
 from e2e_helpers import setup_participants, wait_for_gate, wait_until
 
 import matcher
-from chain import PALLET, Chain, ChainError
+from chain import PALLET, Chain, ChainError, GridLine
 from market import OrderSpec, keypair, now_ms, sign_order, ss58
 from meter_bridge import MeterKey
 from offchain.scheduler import Scheduler
@@ -265,7 +265,8 @@ def test_zones_trade_over_a_line_up_to_its_capacity(chain, tmp_path):
     """The chain knows the grid: the scheduler clears a zonal interval over the chain's lines,
     the line between the zones fills up to its capacity and no further, and the zone prices
     part by more than the line's fee only because the line is full (the congestion rent goes
-    to the distributor with the fee)."""
+    to the distributor with the fee). A grid change after the gate applies to later intervals
+    only."""
     far_buyer = "//Guard/zone1-buyer"
     setup_participants(chain, [far_buyer], zone=1)
     chain.submit(
@@ -290,6 +291,12 @@ def test_zones_trade_over_a_line_up_to_its_capacity(chain, tmp_path):
     distributor = chain.query("EnergyTrading", "Distributor")
     before = chain.balance(distributor).free
     wait_for_gate(chain, k)
+    # After the gate the operator removes the line: from a later interval on. The closed
+    # interval keeps the grid it closed under, and is cleared over the line.
+    receipt = chain.submit(keypair("//Alice"), "remove_line", {"a": 0, "b": 1})
+    (removed,) = receipt.find(PALLET, "LineRemoved")
+    assert int(removed.attributes["from_interval"]) > k
+    assert chain.grid() == [] and chain.grid(interval=k) == [GridLine(0, 1, 300, 5)]
     scheduler = Scheduler(DataDir(tmp_path), chain, keypair(SUBMITTER), start_interval=k)
     assert scheduler.clear_interval(k)["state"] == "committed"
     cleared = chain.clearing(k)

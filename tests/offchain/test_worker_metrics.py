@@ -75,7 +75,7 @@ class ClearingChain:
     def orders_of_interval(self, interval, block_hash=None):
         return self.book
 
-    def grid(self, block_hash=None):
+    def grid(self, block_hash=None, *, interval=None):
         return []
 
     def interval_order_ids(self, interval):

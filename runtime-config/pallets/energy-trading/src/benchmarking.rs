@@ -61,14 +61,30 @@ fn setup_market<T: Config>() {
 
 /// A grid of `n` lines that do not touch zone 0 (where the benchmarks trade): every clearing
 /// reads the whole grid.
-fn full_grid<T: Config>(n: u32) {
+fn grid_of(n: u32) -> GridLines {
 	let lines = (0..n).map(|i| Line {
 		a: 1 + (i / 64) as ZoneId,
 		b: 100 + (i % 64) as ZoneId,
 		capacity_wh: 1_000_000,
 		fee_ticks: 1,
 	});
-	Grid::<T>::put(BoundedVec::truncate_from(lines.collect::<Vec<_>>()));
+	BoundedVec::truncate_from(lines.collect::<Vec<_>>())
+}
+
+fn full_grid<T: Config>(n: u32) {
+	Grid::<T>::put(grid_of(n));
+}
+
+/// `sets` earlier grids of `MAX_LINES` lines, starting at intervals `0..sets`, and the latest
+/// from `latest_from`.
+fn earlier_grids<T: Config>(sets: u32, latest_from: IntervalId) {
+	for start in 0..sets as IntervalId {
+		EarlierGrids::<T>::insert(start, grid_of(MAX_LINES));
+	}
+	EarlierGridStarts::<T>::put(BoundedVec::truncate_from(
+		(0..sets as IntervalId).collect::<Vec<_>>(),
+	));
+	GridFrom::<T>::put(latest_from);
 }
 
 /// Moves the clock to the start of `INTERVAL`: its gate has closed, and it can still be cleared.
@@ -153,13 +169,18 @@ mod benchmarks {
 	}
 
 	/// A grid one line short of full, and the new line goes first (every other one moves).
+	/// The grid so far is kept for the intervals whose gates have closed, and all the earlier
+	/// grids one short of the most, long past, are dropped.
 	#[benchmark]
 	fn set_line() {
+		setup_market::<T>();
 		full_grid::<T>(MAX_LINES - 1);
+		earlier_grids::<T>(MAX_GRID_SETS - 1, MAX_GRID_SETS as IntervalId);
 		#[extrinsic_call]
 		_(RawOrigin::Root, 0, 1, 9_000, 9);
 		let grid = Grid::<T>::get();
 		assert_eq!((grid.len() as u32, grid[0].fee_ticks), (MAX_LINES, 9));
+		assert_eq!(EarlierGridStarts::<T>::get().len(), 1);
 	}
 
 	#[benchmark]
@@ -284,7 +305,9 @@ mod benchmarks {
 		m: Linear<1, { T::MaxMatches::get().min(T::MaxOrdersPerInterval::get() / 4) }>,
 	) -> Result<(), BenchmarkError> {
 		setup_market::<T>();
-		full_grid::<T>(MAX_LINES);
+		// The interval's grid is an earlier one (a change came after its gate closed), read
+		// from the most kept: the longer path.
+		earlier_grids::<T>(MAX_GRID_SETS, INTERVAL + 1);
 		let mut matches = Vec::new();
 		for i in 0..m {
 			let b: T::AccountId = account("buyer", i, 0);

@@ -13,9 +13,9 @@
 
 use crate::{
 	BalanceOf, ClearingMatches, ClearingPrices, ClearingSummary, Clearings, Config, Distributor,
-	Error, Event, Grid, HoldReason, IntervalId, IntervalOrders, Line, Match, Mechanism,
-	MeterSources, Order, OrderId, OrderStatus, Orders, Outstanding, Pallet, Position, Positions,
-	Side, Voided, ZoneId, ZonePrice,
+	Error, Event, HoldReason, IntervalId, IntervalOrders, Line, Match, Mechanism, MeterSources,
+	Order, OrderId, OrderStatus, Orders, Outstanding, Pallet, Position, Positions, Side, Voided,
+	ZoneId, ZonePrice,
 };
 use alloc::collections::btree_map::BTreeMap;
 use frame_support::{
@@ -85,8 +85,8 @@ impl<T: Config> Pallet<T> {
 		}
 		// The checks write nothing: a failed one leaves only the burned deposit behind.
 		let verdict = Self::verify_clearing(
-			mechanism,
-			params.mechanism,
+			interval,
+			(mechanism, params.mechanism),
 			volume_wh,
 			&zone_prices,
 			matches,
@@ -120,10 +120,11 @@ impl<T: Config> Pallet<T> {
 		Ok(ids.len() as u32)
 	}
 
-	/// Every check of a clearing against the book (whose fill counts it fills in) and the grid.
+	/// Every check of a clearing against the book (whose fill counts it fills in) and the grid
+	/// of its interval. `mechanisms` are the clearing's and the interval's.
 	fn verify_clearing(
-		mechanism: Mechanism,
-		interval_mechanism: Mechanism,
+		interval: IntervalId,
+		(mechanism, interval_mechanism): (Mechanism, Mechanism),
 		volume_wh: u64,
 		zone_prices: &[ZonePrice],
 		matches: &[Match],
@@ -131,7 +132,7 @@ impl<T: Config> Pallet<T> {
 	) -> DispatchResult {
 		ensure!(mechanism == interval_mechanism, Error::<T>::WrongMechanism);
 		let prices = Self::check_zone_prices(mechanism, zone_prices, matches.is_empty())?;
-		let mut grid = GridFlows::load::<T>();
+		let mut grid = GridFlows::load::<T>(interval);
 		let mut total: u64 = 0;
 		for m in matches {
 			ensure!(m.quantity_wh > 0, Error::<T>::ZeroQuantityMatch);
@@ -498,8 +499,9 @@ struct GridFlows {
 }
 
 impl GridFlows {
-	fn load<T: Config>() -> Self {
-		let lines = Grid::<T>::get().into_iter().map(|l| ((l.a, l.b), l)).collect();
+	/// The grid that governs `interval` (the one its gate closed under), nothing carried yet.
+	fn load<T: Config>(interval: IntervalId) -> Self {
+		let lines = Pallet::<T>::grid_for(interval).into_iter().map(|l| ((l.a, l.b), l)).collect();
 		GridFlows { lines, flow: BTreeMap::new() }
 	}
 

@@ -4,9 +4,9 @@
 //! ones, and the parameter sets follow each other in time. Compiled for `try-runtime` and tests only.
 
 use crate::{
-	Config, Debts, EarlierParams, EnergyBalance, EnergyIssuance, EnergyPools, EnergySource,
-	HoldReason, MeterSources, Meters, OrderStatus, Orders, Pallet, Params, ParamsFrom,
-	Participants, Positions, Settled, Settlements, Side,
+	Config, Debts, EarlierGridStarts, EarlierGrids, EarlierParams, EnergyBalance, EnergyIssuance,
+	EnergyPools, EnergySource, GridFrom, HoldReason, MeterSources, Meters, OrderStatus, Orders,
+	Pallet, Params, ParamsFrom, Participants, Positions, Settled, Settlements, Side,
 };
 use alloc::collections::btree_map::BTreeMap;
 use frame_support::{
@@ -75,6 +75,15 @@ impl<T: Config> Pallet<T> {
 			starts.windows(2).all(|w| w[0].0 < w[1].0)
 				&& starts.iter().all(|(_, ms)| *ms == latest.interval_ms),
 			"parameter sets out of order or with another interval length"
+		);
+		// Earlier grids: one per start kept, the starts ascending and before the latest grid's.
+		let grid_starts = EarlierGridStarts::<T>::get();
+		ensure!(
+			grid_starts.windows(2).all(|w| w[0] < w[1])
+				&& grid_starts.iter().all(|s| *s < GridFrom::<T>::get())
+				&& grid_starts.iter().all(EarlierGrids::<T>::contains_key)
+				&& EarlierGrids::<T>::iter_keys().count() == grid_starts.len(),
+			"earlier grids out of order or without their start"
 		);
 		let held: u128 = EnergyBalance::<T>::iter_values().map(|v| v as u128).sum();
 		let pooled: u128 = EnergyPools::<T>::iter_values().map(|p| p.held_wh as u128).sum();

@@ -84,6 +84,13 @@ pub const MAX_SETTLE_PAGE: u32 = 1_000;
 /// Lines the grid can have (`Grid`).
 pub const MAX_LINES: u32 = 256;
 
+/// Earlier grids kept for intervals whose gates have closed (`EarlierGridStarts`): only those
+/// that can still be cleared need theirs, the intervals from now to the first open gate.
+pub const MAX_GRID_SETS: u32 = 16;
+
+/// A grid's lines, sorted by their zones.
+pub type GridLines = frame_support::BoundedVec<Line, frame_support::traits::ConstU32<MAX_LINES>>;
+
 /// Earlier parameter sets kept for intervals not yet pruned (`EarlierParams`): the operator can
 /// change the parameters this many times within `RetainIntervals`.
 pub const MAX_PARAM_SETS: u32 = 32;
@@ -246,10 +253,27 @@ pub mod pallet {
 
 	/// The grid: its lines between zones, at most one per pair (`Line.a < Line.b`), sorted.
 	/// Energy crosses zones only over a line, up to its capacity, paying its fee. One value, so
-	/// that a clearing reads the whole grid at once. Written by genesis, `set_line` and
-	/// `remove_line`.
+	/// that a clearing reads the whole grid at once. The latest grid, which governs the
+	/// intervals from `GridFrom` on; an interval whose gate closed before a change keeps the
+	/// grid it closed under (`EarlierGrids`). Written by genesis, `set_line` and `remove_line`.
 	#[pallet::storage]
-	pub type Grid<T: Config> = StorageValue<_, BoundedVec<Line, ConstU32<MAX_LINES>>, ValueQuery>;
+	pub type Grid<T: Config> = StorageValue<_, GridLines, ValueQuery>;
+
+	/// The first interval `Grid` governs: the first whose gate was open at the last change.
+	#[pallet::storage]
+	pub type GridFrom<T: Config> = StorageValue<_, IntervalId, ValueQuery>;
+
+	/// The first intervals of the earlier grids still kept, ascending; each governs the
+	/// intervals up to the next start (or `GridFrom`). Written by `set_line` and
+	/// `remove_line`, which drop the grids of intervals that can no longer be cleared.
+	#[pallet::storage]
+	pub type EarlierGridStarts<T: Config> =
+		StorageValue<_, BoundedVec<IntervalId, ConstU32<MAX_GRID_SETS>>, ValueQuery>;
+
+	/// The earlier grids by their first interval (see `EarlierGridStarts`).
+	#[pallet::storage]
+	pub type EarlierGrids<T: Config> =
+		StorageMap<_, Twox64Concat, IntervalId, GridLines, OptionQuery>;
 
 	/// Accounts allowed to submit clearings: account id to `()` (present means
 	/// allowed). Written by genesis and `set_clearing_submitter`.
@@ -482,10 +506,18 @@ pub mod pallet {
 			for who in &self.clearing_submitters {
 				ClearingSubmitters::<T>::insert(who, ());
 			}
+			let mut grid = GridLines::default();
 			for (a, b, capacity_wh, fee_ticks) in &self.lines {
-				Pallet::<T>::do_set_line(*a, *b, *capacity_wh, *fee_ticks)
-					.expect("genesis lines join two different zones, at most MAX_LINES");
+				assert!(a != b, "a genesis line joins two different zones");
+				let line = Line {
+					a: *a.min(b),
+					b: *a.max(b),
+					capacity_wh: *capacity_wh,
+					fee_ticks: *fee_ticks,
+				};
+				Pallet::<T>::put_line(&mut grid, line).expect("at most MAX_LINES genesis lines");
 			}
+			Grid::<T>::put(grid);
 			// The clearing house exists from the start, so that no payment into it is ever
 			// below the existential deposit of a new account.
 			let house = Pallet::<T>::clearing_house();
@@ -529,10 +561,12 @@ pub mod pallet {
 		},
 		/// A meter's key no longer counts (swap, fault, fraud).
 		MeterRevoked { meter: MeterKey },
-		/// A line of the grid was added or changed.
-		LineSet { line: Line },
-		/// A line of the grid was removed: its zones no longer trade with each other.
-		LineRemoved { a: ZoneId, b: ZoneId },
+		/// A line of the grid was added or changed, for the intervals from `from_interval` on
+		/// (the first whose gate was still open).
+		LineSet { line: Line, from_interval: IntervalId },
+		/// A line of the grid was removed: its zones no longer trade with each other from
+		/// `from_interval` on.
+		LineRemoved { a: ZoneId, b: ZoneId, from_interval: IntervalId },
 		/// The distributor account changed.
 		DistributorSet { who: T::AccountId },
 		/// An account may (or may no longer) submit clearings.
@@ -784,6 +818,9 @@ pub mod pallet {
 		BadParams,
 		/// The parameters changed `MAX_PARAM_SETS` times within the intervals not yet pruned.
 		TooManyParamChanges,
+		/// The grid changed `MAX_GRID_SETS` times within the intervals whose gates have closed
+		/// and that can still be cleared.
+		TooManyGridChanges,
 		/// The clearing's mechanism is not the one the interval's parameters fix.
 		WrongMechanism,
 		/// A renewable-only bid in an interval cleared at one uniform price, which cannot keep
@@ -842,7 +879,8 @@ pub mod pallet {
 		}
 
 		/// Add or change the line between zones `a` and `b` (operator): it carries up to
-		/// `capacity_wh` net per interval either way, for `fee_ticks` per kWh.
+		/// `capacity_wh` net per interval either way, for `fee_ticks` per kWh. From the first
+		/// interval whose gate is still open: closed intervals keep the grid they closed under.
 		#[pallet::call_index(3)]
 		#[pallet::weight(T::WeightInfo::set_line())]
 		pub fn set_line(

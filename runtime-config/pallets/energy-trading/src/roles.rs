@@ -3,11 +3,17 @@
 //! distributor's (meters).
 
 use crate::{
-	ClearingSubmitters, Config, Distributor, EarlierParams, EnergySource, Error, Event, Grid,
-	IntervalId, Line, MarketOperator, MarketParams, Meter, MeterEpochs, MeterKey, MeterSources,
-	Meters, NextOrderId, Pallet, Params, ParamsFrom, Participant, Participants, ZoneId,
+	ClearingSubmitters, Config, Distributor, EarlierGridStarts, EarlierGrids, EarlierParams,
+	EnergySource, Error, Event, Grid, GridFrom, GridLines, IntervalId, Line, MarketOperator,
+	MarketParams, Meter, MeterEpochs, MeterKey, MeterSources, Meters, NextOrderId, Pallet, Params,
+	ParamsFrom, Participant, Participants, ZoneId,
 };
-use frame_support::{ensure, pallet_prelude::DispatchResult, traits::EnsureOrigin};
+use alloc::vec::Vec;
+use frame_support::{
+	ensure,
+	pallet_prelude::{BoundedVec, DispatchResult},
+	traits::EnsureOrigin,
+};
 use frame_system::{ensure_signed, pallet_prelude::OriginFor};
 use sp_runtime::DispatchError;
 
@@ -88,7 +94,8 @@ impl<T: Config> Pallet<T> {
 		Ok(())
 	}
 
-	/// Adds or replaces the line between two zones, kept sorted by its zones.
+	/// Adds or replaces the line between two zones in the grid of the intervals whose gates
+	/// are still open.
 	pub(crate) fn do_set_line(
 		a: ZoneId,
 		b: ZoneId,
@@ -97,28 +104,81 @@ impl<T: Config> Pallet<T> {
 	) -> DispatchResult {
 		ensure!(a != b, Error::<T>::SameZone);
 		let line = Line { a: a.min(b), b: a.max(b), capacity_wh, fee_ticks };
-		Grid::<T>::try_mutate(|grid| -> DispatchResult {
-			match grid.binary_search_by_key(&(line.a, line.b), |l| (l.a, l.b)) {
-				Ok(i) => grid[i] = line,
-				Err(i) => grid.try_insert(i, line).map_err(|_| Error::<T>::TooManyLines)?,
-			}
-			Ok(())
-		})?;
-		Self::deposit_event(Event::LineSet { line });
+		let from_interval = Self::change_grid(|grid| Self::put_line(grid, line))?;
+		Self::deposit_event(Event::LineSet { line, from_interval });
 		Ok(())
 	}
 
+	/// Removes the line between two zones from the grid of the intervals whose gates are still
+	/// open.
 	pub(crate) fn do_remove_line(a: ZoneId, b: ZoneId) -> DispatchResult {
 		let (a, b) = (a.min(b), a.max(b));
-		Grid::<T>::try_mutate(|grid| -> DispatchResult {
+		let from_interval = Self::change_grid(|grid| {
 			let i = grid
 				.binary_search_by_key(&(a, b), |l| (l.a, l.b))
 				.map_err(|_| Error::<T>::UnknownLine)?;
 			grid.remove(i);
 			Ok(())
 		})?;
-		Self::deposit_event(Event::LineRemoved { a, b });
+		Self::deposit_event(Event::LineRemoved { a, b, from_interval });
 		Ok(())
+	}
+
+	/// Puts `line` in `grid`, kept sorted by its zones, replacing the line of the same pair.
+	pub(crate) fn put_line(grid: &mut GridLines, line: Line) -> DispatchResult {
+		match grid.binary_search_by_key(&(line.a, line.b), |l| (l.a, l.b)) {
+			Ok(i) => grid[i] = line,
+			Err(i) => grid.try_insert(i, line).map_err(|_| Error::<T>::TooManyLines)?,
+		}
+		Ok(())
+	}
+
+	/// Applies `change` to the grid from the first interval whose gate is still open, as
+	/// `set_market_params` does to the parameters: an interval whose gate has closed keeps
+	/// the grid it closed under (`EarlierGrids`) for its clearing. Returns that first interval.
+	fn change_grid(
+		change: impl FnOnce(&mut GridLines) -> DispatchResult,
+	) -> Result<IntervalId, DispatchError> {
+		let latest_from = GridFrom::<T>::get();
+		let from = Self::first_open_interval().max(latest_from);
+		let mut grid = Grid::<T>::get();
+		let before = grid.clone();
+		change(&mut grid)?;
+		if latest_from < from {
+			// The grid so far governs the closed intervals from `latest_from` to `from`.
+			let mut starts = EarlierGridStarts::<T>::get();
+			starts.try_push(latest_from).map_err(|_| Error::<T>::TooManyGridChanges)?;
+			EarlierGrids::<T>::insert(latest_from, before);
+			// A grid whose successor starts by the current interval governs only intervals
+			// past their clearing deadline (their end): no clearing will read it.
+			let current = Params::<T>::get().interval_at(Self::now_ms());
+			let next: Vec<IntervalId> = starts.iter().skip(1).copied().chain([from]).collect();
+			let gone = next.iter().take_while(|n| **n <= current).count();
+			for start in starts.iter().take(gone) {
+				EarlierGrids::<T>::remove(start);
+			}
+			starts = BoundedVec::truncate_from(starts.into_inner().split_off(gone));
+			EarlierGridStarts::<T>::put(starts);
+		}
+		Grid::<T>::put(grid);
+		GridFrom::<T>::put(from);
+		Ok(from)
+	}
+
+	/// The grid that governs `interval`: the one its gate closed under.
+	pub fn grid_for(interval: IntervalId) -> GridLines {
+		if interval >= GridFrom::<T>::get() {
+			return Grid::<T>::get();
+		}
+		// Before the oldest grid kept the interval is past clearing; the oldest will do.
+		let starts = EarlierGridStarts::<T>::get();
+		starts
+			.iter()
+			.rev()
+			.find(|start| **start <= interval)
+			.or(starts.first())
+			.and_then(EarlierGrids::<T>::get)
+			.unwrap_or_else(Grid::<T>::get)
 	}
 
 	pub(crate) fn do_set_distributor(who: T::AccountId) -> DispatchResult {

@@ -259,7 +259,8 @@ fn operator_registers_participants_meters_fees_and_roles() {
 		assert_ok!(Market::set_line(origin(&operator()), 3, 2, 500, 7));
 		assert_ok!(Market::set_line(origin(&operator()), 2, 3, 600, 8));
 		let line = Line { a: 2, b: 3, capacity_wh: 600, fee_ticks: 8 };
-		System::assert_last_event(Ev::LineSet { line }.into());
+		// From the first interval whose gate is open (1, at the chain's start).
+		System::assert_last_event(Ev::LineSet { line, from_interval: 1 }.into());
 		let base = Line { a: 0, b: 1, capacity_wh: 1_000, fee_ticks: 5 };
 		assert_eq!(Grid::<Test>::get().into_inner(), vec![base, line]);
 		assert_noop!(Market::set_line(origin(&operator()), 2, 2, 7, 7), E::SameZone);
@@ -1116,6 +1117,44 @@ fn energy_crosses_zones_only_over_a_line() {
 		assert_noop!(clear(2, Mechanism::Uniform, &[(0, 50)], &[m(b, o, 100, 50, 50)]), E::NoLine);
 		// Without a line the two zones are two markets, each in equilibrium on its own.
 		assert_ok!(clear(2, Mechanism::Zonal, &[(0, 60), (2, 40)], &[]));
+	});
+}
+
+#[test]
+fn an_interval_keeps_the_grid_its_gate_closed_under() {
+	run(|| {
+		// Bob (zone 0) sells to Eve (zone 1) over the line 0-1 (fee 5) in interval 2.
+		let o = place(&seller(), spec(1, 2, Side::Offer, 100, 40, 0));
+		let b = place(&buyer1(), spec(1, 2, Side::Bid, 100, 60, 1));
+		close_gate(2);
+		// After interval 2's gate, the operator raises the fee and then removes the line: both
+		// apply from interval 3 on, so they cannot void or reprice a book that is closed.
+		assert_ok!(Market::set_line(origin(&operator()), 0, 1, 1_000, 30));
+		System::assert_last_event(
+			Ev::LineSet {
+				line: Line { a: 0, b: 1, capacity_wh: 1_000, fee_ticks: 30 },
+				from_interval: 3,
+			}
+			.into(),
+		);
+		assert_ok!(Market::remove_line(origin(&operator()), 1, 0));
+		System::assert_last_event(Ev::LineRemoved { a: 0, b: 1, from_interval: 3 }.into());
+		let before = Line { a: 0, b: 1, capacity_wh: 1_000, fee_ticks: 5 };
+		assert_eq!(Market::grid_for(2).into_inner(), vec![before]);
+		assert!(Market::grid_for(3).is_empty());
+		assert_ok!(clear(2, Mechanism::PayAsBid, &[], &[m(b, o, 100, 60, 55)]));
+
+		// Interval 3 trades under the grid without the line.
+		let o3 = place(&seller(), spec(3, 3, Side::Offer, 100, 40, 0));
+		let b3 = place(&buyer1(), spec(3, 3, Side::Bid, 100, 60, 1));
+		close_gate(3);
+		assert_noop!(clear(3, Mechanism::PayAsBid, &[], &[m(b3, o3, 100, 60, 55)]), E::NoLine);
+		// Once no interval that can still be cleared needs it, the old grid is dropped.
+		end_interval(3);
+		assert_ok!(Market::set_line(origin(&operator()), 0, 1, 1_000, 5));
+		assert_eq!(EarlierGridStarts::<Test>::get().into_inner(), vec![3]);
+		assert!(!EarlierGrids::<Test>::contains_key(0));
+		assert!(Market::grid_for(4).is_empty() && Market::grid_for(6).len() == 1);
 	});
 }
 
