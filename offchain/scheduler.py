@@ -58,10 +58,18 @@ def matcher_network(lines: list[GridLine], orders: list[ChainOrder]) -> dict | N
     zones = {o.spec.zone for o in orders} | {z for line in lines for z in (line.a, line.b)}
     if not zones:
         return None
+    # The matcher takes integers up to 2^63 - 1; the chain's u64 above that (an "unlimited"
+    # line, say) means the same to any book.
+    big = 2**63 - 1
     return {
         "zones": sorted(zones),
         "lines": [
-            {"from": line.a, "to": line.b, "capacity_wh": line.capacity_wh, "fee": line.fee_ticks}
+            {
+                "from": line.a,
+                "to": line.b,
+                "capacity_wh": min(line.capacity_wh, big),
+                "fee": min(line.fee_ticks, big),
+            }
             for line in lines
         ],
     }

@@ -189,6 +189,10 @@ def test_the_matcher_clears_over_the_chains_grid():
         "lines": [{"from": 0, "to": 1, "capacity_wh": 300, "fee": 5}],
     }
     matcher.Network.from_dict(network)  # one the matcher takes
+    # A u64 line above what the matcher takes (an "unlimited" one) is the matcher's largest.
+    unlimited = matcher_network([GridLine(0, 1, 2**64 - 1, 2**64 - 1)], book)
+    assert unlimited["lines"][0]["capacity_wh"] == unlimited["lines"][0]["fee"] == 2**63 - 1
+    matcher.Network.from_dict(unlimited)
 
 
 def test_a_clearing_the_chain_would_refuse_is_never_submitted(tmp_path):

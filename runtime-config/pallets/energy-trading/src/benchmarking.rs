@@ -470,7 +470,7 @@ mod benchmarks {
 		Positions::<T>::insert(
 			INTERVAL,
 			&owner,
-			Position { contracted_wh: -1, meters: 1, reported: 0, proceeds: 0 },
+			Position { contracted_wh: -1, meters: 1, reported: 0, proceeds: 0, measured_wh: 0 },
 		);
 		Outstanding::<T>::insert(INTERVAL, 1);
 		let reading = MeterReading {
@@ -516,8 +516,13 @@ mod benchmarks {
 		for i in 0..=p {
 			let who: T::AccountId = account("trader", i, 0);
 			funded_participant::<T>(&who);
-			let position =
-				Position { contracted_wh: -1_000, meters: 1, reported: 1, proceeds: 50_000 };
+			let position = Position {
+				contracted_wh: -1_000,
+				meters: 1,
+				reported: 1,
+				proceeds: 50_000,
+				measured_wh: 700,
+			};
 			Positions::<T>::insert(INTERVAL, &who, position);
 			Metered::<T>::insert(INTERVAL, &who, MeteredEnergy { import_wh: 0, export_wh: 700 });
 			TrueUp::<T>::insert(&who, 100);

@@ -33,8 +33,9 @@
 //!   `revoke_meter`. The distributor owns the metering and pays for what meters export, so the
 //!   market operator cannot accredit meters of its own and mint.
 //! - Privileged (`OperatorOrigin` or the market-operator account): `register_participant`,
-//!   `set_line`, `remove_line`, `set_distributor`, `set_clearing_submitter`,
-//!   `set_market_params`, `set_market_operator`.
+//!   `set_line`, `remove_line`, `set_clearing_submitter`, `set_market_params`,
+//!   `set_market_operator`.
+//! - Governance only (`OperatorOrigin`): `set_distributor`.
 //!
 //! ## Layout
 //!
@@ -902,11 +903,12 @@ pub mod pallet {
 			Self::do_remove_line(a, b)
 		}
 
-		/// Set the distributor account (operator).
+		/// Set the distributor account (governance only: the distributor accredits meters, so
+		/// an operator that could name itself distributor could accredit meters of its own).
 		#[pallet::call_index(4)]
 		#[pallet::weight(T::WeightInfo::set_distributor())]
 		pub fn set_distributor(origin: OriginFor<T>, who: T::AccountId) -> DispatchResult {
-			Self::ensure_operator(origin)?;
+			T::OperatorOrigin::ensure_origin(origin)?;
 			Self::do_set_distributor(who)
 		}
 
@@ -926,7 +928,9 @@ pub mod pallet {
 		/// interval's parameters are fixed when its gate closes. The interval length cannot
 		/// change once orders exist, because interval ids are derived from it.
 		#[pallet::call_index(6)]
-		#[pallet::weight(T::WeightInfo::set_market_params())]
+		// A change of interval length (only before any order) also drops the earlier grids.
+		#[pallet::weight(T::WeightInfo::set_market_params()
+			.saturating_add(T::DbWeight::get().writes(MAX_GRID_SETS as u64 + 2)))]
 		pub fn set_market_params(origin: OriginFor<T>, params: MarketParams) -> DispatchResult {
 			Self::ensure_operator(origin)?;
 			Self::do_set_market_params(params)
@@ -1019,7 +1023,8 @@ pub mod pallet {
 
 		/// Submit a meter's signed reading for an interval that has ended. The first reading of
 		/// a meter sets its baseline; later ones must continue its counter and registers.
-		/// Exported energy mints energy tokens to the meter's owner.
+		/// Exported energy mints energy tokens into the interval's pool, which its settlement
+		/// hands to the buyers it was delivered to (see `metering.rs`).
 		#[pallet::call_index(30)]
 		#[pallet::weight(T::WeightInfo::submit_reading())]
 		pub fn submit_reading(

@@ -137,14 +137,18 @@ impl<T: Config> Pallet<T> {
 		let Some(mut p) = Positions::<T>::get(interval, owner) else { return Ok(()) };
 		let was_complete = p.complete();
 		p.reported = p.reported.saturating_add(1);
+		let completed = !was_complete && p.complete();
+		let traded = p.measured_trade_wh(energy);
+		if completed {
+			p.measured_wh = traded;
+		}
 		Positions::<T>::insert(interval, owner, p);
-		if was_complete || !p.complete() {
+		if !completed {
 			return Ok(());
 		}
 		Outstanding::<T>::mutate_exists(interval, |n| {
 			*n = n.and_then(|n| n.checked_sub(1)).filter(|n| *n > 0);
 		});
-		let traded = p.measured_trade_wh(energy);
 		if traded == 0 {
 			return Ok(());
 		}

@@ -209,10 +209,15 @@ impl<T: Config> Pallet<T> {
 		);
 		let latest = Params::<T>::get();
 		if params.interval_ms != latest.interval_ms {
-			// Nothing traded yet: the clock starts over, with no earlier sets.
+			// Nothing traded yet: the clock starts over, with no earlier sets of parameters or
+			// grids (their interval ids counted in the old length).
 			ensure!(NextOrderId::<T>::get() == 0, Error::<T>::BadParams);
 			EarlierParams::<T>::kill();
 			ParamsFrom::<T>::put(0);
+			for start in EarlierGridStarts::<T>::take() {
+				EarlierGrids::<T>::remove(start);
+			}
+			GridFrom::<T>::put(0);
 			Params::<T>::put(params);
 			Self::deposit_event(Event::MarketParamsSet { params, from_interval: 0 });
 			return Ok(());

@@ -217,7 +217,7 @@ impl<T: Config> Pallet<T> {
 			trued_up_wh: clamp(trued_up),
 		};
 		if let Some(pos) = p.position.filter(|pos| pos.contracted_wh > 0 && !estimated) {
-			let tokens = pool.share(pos.measured_trade_wh(&p.metered));
+			let tokens = pool.share(pos.measured_wh);
 			Self::deliver_tokens(interval, pool, &p.who, tokens);
 		}
 		Settlements::<T>::insert(interval, &p.who, line);

@@ -268,7 +268,13 @@ fn operator_registers_participants_meters_fees_and_roles() {
 		assert_eq!(Grid::<Test>::get().into_inner(), vec![base]);
 		assert_noop!(Market::remove_line(origin(&operator()), 2, 3), E::UnknownLine);
 
-		assert_ok!(Market::set_distributor(origin(&operator()), who.clone()));
+		// The distributor accredits meters: naming it is governance's, not the operator's,
+		// who could otherwise name itself and accredit meters of its own.
+		assert_noop!(
+			Market::set_distributor(origin(&operator()), operator()),
+			DispatchError::BadOrigin
+		);
+		assert_ok!(Market::set_distributor(RuntimeOrigin::root(), who.clone()));
 		assert_eq!(Distributor::<Test>::get(), Some(who.clone()));
 
 		assert_ok!(Market::set_clearing_submitter(origin(&operator()), who.clone(), true));
@@ -406,10 +412,19 @@ fn market_params_are_checked_and_interval_length_is_frozen_once_trading_starts()
 			),
 			E::BadParams
 		);
+		// A grid change, then a new interval length: the grid's earlier sets, counted in the
+		// old intervals, go with the old clock; the latest grid governs from interval 0.
+		at(5 * INTERVAL_MS);
+		assert_ok!(Market::set_line(origin(&operator()), 0, 1, 700, 5));
+		assert!(GridFrom::<Test>::get() > 0 && !EarlierGridStarts::<Test>::get().is_empty());
 		assert_ok!(Market::set_market_params(
 			origin(&operator()),
 			MarketParams { interval_ms: 2_000, ..p }
 		));
+		assert_eq!(GridFrom::<Test>::get(), 0);
+		assert!(EarlierGridStarts::<Test>::get().is_empty());
+		assert_eq!(EarlierGrids::<Test>::iter().count(), 0);
+		assert_eq!(Market::grid_for(1)[0].capacity_wh, 700);
 		place(&buyer(), spec(1, 5, Side::Bid, 100, 50, 0));
 		assert_noop!(
 			Market::set_market_params(
@@ -1534,6 +1549,37 @@ fn tokens_follow_the_energy_to_the_buyer() {
 }
 
 #[test]
+fn a_buyer_gets_the_tokens_its_pool_counted_whatever_reports_later() {
+	run(|| {
+		// Charlie's second meter is accredited after the clearing, so the clearing waits for
+		// one report of his. The new meter reports first (30 Wh), completing him; the old one
+		// reports 100 Wh more, which his line settles, but his pool share was counted at 30.
+		let charlie = charlie_meters();
+		bob_sells_150_in_interval_2();
+		let late = pair("CharlieMeter2");
+		assert_ok!(Market::accredit_meter(
+			origin(&distributor()),
+			late.public().0,
+			buyer(),
+			0,
+			EnergySource::GridMix,
+			RATED_W
+		));
+		assert_ok!(submit_from(&charlie, 1, 1, 0, 0));
+		assert_ok!(submit_from(&late, 1, 1, 0, 0));
+		end_interval(2);
+		assert_ok!(submit(reading(2, 2, 0, 150)));
+		assert_ok!(submit_from(&late, 2, 2, 30, 0));
+		assert_eq!(Positions::<Test>::get(2, buyer()).map(|p| p.measured_wh), Some(30));
+		assert_ok!(submit_from(&charlie, 2, 2, 100, 0));
+		assert_ok!(settle(2));
+		assert_eq!(EnergyBalance::<Test>::get(buyer()), 30);
+		assert_eq!(EnergyIssuance::<Test>::get(), 30);
+		assert_eq!(Settlements::<Test>::get(2, buyer()).map(|l| l.metered_wh), Some(130));
+	});
+}
+
+#[test]
 fn buyers_share_what_sellers_delivered_when_it_is_short() {
 	run(|| {
 		// Bob sells 150 Wh (100 to Charlie, 50 to Grace) but exports only 90.
@@ -1851,7 +1897,13 @@ fn settlement_buys_shortfalls_and_pays_surplus_at_regulated_rates() {
 		bob_sells_150_in_interval_2();
 		assert_eq!(
 			Positions::<Test>::get(2, seller()),
-			Some(Position { contracted_wh: -150, meters: 1, reported: 0, proceeds: 150 * 42 })
+			Some(Position {
+				contracted_wh: -150,
+				meters: 1,
+				reported: 0,
+				proceeds: 150 * 42,
+				measured_wh: 0
+			})
 		);
 		assert_eq!(Outstanding::<Test>::get(2), 1);
 		assert_noop!(settle(2), E::IntervalNotEnded);

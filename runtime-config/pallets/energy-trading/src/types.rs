@@ -411,6 +411,10 @@ pub struct Position {
 	/// What buyers paid for the energy it sold, in balance units: kept by the clearing house
 	/// until settlement, which pays it out net of any shortfall.
 	pub proceeds: u128,
+	/// What its meters measured of its trade once they had all reported
+	/// (`measured_trade_wh`), as it went into the interval's energy pool: settlement gives a
+	/// buyer its tokens by this same figure.
+	pub measured_wh: u64,
 }
 
 impl Position {

@@ -51,12 +51,14 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 		// Proof Size summary in bytes:
 		//  Measured:  `19`
 		//  Estimated: `1504`
-		// Minimum execution time: 8_953_000 picoseconds.
-		Weight::from_parts(10_745_000, 0)
+		// Minimum execution time: 9_154_000 picoseconds.
+		Weight::from_parts(10_275_000, 0)
 			.saturating_add(Weight::from_parts(0, 1504))
 			.saturating_add(T::DbWeight::get().reads(4))
 			.saturating_add(T::DbWeight::get().writes(3))
 	}
+	/// Storage: `EnergyTrading::Distributor` (r:1 w:0)
+	/// Proof: `EnergyTrading::Distributor` (`max_values`: Some(1), `max_size`: Some(32), added: 527, mode: `MaxEncodedLen`)
 	/// Storage: `EnergyTrading::Meters` (r:1 w:1)
 	/// Proof: `EnergyTrading::Meters` (`max_values`: None, `max_size`: Some(120), added: 2595, mode: `MaxEncodedLen`)
 	/// Storage: `EnergyTrading::MeterEpochs` (r:1 w:1)
@@ -73,14 +75,16 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 	/// Proof: `System::Events` (`max_values`: Some(1), `max_size`: None, mode: `Measured`)
 	fn accredit_meter() -> Weight {
 		// Proof Size summary in bytes:
-		//  Measured:  `161`
+		//  Measured:  `200`
 		//  Estimated: `3585`
-		// Minimum execution time: 19_739_000 picoseconds.
-		Weight::from_parts(32_959_000, 0)
+		// Minimum execution time: 22_443_000 picoseconds.
+		Weight::from_parts(24_156_000, 0)
 			.saturating_add(Weight::from_parts(0, 3585))
-			.saturating_add(T::DbWeight::get().reads(7))
+			.saturating_add(T::DbWeight::get().reads(8))
 			.saturating_add(T::DbWeight::get().writes(5))
 	}
+	/// Storage: `EnergyTrading::Distributor` (r:1 w:0)
+	/// Proof: `EnergyTrading::Distributor` (`max_values`: Some(1), `max_size`: Some(32), added: 527, mode: `MaxEncodedLen`)
 	/// Storage: `EnergyTrading::Meters` (r:1 w:1)
 	/// Proof: `EnergyTrading::Meters` (`max_values`: None, `max_size`: Some(120), added: 2595, mode: `MaxEncodedLen`)
 	/// Storage: `EnergyTrading::MeterSources` (r:1 w:1)
@@ -95,16 +99,28 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 	/// Proof: `System::Events` (`max_values`: Some(1), `max_size`: None, mode: `Measured`)
 	fn revoke_meter() -> Weight {
 		// Proof Size summary in bytes:
-		//  Measured:  `273`
+		//  Measured:  `315`
 		//  Estimated: `3585`
-		// Minimum execution time: 16_484_000 picoseconds.
-		Weight::from_parts(17_936_000, 0)
+		// Minimum execution time: 19_439_000 picoseconds.
+		Weight::from_parts(21_032_000, 0)
 			.saturating_add(Weight::from_parts(0, 3585))
-			.saturating_add(T::DbWeight::get().reads(6))
+			.saturating_add(T::DbWeight::get().reads(7))
 			.saturating_add(T::DbWeight::get().writes(4))
 	}
+	/// Storage: `EnergyTrading::GridFrom` (r:1 w:1)
+	/// Proof: `EnergyTrading::GridFrom` (`max_values`: Some(1), `max_size`: Some(8), added: 503, mode: `MaxEncodedLen`)
+	/// Storage: `Timestamp::Now` (r:1 w:0)
+	/// Proof: `Timestamp::Now` (`max_values`: Some(1), `max_size`: Some(8), added: 503, mode: `MaxEncodedLen`)
+	/// Storage: `EnergyTrading::Params` (r:1 w:0)
+	/// Proof: `EnergyTrading::Params` (`max_values`: Some(1), `max_size`: Some(65), added: 560, mode: `MaxEncodedLen`)
+	/// Storage: `EnergyTrading::EarlierParams` (r:1 w:0)
+	/// Proof: `EnergyTrading::EarlierParams` (`max_values`: Some(1), `max_size`: Some(2337), added: 2832, mode: `MaxEncodedLen`)
+	/// Storage: `EnergyTrading::ParamsFrom` (r:1 w:0)
+	/// Proof: `EnergyTrading::ParamsFrom` (`max_values`: Some(1), `max_size`: Some(8), added: 503, mode: `MaxEncodedLen`)
 	/// Storage: `EnergyTrading::Grid` (r:1 w:1)
 	/// Proof: `EnergyTrading::Grid` (`max_values`: Some(1), `max_size`: Some(5122), added: 5617, mode: `MaxEncodedLen`)
+	/// Storage: `EnergyTrading::EarlierGridStarts` (r:1 w:1)
+	/// Proof: `EnergyTrading::EarlierGridStarts` (`max_values`: Some(1), `max_size`: Some(129), added: 624, mode: `MaxEncodedLen`)
 	/// Storage: `System::Number` (r:1 w:0)
 	/// Proof: `System::Number` (`max_values`: Some(1), `max_size`: Some(4), added: 499, mode: `MaxEncodedLen`)
 	/// Storage: `System::ExecutionPhase` (r:1 w:0)
@@ -113,15 +129,17 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 	/// Proof: `System::EventCount` (`max_values`: Some(1), `max_size`: Some(4), added: 499, mode: `MaxEncodedLen`)
 	/// Storage: `System::Events` (r:1 w:1)
 	/// Proof: `System::Events` (`max_values`: Some(1), `max_size`: None, mode: `Measured`)
+	/// Storage: `EnergyTrading::EarlierGrids` (r:0 w:16)
+	/// Proof: `EnergyTrading::EarlierGrids` (`max_values`: None, `max_size`: Some(5138), added: 7613, mode: `MaxEncodedLen`)
 	fn set_line() -> Weight {
 		// Proof Size summary in bytes:
-		//  Measured:  `5286`
-		//  Estimated: `6771`
-		// Minimum execution time: 17_276_000 picoseconds.
-		Weight::from_parts(19_389_000, 0)
-			.saturating_add(Weight::from_parts(0, 6771))
-			.saturating_add(T::DbWeight::get().reads(5))
-			.saturating_add(T::DbWeight::get().writes(3))
+		//  Measured:  `5586`
+		//  Estimated: `7071`
+		// Minimum execution time: 57_695_000 picoseconds.
+		Weight::from_parts(64_696_000, 0)
+			.saturating_add(Weight::from_parts(0, 7071))
+			.saturating_add(T::DbWeight::get().reads(11))
+			.saturating_add(T::DbWeight::get().writes(21))
 	}
 	/// Storage: `System::Number` (r:1 w:0)
 	/// Proof: `System::Number` (`max_values`: Some(1), `max_size`: Some(4), added: 499, mode: `MaxEncodedLen`)
@@ -137,8 +155,8 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 		// Proof Size summary in bytes:
 		//  Measured:  `19`
 		//  Estimated: `1504`
-		// Minimum execution time: 7_832_000 picoseconds.
-		Weight::from_parts(8_963_000, 0)
+		// Minimum execution time: 7_912_000 picoseconds.
+		Weight::from_parts(8_983_000, 0)
 			.saturating_add(Weight::from_parts(0, 1504))
 			.saturating_add(T::DbWeight::get().reads(4))
 			.saturating_add(T::DbWeight::get().writes(3))
@@ -157,8 +175,8 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 		// Proof Size summary in bytes:
 		//  Measured:  `19`
 		//  Estimated: `1504`
-		// Minimum execution time: 9_134_000 picoseconds.
-		Weight::from_parts(10_286_000, 0)
+		// Minimum execution time: 9_184_000 picoseconds.
+		Weight::from_parts(13_911_000, 0)
 			.saturating_add(Weight::from_parts(0, 1504))
 			.saturating_add(T::DbWeight::get().reads(4))
 			.saturating_add(T::DbWeight::get().writes(3))
@@ -181,11 +199,11 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 	/// Proof: `System::Events` (`max_values`: Some(1), `max_size`: None, mode: `Measured`)
 	fn set_market_params() -> Weight {
 		// Proof Size summary in bytes:
-		//  Measured:  `2567`
-		//  Estimated: `4052`
-		// Minimum execution time: 24_066_000 picoseconds.
-		Weight::from_parts(26_188_000, 0)
-			.saturating_add(Weight::from_parts(0, 4052))
+		//  Measured:  `2587`
+		//  Estimated: `4072`
+		// Minimum execution time: 24_286_000 picoseconds.
+		Weight::from_parts(38_247_000, 0)
+			.saturating_add(Weight::from_parts(0, 4072))
 			.saturating_add(T::DbWeight::get().reads(8))
 			.saturating_add(T::DbWeight::get().writes(5))
 	}
@@ -203,8 +221,8 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 		// Proof Size summary in bytes:
 		//  Measured:  `19`
 		//  Estimated: `1504`
-		// Minimum execution time: 7_691_000 picoseconds.
-		Weight::from_parts(8_683_000, 0)
+		// Minimum execution time: 7_942_000 picoseconds.
+		Weight::from_parts(9_214_000, 0)
 			.saturating_add(Weight::from_parts(0, 1504))
 			.saturating_add(T::DbWeight::get().reads(4))
 			.saturating_add(T::DbWeight::get().writes(3))
@@ -241,10 +259,10 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 	/// Proof: `EnergyTrading::Orders` (`max_values`: None, `max_size`: Some(94), added: 2569, mode: `MaxEncodedLen`)
 	fn place_order() -> Weight {
 		// Proof Size summary in bytes:
-		//  Measured:  `80633`
+		//  Measured:  `80654`
 		//  Estimated: `83483`
-		// Minimum execution time: 166_057_000 picoseconds.
-		Weight::from_parts(172_296_000, 0)
+		// Minimum execution time: 158_836_000 picoseconds.
+		Weight::from_parts(171_464_000, 0)
 			.saturating_add(Weight::from_parts(0, 83483))
 			.saturating_add(T::DbWeight::get().reads(14))
 			.saturating_add(T::DbWeight::get().writes(9))
@@ -284,13 +302,13 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 	/// The range of component `n` is `[1, 256]`.
 	fn place_orders_relayed(n: u32, ) -> Weight {
 		// Proof Size summary in bytes:
-		//  Measured:  `80500 + n * (131 ±0)`
+		//  Measured:  `80542 + n * (131 ±0)`
 		//  Estimated: `83483 + n * (2603 ±0)`
-		// Minimum execution time: 237_092_000 picoseconds.
-		Weight::from_parts(399_617_795, 0)
+		// Minimum execution time: 233_747_000 picoseconds.
+		Weight::from_parts(779_243_061, 0)
 			.saturating_add(Weight::from_parts(0, 83483))
-			// Standard Error: 3_259_640
-			.saturating_add(Weight::from_parts(199_801_649, 0).saturating_mul(n.into()))
+			// Standard Error: 10_686_576
+			.saturating_add(Weight::from_parts(223_112_008, 0).saturating_mul(n.into()))
 			.saturating_add(T::DbWeight::get().reads(10))
 			.saturating_add(T::DbWeight::get().reads((5_u64).saturating_mul(n.into())))
 			.saturating_add(T::DbWeight::get().writes(4))
@@ -323,10 +341,10 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 	/// Proof: `EnergyTrading::TraderSides` (`max_values`: None, `max_size`: Some(69), added: 2544, mode: `MaxEncodedLen`)
 	fn cancel_order() -> Weight {
 		// Proof Size summary in bytes:
-		//  Measured:  `923`
+		//  Measured:  `944`
 		//  Estimated: `3593`
-		// Minimum execution time: 71_747_000 picoseconds.
-		Weight::from_parts(75_312_000, 0)
+		// Minimum execution time: 72_938_000 picoseconds.
+		Weight::from_parts(99_178_000, 0)
 			.saturating_add(Weight::from_parts(0, 3593))
 			.saturating_add(T::DbWeight::get().reads(12))
 			.saturating_add(T::DbWeight::get().writes(6))
@@ -360,13 +378,13 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 	/// The range of component `n` is `[1, 256]`.
 	fn cancel_orders_relayed(n: u32, ) -> Weight {
 		// Proof Size summary in bytes:
-		//  Measured:  `485 + n * (389 ±0)`
+		//  Measured:  `609 + n * (388 ±0)`
 		//  Estimated: `3509 + n * (2603 ±0)`
-		// Minimum execution time: 137_133_000 picoseconds.
-		Weight::from_parts(140_248_000, 0)
+		// Minimum execution time: 134_600_000 picoseconds.
+		Weight::from_parts(136_272_000, 0)
 			.saturating_add(Weight::from_parts(0, 3509))
-			// Standard Error: 631_175
-			.saturating_add(Weight::from_parts(115_427_841, 0).saturating_mul(n.into()))
+			// Standard Error: 3_716_253
+			.saturating_add(Weight::from_parts(147_679_747, 0).saturating_mul(n.into()))
 			.saturating_add(T::DbWeight::get().reads(8))
 			.saturating_add(T::DbWeight::get().reads((5_u64).saturating_mul(n.into())))
 			.saturating_add(T::DbWeight::get().writes(2))
@@ -391,8 +409,12 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 	/// Proof: `Timestamp::Now` (`max_values`: Some(1), `max_size`: Some(8), added: 503, mode: `MaxEncodedLen`)
 	/// Storage: `EnergyTrading::Orders` (r:10000 w:10000)
 	/// Proof: `EnergyTrading::Orders` (`max_values`: None, `max_size`: Some(94), added: 2569, mode: `MaxEncodedLen`)
-	/// Storage: `EnergyTrading::Grid` (r:1 w:0)
-	/// Proof: `EnergyTrading::Grid` (`max_values`: Some(1), `max_size`: Some(5122), added: 5617, mode: `MaxEncodedLen`)
+	/// Storage: `EnergyTrading::GridFrom` (r:1 w:0)
+	/// Proof: `EnergyTrading::GridFrom` (`max_values`: Some(1), `max_size`: Some(8), added: 503, mode: `MaxEncodedLen`)
+	/// Storage: `EnergyTrading::EarlierGridStarts` (r:1 w:0)
+	/// Proof: `EnergyTrading::EarlierGridStarts` (`max_values`: Some(1), `max_size`: Some(129), added: 624, mode: `MaxEncodedLen`)
+	/// Storage: `EnergyTrading::EarlierGrids` (r:1 w:0)
+	/// Proof: `EnergyTrading::EarlierGrids` (`max_values`: None, `max_size`: Some(5138), added: 7613, mode: `MaxEncodedLen`)
 	/// Storage: `System::Number` (r:1 w:0)
 	/// Proof: `System::Number` (`max_values`: Some(1), `max_size`: Some(4), added: 499, mode: `MaxEncodedLen`)
 	/// Storage: `System::ExecutionPhase` (r:1 w:0)
@@ -419,16 +441,16 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 	/// The range of component `m` is `[1, 2500]`.
 	fn submit_clearing(o: u32, m: u32, ) -> Weight {
 		// Proof Size summary in bytes:
-		//  Measured:  `9229 + m * (454 ±0) + o * (100 ±0)`
+		//  Measured:  `9785 + m * (454 ±0) + o * (100 ±0)`
 		//  Estimated: `83483 + m * (7608 ±0) + o * (2569 ±0)`
-		// Minimum execution time: 38_959_567_000 picoseconds.
-		Weight::from_parts(41_071_473_000, 0)
+		// Minimum execution time: 47_955_638_000 picoseconds.
+		Weight::from_parts(35_427_185_799, 0)
 			.saturating_add(Weight::from_parts(0, 83483))
-			// Standard Error: 1_029_084
-			.saturating_add(Weight::from_parts(5_800_688, 0).saturating_mul(o.into()))
-			// Standard Error: 2_058_100
-			.saturating_add(Weight::from_parts(146_287_212, 0).saturating_mul(m.into()))
-			.saturating_add(T::DbWeight::get().reads(14))
+			// Standard Error: 2_932_628
+			.saturating_add(Weight::from_parts(1_910_395, 0).saturating_mul(o.into()))
+			// Standard Error: 5_867_210
+			.saturating_add(Weight::from_parts(171_570_875, 0).saturating_mul(m.into()))
+			.saturating_add(T::DbWeight::get().reads(16))
 			.saturating_add(T::DbWeight::get().reads((1_u64).saturating_mul(o.into())))
 			.saturating_add(T::DbWeight::get().reads((7_u64).saturating_mul(m.into())))
 			.saturating_add(T::DbWeight::get().writes(7))
@@ -472,12 +494,14 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 	fn void_interval(o: u32, n: u32, ) -> Weight {
 		// Proof Size summary in bytes:
 		//  Measured:  `0 + n * (268 ±0) + o * (37 ±0)`
-		//  Estimated: `83483 + n * (2603 ±2) + o * (23 ±2)`
-		// Minimum execution time: 456_969_000 picoseconds.
-		Weight::from_parts(608_494_000, 0)
+		//  Estimated: `83483 + n * (2603 ±0) + o * (23 ±2)`
+		// Minimum execution time: 635_594_000 picoseconds.
+		Weight::from_parts(3_789_582_272, 0)
 			.saturating_add(Weight::from_parts(0, 83483))
-			// Standard Error: 587_111
-			.saturating_add(Weight::from_parts(71_570_808, 0).saturating_mul(n.into()))
+			// Standard Error: 2_617_669
+			.saturating_add(Weight::from_parts(97_530, 0).saturating_mul(o.into()))
+			// Standard Error: 2_618_124
+			.saturating_add(Weight::from_parts(85_513_808, 0).saturating_mul(n.into()))
 			.saturating_add(T::DbWeight::get().reads(12))
 			.saturating_add(T::DbWeight::get().reads((3_u64).saturating_mul(n.into())))
 			.saturating_add(T::DbWeight::get().writes(3))
@@ -496,11 +520,11 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 		// Proof Size summary in bytes:
 		//  Measured:  `80716 + n * (93 ±0)`
 		//  Estimated: `83483 + n * (2569 ±0)`
-		// Minimum execution time: 54_551_000 picoseconds.
-		Weight::from_parts(54_671_000, 0)
+		// Minimum execution time: 50_766_000 picoseconds.
+		Weight::from_parts(51_787_000, 0)
 			.saturating_add(Weight::from_parts(0, 83483))
-			// Standard Error: 330_670
-			.saturating_add(Weight::from_parts(11_552_581, 0).saturating_mul(n.into()))
+			// Standard Error: 268_467
+			.saturating_add(Weight::from_parts(12_380_764, 0).saturating_mul(n.into()))
 			.saturating_add(T::DbWeight::get().reads(1))
 			.saturating_add(T::DbWeight::get().reads((1_u64).saturating_mul(n.into())))
 			.saturating_add(T::DbWeight::get().writes((2_u64).saturating_mul(n.into())))
@@ -534,10 +558,10 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 	/// Proof: `EnergyTrading::Voided` (`max_values`: None, `max_size`: Some(20), added: 2495, mode: `MaxEncodedLen`)
 	fn prune_tail() -> Weight {
 		// Proof Size summary in bytes:
-		//  Measured:  `77565`
+		//  Measured:  `77585`
 		//  Estimated: `667614`
-		// Minimum execution time: 1_170_068_000 picoseconds.
-		Weight::from_parts(1_366_369_000, 0)
+		// Minimum execution time: 1_206_111_000 picoseconds.
+		Weight::from_parts(1_365_609_000, 0)
 			.saturating_add(Weight::from_parts(0, 667614))
 			.saturating_add(T::DbWeight::get().reads(1025))
 			.saturating_add(T::DbWeight::get().writes(1033))
@@ -556,10 +580,6 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 	/// Proof: `EnergyTrading::Params` (`max_values`: Some(1), `max_size`: Some(65), added: 560, mode: `MaxEncodedLen`)
 	/// Storage: `Timestamp::Now` (r:1 w:0)
 	/// Proof: `Timestamp::Now` (`max_values`: Some(1), `max_size`: Some(8), added: 503, mode: `MaxEncodedLen`)
-	/// Storage: `EnergyTrading::EnergyBalance` (r:1 w:1)
-	/// Proof: `EnergyTrading::EnergyBalance` (`max_values`: None, `max_size`: Some(56), added: 2531, mode: `MaxEncodedLen`)
-	/// Storage: `EnergyTrading::EnergyIssuance` (r:1 w:1)
-	/// Proof: `EnergyTrading::EnergyIssuance` (`max_values`: Some(1), `max_size`: Some(8), added: 503, mode: `MaxEncodedLen`)
 	/// Storage: `System::Number` (r:1 w:0)
 	/// Proof: `System::Number` (`max_values`: Some(1), `max_size`: Some(4), added: 499, mode: `MaxEncodedLen`)
 	/// Storage: `System::ExecutionPhase` (r:1 w:0)
@@ -572,20 +592,24 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 	/// Proof: `EnergyTrading::Settled` (`max_values`: None, `max_size`: Some(20), added: 2495, mode: `MaxEncodedLen`)
 	/// Storage: `EnergyTrading::SettlementProgress` (r:1 w:0)
 	/// Proof: `EnergyTrading::SettlementProgress` (`max_values`: None, `max_size`: Some(171), added: 2646, mode: `MaxEncodedLen`)
-	/// Storage: `EnergyTrading::Positions` (r:1 w:1)
-	/// Proof: `EnergyTrading::Positions` (`max_values`: None, `max_size`: Some(96), added: 2571, mode: `MaxEncodedLen`)
-	/// Storage: `EnergyTrading::Outstanding` (r:1 w:1)
-	/// Proof: `EnergyTrading::Outstanding` (`max_values`: None, `max_size`: Some(20), added: 2495, mode: `MaxEncodedLen`)
 	/// Storage: `EnergyTrading::Metered` (r:1 w:1)
 	/// Proof: `EnergyTrading::Metered` (`max_values`: None, `max_size`: Some(80), added: 2555, mode: `MaxEncodedLen`)
 	/// Storage: `EnergyTrading::MeteredCount` (r:1 w:1)
 	/// Proof: `EnergyTrading::MeteredCount` (`max_values`: None, `max_size`: Some(20), added: 2495, mode: `MaxEncodedLen`)
+	/// Storage: `EnergyTrading::EnergyIssuance` (r:1 w:1)
+	/// Proof: `EnergyTrading::EnergyIssuance` (`max_values`: Some(1), `max_size`: Some(8), added: 503, mode: `MaxEncodedLen`)
+	/// Storage: `EnergyTrading::EnergyPools` (r:1 w:1)
+	/// Proof: `EnergyTrading::EnergyPools` (`max_values`: None, `max_size`: Some(40), added: 2515, mode: `MaxEncodedLen`)
+	/// Storage: `EnergyTrading::Positions` (r:1 w:1)
+	/// Proof: `EnergyTrading::Positions` (`max_values`: None, `max_size`: Some(96), added: 2571, mode: `MaxEncodedLen`)
+	/// Storage: `EnergyTrading::Outstanding` (r:1 w:1)
+	/// Proof: `EnergyTrading::Outstanding` (`max_values`: None, `max_size`: Some(20), added: 2495, mode: `MaxEncodedLen`)
 	fn submit_reading() -> Weight {
 		// Proof Size summary in bytes:
-		//  Measured:  `726`
+		//  Measured:  `749`
 		//  Estimated: `3636`
 		// Minimum execution time: 110_164_000 picoseconds.
-		Weight::from_parts(136_453_000, 0)
+		Weight::from_parts(137_434_000, 0)
 			.saturating_add(Weight::from_parts(0, 3636))
 			.saturating_add(T::DbWeight::get().reads(19))
 			.saturating_add(T::DbWeight::get().writes(9))
@@ -602,10 +626,10 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 	/// Proof: `System::Events` (`max_values`: Some(1), `max_size`: None, mode: `Measured`)
 	fn transfer_energy() -> Weight {
 		// Proof Size summary in bytes:
-		//  Measured:  `266`
+		//  Measured:  `286`
 		//  Estimated: `6052`
-		// Minimum execution time: 16_324_000 picoseconds.
-		Weight::from_parts(20_090_000, 0)
+		// Minimum execution time: 17_065_000 picoseconds.
+		Weight::from_parts(28_593_000, 0)
 			.saturating_add(Weight::from_parts(0, 6052))
 			.saturating_add(T::DbWeight::get().reads(6))
 			.saturating_add(T::DbWeight::get().writes(4))
@@ -626,6 +650,8 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 	/// Proof: `EnergyTrading::SettlementProgress` (`max_values`: None, `max_size`: Some(171), added: 2646, mode: `MaxEncodedLen`)
 	/// Storage: `EnergyTrading::Outstanding` (r:1 w:0)
 	/// Proof: `EnergyTrading::Outstanding` (`max_values`: None, `max_size`: Some(20), added: 2495, mode: `MaxEncodedLen`)
+	/// Storage: `EnergyTrading::EnergyPools` (r:1 w:1)
+	/// Proof: `EnergyTrading::EnergyPools` (`max_values`: None, `max_size`: Some(40), added: 2515, mode: `MaxEncodedLen`)
 	/// Storage: `EnergyTrading::Positions` (r:1002 w:0)
 	/// Proof: `EnergyTrading::Positions` (`max_values`: None, `max_size`: Some(96), added: 2571, mode: `MaxEncodedLen`)
 	/// Storage: `EnergyTrading::Metered` (r:1001 w:0)
@@ -651,16 +677,16 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 	/// The range of component `p` is `[1, 1000]`.
 	fn settle_interval(p: u32, ) -> Weight {
 		// Proof Size summary in bytes:
-		//  Measured:  `1009 + p * (303 ±0)`
+		//  Measured:  `1119 + p * (303 ±0)`
 		//  Estimated: `6196 + p * (2603 ±0)`
-		// Minimum execution time: 158_826_000 picoseconds.
-		Weight::from_parts(166_858_000, 0)
+		// Minimum execution time: 169_021_000 picoseconds.
+		Weight::from_parts(173_828_000, 0)
 			.saturating_add(Weight::from_parts(0, 6196))
-			// Standard Error: 2_194_363
-			.saturating_add(Weight::from_parts(133_696_603, 0).saturating_mul(p.into()))
-			.saturating_add(T::DbWeight::get().reads(19))
+			// Standard Error: 2_394_184
+			.saturating_add(Weight::from_parts(134_788_662, 0).saturating_mul(p.into()))
+			.saturating_add(T::DbWeight::get().reads(20))
 			.saturating_add(T::DbWeight::get().reads((4_u64).saturating_mul(p.into())))
-			.saturating_add(T::DbWeight::get().writes(5))
+			.saturating_add(T::DbWeight::get().writes(6))
 			.saturating_add(T::DbWeight::get().writes((3_u64).saturating_mul(p.into())))
 			.saturating_add(Weight::from_parts(0, 2603).saturating_mul(p.into()))
 	}

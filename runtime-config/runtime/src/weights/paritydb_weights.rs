@@ -45,31 +45,31 @@ pub mod constants {
 			/// Calculated by multiplying the *P95Percentile* of all values with `2.0` and adding `0`.
 			///
 			/// Stats nanoseconds:
-			///   Min, Max: 791, 2_370_271
-			///   Average:  58_608
-			///   Median:   1_772
-			///   Std-Dev:  361027.01
+			///   Min, Max: 761, 3_075_478
+			///   Average:  72_367
+			///   Median:   1_662
+			///   Std-Dev:  457981.56
 			///
 			/// Percentiles nanoseconds:
-			///   99th: 2_370_271
-			///   95th: 9_343
-			///   75th: 2_354
-			read: 18_686 * constants::WEIGHT_REF_TIME_PER_NANOS,
+			///   99th: 3_075_478
+			///   95th: 7_210
+			///   75th: 2_364
+			read: 14_420 * constants::WEIGHT_REF_TIME_PER_NANOS,
 
 			/// Time to write one storage item.
 			/// Calculated by multiplying the *P95Percentile* of all values with `2.0` and adding `0`.
 			///
 			/// Stats nanoseconds:
-			///   Min, Max: 3_034, 9_340_403
-			///   Average:  232_682
-			///   Median:   10_616
-			///   Std-Dev:  1422391.78
+			///   Min, Max: 3_385, 11_022_482
+			///   Average:  262_397
+			///   Median:   9_615
+			///   Std-Dev:  1640916.86
 			///
 			/// Percentiles nanoseconds:
-			///   99th: 9_340_403
-			///   95th: 16_545
-			///   75th: 13_881
-			write: 33_090 * constants::WEIGHT_REF_TIME_PER_NANOS,
+			///   99th: 11_022_482
+			///   95th: 30_906
+			///   75th: 15_814
+			write: 61_812 * constants::WEIGHT_REF_TIME_PER_NANOS,
 		};
 	}
 
