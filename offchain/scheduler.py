@@ -326,14 +326,12 @@ class Scheduler:
         # The interval's mechanism is fixed in its parameters when its gate closes. The uniform
         # auction is one pool (the matcher takes no grid for it); the others follow the grid.
         mechanism = self.chain.market_params(book_at, interval=interval).mechanism
-        network = (
-            None
-            if mechanism == "uniform"
-            else matcher_network(self.chain.grid(book_at, interval=interval), orders)
-        )
+        # The grid that governs the interval: the matcher's (not under uniform) and the check's.
+        grid = matcher_network(self.chain.grid(book_at, interval=interval), orders)
+        network = None if mechanism == "uniform" else grid
         clearing = self.clear_fn([o.matcher_dict() for o in orders], mechanism, network)
         result = clearing.to_json_dict()
-        problems = self._precheck(interval, orders, result, book_at) if self.precheck else []
+        problems = self._precheck(orders, result, grid) if self.precheck else []
         zone_prices = (
             []
             if clearing.mechanism == "uniform" and result["price"] is None
@@ -460,17 +458,15 @@ class Scheduler:
         )
         return self._rejected(attempt_id, interval, name)
 
-    def _precheck(
-        self, interval: int, orders: list[ChainOrder], result: dict, book_at: str
-    ) -> list[str]:
+    @staticmethod
+    def _precheck(orders: list[ChainOrder], result: dict, grid: dict | None) -> list[str]:
         """What the chain would refuse in this clearing, by the chain's rules against the book
-        and the chain's grid (`matcher.verify`), at most three. A clearing the chain refuses
+        and the interval's grid (`matcher.verify`), at most three. A clearing the chain refuses
         costs the submitter its deposit, so one that fails here is never submitted."""
         import matcher
 
-        network = matcher_network(self.chain.grid(book_at, interval=interval), orders)
         book = matcher.book_from_orders([o.matcher_dict() for o in orders])
-        found = matcher.verify(book, result, matcher.as_network(network))
+        found = matcher.verify(book, result, matcher.as_network(grid))
         return [str(v) for v in found[:3]]
 
     def _rejected(self, attempt_id: int, interval: int, error: str) -> dict:

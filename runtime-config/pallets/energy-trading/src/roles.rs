@@ -20,22 +20,26 @@ use sp_runtime::DispatchError;
 impl<T: Config> Pallet<T> {
 	/// `OperatorOrigin`, or a signed origin of the market-operator account in storage.
 	pub(crate) fn ensure_operator(origin: OriginFor<T>) -> DispatchResult {
-		if T::OperatorOrigin::try_origin(origin.clone()).is_ok() {
-			return Ok(());
-		}
-		let who = ensure_signed(origin)?;
-		ensure!(MarketOperator::<T>::get().as_ref() == Some(&who), DispatchError::BadOrigin);
-		Ok(())
+		Self::ensure_governance_or(origin, MarketOperator::<T>::get)
 	}
 
 	/// `OperatorOrigin`, or a signed origin of the distributor's account: who may accredit and
 	/// revoke meters.
 	pub(crate) fn ensure_meter_authority(origin: OriginFor<T>) -> DispatchResult {
+		Self::ensure_governance_or(origin, Distributor::<T>::get)
+	}
+
+	/// `OperatorOrigin`, or a signed origin of the role's account in storage (read only when
+	/// the origin is not governance's).
+	fn ensure_governance_or(
+		origin: OriginFor<T>,
+		role: impl FnOnce() -> Option<T::AccountId>,
+	) -> DispatchResult {
 		if T::OperatorOrigin::try_origin(origin.clone()).is_ok() {
 			return Ok(());
 		}
 		let who = ensure_signed(origin)?;
-		ensure!(Distributor::<T>::get().as_ref() == Some(&who), DispatchError::BadOrigin);
+		ensure!(role().as_ref() == Some(&who), DispatchError::BadOrigin);
 		Ok(())
 	}
 

@@ -388,13 +388,13 @@ pub struct EnergyPool {
 impl EnergyPool {
 	/// A buyer's tokens for `taken_wh` of measured purchase: all of it when sellers delivered
 	/// at least what buyers took, else its share of what they delivered (rounded down).
+	/// Handing them out never takes more than the pool holds (`deliver_tokens`).
 	pub fn share(&self, taken_wh: u64) -> u64 {
 		if self.taken_wh == 0 {
 			return 0;
 		}
 		let covered = self.delivered_wh.min(self.taken_wh) as u128;
-		let share = taken_wh as u128 * covered / self.taken_wh as u128;
-		(share as u64).min(self.held_wh)
+		(taken_wh as u128 * covered / self.taken_wh as u128) as u64
 	}
 }
 
