@@ -10,9 +10,9 @@ RUST_ENV := PATH=/usr/bin:$$PATH CARGO=/usr/bin/cargo RUSTC=/usr/bin/rustc \
 	WASM_BUILD_RUSTFLAGS="-C link-arg=--allow-undefined" WASM_BUILD_WORKSPACE_HINT=$(CURDIR)/runtime-config
 NODE_BIN := $(CARGO_TARGET_DIR)/debug/wattchain-node
 
-.PHONY: setup toolchain python browser node check test test-rust lint-rust test-python test-chain demo bench loadtest weights
+.PHONY: setup toolchain python browser web node check test test-rust lint-rust test-python test-chain demo bench loadtest weights
 
-setup: toolchain python browser
+setup: toolchain python browser web
 
 toolchain:
 	@runtime-config/scripts/install-toolchain.sh
@@ -21,6 +21,22 @@ toolchain:
 browser:
 	@command -v chromium >/dev/null || { echo "[browser] installing chromium"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+# The web app: its npm packages (Chart.js, @polkadot's crypto) and esbuild, bundled into
+# api/static/app, which the API serves. Nothing is fetched from a CDN when the page runs.
+WEB_BUNDLE := api/static/app/main.js
+web: $(WEB_BUNDLE)
+
+WEB_MODULES := api/web/node_modules/.package-lock.json
+$(WEB_MODULES): api/web/package.json api/web/package-lock.json
+	@command -v npm >/dev/null || { echo "[web] installing Node.js and npm"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; }
+	@echo "[web] npm ci (Chart.js, @polkadot's api, keyring and crypto, esbuild)"
+	@cd api/web && npm ci --no-audit --no-fund --loglevel=error >/dev/null
+
+$(WEB_BUNDLE): $(WEB_MODULES) $(wildcard api/web/src/*)
+	@echo "[web] esbuild bundles the web app into api/static/app"
+	@cd api/web && npm run -s build
 
 python: $(VENV)/.installed
 
@@ -32,13 +48,14 @@ $(VENV)/.installed: setup.py pyproject.toml
 	@touch $@
 
 # The quick loop, no node needed: lint, format, types, import contracts, every test not marked `chain`.
-check: python toolchain
-	@echo "[check] rustfmt, ruff, ruff format, mypy, import contracts" >&2
+check: python toolchain $(WEB_MODULES)
+	@echo "[check] rustfmt, ruff, ruff format, mypy, import contracts, the web app's unit tests" >&2
 	@cd runtime-config && $(RUST_ENV) cargo fmt --all --check 2>/dev/null
 	@$(VENV)/bin/ruff check --quiet .
 	@$(VENV)/bin/ruff format --check --quiet .
 	@$(VENV)/bin/mypy
 	@$(VENV)/bin/lint-imports --no-cache | tail -n 1
+	@cd api/web && node --test --test-reporter=dot test/
 	@$(PY) -m pytest -q -m "not chain"
 
 # Builds the node (and its wasm runtime); the last line printed is the binary's path.
@@ -64,10 +81,10 @@ lint-rust: toolchain
 		--all-targets -- -D warnings
 
 # Every Python test; test-chain only those that need the node (marked `chain`).
-test-python: python node
+test-python: python web node
 	@WATTCHAIN_NODE=$(NODE_BIN) $(PY) -m pytest -q
 
-test-chain: python node
+test-chain: python web node
 	@WATTCHAIN_NODE=$(NODE_BIN) $(PY) -m pytest -q -m chain
 
 # Everything: the quick checks first (they include every test that needs no node), then the

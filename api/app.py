@@ -21,7 +21,18 @@ from .intake import Guards
 from .limits import BATCH_PATH, BodyLimit, batch_body_bytes
 from .metrics import NODE_REACHABLE, OrderOutcomes
 from .ratelimit import ClientRateLimit, RateLimits
-from .routes import intervals, market, meters, metrics, orders, participants, reports, stream
+from .routes import (
+    devices,
+    intervals,
+    market,
+    meters,
+    metrics,
+    orders,
+    participants,
+    reports,
+    session,
+    stream,
+)
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
@@ -63,7 +74,18 @@ def create_app(settings: Settings | None = None, *, chain: ChainView | None = No
     )
     app.add_middleware(ClientRateLimit, limits=rates)  # before any body is read
     app.add_middleware(OrderOutcomes)  # outermost: counts the 413s and 429s too
-    for module in (market, orders, intervals, participants, meters, reports, stream, metrics):
+    for module in (
+        market,
+        session,
+        orders,
+        intervals,
+        participants,
+        meters,
+        devices,
+        reports,
+        stream,
+        metrics,
+    ):
         app.include_router(module.router, responses=errors.ERROR_RESPONSES)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 

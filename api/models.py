@@ -159,6 +159,7 @@ class BookOrder(BaseModel):
     order_id: int
     owner: str
     client_order_id: int
+    interval: int
     side: str
     quantity_wh: int
     price_ticks: int
@@ -176,6 +177,7 @@ class BookOrder(BaseModel):
             order_id=row["order_id"],
             owner=row["owner"],
             client_order_id=int(row["client_order_id"]),
+            interval=row["interval"],
             side=row["side"],
             quantity_wh=row["quantity_wh"],
             price_ticks=row["price_ticks"],
@@ -219,6 +221,12 @@ class ZonePricePublic(BaseModel):
     price: int
 
 
+class FlowPublic(BaseModel):
+    from_zone: int = Field(description="The sellers' zone")
+    to_zone: int = Field(description="The buyers' zone (the same zone for local trade)")
+    quantity_wh: int
+
+
 class ClearingPublic(BaseModel):
     interval: int
     mechanism: str
@@ -232,6 +240,29 @@ class ClearingPublic(BaseModel):
     extrinsic_index: int | None
     timestamp_ms: int | None
     matches: list[MatchPublic] | None = None
+    flows: list[FlowPublic] | None = Field(
+        None, description="Energy moved between zones (with the matches only)"
+    )
+
+
+class IntervalProgressPublic(BaseModel):
+    interval: int
+    start_ms: int
+    gate_closure_ms: int
+    state: Literal["open", "empty", "closed", "rejected", "cleared", "voided", "settled"] = Field(
+        description="open for orders; empty (gate passed without orders: nothing to clear); "
+        "closed (gate passed, no clearing yet); rejected (the "
+        "chain refused the scheduler's latest clearing, it may retry until the interval ends); "
+        "cleared; voided (no valid clearing by the interval's end, every hold released); "
+        "settled (after metering)"
+    )
+    orders: int = Field(description="Orders of the interval on chain (finalized)")
+    mechanism: str | None = None
+    price: int | None = Field(None, description="The uniform price, when cleared uniform")
+    volume_wh: int | None = None
+    match_count: int | None = None
+    block_number: int | None = Field(None, description="Block of the clearing or the voiding")
+    error: str | None = Field(None, description="Why the latest clearing was rejected")
 
 
 class PositionPublic(BaseModel):
@@ -330,6 +361,11 @@ class MarketPublic(BaseModel):
     finalized_block: int | None = None
     indexed_block: int | None = None
     distributor: str | None = None
+    operator: str | None = Field(None, description="The market operator's account")
+    node_rpc_url: str = Field(
+        description="The node's WebSocket RPC, where the operator console sends the chain "
+        "actions it signs in the browser"
+    )
     timezone: str = Field(
         description="The market's time zone (IANA): intervals are shown in its clock time"
     )
@@ -361,6 +397,23 @@ class AlertPublic(BaseModel):
     interval: int | None
     name: str
     detail: str
+    acked_ms: int | None = Field(None, description="When the operator acknowledged it")
+    acked_by: str | None = Field(None, description="The operator's account that did")
+
+
+class SessionCreate(Strict):
+    """A login: the account's signature over market.login_message (docs/web.md)."""
+
+    account: str = Field(json_schema_extra=ACCOUNT_SCHEMA)
+    issued_ms: U64 = Field(description="The browser's clock, ms since the epoch")
+    signature: Hex64
+
+
+class SessionPublic(BaseModel):
+    token: str = Field(description="Send as Authorization: Bearer <token>")
+    account: str
+    roles: list[Literal["operator", "distributor", "participant"]]
+    expires_ms: int
 
 
 __all__ = [name for name in dir() if name[0].isupper()]

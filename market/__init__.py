@@ -9,11 +9,13 @@ from .clock import interval_clock, now_ms
 from .enums import MECHANISMS, SIDES, SOURCES, from_chain_name, to_chain_name
 from .messages import (
     CANCEL_TAG,
+    LOGIN_TAG,
     ORDER_TAG,
     READING_TAG,
     SignedCancel,
     SignedOrder,
     cancel_message,
+    login_message,
     order_message,
     reading_message,
     sign_cancel,
@@ -27,6 +29,7 @@ from .units import U16_MAX, U32_MAX, U64_MAX, UNITS_PER_BRL, UNITS_PER_TICK, uni
 
 __all__ = [
     "CANCEL_TAG",
+    "LOGIN_TAG",
     "MECHANISMS",
     "MarketParams",
     "ORDER_TAG",
@@ -47,6 +50,7 @@ __all__ = [
     "from_chain_name",
     "interval_clock",
     "keypair",
+    "login_message",
     "now_ms",
     "order_message",
     "public_key",

@@ -15,6 +15,8 @@ from .units import U32_MAX, U64_MAX
 ORDER_TAG = b"wattchain:order:v1"
 CANCEL_TAG = b"wattchain:cancel:v1"
 READING_TAG = b"wattchain:reading:v2"
+# Signed by a browser to open a session with the API; never valid on chain (another tag).
+LOGIN_TAG = b"wattchain:login:v1"
 
 
 def order_message(genesis_hash: bytes, owner: bytes, spec: OrderSpec) -> bytes:
@@ -30,6 +32,15 @@ def cancel_message(genesis_hash: bytes, owner: bytes, client_order_id: int) -> b
     _check_len("owner", owner, 32)
     _check_u64("client_order_id", client_order_id)
     return CANCEL_TAG + bytes(genesis_hash) + bytes(owner) + struct.pack("<Q", client_order_id)
+
+
+def login_message(genesis_hash: bytes, account: bytes, issued_ms: int) -> bytes:
+    """`b"wattchain:login:v1" ++ genesis_hash[32] ++ account[32] ++ issued_ms u64`: what a
+    browser signs to open an API session as `account` (api/auth.py)."""
+    _check_len("genesis hash", genesis_hash, 32)
+    _check_len("account", account, 32)
+    _check_u64("issued_ms", issued_ms)
+    return LOGIN_TAG + bytes(genesis_hash) + bytes(account) + struct.pack("<Q", issued_ms)
 
 
 def reading_message(

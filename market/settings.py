@@ -29,6 +29,9 @@ class Settings(BaseSettings):
 
     data_dir: Path = Path("data")
     node_url: str = "ws://127.0.0.1:9944"
+    # The node's RPC as the operator's browser reaches it (the console signs chain actions
+    # there); None: node_url, right when the browser runs on the API's machine.
+    public_rpc_url: str | None = None
     # Dev-chain roles (genesis.rs), each its own key: Alice is the operator (registers
     # participants), Ferdie the distributor (accredits meters), One the clearing submitter
     # (signs clearings, voids and settlements every interval). The relayer and the

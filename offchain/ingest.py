@@ -24,6 +24,30 @@ it is sent, or once the chain refused it as `StaleAccreditation`: the chain neve
 so nothing counts twice, and nothing is lost. A reading signed for another chain is sent as it
 is, and the chain refuses it (`BadSignature`).
 
+Devices (store/devices.py, in the market's ops.db): the sites file seeds each site's device
+configuration the first time its name is seen (model, host, port, unit id, rated power; a poll
+period of 10 s); from then on the store is the source of truth, edited through the API
+(`PATCH /devices/{name}`), and the sites file provides only the meter's key. Beside the signed
+reading of each interval, a live monitor (`monitor`, which needs no node) keeps one task per
+device that reads the meter (the raw Modbus read, nothing signed or queued) every poll period
+and records its status: `connected` with its registers and power, or `stale` with the error.
+About once a second it compares each device's stored `version` with the one it applied; a new
+version is applied at once, without a restart: the device's task starts again on the new
+address, unit id, model and period (reading at once), the next signed reading opens its
+MeterClient there too, the log says "device X: applied version N (field: old -> new, ...)" and
+the status records `applied_version` and `applied_ms`. An address that does not answer is a
+`stale` status with its error, never a crash. The ingest's own files stay in its folder
+(`<data>/ingest`); the device configuration is the market folder's (`devices_dir`, by default
+the folder above one named `ingest`, else the ingest's own).
+
+Demand response: the settings are stored, checked and shown, and nothing here acts on them yet.
+meter_bridge's commands take neither: `MeterClient.set_load_limit(watts)` writes the board's
+load limit (uint32 W, confirmed by read-back) and `switch_relay(on)` its contactor, and the board
+(`CONTROLS`) has no revert register. A demand-response event will write `curtail_limit_w` with
+`set_load_limit` at the device's applied address, and, when `revert_timer_s` > 0, write back the
+limit it read before (`load_limit()`) once the timer ends: the timer is kept by the worker that
+sent the command, not by the board.
+
 Run it: `wattchain ingest --sites sites.json` (settings: market/settings.py).
 """
 
@@ -33,18 +57,22 @@ import asyncio
 import dataclasses
 import json
 import logging
+import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from chain import Chain, ChainError, ChainUnavailable
 from market import keypair, now_ms
 from market.settings import Settings
-from meter_bridge import Accreditation, MeterClient, MeterKey, MeterSigner
+from meter_bridge import MODELS, Accreditation, MeterClient, MeterKey, MeterSigner
 from meter_bridge.client import RetryPolicy
 from meter_bridge.errors import MeterStale, ModbusReplyError, ReadingError
 from meter_bridge.reading import MeterReading, resign_reading, verify_reading
-from store import Anomaly, DataDir, QueuedReading, ReadingQueue
+from store import OPS_SCHEMA, Anomaly, DataDir, QueuedReading, ReadingQueue, connect
+from store import devices as device_store
+from store.devices import Device, DeviceSeed, InvalidDeviceChange, State
 
 log = logging.getLogger("wattchain.ingest")
 
@@ -54,6 +82,22 @@ RETRY_LATER = {"IntervalNotEnded"}
 ALREADY_ON_CHAIN = {"ReadingReplayed"}
 # Signed under an earlier accreditation of the meter: sign it again under the current one.
 STALE_ACCREDITATION = {"StaleAccreditation"}
+# How often the live monitor looks for a new version of the device configuration.
+DEVICE_CHECK_S = 1.0
+# The live read tries twice, quickly: the next period is its retry.
+MONITOR_RETRY = RetryPolicy(attempts=2, backoff_s=0.1, backoff_max_s=0.1)
+# Fields named when a new version is applied, in this order.
+_APPLIED_FIELDS = (
+    "model",
+    "host",
+    "port",
+    "unit_id",
+    "poll_period_s",
+    "curtail_limit_w",
+    "revert_timer_s",
+    "meter",
+    "rated_power_w",
+)
 
 
 @dataclass
@@ -81,7 +125,29 @@ class MeterSite:
             key_uri=str(d["key_uri"]),
             device_id=int(d.get("device_id", 1)),
             rated_power_w=int(d.get("rated_power_w", 0)),
-        )
+        ).checked()
+
+    def checked(self) -> MeterSite:
+        """The site, if the device configuration would take it; else InvalidDeviceChange (a
+        ValueError) naming the site and the field."""
+        if not device_store.valid_name(self.name):
+            raise InvalidDeviceChange(
+                "name",
+                f"site name {self.name!r} must be 1..{device_store.NAME_MAX_LENGTH} letters, "
+                "digits, '.', '_' or '-', starting with a letter or digit",
+            )
+        for field, setting, value in (
+            ("model", "model", self.model),
+            ("host", "host", self.host),
+            ("port", "port", self.port),
+            ("device_id", "unit_id", self.device_id),
+            ("rated_power_w", "rated_power_w", self.rated_power_w),
+        ):
+            try:
+                device_store.check_value(setting, value, models=MODELS)
+            except InvalidDeviceChange as exc:
+                raise InvalidDeviceChange(field, f"site {self.name}: {exc.message}") from None
+        return self
 
 
 def check_reading(
@@ -142,6 +208,9 @@ class Ingest:
         *,
         submitter_uri: str | None = None,
         retry: RetryPolicy | None = None,
+        devices_dir: str | Path | None = None,
+        monitor_retry: RetryPolicy = MONITOR_RETRY,
+        check_s: float = DEVICE_CHECK_S,
     ):
         self.chain = chain
         self.sites = sites
@@ -163,6 +232,149 @@ class Ingest:
         self.stale: set[str] = set()
         self._params = None
         self._genesis: bytes | None = None  # the genesis hash the signers' accreditations name
+        # The device configuration: seeded from the sites, then the store's (module docstring).
+        self.monitor_retry = monitor_retry
+        self.check_s = check_s
+        market = Path(devices_dir) if devices_dir is not None else _market_dir(self.data_dir)
+        # Status rows are rewritten every period: a lost tail after power loss costs nothing.
+        self.devices_db = connect(DataDir(market).ops_path, OPS_SCHEMA, synchronous="NORMAL")
+        device_store.seed_devices(
+            self.devices_db,
+            [
+                DeviceSeed(
+                    name=s.name,
+                    model=s.model,
+                    host=s.host,
+                    port=s.port,
+                    unit_id=s.device_id,
+                    meter=self.signers[s.name].key.public_key_hex,
+                    rated_power_w=s.rated_power_w,
+                )
+                for s in sites
+            ],
+            models=MODELS,
+        )
+        self.config: dict[str, Device] = {}  # the version of each site's device in use
+        self._live_state: dict[str, str] = {}
+        self.apply_changes()
+
+    # -- device configuration and live status -----------------------------------------------
+
+    def apply_changes(self) -> list[str]:
+        """Take in each site's device configuration whose stored version is not the one in use:
+        the next signed reading and the live monitor use it from now on. Logged with what
+        changed, and recorded as the device's `applied_version`. Returns the names taken in."""
+        stored = device_store.versions(self.devices_db)
+        applied = []
+        for site in self.sites:
+            in_use = self.config.get(site.name)
+            version = stored.get(site.name)
+            if version is None or (in_use is not None and in_use.version == version):
+                continue
+            fresh = device_store.device(self.devices_db, site.name)
+            if fresh is None:
+                continue
+            self.config[site.name] = fresh
+            at = now_ms()
+            device_store.record_applied(self.devices_db, site.name, fresh.version, at_ms=at)
+            log.info(
+                "device %s: applied version %d (%s)",
+                site.name,
+                fresh.version,
+                _what_changed(in_use, fresh),
+            )
+            applied.append(site.name)
+        return applied
+
+    def _apply_changes_safely(self) -> None:
+        try:
+            self.apply_changes()
+        except sqlite3.Error as exc:  # e.g. locked for longer than the busy timeout
+            log.error("device configuration unreadable, the versions in use stay: %s", exc)
+
+    def _record_status(self, name: str, state: State, **values: Any) -> None:
+        if self._live_state.get(name) != state:
+            level = logging.INFO if state == "connected" else logging.WARNING
+            log.log(
+                level,
+                "device %s: %s%s",
+                name,
+                state,
+                f": {values['error']}" if values.get("error") else "",
+            )
+            self._live_state[name] = state
+        try:
+            device_store.record_status(self.devices_db, name, state=state, **values)
+        except sqlite3.Error as exc:
+            log.error("device %s: status not recorded: %s", name, exc)
+
+    async def _watch(self, device: Device) -> None:
+        """Read one device's meter every poll period (at a fixed rate, the first read at once)
+        and record its status, until cancelled. A failure of any kind is a `stale` status."""
+        client: MeterClient | None = None
+        next_at = time.monotonic()
+        try:
+            while True:
+                try:
+                    if client is None:
+                        client = MeterClient(
+                            device.model,
+                            device.host,
+                            device.port,
+                            device_id=device.unit_id,
+                            retry=self.monitor_retry,
+                        )
+                    raw = await client.read()
+                except Exception as exc:  # a bad address or meter is a status, not a crash
+                    self._record_status(
+                        device.name,
+                        "stale",
+                        at_ms=now_ms(),
+                        error=str(exc) or type(exc).__name__,
+                    )
+                else:
+                    self._record_status(
+                        device.name,
+                        "connected",
+                        at_ms=raw.timestamp_ms,
+                        import_wh=raw.import_wh,
+                        export_wh=raw.export_wh,
+                        power_w=raw.power_w,
+                    )
+                next_at = max(next_at + device.poll_period_s, time.monotonic())
+                await asyncio.sleep(next_at - time.monotonic())
+        finally:
+            if client is not None:
+                await client.close()
+
+    async def monitor(self, stop: asyncio.Event) -> None:
+        """The live side, which needs no node: one task per device reads its meter every poll
+        period and records its status; every `check_s` the store is checked for new versions,
+        and a device whose version changed gets a new task on its new configuration. Returns
+        (its tasks cancelled, their links closed) once `stop` is set."""
+        watching: dict[str, tuple[int, asyncio.Task[None]]] = {}
+        try:
+            while not stop.is_set():
+                self._apply_changes_safely()
+                for name, device in self.config.items():
+                    running = watching.get(name)
+                    if running is not None and running[0] == device.version:
+                        if not running[1].done():
+                            continue
+                        if not running[1].cancelled() and running[1].exception() is not None:
+                            log.error("device %s: monitor failed: %r", name, running[1].exception())
+                    if running is not None:
+                        await _cancel(running[1])
+                    task = asyncio.create_task(self._watch(device), name=f"device {name}")
+                    watching[name] = (device.version, task)
+                try:
+                    await asyncio.wait_for(stop.wait(), self.check_s)
+                except TimeoutError:
+                    pass
+        finally:
+            for _, task in watching.values():
+                task.cancel()
+            await asyncio.gather(*(task for _, task in watching.values()), return_exceptions=True)
 
     def refresh_accreditations(self, meters: list[str] | None = None) -> None:
         """Read the chain's genesis hash and the meters' accreditation epochs (all, or those
@@ -216,9 +428,10 @@ class Ingest:
                 Anomaly(site.name, meter, interval, "meter_swap", f"key {meter} replaces {known}")
             )
         self.queue.set_site_meter(site.name, meter)
+        device = self.config[site.name]  # the store's configuration, as applied
         try:
             async with MeterClient(
-                site.model, site.host, site.port, device_id=site.device_id, retry=self.retry
+                device.model, device.host, device.port, device_id=device.unit_id, retry=self.retry
             ) as client:
                 raw = await client.read()
         except MeterStale as exc:
@@ -239,7 +452,7 @@ class Ingest:
         except ReadingError as exc:  # registers ran backwards: a reset or a swapped meter
             self.report(Anomaly(site.name, meter, interval, "meter_reset", str(exc)), error=True)
             return None
-        problems = check_reading(reading, previous, site.rated_power_w, interval_ms)
+        problems = check_reading(reading, previous, device.rated_power_w, interval_ms)
         for kind, detail, fatal in problems:
             self.report(Anomaly(site.name, meter, interval, kind, detail), error=fatal)
         # Even a reading we expect the chain to reject is queued and sent: the chain is the
@@ -251,6 +464,7 @@ class Ingest:
         """Read every meter for `interval` (which has just ended). Needs no node: readings queue
         up while the chain is unreachable."""
         interval_ms = self.params().interval_ms
+        self._apply_changes_safely()  # a change made since the monitor's last look counts too
         readings = await asyncio.gather(
             *(self.read_site(s, interval, interval_ms) for s in self.sites)
         )
@@ -383,8 +597,9 @@ class Ingest:
         drain_s: float = 120.0,
     ) -> None:
         """Poll at each interval's end while a second task keeps the queue flowing to the chain,
-        so a node that is down delays submission but never reading. After the last interval it
-        keeps submitting for up to `drain_s` until the queue is empty. Setting `stop` ends both
+        so a node that is down delays submission but never reading, and the live monitor keeps
+        each device's status and applies configuration changes. After the last interval it
+        keeps submitting for up to `drain_s` until the queue is empty. Setting `stop` ends the
         tasks promptly (before the meters they read go away)."""
         self.requeue_unsent()
         params = self.params()
@@ -454,7 +669,39 @@ class Ingest:
                     except TimeoutError:
                         pass
 
-        await asyncio.gather(reader(), submitter())
+        monitor_stop = asyncio.Event()
+        monitor = asyncio.create_task(self.monitor(monitor_stop), name="device monitor")
+        try:
+            await asyncio.gather(reader(), submitter())
+        finally:
+            monitor_stop.set()
+            await monitor
+
+
+def _market_dir(ingest_dir: Path) -> Path:
+    """Where the market's ops.db (the device configuration) is: `wattchain ingest`, `run` and
+    the demo keep the ingest's files in <data>/ingest, beside the market's stores; an ingest
+    given another folder keeps its device configuration there."""
+    return ingest_dir.parent if ingest_dir.name == "ingest" else ingest_dir
+
+
+def _what_changed(before: Device | None, after: Device) -> str:
+    if before is None:
+        return (
+            f"{after.model} at {after.address}, every {after.poll_period_s} s, "
+            f"by {after.updated_by}"
+        )
+    changes = [
+        f"{f}: {getattr(before, f)} -> {getattr(after, f)}"
+        for f in _APPLIED_FIELDS
+        if getattr(before, f) != getattr(after, f)
+    ]
+    return ", ".join(changes) or "nothing that ingest uses"
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
 
 
 def _signed_under_another_epoch(r: QueuedReading, current: Accreditation) -> bool:

@@ -8,6 +8,7 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
+from market import now_ms
 from market.clearinghouse import SettlementLine, Trade, build_report
 
 # Above every interval, order id, alert id and reading counter: a newest-first listing whose
@@ -154,6 +155,42 @@ def clearings(
     ).fetchall()
 
 
+def zone_flows(conn: sqlite3.Connection, interval: int) -> list[sqlite3.Row]:
+    """Energy the interval's clearing moves from each seller's zone to each buyer's zone
+    (`from_zone`, `to_zone`, `quantity_wh`), trades within a zone included."""
+    return conn.execute(
+        "SELECT s.zone AS from_zone, b.zone AS to_zone, SUM(t.quantity_wh) AS quantity_wh"
+        " FROM trades t JOIN orders s ON s.order_id = t.offer JOIN orders b ON b.order_id = t.bid"
+        " WHERE t.interval = ? GROUP BY s.zone, b.zone ORDER BY s.zone, b.zone",
+        (interval,),
+    ).fetchall()
+
+
+def interval_progress(conn: sqlite3.Connection, first: int, last: int) -> dict[int, dict]:
+    """What the index knows of intervals `first..=last`, by interval: `orders` on chain, and
+    its `clearing`, `voided` and `settled` rows where it has them."""
+    span = (first, last)
+    found: dict[int, dict] = {}
+
+    def at(k: int) -> dict:
+        return found.setdefault(k, {"orders": 0, "clearing": None, "voided": None, "settled": None})
+
+    for r in conn.execute(
+        "SELECT interval, COUNT(*) AS n FROM orders WHERE interval BETWEEN ? AND ?"
+        " GROUP BY interval",
+        span,
+    ):
+        at(r["interval"])["orders"] = r["n"]
+    for table, key in (
+        ("clearings", "clearing"),
+        ("voided_intervals", "voided"),
+        ("intervals_settled", "settled"),
+    ):
+        for r in conn.execute(f"SELECT * FROM {table} WHERE interval BETWEEN ? AND ?", span):
+            at(r["interval"])[key] = r
+    return found
+
+
 # -- settlement -------------------------------------------------------------------------------
 
 
@@ -167,7 +204,12 @@ def is_settled(conn: sqlite3.Connection, interval: int) -> bool:
 
 def distributor(conn: sqlite3.Connection) -> str | None:
     """The account that holds the distributor's role now (the balancing party), or None."""
-    row = conn.execute("SELECT account FROM roles WHERE role = 'distributor'").fetchone()
+    return role_holder(conn, "distributor")
+
+
+def role_holder(conn: sqlite3.Connection, role: str) -> str | None:
+    """The account that holds `role` ('operator' or 'distributor') now, or None."""
+    row = conn.execute("SELECT account FROM roles WHERE role = ?", (role,)).fetchone()
     return row["account"] if row else None
 
 
@@ -371,6 +413,19 @@ def latest_clearing_attempt(ops: sqlite3.Connection, interval: int) -> sqlite3.R
     ).fetchone()
 
 
+def latest_clearing_attempts(
+    ops: sqlite3.Connection, first: int, last: int
+) -> dict[int, sqlite3.Row]:
+    """The scheduler's latest attempt (`state`, `error`) for each interval in `first..=last`
+    it has tried to clear."""
+    rows = ops.execute(
+        "SELECT interval, state, error FROM clearing_attempts WHERE id IN (SELECT MAX(id) FROM"
+        " clearing_attempts WHERE interval BETWEEN ? AND ? GROUP BY interval)",
+        (first, last),
+    ).fetchall()
+    return {r["interval"]: r for r in rows}
+
+
 def committed_clearing_attempt(ops: sqlite3.Connection, interval: int) -> sqlite3.Row | None:
     """The latest attempt of the scheduler's that committed the interval's clearing: the
     `block_hash` and `extrinsic_index` that carry it and its `commit_latency_ms`; or None."""
@@ -379,6 +434,15 @@ def committed_clearing_attempt(ops: sqlite3.Connection, interval: int) -> sqlite
         " interval = ? AND state = 'committed' ORDER BY id DESC LIMIT 1",
         (interval,),
     ).fetchone()
+
+
+def acknowledge_alert(ops: sqlite3.Connection, alert_id: int, by: str) -> sqlite3.Row | None:
+    """Marks an alert as seen by `by` (the first acknowledgement stays); its row, or None."""
+    ops.execute(
+        "UPDATE alerts SET acked_ms = ?, acked_by = ? WHERE id = ? AND acked_ms IS NULL",
+        (now_ms(), by, alert_id),
+    )
+    return ops.execute("SELECT * FROM alerts WHERE id = ?", (alert_id,)).fetchone()
 
 
 def alerts(ops: sqlite3.Connection, *, before: int = ABOVE_ALL, limit: int) -> list[sqlite3.Row]:

@@ -152,9 +152,35 @@ CREATE TABLE IF NOT EXISTS settle_attempts (
 CREATE INDEX IF NOT EXISTS settle_attempts_interval ON settle_attempts (interval, id);
 CREATE TABLE IF NOT EXISTS alerts (
     id INTEGER PRIMARY KEY AUTOINCREMENT, at_ms INTEGER NOT NULL, source TEXT NOT NULL,
-    interval INTEGER, name TEXT NOT NULL, detail TEXT NOT NULL
+    interval INTEGER, name TEXT NOT NULL, detail TEXT NOT NULL,
+    acked_ms INTEGER, acked_by TEXT          -- seen by the operator (account), and when
 );
 CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS devices (     -- device configuration (store/devices.py)
+    name TEXT PRIMARY KEY, model TEXT NOT NULL, host TEXT NOT NULL, port INTEGER NOT NULL,
+    unit_id INTEGER NOT NULL,
+    meter TEXT NOT NULL,                 -- 0x public key of the site's meter key (never the key)
+    rated_power_w INTEGER NOT NULL DEFAULT 0,             -- 0: not known
+    poll_period_s INTEGER NOT NULL DEFAULT 10,
+    curtail_limit_w INTEGER,             -- NULL: no curtailment configured
+    revert_timer_s INTEGER NOT NULL DEFAULT 0,
+    version INTEGER NOT NULL DEFAULT 1,  -- +1 per accepted change, which ingest then applies
+    updated_ms INTEGER NOT NULL, updated_by TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS device_changes (  -- one row per field an accepted change touched
+    id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, at_ms INTEGER NOT NULL,
+    "by" TEXT NOT NULL,                  -- the session's account, or 'sites file'
+    field TEXT NOT NULL, old TEXT, new TEXT  -- JSON values, old NULL when seeded
+);
+CREATE INDEX IF NOT EXISTS device_changes_name ON device_changes (name, id);
+CREATE TABLE IF NOT EXISTS device_status (   -- what the ingest last saw of each device
+    name TEXT PRIMARY KEY,
+    state TEXT NOT NULL DEFAULT 'unknown',   -- connected | stale | unknown
+    last_ok_ms INTEGER, last_error TEXT,
+    import_wh INTEGER, export_wh INTEGER, power_w INTEGER,  -- of the last good read
+    checked_ms INTEGER,                  -- the last read, good or bad
+    applied_version INTEGER, applied_ms INTEGER
+);
 """
 
 INGEST_SCHEMA = """
@@ -191,6 +217,7 @@ ADDED_COLUMNS: dict[str, dict[str, tuple[tuple[str, str], ...]]] = {
         # from it to a buyer.
         "energy_moves": (("interval", "INTEGER"),),
     },
+    OPS_SCHEMA: {"alerts": (("acked_ms", "INTEGER"), ("acked_by", "TEXT"))},
     # Readings bound to a chain and an accreditation epoch.
     INGEST_SCHEMA: {"readings": (("genesis_hash", "TEXT"), ("epoch", "INTEGER"))},
 }

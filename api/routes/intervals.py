@@ -19,12 +19,14 @@ from ..models import (
     BookPublic,
     ClearingPublic,
     ErrorPublic,
+    FlowPublic,
+    IntervalProgressPublic,
     MatchPublic,
     Page,
     ZonePricePublic,
 )
 from ..pagination import decode_cursor, page
-from ..params import IntervalPath, ZoneQuery
+from ..params import IntervalPath, IntervalQuery, ZoneQuery
 
 router = APIRouter(tags=["intervals"])
 
@@ -132,7 +134,65 @@ def get_clearing(interval: IntervalPath, index: IndexDep, ops: OpsDep) -> Cleari
                 f"the chain rejected the clearing of interval {interval}: {attempt['error']}",
             )
         raise APIError(404, "NotCleared", f"interval {interval} has no committed clearing (yet)")
-    return _clearing(row, queries.clearing_trades(index, row["interval"]))
+    clearing = _clearing(row, queries.clearing_trades(index, row["interval"]))
+    clearing.flows = [FlowPublic(**dict(r)) for r in queries.zone_flows(index, interval)]
+    return clearing
+
+
+# Enough for a day of 15-minute intervals, or a page of the demo's short ones.
+MAX_PROGRESS_SPAN = 200
+
+
+@router.get(
+    "/intervals",
+    operation_id="list_interval_progress",
+    response_model=list[IntervalProgressPublic],
+    responses={422: {"model": ErrorPublic}},
+)
+def list_interval_progress(
+    from_interval: IntervalQuery,
+    to_interval: IntervalQuery,
+    index: IndexDep,
+    ops: OpsDep,
+    chain: ChainDep,
+) -> list[IntervalProgressPublic]:
+    """Each interval of `from_interval..=to_interval` (at most 200) and how far it has come:
+    open, closed, rejected, cleared, voided or settled, with its clearing's summary."""
+    if to_interval < from_interval:
+        raise APIError(422, "InvalidRequest", "to_interval is before from_interval")
+    if to_interval - from_interval >= MAX_PROGRESS_SPAN:
+        raise APIError(422, "InvalidRequest", f"at most {MAX_PROGRESS_SPAN} intervals per request")
+    params, now = chain.params(), now_ms()
+    known = queries.interval_progress(index, from_interval, to_interval)
+    attempts = queries.latest_clearing_attempts(ops, from_interval, to_interval)
+    out = []
+    for k in range(from_interval, to_interval + 1):
+        row = known.get(k, {})
+        clearing, voided = row.get("clearing"), row.get("voided")
+        attempt = attempts.get(k)
+        gate = params.gate_closure(k)
+        item = IntervalProgressPublic(
+            interval=k,
+            start_ms=params.interval_start(k),
+            gate_closure_ms=gate,
+            state="open" if now < gate else "closed" if row.get("orders") else "empty",
+            orders=row.get("orders", 0),
+        )
+        if row.get("settled") is not None:
+            item.state = "settled"
+        elif clearing is not None:
+            item.state = "cleared"
+        elif voided is not None:
+            item.state, item.block_number = "voided", voided["block_number"]
+        elif attempt is not None and attempt["state"] == "rejected":
+            item.state, item.error = "rejected", attempt["error"]
+        if clearing is not None:
+            summary = _clearing(clearing, None)
+            item.mechanism, item.price = summary.mechanism, summary.price
+            item.volume_wh, item.match_count = summary.volume_wh, summary.match_count
+            item.block_number = summary.block_number
+        out.append(item)
+    return out
 
 
 @router.get("/clearings", operation_id="list_clearings", response_model=Page[ClearingPublic])

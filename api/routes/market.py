@@ -1,16 +1,22 @@
 """The market as a client needs it before placing an order: genesis hash (signed messages bind
-it), parameters, the current and next open interval; and the operator's alerts."""
+it), parameters, the current and next open interval; and the operator's alerts, which the
+operator acknowledges once logged in."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Path
 
 from market import now_ms
 from store import queries
 
+from ..auth import OperatorSession
 from ..deps import ChainDep, CursorQuery, IndexDep, LimitQuery, OpsDep, SettingsDep
-from ..models import AlertPublic, HealthPublic, MarketPublic, Page
+from ..errors import APIError
+from ..models import AlertPublic, ErrorPublic, HealthPublic, MarketPublic, Page
 from ..pagination import decode_cursor, page
+from ..params import I64_MAX
 
 router = APIRouter(tags=["market"])
 
@@ -38,6 +44,8 @@ def get_market(chain: ChainDep, index: IndexDep, settings: SettingsDep) -> Marke
         finalized_block=heads.get("finalized_block"),
         indexed_block=queries.last_indexed_block(index),
         distributor=queries.distributor(index),
+        operator=queries.role_holder(index, "operator"),
+        node_rpc_url=settings.public_rpc_url or settings.node_url,
         timezone=settings.timezone,
         node_reachable=view.node_reachable,
         stale=view.stale,
@@ -65,3 +73,20 @@ def list_alerts(
     rows = queries.alerts(ops, before=key[0] if key else queries.ABOVE_ALL, limit=limit + 1)
     rows, nxt = page(rows, limit, lambda r: [r["id"]])
     return Page[AlertPublic](items=[AlertPublic(**dict(r)) for r in rows], next_cursor=nxt)
+
+
+@router.post(
+    "/alerts/{alert_id}/ack",
+    operation_id="acknowledge_alert",
+    response_model=AlertPublic,
+    responses={401: {"model": ErrorPublic}, 403: {"model": ErrorPublic}},
+)
+def acknowledge_alert(
+    alert_id: Annotated[int, Path(ge=1, le=I64_MAX)], ops: OpsDep, session: OperatorSession
+) -> AlertPublic:
+    """The operator marks an alert as seen (logged in: POST /session). The first
+    acknowledgement stays, with its account and time."""
+    row = queries.acknowledge_alert(ops, alert_id, session.account)
+    if row is None:
+        raise APIError(404, "UnknownAlert", f"no alert {alert_id}")
+    return AlertPublic(**dict(row))

@@ -287,3 +287,68 @@ def test_not_found_and_listings(api):
     assert (
         api.get("/openapi.json").json()["paths"]["/orders"]["post"]["operationId"] == "place_order"
     )
+
+
+def test_interval_progress_and_zone_flows(api, tmp_path):
+    """Each interval's progress reads from the index and the scheduler's record, and a
+    clearing's flows sum its trades by the sellers' and the buyers' zones."""
+    data = DataDir(tmp_path)
+    _index_orders(data, 5, 4)  # bids 0 and 2 in zone 0, offers 1 and 3 in zone 1
+    with transaction(data.index()) as c:
+        c.execute(
+            "INSERT INTO clearings (interval, mechanism, volume_wh, matches, zone_prices,"
+            " grid_fees_paid, block_number, block_hash) VALUES (5, 'uniform', 150, 2,"
+            " '[{\"zone\": 0, \"price\": 55}]', '0', 9, '0x09')"
+        )
+        for bid, offer, q in ((0, 1, 100), (2, 3, 50)):
+            c.execute(
+                "INSERT INTO trades (interval, bid, offer, buyer, seller, quantity_wh,"
+                " buyer_price, seller_price, block_number, block_hash)"
+                " VALUES (5, ?, ?, ?, ?, ?, 55, 55, 9, '0x09')",
+                (bid, offer, BOB.ss58_address, CHARLIE.ss58_address, q),
+            )
+        c.execute(
+            "INSERT INTO voided_intervals (interval, orders, block_number, block_hash)"
+            " VALUES (6, 3, 12, '0x0c')"
+        )
+        c.execute(
+            "INSERT INTO intervals_settled (interval, participants, shortfall_wh, surplus_wh,"
+            " block_number, block_hash) VALUES (4, 2, 0, 0, 8, '0x08')"
+        )
+        c.execute(
+            "INSERT INTO orders (order_id, owner, client_order_id, interval, side, quantity_wh,"
+            " price_ticks, zone, status, placed_block) VALUES (99, ?, '99', 7, 'bid', 1, 1, 0,"
+            " 'open', 1)",
+            (BOB.ss58_address,),
+        )
+    with transaction(data.ops()) as c:
+        c.execute(
+            "INSERT INTO clearing_attempts (interval, state, error, created_ms, updated_ms)"
+            " VALUES (7, 'rejected', 'NotEquilibrium', 0, 0)"
+        )
+    rows = api.get("/intervals", params={"from_interval": 3, "to_interval": 7}).json()
+    assert [(r["interval"], r["state"]) for r in rows] == [
+        (3, "empty"),
+        (4, "settled"),
+        (5, "cleared"),
+        (6, "voided"),
+        (7, "rejected"),
+    ]
+    cleared = rows[2]
+    assert (cleared["orders"], cleared["price"], cleared["volume_wh"]) == (4, 55, 150)
+    assert rows[4]["error"] == "NotEquilibrium" and rows[3]["block_number"] == 12
+    assert rows[0]["start_ms"] == 3 * PARAMS.interval_ms
+    assert api.get("/intervals/5/clearing").json()["flows"] == [
+        {"from_zone": 1, "to_zone": 0, "quantity_wh": 150}
+    ]
+    far = open_interval() + 5
+    (last,) = api.get("/intervals", params={"from_interval": far, "to_interval": far}).json()
+    assert last["state"] == "open" and last["orders"] == 0
+    assert error_of(api.get("/intervals", params={"from_interval": 7, "to_interval": 3})) == (
+        422,
+        "InvalidRequest",
+    )
+    assert error_of(api.get("/intervals", params={"from_interval": 0, "to_interval": 200})) == (
+        422,
+        "InvalidRequest",
+    )

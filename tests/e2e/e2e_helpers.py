@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
 import time
+from contextlib import contextmanager
+from pathlib import Path
 
 from chain import Chain, ChainError, Newcomer, onboard
 from market import UNITS_PER_BRL, keypair, now_ms
@@ -98,3 +101,58 @@ def submit_reading(chain: Chain, reading: MeterReading) -> str | None:
     except ChainError as exc:
         return exc.name
     return None
+
+
+# Screenshots of the web app's pages, kept after the run (the folder is git-ignored).
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
+
+
+@contextmanager
+def browser_page(width: int = 1280, height: int = 1000):
+    """A page in Debian's Chromium driven by Playwright (its own browsers are not downloaded:
+    the machines are offline). Errors in the page's scripts fail the test."""
+    from playwright.sync_api import sync_playwright
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert chromium, "chromium is installed by `make setup` (Debian package chromium)"
+    errors: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": width, "height": height})
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            yield page
+        finally:
+            browser.close()
+    assert not errors, f"errors in the page's scripts: {errors}"
+
+
+def screenshot(page, name: str) -> Path:
+    """Saves the whole page as test-artifacts/screenshots/<name>.png."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+AXE = (
+    Path(__file__).resolve().parents[2] / "api" / "web" / "node_modules" / "axe-core" / "axe.min.js"
+)
+
+
+def accessibility_problems(page) -> list[str]:
+    """What axe-core (installed with the web app's packages) finds against WCAG 2 A and AA on
+    the page as it is now: contrast, labels, names, keyboard access. Serious and critical only,
+    one line each."""
+    page.add_script_tag(path=str(AXE))
+    violations = page.evaluate(
+        "async () => (await axe.run(document,"
+        " {runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa']}}))"
+        ".violations.map(v => ({id: v.id, impact: v.impact, help: v.help,"
+        " nodes: v.nodes.slice(0, 3).map(n => n.target.join(' '))}))"
+    )
+    return [
+        f"{v['id']} ({v['impact']}): {v['help']} at {v['nodes']}"
+        for v in violations
+        if v["impact"] in ("serious", "critical")
+    ]

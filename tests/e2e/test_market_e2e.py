@@ -8,8 +8,7 @@ The tests of this module run in order and share one market (one node, one data f
 
 from __future__ import annotations
 
-import os
-import shutil
+import json
 import subprocess
 import sys
 import threading
@@ -19,18 +18,25 @@ from pathlib import Path
 
 import httpx
 import pytest
-from e2e_helpers import setup_participants, wait_until
+from e2e_helpers import (
+    DISTRIBUTOR,
+    accessibility_problems,
+    browser_page,
+    screenshot,
+    setup_participants,
+    wait_until,
+)
 
 import matcher
 from api.client import Client, OrderRefused, fresh_client_order_id, order_body
 from chain import PALLET, Chain
 from market import OrderSpec, interval_clock, keypair, now_ms, sign_order
-from meter_bridge import Accreditation, MeterKey, sign_reading
+from meter_bridge import Accreditation, MeterKey, sign_reading, start_simulator
 from meter_bridge.reading import RawReading
 from offchain.scheduler import book_for_clearing
-from store import DataDir
+from store import DataDir, alert, transaction
 from wattchain.node import DevNode, free_port
-from wattchain.processes import Child, start_api, start_workers, wait_http
+from wattchain.processes import Child, start_api, start_ingest, start_workers, wait_http
 
 PROSUMERS = ["//E2E/trader/0", "//E2E/trader/1"]
 CONSUMERS = ["//E2E/trader/2", "//E2E/trader/3"]
@@ -576,108 +582,250 @@ def test_kill9_of_the_api_and_the_workers_loses_nothing(market):
     assert len(extra) <= len(threads)
 
 
-class _Browser:
-    """Headless Chromium driven over the DevTools protocol: open a page, read its live DOM,
-    take a screenshot."""
+def test_web_app_shows_the_market_and_a_participant_in_a_real_browser(market):
+    """Chromium loads the web app from the running API. The market view charts the clearings
+    the tests above committed (supply and demand, history, zone flows) with prices in R$ and
+    intervals as clock times in the market's time zone; the participant view shows a buyer's
+    trades in R$; English is one choice away."""
+    api = market.client()
+    cleared = [c for c in _get(api, "/clearings?limit=20")["items"] if c["volume_wh"] > 0]
+    assert cleared, "the tests above committed clearings with trades"
+    newest = cleared[0]
+    detail = _get(api, f"/intervals/{newest['interval']}/clearing")
+    buyer = detail["matches"][0]["buyer"]
+    interval_ms = _get(api, "/market")["params"]["interval_ms"]
+    clock = interval_clock(newest["interval"], interval_ms, "America/Sao_Paulo")
+    with browser_page() as page:
+        page.goto(market.url + "/#/market")
+        page.wait_for_selector("#status:has-text('finalizado')", timeout=30_000)
+        progress = page.locator("#progress")
+        progress.locator(
+            f"tr:has-text('{clock}') .state-cleared, tr:has-text('{clock}') .state-settled"
+        ).wait_for(timeout=30_000)
+        # The newest clearing is the one charted: its curves, price and volume.
+        page.wait_for_function(
+            "document.querySelector('#sd-chart')?.dataset.points > 0", timeout=30_000
+        )
+        note = page.inner_text("#sd-note")
+        assert clock in note and "R$" in note and "/kWh" in note, note
+        assert int(page.get_attribute("#hist-chart", "data-points")) >= 2  # a bar and a price
+        assert int(page.get_attribute("#flows-chart", "data-points")) == len(detail["flows"]) > 0
+        assert "Oferta e demanda" in page.inner_text("main")
+        assert not accessibility_problems(page)
+        screenshot(page, "market")
 
-    def __init__(self, profile: Path):
-        import subprocess
+        page.goto(market.url + f"/#/participant/{buyer}")
+        page.wait_for_selector("#positions tbody tr td:has-text('R$')", timeout=30_000)
+        assert "Zona 0" in page.inner_text("#who")
+        # The traders' meters reported in the tests above: their energy is charted.
+        page.wait_for_function(
+            "document.querySelector('#meter-chart')?.dataset.points > 0", timeout=30_000
+        )
+        assert not accessibility_problems(page)
+        screenshot(page, "participant")
+        # The clearing house's report for the period, as CSV and as PDF.
+        for button, check in (
+            ("Baixar CSV", lambda b: b.decode().startswith("account,")),
+            ("Baixar PDF", lambda b: b.startswith(b"%PDF-") and len(b) > 2_000),
+        ):
+            with page.expect_download(timeout=30_000) as download:
+                page.click(f"#report button:has-text('{button}')")
+            body = Path(download.value.path()).read_bytes()
+            assert check(body), (button, body[:80])
 
-        browser = shutil.which("chromium") or shutil.which("chromium-browser")
-        assert browser, "chromium is installed by `make setup` (Debian package chromium)"
-        self.proc = subprocess.Popen(
-            [
-                browser,
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                f"--user-data-dir={profile}",
-                "--remote-debugging-port=0",
-                "--window-size=1200,900",
-                "about:blank",
+        page.select_option("#lang", "en")
+        page.wait_for_selector("nav a:has-text('Market')")
+        page.wait_for_selector("#positions th:has-text('Bought')", timeout=30_000)
+        page.set_viewport_size({"width": 390, "height": 844})  # a phone
+        page.goto(market.url + "/#/market")
+        page.wait_for_function(
+            "document.querySelector('#sd-chart')?.dataset.points > 0", timeout=30_000
+        )
+        assert "Supply and demand" in page.inner_text("main")
+        # Nothing wider than the phone's screen but the tables' own scroll areas.
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        screenshot(page, "market-phone")
+
+
+def test_a_participant_trades_from_the_page_with_a_key_kept_in_the_browser(market):
+    """A consumer imports its key into the page (stored encrypted with a password, never sent
+    anywhere), places a bid signed in the browser, sees it in its orders and in the book; a
+    neighbour's offer crosses it, and the trade shows up in the consumer's positions in R$.
+    After a reload the key is locked until the password is given again."""
+    buyer_uri, seller_uri = CONSUMERS[1], PROSUMERS[1]
+    buyer = keypair(buyer_uri).ss58_address
+    client = market.client()
+    with browser_page() as page:
+        page.goto(market.url + f"/#/participant/{buyer}")
+        page.fill("#secret", buyer_uri)
+        page.fill("#new-password", "correct horse")
+        page.click("#import-form button")
+        page.wait_for_selector("#order-form", timeout=30_000)
+        stored = page.evaluate("localStorage.getItem('wattchain.keys')")
+        assert buyer in stored and "E2E" not in stored and '"encoded"' in stored
+
+        # The second interval offered: its gate stays open while the test places both orders.
+        page.select_option("#o-interval", index=1)
+        k = int(page.input_value("#o-interval"))
+        page.select_option("#o-side", "bid")
+        page.fill("#o-kwh", "0.25")
+        page.fill("#o-price", "0.90")
+        page.click("#order-form button[type=submit]")
+        page.wait_for_selector("#order-result.ok", timeout=30_000)
+        page.wait_for_selector("#order-result:has-text('está na rede')", timeout=60_000)
+        clock = interval_clock(k, market.chain.market_params().interval_ms, "America/Sao_Paulo")
+        row = page.locator("#orders tbody tr", has_text=clock).filter(has_text="250 Wh")
+        row.wait_for(timeout=30_000)
+        assert "compra" in row.inner_text() and "aberta" in row.inner_text()
+        book = client.get(f"/intervals/{k}/book?side=bid")
+        assert any(o["owner"] == buyer and o["price_ticks"] == 90 for o in book["items"])
+
+        offer = body(
+            keypair(seller_uri),
+            client.genesis_hash,
+            interval=k,
+            side="offer",
+            source="solar",
+            quantity_wh=250,
+            price_ticks=40,
+        )
+        assert httpx.post(market.url + "/orders", json=offer, timeout=10).status_code == 202
+        traded = page.locator("#positions tbody tr", has_text=clock)
+        traded.wait_for(timeout=90_000)
+        assert "250 Wh" in traded.inner_text() and "R$" in traded.inner_text()
+        screenshot(page, "participant-trading")
+
+        page.reload()
+        page.wait_for_selector("#unlock-form", timeout=30_000)
+        page.fill("#unlock-password", "wrong password")
+        page.click("#unlock-form button")
+        page.wait_for_selector("#key-error:has-text('wrong password')")
+        page.fill("#unlock-password", "correct horse")
+        page.click("#unlock-form button")
+        page.wait_for_selector("#order-form")
+
+
+def test_the_operator_logs_in_accredits_a_meter_and_acknowledges_an_alert(market):
+    """The operator imports its key into the console and logs in: the browser signs a login,
+    the API opens a session with the chain's roles for the account. The operator accredits a
+    new meter (an extrinsic signed in the browser, through governance as meters are the
+    distributor's), which the index then lists, and acknowledges an alert through the API,
+    which records who did. Without a session the acknowledgement is refused."""
+    operator = keypair("//Alice").ss58_address
+    owner = keypair(CONSUMERS[0]).ss58_address
+    meter = MeterKey.from_uri("//E2E/console/meter").public_key_hex
+    with transaction(DataDir(market.root).ops()) as ops:
+        alert(ops, "test", "MissingReadings", "a meter of the test did not report")
+    (newest,) = market.client().get("/alerts?limit=1")["items"]
+    refused = httpx.post(f"{market.url}/alerts/{newest['id']}/ack", timeout=10)
+    assert (refused.status_code, refused.json()["error"]) == (401, "NotAuthenticated")
+
+    with browser_page() as page:
+        page.goto(market.url + "/#/operator")
+        page.wait_for_selector("#login-form")
+        assert page.input_value("#login-account") == operator  # the chain's operator
+        page.fill("#secret", "//Alice")
+        page.fill("#new-password", "operator password")
+        page.click("#import-form button")
+        page.wait_for_selector("#lock")
+        page.click("#login-form button")
+        page.wait_for_selector("#logout", timeout=30_000)
+        assert "operador" in page.inner_text("#login")
+        screenshot(page, "operator")
+
+        form = page.locator("#accredit")
+        form.locator("[name=meter]").fill(meter)
+        form.locator("[name=owner]").fill(owner)
+        form.locator("[name=source]").select_option("solar")
+        form.locator("[name=rated]").fill("7000")
+        form.locator("button").click()
+        page.wait_for_selector("#accredit [role=status].ok", timeout=60_000)
+        listed = wait_until(
+            lambda: [
+                m
+                for m in market.client().get(f"/meters?owner={owner}")["items"]
+                if m["meter"] == meter
             ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
+            60,
+            "the new meter in the index",
         )
-        port_file = profile / "DevToolsActivePort"
-        wait_until(
-            lambda: port_file.exists() and port_file.read_text().strip(),
-            30,
-            "chromium's DevTools port",
+        assert listed[0]["source"] == "solar" and not listed[0]["revoked"]
+
+        page.locator(f"#op-alerts button[data-ack='{newest['id']}']").click()
+        page.wait_for_selector("#op-alerts td:has-text('reconhecido por')", timeout=30_000)
+    acked = market.client().get("/alerts?limit=1")["items"][0]
+    assert acked["acked_by"] == operator and acked["acked_ms"] > 0
+
+
+def test_a_device_is_configured_on_the_page_and_the_ingest_applies_it(market, tmp_path):
+    """The meter the operator accredited above runs behind a simulated Modbus meter, read by a
+    meter ingest on the market's data folder. On the devices page, the distributor (logged in
+    with its own key) sees it connected, changes its polling period from 10 s to 1 s, and the
+    ingest applies the change without a restart: the page shows the new version applied, the
+    live reads come about a second apart, and the change is recorded with who made it."""
+    distributor = keypair(DISTRIBUTOR).ss58_address
+    sim = start_simulator(port=0, model="sdm630", profile="consumer", speed=60)
+    sites = tmp_path / "sites.json"
+    sites.write_text(
+        json.dumps(
+            [
+                {
+                    "name": "casa-1",
+                    "model": "sdm630",
+                    "host": sim.host,
+                    "port": sim.port,
+                    "key_uri": "//E2E/console/meter",
+                    "rated_power_w": 7000,
+                }
+            ]
         )
-        port = int(port_file.read_text().split()[0])
-        pages = httpx.get(f"http://127.0.0.1:{port}/json/list", timeout=10).json()
-        import websocket  # websocket-client, a dependency of substrate-interface
-
-        self.ws = websocket.create_connection(
-            [p for p in pages if p["type"] == "page"][0]["webSocketDebuggerUrl"], timeout=30
-        )
-        self.next_id = 0
-
-    def call(self, method: str, **params):
-        import json as _json
-
-        self.next_id += 1
-        self.ws.send(_json.dumps({"id": self.next_id, "method": method, "params": params}))
-        while True:
-            msg = _json.loads(self.ws.recv())
-            if msg.get("id") == self.next_id:
-                return msg.get("result", {})
-
-    def html(self) -> str:
-        # Empty while a navigation is still replacing the document.
-        result = self.call(
-            "Runtime.evaluate", expression="document.documentElement.outerHTML", returnByValue=True
-        )
-        return result.get("result", {}).get("value") or ""
-
-    def close(self):
-        self.ws.close()
-        self.proc.kill()
-        self.proc.wait(10)
-
-
-def test_web_page_renders_the_market_in_a_real_browser(market, tmp_path):
-    """Headless Chromium loads the page from the running API; its script fills in the market,
-    the order book and the clearings committed by the tests above."""
-    import base64
-
-    cleared = _get(market.client(), "/clearings?limit=12")["items"]
-    assert cleared, "the tests above committed clearings"
-    (tmp_path / "profile").mkdir()
-    browser = _Browser(tmp_path / "profile")
+    )
+    ingest = start_ingest(market.root, market.node.url, sites, market.root / "logs" / "ingest.log")
     try:
-        browser.call("Page.navigate", url=market.url + "/")
-        wait_until(
-            lambda: "current interval" in browser.html() and "genesis 0x" in browser.html(),
-            30,
-            "the page to show the market",
+        with browser_page() as page:
+            page.goto(market.url + "/#/operator")
+            page.fill("#login-account", distributor)
+            page.dispatch_event("#login-account", "change")
+            page.fill("#secret", DISTRIBUTOR)
+            page.fill("#new-password", "distributor password")
+            page.click("#import-form button")
+            page.wait_for_selector("#lock")
+            page.click("#login-form button")
+            page.wait_for_selector("#logout", timeout=30_000)
+            assert "distribuidora" in page.inner_text("#login")
+
+            page.goto(market.url + "/#/devices")
+            card = page.locator("[data-device='casa-1']")
+            card.locator(".state-cleared:has-text('conectado')").wait_for(timeout=60_000)
+            assert card.locator("[name=poll_period_s]").input_value() == "10"
+            card.locator("[name=poll_period_s]").fill("1")
+            card.locator("button[type=submit]").click()
+            card.locator(".device-out.ok").wait_for(timeout=30_000)
+            card.locator("dd:has-text('aplicada')").wait_for(timeout=30_000)
+            screenshot(page, "devices")
+            token = page.evaluate("JSON.parse(sessionStorage.getItem('wattchain.session')).token")
+        auth = {"authorization": f"Bearer {token}"}
+
+        def device():
+            return httpx.get(f"{market.url}/devices/casa-1", headers=auth, timeout=10).json()
+
+        d = device()
+        assert d["poll_period_s"] == 1 and d["status"]["applied"], d
+        seen = [d["status"]["last_ok_ms"]]
+        while len(set(seen)) < 4:
+            time.sleep(0.3)
+            seen.append(device()["status"]["last_ok_ms"])
+        reads = sorted(set(seen))[1:]
+        gaps = [b - a for a, b in zip(reads, reads[1:])]
+        assert all(500 <= g <= 2_500 for g in gaps), gaps  # every second, not every ten
+        changes = httpx.get(f"{market.url}/devices/casa-1/changes", headers=auth, timeout=10)
+        newest = changes.json()["items"][0]
+        assert (newest["field"], newest["old"], newest["new"], newest["by"]) == (
+            "poll_period_s",
+            10,
+            1,
+            distributor,
         )
-        wait_until(
-            lambda: f'data-key="{cleared[0]["interval"]}"' in browser.html(),
-            30,
-            "the newest clearing on the page",
-        )
-        # Intervals read as clock times in the market's time zone, beside their number.
-        interval_ms = _get(market.client(), "/market")["params"]["interval_ms"]
-        clock = interval_clock(cleared[0]["interval"], interval_ms, "America/Sao_Paulo")
-        assert f"{cleared[0]['interval']} ({clock})" in browser.html()
-        status = browser.call(
-            "Runtime.evaluate",
-            expression="document.getElementById('status').textContent",
-            returnByValue=True,
-        )["result"]["value"]
-        assert status.startswith("genesis 0x"), status
-        shot = base64.b64decode(browser.call("Page.captureScreenshot", format="png")["data"])
-        assert len(shot) > 10_000
-        keep = os.environ.get("WATTCHAIN_SCREENSHOT")
-        if keep:
-            Path(keep).write_bytes(shot)
     finally:
-        browser.close()
+        ingest.stop()
+        sim.stop()

@@ -260,3 +260,16 @@ def test_units_to_brl():
     assert units_to_brl(100_000) == "1.00000"
     assert units_to_brl(-1) == "-0.00001"
     assert units_to_brl(123_456_789) == "1234.56789"
+
+
+def test_login_message_bytes():
+    """The login a browser signs (api/web/src/messages.js has the same bytes in its test)."""
+    from market import login_message
+
+    alice = bytes.fromhex("d43593c715fdd31c61141abd04a99fd6822c8558854ccde39a5684e7a56da27d")
+    assert login_message(bytes(range(32)), alice, 1_700_000_000_000).hex() == (
+        "77617474636861696e3a6c6f67696e3a7631"
+        + bytes(range(32)).hex()
+        + alice.hex()
+        + (1_700_000_000_000).to_bytes(8, "little").hex()
+    )
