@@ -91,7 +91,18 @@ def create_app(settings: Settings | None = None, *, chain: ChainView | None = No
 
     @app.get("/", include_in_schema=False)
     def index_page() -> FileResponse:
-        return FileResponse(STATIC / "index.html")
+        return FileResponse(STATIC / "index.html", headers={"content-security-policy": csp})
+
+    # The web app runs only its own bundle (and WebAssembly for its crypto), talks only to this
+    # API and the node, and cannot be framed: an injected script or frame gets nowhere near an
+    # unlocked key (docs/web.md, "Threat model").
+    rpc = settings.public_rpc_url or settings.node_url
+    csp = (
+        "default-src 'self'; script-src 'self' 'wasm-unsafe-eval';"
+        " style-src 'self' 'unsafe-inline'; "
+        f"img-src 'self' data: blob:; connect-src 'self' {rpc}; object-src 'none'; "
+        "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    )
 
     return app
 

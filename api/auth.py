@@ -2,15 +2,20 @@
 acknowledgements, device configuration). Chain actions never pass through here: the browser
 signs those extrinsics with the role's own key (docs/web.md, "Threat model").
 
-Logging in proves control of an account without a password on the server: the browser signs
-`b"wattchain:login:v1" ++ genesis ++ account ++ issued_ms` (market.login_message) with the
-account's key, and the API checks the signature, that `issued_ms` is within `LOGIN_WINDOW_MS`
-of its clock, and which roles the chain gives the account (from the index: the market
-operator, the distributor, a registered participant). It answers with a bearer token: the
-account, its roles and an expiry, signed with HMAC-SHA256 under a key kept in the data folder
-(`session.key`, created on first use, readable by its owner only), so every API process on the
-folder accepts it and none has to remember sessions. A state-changing endpoint answers 401
-without a valid token and 403 when the token's roles do not include one it needs."""
+Logging in proves control of an account without a password on the server, by challenge and
+response:
+- `POST /session/challenge` answers 32 random bytes, kept in ops.db for `CHALLENGE_TTL_MS`;
+- the browser signs `b"wattchain:login:v1" ++ genesis ++ account ++ challenge`
+  (market.login_message) with the account's key and sends it to `POST /session`;
+- the API takes the challenge out of ops.db (once: a replayed login, here or at another API,
+  finds no challenge), checks the signature and the roles the finalized chain gives the
+  account (from the index: the market operator, the distributor, a registered participant).
+It answers a bearer token: the account, its roles, the chain's genesis hash and an expiry,
+signed with HMAC-SHA256 under `session.key` in the data folder (32 random bytes, created once,
+readable by its owner only), so every API process on the folder accepts it and none has to
+remember sessions. Each request re-reads the roles: a role the chain moved to another account
+ends the session's use of it at once. A state-changing endpoint answers 401 without a valid
+token and 403 when the account no longer holds a role it needs."""
 
 from __future__ import annotations
 
@@ -20,6 +25,8 @@ import hmac
 import json
 import os
 import secrets
+import sqlite3
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
@@ -27,14 +34,16 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from market import login_message, now_ms, verify_sr25519
-from store import queries
+from store import queries, transaction
 
-from .deps import DataDep
+from .deps import ChainDep, DataDep, IndexDep
 from .errors import APIError
 from .params import account_key
 
 SESSION_TTL_MS = 60 * 60 * 1000
-LOGIN_WINDOW_MS = 60 * 1000  # how far a login's issued_ms may be from the API's clock
+CHALLENGE_TTL_MS = 2 * 60 * 1000
+MAX_CHALLENGES = 10_000  # live challenges at once: above it, 503 until some expire
+KEY_BYTES = 32
 ROLES = ("operator", "distributor", "participant")
 
 
@@ -43,51 +52,82 @@ class Session:
     account: str
     roles: tuple[str, ...]
     expires_ms: int
+    genesis: str = ""  # 0x hex of the chain the session was opened on
 
 
-def _key(root: Path) -> bytes:
+def session_key(root: Path) -> bytes:
+    """The data folder's token key: made once, atomically (a reader never sees a partly
+    written file), and refused unless it is exactly 32 bytes that only its owner can read."""
     path = Path(root) / "session.key"
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
+    if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".session.key.")
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:  # another API process made it first
-            return path.read_bytes()
-        with os.fdopen(fd, "wb") as f:
-            f.write(secrets.token_bytes(32))
-        return path.read_bytes()
+            with os.fdopen(fd, "wb") as f:
+                f.write(secrets.token_bytes(KEY_BYTES))
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, 0o600)
+            try:
+                os.link(tmp, path)  # fails if another process made it first: keep theirs
+            except FileExistsError:
+                pass
+        finally:
+            os.unlink(tmp)
+    key = path.read_bytes()
+    if len(key) != KEY_BYTES or path.stat().st_mode & 0o077:
+        raise RuntimeError(
+            f"{path} must hold {KEY_BYTES} bytes and be readable by its owner only"
+            " (delete it to make a new one: every session then ends)"
+        )
+    return key
 
 
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
 def issue_token(root: Path, session: Session) -> str:
     body = json.dumps(
-        {"a": session.account, "r": list(session.roles), "e": session.expires_ms},
+        {
+            "a": session.account,
+            "r": list(session.roles),
+            "e": session.expires_ms,
+            "g": session.genesis,
+        },
         separators=(",", ":"),
     ).encode()
-    mac = hmac.new(_key(root), body, hashlib.sha256).digest()
-    return _b64(body) + "." + _b64(mac)
+    return _b64(body) + "." + _b64(hmac.new(session_key(root), body, hashlib.sha256).digest())
 
 
 def read_token(root: Path, token: str) -> Session | None:
     """The session a token stands for, or None if it is forged, malformed or expired."""
     try:
         body_b64, mac_b64 = token.split(".")
-        pad = lambda s: s + "=" * (-len(s) % 4)  # noqa: E731
-        body = base64.urlsafe_b64decode(pad(body_b64))
-        mac = base64.urlsafe_b64decode(pad(mac_b64))
+        body, mac = _unb64(body_b64), _unb64(mac_b64)
     except (ValueError, TypeError):
         return None
-    if not hmac.compare_digest(mac, hmac.new(_key(root), body, hashlib.sha256).digest()):
+    if not hmac.compare_digest(mac, hmac.new(session_key(root), body, hashlib.sha256).digest()):
         return None
-    claims = json.loads(body)
-    if claims["e"] <= now_ms():
+    try:
+        claims = json.loads(body)
+        account, roles, expires, genesis = claims["a"], claims["r"], claims["e"], claims["g"]
+    except (ValueError, TypeError, KeyError):
         return None
-    return Session(claims["a"], tuple(claims["r"]), claims["e"])
+    well_formed = (
+        isinstance(account, str)
+        and isinstance(roles, list)
+        and all(r in ROLES for r in roles)
+        and isinstance(expires, int)
+        and isinstance(genesis, str)
+    )
+    if not well_formed or expires <= now_ms():
+        return None
+    return Session(account, tuple(roles), expires, genesis)
 
 
 def roles_of(index, chain, account: str) -> tuple[str, ...]:
@@ -100,41 +140,71 @@ def roles_of(index, chain, account: str) -> tuple[str, ...]:
     return tuple(roles)
 
 
+def new_challenge(ops: sqlite3.Connection) -> tuple[bytes, int]:
+    """A fresh login challenge and its expiry; expired ones are dropped first."""
+    now = now_ms()
+    challenge = secrets.token_bytes(32)
+    with transaction(ops):
+        ops.execute("DELETE FROM login_challenges WHERE expires_ms <= ?", (now,))
+        (live,) = ops.execute("SELECT COUNT(*) FROM login_challenges").fetchone()
+        if live >= MAX_CHALLENGES:
+            raise APIError(
+                503, "TooManyLogins", "too many logins under way; try again", retry_after_s=5
+            )
+        ops.execute(
+            "INSERT INTO login_challenges (challenge, expires_ms) VALUES (?, ?)",
+            ("0x" + challenge.hex(), now + CHALLENGE_TTL_MS),
+        )
+    return challenge, now + CHALLENGE_TTL_MS
+
+
 def login(
-    account: str, issued_ms: int, signature: str, *, chain, index, root: Path
+    account: str, challenge: str, signature: str, *, chain, index, ops, root: Path
 ) -> tuple[str, Session]:
-    """Checks a signed login and opens a session: (token, session)."""
+    """Checks a signed login against its challenge (used up either way) and opens a session:
+    (token, session)."""
     address, raw = account_key(account, "account")
-    if abs(issued_ms - now_ms()) > LOGIN_WINDOW_MS:
+    with transaction(ops):
+        row = ops.execute(
+            "DELETE FROM login_challenges WHERE challenge = ? AND expires_ms > ? RETURNING 1",
+            (challenge.lower(), now_ms()),
+        ).fetchone()
+    if row is None:
         raise APIError(
             401,
-            "LoginExpired",
-            f"issued_ms is {abs(issued_ms - now_ms()) // 1000} s from the API's clock"
-            f" (at most {LOGIN_WINDOW_MS // 1000} s): sign a fresh login",
-            field="issued_ms",
+            "UnknownChallenge",
+            "the challenge is unknown, used or expired: ask POST /session/challenge for a new one",
+            field="challenge",
         )
-    message = login_message(chain.genesis_hash, raw, issued_ms)
+    message = login_message(chain.genesis_hash, raw, bytes.fromhex(challenge[2:]))
     if not verify_sr25519(raw, message, bytes.fromhex(signature[2:])):
         raise APIError(401, "BadSignature", "the signature is not the account's over the login")
     roles = roles_of(index, chain, address)
     if not roles:
         raise APIError(403, "NoRole", f"{address} holds no role in this market")
-    session = Session(address, roles, now_ms() + SESSION_TTL_MS)
+    session = Session(address, roles, now_ms() + SESSION_TTL_MS, "0x" + chain.genesis_hash.hex())
     return issue_token(root, session), session
 
 
-def current_session(request: Request, data: DataDep) -> Session:
-    """The request's session (Authorization: Bearer <token>); 401 without a valid one."""
+def current_session(request: Request, data: DataDep, index: IndexDep, chain: ChainDep) -> Session:
+    """The request's session (Authorization: Bearer <token>), with the roles the account still
+    holds; 401 without a valid token for this chain."""
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     session = read_token(data.root, token.strip()) if scheme.lower() == "bearer" else None
-    if session is None:
+    if session is None or session.genesis != "0x" + chain.genesis_hash.hex():
         raise APIError(
             401,
             "NotAuthenticated",
             "log in first (POST /session) and send its token as Authorization: Bearer <token>",
         )
-    return session
+    held = set(roles_of(index, chain, session.account))
+    return Session(
+        session.account,
+        tuple(r for r in session.roles if r in held),
+        session.expires_ms,
+        session.genesis,
+    )
 
 
 def require(*roles: str):
@@ -142,10 +212,11 @@ def require(*roles: str):
 
     def check(session: Annotated[Session, Depends(current_session)]) -> Session:
         if not set(roles) & set(session.roles):
+            holds = ", ".join(session.roles) or "no role"
             raise APIError(
                 403,
                 "Forbidden",
-                f"{session.account} is {', '.join(session.roles)}; this needs {' or '.join(roles)}",
+                f"{session.account} holds {holds}; this needs {' or '.join(roles)}",
             )
         return session
 
@@ -163,7 +234,9 @@ __all__ = [
     "current_session",
     "issue_token",
     "login",
+    "new_challenge",
     "read_token",
     "require",
     "roles_of",
+    "session_key",
 ]

@@ -401,11 +401,17 @@ class AlertPublic(BaseModel):
     acked_by: str | None = Field(None, description="The operator's account that did")
 
 
+class ChallengePublic(BaseModel):
+    challenge: str = Field(description="0x + 32 bytes hex: sign it in market.login_message")
+    expires_ms: int
+
+
 class SessionCreate(Strict):
-    """A login: the account's signature over market.login_message (docs/web.md)."""
+    """A login: the account's signature over market.login_message with a challenge of
+    POST /session/challenge (docs/web.md)."""
 
     account: str = Field(json_schema_extra=ACCOUNT_SCHEMA)
-    issued_ms: U64 = Field(description="The browser's clock, ms since the epoch")
+    challenge: str = Field(pattern=r"^0x[0-9a-fA-F]{64}$")
     signature: Hex64
 
 

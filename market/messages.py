@@ -34,13 +34,14 @@ def cancel_message(genesis_hash: bytes, owner: bytes, client_order_id: int) -> b
     return CANCEL_TAG + bytes(genesis_hash) + bytes(owner) + struct.pack("<Q", client_order_id)
 
 
-def login_message(genesis_hash: bytes, account: bytes, issued_ms: int) -> bytes:
-    """`b"wattchain:login:v1" ++ genesis_hash[32] ++ account[32] ++ issued_ms u64`: what a
-    browser signs to open an API session as `account` (api/auth.py)."""
+def login_message(genesis_hash: bytes, account: bytes, challenge: bytes) -> bytes:
+    """`b"wattchain:login:v1" ++ genesis_hash[32] ++ account[32] ++ challenge[32]`: what a
+    browser signs to open an API session as `account`, the challenge being the API's
+    (api/auth.py)."""
     _check_len("genesis hash", genesis_hash, 32)
     _check_len("account", account, 32)
-    _check_u64("issued_ms", issued_ms)
-    return LOGIN_TAG + bytes(genesis_hash) + bytes(account) + struct.pack("<Q", issued_ms)
+    _check_len("challenge", challenge, 32)
+    return LOGIN_TAG + bytes(genesis_hash) + bytes(account) + bytes(challenge)
 
 
 def reading_message(

@@ -156,6 +156,9 @@ CREATE TABLE IF NOT EXISTS alerts (
     acked_ms INTEGER, acked_by TEXT          -- seen by the operator (account), and when
 );
 CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS login_challenges (  -- api/auth.py: each is used once, then deleted
+    challenge TEXT PRIMARY KEY, expires_ms INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS devices (     -- device configuration (store/devices.py)
     name TEXT PRIMARY KEY, model TEXT NOT NULL, host TEXT NOT NULL, port INTEGER NOT NULL,
     unit_id INTEGER NOT NULL,

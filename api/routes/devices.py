@@ -18,8 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from meter_bridge import MODELS
 from meter_bridge.registers import EastronMap, SunSpecMap
+from store import alert, queries, transaction
 from store import devices as store
-from store import queries
 
 from ..auth import DeviceAdminSession
 from ..deps import CursorQuery, LimitQuery, OpsDep
@@ -28,6 +28,8 @@ from ..models import ErrorPublic, Page
 from ..pagination import decode_cursor, page
 
 router = APIRouter(prefix="/devices", tags=["devices"])
+# What decides which registers the ingest signs with a meter's key: the distributor's only.
+METER_SOURCE_FIELDS = {"host", "port", "unit_id", "model"}
 
 NAME_DESCRIPTION = (
     f"The device's (site's) name: 1 to {store.NAME_MAX_LENGTH} letters, digits, '.', '_' or '-'"
@@ -207,15 +209,37 @@ def update_device(
     """Change some of a device's settings (422 InvalidRequest naming the field at fault). Each
     field changed is recorded with the session's account; a value equal to the current one
     changes nothing. The meter ingest applies the new version within about a second (the
-    answer's `status.applied` says whether it has yet)."""
-    try:
-        updated = store.update_device(
-            ops, name, body.model_dump(exclude_unset=True), by=session.account, models=MODELS
+    answer's `status.applied` says whether it has yet).
+
+    Where the meter is read and how (`host`, `port`, `unit_id`, `model`) decides what the
+    ingest signs with the meter's key, so only the distributor, who accredits meters on
+    chain, may change it (403 otherwise), and each such change raises an alert."""
+    change = body.model_dump(exclude_unset=True)
+    moved = sorted(set(change) & METER_SOURCE_FIELDS)
+    if moved and "distributor" not in session.roles:
+        raise APIError(
+            403,
+            "Forbidden",
+            f"{', '.join(moved)}: where and how a meter is read is the distributor's to change",
         )
+    before = _device(ops, name)
+    try:
+        updated = store.update_device(ops, name, change, by=session.account, models=MODELS)
     except store.UnknownDevice:
         raise _unknown(name) from None
     except store.InvalidDeviceChange as exc:
         raise APIError(422, "InvalidRequest", str(exc), field=exc.field) from None
+    shifted = [f for f in moved if getattr(before, f) != getattr(updated, f)]
+    if shifted:
+        with transaction(ops):
+            alert(
+                ops,
+                "api",
+                "MeterSourceChanged",
+                f"device {name}: "
+                + ", ".join(f"{f} {getattr(before, f)} -> {getattr(updated, f)}" for f in shifted)
+                + f", by {session.account}",
+            )
     return _public(updated, store.device_status(ops, name))
 
 

@@ -14,7 +14,7 @@ from api.app import create_app
 from api.auth import Session, issue_token
 from market import dev_keypair
 from market.settings import Settings
-from store import DataDir, DeviceSeed
+from store import DataDir, DeviceSeed, transaction
 from store import devices as store
 
 OPERATOR = dev_keypair("Alice").ss58_address
@@ -32,9 +32,14 @@ ENDPOINTS = [
 
 
 class FakeChainView:
-    """What the app's start and stop touch of the chain view; these endpoints read no chain."""
+    """What sessions read of the chain: its genesis hash and who is a registered participant
+    (Bob); the operator's and the distributor's roles come from the index."""
 
     node_reachable = True
+    genesis_hash = bytes(32)
+
+    def zone_of(self, account):
+        return 0 if account == PARTICIPANT else None
 
     def close(self):
         pass
@@ -44,6 +49,11 @@ class FakeChainView:
 def data(tmp_path) -> DataDir:
     data = DataDir(tmp_path)
     store.seed_devices(data.ops(), [ROOF, SHED], models=MODELS)
+    with transaction(data.index()) as c:
+        c.executemany(
+            "INSERT INTO roles (role, account) VALUES (?, ?)",
+            [("operator", OPERATOR), ("distributor", DISTRIBUTOR)],
+        )
     return data
 
 
@@ -55,7 +65,7 @@ def api(data):
 
 
 def token(data: DataDir, account: str, *roles: str, ttl_ms: int = 3_600_000) -> dict:
-    session = Session(account, roles, int(time.time() * 1000) + ttl_ms)
+    session = Session(account, roles, int(time.time() * 1000) + ttl_ms, "0x" + "00" * 32)
     return {"Authorization": f"Bearer {issue_token(data.root, session)}"}
 
 
@@ -219,7 +229,7 @@ def test_a_change_is_applied_to_the_store_and_recorded_with_the_sessions_account
     ],
 )
 def test_a_bad_field_is_422_naming_it_and_changes_nothing(api, data, body, field):
-    answer = api.patch("/devices/roof", json=body, headers=token(data, OPERATOR, "operator"))
+    answer = api.patch("/devices/roof", json=body, headers=token(data, DISTRIBUTOR, "distributor"))
     assert answer.status_code == 422, answer.text
     refusal = answer.json()
     assert refusal["error"] == "InvalidRequest"
@@ -230,7 +240,7 @@ def test_a_bad_field_is_422_naming_it_and_changes_nothing(api, data, body, field
 
 
 def test_unknown_and_malformed_device_names(api, data):
-    auth = token(data, OPERATOR, "operator")
+    auth = token(data, DISTRIBUTOR, "distributor")
     for method, path, payload in (
         ("GET", "/devices/nowhere", None),
         ("PATCH", "/devices/nowhere", {"port": 503}),
@@ -243,3 +253,25 @@ def test_unknown_and_malformed_device_names(api, data):
         assert answer.status_code == 422, name
         assert [e["field"] for e in answer.json()["errors"]] == ["name"]
     assert store.device(data.ops(), "nowhere") is None
+
+
+def test_where_a_meter_is_read_is_the_distributors_and_each_move_raises_an_alert(api, data):
+    """The address and the model decide what the ingest signs with the meter's key: the
+    operator may tune the polling and demand response, not move the meter's source."""
+    operator = token(data, OPERATOR, "operator")
+    for body in ({"host": "10.0.0.9"}, {"port": 1502}, {"unit_id": 2}, {"model": "sdm120"}):
+        answer = api.patch("/devices/roof", json={"poll_period_s": 5, **body}, headers=operator)
+        assert (answer.status_code, answer.json()["error"]) == (403, "Forbidden"), body
+    assert store.device(data.ops(), "roof").version == 1  # nothing of a refused change applies
+    assert (
+        api.patch("/devices/roof", json={"poll_period_s": 5}, headers=operator).status_code == 200
+    )
+    assert api.get("/alerts").json()["items"] == []  # tuning raises no alert
+
+    moved = api.patch(
+        "/devices/roof", json={"host": "10.0.0.9"}, headers=token(data, DISTRIBUTOR, "distributor")
+    )
+    assert moved.status_code == 200 and moved.json()["host"] == "10.0.0.9"
+    (raised,) = api.get("/alerts").json()["items"]
+    assert raised["name"] == "MeterSourceChanged"
+    assert "host 10.0.0.5 -> 10.0.0.9" in raised["detail"] and DISTRIBUTOR in raised["detail"]

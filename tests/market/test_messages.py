@@ -267,9 +267,12 @@ def test_login_message_bytes():
     from market import login_message
 
     alice = bytes.fromhex("d43593c715fdd31c61141abd04a99fd6822c8558854ccde39a5684e7a56da27d")
-    assert login_message(bytes(range(32)), alice, 1_700_000_000_000).hex() == (
+    challenge = bytes(range(100, 132))
+    assert login_message(bytes(range(32)), alice, challenge).hex() == (
         "77617474636861696e3a6c6f67696e3a7631"
         + bytes(range(32)).hex()
         + alice.hex()
-        + (1_700_000_000_000).to_bytes(8, "little").hex()
+        + challenge.hex()
     )
+    with pytest.raises(ValueError, match="challenge must be 32 bytes"):
+        login_message(bytes(range(32)), alice, challenge[:31])

@@ -6,8 +6,13 @@ import { ApiPromise, WsProvider } from "@polkadot/api";
 
 let connecting = null;
 
+/** The node's API; a failed connection is tried afresh on the next call. */
 export function connect(url) {
-  connecting = connecting || ApiPromise.create({ provider: new WsProvider(url), noInitWarn: true });
+  if (!connecting) {
+    const provider = new WsProvider(url, 2_000);
+    connecting = ApiPromise.create({ provider, noInitWarn: true, throwOnConnect: true })
+      .catch((err) => { connecting = null; provider.disconnect().catch(() => {}); throw err; });
+  }
   return connecting;
 }
 
@@ -26,12 +31,16 @@ function explain(api, err) {
  * through `sudo.sudo` (governance calls, when the key is the chain's sudo key).
  */
 export async function submit(api, pair, call, { asRoot = false } = {}) {
+  if (asRoot && !api.tx.sudo) throw new Error("this chain has no sudo: governance must act (docs/web.md)");
   const tx = asRoot ? api.tx.sudo.sudo(call) : call;
   return new Promise((resolve, reject) => {
     let unsub = null;
     const done = (fn, value) => { unsub?.(); fn(value); };
     tx.signAndSend(pair, ({ status, dispatchError, events }) => {
       if (dispatchError) return done(reject, new Error(explain(api, dispatchError)));
+      if (status.isInvalid || status.isDropped || status.isUsurped) {
+        return done(reject, new Error(`the node ${status.type.toLowerCase()} the transaction`));
+      }
       if (!status.isInBlock) return;
       for (const { event } of events) {
         if (api.events.sudo?.Sudid?.is(event) && event.data[0].isErr) {

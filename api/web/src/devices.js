@@ -83,9 +83,7 @@ export function devicesView(root, app) {
       try {
         const saved = await session.authed("PATCH", `/devices/${encodeURIComponent(d.name)}`, change);
         editing.delete(d.name);
-        out.className = "ok";
-        out.textContent = t("saved", { version: saved.version });
-        render(card, { ...d, ...saved, status: d.status });
+        render(card, saved);  // with the status the answer carries: applied or not yet
         card.querySelector(".device-out").className = "ok";
         card.querySelector(".device-out").textContent = t("saved", { version: saved.version });
       } catch (err) { out.className = "bad"; out.textContent = err.message; }

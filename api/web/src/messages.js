@@ -63,11 +63,10 @@ export function freshClientOrderId() {
 
 const LOGIN_TAG = text("wattchain:login:v1");
 
-/** What a browser signs to open an API session: tag ++ genesis ++ account ++ issued_ms u64. */
-export function loginMessage(genesis, account, issuedMs) {
+/** What a browser signs to open an API session: tag ++ genesis ++ account ++ the API's challenge. */
+export function loginMessage(genesis, account, challenge) {
   check32("genesis hash", genesis);
   check32("account", account);
-  const at = new Uint8Array(8);
-  new DataView(at.buffer).setBigUint64(0, BigInt(issuedMs), true);
-  return concat(LOGIN_TAG, genesis, account, at);
+  check32("challenge", challenge);
+  return concat(LOGIN_TAG, genesis, account, challenge);
 }

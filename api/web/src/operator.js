@@ -31,7 +31,7 @@ export function operatorView(root, app) {
     const s = session.current();
     if (s) {
       $("login").innerHTML = html`<h2>${t("operator")}</h2>
-        <p>${t("logged_in_as", { account: esc(s.account), roles: s.roles.map((r) => t("role_" + r)).join(", ") })}</p>
+        <p>${esc(t("logged_in_as", { account: s.account, roles: s.roles.map((r) => t("role_" + r)).join(", ") }))}</p>
         <button type="button" id="logout" class="secondary">${t("logout")}</button>`;
       $("logout").onclick = () => { session.logout(); showLogin(); };
       account = s.account;
@@ -46,12 +46,17 @@ export function operatorView(root, app) {
           autocomplete="username" spellcheck="false"></label>
         <button type="submit">${t("login")}</button></form>
       <p id="login-error" class="bad" role="alert"></p>`;
-    $("login-account").onchange = (e) => { account = e.target.value.trim(); showKey(); };
+    // The key card follows the account typed here (only when it changed: a re-rendered card
+    // would lose what is being typed into it).
+    $("login-account").onchange = (e) => {
+      const typed = e.target.value.trim();
+      if (typed !== account) { account = typed; showKey(); }
+    };
     $("login-form").onsubmit = async (e) => {
       e.preventDefault();
       account = $("login-account").value.trim();
       try {
-        await session.login(wallet, account, app.market, app.skew);
+        await session.login(wallet, account, app.market);
         showLogin();
       } catch (err) { $("login-error").textContent = err.message; }
     };
@@ -88,6 +93,10 @@ export function operatorView(root, app) {
   const meterAuthority = (s) => ({ asRoot: !s.roles.includes("distributor") });
 
   function showConsole(s) {
+    if (!s.roles.includes("operator") && !s.roles.includes("distributor")) {
+      $("console").innerHTML = `<p class="card bad">${esc(t("console_needs_role"))}</p>`;
+      return;
+    }
     const p = app.market.params;
     const isOperator = s.roles.includes("operator");
     $("console").innerHTML = html`

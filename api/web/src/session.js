@@ -1,6 +1,7 @@
-// The operator console's session with the API: the browser signs a login with the unlocked
-// key (never a password sent to the server), the API answers a bearer token with the roles
-// the chain gives the account. The token lives in this tab only (sessionStorage).
+// The operator console's session with the API: the browser signs the API's one-time challenge
+// with the unlocked key (never a password sent to the server), the API answers a bearer token
+// with the roles the chain gives the account. The token lives in this tab only
+// (sessionStorage).
 
 import { ApiError, send } from "./api.js";
 import { loginMessage } from "./messages.js";
@@ -14,11 +15,13 @@ export function current() {
   } catch { return null; }
 }
 
-export async function login(wallet, address, market, skew) {
-  const issued = Math.round(Date.now() + skew);
-  const genesis = Uint8Array.from(market.genesis_hash.slice(2).match(/../g), (b) => parseInt(b, 16));
-  const signature = wallet.sign(address, loginMessage(genesis, wallet.publicKey(address), issued));
-  const s = await send("POST", "/session", { account: address, issued_ms: issued, signature });
+const bytes = (hex) => Uint8Array.from(hex.slice(2).match(/../g), (b) => parseInt(b, 16));
+
+export async function login(wallet, address, market) {
+  const { challenge } = await send("POST", "/session/challenge", {});
+  const message = loginMessage(bytes(market.genesis_hash), wallet.publicKey(address), bytes(challenge));
+  const signature = wallet.sign(address, message);
+  const s = await send("POST", "/session", { account: address, challenge, signature });
   sessionStorage.setItem(KEY, JSON.stringify(s));
   return s;
 }

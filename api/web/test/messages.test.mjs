@@ -38,8 +38,10 @@ test("a bad spec is refused by name", () => {
 });
 
 test("the login message is the API's (market.login_message)", () => {
-  // Python: login_message(bytes(range(32)), Alice's public key, 1_700_000_000_000).hex()
+  // Python: login_message(bytes(range(32)), Alice's public key, bytes(range(100, 132))).hex()
   const alice = hexToU8a("0xd43593c715fdd31c61141abd04a99fd6822c8558854ccde39a5684e7a56da27d");
-  const msg = loginMessage(genesis, alice, 1_700_000_000_000);
-  assert.equal(u8aToHex(msg), "0x77617474636861696e3a6c6f67696e3a7631000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1fd43593c715fdd31c61141abd04a99fd6822c8558854ccde39a5684e7a56da27d0068e5cf8b010000");
+  const challenge = Uint8Array.from({ length: 32 }, (_, i) => 100 + i);
+  const msg = loginMessage(genesis, alice, challenge);
+  assert.equal(u8aToHex(msg), "0x77617474636861696e3a6c6f67696e3a7631000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1fd43593c715fdd31c61141abd04a99fd6822c8558854ccde39a5684e7a56da27d6465666768696a6b6c6d6e6f707172737475767778797a7b7c7d7e7f80818283");
+  assert.throws(() => loginMessage(genesis, alice, challenge.slice(1)), /challenge must be 32 bytes/);
 });
