@@ -157,7 +157,9 @@ def list_interval_progress(
     chain: ChainDep,
 ) -> list[IntervalProgressPublic]:
     """Each interval of `from_interval..=to_interval` (at most 200) and how far it has come:
-    open, closed, rejected, cleared, voided or settled, with its clearing's summary."""
+    open, empty, closed, rejected, cleared, voided or settled, with its clearing's summary.
+    Times follow the latest parameters, as the book's do: an interval closed under an earlier
+    gate length shows that of today (its length cannot change once orders exist)."""
     if to_interval < from_interval:
         raise APIError(422, "InvalidRequest", "to_interval is before from_interval")
     if to_interval - from_interval >= MAX_PROGRESS_SPAN:

@@ -104,7 +104,9 @@ def submit_reading(chain: Chain, reading: MeterReading) -> str | None:
 
 
 # Screenshots of the web app's pages, kept after the run (the folder is git-ignored).
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
+REPO = Path(__file__).resolve().parents[2]
+SCREENSHOTS = REPO / "test-artifacts" / "screenshots"
+AXE = REPO / "api" / "web" / "node_modules" / "axe-core" / "axe.min.js"
 
 
 @contextmanager
@@ -121,6 +123,9 @@ def browser_page(width: int = 1280, height: int = 1000):
         try:
             page = browser.new_page(viewport={"width": width, "height": height})
             page.on("pageerror", lambda e: errors.append(str(e)))
+            # The accessibility checker, in every page before its own scripts: the app's
+            # Content-Security-Policy refuses scripts injected later, as it should.
+            page.add_init_script(path=str(AXE))
             yield page
         finally:
             browser.close()
@@ -141,10 +146,9 @@ AXE = (
 
 
 def accessibility_problems(page) -> list[str]:
-    """What axe-core (installed with the web app's packages) finds against WCAG 2 A and AA on
-    the page as it is now: contrast, labels, names, keyboard access. Serious and critical only,
-    one line each."""
-    page.add_script_tag(path=str(AXE))
+    """What axe-core (installed with the web app's packages, loaded by `browser_page`) finds
+    against WCAG 2 A and AA on the page as it is now: contrast, labels, names, keyboard access.
+    Serious and critical only, one line each."""
     violations = page.evaluate(
         "async () => (await axe.run(document,"
         " {runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa']}}))"

@@ -582,6 +582,14 @@ def test_kill9_of_the_api_and_the_workers_loses_nothing(market):
     assert len(extra) <= len(threads)
 
 
+def charted(page, canvas: str) -> int:
+    """Waits for the chart in canvas `canvas` to show data (the app's Content-Security-Policy
+    rules out Playwright's evaluated predicates: a selector does it)."""
+    chart = page.locator(f"#{canvas}[data-points]:not([data-points='0'])")
+    chart.wait_for(timeout=30_000)
+    return int(chart.get_attribute("data-points"))
+
+
 def test_web_app_shows_the_market_and_a_participant_in_a_real_browser(market):
     """Chromium loads the web app from the running API. The market view charts the clearings
     the tests above committed (supply and demand, history, zone flows) with prices in R$ and
@@ -603,9 +611,7 @@ def test_web_app_shows_the_market_and_a_participant_in_a_real_browser(market):
             timeout=30_000
         )
         # The newest clearing is the one charted: its curves, price and volume.
-        page.wait_for_function(
-            "document.querySelector('#sd-chart')?.dataset.points > 0", timeout=30_000
-        )
+        charted(page, "sd-chart")
         note = page.inner_text("#sd-note")
         assert clock in note and "R$" in note and "/kWh" in note, note
         assert int(page.get_attribute("#hist-chart", "data-points")) >= 2  # a bar and a price
@@ -618,9 +624,7 @@ def test_web_app_shows_the_market_and_a_participant_in_a_real_browser(market):
         page.wait_for_selector("#positions tbody tr td:has-text('R$')", timeout=30_000)
         assert "Zona 0" in page.inner_text("#who")
         # The traders' meters reported in the tests above: their energy is charted.
-        page.wait_for_function(
-            "document.querySelector('#meter-chart')?.dataset.points > 0", timeout=30_000
-        )
+        charted(page, "meter-chart")
         assert not accessibility_problems(page)
         screenshot(page, "participant")
         # The clearing house's report for the period, as CSV and as PDF.
@@ -638,9 +642,7 @@ def test_web_app_shows_the_market_and_a_participant_in_a_real_browser(market):
         page.wait_for_selector("#positions th:has-text('Bought')", timeout=30_000)
         page.set_viewport_size({"width": 390, "height": 844})  # a phone
         page.goto(market.url + "/#/market")
-        page.wait_for_function(
-            "document.querySelector('#sd-chart')?.dataset.points > 0", timeout=30_000
-        )
+        charted(page, "sd-chart")
         assert "Supply and demand" in page.inner_text("main")
         # Nothing wider than the phone's screen but the tables' own scroll areas.
         assert page.evaluate("document.documentElement.scrollWidth") <= 390
@@ -690,6 +692,21 @@ def test_a_participant_trades_from_the_page_with_a_key_kept_in_the_browser(marke
         assert "compra" in row.inner_text()
         book = client.get(f"/intervals/{k}/book?side=bid")
         assert any(o["owner"] == buyer and o["price_ticks"] == 90 for o in book["items"])
+
+        # A second bid, a later interval, cancelled from the page before its gate.
+        page.select_option("#o-interval", index=2)
+        later = interval_clock(
+            int(page.input_value("#o-interval")),
+            market.chain.market_params().interval_ms,
+            "America/Sao_Paulo",
+        )
+        page.fill("#o-kwh", "0.111")
+        page.click("#order-form button[type=submit]")
+        second = page.locator("#orders tbody tr", has_text=later).filter(has_text="111 Wh")
+        second.locator("button[data-cancel]").click(timeout=60_000)
+        page.wait_for_selector("#order-result:has-text('Cancelamento')", timeout=30_000)
+        second.filter(has_text="cancelada").wait_for(timeout=60_000)
+
         traded = page.locator("#positions tbody tr", has_text=clock)
         traded.wait_for(timeout=90_000)
         assert "250 Wh" in traded.inner_text() and "R$" in traded.inner_text()

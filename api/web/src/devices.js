@@ -20,6 +20,7 @@ export function devicesView(root, app) {
   root.innerHTML = `<div id="devices" class="grid"></div>`;
   const list = root.querySelector("#devices");
   const editing = new Set();  // forms being edited are not redrawn under the person's hands
+  const notes = new Map();  // the last save's outcome per device, kept across redraws
 
   async function load() {
     const answer = await session.authed("GET", "/devices");
@@ -67,10 +68,16 @@ export function devicesView(root, app) {
         <button type="submit">${t("save")}</button>
       </form>
       <p class="device-out" role="status"></p>
+      <details><summary>${t("register_map")}</summary><div class="scroll" tabindex="0"><table>${table(
+        [t("quantity_name"), t("register_table"), t("address"), t("encoding")],
+        (d.register_map?.points ?? []).map((p) => [p.quantity, p.table, p.address, p.encoding]),
+        { empty: t("nothing") })}</table></div></details>
       <details><summary>${t("changes")}</summary><div class="scroll" tabindex="0"><table class="device-changes"></table></div></details>`;
     status(card, d);
+    const note = notes.get(d.name);
+    if (note) Object.assign(card.querySelector(".device-out"), note);
     const form = card.querySelector("form");
-    form.oninput = () => editing.add(d.name);
+    form.oninput = () => { editing.add(d.name); notes.delete(d.name); };
     form.onsubmit = async (e) => {
       e.preventDefault();
       const f = Object.fromEntries(new FormData(form));
@@ -83,10 +90,9 @@ export function devicesView(root, app) {
       try {
         const saved = await session.authed("PATCH", `/devices/${encodeURIComponent(d.name)}`, change);
         editing.delete(d.name);
+        notes.set(d.name, { className: "device-out ok", textContent: t("saved", { version: saved.version }) });
         render(card, saved);  // with the status the answer carries: applied or not yet
-        card.querySelector(".device-out").className = "ok";
-        card.querySelector(".device-out").textContent = t("saved", { version: saved.version });
-      } catch (err) { out.className = "bad"; out.textContent = err.message; }
+      } catch (err) { out.className = "device-out bad"; out.textContent = err.message; }
     };
     card.querySelector("details").ontoggle = (e) => e.target.open && changes(card, d.name);
   }

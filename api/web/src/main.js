@@ -66,7 +66,11 @@ function shell() {
 
 function route() {
   const [, name = "market", arg = ""] = location.hash.split("/");
-  const root = document.getElementById("view");
+  // Each view gets a fresh element: what a view left running writes into its own detached
+  // one, never into the next view's.
+  const root = document.createElement("main");
+  root.id = "view";
+  document.getElementById("view").replaceWith(root);
   for (const a of document.querySelectorAll("nav a")) {
     a.toggleAttribute("aria-current", a.id === "nav-" + name);
   }

@@ -3,6 +3,7 @@
 // between zones and the operator's alerts.
 
 import { get } from "./api.js";
+import { bookCard } from "./book.js";
 import * as charts from "./charts.js";
 import { countdown, dateTime, energy, intervalSpan, number, price } from "./format.js";
 import { t } from "./i18n.js";
@@ -31,11 +32,7 @@ export function marketView(root, app) {
         <p id="sd-note" class="sub"></p>
         <div class="chart"><canvas id="sd-chart" role="img" aria-label="${t("supply_demand")}"></canvas></div>
       </article>
-      <article class="card" aria-labelledby="book-h">
-        <h2 id="book-h">${t("book")}</h2>
-        <label>${t("interval")} <select id="book-interval"></select></label>
-        <div class="scroll" tabindex="0"><table id="book"></table></div>
-      </article>
+      <article class="card" id="book-card"></article>
     </section>
     <section class="grid">
       <article class="card wide" aria-labelledby="hist-h">
@@ -123,22 +120,6 @@ export function marketView(root, app) {
     $("flows-note").textContent = flows.length ? "" : t("no_flows");
   }
 
-  /** The price levels of an interval still open (or just closed): best bids and offers. */
-  async function book() {
-    const m = app.market, sel = $("book-interval");
-    const ks = [m.next_open_interval, m.next_open_interval + 1, m.next_open_interval + 2];
-    const chosen = Number(sel.value) || ks[0];
-    sel.innerHTML = ks.map((k) => `<option value="${k}">${esc(label(k))}</option>`).join("");
-    sel.value = String(ks.includes(chosen) ? chosen : ks[0]);
-    const b = await get(`/intervals/${sel.value}/book?limit=1`);
-    const rows = [...b.offers].reverse().map((l) => ["offer", l]).concat(b.bids.map((l) => ["bid", l]));
-    $("book").innerHTML = table(
-      [t("side"), t("price"), t("quantity"), t("orders")],
-      rows.map(([side, l]) => [`<span class="${side}">${t(side)}</span>`, price(l.price_ticks),
-        energy(l.quantity_wh), number(l.orders)]),
-      { raw: [0], empty: t("nothing") });
-  }
-
   async function alerts() {
     const page = await get("/alerts?limit=8");
     $("alerts").innerHTML = page.items.length
@@ -148,9 +129,9 @@ export function marketView(root, app) {
   }
 
   $("sd-interval").addEventListener("change", (e) => curves(Number(e.target.value)).catch(app.fail));
-  $("book-interval").addEventListener("change", () => book().catch(app.fail));
+  const book = bookCard($("book-card"), app);
   live();
-  const slow = () => Promise.all([progress(), clearings(), book(), alerts()]).catch(app.fail);
+  const slow = () => Promise.all([progress(), clearings(), book.refresh(), alerts()]).catch(app.fail);
   slow();
   return {
     tick: live,           // every second: the countdown

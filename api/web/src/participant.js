@@ -8,6 +8,7 @@ import * as charts from "./charts.js";
 import { brl, energy, intervalSpan, price, TICKS_PER_BRL } from "./format.js";
 import { t } from "./i18n.js";
 import { esc, html, table } from "./dom.js";
+import { bookCard } from "./book.js";
 import { keyCard } from "./keycard.js";
 import { downloadCsv, downloadPdf } from "./report.js";
 import { cancelMessage, freshClientOrderId, orderMessage, SOURCES } from "./messages.js";
@@ -39,6 +40,7 @@ export function participantView(root, app, account) {
   const label = (k) => intervalSpan(k, app.market);
   let who = null;
   let wallet = null;  // wallet.js, loaded when the participant's key is wanted
+  let book = null;  // the order book card, once the participant is shown
 
   async function loadWallet() {
     wallet = wallet || await import("./wallet.js");
@@ -83,7 +85,18 @@ export function participantView(root, app, account) {
         energy(s.metered_wh) + (s.estimated ? ` (${t("estimated")})` : ""), energy(s.imbalance_wh),
         brl(s.amount)]),
       { empty: t("nothing") });
-    await meters(who.meters);
+    intervalChoices();
+    await Promise.all([meters(who.meters), book.refresh()]);
+  }
+
+  /** The order form's intervals follow the clock: those whose gate closed drop off. */
+  function intervalChoices() {
+    const sel = $("o-interval");
+    if (!sel) return;
+    const first = app.market.next_open_interval, chosen = Number(sel.value);
+    sel.innerHTML = Array.from({ length: AHEAD }, (_, i) => first + i)
+      .map((k) => `<option value="${k}">${esc(label(k))}</option>`).join("");
+    if (chosen >= first && chosen < first + AHEAD) sel.value = String(chosen);
   }
 
   function render() {
@@ -106,6 +119,7 @@ export function participantView(root, app, account) {
         <article class="card"><h2>${t("my_orders")}</h2><div class="scroll" tabindex="0"><table id="orders"></table></div></article>
         <article class="card"><h2>${t("positions")}</h2><div class="scroll" tabindex="0"><table id="positions"></table></div></article>
         <article class="card"><h2>${t("settlements")}</h2><div class="scroll" tabindex="0"><table id="settlements"></table></div></article>
+        <article class="card" id="book-card"></article>
       </section>
       <form id="report" class="card">
         <h2>${t("report")}</h2>
@@ -126,6 +140,7 @@ export function participantView(root, app, account) {
       if (id) cancel(Number(id)).catch((err) => say(t("order_refused", { detail: err.message }), true));
     });
     showKey(account);
+    book = bookCard($("book-card"), app);
   }
 
   /** The key card; with no account chosen yet, a stored key names it. */
