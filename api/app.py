@@ -15,6 +15,7 @@ from market.settings import Settings
 from store import DataDir
 
 from . import errors
+from .auth import session_key
 from .backpressure import RelayQueue
 from .chainview import ChainView
 from .intake import Guards
@@ -48,6 +49,7 @@ def create_app(settings: Settings | None = None, *, chain: ChainView | None = No
     async def lifespan(app: FastAPI):
         app.state.settings = settings
         app.state.data = DataDir(settings.data_dir)
+        session_key(app.state.data.root)  # a bad key file stops the start, not each login
         # Create the stores' schemas before the first request reads them.
         app.state.data.orders(), app.state.data.index(), app.state.data.ops()
         app.state.chain = chain or ChainView(settings.node_url).start(wait_s=NODE_WAIT_S)
@@ -60,6 +62,10 @@ def create_app(settings: Settings | None = None, *, chain: ChainView | None = No
         title="WattChain API",
         version="0.1.0",
         lifespan=lifespan,
+        # The schema is at /openapi.json. No docs pages: theirs load scripts from a CDN, which
+        # the machines cannot reach and the app's origin must not run.
+        docs_url=None,
+        redoc_url=None,
         description="Peer-to-peer electricity market: signed orders in, clearings, settlements and "
         "meter readings out. Energy in Wh, prices in ticks per kWh, money in units of "
         "1/1000 tick (1 BRL = 100 ticks = 100000 units).",
@@ -91,11 +97,11 @@ def create_app(settings: Settings | None = None, *, chain: ChainView | None = No
 
     @app.get("/", include_in_schema=False)
     def index_page() -> FileResponse:
-        return FileResponse(STATIC / "index.html", headers={"content-security-policy": csp})
+        return FileResponse(STATIC / "index.html")
 
-    # The web app runs only its own bundle (and WebAssembly for its crypto), talks only to this
-    # API and the node, and cannot be framed: an injected script or frame gets nowhere near an
-    # unlocked key (docs/web.md, "Threat model").
+    # Every page the API serves runs only the app's own bundle (and WebAssembly for its
+    # crypto), talks only to this API and the node, and cannot be framed: an injected script
+    # or frame gets nowhere near an unlocked key (docs/web.md, "Threat model").
     rpc = settings.public_rpc_url or settings.node_url
     csp = (
         "default-src 'self'; script-src 'self' 'wasm-unsafe-eval';"
@@ -103,6 +109,13 @@ def create_app(settings: Settings | None = None, *, chain: ChainView | None = No
         f"img-src 'self' data: blob:; connect-src 'self' {rpc}; object-src 'none'; "
         "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
     )
+
+    @app.middleware("http")
+    async def content_security_policy(request, call_next):
+        response = await call_next(request)
+        if response.headers.get("content-type", "").startswith("text/html"):
+            response.headers["content-security-policy"] = csp
+        return response
 
     return app
 

@@ -4,12 +4,17 @@ signs those extrinsics with the role's own key (docs/web.md, "Threat model").
 
 Logging in proves control of an account without a password on the server, by challenge and
 response:
-- `POST /session/challenge` answers 32 random bytes, kept in ops.db for `CHALLENGE_TTL_MS`;
+- `POST /session/challenge` answers 32 bytes: a random nonce, an expiry and a MAC over both
+  under `session.key` (so the API stores nothing for it, and no one can fill its storage);
 - the browser signs `b"wattchain:login:v1" ++ genesis ++ account ++ challenge`
   (market.login_message) with the account's key and sends it to `POST /session`;
-- the API takes the challenge out of ops.db (once: a replayed login, here or at another API,
-  finds no challenge), checks the signature and the roles the finalized chain gives the
-  account (from the index: the market operator, the distributor, a registered participant).
+- the API checks the challenge's MAC and expiry (another API's challenge fails: other key),
+  the signature, and the roles the finalized chain gives the account (from the index: the
+  market operator, the distributor; a registered participant from the chain), then records
+  the challenge as used until it expires, so the same login works once.
+The genesis hash is the index's: sessions need the index, not the node (a participant's role
+alone is read from the node).
+
 It answers a bearer token: the account, its roles, the chain's genesis hash and an expiry,
 signed with HMAC-SHA256 under `session.key` in the data folder (32 random bytes, created once,
 readable by its owner only), so every API process on the folder accepts it and none has to
@@ -25,7 +30,7 @@ import hmac
 import json
 import os
 import secrets
-import sqlite3
+import struct
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +38,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from chain import ChainUnavailable
 from market import login_message, now_ms, verify_sr25519
 from store import queries, transaction
 
@@ -42,7 +48,6 @@ from .params import account_key
 
 SESSION_TTL_MS = 60 * 60 * 1000
 CHALLENGE_TTL_MS = 2 * 60 * 1000
-MAX_CHALLENGES = 10_000  # live challenges at once: above it, 503 until some expire
 KEY_BYTES = 32
 ROLES = ("operator", "distributor", "participant")
 
@@ -72,6 +77,16 @@ def session_key(root: Path) -> bytes:
                 os.link(tmp, path)  # fails if another process made it first: keep theirs
             except FileExistsError:
                 pass
+            except OSError:  # a file system without hard links: exclusive create instead
+                try:
+                    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                except FileExistsError:
+                    pass
+                else:
+                    with os.fdopen(fd, "wb") as f:
+                        f.write(Path(tmp).read_bytes())
+                        f.flush()
+                        os.fsync(f.fileno())
         finally:
             os.unlink(tmp)
     key = path.read_bytes()
@@ -130,59 +145,78 @@ def read_token(root: Path, token: str) -> Session | None:
     return Session(account, tuple(roles), expires, genesis)
 
 
-def roles_of(index, chain, account: str) -> tuple[str, ...]:
-    """The roles the chain gives `account`, as indexed from finalized blocks."""
+def roles_of(index, chain, account: str, *, participant: bool = True) -> tuple[str, ...]:
+    """The roles the chain gives `account`: the operator's and the distributor's as indexed
+    from finalized blocks, a participant's (when asked) from the node; without the node, not
+    that one."""
     roles = [
         role for role in ("operator", "distributor") if queries.role_holder(index, role) == account
     ]
-    if chain.zone_of(account) is not None:
-        roles.append("participant")
+    if participant:
+        try:
+            if chain.zone_of(account) is not None:
+                roles.append("participant")
+        except ChainUnavailable:
+            pass
     return tuple(roles)
 
 
-def new_challenge(ops: sqlite3.Connection) -> tuple[bytes, int]:
-    """A fresh login challenge and its expiry; expired ones are dropped first."""
-    now = now_ms()
-    challenge = secrets.token_bytes(32)
-    with transaction(ops):
-        ops.execute("DELETE FROM login_challenges WHERE expires_ms <= ?", (now,))
-        (live,) = ops.execute("SELECT COUNT(*) FROM login_challenges").fetchone()
-        if live >= MAX_CHALLENGES:
-            raise APIError(
-                503, "TooManyLogins", "too many logins under way; try again", retry_after_s=5
-            )
-        ops.execute(
-            "INSERT INTO login_challenges (challenge, expires_ms) VALUES (?, ?)",
-            ("0x" + challenge.hex(), now + CHALLENGE_TTL_MS),
-        )
-    return challenge, now + CHALLENGE_TTL_MS
+def index_genesis(index) -> str:
+    """The genesis hash (0x hex) of the chain the index follows; 503 before it has one."""
+    genesis = queries.index_meta(index, "genesis")
+    if genesis is None:
+        raise APIError(503, "IndexNotReady", "the index has not met the chain yet", retry_after_s=2)
+    return genesis.lower()
+
+
+def _challenge_mac(root: Path, nonce: bytes, expires_ms: int) -> bytes:
+    signed = b"wattchain:challenge" + nonce + struct.pack("<Q", expires_ms)
+    return hmac.new(session_key(root), signed, hashlib.sha256).digest()[:8]
+
+
+def new_challenge(root: Path) -> tuple[bytes, int]:
+    """A fresh login challenge and its expiry: nonce[16] ++ expires_ms u64 ++ mac[8]."""
+    nonce, expires = secrets.token_bytes(16), now_ms() + CHALLENGE_TTL_MS
+    return nonce + struct.pack("<Q", expires) + _challenge_mac(root, nonce, expires), expires
+
+
+def _unknown_challenge() -> APIError:
+    return APIError(
+        401,
+        "UnknownChallenge",
+        "the challenge is not this API's, expired or used: ask POST /session/challenge again",
+        field="challenge",
+    )
 
 
 def login(
     account: str, challenge: str, signature: str, *, chain, index, ops, root: Path
 ) -> tuple[str, Session]:
-    """Checks a signed login against its challenge (used up either way) and opens a session:
-    (token, session)."""
+    """Checks a signed login against its challenge and opens a session: (token, session)."""
     address, raw = account_key(account, "account")
-    with transaction(ops):
-        row = ops.execute(
-            "DELETE FROM login_challenges WHERE challenge = ? AND expires_ms > ? RETURNING 1",
-            (challenge.lower(), now_ms()),
-        ).fetchone()
-    if row is None:
-        raise APIError(
-            401,
-            "UnknownChallenge",
-            "the challenge is unknown, used or expired: ask POST /session/challenge for a new one",
-            field="challenge",
-        )
-    message = login_message(chain.genesis_hash, raw, bytes.fromhex(challenge[2:]))
+    nonce, (expires,), mac = (
+        bytes.fromhex(challenge[2:34]),
+        struct.unpack("<Q", bytes.fromhex(challenge[34:50])),
+        bytes.fromhex(challenge[50:66]),
+    )
+    if not hmac.compare_digest(mac, _challenge_mac(root, nonce, expires)) or expires <= now_ms():
+        raise _unknown_challenge()
+    genesis = index_genesis(index)
+    message = login_message(bytes.fromhex(genesis[2:]), raw, bytes.fromhex(challenge[2:]))
     if not verify_sr25519(raw, message, bytes.fromhex(signature[2:])):
         raise APIError(401, "BadSignature", "the signature is not the account's over the login")
+    with transaction(ops):
+        ops.execute("DELETE FROM used_challenges WHERE expires_ms <= ?", (now_ms(),))
+        used = ops.execute(
+            "INSERT OR IGNORE INTO used_challenges (challenge, expires_ms) VALUES (?, ?)",
+            (challenge.lower(), expires),
+        )
+        if used.rowcount != 1:
+            raise _unknown_challenge()
     roles = roles_of(index, chain, address)
     if not roles:
         raise APIError(403, "NoRole", f"{address} holds no role in this market")
-    session = Session(address, roles, now_ms() + SESSION_TTL_MS, "0x" + chain.genesis_hash.hex())
+    session = Session(address, roles, now_ms() + SESSION_TTL_MS, genesis)
     return issue_token(root, session), session
 
 
@@ -192,13 +226,14 @@ def current_session(request: Request, data: DataDep, index: IndexDep, chain: Cha
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     session = read_token(data.root, token.strip()) if scheme.lower() == "bearer" else None
-    if session is None or session.genesis != "0x" + chain.genesis_hash.hex():
+    genesis = (queries.index_meta(index, "genesis") or "").lower()
+    if session is None or session.genesis != genesis:
         raise APIError(
             401,
             "NotAuthenticated",
             "log in first (POST /session) and send its token as Authorization: Bearer <token>",
         )
-    held = set(roles_of(index, chain, session.account))
+    held = set(roles_of(index, chain, session.account, participant="participant" in session.roles))
     return Session(
         session.account,
         tuple(r for r in session.roles if r in held),
@@ -234,6 +269,7 @@ __all__ = [
     "current_session",
     "issue_token",
     "login",
+    "index_genesis",
     "new_challenge",
     "read_token",
     "require",

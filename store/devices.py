@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from market import now_ms
 
-from .db import transaction
+from .db import alert, transaction
 from .queries import ABOVE_ALL
 
 DEFAULT_POLL_PERIOD_S = 10
@@ -358,11 +358,15 @@ def update_device(
     *,
     by: str,
     models: Collection[str],
+    alert_on: Collection[str] = (),
 ) -> Device:
     """Apply a partial change to a device, checked (InvalidDeviceChange), in one transaction:
     the fields that differ from the stored ones are written, the version goes up by one and
-    each such field gets an audit row with `by`. A change that alters nothing is a no-op (no
-    new version, no audit row). UnknownDevice if there is no such device. Returns the device."""
+    each such field gets an audit row with `by`. A change of a field in `alert_on` also raises
+    a `MeterSourceChanged` alert, in the same transaction, naming the fields and `by` (not
+    their values: alerts are public, the audit trail is not). A change that alters nothing is
+    a no-op (no new version, no audit row). UnknownDevice if there is no such device. Returns
+    the device."""
     if not by:
         raise ValueError("a change needs who made it")
     at = now_ms()
@@ -382,6 +386,15 @@ def update_device(
         )
         for field, value in changed.items():
             _audit(conn, name, at, by, field, getattr(current, field), value)
+        moved = [f for f in changed if f in alert_on]
+        if moved:
+            alert(
+                conn,
+                "api",
+                "MeterSourceChanged",
+                f"device {name}: {', '.join(moved)} changed by {by}"
+                " (where and how its meter is read: see its change history)",
+            )
         updated = device(conn, name)
     assert updated is not None
     return updated

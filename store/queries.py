@@ -378,6 +378,12 @@ def meter_readings(
 # -- the index itself -------------------------------------------------------------------------
 
 
+def index_meta(conn: sqlite3.Connection, key: str) -> str | None:
+    """A value the indexer keeps about itself (`genesis`: the chain it follows)."""
+    row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+    return None if row is None else row["value"]
+
+
 def last_indexed_block(conn: sqlite3.Connection) -> int | None:
     """The number of the last finalized block the indexer has taken in, or None before any."""
     row = conn.execute("SELECT value FROM meta WHERE key = 'last_block'").fetchone()

@@ -156,7 +156,7 @@ CREATE TABLE IF NOT EXISTS alerts (
     acked_ms INTEGER, acked_by TEXT          -- seen by the operator (account), and when
 );
 CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS login_challenges (  -- api/auth.py: each is used once, then deleted
+CREATE TABLE IF NOT EXISTS used_challenges (  -- api/auth.py: a login's challenge works once
     challenge TEXT PRIMARY KEY, expires_ms INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS devices (     -- device configuration (store/devices.py)

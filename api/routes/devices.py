@@ -18,8 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from meter_bridge import MODELS
 from meter_bridge.registers import EastronMap, SunSpecMap
-from store import alert, queries, transaction
 from store import devices as store
+from store import queries
 
 from ..auth import DeviceAdminSession
 from ..deps import CursorQuery, LimitQuery, OpsDep
@@ -222,24 +222,14 @@ def update_device(
             "Forbidden",
             f"{', '.join(moved)}: where and how a meter is read is the distributor's to change",
         )
-    before = _device(ops, name)
     try:
-        updated = store.update_device(ops, name, change, by=session.account, models=MODELS)
+        updated = store.update_device(
+            ops, name, change, by=session.account, models=MODELS, alert_on=METER_SOURCE_FIELDS
+        )
     except store.UnknownDevice:
         raise _unknown(name) from None
     except store.InvalidDeviceChange as exc:
         raise APIError(422, "InvalidRequest", str(exc), field=exc.field) from None
-    shifted = [f for f in moved if getattr(before, f) != getattr(updated, f)]
-    if shifted:
-        with transaction(ops):
-            alert(
-                ops,
-                "api",
-                "MeterSourceChanged",
-                f"device {name}: "
-                + ", ".join(f"{f} {getattr(before, f)} -> {getattr(updated, f)}" for f in shifted)
-                + f", by {session.account}",
-            )
     return _public(updated, store.device_status(ops, name))
 
 

@@ -17,11 +17,11 @@ router = APIRouter(tags=["session"])
     "/session/challenge",
     operation_id="new_login_challenge",
     response_model=ChallengePublic,
-    responses={503: {"model": ErrorPublic}},
 )
-def new_login_challenge(ops: OpsDep) -> ChallengePublic:
-    """32 random bytes to sign in a login, valid once for two minutes."""
-    challenge, expires_ms = new_challenge(ops)
+def new_login_challenge(data: DataDep) -> ChallengePublic:
+    """32 bytes to sign in a login (a nonce, its expiry and this API's MAC: nothing is stored),
+    good once for two minutes."""
+    challenge, expires_ms = new_challenge(data.root)
     return ChallengePublic(challenge="0x" + challenge.hex(), expires_ms=expires_ms)
 
 
@@ -34,10 +34,10 @@ def new_login_challenge(ops: OpsDep) -> ChallengePublic:
 def open_session(
     body: SessionCreate, chain: ChainDep, index: IndexDep, ops: OpsDep, data: DataDep
 ) -> SessionPublic:
-    """Checks the account's signature over the login message with its challenge (used up
-    either way) and answers a bearer token for an hour, with the roles the chain gives the
-    account. 401 for an unknown, used or expired challenge or a bad signature, 403 for an
-    account without a role."""
+    """Checks the account's signature over the login message with its challenge and answers a
+    bearer token for an hour, with the roles the chain gives the account; the challenge is then
+    used up. 401 for another API's, a used or an expired challenge or a bad signature, 403 for
+    an account without a role, 503 before the index has met the chain."""
     token, session = login(
         body.account,
         body.challenge,

@@ -54,6 +54,7 @@ def data(tmp_path) -> DataDir:
             "INSERT INTO roles (role, account) VALUES (?, ?)",
             [("operator", OPERATOR), ("distributor", DISTRIBUTOR)],
         )
+        c.execute("INSERT INTO meta (key, value) VALUES ('genesis', ?)", ("0x" + "00" * 32,))
     return data
 
 
@@ -274,4 +275,5 @@ def test_where_a_meter_is_read_is_the_distributors_and_each_move_raises_an_alert
     assert moved.status_code == 200 and moved.json()["host"] == "10.0.0.9"
     (raised,) = api.get("/alerts").json()["items"]
     assert raised["name"] == "MeterSourceChanged"
-    assert "host 10.0.0.5 -> 10.0.0.9" in raised["detail"] and DISTRIBUTOR in raised["detail"]
+    assert "host changed by" in raised["detail"] and DISTRIBUTOR in raised["detail"]
+    assert "10.0.0.9" not in raised["detail"]  # alerts are public; addresses are not

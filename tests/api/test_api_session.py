@@ -38,6 +38,7 @@ def data(tmp_path) -> DataDir:
     data = DataDir(tmp_path)
     with transaction(data.index()) as c:
         c.execute("INSERT INTO roles (role, account) VALUES ('operator', ?)", (ALICE.ss58_address,))
+        c.execute("INSERT INTO meta (key, value) VALUES ('genesis', ?)", ("0x" + GENESIS.hex(),))
     with transaction(data.ops()) as c:
         alert(c, "scheduler", "ClearingRejected", "interval 5: NotEquilibrium", 5)
     return data
@@ -50,8 +51,8 @@ def api(data):
         yield client
 
 
-def signed_login(api, pair, signer=None) -> dict:
-    challenge = api.post("/session/challenge").json()["challenge"]
+def signed_login(api, pair, signer=None, challenge=None) -> dict:
+    challenge = challenge or api.post("/session/challenge").json()["challenge"]
     message = login_message(GENESIS, bytes(pair.public_key), bytes.fromhex(challenge[2:]))
     signature = bytes((signer or pair).sign(message))
     return {
@@ -80,14 +81,28 @@ def test_a_signed_challenge_opens_a_session_with_the_chains_roles_once(api):
     assert api.post("/session", json=signed_login(api, BOB)).json()["roles"] == ["participant"]
 
 
-def test_bad_logins_are_refused_by_name(api):
+def test_bad_logins_are_refused_by_name(api, tmp_path):
     assert error_of(api.post("/session", json=signed_login(api, EVE))) == (403, "NoRole")
     forged = signed_login(api, ALICE, signer=BOB)
     assert error_of(api.post("/session", json=forged)) == (401, "BadSignature")
-    # A refused login used its challenge up all the same.
-    assert error_of(api.post("/session", json=forged)) == (401, "UnknownChallenge")
-    made_up = {**signed_login(api, ALICE), "challenge": "0x" + "ab" * 32}
-    assert error_of(api.post("/session", json=made_up)) == (401, "UnknownChallenge")
+    # A signature over one challenge sent with another: refused.
+    other = api.post("/session/challenge").json()["challenge"]
+    assert error_of(
+        api.post("/session", json={**signed_login(api, ALICE), "challenge": other})
+    ) == (
+        401,
+        "BadSignature",
+    )
+    # A challenge this API did not make (another key), or one bent: refused.
+    elsewhere = create_app(Settings(data_dir=tmp_path / "elsewhere"), chain=FakeChainView())
+    with TestClient(elsewhere) as api2:
+        foreign = api2.post("/session/challenge").json()["challenge"]
+    for challenge in (foreign, other[:-2] + ("00" if other[-2:] != "00" else "01")):
+        login = signed_login(api, ALICE, challenge=challenge)
+        assert error_of(api.post("/session", json=login)) == (401, "UnknownChallenge")
+    # Hex in capitals is the same challenge.
+    upper = "0x" + api.post("/session/challenge").json()["challenge"][2:].upper()
+    assert api.post("/session", json=signed_login(api, ALICE, challenge=upper)).status_code == 200
     assert api.post("/session", json={**signed_login(api, ALICE), "x": 1}).status_code == 422
 
 
@@ -186,3 +201,14 @@ def test_every_state_changing_operator_endpoint_needs_a_session_with_its_role(ap
             assert error_of(r) == (401, "NotAuthenticated"), (method, path, headers, r.text)
         r = api.request(method, url, headers=auth(participant), json={})
         assert error_of(r) == (403, "Forbidden"), (method, path, r.text)
+
+
+def test_every_page_carries_the_content_security_policy(api):
+    """The app's page, the same file under /static, and any other HTML the API answers."""
+    for path in ("/", "/static/index.html"):
+        r = api.get(path)
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+        policy = r.headers["content-security-policy"]
+        assert "script-src 'self' 'wasm-unsafe-eval';" in policy
+        assert "frame-ancestors 'none'" in policy and "object-src 'none'" in policy
+    assert api.get("/docs").status_code == 404  # its page would load scripts from a CDN

@@ -34,7 +34,8 @@ export function devicesView(root, app) {
         card.dataset.device = d.name;
         list.append(card);
       }
-      if (!editing.has(d.name)) render(card, d);
+      // Redrawn only for a new version (the form and open sections stay as they are).
+      if (!editing.has(d.name) && card.dataset.version !== String(d.version)) render(card, d);
       else status(card, d);
     }
   }
@@ -53,15 +54,18 @@ export function devicesView(root, app) {
   }
 
   function render(card, d) {
+    card.dataset.version = String(d.version);
+    // Where and how the meter is read decides what the ingest signs: the distributor's.
+    const source = s.roles.includes("distributor") ? "" : " disabled";
     card.innerHTML = html`<h2>${esc(d.name)}</h2>
       <p class="sub account">${t("meter_key")}: ${esc(d.meter || "–")}</p>
       <dl class="facts device-status"></dl>
       <form class="row device-form">
-        <label>${t("model")} <select name="model">${MODELS.concat(MODELS.includes(d.model) ? [] : [d.model]).map((m) =>
+        <label>${t("model")} <select name="model"${source}>${MODELS.concat(MODELS.includes(d.model) ? [] : [d.model]).map((m) =>
           `<option${m === d.model ? " selected" : ""}>${esc(m)}</option>`).join("")}</select></label>
-        <label>${t("host")} <input name="host" value="${esc(d.host)}" required maxlength="253"></label>
-        <label>${t("port")} <input name="port" type="number" min="1" max="65535" value="${d.port}" required></label>
-        <label>${t("unit_id")} <input name="unit_id" type="number" min="1" max="247" value="${d.unit_id}" required></label>
+        <label>${t("host")} <input name="host" value="${esc(d.host)}" required maxlength="253"${source}></label>
+        <label>${t("port")} <input name="port" type="number" min="1" max="65535" value="${d.port}" required${source}></label>
+        <label>${t("unit_id")} <input name="unit_id" type="number" min="1" max="247" value="${d.unit_id}" required${source}></label>
         <label>${t("poll_period")} (s) <input name="poll_period_s" type="number" min="1" max="3600" value="${d.poll_period_s}" required></label>
         <label>${t("curtail_limit")} (W) <input name="curtail_limit_w" type="number" min="0" value="${d.curtail_limit_w ?? ""}"></label>
         <label>${t("revert_timer")} (s) <input name="revert_timer_s" type="number" min="0" max="86400" value="${d.revert_timer_s ?? 0}"></label>
@@ -70,9 +74,10 @@ export function devicesView(root, app) {
       <p class="device-out" role="status"></p>
       <details><summary>${t("register_map")}</summary><div class="scroll" tabindex="0"><table>${table(
         [t("quantity_name"), t("register_table"), t("address"), t("encoding")],
-        (d.register_map?.points ?? []).map((p) => [p.quantity, p.table, p.address, p.encoding]),
+        (d.register_map?.points ?? []).map((p) => [p.quantity, p.table,
+          p.address ?? (p.point != null ? `${p.point} +${p.offset ?? 0}` : "–"), p.encoding]),
         { empty: t("nothing") })}</table></div></details>
-      <details><summary>${t("changes")}</summary><div class="scroll" tabindex="0"><table class="device-changes"></table></div></details>`;
+      <details class="device-history"><summary>${t("changes")}</summary><div class="scroll" tabindex="0"><table class="device-changes"></table></div></details>`;
     status(card, d);
     const note = notes.get(d.name);
     if (note) Object.assign(card.querySelector(".device-out"), note);
@@ -82,8 +87,10 @@ export function devicesView(root, app) {
       e.preventDefault();
       const f = Object.fromEntries(new FormData(form));
       const change = {};
-      for (const k of ["port", "unit_id", "poll_period_s", "revert_timer_s"]) if (Number(f[k]) !== d[k]) change[k] = Number(f[k]);
-      for (const k of ["model", "host"]) if (f[k] !== d[k]) change[k] = f[k];
+      for (const k of ["port", "unit_id", "poll_period_s", "revert_timer_s"]) {
+        if (k in f && Number(f[k]) !== d[k]) change[k] = Number(f[k]);
+      }
+      for (const k of ["model", "host"]) if (k in f && f[k] !== d[k]) change[k] = f[k];
       const curtail = f.curtail_limit_w === "" ? null : Number(f.curtail_limit_w);
       if (curtail !== (d.curtail_limit_w ?? null)) change.curtail_limit_w = curtail;
       const out = card.querySelector(".device-out");
@@ -94,7 +101,7 @@ export function devicesView(root, app) {
         render(card, saved);  // with the status the answer carries: applied or not yet
       } catch (err) { out.className = "device-out bad"; out.textContent = err.message; }
     };
-    card.querySelector("details").ontoggle = (e) => e.target.open && changes(card, d.name);
+    card.querySelector(".device-history").ontoggle = (e) => e.target.open && changes(card, d.name);
   }
 
   async function changes(card, name) {

@@ -209,5 +209,5 @@ export function operatorView(root, app) {
   }
 
   start().catch(app.fail);
-  return { refresh: () => session.current() && alerts().catch(app.fail) };
+  return { refresh: () => $("op-alerts") && alerts().catch(app.fail) };
 }

@@ -89,14 +89,20 @@ export function participantView(root, app, account) {
     await Promise.all([meters(who.meters), book.refresh()]);
   }
 
-  /** The order form's intervals follow the clock: those whose gate closed drop off. */
+  /**
+   * The order form's intervals follow the clock: those whose gate closed drop off. A choice
+   * that dropped off is not replaced by another: the form asks for a new one.
+   */
   function intervalChoices() {
     const sel = $("o-interval");
-    if (!sel) return;
-    const first = app.market.next_open_interval, chosen = Number(sel.value);
-    sel.innerHTML = Array.from({ length: AHEAD }, (_, i) => first + i)
-      .map((k) => `<option value="${k}">${esc(label(k))}</option>`).join("");
-    if (chosen >= first && chosen < first + AHEAD) sel.value = String(chosen);
+    const first = app.market.next_open_interval;
+    if (!sel || Number(sel.dataset.first) === first) return;
+    const chosen = sel.value;
+    sel.dataset.first = String(first);
+    sel.innerHTML = `<option value="">${esc(t("choose_interval"))}</option>` +
+      Array.from({ length: AHEAD }, (_, i) => first + i)
+        .map((k) => `<option value="${k}">${esc(label(k))}</option>`).join("");
+    sel.value = [...sel.options].some((o) => o.value === chosen) ? chosen : "";
   }
 
   function render() {
@@ -171,7 +177,7 @@ export function participantView(root, app, account) {
     const intervals = Array.from({ length: AHEAD }, (_, i) => m.next_open_interval + i);
     el.innerHTML = html`<h2>${t("new_order")}</h2>
       <form id="order-form" class="row">
-        <label>${t("interval")} <select id="o-interval">${intervals.map((k) =>
+        <label>${t("interval")} <select id="o-interval" required data-first="${m.next_open_interval}">${intervals.map((k) =>
           `<option value="${k}">${esc(label(k))}</option>`).join("")}</select></label>
         <label>${t("side")} <select id="o-side"><option value="bid">${t("bid")}</option>
           <option value="offer">${t("offer")}</option></select></label>
