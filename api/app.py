@@ -93,31 +93,40 @@ def create_app(settings: Settings | None = None, *, chain: ChainView | None = No
         metrics,
     ):
         app.include_router(module.router, responses=errors.ERROR_RESPONSES)
-    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    # Every page the API serves runs only the app's own bundle (and WebAssembly for its
+    # crypto), talks only to this API and the node, and cannot be framed: an injected script
+    # or frame gets nowhere near an unlocked key (docs/web.md, "Threat model"). Set where the
+    # pages are answered, so the order path pays nothing for it.
+    rpc = settings.public_rpc_url or settings.node_url
+    page_headers = {
+        "content-security-policy": (
+            "default-src 'self'; script-src 'self' 'wasm-unsafe-eval';"
+            " style-src 'self' 'unsafe-inline'; "
+            f"img-src 'self' data: blob:; connect-src 'self' {rpc}; object-src 'none'; "
+            "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+        )
+    }
+    app.mount("/static", AppFiles(page_headers, directory=STATIC), name="static")
 
     @app.get("/", include_in_schema=False)
     def index_page() -> FileResponse:
-        return FileResponse(STATIC / "index.html")
-
-    # Every page the API serves runs only the app's own bundle (and WebAssembly for its
-    # crypto), talks only to this API and the node, and cannot be framed: an injected script
-    # or frame gets nowhere near an unlocked key (docs/web.md, "Threat model").
-    rpc = settings.public_rpc_url or settings.node_url
-    csp = (
-        "default-src 'self'; script-src 'self' 'wasm-unsafe-eval';"
-        " style-src 'self' 'unsafe-inline'; "
-        f"img-src 'self' data: blob:; connect-src 'self' {rpc}; object-src 'none'; "
-        "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
-    )
-
-    @app.middleware("http")
-    async def content_security_policy(request, call_next):
-        response = await call_next(request)
-        if response.headers.get("content-type", "").startswith("text/html"):
-            response.headers["content-security-policy"] = csp
-        return response
+        return FileResponse(STATIC / "index.html", headers=page_headers)
 
     return app
+
+
+class AppFiles(StaticFiles):
+    """The app's files; its HTML pages carry `page_headers` (the Content-Security-Policy)."""
+
+    def __init__(self, page_headers: dict[str, str], **kwargs):
+        super().__init__(**kwargs)
+        self.page_headers = page_headers
+
+    def file_response(self, *args, **kwargs):
+        response = super().file_response(*args, **kwargs)
+        if response.headers.get("content-type", "").startswith("text/html"):
+            response.headers.update(self.page_headers)
+        return response
 
 
 def serve(settings: Settings, *, log_level: str = "warning") -> None:

@@ -87,17 +87,7 @@ DEVICE_CHECK_S = 1.0
 # The live read tries twice, quickly: the next period is its retry.
 MONITOR_RETRY = RetryPolicy(attempts=2, backoff_s=0.1, backoff_max_s=0.1)
 # Fields named when a new version is applied, in this order.
-_APPLIED_FIELDS = (
-    "model",
-    "host",
-    "port",
-    "unit_id",
-    "poll_period_s",
-    "curtail_limit_w",
-    "revert_timer_s",
-    "meter",
-    "rated_power_w",
-)
+_APPLIED_FIELDS = (*device_store.EDITABLE, "meter", "rated_power_w")
 
 
 @dataclass

@@ -11,6 +11,7 @@ resource live here, beside the only router that uses them."""
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import asdict
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path
@@ -278,33 +279,13 @@ def _device(ops: sqlite3.Connection, name: str) -> store.Device:
 
 
 def _public(d: store.Device, s: store.DeviceStatus) -> DevicePublic:
+    config = {k: v for k, v in asdict(d).items() if k != "rated_power_w"}
+    status = {k: v for k, v in asdict(s).items() if k != "name"}
     return DevicePublic(
-        name=d.name,
-        model=d.model,
+        **config,
         register_map=register_map(d.model),
-        host=d.host,
-        port=d.port,
-        unit_id=d.unit_id,
-        meter=d.meter,
         rated_power_w=d.rated_power_w or None,
-        poll_period_s=d.poll_period_s,
-        curtail_limit_w=d.curtail_limit_w,
-        revert_timer_s=d.revert_timer_s,
-        version=d.version,
-        updated_ms=d.updated_ms,
-        updated_by=d.updated_by,
-        status=DeviceStatusPublic(
-            state=s.state,
-            last_ok_ms=s.last_ok_ms,
-            last_error=s.last_error,
-            import_wh=s.import_wh,
-            export_wh=s.export_wh,
-            power_w=s.power_w,
-            checked_ms=s.checked_ms,
-            applied_version=s.applied_version,
-            applied_ms=s.applied_ms,
-            applied=s.applied_version == d.version,
-        ),
+        status=DeviceStatusPublic(**status, applied=s.applied_version == d.version),
     )
 
 

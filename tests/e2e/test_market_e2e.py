@@ -723,6 +723,17 @@ def test_a_participant_trades_from_the_page_with_a_key_kept_in_the_browser(marke
         page.wait_for_selector("#order-form")
 
 
+def console_login(page, secret_uri: str) -> None:
+    """On the operator page, for the account in its login form: import the key (kept in the
+    browser under a password) and log in."""
+    page.fill("#secret", secret_uri)
+    page.fill("#new-password", "console password")
+    page.click("#import-form button")
+    page.wait_for_selector("#lock")
+    page.click("#login-form button")
+    page.wait_for_selector("#logout", timeout=30_000)
+
+
 def test_the_operator_logs_in_accredits_a_meter_and_acknowledges_an_alert(market):
     """The operator imports its key into the console and logs in: the browser signs a login,
     the API opens a session with the chain's roles for the account. The operator accredits a
@@ -744,12 +755,7 @@ def test_the_operator_logs_in_accredits_a_meter_and_acknowledges_an_alert(market
         page.goto(market.url + "/#/operator")
         page.wait_for_selector("#login-form")
         assert page.input_value("#login-account") == operator  # the chain's operator
-        page.fill("#secret", "//Alice")
-        page.fill("#new-password", "operator password")
-        page.click("#import-form button")
-        page.wait_for_selector("#lock")
-        page.click("#login-form button")
-        page.wait_for_selector("#logout", timeout=30_000)
+        console_login(page, "//Alice")
         assert "operador" in page.inner_text("#login")
         screenshot(page, "operator")
 
@@ -806,12 +812,7 @@ def test_a_device_is_configured_on_the_page_and_the_ingest_applies_it(market, tm
             page.goto(market.url + "/#/operator")
             page.fill("#login-account", distributor)
             page.dispatch_event("#login-account", "change")
-            page.fill("#secret", DISTRIBUTOR)
-            page.fill("#new-password", "distributor password")
-            page.click("#import-form button")
-            page.wait_for_selector("#lock")
-            page.click("#login-form button")
-            page.wait_for_selector("#logout", timeout=30_000)
+            console_login(page, DISTRIBUTOR)
             assert "distribuidora" in page.inner_text("#login")
 
             page.goto(market.url + "/#/devices")

@@ -55,6 +55,9 @@ export function cancelMessage(genesis, owner, clientOrderId) {
   return concat(CANCEL_TAG, genesis, owner, id);
 }
 
+/** Bytes from 0x hex (a genesis hash, a challenge). */
+export const hexToBytes = (hex) => Uint8Array.from(hex.replace(/^0x/, "").match(/../g), (b) => parseInt(b, 16));
+
 /** A fresh client order id: 53 random bits, so it survives JSON numbers exactly. */
 export function freshClientOrderId() {
   const [hi, lo] = crypto.getRandomValues(new Uint32Array(2));

@@ -71,13 +71,19 @@ export function operatorView(root, app) {
     });
   }
 
+  /** The node's API (chain.js, loaded on first use). */
+  async function node() {
+    chain = chain || await import("./chain.js");
+    api = api || await chain.connect(app.market.node_rpc_url);
+    return api;
+  }
+
   /** Runs a chain action signed with the logged-in key; its result in `out`. */
   async function act(out, build, { asRoot = false } = {}) {
     out.className = "sub";
     out.textContent = t("sending");
     try {
-      chain = chain || await import("./chain.js");
-      api = api || await chain.connect(app.market.node_rpc_url);
+      await node();
       const block = await chain.submit(api, wallet.pairOf(account), build(api.tx.energyTrading), { asRoot });
       out.className = "ok";
       out.textContent = t("done_in_block", { block: block.slice(0, 10) + "…" });
@@ -189,9 +195,7 @@ export function operatorView(root, app) {
 
   async function lines() {
     try {
-      chain = chain || await import("./chain.js");
-      api = api || await chain.connect(app.market.node_rpc_url);
-      const grid = (await api.query.energyTrading.grid()).toJSON();
+      const grid = (await (await node()).query.energyTrading.grid()).toJSON();
       $("lines").innerHTML = table([t("zone") + " A", t("zone") + " B", t("capacity"), t("fee"), ""],
         grid.map((l) => [l.a, l.b, energy(l.capacityWh), price(l.feeTicks),
           `<button type="button" class="small secondary" data-remove="${l.a}-${l.b}">${t("remove")}</button>`]),

@@ -11,7 +11,7 @@ import { esc, html, table } from "./dom.js";
 import { bookCard } from "./book.js";
 import { keyCard } from "./keycard.js";
 import { downloadCsv, downloadPdf } from "./report.js";
-import { cancelMessage, freshClientOrderId, orderMessage, SOURCES } from "./messages.js";
+import { cancelMessage, freshClientOrderId, hexToBytes, orderMessage, SOURCES } from "./messages.js";
 
 const ACCOUNT_KEY = "wattchain.account";
 const AHEAD = 6;  // intervals offered in the order form
@@ -222,7 +222,7 @@ export function participantView(root, app, account) {
       source: sideValue === "offer" ? f("o-source").value : "grid_mix",
       renewable_only: sideValue === "bid" && f("o-green").checked && !f("o-green-l").hidden,
     };
-    const genesis = hexBytes(app.market.genesis_hash);
+    const genesis = hexToBytes(app.market.genesis_hash);
     const signature = wallet.sign(account, orderMessage(genesis, wallet.publicKey(account), spec));
     const accepted = await send("POST", "/orders", { owner: account, ...spec, signature });
     say(t("order_sent", { id: accepted.client_order_id }));
@@ -240,7 +240,7 @@ export function participantView(root, app, account) {
   }
 
   async function cancel(id) {
-    const genesis = hexBytes(app.market.genesis_hash);
+    const genesis = hexToBytes(app.market.genesis_hash);
     const signature = wallet.sign(account, cancelMessage(genesis, wallet.publicKey(account), id));
     await send("DELETE", `/orders/${account}/${id}`, { signature });
     say(t("cancel_sent", { id }));
@@ -268,8 +268,4 @@ export function participantView(root, app, account) {
 
   load().catch(app.fail);
   return { refresh: () => load().catch(app.fail) };
-}
-
-function hexBytes(hex) {
-  return Uint8Array.from(hex.replace(/^0x/, "").match(/../g), (b) => parseInt(b, 16));
 }

@@ -4,7 +4,7 @@
 // (sessionStorage).
 
 import { ApiError, send } from "./api.js";
-import { loginMessage } from "./messages.js";
+import { hexToBytes, loginMessage } from "./messages.js";
 
 const KEY = "wattchain.session";
 
@@ -15,11 +15,9 @@ export function current() {
   } catch { return null; }
 }
 
-const bytes = (hex) => Uint8Array.from(hex.slice(2).match(/../g), (b) => parseInt(b, 16));
-
 export async function login(wallet, address, market) {
   const { challenge } = await send("POST", "/session/challenge", {});
-  const message = loginMessage(bytes(market.genesis_hash), wallet.publicKey(address), bytes(challenge));
+  const message = loginMessage(hexToBytes(market.genesis_hash), wallet.publicKey(address), hexToBytes(challenge));
   const signature = wallet.sign(address, message);
   const s = await send("POST", "/session", { account: address, challenge, signature });
   sessionStorage.setItem(KEY, JSON.stringify(s));

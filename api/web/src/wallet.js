@@ -67,9 +67,7 @@ export const publicKey = (address) => decodeAddress(address);
 
 /** Signs `message` (bytes) with the unlocked key of `address`: 0x + 64-byte signature. */
 export function sign(address, message) {
-  const pair = unlocked.get(address);
-  if (!pair) throw new Error("unlock the key first");
-  return u8aToHex(pair.sign(message));
+  return u8aToHex(pairOf(address).sign(message));
 }
 
 /** The unlocked keypair of `address`, for signing extrinsics with @polkadot/api. */
