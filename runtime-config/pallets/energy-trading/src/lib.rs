@@ -957,7 +957,7 @@ pub mod pallet {
 		/// placed or refused on its own (a refused one gets `RelayedOrderRefused`, naming the
 		/// error); orders already on chain (same owner, id and content) are skipped.
 		#[pallet::call_index(11)]
-		#[pallet::weight(T::WeightInfo::place_orders_relayed(orders.len() as u32))]
+		#[pallet::weight(Pallet::<T>::place_orders_relayed_weight(orders))]
 		pub fn place_orders_relayed(
 			origin: OriginFor<T>,
 			orders: BoundedVec<SignedOrder<T::AccountId>, T::MaxRelayBatch>,
@@ -1104,8 +1104,8 @@ pub mod pallet {
 			let full = T::MaxOrdersPerInterval::get();
 			for (what, weight) in [
 				(
-					"a full relayed batch",
-					T::WeightInfo::place_orders_relayed(T::MaxRelayBatch::get()),
+					"a full relayed batch of one order per trader",
+					T::WeightInfo::place_orders_relayed(T::MaxRelayBatch::get(), 0),
 				),
 				("voiding one order of a full book", T::WeightInfo::void_interval(full, 1)),
 				("settling one participant", T::WeightInfo::settle_interval(1)),

@@ -45,6 +45,8 @@ impl frame_system::Config for Test {
 	type AccountId = AccountId32;
 	type Lookup = IdentityLookup<AccountId32>;
 	type AccountData = pallet_balances::AccountData<u128>;
+	// Priced storage, as in the runtime: weights that count keys are tested with keys costing.
+	type DbWeight = frame_support::weights::constants::RocksDbWeight;
 }
 
 #[derive_impl(pallet_balances::config_preludes::TestDefaultConfig)]

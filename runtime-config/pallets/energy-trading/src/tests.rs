@@ -5,6 +5,7 @@ use crate::{mock::*, *};
 use codec::Encode;
 use frame_support::{
 	assert_noop, assert_ok,
+	dispatch::GetDispatchInfo,
 	traits::fungible::{Inspect, InspectHold},
 	BoundedVec,
 };
@@ -701,6 +702,33 @@ fn an_offer_claims_only_a_source_its_owner_meters() {
 		));
 		assert_eq!(refusals(), vec![(buyer(), 5, E::SourceNotMetered.into())]);
 		assert!(ClientOrders::<Test>::get(buyer(), 6).is_some());
+	});
+}
+
+#[test]
+fn a_relayed_batch_is_weighed_by_its_traders_and_intervals() {
+	run(|| {
+		let weigh = |batch: &[SignedOrder<AccountId32>]| {
+			Call::<Test>::place_orders_relayed { orders: BoundedVec::truncate_from(batch.to_vec()) }
+				.get_dispatch_info()
+				.call_weight
+		};
+		let order =
+			|seed, cid, interval| signed_order(seed, spec(cid, interval, Side::Bid, 1, 50, 0));
+		let w = <Test as Config>::WeightInfo::place_orders_relayed;
+		let one_trader: Vec<_> = (0..4).map(|i| order("Charlie", i, 2)).collect();
+		let four_traders: Vec<_> =
+			["Charlie", "Bob", "Dave", "Eve"].iter().map(|s| order(s, 1, 2)).collect();
+		assert_eq!(weigh(&one_trader), w(1, 3));
+		assert_eq!(weigh(&four_traders), w(4, 0));
+		assert!(weigh(&one_trader).ref_time() < weigh(&four_traders).ref_time());
+		// A trader in two intervals is two (owner, interval) pairs, and the second interval's
+		// book is one more key to append to.
+		let two_intervals =
+			vec![order("Charlie", 1, 2), order("Charlie", 2, 3), order("Charlie", 3, 3)];
+		let extra_book = <Test as frame_system::Config>::DbWeight::get().reads_writes(1, 1);
+		assert!(extra_book.ref_time() > 0);
+		assert_eq!(weigh(&two_intervals), w(2, 1).saturating_add(extra_book));
 	});
 }
 

@@ -24,7 +24,7 @@ pub trait WeightInfo {
 	fn set_market_params() -> Weight;
 	fn set_market_operator() -> Weight;
 	fn place_order() -> Weight;
-	fn place_orders_relayed(n: u32) -> Weight;
+	fn place_orders_relayed(t: u32, e: u32) -> Weight;
 	fn cancel_order() -> Weight;
 	fn cancel_orders_relayed(n: u32) -> Weight;
 	fn submit_clearing(o: u32, m: u32) -> Weight;
@@ -73,14 +73,19 @@ macro_rules! weights {
 		fn place_order() -> Weight {
 			Weight::from_parts(4 * BASE_PS, 40_000).saturating_add(<$db>::get().reads_writes(7, 6))
 		}
-		fn place_orders_relayed(n: u32) -> Weight {
+		fn place_orders_relayed(t: u32, e: u32) -> Weight {
 			Weight::from_parts(BASE_PS, 3_000)
+				.saturating_add(<$db>::get().reads_writes(1, 0))
 				.saturating_add(
 					Weight::from_parts(4 * BASE_PS + SIG_VERIFY_PS, 40_000)
-						.saturating_mul(n as u64),
+						.saturating_add(<$db>::get().reads_writes(7, 6))
+						.saturating_mul(t as u64),
 				)
-				.saturating_add(<$db>::get().reads_writes(1, 0))
-				.saturating_add(<$db>::get().reads_writes(7, 6).saturating_mul(n as u64))
+				.saturating_add(
+					Weight::from_parts(2 * BASE_PS + SIG_VERIFY_PS, 10_000)
+						.saturating_add(<$db>::get().reads_writes(1, 2))
+						.saturating_mul(e as u64),
+				)
 		}
 		fn cancel_order() -> Weight {
 			Weight::from_parts(3 * BASE_PS, 8_000).saturating_add(<$db>::get().reads_writes(5, 3))

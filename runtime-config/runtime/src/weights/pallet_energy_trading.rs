@@ -261,8 +261,8 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 		// Proof Size summary in bytes:
 		//  Measured:  `80654`
 		//  Estimated: `83483`
-		// Minimum execution time: 158_836_000 picoseconds.
-		Weight::from_parts(171_464_000, 0)
+		// Minimum execution time: 100_520_000 picoseconds.
+		Weight::from_parts(107_499_000, 0)
 			.saturating_add(Weight::from_parts(0, 83483))
 			.saturating_add(T::DbWeight::get().reads(14))
 			.saturating_add(T::DbWeight::get().writes(9))
@@ -271,7 +271,7 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 	/// Proof: `System::BlockHash` (`max_values`: None, `max_size`: Some(44), added: 2519, mode: `MaxEncodedLen`)
 	/// Storage: `EnergyTrading::ClientOrders` (r:256 w:256)
 	/// Proof: `EnergyTrading::ClientOrders` (`max_values`: None, `max_size`: Some(72), added: 2547, mode: `MaxEncodedLen`)
-	/// Storage: `EnergyTrading::Participants` (r:256 w:0)
+	/// Storage: `EnergyTrading::Participants` (r:128 w:0)
 	/// Proof: `EnergyTrading::Participants` (`max_values`: None, `max_size`: Some(50), added: 2525, mode: `MaxEncodedLen`)
 	/// Storage: `EnergyTrading::ParamsFrom` (r:1 w:0)
 	/// Proof: `EnergyTrading::ParamsFrom` (`max_values`: Some(1), `max_size`: Some(8), added: 503, mode: `MaxEncodedLen`)
@@ -279,15 +279,15 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 	/// Proof: `EnergyTrading::Params` (`max_values`: Some(1), `max_size`: Some(65), added: 560, mode: `MaxEncodedLen`)
 	/// Storage: `Timestamp::Now` (r:1 w:0)
 	/// Proof: `Timestamp::Now` (`max_values`: Some(1), `max_size`: Some(8), added: 503, mode: `MaxEncodedLen`)
-	/// Storage: `EnergyTrading::TraderSides` (r:256 w:256)
+	/// Storage: `EnergyTrading::TraderSides` (r:128 w:128)
 	/// Proof: `EnergyTrading::TraderSides` (`max_values`: None, `max_size`: Some(69), added: 2544, mode: `MaxEncodedLen`)
 	/// Storage: `EnergyTrading::NextOrderId` (r:1 w:1)
 	/// Proof: `EnergyTrading::NextOrderId` (`max_values`: Some(1), `max_size`: Some(8), added: 503, mode: `MaxEncodedLen`)
 	/// Storage: `EnergyTrading::IntervalOrders` (r:1 w:1)
 	/// Proof: `EnergyTrading::IntervalOrders` (`max_values`: None, `max_size`: Some(80018), added: 82493, mode: `MaxEncodedLen`)
-	/// Storage: `System::Account` (r:256 w:256)
+	/// Storage: `System::Account` (r:128 w:128)
 	/// Proof: `System::Account` (`max_values`: None, `max_size`: Some(128), added: 2603, mode: `MaxEncodedLen`)
-	/// Storage: `Balances::Holds` (r:256 w:256)
+	/// Storage: `Balances::Holds` (r:128 w:128)
 	/// Proof: `Balances::Holds` (`max_values`: None, `max_size`: Some(67), added: 2542, mode: `MaxEncodedLen`)
 	/// Storage: `System::Number` (r:1 w:0)
 	/// Proof: `System::Number` (`max_values`: Some(1), `max_size`: Some(4), added: 499, mode: `MaxEncodedLen`)
@@ -299,21 +299,27 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 	/// Proof: `System::Events` (`max_values`: Some(1), `max_size`: None, mode: `Measured`)
 	/// Storage: `EnergyTrading::Orders` (r:0 w:256)
 	/// Proof: `EnergyTrading::Orders` (`max_values`: None, `max_size`: Some(94), added: 2569, mode: `MaxEncodedLen`)
-	/// The range of component `n` is `[1, 256]`.
-	fn place_orders_relayed(n: u32, ) -> Weight {
+	/// The range of component `t` is `[1, 128]`.
+	/// The range of component `e` is `[0, 128]`.
+	fn place_orders_relayed(t: u32, e: u32, ) -> Weight {
 		// Proof Size summary in bytes:
-		//  Measured:  `80542 + n * (131 ±0)`
-		//  Estimated: `83483 + n * (2603 ±0)`
-		// Minimum execution time: 233_747_000 picoseconds.
-		Weight::from_parts(779_243_061, 0)
+		//  Measured:  `80453 + t * (131 ±0)`
+		//  Estimated: `83483 + e * (2547 ±0) + t * (2603 ±0)`
+		// Minimum execution time: 13_940_736_000 picoseconds.
+		Weight::from_parts(14_839_996, 0)
 			.saturating_add(Weight::from_parts(0, 83483))
-			// Standard Error: 10_686_576
-			.saturating_add(Weight::from_parts(223_112_008, 0).saturating_mul(n.into()))
+			// Standard Error: 7_409_868
+			.saturating_add(Weight::from_parts(141_678_587, 0).saturating_mul(t.into()))
+			// Standard Error: 7_342_748
+			.saturating_add(Weight::from_parts(105_295_000, 0).saturating_mul(e.into()))
 			.saturating_add(T::DbWeight::get().reads(10))
-			.saturating_add(T::DbWeight::get().reads((5_u64).saturating_mul(n.into())))
+			.saturating_add(T::DbWeight::get().reads((5_u64).saturating_mul(t.into())))
+			.saturating_add(T::DbWeight::get().reads((1_u64).saturating_mul(e.into())))
 			.saturating_add(T::DbWeight::get().writes(4))
-			.saturating_add(T::DbWeight::get().writes((5_u64).saturating_mul(n.into())))
-			.saturating_add(Weight::from_parts(0, 2603).saturating_mul(n.into()))
+			.saturating_add(T::DbWeight::get().writes((5_u64).saturating_mul(t.into())))
+			.saturating_add(T::DbWeight::get().writes((2_u64).saturating_mul(e.into())))
+			.saturating_add(Weight::from_parts(0, 2547).saturating_mul(e.into()))
+			.saturating_add(Weight::from_parts(0, 2603).saturating_mul(t.into()))
 	}
 	/// Storage: `EnergyTrading::ClientOrders` (r:1 w:0)
 	/// Proof: `EnergyTrading::ClientOrders` (`max_values`: None, `max_size`: Some(72), added: 2547, mode: `MaxEncodedLen`)
