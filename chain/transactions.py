@@ -403,6 +403,24 @@ class Chain(MarketReads):
             "signature": sig_hex,
         }
 
+    def call_ref_time(self, function: str, params: dict, *, module: str = PALLET) -> int:
+        """The ref time (ps) the runtime's weights give a call, its own only (no transaction
+        extensions, no per-extrinsic base), from the runtime's `query_call_info`; nothing is
+        submitted."""
+
+        def run(s: SubstrateInterface) -> int:
+            call = s.compose_call(
+                call_module=module,
+                call_function=function,
+                call_params=_encodable(s, module, function, params),
+            )
+            info = s.runtime_call(
+                "TransactionPaymentCallApi", "query_call_info", [call, len(call.data)]
+            )
+            return int(info.value["weight"]["ref_time"])
+
+        return self._call(run)
+
     def encode_call_args(self, function: str, params: dict, module: str = PALLET) -> bytes:
         """The SCALE bytes of a call's arguments (the call data without its 2-byte index)."""
         call = self._call(

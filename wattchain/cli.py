@@ -9,6 +9,9 @@
     wattchain workers [--data DIR] [--node URL]          relayer, scheduler, settler, indexer
     wattchain ingest --sites FILE [--node URL]           read, sign and submit meter readings
     wattchain report --data DIR --from K --to K          the clearing house's report (JSON)
+    wattchain bench api [--rate R ...]                   order intake under load (make loadtest)
+    wattchain bench chain --orders N [--json]            one interval of N orders through the
+                                                         chain, cleared and settled (JSON)
 
 Every command that takes settings also reads `--config FILE` (TOML) and WATTCHAIN_* variables
 (market/settings.py).
@@ -162,6 +165,19 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--max-duplicated", type=int, default=0)
     p.add_argument("--max-failures", type=int, default=0)
     p.add_argument("--max-relay-lag-p99-s", type=float, default=None)
+
+    p = bench.add_parser(
+        "chain",
+        help="one interval of N orders through the chain: relay, clearing to finality, "
+        "settlement, and the runtime's weight per match; one JSON line",
+    )
+    p.add_argument("--node-bin", default=None, help="wattchain-node (default: WATTCHAIN_NODE)")
+    p.add_argument("--data", type=Path, default=None, help="keep the market's data folder here")
+    p.add_argument("--orders", type=int, required=True, help="orders in the interval")
+    p.add_argument(
+        "--orders-per-trader", type=int, default=100, help="orders each trader places (100)"
+    )
+    p.add_argument("--json", action="store_true", help="the result as one JSON line (always)")
 
     p = sub.add_parser(
         "report", help="print the clearing house's report for settled intervals (JSON)"
@@ -414,6 +430,18 @@ def cmd_report(args) -> int:
 
 
 def cmd_bench(args) -> int:
+    if args.bench == "chain":
+        from .bench_chain import run_chain_bench
+
+        result = run_chain_bench(
+            args.node_bin,
+            args.orders,
+            orders_per_trader=args.orders_per_trader,
+            data=args.data,
+            log=lambda m: print(m, file=sys.stderr),
+        )
+        print(json.dumps(result), flush=True)
+        return 0
     from .bench import Load, misses, run_api_bench
 
     load = Load(args.rate, args.ramp, args.hold, args.burst, args.burst_factor)
