@@ -81,8 +81,11 @@ class ClearingChain:
     def interval_order_ids(self, interval):
         return []
 
-    def voided_at(self, interval):
+    def voided_at(self, interval, block_hash=None):
         return self.voided.get(interval)
+
+    def finalized_hash(self):
+        return "0xf1"
 
     def submit_nowait(self, signer, function, params, *, before_broadcast=None, **_):
         self.submitted.append(function)
