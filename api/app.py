@@ -13,6 +13,7 @@ from fastapi.staticfiles import StaticFiles
 
 from market.settings import Settings
 from store import DataDir
+from store.orderlog import log_commits
 
 from . import errors
 from .auth import session_key
@@ -73,6 +74,7 @@ def create_app(settings: Settings | None = None, *, chain: ChainView | None = No
     errors.install(app)
     rates = RateLimits(settings.client_rate_limit, settings.participant_rate_limit)
     app.state.guards = Guards(RelayQueue(settings), rates)
+    app.state.log_commits = log_commits()
     app.add_middleware(
         BodyLimit,
         max_bytes=settings.max_body_bytes,

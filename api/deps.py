@@ -1,4 +1,7 @@
-"""Typed dependencies: the settings, the data folder's stores and the chain view."""
+"""Typed dependencies: the settings, the data folder's stores and the chain view.
+
+They only read app.state, so they are `async def`: FastAPI runs a sync dependency in its thread
+pool, a hand-off to a worker thread and back for each one on every request."""
 
 from __future__ import annotations
 
@@ -16,33 +19,34 @@ from .intake import Guards
 from .pagination import DEFAULT_LIMIT, MAX_LIMIT
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_data(request: Request) -> DataDir:
+async def get_data(request: Request) -> DataDir:
     return request.app.state.data
 
 
-def get_chain(request: Request) -> ChainView:
+async def get_chain(request: Request) -> ChainView:
     return request.app.state.chain
 
 
 # Connections are per thread, and FastAPI may run a dependency and its endpoint on different
 # threads: hand out stand-ins that pick the calling thread's connection at each use.
-def get_index(request: Request) -> sqlite3.Connection:
+async def get_index(request: Request) -> sqlite3.Connection:
     return ThreadConnection(request.app.state.data.index)
 
 
-def get_ops(request: Request) -> sqlite3.Connection:
+async def get_ops(request: Request) -> sqlite3.Connection:
     return ThreadConnection(request.app.state.data.ops)
 
 
-def get_order_log(request: Request) -> OrderLog:
-    return OrderLog(ThreadConnection(request.app.state.data.orders))
+async def get_order_log(request: Request) -> OrderLog:
+    # One GroupCommit for the process: concurrent requests' appends commit together.
+    return OrderLog(ThreadConnection(request.app.state.data.orders), request.app.state.log_commits)
 
 
-def get_guards(request: Request) -> Guards:
+async def get_guards(request: Request) -> Guards:
     return request.app.state.guards
 
 

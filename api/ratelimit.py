@@ -10,6 +10,7 @@ process's memory (sliding windows): with several API processes, each one counts 
 from __future__ import annotations
 
 import math
+import threading
 import time
 
 from limits import RateLimitItem, parse, storage, strategies
@@ -28,14 +29,23 @@ class RateLimits:
         self.client = parse_limit(client)
         self.participant = parse_limit(participant)
         self._limiter = strategies.SlidingWindowCounterRateLimiter(storage.MemoryStorage())
+        # The event loop (client) and the request threads (participant) count at once, and
+        # MemoryStorage is not thread-safe: two hits starting its expiry timer together make
+        # one fail ("threads can only be started once", a 500).
+        self._lock = threading.Lock()
+
+    def _hit(self, item: RateLimitItem, *key: str) -> bool:
+        with self._lock:
+            return self._limiter.hit(item, *key)
 
     def _retry_after_s(self, item: RateLimitItem, *key: str) -> int:
-        reset = self._limiter.get_window_stats(item, *key).reset_time
+        with self._lock:
+            reset = self._limiter.get_window_stats(item, *key).reset_time
         return max(1, math.ceil(reset - time.time()))
 
     def client_refusal(self, host: str) -> tuple[int, str] | None:
         """(Retry-After s, detail) when the client at `host` is over its limit, else None."""
-        if self.client is None or self._limiter.hit(self.client, "client", host):
+        if self.client is None or self._hit(self.client, "client", host):
             return None
         return (
             self._retry_after_s(self.client, "client", host),
@@ -44,7 +54,7 @@ class RateLimits:
 
     def take_order(self, owner: str) -> None:
         """Count one order or cancel of `owner` (signature verified); 429 when over the limit."""
-        if self.participant is None or self._limiter.hit(self.participant, "participant", owner):
+        if self.participant is None or self._hit(self.participant, "participant", owner):
             return
         raise APIError(
             429,

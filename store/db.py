@@ -7,12 +7,16 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, TypeVar
 
 from market import now_ms
 
-from .schema import ADDED_COLUMNS, INDEX_SCHEMA, OPS_SCHEMA, ORDERS_SCHEMA
+from .schema import ADDED_COLUMNS, BACKFILLS, INDEX_SCHEMA, OPS_SCHEMA, ORDERS_SCHEMA
+
+T = TypeVar("T")
 
 
 def connect(
@@ -29,6 +33,8 @@ def connect(
     conn.execute(f"PRAGMA synchronous = {synchronous}")
     if not readonly:
         with transaction(conn):
+            backfill = BACKFILLS.get(schema)
+            fill = backfill is not None and not _has_table(conn, backfill[0])
             for statement in _statements(schema):
                 conn.execute(statement)
             for table, columns in ADDED_COLUMNS.get(schema, {}).items():
@@ -36,11 +42,26 @@ def connect(
                 for column, kind in columns:
                     if column not in have:
                         conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+            if fill:
+                for statement in _statements(backfill[1]):
+                    conn.execute(statement)
     return conn
 
 
-def _statements(schema: str) -> list[str]:
-    return [s.strip() for s in schema.split(";") if s.strip()]
+def _has_table(conn: sqlite3.Connection, name: str) -> bool:
+    row = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,))
+    return row.fetchone() is not None
+
+
+def _statements(script: str) -> list[str]:
+    """The statements of a script, a trigger's body (its own `;`s) kept in its statement."""
+    statements, part = [], ""
+    for piece in script.split(";"):
+        part += piece + ";"
+        if sqlite3.complete_statement(part):
+            statements.append(part.strip())
+            part = ""
+    return [s for s in statements if s != ";"]
 
 
 class transaction:
@@ -66,6 +87,116 @@ class transaction:
                 self.commit_seconds(time.perf_counter() - start)
         else:
             self.conn.execute("ROLLBACK")
+
+
+class CommitFailed(sqlite3.OperationalError):
+    """The commit of a group failed: none of its writes is durable."""
+
+
+class _Write:
+    __slots__ = ("write", "done", "result", "error", "group_error")
+
+    def __init__(self, write: Callable[[sqlite3.Connection], Any]):
+        self.write = write
+        self.done = False
+        self.result: Any = None
+        self.error: BaseException | None = None  # the write's own
+        self.group_error: BaseException | None = None  # its group's (BEGIN or COMMIT)
+
+    def outcome(self) -> Any:
+        if self.group_error is not None:
+            raise CommitFailed(f"the group commit failed: {self.group_error}") from self.group_error
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
+class GroupCommit:
+    """Writes from many threads of a process, committed together. `run(conn, write)` queues the
+    write; a thread finding no group committing leads: it runs every write queued so far in one
+    BEGIN IMMEDIATE ... COMMIT on its own `conn`, then wakes each writer with its own result.
+    One commit (one fsync, at synchronous=FULL) makes the whole group durable, and the threads
+    never contend for SQLite's write lock (whose busy handler sleeps). Alone, a write commits at
+    once; while a group commits, the next one gathers.
+
+    Each write runs in a savepoint: one that raises undoes only its own changes, and only its
+    writer gets the exception. When the commit fails, every writer of the group gets
+    CommitFailed: run() returns only once its write is durable."""
+
+    def __init__(self, *, commit_seconds: Callable[[float], None] | None = None):
+        self.commit_seconds = commit_seconds
+        self._cond = threading.Condition()
+        self._queue: list[_Write] = []
+        self._leading = False  # a group is being committed, or a caller holds `alone()`
+        self._alone: int | None = None  # the thread holding `alone()`
+
+    def run(self, conn: sqlite3.Connection, write: Callable[[sqlite3.Connection], T]) -> T:
+        """`write(c)` in a transaction on some thread's connection `c`, committed (with others)
+        before this returns its result."""
+        job = _Write(write)
+        with self._cond:
+            if self._alone == threading.get_ident():
+                raise RuntimeError("run() inside alone() would wait for itself")
+            self._queue.append(job)
+            while self._leading and not job.done:
+                self._cond.wait()
+            lead = not job.done
+            if lead:
+                self._leading = True
+                group, self._queue = self._queue, []
+        if lead:
+            try:
+                self._commit(conn, group)
+            finally:
+                with self._cond:
+                    self._leading = False
+                    self._cond.notify_all()
+        return job.outcome()
+
+    def _commit(self, conn: sqlite3.Connection, group: list[_Write]) -> None:
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for job in group:
+                conn.execute("SAVEPOINT write")
+                try:
+                    job.result = job.write(conn)
+                except Exception as exc:
+                    job.error = exc
+                    if not conn.in_transaction:  # SQLite rolled it all back (a full disk, ...)
+                        raise
+                    conn.execute("ROLLBACK TO write")
+                conn.execute("RELEASE write")
+            start = time.perf_counter()
+            conn.execute("COMMIT")
+            if self.commit_seconds is not None:
+                self.commit_seconds(time.perf_counter() - start)
+        except BaseException as exc:
+            for job in group:
+                job.group_error = exc
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            if not isinstance(exc, Exception):
+                raise
+        finally:
+            for job in group:
+                job.done = True
+
+    @contextmanager
+    def alone(self, conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+        """`with commits.alone(conn):` a transaction of the caller's own on `conn`, between two
+        groups (BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on an exception): for writes that read
+        each other's changes and must commit together (a batch of orders)."""
+        with self._cond:
+            while self._leading:
+                self._cond.wait()
+            self._leading, self._alone = True, threading.get_ident()
+        try:
+            with transaction(conn, commit_seconds=self.commit_seconds):
+                yield conn
+        finally:
+            with self._cond:
+                self._leading, self._alone = False, None
+                self._cond.notify_all()
 
 
 class ThreadConnection:

@@ -5,24 +5,29 @@ answers 202, and it leaves the log only by reaching the chain (`onchain`) or by 
 verdict (`rejected`, with the pallet's error). `(owner, client_order_id)` is unique, which makes
 a resubmission idempotent: the same order gets the first answer again, a different one a 409.
 
-`group_commit()` appends several entries in one transaction, so one commit (one fsync) makes
-them all durable: what a batch of orders (POST /orders/batch) uses. Reads on the log inside the
-group see the entries appended before them in it.
+Appends commit in groups: the appends that the threads of a process (the API's requests) make
+at the same time share one transaction and one commit, one fsync for them all (a GroupCommit,
+shared by the process's OrderLogs: `log_commits()`). `group_commit()` holds one transaction for
+the appends in its block, with reads on the log between them that see the entries appended
+before them: what a batch of orders (POST /orders/batch) uses.
+
+The checks on an order's path read tallies that triggers keep with the entries (store/schema.py,
+ORDER_TALLIES): one look-up each, however many entries the interval or the owner has.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from prometheus_client import Histogram
 
 from market import OrderSpec, now_ms
 
-from .db import transaction
+from .db import GroupCommit, transaction
 
 # Where a 202 waits: the commit (fsync) that makes logged entries durable, one per commit (a
 # group commit counts once). Served at the API's /metrics.
@@ -34,6 +39,12 @@ LOG_COMMIT_SECONDS = Histogram(
 
 # Entry states.
 PENDING, SUBMITTED, ONCHAIN, REJECTED = "pending", "submitted", "onchain", "rejected"
+
+
+def log_commits() -> GroupCommit:
+    """Where a process's appends to the order log commit: one per process (the API keeps it in
+    app.state), shared by the OrderLogs of its threads so that their appends commit together."""
+    return GroupCommit(commit_seconds=LOG_COMMIT_SECONDS.observe)
 
 
 def spec_json(spec: OrderSpec) -> str:
@@ -86,31 +97,33 @@ class LoggedCancel:
 
 
 class OrderLog:
-    def __init__(self, conn: sqlite3.Connection):
+    def __init__(self, conn: sqlite3.Connection, commits: GroupCommit | None = None):
+        """`commits`: the process's `log_commits()` (a log of its own without)."""
         self.conn = conn
+        self.commits = commits or log_commits()
         self._grouped = False
 
     # -- the API's side ---------------------------------------------------------------------
     @contextmanager
     def group_commit(self) -> Iterator[None]:
         """`with log.group_commit():` the appends inside share one transaction (BEGIN IMMEDIATE:
-        the log's write lock is held throughout) and one commit at the end. An append's entry is
-        durable only once the block has returned without an exception; on one, nothing of the
-        group is kept."""
+        the log's write lock is held throughout, between the process's other groups) and one
+        commit at the end. An append's entry is durable only once the block has returned without
+        an exception; on one, nothing of the group is kept."""
         if self._grouped:
             raise RuntimeError("group_commit() does not nest")
-        with transaction(self.conn, commit_seconds=LOG_COMMIT_SECONDS.observe):
+        with self.commits.alone(self.conn):
             self._grouped = True
             try:
                 yield
             finally:
                 self._grouped = False
 
-    def _writing(self):
-        """The transaction an append writes in: its own, or the group's already open."""
+    def _append(self, write: Callable[[sqlite3.Connection], Appended]) -> Appended:
+        """`write` in the group's transaction already open, or committed with the other threads'."""
         if self._grouped:
-            return nullcontext(self.conn)
-        return transaction(self.conn, commit_seconds=LOG_COMMIT_SECONDS.observe)
+            return write(self.conn)
+        return self.commits.run(self.conn, write)
 
     def append_order(
         self, owner: str, spec: OrderSpec, signature_hex: str, *, not_after_ms: int | None = None
@@ -118,52 +131,12 @@ class OrderLog:
         """Log an order (outcome "new"), or give the first answer of the same order ("same"),
         or refuse another order under its client order id ("conflict"). With `not_after_ms`,
         a new order that reaches the log's write lock later than that is not logged ("late"):
-        the caller's checks were made for an earlier moment."""
+        the caller's checks were made for an earlier moment. Returns once the entry is durable
+        (in group_commit(): the answer holds once the block has returned)."""
         body = spec_json(spec)
-        with self._writing() as c:
-            row = c.execute(
-                "SELECT seq, spec, response FROM orders WHERE owner = ? AND client_order_id = ?",
-                (owner, str(spec.client_order_id)),
-            ).fetchone()
-            if row is not None:
-                outcome = "same" if row["spec"] == body else "conflict"
-                return Appended(outcome, json.loads(row["response"]), row["seq"])
-            received = now_ms()
-            if not_after_ms is not None and received > not_after_ms:
-                return Appended("late", {}, 0)
-            cur = c.execute(
-                "INSERT INTO orders (owner, client_order_id, interval, side, spec, signature,"
-                " received_ms, response, status, updated_ms)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, '{}', ?, ?)",
-                (
-                    owner,
-                    str(spec.client_order_id),
-                    spec.interval,
-                    spec.side,
-                    body,
-                    signature_hex,
-                    received,
-                    PENDING,
-                    received,
-                ),
-            )
-            seq = cur.lastrowid
-            response = {
-                "status": "accepted",
-                "order_ref": f"{owner}/{spec.client_order_id}",
-                "log_seq": seq,
-                "owner": owner,
-                "client_order_id": spec.client_order_id,
-                "interval": spec.interval,
-                "received_ms": received,
-            }
-            c.execute(
-                "UPDATE orders SET response = ? WHERE seq = ?",
-                (json.dumps(response, sort_keys=True), seq),
-            )
-        # COMMIT has returned (or, in a group, will have before anyone is told): with
-        # synchronous=FULL the entry is on disk.
-        return Appended("new", response, seq)
+        return self._append(
+            lambda c: _write_order(c, owner, spec, body, signature_hex, not_after_ms)
+        )
 
     def append_cancel(
         self,
@@ -174,36 +147,9 @@ class OrderLog:
         not_after_ms: int | None = None,
     ) -> Appended:
         """Like append_order, for a cancel (outcomes "new", "same", "late")."""
-        with self._writing() as c:
-            row = c.execute(
-                "SELECT seq, response FROM cancels WHERE owner = ? AND client_order_id = ?",
-                (owner, str(client_order_id)),
-            ).fetchone()
-            if row is not None:
-                return Appended("same", json.loads(row["response"]), row["seq"])
-            received = now_ms()
-            if not_after_ms is not None and received > not_after_ms:
-                return Appended("late", {}, 0)
-            cur = c.execute(
-                "INSERT INTO cancels"
-                " (owner, client_order_id, signature, received_ms, response, status, updated_ms)"
-                " VALUES (?, ?, ?, ?, '{}', ?, ?)",
-                (owner, str(client_order_id), signature_hex, received, PENDING, received),
-            )
-            seq = cur.lastrowid
-            response = {
-                "status": "accepted",
-                "order_ref": f"{owner}/{client_order_id}",
-                "log_seq": seq,
-                "owner": owner,
-                "client_order_id": client_order_id,
-                "received_ms": received,
-            }
-            c.execute(
-                "UPDATE cancels SET response = ? WHERE seq = ?",
-                (json.dumps(response, sort_keys=True), seq),
-            )
-        return Appended("new", response, seq)
+        return self._append(
+            lambda c: _write_cancel(c, owner, client_order_id, signature_hex, not_after_ms)
+        )
 
     def order(self, owner: str, client_order_id: int) -> sqlite3.Row | None:
         return self.conn.execute(
@@ -219,14 +165,10 @@ class OrderLog:
 
     def unsettled_bid_cost(self, owner: str) -> int:
         """Money units the owner's bids that are not on chain yet will hold once they are."""
-        total = 0
-        for row in self.conn.execute(
-            "SELECT spec FROM orders WHERE owner = ? AND side = 'bid' AND status IN (?, ?)",
-            (owner, PENDING, SUBMITTED),
-        ):
-            spec = json.loads(row["spec"])
-            total += spec["price_ticks"] * spec["quantity_wh"]
-        return total
+        row = self.conn.execute(
+            "SELECT cost FROM bids_awaiting_relay WHERE owner = ?", (owner,)
+        ).fetchone()
+        return 0 if row is None else row[0]
 
     def unrelayed(self) -> tuple[int, int | None]:
         """(orders and cancels not on chain yet and not refused, pending or in flight: what an
@@ -246,9 +188,10 @@ class OrderLog:
 
     def interval_count(self, interval: int) -> int:
         """Orders logged for the interval that are not known to be refused."""
-        return self.conn.execute(
-            "SELECT count(*) FROM orders WHERE interval = ? AND status != ?", (interval, REJECTED)
-        ).fetchone()[0]
+        row = self.conn.execute(
+            "SELECT orders FROM interval_orders WHERE interval = ?", (interval,)
+        ).fetchone()
+        return 0 if row is None else row[0]
 
     def open_unindexed(
         self, owner: str, interval: int, indexed_block: int | None
@@ -257,29 +200,14 @@ class OrderLog:
         refused, not on chain in a block up to `indexed_block`), by side: (those no cancel is
         logged for, those no cancel has reached the chain for). With the index's open orders,
         the first is what the owner holds in the interval; the second is what the chain still
-        counts on that side (a cancel in the log is relayed after the orders before it)."""
-        cancel = (
-            "EXISTS (SELECT 1 FROM cancels c WHERE c.owner = o.owner"
-            " AND c.client_order_id = o.client_order_id AND c.status {})"
-        )
+        counts on that side (a cancel in the log is relayed after the orders before it). Reads
+        the tally rows of the blocks after `indexed_block` (and of orders not on chain yet)."""
         rows = self.conn.execute(
-            f"SELECT o.side, sum(NOT {cancel.format('!= ?')}), sum(NOT {cancel.format('= ?')})"
-            " FROM orders o WHERE o.owner = ? AND o.interval = ?"
-            " AND (o.status IN (?, ?)"
-            "      OR (o.status = ? AND (o.block_number IS NULL OR o.block_number > ?)))"
-            " GROUP BY o.side",
-            (
-                REJECTED,
-                ONCHAIN,
-                owner,
-                interval,
-                PENDING,
-                SUBMITTED,
-                ONCHAIN,
-                -1 if indexed_block is None else indexed_block,
-            ),
+            "SELECT side, sum(held), sum(counted) FROM unindexed_orders"
+            " WHERE owner = ? AND interval = ? AND block > ? GROUP BY side HAVING sum(orders) > 0",
+            (owner, interval, -1 if indexed_block is None else indexed_block),
         ).fetchall()
-        return {side: (held, on_chain) for side, held, on_chain in rows}
+        return {side: (held, counted) for side, held, counted in rows}
 
     def counts(self) -> dict[str, int]:
         return {
@@ -380,6 +308,95 @@ class OrderLog:
                 " updated_ms = ? WHERE seq = ?",
                 [(PENDING, 1 if solo else 0, error, now_ms(), s) for s in seqs],
             )
+
+
+def _write_order(
+    c: sqlite3.Connection,
+    owner: str,
+    spec: OrderSpec,
+    body: str,
+    signature_hex: str,
+    not_after_ms: int | None,
+) -> Appended:
+    """append_order's writes, in the transaction holding the log's write lock."""
+    row = c.execute(
+        "SELECT seq, spec, response FROM orders WHERE owner = ? AND client_order_id = ?",
+        (owner, str(spec.client_order_id)),
+    ).fetchone()
+    if row is not None:
+        outcome = "same" if row["spec"] == body else "conflict"
+        return Appended(outcome, json.loads(row["response"]), row["seq"])
+    received = now_ms()
+    if not_after_ms is not None and received > not_after_ms:
+        return Appended("late", {}, 0)
+    cur = c.execute(
+        "INSERT INTO orders (owner, client_order_id, interval, side, spec, signature,"
+        " received_ms, response, status, updated_ms)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, '{}', ?, ?)",
+        (
+            owner,
+            str(spec.client_order_id),
+            spec.interval,
+            spec.side,
+            body,
+            signature_hex,
+            received,
+            PENDING,
+            received,
+        ),
+    )
+    seq = cur.lastrowid
+    response = {
+        "status": "accepted",
+        "order_ref": f"{owner}/{spec.client_order_id}",
+        "log_seq": seq,
+        "owner": owner,
+        "client_order_id": spec.client_order_id,
+        "interval": spec.interval,
+        "received_ms": received,
+    }
+    c.execute(
+        "UPDATE orders SET response = ? WHERE seq = ?", (json.dumps(response, sort_keys=True), seq)
+    )
+    return Appended("new", response, seq)
+
+
+def _write_cancel(
+    c: sqlite3.Connection,
+    owner: str,
+    client_order_id: int,
+    signature_hex: str,
+    not_after_ms: int | None,
+) -> Appended:
+    """append_cancel's writes, in the transaction holding the log's write lock."""
+    row = c.execute(
+        "SELECT seq, response FROM cancels WHERE owner = ? AND client_order_id = ?",
+        (owner, str(client_order_id)),
+    ).fetchone()
+    if row is not None:
+        return Appended("same", json.loads(row["response"]), row["seq"])
+    received = now_ms()
+    if not_after_ms is not None and received > not_after_ms:
+        return Appended("late", {}, 0)
+    cur = c.execute(
+        "INSERT INTO cancels"
+        " (owner, client_order_id, signature, received_ms, response, status, updated_ms)"
+        " VALUES (?, ?, ?, ?, '{}', ?, ?)",
+        (owner, str(client_order_id), signature_hex, received, PENDING, received),
+    )
+    seq = cur.lastrowid
+    response = {
+        "status": "accepted",
+        "order_ref": f"{owner}/{client_order_id}",
+        "log_seq": seq,
+        "owner": owner,
+        "client_order_id": client_order_id,
+        "received_ms": received,
+    }
+    c.execute(
+        "UPDATE cancels SET response = ? WHERE seq = ?", (json.dumps(response, sort_keys=True), seq)
+    )
+    return Appended("new", response, seq)
 
 
 def _table(name: str) -> str:

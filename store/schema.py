@@ -11,7 +11,121 @@
 
 from __future__ import annotations
 
-ORDERS_SCHEMA = """
+# Tallies of the order log, so that the checks on each order's path are look-ups, not counts
+# over the interval's or the owner's entries. Triggers keep them in the transaction of the change
+# they count, whoever makes it (the API, the relayer); `connect` fills them once from the entries
+# of a log older than they are (BACKFILLS).
+_NOT_ON_CHAIN = 2**63 - 1  # the `block` of orders not on chain yet, or in no known block
+
+
+def _block(row: str) -> str:
+    """Where an order (`row`: NEW, OLD or an alias) sits in unindexed_orders: NULL when refused."""
+    return (
+        f"CASE WHEN {row}.status IN ('pending', 'submitted') THEN {_NOT_ON_CHAIN}"
+        f" WHEN {row}.status = 'onchain' THEN coalesce({row}.block_number, {_NOT_ON_CHAIN}) END"
+    )
+
+
+def _cost(row: str) -> str:
+    """What a bid holds once on chain, in money units (ticks per kWh x Wh = 1/1000 tick)."""
+    return f"json_extract({row}.spec, '$.price_ticks') * json_extract({row}.spec, '$.quantity_wh')"
+
+
+def _order_tally(row: str, sign: str) -> str:
+    """Statements adding `sign` (1 or -1) times an order (NEW or OLD) to every tally."""
+    cancel = (
+        f"(SELECT status FROM cancels WHERE owner = {row}.owner"
+        f" AND client_order_id = {row}.client_order_id)"
+    )
+    return f"""
+    INSERT INTO interval_orders (interval, orders) SELECT {row}.interval, {sign}
+        WHERE {row}.status != 'rejected'
+        ON CONFLICT (interval) DO UPDATE SET orders = orders + excluded.orders;
+    INSERT INTO bids_awaiting_relay (owner, cost) SELECT {row}.owner, {sign} * {_cost(row)}
+        WHERE {row}.side = 'bid' AND {row}.status IN ('pending', 'submitted')
+        ON CONFLICT (owner) DO UPDATE SET cost = cost + excluded.cost;
+    INSERT INTO unindexed_orders (owner, interval, block, side, orders, held, counted)
+        SELECT {row}.owner, {row}.interval, block, {row}.side, {sign},
+            {sign} * (coalesce(cancel, 'rejected') = 'rejected'), {sign} * (cancel IS NOT 'onchain')
+        FROM (SELECT {_block(row)} AS block, {cancel} AS cancel) WHERE block IS NOT NULL
+        ON CONFLICT (owner, interval, block, side) DO UPDATE SET orders = orders + excluded.orders,
+            held = held + excluded.held, counted = counted + excluded.counted;"""
+
+
+def _cancel_tally(row: str, op: str) -> str:
+    """The statement taking a cancel (NEW or OLD) into its order's tally (`op` "-") or out of
+    it ("+"): a logged cancel the chain has not refused takes the order out of `held`, one on
+    chain out of `counted`."""
+    return f"""
+    UPDATE unindexed_orders SET held = held {op} ({row}.status != 'rejected'),
+        counted = counted {op} ({row}.status = 'onchain')
+    WHERE (owner, interval, block, side) = (
+        SELECT o.owner, o.interval, {_block("o")}, o.side FROM orders o
+        WHERE o.owner = {row}.owner AND o.client_order_id = {row}.client_order_id
+    );"""
+
+
+ORDER_TALLIES = f"""
+CREATE TABLE IF NOT EXISTS interval_orders (  -- orders logged for the interval, not refused
+    interval INTEGER PRIMARY KEY, orders INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS bids_awaiting_relay (  -- the owner's bids pending or submitted
+    owner TEXT PRIMARY KEY,
+    cost INTEGER NOT NULL                   -- what they will hold once on chain
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS unindexed_orders (  -- orders the index may not show yet, not refused
+    owner TEXT NOT NULL, interval INTEGER NOT NULL,
+    block INTEGER NOT NULL,                 -- where they reached the chain (2^63-1: not yet)
+    side TEXT NOT NULL,
+    orders INTEGER NOT NULL,
+    held INTEGER NOT NULL,                  -- with no cancel logged (or only a refused one)
+    counted INTEGER NOT NULL,               -- with no cancel on chain
+    PRIMARY KEY (owner, interval, block, side)
+) WITHOUT ROWID;
+CREATE TRIGGER IF NOT EXISTS orders_tally_insert AFTER INSERT ON orders BEGIN
+    {_order_tally("NEW", "1")}
+END;
+CREATE TRIGGER IF NOT EXISTS orders_tally_update
+AFTER UPDATE OF owner, client_order_id, interval, side, spec, status, block_number ON orders BEGIN
+    {_order_tally("OLD", "-1")}
+    {_order_tally("NEW", "1")}
+END;
+CREATE TRIGGER IF NOT EXISTS orders_tally_delete AFTER DELETE ON orders BEGIN
+    {_order_tally("OLD", "-1")}
+END;
+CREATE TRIGGER IF NOT EXISTS cancels_tally_insert AFTER INSERT ON cancels BEGIN
+    {_cancel_tally("NEW", "-")}
+END;
+CREATE TRIGGER IF NOT EXISTS cancels_tally_update
+AFTER UPDATE OF owner, client_order_id, status ON cancels BEGIN
+    {_cancel_tally("OLD", "+")}
+    {_cancel_tally("NEW", "-")}
+END;
+CREATE TRIGGER IF NOT EXISTS cancels_tally_delete AFTER DELETE ON cancels BEGIN
+    {_cancel_tally("OLD", "+")}
+END;
+"""
+
+# The tallies of a log written before they existed, filled once by `connect` when it creates
+# unindexed_orders (in the same transaction, so no change is counted twice or missed).
+ORDER_TALLIES_BACKFILL = f"""
+INSERT INTO interval_orders (interval, orders)
+    SELECT interval, count(*) FROM orders WHERE status != 'rejected' GROUP BY interval;
+INSERT INTO bids_awaiting_relay (owner, cost)
+    SELECT o.owner, sum({_cost("o")}) FROM orders o
+    WHERE o.side = 'bid' AND o.status IN ('pending', 'submitted') GROUP BY o.owner;
+INSERT INTO unindexed_orders (owner, interval, block, side, orders, held, counted)
+    SELECT owner, interval, block, side, count(*), sum(held), sum(counted) FROM (
+        SELECT o.owner, o.interval, {_block("o")} AS block, o.side,
+            coalesce(c.status, 'rejected') = 'rejected' AS held,
+            c.status IS NOT 'onchain' AS counted
+        FROM orders o LEFT JOIN cancels c
+        ON c.owner = o.owner AND c.client_order_id = o.client_order_id
+    ) WHERE block IS NOT NULL GROUP BY owner, interval, block, side;
+"""
+
+ORDERS_SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS orders (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     owner TEXT NOT NULL,
@@ -44,6 +158,9 @@ CREATE TABLE IF NOT EXISTS cancels (
 );
 CREATE INDEX IF NOT EXISTS cancels_status ON cancels (status, seq);
 """
+    + ORDER_TALLIES
+)
+
 
 INDEX_SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -67,7 +184,11 @@ CREATE TABLE IF NOT EXISTS orders (
 );
 CREATE INDEX IF NOT EXISTS orders_book ON orders (interval, zone, side, price_ticks);
 CREATE INDEX IF NOT EXISTS orders_owner ON orders (owner, order_id);
-CREATE INDEX IF NOT EXISTS orders_owner_interval ON orders (owner, interval);
+-- An order's checks: whether its client order id is used, and the owner's open orders in the
+-- interval by side (counted in this index alone).
+CREATE INDEX IF NOT EXISTS orders_client_id ON orders (owner, client_order_id);
+CREATE INDEX IF NOT EXISTS orders_owner_open ON orders (owner, interval, status, side);
+DROP INDEX IF EXISTS orders_owner_interval;  -- orders_owner_open's prefix
 CREATE TABLE IF NOT EXISTS trades (
     id INTEGER PRIMARY KEY AUTOINCREMENT, interval INTEGER NOT NULL, bid INTEGER NOT NULL,
     offer INTEGER NOT NULL, buyer TEXT NOT NULL, seller TEXT NOT NULL, quantity_wh INTEGER NOT NULL,
@@ -223,4 +344,10 @@ ADDED_COLUMNS: dict[str, dict[str, tuple[tuple[str, str], ...]]] = {
     OPS_SCHEMA: {"alerts": (("acked_ms", "INTEGER"), ("acked_by", "TEXT"))},
     # Readings bound to a chain and an accreditation epoch.
     INGEST_SCHEMA: {"readings": (("genesis_hash", "TEXT"), ("epoch", "INTEGER"))},
+}
+
+# Tables filled from the data already there when `connect` creates them (in its transaction):
+# {schema: (table, statements)}.
+BACKFILLS: dict[str, tuple[str, str]] = {
+    ORDERS_SCHEMA: ("unindexed_orders", ORDER_TALLIES_BACKFILL),
 }

@@ -3,11 +3,14 @@
 state, from the relay log and the index.
 
 The checks themselves are in api/intake.py; a 202 means the order is in the write-ahead log
-on disk."""
+on disk. The routes that take orders are `async def` and send the intake (which waits for the
+log's commit) to the thread pool themselves: for a sync route FastAPI would also validate the
+answer in the pool, a second hand-off to a worker thread and back per request."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Response, status
+from fastapi.concurrency import run_in_threadpool
 
 from .. import intake
 from ..deps import ChainDep, GuardsDep, IndexDep, OrderLogDep, SettingsDep
@@ -41,7 +44,7 @@ _ERRORS = {
     response_model=OrderAccepted,
     responses=_ERRORS,
 )
-def place_order(
+async def place_order(
     body: OrderCreate,
     response: Response,
     chain: ChainDep,
@@ -52,7 +55,7 @@ def place_order(
 ) -> dict:
     """Accept a signed order for relay to the chain. 202 once it is durably logged; the same
     order sent again gets the same 202, another order with the same client_order_id a 409."""
-    return intake.place_order(body, chain, orders, guards, index, settings)
+    return await run_in_threadpool(intake.place_order, body, chain, orders, guards, index, settings)
 
 
 @router.post(
@@ -63,7 +66,7 @@ def place_order(
     response_model_exclude_none=True,  # an error without fields at fault has no "errors"
     responses={413: {"model": ErrorPublic}, 422: {"model": ErrorPublic}},
 )
-def place_orders(
+async def place_orders(
     body: OrderBatchCreate,
     chain: ChainDep,
     orders: OrderLogDep,
@@ -76,9 +79,10 @@ def place_orders(
     or its 4xx), so a bad order refuses only itself. The accepted ones are logged with one
     commit. The batch as a whole is refused (422) when it is not a list of 1 to
     `max_batch_orders` orders."""
-    return OrderBatchPublic(
-        results=intake.place_orders(body.orders, chain, orders, guards, index, settings)
+    results = await run_in_threadpool(
+        intake.place_orders, body.orders, chain, orders, guards, index, settings
     )
+    return OrderBatchPublic(results=results)
 
 
 @router.get(
@@ -103,7 +107,7 @@ def get_order(
     response_model=OrderAccepted,
     responses=_ERRORS,
 )
-def cancel_order(
+async def cancel_order(
     owner: AccountPath,
     client_order_id: ClientOrderIdPath,
     body: CancelCreate,
@@ -115,4 +119,6 @@ def cancel_order(
 ) -> dict:
     """Cancel an order before its gate closes, with the owner's signature over the cancel
     message. 202 once logged; repeating it gets the same answer."""
-    return intake.cancel_order(owner, client_order_id, body, chain, orders, guards, index, settings)
+    return await run_in_threadpool(
+        intake.cancel_order, owner, client_order_id, body, chain, orders, guards, index, settings
+    )

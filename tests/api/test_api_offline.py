@@ -5,6 +5,7 @@ paths run against a real node in tests/e2e."""
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from fastapi.testclient import TestClient
@@ -15,7 +16,8 @@ from api.client import cancel_body, order_body
 from chain import Balance
 from market import MarketParams, OrderSpec, dev_keypair
 from market.settings import Settings
-from store import DataDir, transaction
+from store import DataDir, OrderLog, transaction
+from store.orderlog import LOG_COMMIT_SECONDS
 
 GENESIS = bytes(range(32))
 PARAMS = MarketParams(
@@ -151,6 +153,30 @@ def test_every_rejection_reason_has_its_4xx(api):
         assert error_of(response) == expected[:2], (expected, response.text)
         assert response.json()["detail"]
     assert api.get("/market").json()["genesis_hash"] == "0x" + GENESIS.hex()
+
+
+def test_concurrent_orders_each_get_their_own_202_once_logged(api, tmp_path):
+    # Requests at the same time commit together (one group per commit); each is answered with
+    # its own entry, already on disk, and the same order sent twice at once is logged once.
+    k = open_interval()
+    commits = LOG_COMMIT_SECONDS.collect()[0].samples
+    before = next(s.value for s in commits if s.name.endswith("_count"))
+    bodies = [body(client_order_id=i, interval=k) for i in range(40)] + [
+        body(client_order_id=0, interval=k)
+    ]
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(lambda b: api.post("/orders", json=b), bodies))
+    assert [a.status_code for a in answers] == [202] * len(bodies), answers[0].text
+    assert answers[-1].json() == answers[0].json()
+    seqs = {a.json()["log_seq"] for a in answers}
+    log = OrderLog(DataDir(tmp_path).orders())
+    assert len(seqs) == 40 and log.counts() == {"pending": 40}
+    for a in answers:
+        assert (
+            log.order(BOB.ss58_address, a.json()["client_order_id"])["seq"] == a.json()["log_seq"]
+        )
+    commits = LOG_COMMIT_SECONDS.collect()[0].samples
+    assert next(s.value for s in commits if s.name.endswith("_count")) - before <= 40
 
 
 def test_interval_cap(tmp_path):

@@ -11,6 +11,7 @@ import asyncio
 import json
 import select
 import socket
+import sys
 import threading
 import time
 
@@ -26,6 +27,7 @@ from api.client import cancel_body
 from api.limits import BodyLimit
 from api.models import ErrorPublic
 from api.pagination import encode_cursor
+from api.ratelimit import RateLimits
 from market.settings import Settings
 from store import DataDir, OrderLog, transaction
 
@@ -483,3 +485,31 @@ def test_a_malformed_rate_limit_is_refused_at_start(tmp_path):
     with pytest.raises(ValueError, match="is not a rate limit"):
         Settings(data_dir=tmp_path, participant_rate_limit="fast")
     assert Settings(data_dir=tmp_path, client_rate_limit="off").client_rate_limit is None
+
+
+def test_rate_limits_count_from_many_threads_at_once():
+    # The event loop counts clients while request threads count participants: the limiter's
+    # storage must not see two of them at once (a 500 "threads can only be started once").
+    limits = RateLimits("1000000/second", "1000000/second")
+    errors: list[Exception] = []
+
+    def count(i: int) -> None:
+        end = time.monotonic() + 1.0
+        while time.monotonic() < end:
+            try:
+                limits.client_refusal(f"10.0.0.{i}")
+                limits.take_order(f"owner{i}")
+            except RuntimeError as exc:
+                errors.append(exc)
+
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # thread switches everywhere, so a race shows
+    try:
+        threads = [threading.Thread(target=count, args=(i,)) for i in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(switch)
+    assert errors == []
