@@ -53,7 +53,7 @@ class Relayer:
     name = "relayer"
 
     def __init__(
-        self, data: DataDir, chain: Chain, signer: Keypair, *, batch: int = 128, in_flight: int = 10
+        self, data: DataDir, chain: Chain, signer: Keypair, *, batch: int = 128, in_flight: int = 3
     ):
         self.data = data
         self.chain = chain
