@@ -209,6 +209,22 @@ class OrderLog:
         ).fetchall()
         return {side: (held, counted) for side, held, counted in rows}
 
+    def refusals(self) -> dict[str, int]:
+        """Orders the chain (or the relayer, for a gate passed) refused, by error."""
+        return {
+            row["error"] or "unknown": row["n"]
+            for row in self.conn.execute(
+                "SELECT error, count(*) AS n FROM orders WHERE status = ? GROUP BY error",
+                (REJECTED,),
+            )
+        }
+
+    def last_on_chain_ms(self) -> int | None:
+        """When the log last saw one of its orders reach the chain (unix ms), or None."""
+        return self.conn.execute(
+            "SELECT max(updated_ms) FROM orders WHERE status = ?", (ONCHAIN,)
+        ).fetchone()[0]
+
     def counts(self) -> dict[str, int]:
         return {
             row["status"]: row["n"]

@@ -194,6 +194,21 @@ def interval_progress(conn: sqlite3.Connection, first: int, last: int) -> dict[i
 # -- settlement -------------------------------------------------------------------------------
 
 
+def settled_in_block(conn: sqlite3.Connection, interval: int) -> int | None:
+    """The finalized block that finished the interval's settlement (as indexed), or None."""
+    row = conn.execute(
+        "SELECT block_number FROM intervals_settled WHERE interval = ?", (interval,)
+    ).fetchone()
+    return None if row is None else row["block_number"]
+
+
+def first_block_at(conn: sqlite3.Connection, unix_ms: int) -> int | None:
+    """The first indexed block with a timestamp at or after `unix_ms`, or None."""
+    return conn.execute(
+        "SELECT min(number) FROM blocks WHERE timestamp_ms >= ?", (unix_ms,)
+    ).fetchone()[0]
+
+
 def is_settled(conn: sqlite3.Connection, interval: int) -> bool:
     """Whether the interval's settlement is in a finalized block (as indexed)."""
     return (
@@ -417,6 +432,17 @@ def latest_clearing_attempt(ops: sqlite3.Connection, interval: int) -> sqlite3.R
         "SELECT state, error FROM clearing_attempts WHERE interval = ? ORDER BY id DESC LIMIT 1",
         (interval,),
     ).fetchone()
+
+
+def clearing_refusal(ops: sqlite3.Connection, interval: int) -> str | None:
+    """The error of the scheduler's latest attempt at the interval that failed (later ones may
+    be voiding it), or None."""
+    row = ops.execute(
+        "SELECT error FROM clearing_attempts WHERE interval = ? AND error IS NOT NULL"
+        " ORDER BY id DESC LIMIT 1",
+        (interval,),
+    ).fetchone()
+    return None if row is None else row["error"]
 
 
 def latest_clearing_attempts(

@@ -35,7 +35,7 @@ from pathlib import Path
 
 from api.client import fresh_client_order_id
 from chain import Chain, Newcomer, onboard
-from market import OrderSpec, keypair, now_ms, sign_order
+from market import MarketParams, OrderSpec, keypair, now_ms, sign_order
 from market.settings import Settings
 from store import DataDir, OrderLog, queries
 
@@ -88,7 +88,7 @@ def run_chain_bench(
         interval = params.first_open_interval(now_ms(), int(lead_ms))
         gate_ms = params.gate_closure(interval)
         signed_at = time.monotonic()
-        signed = _sign(chain, uris, interval, orders)
+        signed = _sign(chain, params, uris, interval, orders)
         log(
             f"[bench] signed {orders} orders for interval {interval} in "
             f"{time.monotonic() - signed_at:.1f} s; gate in {(gate_ms - now_ms()) / 1000:.0f} s"
@@ -123,10 +123,9 @@ def run_chain_bench(
             shutil.rmtree(root, ignore_errors=True)
 
 
-def _sign(chain: Chain, uris: list[str], interval: int, n: int) -> list:
+def _sign(chain: Chain, params: MarketParams, uris: list[str], interval: int, n: int) -> list:
     """n orders for the interval: even ones bids from the buyers, odd ones offers from the
     sellers, each trader in turn; bids at or above the mid price, offers at or below it."""
-    params = chain.market_params()
     keys = [keypair(uri) for uri in uris]
     buyers, sellers = keys[0::2], keys[1::2]
     lo, hi = params.feed_in_ticks, params.utility_tariff_ticks
@@ -165,16 +164,11 @@ def _follow_relay(log: OrderLog, until_ms: int) -> dict:
     while log.unrelayed()[0] and now_ms() < until_ms:
         time.sleep(0.5)
     counts = log.counts()
-    refused = {
-        row["error"] or "unknown": row["n"]
-        for row in log.conn.execute(
-            "SELECT error, count(*) AS n FROM orders WHERE status = 'rejected' GROUP BY error"
-        )
+    return {
+        "on_chain": counts.get("onchain", 0),
+        "refused": log.refusals(),
+        "last_on_chain_ms": log.last_on_chain_ms(),
     }
-    (last,) = log.conn.execute(
-        "SELECT max(updated_ms) FROM orders WHERE status = 'onchain'"
-    ).fetchone()
-    return {"on_chain": counts.get("onchain", 0), "refused": refused, "last_on_chain_ms": last}
 
 
 def _follow_interval(chain: Chain, data: DataDir, params, interval: int, gate_ms: int) -> dict:
@@ -185,28 +179,20 @@ def _follow_interval(chain: Chain, data: DataDir, params, interval: int, gate_ms
     clearing = voided = None
     final_ms = None
     while now_ms() < deadline_ms:
-        clearing = index.execute(
-            "SELECT matches, block_number FROM clearings WHERE interval = ?", (interval,)
-        ).fetchone()
+        clearing = queries.clearing(index, interval)
         voided = queries.voided(index, interval)
         if clearing is not None or voided is not None:
             final_ms = now_ms()
             break
         time.sleep(0.5)
-    gate_block = index.execute(
-        "SELECT min(number) FROM blocks WHERE timestamp_ms >= ?", (gate_ms,)
-    ).fetchone()[0]
+    gate_block = queries.first_block_at(index, gate_ms)
     # The chain's refusal of the scheduler's clearing, if any (later attempts may be voiding).
-    refusal = ops.execute(
-        "SELECT error FROM clearing_attempts WHERE interval = ? AND error IS NOT NULL"
-        " ORDER BY id DESC LIMIT 1",
-        (interval,),
-    ).fetchone()
+    refusal = queries.clearing_refusal(ops, interval)
     out = {
         "matches": clearing["matches"] if clearing else 0,
         "cleared": clearing is not None,
         "voided": voided is not None,
-        "clearing_error": None if clearing or refusal is None else refusal["error"],
+        "clearing_error": None if clearing else refusal,
         "pages": 1,
         "gate_to_final_ms": final_ms - gate_ms if clearing and final_ms else None,
         "gate_to_final_blocks": (
@@ -219,12 +205,10 @@ def _follow_interval(chain: Chain, data: DataDir, params, interval: int, gate_ms
         return out
     deadline_ms = params.interval_end(interval) + 3 * params.interval_ms
     while now_ms() < deadline_ms:
-        settled = index.execute(
-            "SELECT block_number FROM intervals_settled WHERE interval = ?", (interval,)
-        ).fetchone()
-        if settled is not None:
+        settled_in = queries.settled_in_block(index, interval)
+        if settled_in is not None:
             out["settled"] = True
-            out["settle_blocks"] = settled["block_number"] - clearing["block_number"]
+            out["settle_blocks"] = settled_in - clearing["block_number"]
             break
         time.sleep(0.5)
     return out

@@ -152,8 +152,7 @@ def parser() -> argparse.ArgumentParser:
         help="order intake under load: a fresh market, Locust at a target rate, every "
         "acknowledged order followed to the chain; one JSON line (make loadtest)",
     )
-    p.add_argument("--node-bin", default=None, help="wattchain-node (default: WATTCHAIN_NODE)")
-    p.add_argument("--data", type=Path, default=None, help="keep the market's data folder here")
+    _bench_common(p)
     p.add_argument("--rate", type=float, default=1_000, help="orders/s to hold (default 1000)")
     p.add_argument("--ramp", type=float, default=30, help="seconds of ramp-up (default 30)")
     p.add_argument("--hold", type=float, default=600, help="seconds held (default 600)")
@@ -171,8 +170,7 @@ def parser() -> argparse.ArgumentParser:
         help="one interval of N orders through the chain: relay, clearing to finality, "
         "settlement, and the runtime's weight per match; one JSON line",
     )
-    p.add_argument("--node-bin", default=None, help="wattchain-node (default: WATTCHAIN_NODE)")
-    p.add_argument("--data", type=Path, default=None, help="keep the market's data folder here")
+    _bench_common(p)
     p.add_argument("--orders", type=int, required=True, help="orders in the interval")
     p.add_argument(
         "--orders-per-trader", type=int, default=100, help="orders each trader places (100)"
@@ -187,6 +185,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--to", dest="to_interval", type=int, required=True)
     p.add_argument("--account", default=None)
     return top
+
+
+def _bench_common(p) -> None:
+    p.add_argument("--node-bin", default=None, help="wattchain-node (default: WATTCHAIN_NODE)")
+    p.add_argument("--data", type=Path, default=None, help="keep the market's data folder here")
 
 
 def _settings(args, **extra) -> Settings:
