@@ -65,13 +65,12 @@ class Settings(BaseSettings):
     client_rate_limit: str | None = "2000/second"
     participant_rate_limit: str | None = "100/second"
     # Orders per relayed extrinsic (at most the chain's MaxRelayBatch, 256) and extrinsics in
-    # flight. Their product is also what the API's back-pressure assumes a block takes until it
-    # has measured the relayer's pace, so it is kept low: a block takes 640 to 1,024 relayed
-    # orders now (README, "Weights"), but with 4 or 10 in flight `make loadtest` lost 1,093
-    # and 1,962 acknowledged orders to GateClosed (the relayer fell behind the estimate), and
-    # with 3 none. Raise it once the back-pressure follows the measured pace alone.
+    # flight: 1,280 orders, about what a block takes (715 to 1,540 relayed orders, README,
+    # "Weights"). The API's back-pressure promises orders the pace measured on chain, not this
+    # product (api/backpressure.py): with it `make loadtest` lost no acknowledged order at 10 in
+    # flight (the head-of-backlog estimate it replaced lost 1,093 at 4 and 1,962 at 10).
     relay_batch: int = Field(128, ge=1)
-    relay_in_flight: int = Field(3, ge=1)
+    relay_in_flight: int = Field(10, ge=1)
     # Participants per `settle_interval` call; the settler halves it for a call the block
     # cannot take. When an interval may settle is the chain's rule (its readings, or the
     # market's reading deadline), not a setting.

@@ -22,6 +22,7 @@ import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from prometheus_client import Histogram
 
@@ -56,6 +57,18 @@ class Appended:
     outcome: str  # "new" | "same" | "conflict" | "late"
     response: dict
     seq: int
+
+
+class Unrelayed(NamedTuple):
+    waiting: int  # orders and cancels pending or in flight
+    order_from: int  # the lowest order seq that may still reach the chain
+    cancel_from: int  # the same for cancels
+
+
+class Landing(NamedTuple):
+    block: int | None  # None: found on chain by a restarted relayer, block unknown
+    at_ms: int  # when the relayer saw the block's first entries of the log on chain (unix ms)
+    entries: int  # orders and cancels of the log in the block
 
 
 @dataclass
@@ -170,21 +183,43 @@ class OrderLog:
         ).fetchone()
         return 0 if row is None else row[0]
 
-    def unrelayed(self) -> tuple[int, int | None]:
-        """(orders and cancels not on chain yet and not refused, pending or in flight: what an
-        entry appended now waits behind; the lowest seq among those orders, None if none).
-        The relayer sends in seq order, so the lowest seq's progress is its pace. Reads the
-        status indexes only that far."""
-        waiting = sum(
-            self.conn.execute(
-                f"SELECT count(*) FROM {table} WHERE status IN (?, ?)", (PENDING, SUBMITTED)
-            ).fetchone()[0]
-            for table in ("orders", "cancels")
+    def unrelayed(self) -> Unrelayed:
+        """What an entry appended now waits behind: the orders and cancels not on chain yet and
+        not refused (pending or in flight), and, per table, the lowest seq of an entry that may
+        still reach the chain (the next seq when none waits): `landed`'s lower bounds. Reads the
+        status indexes only as far as the backlog goes."""
+        waiting, first = 0, {}
+        for table in ("orders", "cancels"):
+            n, lowest = self.conn.execute(
+                f"SELECT count(*), min(seq) FROM {table} WHERE status IN (?, ?)",
+                (PENDING, SUBMITTED),
+            ).fetchone()
+            if lowest is None:
+                (lowest,) = self.conn.execute(
+                    f"SELECT coalesce(max(seq), 0) + 1 FROM {table}"
+                ).fetchone()
+            waiting, first[table] = waiting + n, lowest
+        return Unrelayed(waiting, first["orders"], first["cancels"])
+
+    def landed(self, since_ms: int, order_from: int, cancel_from: int) -> list[Landing]:
+        """The orders and cancels the relayer saw reach the chain after `since_ms` (unix ms), by
+        block, oldest first: the relay's real pace. Entries refused (by the chain, or dropped by
+        the relayer past their gate) are not among them. An entry that lands after a moment was
+        waiting then or logged later, so `unrelayed()`'s seqs of that moment bound what is read
+        (the status indexes from there on)."""
+        by_block: dict[int | None, list[int]] = {}
+        for table, first in (("orders", order_from), ("cancels", cancel_from)):
+            for block, at_ms, n in self.conn.execute(
+                f"SELECT block_number, min(updated_ms), count(*) FROM {table}"
+                " WHERE status = ? AND seq >= ? AND updated_ms > ? GROUP BY block_number",
+                (ONCHAIN, first, since_ms),
+            ):
+                seen = by_block.setdefault(block, [at_ms, 0])
+                seen[0], seen[1] = min(seen[0], at_ms), seen[1] + n
+        return sorted(
+            (Landing(block, at_ms, n) for block, (at_ms, n) in by_block.items()),
+            key=lambda landing: landing.at_ms,
         )
-        (head,) = self.conn.execute(
-            "SELECT min(seq) FROM orders WHERE status IN (?, ?)", (PENDING, SUBMITTED)
-        ).fetchone()
-        return waiting, head
 
     def interval_count(self, interval: int) -> int:
         """Orders logged for the interval that are not known to be refused."""
@@ -423,6 +458,7 @@ def _table(name: str) -> str:
 
 __all__ = [
     "Appended",
+    "Landing",
     "LoggedCancel",
     "LoggedOrder",
     "OrderLog",
@@ -430,5 +466,6 @@ __all__ = [
     "PENDING",
     "REJECTED",
     "SUBMITTED",
+    "Unrelayed",
     "spec_json",
 ]

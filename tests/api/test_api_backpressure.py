@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from test_api_offline import DAVE, GENESIS, PARAMS, FakeChainView, body, error_of, open_interval
 
 from api.app import create_app
-from api.backpressure import RelayQueue
+from api.backpressure import PACE_HEADROOM, RelayQueue
 from market import OrderSpec, now_ms, sign_order
 from market.settings import Settings
 from store import DataDir
@@ -87,21 +87,24 @@ def test_a_batch_counts_its_own_orders_in_the_backlog(api):
 
 
 def test_the_relayers_measured_pace_counts_when_it_is_slower_than_nominal(tmp_path):
-    # Default relay settings: 384 entries a block, nominally; a backlog of 200 is one block.
+    # Default relay settings: one batch (128 entries) a block until a pace is measured; a backlog
+    # of 200 is one block.
     settings = Settings(data_dir=tmp_path, order_margin_ms=4_000)
     with TestClient(create_app(settings, chain=FakeChainView())) as api:
         k = open_interval()
         seqs = backlog(tmp_path, 200, k + 6)
         assert api.post("/orders", json=body(client_order_id=1, interval=k)).status_code == 202
-        # The relayer moves only 4 entries a second (a slow node): the API sees the backlog's
-        # head creep while it takes orders for a later interval.
+        # The relayer gets only 4 entries a second on chain (a slow node): the API measures that
+        # while it takes orders for a later interval.
         log = OrderLog(DataDir(tmp_path).orders())
         for step in range(12):
-            log.mark_onchain("orders", [(s, None) for s in seqs[2 * step : 2 * step + 2]], "0xb", 7)
+            landed = [(s, None) for s in seqs[2 * step : 2 * step + 2]]
+            log.mark_onchain("orders", landed, f"0xb{step}", 7 + step)  # a block each
             posted = api.post("/orders", json=body(client_order_id=100 + step, interval=k + 5))
             assert posted.status_code == 202, posted.text
             time.sleep(0.5)
-        # ~190 entries at 8 a block: far past interval k's gate, so an order for it is refused.
+        # ~200 entries at under 8 a block: far past interval k's gate, so an order for it is
+        # refused.
         refused = api.post("/orders", json=body(client_order_id=2, interval=k))
         assert error_of(refused) == (503, "RelayBacklog"), refused.text
 
@@ -124,3 +127,110 @@ def test_an_order_the_margin_admits_is_not_refused_for_a_backlog_under_a_block(t
         lambda t: log.append_order(DAVE.ss58_address, spec, SIG, not_after_ms=t),
     )
     assert appended.outcome == "new"
+
+
+def fill(log: OrderLog, n: int, interval: int, first_id: int) -> list[int]:
+    """`n` of Dave's orders appended to the log at once (one commit); their seqs. Nothing
+    verifies their signatures: no relayer reads them."""
+    with log.group_commit():
+        return [
+            log.append_order(
+                DAVE.ss58_address, OrderSpec(first_id + i, interval, "offer", 100, 50), SIG
+            ).seq
+            for i in range(n)
+        ]
+
+
+def test_before_any_measured_pace_the_api_assumes_one_batch_a_block(tmp_path):
+    # 10 batches of 8 in flight: 80 entries a block at most, but a busy chain takes fewer. Until
+    # the pace is measured the API counts 8 a block: 200 entries are 25 blocks, 50 s.
+    settings = Settings(
+        data_dir=tmp_path,
+        order_margin_ms=4_000,
+        relay_batch=8,
+        relay_in_flight=10,
+        max_open_orders_per_participant=None,
+    )
+    with TestClient(create_app(settings, chain=FakeChainView())) as api:
+        k = open_interval()  # its gate is 26 to 46 s away
+        fill(OrderLog(DataDir(tmp_path).orders()), 200, k + 6, 10_000)
+        refused = api.post("/orders", json=body(client_order_id=1, interval=k))
+        # At 80 a block the backlog would be 2 blocks, 8 s with the margin: acknowledged.
+        assert error_of(refused) == (503, "RelayBacklog"), refused.text
+        assert int(refused.headers["retry-after"]) == 50
+        assert api.app.state.guards.relay.pace_per_s() is None  # nothing measured: a guess
+        # An interval whose gate is past the 54 s is taken.
+        assert api.post("/orders", json=body(client_order_id=2, interval=k + 3)).status_code == 202
+
+
+def test_the_pace_is_what_reached_the_chain_not_the_orders_dropped_late(tmp_path):
+    """The relayer drops 20 orders past their gate and gets 2 on chain every half second: the
+    backlog's head moves 44 entries a second, but the chain takes 4. An order for interval k,
+    behind some 260 entries (65 s at 4 a second; its gate is 26 to 46 s away), would miss its
+    gate: the API refuses it, and its measured pace is what reached the chain."""
+    settings = Settings(
+        data_dir=tmp_path,
+        order_margin_ms=4_000,
+        relay_batch=16,
+        relay_in_flight=10,  # 160 a block at most: what the head's movement was capped to
+        max_open_orders_per_participant=None,
+    )
+    with TestClient(create_app(settings, chain=FakeChainView())) as api:
+        k = open_interval()
+        log = OrderLog(DataDir(tmp_path).orders())
+        steps = [
+            (fill(log, 20, k - 3, 1_000 * s), fill(log, 2, k + 6, 1_000 * s + 500))
+            for s in range(12)
+        ]
+        fill(log, 250, k + 6, 100_000)
+        for step, (late, fresh) in enumerate(steps):
+            for seq in late:  # what the relayer does with an order past its gate
+                log.mark_rejected("orders", seq, "GateClosed")
+            log.mark_onchain("orders", [(s, None) for s in fresh], f"0xb{step}", 100 + step)
+            # The API keeps taking orders it can get on chain in time: a later interval's.
+            posted = api.post("/orders", json=body(client_order_id=100 + step, interval=k + 5))
+            assert posted.status_code == 202, posted.text
+            time.sleep(0.5)
+        assert log.refusals() == {"GateClosed": 240}
+
+        pace = api.app.state.guards.relay.pace_per_s()
+        assert pace is not None and 2 < pace <= 4.0, pace  # 2 a half second; 44 counting the drops
+        refused = api.post("/orders", json=body(client_order_id=1, interval=k))
+        assert error_of(refused) == (503, "RelayBacklog"), refused.text
+        ahead = int(refused.json()["detail"].split(" ", 1)[0])
+        to_gate_s = (PARAMS.gate_closure(k) - now_ms()) / 1000
+        assert ahead / 4 > to_gate_s  # at the chain's real pace it would have missed its gate
+        assert int(refused.headers["retry-after"]) > to_gate_s  # and Retry-After says so
+        assert log.order(body()["owner"], 1) is None  # nothing logged
+
+
+def test_a_stalled_relay_promises_nothing_and_the_last_pace_outlives_the_backlog(tmp_path):
+    settings = Settings(data_dir=tmp_path, order_margin_ms=1_000, relay_batch=8, relay_in_flight=10)
+    queue = RelayQueue(settings, refresh_s=0, window_s=1.5, min_span_s=0.5)
+    log = OrderLog(DataDir(tmp_path).orders())
+    seqs = fill(log, 60, 10, 1)
+    assert queue.ahead(log) == 60
+    assert queue.drain_ms(60, 2_000) == 7 * 2_000  # no pace yet: 8 a block, not 80
+    for step in range(6):  # 5 entries on chain every 0.25 s: 20 a second
+        time.sleep(0.25)
+        log.mark_onchain("orders", [(s, None) for s in seqs[5 * step : 5 * step + 5]], "0xb", step)
+        queue.ahead(log)
+    measured = queue.pace_per_s()
+    assert measured is not None and 8 < measured <= 20, measured
+
+    # Then nothing reaches the chain (a node restart): after the margin with a backlog and no
+    # block, the pace is 0 and every entry ahead counts as a block of its own.
+    deadline = time.monotonic() + 5
+    while queue.pace_per_s() != 0 and time.monotonic() < deadline:
+        measured = queue.pace_per_s() or measured  # the window slides over the last landings
+        time.sleep(0.1)
+        assert queue.ahead(log) == 30
+    assert queue.pace_per_s() == 0
+    assert queue.drain_ms(30, 2_000) == 30 * 2_000
+
+    # The backlog reaches the chain: the last pace measured (not the stall) is kept for the next.
+    log.mark_onchain("orders", [(s, None) for s in seqs[30:]], "0xc", 9)
+    assert queue.ahead(log) == 0
+    assert queue.pace_per_s() == measured
+    per_block = measured * PACE_HEADROOM * 2
+    assert queue.drain_ms(100, 2_000) == int(100 // per_block) * 2_000

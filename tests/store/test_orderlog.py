@@ -10,7 +10,7 @@ import signal
 
 import pytest
 
-from market import OrderSpec
+from market import OrderSpec, now_ms
 from store import DataDir
 from store.orderlog import OrderLog
 
@@ -147,3 +147,27 @@ def test_a_group_commits_its_appends_together(tmp_path):
     assert p.exitcode == -signal.SIGKILL
     assert OrderLog(DataDir(tmp_path / "killed").orders()).counts() == {"pending": ready.value}
     assert ready.value == 30
+
+
+def test_landed_counts_what_reached_the_chain_by_block_not_what_was_refused(tmp_path):
+    log = OrderLog(DataDir(tmp_path).orders())
+    seqs = [log.append_order(OWNER, spec(i), SIG).seq for i in range(1, 9)]
+    cancel = log.append_cancel(OWNER, 1, SIG).seq
+    before = log.unrelayed()
+    assert before == (9, seqs[0], cancel)
+    since = 0  # unix ms: every landing
+    log.mark_onchain("orders", [(seqs[0], 1), (seqs[1], 2)], "0xb5", 5)
+    log.mark_rejected("orders", seqs[2], "GateClosed")  # dropped late: left the log, not landed
+    log.mark_rejected("orders", seqs[3], "IntervalFull")  # refused by the chain
+    log.mark_onchain("orders", [(seqs[4], 3)], "0xb6", 6)
+    log.mark_onchain("cancels", [(cancel, None)], "0xb6", 6)
+    landed = log.landed(since, before.order_from, before.cancel_from)
+    assert [(x.block, x.entries) for x in landed] == [(5, 2), (6, 2)]
+    assert landed[0].at_ms <= landed[1].at_ms
+    # What waits now, and where a later landing is looked for: the lowest order still waiting,
+    # and for the cancels (none waiting) the next seq.
+    assert log.unrelayed() == (3, seqs[5], cancel + 1)
+    # Bounded by the seqs given: entries below them are not read.
+    assert log.landed(since, seqs[2], cancel + 1) == [landed[1]._replace(entries=1)]
+    # And by time: nothing landed after now.
+    assert log.landed(now_ms(), before.order_from, before.cancel_from) == []
