@@ -19,8 +19,9 @@ class ChainOrder:
     order_id: int
     owner: str
     spec: OrderSpec
-    status: str  # "open" | "cancelled" | "cleared" | "voided"
-    filled_wh: int | None = None
+    # "open" | "cancelled": what the interval's clearing or voiding did to an open order is
+    # the interval's record (`clearing`, `Voided`), not the order's.
+    status: str
 
     def matcher_dict(self) -> dict:
         """The order as matcher.clear_orders takes it."""
@@ -163,15 +164,8 @@ class MarketReads(ChainConnection):
 
     @staticmethod
     def _order(order_id: int, v: dict) -> ChainOrder:
-        status = v["status"]
-        filled = None
-        if isinstance(status, dict):  # Cleared { filled_wh }
-            ((name, inner),) = status.items()
-            if isinstance(inner, dict):
-                filled = int(inner["filled_wh"])
-            status = name
         return ChainOrder(
-            order_id, ss58(v["owner"]), OrderSpec.from_chain(v["spec"]), str(status).lower(), filled
+            order_id, ss58(v["owner"]), OrderSpec.from_chain(v["spec"]), str(v["status"]).lower()
         )
 
     def orders(self, order_ids: Sequence[int], block_hash: str | None = None) -> list[ChainOrder]:

@@ -355,15 +355,17 @@ class Chain(MarketReads):
         zone_prices: Iterable[tuple[int, int]],
         matches: Iterable[dict],
         book_orders: int,
+        book_traders: int,
     ) -> dict:
         """The arguments of `submit_clearing`, from plain values (matches as dicts with bid,
         offer, quantity_wh, buyer_price, seller_price). `book_orders` is the size of the
-        interval's book (cancelled orders included): the pallet prices the call by it."""
+        interval's book (cancelled orders included) and `book_traders` the accounts with open
+        orders in it: the pallet prices the call by them and the matches."""
         return {
             "interval": interval,
             "mechanism": to_chain_name(mechanism),
             "volume_wh": int(volume_wh),
-            "book_orders": int(book_orders),
+            "book": {"orders": int(book_orders), "traders": int(book_traders)},
             "zone_prices": [{"zone": int(z), "price": int(p)} for z, p in zone_prices],
             "matches": [
                 {

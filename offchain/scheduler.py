@@ -359,6 +359,7 @@ class Scheduler:
             zone_prices,
             result["matches"],
             book_orders=len(book),
+            book_traders=len({o.owner for o in orders}),
         )
         created = now_ms()
         with transaction(self.ops) as c:

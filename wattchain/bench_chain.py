@@ -15,10 +15,13 @@ object:
   chain did not take its clearing); `pages` (1: a clearing is one call today);
 - `gate_to_final_ms` and `gate_to_final_blocks`, from gate closure to the clearing seen in a
   finalized block; `settled` and `settle_blocks` (from the clearing's block);
-- `match_weight_ns`, the runtime's ref time for one more match in `submit_clearing` (the
-  book held fixed), `book_order_weight_ns` for one more order in its book, and
+- `match_weight_ns`, the runtime's ref time for one more match in `submit_clearing` between
+  traders already counted (its bid and offer added to the book), `trader_weight_ns` for one
+  more trader in its book (who pays, is paid or gets a hold back, once),
+  `book_order_weight_ns` for one more order in its book that no match names, and
   `transfer_weight_ns`, that of `balances.transfer_keep_alive`: the calls' own weights as the
-  runtime's `query_call_info` gives them; `match_to_transfer` is their ratio.
+  runtime's `query_call_info` gives them; `match_to_transfer` is the ratio of the first and the
+  last.
 
 A benchmark, not a test: `tests/wattchain/test_bench_chain.py` runs a small N so the path
 stays tested. The data folder is kept when `--data` is given.
@@ -215,17 +218,21 @@ def _follow_interval(chain: Chain, data: DataDir, params, interval: int, gate_ms
 
 
 def _weights_ns(chain: Chain, interval: int) -> dict:
-    """The runtime's ref time, in ns, of one more match in `submit_clearing` (the book held
-    fixed), of one more order in its book (the matches held fixed), and of a plain transfer:
-    the calls' own weights as the runtime gives them (`query_call_info`), the very ones the
-    chain charges."""
+    """The runtime's ref time, in ns, of one more match in `submit_clearing` between traders
+    already counted, with its bid and offer in the book, of one more trader in the book (the
+    matches and the book held fixed), of one more order in its book that no match names, and
+    of a plain transfer: the calls' own weights as the runtime gives them (`query_call_info`),
+    the very ones the chain charges."""
     match = {"bid": 0, "offer": 1, "quantity_wh": 1, "buyer_price": 1, "seller_price": 1}
 
-    def clearing(matches: int, book: int) -> int:
-        params = Chain.clearing_params(interval, "uniform", matches, [], [match] * matches, book)
+    def clearing(matches: int, book: int, traders: int = 2) -> int:
+        params = Chain.clearing_params(
+            interval, "uniform", matches, [], [match] * matches, book, traders
+        )
         return chain.call_ref_time("submit_clearing", params)
 
-    per_match = (clearing(101, 202) - clearing(1, 202)) // 100
+    per_match = (clearing(101, 202) - clearing(1, 2)) // 100
+    per_trader = (clearing(1, 1_002, 202) - clearing(1, 1_002, 2)) // 200
     per_order = (clearing(1, 1_002) - clearing(1, 2)) // 1_000
     transfer = chain.call_ref_time(
         "transfer_keep_alive",
@@ -234,6 +241,7 @@ def _weights_ns(chain: Chain, interval: int) -> dict:
     )
     return {
         "match_weight_ns": per_match // 1_000,
+        "trader_weight_ns": per_trader // 1_000,
         "book_order_weight_ns": per_order // 1_000,
         "transfer_weight_ns": transfer // 1_000,
         "match_to_transfer": round(per_match / transfer, 2),

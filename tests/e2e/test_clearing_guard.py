@@ -225,7 +225,9 @@ def test_each_interval_is_cleared_by_the_mechanism_its_parameters_fix(chain, tmp
     submitter = keypair(SUBMITTER).ss58_address
     with pytest.raises(ChainError) as refused:
         chain.submit(
-            keypair(SUBMITTER), "submit_clearing", Chain.clearing_params(k, "zonal", 0, [], [], 9)
+            keypair(SUBMITTER),
+            "submit_clearing",
+            Chain.clearing_params(k, "zonal", 0, [], [], 9, 9),
         )
     assert refused.value.name == "WrongMechanism"
     # A clearing that fails a check costs its submitter the runtime's deposit, burned.

@@ -12,15 +12,15 @@
 //! (`DepositNotCovered`). The operator sees the event and may withdraw the submitter's right.
 
 use crate::{
-	BalanceOf, ClearingMatches, ClearingPrices, ClearingSummary, Clearings, Config, Distributor,
-	Error, Event, HoldReason, IntervalId, IntervalOrders, Line, Match, Mechanism, MeterSources,
-	Order, OrderId, OrderStatus, Orders, Outstanding, Pallet, Position, Positions, Side, Voided,
-	ZoneId, ZonePrice,
+	BalanceOf, BookShape, ClearingMatches, ClearingPrices, ClearingSummary, Clearings, Config,
+	Distributor, Error, Event, HoldReason, IntervalId, IntervalOrders, Line, Match, Mechanism,
+	MeterSources, Order, OrderId, OrderStatus, Orders, Outstanding, Pallet, Position, Positions,
+	Side, Voided, WeightInfo, ZoneId, ZonePrice,
 };
-use alloc::collections::btree_map::BTreeMap;
+use alloc::collections::{btree_map::BTreeMap, btree_set::BTreeSet};
 use frame_support::{
 	ensure,
-	pallet_prelude::{BoundedVec, DispatchResult, Get},
+	pallet_prelude::{BoundedVec, DispatchResult, Get, Weight},
 	traits::{
 		fungible::{Inspect, Mutate, MutateHold},
 		tokens::{Fortitude, Precision, Preservation, Restriction},
@@ -32,8 +32,22 @@ use sp_runtime::{
 };
 
 impl<T: Config> Pallet<T> {
-	/// Checks that `book_orders` covers the interval's book (it priced the call), then checks
-	/// and applies the clearing. Returns the number of orders in the book (for the weight).
+	/// A clearing's weight, from its book's shape and its matches. The benchmark prices three
+	/// things apart: a pair of traders with one match between them (each account pays, is paid
+	/// or gets its hold back once, and gets its position), a further match between traders
+	/// already counted (its two orders and its checks), and an order no match names (read
+	/// once). Each is an upper bound of what the shape can take: the pairs cover every trader,
+	/// pairs and further matches every match, and all three every order.
+	pub fn submit_clearing_weight(book: BookShape, matches: u32) -> Weight {
+		let orders = book.orders.min(T::MaxOrdersPerInterval::get());
+		let pairs = book.traders.min(orders).div_ceil(2);
+		let further = matches.saturating_sub(pairs);
+		let unmatched = orders.saturating_sub(pairs.saturating_add(further).saturating_mul(2));
+		T::WeightInfo::submit_clearing(unmatched, pairs, further)
+	}
+
+	/// Checks that the witnesses cover the interval's book (they priced the call), then checks
+	/// and applies the clearing. Returns the book's shape (for the weight).
 	pub(crate) fn do_submit_clearing(
 		submitter: T::AccountId,
 		interval: IntervalId,
@@ -41,18 +55,17 @@ impl<T: Config> Pallet<T> {
 		volume_wh: u64,
 		zone_prices: BoundedVec<ZonePrice, T::MaxZones>,
 		matches: &[Match],
-		book_orders: u32,
-	) -> Result<u32, DispatchError> {
+		witness: BookShape,
+	) -> Result<BookShape, DispatchError> {
 		ensure!(
-			IntervalOrders::<T>::decode_len(interval).unwrap_or(0) as u32 <= book_orders,
+			IntervalOrders::<T>::decode_len(interval).unwrap_or(0) as u32 <= witness.orders,
 			Error::<T>::WitnessTooSmall
 		);
-		Self::do_clearing(submitter, interval, mechanism, volume_wh, zone_prices, matches)
+		Self::do_clearing(submitter, interval, mechanism, volume_wh, zone_prices, matches, witness)
 	}
 
 	/// Checks a clearing against the interval's book and applies it, or, when it fails a
-	/// check, burns the submitter's deposit instead. Returns the number of orders in the book
-	/// (for the weight).
+	/// check, burns the submitter's deposit instead. Returns the book's shape (for the weight).
 	fn do_clearing(
 		submitter: T::AccountId,
 		interval: IntervalId,
@@ -60,7 +73,8 @@ impl<T: Config> Pallet<T> {
 		volume_wh: u64,
 		zone_prices: BoundedVec<ZonePrice, T::MaxZones>,
 		matches: &[Match],
-	) -> Result<u32, DispatchError> {
+		witness: BookShape,
+	) -> Result<BookShape, DispatchError> {
 		Self::ensure_not_pruned(interval)?;
 		let params = Self::params_for(interval);
 		ensure!(!Clearings::<T>::contains_key(interval), Error::<T>::AlreadyCleared);
@@ -83,6 +97,16 @@ impl<T: Config> Pallet<T> {
 				book.insert(*id, (order, 0));
 			}
 		}
+		let shape = BookShape {
+			orders: ids.len() as u32,
+			traders: book
+				.values()
+				.filter(|(o, _)| o.status == OrderStatus::Open)
+				.map(|(o, _)| &o.owner)
+				.collect::<BTreeSet<_>>()
+				.len() as u32,
+		};
+		ensure!(shape.traders <= witness.traders, Error::<T>::WitnessTooSmall);
 		// The checks write nothing: a failed one leaves only the burned deposit behind.
 		let verdict = Self::verify_clearing(
 			interval,
@@ -106,7 +130,7 @@ impl<T: Config> Pallet<T> {
 				error,
 				slashed: deposit,
 			});
-			return Ok(ids.len() as u32);
+			return Ok(shape);
 		}
 		Self::apply_clearing(
 			submitter,
@@ -117,7 +141,7 @@ impl<T: Config> Pallet<T> {
 			matches,
 			book,
 		)?;
-		Ok(ids.len() as u32)
+		Ok(shape)
 	}
 
 	/// Every check of a clearing against the book (whose fill counts it fills in) and the grid
@@ -139,7 +163,7 @@ impl<T: Config> Pallet<T> {
 			let (bid_zone, bid_limit, renewable_only) = {
 				let (bid, filled) = book.get_mut(&m.bid).ok_or(Error::<T>::OrderNotInInterval)?;
 				ensure!(bid.spec.side == Side::Bid, Error::<T>::WrongSide);
-				ensure!(bid.status == OrderStatus::Open, Error::<T>::OrderCancelledOrCleared);
+				ensure!(bid.status == OrderStatus::Open, Error::<T>::OrderCancelled);
 				*filled = filled.checked_add(m.quantity_wh).ok_or(Error::<T>::Overflow)?;
 				ensure!(*filled <= bid.spec.quantity_wh, Error::<T>::Overfilled);
 				(bid.spec.zone, bid.spec.price_ticks, bid.spec.renewable_only)
@@ -148,7 +172,7 @@ impl<T: Config> Pallet<T> {
 				let (offer, filled) =
 					book.get_mut(&m.offer).ok_or(Error::<T>::OrderNotInInterval)?;
 				ensure!(offer.spec.side == Side::Offer, Error::<T>::WrongSide);
-				ensure!(offer.status == OrderStatus::Open, Error::<T>::OrderCancelledOrCleared);
+				ensure!(offer.status == OrderStatus::Open, Error::<T>::OrderCancelled);
 				*filled = filled.checked_add(m.quantity_wh).ok_or(Error::<T>::Overflow)?;
 				ensure!(*filled <= offer.spec.quantity_wh, Error::<T>::Overfilled);
 				(offer.spec.zone, offer.spec.price_ticks, offer.spec.source)
@@ -184,7 +208,9 @@ impl<T: Config> Pallet<T> {
 		Self::check_equilibrium(mechanism, &prices, book, matches, &grid)
 	}
 
-	/// Applies a verified clearing: payments, holds released, orders closed, positions.
+	/// Applies a verified clearing: payments, holds released, positions. Money moves per
+	/// account, netted over the interval, and no order is written: the clearing's record
+	/// (`Clearings`, `ClearingMatches`) is what became of its book.
 	fn apply_clearing(
 		submitter: T::AccountId,
 		interval: IntervalId,
@@ -194,14 +220,13 @@ impl<T: Config> Pallet<T> {
 		matches: &[Match],
 		book: BTreeMap<OrderId, (Order<T::AccountId>, u64)>,
 	) -> DispatchResult {
-		// Every check passed. Buyers pay from their holds into the clearing house, one transfer
-		// each; the distributor gets its fees now, and each seller's proceeds wait in the
-		// clearing house for its delivery to be metered (`settlement.rs`). Then what is left of
-		// each bid's hold is released.
+		// Every check passed. Each buyer pays from its hold into the clearing house, once; the
+		// distributor gets its fees now, and each seller's proceeds wait in the clearing house
+		// for its delivery to be metered (`settlement.rs`). Then the rest of each buyer's hold
+		// for the interval is released, also once.
 		let reason: T::RuntimeHoldReason = HoldReason::BidReserve.into();
 		let house = Self::clearing_house();
 		let mut fees_paid: BalanceOf<T> = Zero::zero();
-		let mut paid_by_bid: BTreeMap<OrderId, BalanceOf<T>> = BTreeMap::new();
 		let mut positions: BTreeMap<T::AccountId, Position> = BTreeMap::new();
 		let mut cost_by_buyer: BTreeMap<T::AccountId, BalanceOf<T>> = BTreeMap::new();
 		for m in matches {
@@ -209,12 +234,9 @@ impl<T: Config> Pallet<T> {
 			let (offer, _) = book.get(&m.offer).ok_or(Error::<T>::OrderNotInInterval)?;
 			let to_seller = Self::cost(m.seller_price, m.quantity_wh);
 			let to_grid = Self::cost(m.buyer_price - m.seller_price, m.quantity_wh);
-			let cost = to_seller.saturating_add(to_grid);
 			fees_paid = fees_paid.saturating_add(to_grid);
-			let paid = paid_by_bid.entry(m.bid).or_insert_with(Zero::zero);
-			*paid = paid.saturating_add(cost);
 			let owed = cost_by_buyer.entry(bid.owner.clone()).or_insert_with(Zero::zero);
-			*owed = owed.saturating_add(cost);
+			*owed = owed.saturating_add(to_seller.saturating_add(to_grid));
 			// Quantities are bounded by `max_quantity_wh` and the book, far below i64::MAX.
 			let q = m.quantity_wh as i64;
 			let buyer = positions.entry(bid.owner.clone()).or_default();
@@ -233,7 +255,18 @@ impl<T: Config> Pallet<T> {
 				seller_price: m.seller_price,
 			});
 		}
-		for (buyer, cost) in cost_by_buyer {
+		let mut held_by_buyer: BTreeMap<T::AccountId, BalanceOf<T>> = BTreeMap::new();
+		for (order, _) in book.values() {
+			if order.status == OrderStatus::Open && order.spec.side == Side::Bid {
+				let held = held_by_buyer.entry(order.owner.clone()).or_insert_with(Zero::zero);
+				*held =
+					held.saturating_add(Self::cost(order.spec.price_ticks, order.spec.quantity_wh));
+			}
+		}
+		for (buyer, held) in held_by_buyer {
+			// A buyer pays at most its bids' limits for at most their quantities (verified), so
+			// its cost is within what its bids hold.
+			let cost = cost_by_buyer.get(&buyer).copied().unwrap_or_else(Zero::zero);
 			if !cost.is_zero() {
 				T::Currency::transfer_on_hold(
 					&reason,
@@ -245,25 +278,14 @@ impl<T: Config> Pallet<T> {
 					Fortitude::Polite,
 				)?;
 			}
+			let rest = held.saturating_sub(cost);
+			if !rest.is_zero() {
+				T::Currency::release(&reason, &buyer, rest, Precision::Exact)?;
+			}
 		}
 		if !fees_paid.is_zero() {
 			let grid = Distributor::<T>::get().ok_or(Error::<T>::NoDistributor)?;
 			Self::pay_or_owe(interval, &house, &grid, fees_paid);
-		}
-		for (id, (mut order, filled)) in book {
-			if order.status != OrderStatus::Open {
-				continue;
-			}
-			if order.spec.side == Side::Bid {
-				let held = Self::cost(order.spec.price_ticks, order.spec.quantity_wh);
-				let paid = paid_by_bid.get(&id).copied().unwrap_or_else(Zero::zero);
-				let rest = held.saturating_sub(paid);
-				if !rest.is_zero() {
-					T::Currency::release(&reason, &order.owner, rest, Precision::Exact)?;
-				}
-			}
-			order.status = OrderStatus::Cleared { filled_wh: filled };
-			Orders::<T>::insert(id, order);
 		}
 
 		// Each trader's position, and the meters settlement will wait for.

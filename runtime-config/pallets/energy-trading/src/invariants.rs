@@ -4,9 +4,10 @@
 //! ones, and the parameter sets follow each other in time. Compiled for `try-runtime` and tests only.
 
 use crate::{
-	Config, Debts, EarlierGridStarts, EarlierGrids, EarlierParams, EnergyBalance, EnergyIssuance,
-	EnergyPools, EnergySource, GridFrom, HoldReason, MeterSources, Meters, OrderStatus, Orders,
-	Pallet, Params, ParamsFrom, Participants, Positions, Settled, Settlements, Side,
+	Clearings, Config, Debts, EarlierGridStarts, EarlierGrids, EarlierParams, EnergyBalance,
+	EnergyIssuance, EnergyPools, EnergySource, GridFrom, HoldReason, IntervalOrders, MeterSources,
+	Meters, OrderStatus, Orders, Pallet, Params, ParamsFrom, Participants, Positions, Settled,
+	Settlements, Side, Voided, Voiding,
 };
 use alloc::collections::btree_map::BTreeMap;
 use frame_support::{
@@ -19,11 +20,19 @@ impl<T: Config> Pallet<T> {
 	/// Invariants that hold after every call: each account's bid hold equals the maximum
 	/// cost of its open bids, and energy tokens add up to their issuance.
 	pub fn do_try_state() -> Result<(), sp_runtime::TryRuntimeError> {
+		// A bid holds until its interval is cleared or voided (a book being voided has its
+		// first `Voiding` orders released); orders carry no outcome of their own.
 		let mut expected: BTreeMap<T::AccountId, u128> = BTreeMap::new();
-		for (_, order) in Orders::<T>::iter() {
-			if order.status == OrderStatus::Open && order.spec.side == Side::Bid {
-				*expected.entry(order.owner.clone()).or_default() +=
-					order.spec.price_ticks as u128 * order.spec.quantity_wh as u128;
+		for (interval, ids) in IntervalOrders::<T>::iter() {
+			if Clearings::<T>::contains_key(interval) || Voided::<T>::contains_key(interval) {
+				continue;
+			}
+			let released = Voiding::<T>::get(interval).unwrap_or(0) as usize;
+			for order in ids.iter().skip(released).filter_map(Orders::<T>::get) {
+				if order.status == OrderStatus::Open && order.spec.side == Side::Bid {
+					*expected.entry(order.owner.clone()).or_default() +=
+						order.spec.price_ticks as u128 * order.spec.quantity_wh as u128;
+				}
 			}
 		}
 		let reason: T::RuntimeHoldReason = HoldReason::BidReserve.into();

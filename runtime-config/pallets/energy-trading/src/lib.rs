@@ -289,7 +289,8 @@ pub mod pallet {
 
 	/// Every order ever placed: order id to its `Order` (owner, spec and status). Inserted by
 	/// `place_order` / `place_orders_relayed`; its status is set by `cancel_order` /
-	/// `cancel_orders_relayed` (cancelled) and `submit_clearing` (cleared).
+	/// `cancel_orders_relayed` (cancelled). A clearing or a voiding writes no order: what became
+	/// of an open order is its interval's record (`Clearings`, `ClearingMatches`, `Voided`).
 	#[pallet::storage]
 	pub type Orders<T: Config> =
 		StorageMap<_, Twox64Concat, OrderId, Order<T::AccountId>, OptionQuery>;
@@ -717,8 +718,6 @@ pub mod pallet {
 		UnsupportedAccount,
 		/// No order with that id (for that owner).
 		UnknownOrder,
-		/// The order is not open (cleared already).
-		OrderNotOpen,
 		/// Only clearing submitters may do this.
 		NotClearingSubmitter,
 		/// The interval's gate has not closed yet.
@@ -729,8 +728,8 @@ pub mod pallet {
 		OrderNotInInterval,
 		/// A match names an offer as its bid or a bid as its offer.
 		WrongSide,
-		/// A match names a cancelled or already cleared order.
-		OrderCancelledOrCleared,
+		/// A match names a cancelled order.
+		OrderCancelled,
 		/// A match has zero quantity.
 		ZeroQuantityMatch,
 		/// Matches fill an order beyond its quantity.
@@ -992,13 +991,11 @@ pub mod pallet {
 		/// Submit the clearing of `interval` (clearing submitters). It is checked in full and
 		/// either applied whole, paying sellers and the distributor from the buyers' holds and
 		/// releasing every remaining hold of the interval, or rejected with the first failed check.
-		/// `book_orders` is an upper bound of the orders in the interval's book (cancelled ones
-		/// included): the call is priced by it before it runs, and refunded to the real count.
+		/// `book` is an upper bound of the interval's book (its orders, cancelled ones included,
+		/// and the accounts with open orders): the call is priced by it and its matches before it
+		/// runs (`Pallet::submit_clearing_weight`), and refunded to the real shape.
 		#[pallet::call_index(20)]
-		#[pallet::weight(T::WeightInfo::submit_clearing(
-			(*book_orders).min(T::MaxOrdersPerInterval::get()),
-			matches.len() as u32,
-		))]
+		#[pallet::weight(Pallet::<T>::submit_clearing_weight(*book, matches.len() as u32))]
 		pub fn submit_clearing(
 			origin: OriginFor<T>,
 			interval: IntervalId,
@@ -1006,19 +1003,19 @@ pub mod pallet {
 			volume_wh: u64,
 			zone_prices: BoundedVec<ZonePrice, T::MaxZones>,
 			matches: BoundedVec<Match, T::MaxMatches>,
-			book_orders: u32,
+			book: BookShape,
 		) -> DispatchResultWithPostInfo {
 			let submitter = Self::ensure_clearing_submitter(origin)?;
-			let orders_in_book = Self::do_submit_clearing(
+			let shape = Self::do_submit_clearing(
 				submitter,
 				interval,
 				mechanism,
 				volume_wh,
 				zone_prices,
 				&matches,
-				book_orders,
+				book,
 			)?;
-			Ok(Some(T::WeightInfo::submit_clearing(orders_in_book, matches.len() as u32)).into())
+			Ok(Some(Self::submit_clearing_weight(shape, matches.len() as u32)).into())
 		}
 
 		/// Submit a meter's signed reading for an interval that has ended. The first reading of

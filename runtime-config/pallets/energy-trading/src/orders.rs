@@ -151,17 +151,14 @@ impl<T: Config> Pallet<T> {
 	}
 
 	/// Cancels `owner`'s order before its gate closes and releases a bid's hold. Cancelling a
-	/// cancelled order is a no-op; a cleared one cannot be cancelled.
+	/// cancelled order is a no-op; after gate closure (so once its interval is cleared or voided)
+	/// it cannot be cancelled.
 	pub(crate) fn do_cancel(owner: T::AccountId, client_order_id: u64) -> DispatchResult {
 		let order_id =
 			ClientOrders::<T>::get(&owner, client_order_id).ok_or(Error::<T>::UnknownOrder)?;
 		let mut order = Orders::<T>::get(order_id).ok_or(Error::<T>::UnknownOrder)?;
-		match order.status {
-			OrderStatus::Cancelled => return Ok(()),
-			OrderStatus::Cleared { .. } | OrderStatus::Voided => {
-				return Err(Error::<T>::OrderNotOpen.into())
-			},
-			OrderStatus::Open => {},
+		if order.status == OrderStatus::Cancelled {
+			return Ok(());
 		}
 		let params = Self::params_for(order.spec.interval);
 		ensure!(Self::now_ms() < params.gate_closure(order.spec.interval), Error::<T>::GateClosed);

@@ -125,6 +125,19 @@ fn submit_checked(
 	})
 }
 
+/// The shape of `interval`'s book, as a submitter declares it: its orders and the owners of
+/// its open ones.
+fn book_shape(interval: u64) -> BookShape {
+	let ids = IntervalOrders::<Test>::get(interval);
+	let traders: std::collections::BTreeSet<_> = ids
+		.iter()
+		.filter_map(Orders::<Test>::get)
+		.filter(|o| o.status == OrderStatus::Open)
+		.map(|o| o.owner)
+		.collect();
+	BookShape { orders: ids.len() as u32, traders: traders.len() as u32 }
+}
+
 /// `submit_clearing` as the submitter sends it; a rejected clearing is `Ok` here.
 fn submit_raw(
 	interval: u64,
@@ -141,7 +154,7 @@ fn submit_raw(
 		volume,
 		BoundedVec::truncate_from(zone_prices),
 		BoundedVec::truncate_from(matches),
-		IntervalOrders::<Test>::get(interval).len() as u32,
+		book_shape(interval),
 	)
 	.map(|_| ())
 	.map_err(|e| e.error)?;
@@ -852,7 +865,7 @@ fn cancelling_releases_the_hold_until_gate_closure() {
 		close_gate(2);
 		assert_noop!(Market::cancel_order(origin(&buyer()), 6), E::GateClosed);
 		assert_ok!(clear(2, Mechanism::Uniform, &[], &[]));
-		assert_noop!(Market::cancel_order(origin(&buyer()), 6), E::OrderNotOpen);
+		assert_noop!(Market::cancel_order(origin(&buyer()), 6), E::GateClosed);
 	});
 }
 
@@ -917,10 +930,8 @@ fn a_uniform_clearing_takes_the_buyers_payment_and_releases_holds() {
 		assert_eq!(Positions::<Test>::get(2, seller()).map(|p| p.proceeds), Some(150 * 42));
 		assert_eq!(held(&buyer()), 0);
 		assert_eq!(free(&buyer()), buyer_before - 150 * 42);
-		assert_eq!(
-			Orders::<Test>::get(b2).map(|o| o.status),
-			Some(OrderStatus::Cleared { filled_wh: 50 })
-		);
+		// No order is written: the clearing is their record.
+		assert_eq!(Orders::<Test>::get(b2).map(|o| o.status), Some(OrderStatus::Open));
 		let summary = Clearings::<Test>::get(2).expect("stored");
 		assert_eq!(
 			(summary.volume_wh, summary.match_count, summary.mechanism),
@@ -957,7 +968,7 @@ fn clearing_is_for_submitters_after_gate_closure() {
 				0,
 				BoundedVec::new(),
 				BoundedVec::new(),
-				10
+				BookShape { orders: 10, traders: 10 }
 			),
 			E::NotClearingSubmitter
 		);
@@ -1033,7 +1044,7 @@ fn every_bad_match_is_named() {
 		assert_noop!(u(&[m(other, o1, 10, 42, 42)]), E::OrderNotInInterval);
 		assert_noop!(u(&[m(999, o1, 10, 42, 42)]), E::OrderNotInInterval);
 		assert_noop!(u(&[m(o1, b1, 10, 42, 42)]), E::WrongSide);
-		assert_noop!(u(&[m(cancelled, o1, 10, 42, 42)]), E::OrderCancelledOrCleared);
+		assert_noop!(u(&[m(cancelled, o1, 10, 42, 42)]), E::OrderCancelled);
 		assert_noop!(u(&[m(b1, o1, 0, 42, 42)]), E::ZeroQuantityMatch);
 		assert_noop!(u(&[m(b1, o1, 101, 42, 42)]), E::Overfilled);
 		assert_noop!(u(&[m(b1, o1, 100, 42, 42), m(b2, o1, 51, 42, 42)]), E::Overfilled);
@@ -1358,7 +1369,7 @@ fn declared_bounds_below_the_real_counts_are_refused() {
 	run(|| {
 		let (b1, b2, o1, _) = simple_book();
 		close_gate(2);
-		assert_noop!(
+		let understated = |orders, traders| {
 			Market::submit_clearing(
 				origin(&operator()),
 				2,
@@ -1366,16 +1377,83 @@ fn declared_bounds_below_the_real_counts_are_refused() {
 				0,
 				BoundedVec::new(),
 				BoundedVec::new(),
-				3
-			),
-			E::WitnessTooSmall
-		);
+				BookShape { orders, traders },
+			)
+		};
+		// Four orders of two traders.
+		assert_noop!(understated(3, 2), E::WitnessTooSmall);
+		assert_noop!(understated(4, 1), E::WitnessTooSmall);
 		assert_ok!(clear(
 			2,
 			Mechanism::Uniform,
 			&[(0, 42)],
 			&[m(b1, o1, 100, 42, 42), m(b2, o1, 50, 42, 42)]
 		));
+	});
+}
+
+#[test]
+fn each_buyer_pays_and_gets_its_hold_back_once() {
+	run(|| {
+		let (b1, b2, o1, _o2) = simple_book();
+		// A third buyer, in zone 1, whose bid no offer reaches.
+		let dave = buyer1();
+		place(&dave, spec(1, 2, Side::Bid, 10, 30, 1));
+		close_gate(2);
+		System::reset_events();
+		assert_ok!(clear(
+			2,
+			Mechanism::Uniform,
+			&[(0, 42)],
+			&[m(b1, o1, 100, 42, 42), m(b2, o1, 50, 42, 42)]
+		));
+		let hold_moves = |who: &AccountId32| {
+			System::events()
+				.into_iter()
+				.filter(|r| match &r.event {
+					RuntimeEvent::Balances(pallet_balances::Event::Released { who: w, .. })
+					| RuntimeEvent::Balances(pallet_balances::Event::TransferOnHold {
+						source: w,
+						..
+					}) => w == who,
+					_ => false,
+				})
+				.count()
+		};
+		// Charlie's two bids pay in one transfer and release the rest in one release; Dave's
+		// unmatched bid is released once; the seller's hold is not touched.
+		assert_eq!((hold_moves(&buyer()), hold_moves(&dave), hold_moves(&seller())), (2, 1, 0));
+		assert_eq!((held(&buyer()), held(&dave)), (0, 0));
+		assert_eq!(book_shape(2), BookShape { orders: 5, traders: 3 });
+	});
+}
+
+#[test]
+fn a_clearing_is_weighed_by_its_traders_matches_and_book() {
+	run(|| {
+		let weigh = |orders, traders, matches: usize| {
+			Call::<Test>::submit_clearing {
+				interval: 2,
+				mechanism: Mechanism::Uniform,
+				volume_wh: 0,
+				zone_prices: BoundedVec::new(),
+				matches: BoundedVec::truncate_from(vec![m(0, 1, 1, 1, 1); matches]),
+				book: BookShape { orders, traders },
+			}
+			.get_dispatch_info()
+			.call_weight
+		};
+		let w = <Test as Config>::WeightInfo::submit_clearing;
+		// Two traders: one pair with one match; the other 29 matches are further ones, and
+		// their 60 orders leave none of the book unmatched.
+		assert_eq!(weigh(60, 2, 30), w(0, 1, 29));
+		// 20 traders: 10 pairs, 5 matches among them, the rest of the book unmatched.
+		assert_eq!(weigh(60, 20, 5), w(40, 10, 0));
+		// More traders than orders cannot be, nor more orders than a book holds (64 here).
+		assert_eq!(weigh(10, 1_000, 1), w(0, 5, 0));
+		assert_eq!(weigh(1_000, 2, 1), w(62, 1, 0));
+		// A match costs less than a trader (who pays, is paid, holds and has meters).
+		assert!(weigh(60, 2, 30).ref_time() < weigh(60, 60, 30).ref_time());
 	});
 }
 
@@ -1746,11 +1824,12 @@ fn an_interval_nobody_cleared_is_voided_and_every_hold_released() {
 		assert_eq!(held(&buyer()), 0);
 		assert!(Voided::<Test>::contains_key(2));
 		assert!(!Voiding::<Test>::contains_key(2));
+		// No order is written: the interval's record says what became of them.
 		for id in [b1, b2, o1, o2] {
-			assert_eq!(Orders::<Test>::get(id).map(|o| o.status), Some(OrderStatus::Voided));
+			assert_eq!(Orders::<Test>::get(id).map(|o| o.status), Some(OrderStatus::Open));
 		}
 		assert_noop!(void(2, 3), E::AlreadyVoided);
-		assert_noop!(Market::cancel_order(origin(&buyer()), 1), E::OrderNotOpen);
+		assert_noop!(Market::cancel_order(origin(&buyer()), 1), E::GateClosed);
 		assert_noop!(clear(2, Mechanism::Uniform, &[(0, 42)], &[]), E::AlreadyVoided);
 
 		// It settles as if nothing had traded: the seller's export is paid at feed-in.
@@ -2283,7 +2362,7 @@ mod fuzz {
 
 					let mut gone = matches.clone();
 					gone[0].bid = cancelled;
-					bad.push((gone, prices.clone(), None, E::OrderCancelledOrCleared));
+					bad.push((gone, prices.clone(), None, E::OrderCancelled));
 
 					let mut transported = matches.clone();
 					transported[0].offer = far;

@@ -153,15 +153,11 @@ pub struct SignedCancel<AccountId> {
 	Debug,
 )]
 pub enum OrderStatus {
+	/// In its interval's book. What the interval's clearing or voiding did to it is the
+	/// interval's record, not the order's (`Clearings` and `ClearingMatches`, or `Voided`):
+	/// writing an outcome into every order of a book would cost a write per order.
 	Open,
 	Cancelled,
-	/// The interval was cleared; `filled_wh` may be 0.
-	Cleared {
-		filled_wh: u64,
-	},
-	/// No valid clearing was applied by the interval's deadline: the order did not trade and
-	/// a bid's hold was released.
-	Voided,
 }
 
 #[derive(Encode, Decode, MaxEncodedLen, TypeInfo, Clone, PartialEq, Eq, Debug)]
@@ -169,6 +165,27 @@ pub struct Order<AccountId> {
 	pub owner: AccountId,
 	pub spec: OrderSpec,
 	pub status: OrderStatus,
+}
+
+/// What a clearing costs to check and apply besides its matches, as its submitter declares it
+/// (an upper bound, checked): the orders in the interval's book, cancelled ones included, and
+/// the accounts with open orders there, each of which pays, is paid or gets its hold back once.
+#[derive(
+	Encode,
+	Decode,
+	DecodeWithMemTracking,
+	MaxEncodedLen,
+	TypeInfo,
+	Clone,
+	Copy,
+	PartialEq,
+	Eq,
+	Debug,
+	Default,
+)]
+pub struct BookShape {
+	pub orders: u32,
+	pub traders: u32,
 }
 
 /// One trade of a clearing: `quantity_wh` from `offer` to `bid`.

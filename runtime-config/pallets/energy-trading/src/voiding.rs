@@ -9,6 +9,7 @@ use crate::{
 	BalanceOf, Clearings, Config, Error, Event, HoldReason, IntervalId, IntervalOrders,
 	OrderStatus, Orders, Pallet, Side, Voided, Voiding,
 };
+use alloc::collections::btree_map::BTreeMap;
 use frame_support::{
 	ensure,
 	traits::{fungible::MutateHold, tokens::Precision},
@@ -38,23 +39,24 @@ impl<T: Config> Pallet<T> {
 		ensure!(max_orders > 0 || start == total, Error::<T>::NothingToVoid);
 		let end = start.saturating_add(max_orders).min(total);
 
+		// What this page's open bids hold, per buyer: each gets it back in one release, and no
+		// order is written (the interval's `Voided` record says what became of them).
+		let mut held_by_buyer: BTreeMap<T::AccountId, BalanceOf<T>> = BTreeMap::new();
+		for id in ids.iter().take(end as usize).skip(start as usize) {
+			let Some(order) = Orders::<T>::get(id) else { continue };
+			if order.status == OrderStatus::Open && order.spec.side == Side::Bid {
+				let held = held_by_buyer.entry(order.owner).or_insert_with(Zero::zero);
+				*held =
+					held.saturating_add(Self::cost(order.spec.price_ticks, order.spec.quantity_wh));
+			}
+		}
 		let reason: T::RuntimeHoldReason = HoldReason::BidReserve.into();
 		let mut released: BalanceOf<T> = Zero::zero();
-		for id in ids.iter().take(end as usize).skip(start as usize) {
-			let Some(mut order) = Orders::<T>::get(id) else { continue };
-			if order.status != OrderStatus::Open {
-				continue;
-			}
-			if order.spec.side == Side::Bid {
-				// Best effort: the hold equals the open bids' cost (`try_state`), and a shortfall
-				// there must not keep everyone else's funds held.
-				let held = Self::cost(order.spec.price_ticks, order.spec.quantity_wh);
-				let given =
-					T::Currency::release(&reason, &order.owner, held, Precision::BestEffort)?;
-				released = released.saturating_add(given);
-			}
-			order.status = OrderStatus::Voided;
-			Orders::<T>::insert(id, order);
+		for (buyer, held) in held_by_buyer {
+			// Best effort: the hold equals the open bids' cost (`try_state`), and a shortfall
+			// there must not keep everyone else's funds held.
+			let given = T::Currency::release(&reason, &buyer, held, Precision::BestEffort)?;
+			released = released.saturating_add(given);
 		}
 		Self::deposit_event(Event::IntervalVoiding { interval, done: end, total, released });
 		if end == total {

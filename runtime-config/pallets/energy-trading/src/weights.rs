@@ -27,7 +27,7 @@ pub trait WeightInfo {
 	fn place_orders_relayed(t: u32, e: u32) -> Weight;
 	fn cancel_order() -> Weight;
 	fn cancel_orders_relayed(n: u32) -> Weight;
-	fn submit_clearing(o: u32, m: u32) -> Weight;
+	fn submit_clearing(o: u32, p: u32, e: u32) -> Weight;
 	fn submit_reading() -> Weight;
 	fn transfer_energy() -> Weight;
 	fn settle_interval(p: u32) -> Weight;
@@ -98,13 +98,15 @@ macro_rules! weights {
 				.saturating_add(<$db>::get().reads_writes(1, 0))
 				.saturating_add(<$db>::get().reads_writes(5, 3).saturating_mul(n as u64))
 		}
-		fn submit_clearing(o: u32, m: u32) -> Weight {
+		fn submit_clearing(o: u32, p: u32, e: u32) -> Weight {
 			Weight::from_parts(5 * BASE_PS, 10_000)
-				.saturating_add(Weight::from_parts(BASE_PS, 300).saturating_mul(o as u64))
-				.saturating_add(Weight::from_parts(3 * BASE_PS, 200).saturating_mul(m as u64))
+				.saturating_add(Weight::from_parts(BASE_PS / 2, 300).saturating_mul(o as u64))
+				.saturating_add(Weight::from_parts(6 * BASE_PS, 8_000).saturating_mul(p as u64))
+				.saturating_add(Weight::from_parts(3 * BASE_PS, 800).saturating_mul(e as u64))
 				.saturating_add(<$db>::get().reads_writes(8, 5))
-				.saturating_add(<$db>::get().reads_writes(2, 2).saturating_mul(o as u64))
-				.saturating_add(<$db>::get().reads_writes(3, 3).saturating_mul(m as u64))
+				.saturating_add(<$db>::get().reads_writes(1, 0).saturating_mul(o as u64))
+				.saturating_add(<$db>::get().reads_writes(8, 6).saturating_mul(p as u64))
+				.saturating_add(<$db>::get().reads_writes(2, 0).saturating_mul(e as u64))
 		}
 		fn submit_reading() -> Weight {
 			Weight::from_parts(2 * BASE_PS + SIG_VERIFY_PS, 8_000)
@@ -124,7 +126,7 @@ macro_rules! weights {
 				.saturating_add(Weight::from_parts(BASE_PS / 100, 8).saturating_mul(o as u64))
 				.saturating_add(Weight::from_parts(2 * BASE_PS, 8_000).saturating_mul(n as u64))
 				.saturating_add(<$db>::get().reads_writes(6, 2))
-				.saturating_add(<$db>::get().reads_writes(3, 3).saturating_mul(n as u64))
+				.saturating_add(<$db>::get().reads_writes(3, 2).saturating_mul(n as u64))
 		}
 		fn prune_orders(n: u32) -> Weight {
 			Weight::from_parts(BASE_PS, 3_000)

@@ -413,8 +413,8 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 	/// Proof: `EnergyTrading::Voided` (`max_values`: None, `max_size`: Some(20), added: 2495, mode: `MaxEncodedLen`)
 	/// Storage: `Timestamp::Now` (r:1 w:0)
 	/// Proof: `Timestamp::Now` (`max_values`: Some(1), `max_size`: Some(8), added: 503, mode: `MaxEncodedLen`)
-	/// Storage: `EnergyTrading::Orders` (r:10000 w:10000)
-	/// Proof: `EnergyTrading::Orders` (`max_values`: None, `max_size`: Some(94), added: 2569, mode: `MaxEncodedLen`)
+	/// Storage: `EnergyTrading::Orders` (r:8750 w:0)
+	/// Proof: `EnergyTrading::Orders` (`max_values`: None, `max_size`: Some(86), added: 2561, mode: `MaxEncodedLen`)
 	/// Storage: `EnergyTrading::GridFrom` (r:1 w:0)
 	/// Proof: `EnergyTrading::GridFrom` (`max_values`: Some(1), `max_size`: Some(8), added: 503, mode: `MaxEncodedLen`)
 	/// Storage: `EnergyTrading::EarlierGridStarts` (r:1 w:0)
@@ -429,11 +429,11 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 	/// Proof: `System::EventCount` (`max_values`: Some(1), `max_size`: Some(4), added: 499, mode: `MaxEncodedLen`)
 	/// Storage: `System::Events` (r:1 w:1)
 	/// Proof: `System::Events` (`max_values`: Some(1), `max_size`: None, mode: `Measured`)
-	/// Storage: `Balances::Holds` (r:2500 w:2500)
+	/// Storage: `Balances::Holds` (r:625 w:625)
 	/// Proof: `Balances::Holds` (`max_values`: None, `max_size`: Some(67), added: 2542, mode: `MaxEncodedLen`)
-	/// Storage: `System::Account` (r:2501 w:2501)
+	/// Storage: `System::Account` (r:626 w:626)
 	/// Proof: `System::Account` (`max_values`: None, `max_size`: Some(128), added: 2603, mode: `MaxEncodedLen`)
-	/// Storage: `EnergyTrading::MeterSources` (r:7500 w:0)
+	/// Storage: `EnergyTrading::MeterSources` (r:1875 w:0)
 	/// Proof: `EnergyTrading::MeterSources` (`max_values`: None, `max_size`: Some(61), added: 2536, mode: `MaxEncodedLen`)
 	/// Storage: `EnergyTrading::Outstanding` (r:0 w:1)
 	/// Proof: `EnergyTrading::Outstanding` (`max_values`: None, `max_size`: Some(20), added: 2495, mode: `MaxEncodedLen`)
@@ -441,29 +441,31 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 	/// Proof: `EnergyTrading::ClearingPrices` (`max_values`: None, `max_size`: Some(658), added: 3133, mode: `MaxEncodedLen`)
 	/// Storage: `EnergyTrading::ClearingMatches` (r:0 w:1)
 	/// Proof: `EnergyTrading::ClearingMatches` (`max_values`: None, `max_size`: Some(400018), added: 402493, mode: `MaxEncodedLen`)
-	/// Storage: `EnergyTrading::Positions` (r:0 w:5000)
-	/// Proof: `EnergyTrading::Positions` (`max_values`: None, `max_size`: Some(96), added: 2571, mode: `MaxEncodedLen`)
-	/// The range of component `o` is `[0, 5000]`.
-	/// The range of component `m` is `[1, 2500]`.
-	fn submit_clearing(o: u32, m: u32, ) -> Weight {
+	/// Storage: `EnergyTrading::Positions` (r:0 w:1250)
+	/// Proof: `EnergyTrading::Positions` (`max_values`: None, `max_size`: Some(104), added: 2579, mode: `MaxEncodedLen`)
+	/// The range of component `o` is `[0, 2500]`.
+	/// The range of component `p` is `[1, 625]`.
+	/// The range of component `e` is `[0, 2500]`.
+	fn submit_clearing(o: u32, p: u32, e: u32, ) -> Weight {
 		// Proof Size summary in bytes:
-		//  Measured:  `9785 + m * (454 ±0) + o * (100 ±0)`
-		//  Estimated: `83483 + m * (7608 ±0) + o * (2569 ±0)`
-		// Minimum execution time: 47_955_638_000 picoseconds.
-		Weight::from_parts(35_427_185_799, 0)
+		//  Measured:  `8530 + e * (201 ±0) + o * (100 ±0) + p * (458 ±0)`
+		//  Estimated: `83483 + e * (5122 ±0) + o * (2561 ±0) + p * (7608 ±0)`
+		// Minimum execution time: 56_513_830_000 picoseconds.
+		Weight::from_parts(23_274_153_555, 0)
 			.saturating_add(Weight::from_parts(0, 83483))
-			// Standard Error: 2_932_628
-			.saturating_add(Weight::from_parts(1_910_395, 0).saturating_mul(o.into()))
-			// Standard Error: 5_867_210
-			.saturating_add(Weight::from_parts(171_570_875, 0).saturating_mul(m.into()))
+			// Standard Error: 5_475_700
+			.saturating_add(Weight::from_parts(131_401_700, 0).saturating_mul(p.into()))
+			// Standard Error: 1_367_157
+			.saturating_add(Weight::from_parts(20_407_274, 0).saturating_mul(e.into()))
 			.saturating_add(T::DbWeight::get().reads(16))
 			.saturating_add(T::DbWeight::get().reads((1_u64).saturating_mul(o.into())))
-			.saturating_add(T::DbWeight::get().reads((7_u64).saturating_mul(m.into())))
+			.saturating_add(T::DbWeight::get().reads((7_u64).saturating_mul(p.into())))
+			.saturating_add(T::DbWeight::get().reads((2_u64).saturating_mul(e.into())))
 			.saturating_add(T::DbWeight::get().writes(7))
-			.saturating_add(T::DbWeight::get().writes((1_u64).saturating_mul(o.into())))
-			.saturating_add(T::DbWeight::get().writes((6_u64).saturating_mul(m.into())))
-			.saturating_add(Weight::from_parts(0, 7608).saturating_mul(m.into()))
-			.saturating_add(Weight::from_parts(0, 2569).saturating_mul(o.into()))
+			.saturating_add(T::DbWeight::get().writes((4_u64).saturating_mul(p.into())))
+			.saturating_add(Weight::from_parts(0, 5122).saturating_mul(e.into()))
+			.saturating_add(Weight::from_parts(0, 2561).saturating_mul(o.into()))
+			.saturating_add(Weight::from_parts(0, 7608).saturating_mul(p.into()))
 	}
 	/// Storage: `EnergyTrading::PruneCursor` (r:1 w:0)
 	/// Proof: `EnergyTrading::PruneCursor` (`max_values`: Some(1), `max_size`: Some(12), added: 507, mode: `MaxEncodedLen`)
@@ -481,8 +483,8 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 	/// Proof: `Timestamp::Now` (`max_values`: Some(1), `max_size`: Some(8), added: 503, mode: `MaxEncodedLen`)
 	/// Storage: `EnergyTrading::Voiding` (r:1 w:1)
 	/// Proof: `EnergyTrading::Voiding` (`max_values`: None, `max_size`: Some(20), added: 2495, mode: `MaxEncodedLen`)
-	/// Storage: `EnergyTrading::Orders` (r:5000 w:5000)
-	/// Proof: `EnergyTrading::Orders` (`max_values`: None, `max_size`: Some(94), added: 2569, mode: `MaxEncodedLen`)
+	/// Storage: `EnergyTrading::Orders` (r:5000 w:0)
+	/// Proof: `EnergyTrading::Orders` (`max_values`: None, `max_size`: Some(86), added: 2561, mode: `MaxEncodedLen`)
 	/// Storage: `System::Account` (r:5000 w:5000)
 	/// Proof: `System::Account` (`max_values`: None, `max_size`: Some(128), added: 2603, mode: `MaxEncodedLen`)
 	/// Storage: `Balances::Holds` (r:5000 w:5000)
@@ -501,17 +503,15 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 		// Proof Size summary in bytes:
 		//  Measured:  `0 + n * (268 ±0) + o * (37 ±0)`
 		//  Estimated: `83483 + n * (2603 ±0) + o * (23 ±2)`
-		// Minimum execution time: 635_594_000 picoseconds.
-		Weight::from_parts(3_789_582_272, 0)
+		// Minimum execution time: 378_713_000 picoseconds.
+		Weight::from_parts(386_584_000, 0)
 			.saturating_add(Weight::from_parts(0, 83483))
-			// Standard Error: 2_617_669
-			.saturating_add(Weight::from_parts(97_530, 0).saturating_mul(o.into()))
-			// Standard Error: 2_618_124
-			.saturating_add(Weight::from_parts(85_513_808, 0).saturating_mul(n.into()))
+			// Standard Error: 546_336
+			.saturating_add(Weight::from_parts(62_536_682, 0).saturating_mul(n.into()))
 			.saturating_add(T::DbWeight::get().reads(12))
 			.saturating_add(T::DbWeight::get().reads((3_u64).saturating_mul(n.into())))
 			.saturating_add(T::DbWeight::get().writes(3))
-			.saturating_add(T::DbWeight::get().writes((3_u64).saturating_mul(n.into())))
+			.saturating_add(T::DbWeight::get().writes((2_u64).saturating_mul(n.into())))
 			.saturating_add(Weight::from_parts(0, 2603).saturating_mul(n.into()))
 			.saturating_add(Weight::from_parts(0, 23).saturating_mul(o.into()))
 	}
