@@ -21,16 +21,19 @@ from store import DataDir
 from store.orderlog import OrderLog
 
 
-@pytest.fixture
-def api(tmp_path):
-    settings = Settings(
+def relay_settings(tmp_path, relay_batch: int, relay_in_flight: int) -> Settings:
+    return Settings(
         data_dir=tmp_path,
         order_margin_ms=4_000,
-        relay_batch=1,
-        relay_in_flight=1,
+        relay_batch=relay_batch,
+        relay_in_flight=relay_in_flight,
         max_open_orders_per_participant=None,
     )
-    with TestClient(create_app(settings, chain=FakeChainView())) as client:
+
+
+@pytest.fixture
+def api(tmp_path):
+    with TestClient(create_app(relay_settings(tmp_path, 1, 1), chain=FakeChainView())) as client:
         yield client
 
 
@@ -144,13 +147,7 @@ def fill(log: OrderLog, n: int, interval: int, first_id: int) -> list[int]:
 def test_before_any_measured_pace_the_api_assumes_one_batch_a_block(tmp_path):
     # 10 batches of 8 in flight: 80 entries a block at most, but a busy chain takes fewer. Until
     # the pace is measured the API counts 8 a block: 200 entries are 25 blocks, 50 s.
-    settings = Settings(
-        data_dir=tmp_path,
-        order_margin_ms=4_000,
-        relay_batch=8,
-        relay_in_flight=10,
-        max_open_orders_per_participant=None,
-    )
+    settings = relay_settings(tmp_path, relay_batch=8, relay_in_flight=10)
     with TestClient(create_app(settings, chain=FakeChainView())) as api:
         k = open_interval()  # its gate is 26 to 46 s away
         fill(OrderLog(DataDir(tmp_path).orders()), 200, k + 6, 10_000)
@@ -168,13 +165,8 @@ def test_the_pace_is_what_reached_the_chain_not_the_orders_dropped_late(tmp_path
     backlog's head moves 44 entries a second, but the chain takes 4. An order for interval k,
     behind some 260 entries (65 s at 4 a second; its gate is 26 to 46 s away), would miss its
     gate: the API refuses it, and its measured pace is what reached the chain."""
-    settings = Settings(
-        data_dir=tmp_path,
-        order_margin_ms=4_000,
-        relay_batch=16,
-        relay_in_flight=10,  # 160 a block at most: what the head's movement was capped to
-        max_open_orders_per_participant=None,
-    )
+    # 160 a block at most: what the head's movement was capped to.
+    settings = relay_settings(tmp_path, relay_batch=16, relay_in_flight=10)
     with TestClient(create_app(settings, chain=FakeChainView())) as api:
         k = open_interval()
         log = OrderLog(DataDir(tmp_path).orders())

@@ -46,8 +46,10 @@ impl<T: Config> Pallet<T> {
 		T::WeightInfo::submit_clearing(unmatched, pairs, further)
 	}
 
-	/// Checks that the witnesses cover the interval's book (they priced the call), then checks
-	/// and applies the clearing. Returns the book's shape (for the weight).
+	/// Checks a clearing against the interval's book and applies it, or, when it fails a
+	/// check, burns the submitter's deposit instead. The witness priced the call: its orders
+	/// are checked before any order is read, its traders once the book is. Returns the book's
+	/// shape (for the weight).
 	pub(crate) fn do_submit_clearing(
 		submitter: T::AccountId,
 		interval: IntervalId,
@@ -61,20 +63,6 @@ impl<T: Config> Pallet<T> {
 			IntervalOrders::<T>::decode_len(interval).unwrap_or(0) as u32 <= witness.orders,
 			Error::<T>::WitnessTooSmall
 		);
-		Self::do_clearing(submitter, interval, mechanism, volume_wh, zone_prices, matches, witness)
-	}
-
-	/// Checks a clearing against the interval's book and applies it, or, when it fails a
-	/// check, burns the submitter's deposit instead. Returns the book's shape (for the weight).
-	fn do_clearing(
-		submitter: T::AccountId,
-		interval: IntervalId,
-		mechanism: Mechanism,
-		volume_wh: u64,
-		zone_prices: BoundedVec<ZonePrice, T::MaxZones>,
-		matches: &[Match],
-		witness: BookShape,
-	) -> Result<BookShape, DispatchError> {
 		Self::ensure_not_pruned(interval)?;
 		let params = Self::params_for(interval);
 		ensure!(!Clearings::<T>::contains_key(interval), Error::<T>::AlreadyCleared);
