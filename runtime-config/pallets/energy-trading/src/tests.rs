@@ -830,6 +830,44 @@ fn one_conflicting_order_cannot_poison_a_relayed_batch() {
 }
 
 #[test]
+fn a_relayed_batch_fills_a_book_to_its_bound_and_no_further() {
+	run(|| {
+		let relayer = account("Relayer");
+		let max = MaxOrdersPerInterval::get() as u64;
+		for i in 0..max - 2 {
+			place(&seller(), spec(i, 2, Side::Offer, 10, 10, 0));
+		}
+		System::reset_events();
+		// Two orders fit; the third and fourth find the book full (the refused bid holds
+		// nothing), and an order for another interval is placed all the same.
+		let batch = vec![
+			signed_order("Bob", spec(max, 2, Side::Offer, 10, 10, 0)),
+			signed_order("Charlie", spec(1, 2, Side::Bid, 100, 50, 0)),
+			signed_order("Charlie", spec(2, 2, Side::Bid, 100, 50, 0)),
+			signed_order("Bob", spec(max + 1, 2, Side::Offer, 10, 10, 0)),
+			signed_order("Charlie", spec(3, 3, Side::Bid, 100, 50, 0)),
+		];
+		assert_ok!(Market::place_orders_relayed(
+			origin(&relayer),
+			BoundedVec::truncate_from(batch)
+		));
+		assert_eq!(
+			refusals(),
+			vec![(buyer(), 2, E::IntervalFull.into()), (seller(), max + 1, E::IntervalFull.into())]
+		);
+		assert_eq!(IntervalOrders::<Test>::get(2).len() as u64, max);
+		assert_eq!(IntervalOrders::<Test>::get(3).len(), 1);
+		assert_eq!(held(&buyer()), 2 * 5_000);
+		assert!(ClientOrders::<Test>::get(buyer(), 2).is_none());
+		// The book the batch appended to decodes as every order it holds, in order.
+		let book = IntervalOrders::<Test>::get(2);
+		assert!(book.windows(2).all(|w| w[0] < w[1]));
+		assert_eq!(book.last(), ClientOrders::<Test>::get(buyer(), 1).as_ref());
+		assert_ok!(Market::do_try_state());
+	});
+}
+
+#[test]
 fn an_oversized_batch_cannot_even_be_decoded() {
 	use codec::Decode;
 	run(|| {
