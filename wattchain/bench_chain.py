@@ -24,7 +24,7 @@ object:
   last.
 
 A benchmark, not a test: `tests/wattchain/test_bench_chain.py` runs a small N so the path
-stays tested. The data folder is kept when `--data` is given.
+stays tested. The data folder, with the node's chain, is kept when `--data` is given.
 """
 
 from __future__ import annotations
@@ -67,7 +67,11 @@ def run_chain_bench(
     root = Path(data) if data else Path(tempfile.mkdtemp(prefix="wattchain-chainbench-"))
     root.mkdir(parents=True, exist_ok=True)
     logs = root / "logs"
-    node = DevNode(node_binary, log_path=logs / "node.log").start()
+    # A kept folder keeps the chain too: its state (a full interval's book) is what
+    # `make weights` measures the database on.
+    node = DevNode(
+        node_binary, base_path=root / "chain" if keep else None, log_path=logs / "node.log"
+    ).start()
     workers = None
     try:
         chain = Chain(node.url).connect()

@@ -3,7 +3,7 @@
 //! HOSTNAME: `vm`, CPU: `AMD EPYC`
 //!
 //! DATABASE: `ParityDb`, RUNTIME: `WattChain Development`
-//! BLOCK-NUM: `Number(0)`
+//! BLOCK-NUM: `Number(82)`
 //! SKIP-WRITE: `false`, SKIP-READ: `false`, WARMUPS: `2`
 //! STATE-VERSION: `V1`, STATE-CACHE-SIZE: ``
 //! WEIGHT-PATH: `runtime-config/runtime/src/weights/`
@@ -19,7 +19,7 @@
 //   --database
 //   paritydb
 //   --batch-size
-//   1
+//   100
 //   --warmups
 //   2
 //   --metric
@@ -27,7 +27,7 @@
 //   --mul
 //   2
 //   --base-path
-//   /root/.cache/wattchain/target-bench/storage-state
+//   /root/.cache/wattchain/target-bench/storage-market/chain
 //   --weight-path
 //   runtime-config/runtime/src/weights/
 
@@ -45,31 +45,31 @@ pub mod constants {
 			/// Calculated by multiplying the *P95Percentile* of all values with `2.0` and adding `0`.
 			///
 			/// Stats nanoseconds:
-			///   Min, Max: 761, 3_075_478
-			///   Average:  72_367
-			///   Median:   1_662
-			///   Std-Dev:  457981.56
+			///   Min, Max: 842, 3_707_186
+			///   Average:  4_759
+			///   Median:   4_296
+			///   Std-Dev:  25923.71
 			///
 			/// Percentiles nanoseconds:
-			///   99th: 3_075_478
-			///   95th: 7_210
-			///   75th: 2_364
-			read: 14_420 * constants::WEIGHT_REF_TIME_PER_NANOS,
+			///   99th: 9_885
+			///   95th: 7_000
+			///   75th: 5_117
+			read: 14_000 * constants::WEIGHT_REF_TIME_PER_NANOS,
 
 			/// Time to write one storage item.
 			/// Calculated by multiplying the *P95Percentile* of all values with `2.0` and adding `0`.
 			///
 			/// Stats nanoseconds:
-			///   Min, Max: 3_385, 11_022_482
-			///   Average:  262_397
-			///   Median:   9_615
-			///   Std-Dev:  1640916.86
+			///   Min, Max: 9_732, 98_000
+			///   Average:  15_399
+			///   Median:   13_256
+			///   Std-Dev:  6963.93
 			///
 			/// Percentiles nanoseconds:
-			///   99th: 11_022_482
-			///   95th: 30_906
-			///   75th: 15_814
-			write: 61_812 * constants::WEIGHT_REF_TIME_PER_NANOS,
+			///   99th: 25_784
+			///   95th: 23_594
+			///   75th: 17_387
+			write: 47_188 * constants::WEIGHT_REF_TIME_PER_NANOS,
 		};
 	}
 
