@@ -8,10 +8,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from substrateinterface.utils.hasher import two_x64_concat, xxh128
+
 from market import MarketParams, OrderSpec, from_chain_name, public_key, ss58, to_chain_name
 from market.clearinghouse import SettlementLine, Trade, build_report
 
 from .connection import PALLET, ChainConnection
+
+# An order's SCALE bytes: owner (32), `OrderSpec` (37), status (1, in this order of variants).
+ORDER_BYTES = 70
+ORDER_STATUSES = ("open", "cancelled")
 
 
 @dataclass(frozen=True)
@@ -162,19 +168,35 @@ class MarketReads(ChainConnection):
             for i in self.query(PALLET, "IntervalOrders", [interval], block_hash=block_hash) or []
         ]
 
-    @staticmethod
-    def _order(order_id: int, v: dict) -> ChainOrder:
-        return ChainOrder(
-            order_id, ss58(v["owner"]), OrderSpec.from_chain(v["spec"]), str(v["status"]).lower()
-        )
-
     def orders(self, order_ids: Sequence[int], block_hash: str | None = None) -> list[ChainOrder]:
-        values = self.query_multi(PALLET, "Orders", [[i] for i in order_ids], block_hash=block_hash)
-        return [self._order(i, v) for i, v in zip(order_ids, values) if v is not None]
+        """The orders that exist among `order_ids`, read raw and decoded by their fixed layout
+        (owner, `OrderSpec`, status: 70 bytes): the generic decoder took 15 s for a book of
+        10,000, most of the time from gate closure to a clearing."""
+        prefix = xxh128(PALLET.encode()) + xxh128(b"Orders")
+        keys = ["0x" + (prefix + two_x64_concat(i.to_bytes(8, "little"))).hex() for i in order_ids]
+        raw: dict[str, str | None] = {}
+        for start in range(0, len(keys), 1_000):
+            for change_set in (
+                self.rpc("state_queryStorageAt", [keys[start : start + 1_000], block_hash]) or []
+            ):
+                raw.update((k, v) for k, v in change_set["changes"])
+        owners: dict[bytes, str] = {}
+        found = []
+        for order_id, key in zip(order_ids, keys):
+            value = raw.get(key)
+            if value is None:
+                continue
+            data = bytes.fromhex(value[2:])
+            if len(data) != ORDER_BYTES or data[-1] >= len(ORDER_STATUSES):
+                raise ValueError(f"order {order_id} does not decode as an order: {value}")
+            owner = owners.get(data[:32]) or owners.setdefault(data[:32], ss58(data[:32]))
+            spec = OrderSpec.decode(data[32:69])
+            found.append(ChainOrder(order_id, owner, spec, ORDER_STATUSES[data[69]]))
+        return found
 
     def order(self, order_id: int, block_hash: str | None = None) -> ChainOrder | None:
-        v = self.query(PALLET, "Orders", [order_id], block_hash=block_hash)
-        return None if v is None else self._order(order_id, v)
+        found = self.orders([order_id], block_hash)
+        return found[0] if found else None
 
     def orders_of_interval(self, interval: int, block_hash: str | None = None) -> list[ChainOrder]:
         """Every order of the interval's book (any status), in placement order."""

@@ -57,6 +57,16 @@ class OrderSpec:
             1 if self.renewable_only else 0,
         )
 
+    @classmethod
+    def decode(cls, data: bytes) -> OrderSpec:
+        """The inverse of `encode`, from exactly its 37 bytes."""
+        if len(data) != 37:
+            raise ValueError(f"an encoded OrderSpec is 37 bytes, got {len(data)}")
+        cid, interval, side, qty, price, zone, source, ro = struct.unpack("<QQBQQHBB", data)
+        if side >= len(SIDES) or source >= len(SOURCES) or ro > 1:
+            raise ValueError(f"not an encoded OrderSpec: {data.hex()}")
+        return cls(cid, interval, SIDES[side], qty, price, zone, SOURCES[source], ro == 1)
+
     def to_call_arg(self) -> dict[str, Any]:
         """The value substrate-interface encodes for the pallet's `OrderSpec`."""
         return {

@@ -103,6 +103,15 @@ def test_order_spec_scale_matches_substrate_interface_encoder(scale, spec):
     encoded = bytes(obj.encode(spec.to_call_arg()).data)
     assert spec.encode() == encoded
     assert len(encoded) == 37
+    # The chain's orders are read back through the same layout.
+    assert OrderSpec.decode(encoded) == spec
+
+
+def test_order_spec_decode_refuses_what_is_not_one():
+    good = OrderSpec(7, 3, "offer", 1500, 75, 2, "wind", False).encode()
+    for bad in (good[:-1], good + b"\x00", good[:16] + b"\x02" + good[17:], good[:-1] + b"\x02"):
+        with pytest.raises(ValueError):
+            OrderSpec.decode(bad)
 
 
 def test_order_spec_known_bytes():
