@@ -112,9 +112,10 @@ parameter_types! {
 	pub const BlockHashCount: BlockNumber = 2400;
 	pub const Version: RuntimeVersion = VERSION;
 	/// One second of compute per two-second block. Weights are conservative (p95 storage
-	/// figures doubled, worst-case benchmarks): on the 2-core reference machine, blocks full at
-	/// 0.5 s of weight took 100-140 ms to author on a release node, so a full block of this
-	/// budget leaves most of the slot for import, networking and the workers beside the node.
+	/// figures doubled, worst-case benchmarks): on the 2-core reference machine, blocks of
+	/// 0.44-0.54 s of weight (1,280 relayed orders; a clearing of 9,977 matches) took 200-260 ms
+	/// to author on the `dev`-profile node, so a full block leaves most of the slot for import,
+	/// networking and the workers beside the node.
 	pub RuntimeBlockWeights: BlockWeights = BlockWeights::with_sensible_defaults(
 		Weight::from_parts(WEIGHT_REF_TIME_PER_SECOND, u64::MAX),
 		NORMAL_DISPATCH_RATIO,
