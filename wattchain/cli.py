@@ -302,10 +302,8 @@ def cmd_workers(args) -> int:
 def cmd_run(args) -> int:
     """The node (unless --node), the API, the workers and, with meter sites, ingest: each a
     child process, restarted when it dies (supervisor.py). One `run` per data folder."""
-    from .lifecycle import DataLock, port_free
-    from .node import DevNode, build_binary, find_binary, free_port
-    from .processes import start_api, start_ingest, start_workers, wait_http
-    from .supervisor import Supervisor
+    from .node import build_binary, find_binary
+    from .processes import Market, start_market
 
     _logging(args.verbose)
     _terminate_on_sigterm()
@@ -317,66 +315,35 @@ def cmd_run(args) -> int:
         restart_limit=args.restart_limit,
     )
     data = Path(settings.data_dir).resolve()
-    logs = data / "logs"
-    locks: list[DataLock] = []
-    supervisor = Supervisor(restart_limit=settings.restart_limit)
+    market: Market | None = None
     try:
-        # The market's stores, and the chain's folder when the node is ours: a second `run` (or
-        # a `wattchain node`) on this folder is refused while this one or a child of it lives.
-        locks.append(DataLock.acquire(data, "market", "wattchain run"))
-        if args.node is None:
-            locks.append(DataLock.acquire(data, "chain", "wattchain run"))
-        keep = tuple(lock.fd for lock in locks if lock.fd is not None)
-        api_port = settings.api_port or free_port()
-        if not port_free(api_port, settings.api_host):
-            raise RuntimeError(
-                f"API port {api_port} is in use; stop what listens there or choose another "
-                "port (--api-port)"
-            )
-        host = settings.api_host if settings.api_host not in ("0.0.0.0", "::") else "127.0.0.1"
-        api_url = f"http://{host}:{api_port}"
         # The children get the same settings file (they run in the checkout: an absolute path)
         # and verbosity; the data folder, the node and the port explicitly.
         config = args.config or os.environ.get("WATTCHAIN_CONFIG")
         extra = (["--config", str(Path(config).resolve())] if config else []) + (
             ["-v"] if args.verbose else []
         )
-        node_url = args.node
-        if node_url is None:
-            node = DevNode(
-                find_binary() or build_binary(),
-                base_path=data / "chain",
-                rpc_port=settings.rpc_port or None,
-                log_path=logs / "node.log",
-                keep_fds=keep,
-            )
-            supervisor.add("node", node)
-            print(f"[run] starting the node (chain in {data / 'chain'})", file=sys.stderr)
-            node.start()
-            node_url = node.url
-        supervisor.add(
-            "workers",
-            start_workers(data, node_url, logs / "workers.log", extra=extra, keep_fds=keep),
+        market = start_market(
+            data,
+            holder="wattchain run",
+            node_binary=None if args.node else (find_binary() or build_binary()),
+            node_url=args.node,
+            rpc_port=settings.rpc_port,
+            api_port=settings.api_port,
+            api_host=settings.api_host,
+            sites=settings.meter_sites,
+            extra=extra,
+            restart_limit=settings.restart_limit,
+            say=lambda m: print(f"[run] {m}", file=sys.stderr, flush=True),
         )
-        api = start_api(data, node_url, api_port, logs / "api.log", extra=extra, keep_fds=keep)
-        supervisor.add("api", api)
-        if settings.meter_sites is not None:
-            sites = Path(settings.meter_sites).resolve()
-            supervisor.add(
-                "ingest",
-                start_ingest(
-                    data, node_url, sites, logs / "ingest.log", extra=extra, keep_fds=keep
-                ),
-            )
-        wait_http(f"{api_url}/health", 90, api)
-        print(f"rpc: {node_url}\napi: {api_url}", flush=True)
+        print(f"rpc: {market.node_url}\napi: {market.api_url}", flush=True)
         print(
-            f"[run] ready: node RPC {node_url}, API and web page {api_url}/ ; logs in {logs}; "
-            "a part that dies is restarted; Ctrl-C stops",
+            f"[run] ready: node RPC {market.node_url}, API and web page {market.api_url}/ ; "
+            f"logs in {data / 'logs'}; a part that dies is restarted; Ctrl-C stops",
             file=sys.stderr,
             flush=True,
         )
-        supervisor.run()
+        market.supervisor.run()
         return 0
     except KeyboardInterrupt:
         return 0
@@ -384,9 +351,8 @@ def cmd_run(args) -> int:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return 1
     finally:
-        supervisor.stop()
-        for lock in locks:
-            lock.release()
+        if market is not None:
+            market.stop()
 
 
 def cmd_ingest(args) -> int:

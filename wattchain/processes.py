@@ -1,7 +1,8 @@
 """Starting the parts as child processes (`wattchain run`, `wattchain demo`, the tests): the API,
 the workers and meter ingest, each its own process so one can die (kill -9) without the other.
 Each child leads its own process group and dies with the process that started it
-(`lifecycle.die_with_parent`), so none outlives a killed parent."""
+(`lifecycle.die_with_parent`), so none outlives a killed parent. `start_market` starts a whole
+market on a data folder under one supervisor (`wattchain run`, `wattchain bench api`)."""
 
 from __future__ import annotations
 
@@ -10,12 +11,15 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 
-from .lifecycle import die_with_parent
-from .node import REPO_ROOT
+from .lifecycle import DataLock, die_with_parent, port_free
+from .node import REPO_ROOT, DevNode, free_port
+from .supervisor import Supervisor
 
 
 def _env() -> dict:
@@ -151,4 +155,109 @@ def wait_http(url: str, timeout_s: float = 60.0, child: Child | None = None) -> 
     raise TimeoutError(f"{url} did not answer within {timeout_s} s")
 
 
-__all__ = ["Child", "start_api", "start_ingest", "start_workers", "wait_http"]
+@dataclass
+class Market:
+    """A market's parts on one data folder, under one supervisor: the node (None when the
+    market uses a node of someone else's), the workers, the API and maybe meter ingest.
+    `parts` by name: "node", "workers", "api", "ingest"."""
+
+    supervisor: Supervisor
+    node_url: str
+    api_url: str
+    parts: dict[str, Child | DevNode]
+    locks: list[DataLock] = field(default_factory=list)
+
+    def stop(self) -> None:
+        """Stop every part (the node last) and let go of the data folder."""
+        self.supervisor.stop()
+        for lock in self.locks:
+            lock.release()
+
+
+def start_market(
+    data: Path,
+    *,
+    holder: str,
+    node_binary: str | os.PathLike | None = None,
+    node_url: str | None = None,
+    rpc_port: int | None = None,
+    api_port: int | None = None,
+    api_host: str = "127.0.0.1",
+    sites: Path | None = None,
+    extra: list[str] | None = None,
+    restart_limit: int = 10,
+    say: Callable[[str], None] = lambda _: None,
+) -> Market:
+    """Start a market on `data` and return once its API answers: the node (unless `node_url`
+    names one; its chain in DATA/chain, kept across restarts), the workers, the API and, with
+    `sites`, meter ingest, each a supervised child with its log in DATA/logs. The folder is
+    locked for `holder` (a second market on it is refused). `extra` is passed to every Python
+    part (`--config`, `-v`). Nothing is left running if it fails."""
+    data = Path(data).resolve()
+    logs = data / "logs"
+    market = Market(Supervisor(restart_limit=restart_limit), "", "", {})
+    try:
+        # The market's stores, and the chain's folder when the node is ours: a second market
+        # (or a `wattchain node`) on this folder is refused while this one or a child of it lives.
+        market.locks.append(DataLock.acquire(data, "market", holder))
+        if node_url is None:
+            market.locks.append(DataLock.acquire(data, "chain", holder))
+        keep = tuple(lock.fd for lock in market.locks if lock.fd is not None)
+        api_port = api_port or free_port()
+        if not port_free(api_port, api_host):
+            raise RuntimeError(
+                f"API port {api_port} is in use; stop what listens there or choose another "
+                "port (--api-port)"
+            )
+        host = api_host if api_host not in ("0.0.0.0", "::") else "127.0.0.1"
+        market.api_url = f"http://{host}:{api_port}"
+        if node_url is None:
+            node = DevNode(
+                node_binary,
+                base_path=data / "chain",
+                rpc_port=rpc_port or None,
+                log_path=logs / "node.log",
+                keep_fds=keep,
+            )
+            market.supervisor.add("node", node)
+            market.parts["node"] = node
+            say(f"starting the node (chain in {data / 'chain'})")
+            node.start()
+            node_url = node.url
+        market.node_url = node_url
+        parts = {
+            "workers": start_workers(
+                data, node_url, logs / "workers.log", extra=extra, keep_fds=keep
+            ),
+            "api": start_api(
+                data, node_url, api_port, logs / "api.log", extra=extra, keep_fds=keep
+            ),
+        }
+        if sites is not None:
+            parts["ingest"] = start_ingest(
+                data,
+                node_url,
+                Path(sites).resolve(),
+                logs / "ingest.log",
+                extra=extra,
+                keep_fds=keep,
+            )
+        for name, part in parts.items():
+            market.supervisor.add(name, part)
+            market.parts[name] = part
+        wait_http(f"{market.api_url}/health", 90, parts["api"])
+        return market
+    except BaseException:
+        market.stop()
+        raise
+
+
+__all__ = [
+    "Child",
+    "Market",
+    "start_api",
+    "start_ingest",
+    "start_market",
+    "start_workers",
+    "wait_http",
+]
