@@ -8,8 +8,11 @@ before a gate. A user takes the next order of the earliest interval whose gate i
 enough away (`WATTCHAIN_LOAD_MARGIN_MS`), so no order is sent knowing it is late.
 
 Every 202 is recorded as (owner, client_order_id, interval) in WATTCHAIN_LOAD_ACKS_FILE at the
-end, for the orchestrator to follow to the chain. A 503 RelayBacklog or 429 RateLimited is an
-honest refusal (counted, not a failure); anything else but a 202 is a failure.
+end, for the orchestrator to follow to the chain, with the count of each outcome, and the same
+per tenth of a second (`timeline`, keyed by unix time x 10) so the orchestrator can tell what
+the load saw while a part it killed was down. A 503 RelayBacklog or 429 RateLimited is an
+honest refusal (counted, not a failure); anything else but a 202 is a failure here. A request
+with no answer at all (the API down) is `0 <the error's type>`.
 
 Environment: WATTCHAIN_LOAD_ORDERS_FILE, WATTCHAIN_LOAD_ACKS_FILE, WATTCHAIN_LOAD_RATE (orders/s
 held), WATTCHAIN_LOAD_USER_RATE (default 10), WATTCHAIN_LOAD_RAMP_S, WATTCHAIN_LOAD_HOLD_S,
@@ -49,6 +52,11 @@ def _load_orders() -> deque:
 ORDERS = _load_orders()  # gevent runs one user at a time: a plain deque is safe
 ACKS: list[tuple[str, int, int]] = []
 OUTCOMES: Counter[str] = Counter()
+TIMELINE: dict[int, Counter[str]] = {}  # tenth of a unix second -> outcomes, 202 included
+
+
+def _seen(outcome: str) -> None:
+    TIMELINE.setdefault(int(time.time() * 10), Counter())[outcome] += 1
 
 
 def next_order() -> dict | None:
@@ -65,7 +73,7 @@ def _write_acks(**_):
     path = ENV.get("WATTCHAIN_LOAD_ACKS_FILE")
     if path:
         with open(path, "w") as f:
-            json.dump({"acks": ACKS, "outcomes": OUTCOMES}, f)
+            json.dump({"acks": ACKS, "outcomes": OUTCOMES, "timeline": TIMELINE}, f)
 
 
 class Trader(FastHttpUser):
@@ -84,14 +92,20 @@ class Trader(FastHttpUser):
             status = response.status_code
             if status == 202:
                 ACKS.append((body["owner"], body["client_order_id"], order["interval"]))
+                _seen("202")
                 response.success()
                 return
             error = ""
-            try:
-                error = response.json().get("error", "")
-            except ValueError:
-                pass
-            OUTCOMES[f"{status} {error}".strip()] += 1
+            if status == 0:  # no answer: connection refused or reset
+                error = type(response.error).__name__ if response.error else "NoAnswer"
+            else:
+                try:
+                    error = response.json().get("error", "")
+                except ValueError:
+                    pass
+            outcome = f"{status} {error}".strip()
+            OUTCOMES[outcome] += 1
+            _seen(outcome)
             if (status, error) in ((503, "RelayBacklog"), (429, "RateLimited")):
                 response.success()  # an honest refusal with Retry-After, not a lost order
             else:

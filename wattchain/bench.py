@@ -12,10 +12,20 @@ relay log, and prints one JSON line:
   (answers other than 202 and the honest refusals), `refused` (503 RelayBacklog, 429
   RateLimited, by reason);
 - `relay_lag_p99_s` and `relay_lag_p99_blocks` (202 to on chain), `cpu_api_pct` (of one core,
-  over the run).
+  over the run, the API's restarts included);
+- `restarts`: how often the supervisor restarted each part; with `--kill`, `kills`: each
+  part killed (SIGKILL, once, spread over the hold), when (`at_s`, seconds into the run), how
+  long it took to be back (`back_after_s`, null if it never was) and what the load saw
+  meanwhile (`while_down`: answers by status, `acknowledged_while_down`).
+
+The market runs as `wattchain run` runs it (`processes.start_market`: the node's chain in the
+data folder, every part supervised and restarted), so a killed part comes back. An order counts
+as on chain once the index has it from a finalized block, not only when the relayer saw it in a
+block: a node killed with a block not yet written loses that block.
 
 It exits 1 when a figure misses a threshold it was given (`--min-orders-per-s`, `--max-p99-ms`,
-`--max-lost`, ...). The market's data folder is kept when `--data` is given.
+`--max-lost`, ...) or a killed part did not come back. The market's data folder is kept when
+`--data` is given.
 """
 
 from __future__ import annotations
@@ -26,23 +36,34 @@ import math
 import os
 import random
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+
+import httpx
 
 from api.client import fresh_client_order_id, order_body
 from chain import Chain, Newcomer, onboard
-from market import UNITS_PER_BRL, OrderSpec, keypair, now_ms
+from market import UNITS_PER_BRL, OrderSpec, keypair, now_ms, ss58
 from market.settings import Settings
 from meter_bridge import MeterKey
 from meter_bridge.registers import SDM630
 from store import DataDir, OrderLog
 
-from .node import DevNode, free_port
-from .processes import REPO_ROOT, start_api, start_workers, wait_http
+from .processes import REPO_ROOT, Market, start_market
+
+KILLABLE = ("api", "workers", "node")
+# A part not back this long after its kill is a failure of the run.
+BACK_TIMEOUT_S = 120.0
+# After a killed API answers again, the load's pooled connections to the dead one may still
+# fail for a moment: requests left unanswered this soon after it was back are the kill's too.
+OUTAGE_GRACE_S = 2.0
 
 LOCUSTFILE = REPO_ROOT / "load_tests" / "intake.py"
 ORDERS_PER_TRADER_PER_S = 40  # under the API's per-participant rate limit (100/s)
@@ -133,60 +154,253 @@ def _locust_stats(prefix: Path) -> dict:
     return {}
 
 
-def _follow(data: DataDir, acks: list, timeout_s: float) -> dict:
-    """Wait until the relay log has no entry pending or in flight (or timeout_s), then the fate
-    of each acknowledged order: on chain, or not (with the chain's reason)."""
-    log = OrderLog(data.orders())
+def _follow(data: DataDir, acks: list, timeout_s: float, tick: Callable[[], None]) -> dict:
+    """Wait until the relay log has no entry pending or in flight and the index (finalized
+    blocks) shows every order the relayer saw on chain (or timeout_s), then the fate of each
+    acknowledged order: on chain, or not (with the chain's reason, or `not finalized` for an
+    order the relayer saw in a block the chain no longer has). `tick` runs every second."""
+    log, index = OrderLog(data.orders()), data.index()
     deadline = time.monotonic() + timeout_s
     while log.unrelayed()[0] and time.monotonic() < deadline:
+        tick()
         time.sleep(1)
-    on_chain, lost, lags = 0, {}, []
-    for owner, cid, _ in acks:
-        row = log.order(owner, int(cid))
-        if row is not None and row["status"] == "onchain":
-            on_chain += 1
-            lags.append((row["updated_ms"] - row["received_ms"]) / 1000)
-        else:
+    rows = {(owner, int(cid)): log.order(owner, int(cid)) for owner, cid, _ in acks}
+    relayed = {key for key, row in rows.items() if row is not None and row["status"] == "onchain"}
+    as_indexed = {key: (ss58(key[0]), str(key[1])) for key in rows}
+    deadline = time.monotonic() + timeout_s  # the indexer may be catching up after a restart
+    while True:
+        indexed = {tuple(r) for r in index.execute("SELECT owner, client_order_id FROM orders")}
+        final = {key for key in rows if as_indexed[key] in indexed}
+        if relayed <= final or time.monotonic() >= deadline:
+            break
+        tick()
+        time.sleep(1)
+    lost: Counter[str] = Counter()
+    lags = []
+    for key, row in rows.items():
+        if key not in final:
             reason = "missing" if row is None else row["error"] or row["status"]
-            lost[reason] = lost.get(reason, 0) + 1
+            lost["not finalized" if reason == "onchain" else reason] += 1
+        elif key in relayed:
+            lags.append((row["updated_ms"] - row["received_ms"]) / 1000)
     lags.sort()
     return {
-        "on_chain": on_chain,
+        "on_chain": len(final),
         "lost": sum(lost.values()),
-        "lost_by_reason": lost,
+        "lost_by_reason": dict(lost),
         "relay_lag_p99_s": round(lags[int(0.99 * (len(lags) - 1))], 2) if lags else None,
     }
 
 
-def _duplicated(data: DataDir, timeout_s: float, expected: int) -> int:
-    """(owner, client order id) pairs the index shows placed more than once, once it has
-    indexed the acknowledged orders (or timeout_s)."""
-    index = data.index()
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        (n,) = index.execute("SELECT count(*) FROM orders").fetchone()
-        if n >= expected:
-            break
-        time.sleep(1)
-    (dups,) = index.execute(
-        "SELECT count(*) FROM (SELECT 1 FROM orders GROUP BY owner, client_order_id"
-        " HAVING count(*) > 1)"
-    ).fetchone()
+def _duplicated(data: DataDir) -> int:
+    """(owner, client order id) pairs the index shows placed more than once."""
+    (dups,) = (
+        data.index()
+        .execute(
+            "SELECT count(*) FROM (SELECT 1 FROM orders GROUP BY owner, client_order_id"
+            " HAVING count(*) > 1)"
+        )
+        .fetchone()
+    )
     return dups
 
 
+@dataclass
+class Kill:
+    """One part killed once during the hold, and when it was back: the API answering its
+    /health, the workers' relayer putting an order on chain, the node making a new block."""
+
+    part: str
+    planned_s: float  # seconds into the run
+    at_s: float | None = None
+    at_unix: float = 0.0
+    back_after_s: float | None = None
+    timed_out: bool = False
+    restarts_before: int = 0
+    best_before: int = 0
+    while_down: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def waiting(self) -> bool:
+        """Killed, and neither back nor given up on yet."""
+        return self.at_s is not None and self.back_after_s is None and not self.timed_out
+
+    def down(self, end_unix: float) -> tuple[float, float]:
+        """Unix times from the kill to the part being back (or `end_unix`)."""
+        back = end_unix if self.back_after_s is None else self.at_unix + self.back_after_s
+        return self.at_unix, back
+
+    def report(self) -> dict:
+        seen = dict(self.while_down)
+        return {
+            "part": self.part,
+            "at_s": None if self.at_s is None else round(self.at_s, 1),
+            "back_after_s": None if self.back_after_s is None else round(self.back_after_s, 1),
+            "acknowledged_while_down": seen.pop("202", 0),
+            "while_down": seen,
+        }
+
+
+def kill_plan(parts: list[str], load: Load) -> list[Kill]:
+    """Each part killed once, the kills spread evenly over the hold (1/4, 2/4, 3/4 for three)."""
+    unknown = [p for p in parts if p not in KILLABLE]
+    if unknown or len(set(parts)) != len(parts):
+        raise ValueError(
+            f"--kill takes each of {', '.join(KILLABLE)} at most once, comma-separated: {parts}"
+        )
+    return [
+        Kill(part, load.ramp_s + load.hold_s * (i + 1) / (len(parts) + 1))
+        for i, part in enumerate(parts)
+    ]
+
+
+class Killer:
+    """Sends the planned kills in turn (the next once the last is back or given up on) and
+    watches each part come back, between the supervisor's checks on the main thread."""
+
+    def __init__(self, market: Market, data: DataDir, kills: list[Kill], started: float):
+        self.market = market
+        self.log = OrderLog(data.orders())
+        self.kills = kills
+        self.started = started
+        self._probed = 0.0
+
+    def tick(self) -> None:
+        now = time.monotonic()
+        t = now - self.started
+        for kill in self.kills:
+            if kill.waiting:
+                if now - self._probed >= 0.5:
+                    self._probed = now
+                    if self._back(kill):
+                        kill.back_after_s = time.time() - kill.at_unix
+                    elif t - kill.at_s > BACK_TIMEOUT_S:
+                        kill.timed_out = True
+                return
+            if kill.at_s is None:
+                if t >= kill.planned_s:
+                    self._kill(kill, t)
+                return
+
+    def waiting(self) -> bool:
+        return any(k.waiting for k in self.kills)
+
+    def _kill(self, kill: Kill, t: float) -> None:
+        kill.restarts_before = self.market.supervisor.restarts(kill.part)
+        if kill.part == "node":
+            kill.best_before = self._best() or 0
+        process = self.market.parts[kill.part].process
+        kill.at_s, kill.at_unix = t, time.time()
+        if process is not None:
+            # The part's own process, not its group: a crash, which the supervisor notices
+            # (and then clears the group).
+            os.kill(process.pid, signal.SIGKILL)
+
+    def _back(self, kill: Kill) -> bool:
+        if self.market.supervisor.restarts(kill.part) <= kill.restarts_before:
+            return False
+        if kill.part == "api":
+            try:
+                return httpx.get(f"{self.market.api_url}/health", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+        if kill.part == "workers":  # only the relayer marks orders on chain
+            last = self.log.last_on_chain_ms()
+            return last is not None and last > kill.at_unix * 1000
+        best = self._best()
+        return best is not None and best > kill.best_before
+
+    def _best(self) -> int | None:
+        chain = Chain(self.market.node_url, connect_timeout_s=0, rpc_timeout_s=1, retry_s=0)
+        try:
+            return chain.connect(timeout_s=1).best_number()
+        except Exception:  # any failure to read it: the node is not back yet
+            return None
+        finally:
+            chain.close()
+
+    def attribute(self, timeline: dict[str, dict[str, int]], end_unix: float) -> Counter[str]:
+        """Give each kill the load's answers from its kill to its part being back; return the
+        requests nobody answered from a kill until OUTAGE_GRACE_S after its part was back: not
+        failures, but the outage as the clients saw it."""
+        excused: Counter[str] = Counter()
+        for tenth, answers in timeline.items():
+            start, end = int(tenth) / 10, int(tenth) / 10 + 0.1
+            excuse = False
+            for kill in self.kills:
+                if kill.at_s is None:
+                    continue
+                down_from, back = kill.down(end_unix)
+                if end > down_from and start <= back:
+                    kill.while_down.update(answers)
+                if end > down_from and start <= back + OUTAGE_GRACE_S:
+                    excuse = True
+            if excuse:
+                excused.update({k: v for k, v in answers.items() if _outage(k)})
+        return excused
+
+
+def _outage(outcome: str) -> bool:
+    """No answer at all (status 0: the API's port closed, the connection reset): what a client
+    of a killed API sees, and tries again later. (A 503, ChainUnavailable while the node is
+    down included, is a refusal with Retry-After anyway.)"""
+    return outcome.startswith("0 ")
+
+
+class _ApiCpu:
+    """CPU seconds the API's processes spent since the run started, a killed one's counted up
+    to its last sample."""
+
+    def __init__(self, market: Market):
+        import psutil  # locust's own dependency: only this bench needs it
+
+        self._psutil = psutil
+        self.market = market
+        self.procs: dict[int, object] = {}
+        self.first: dict[int, float] = {}
+        self.last: dict[int, float] = {}
+        self.sample()
+
+    def sample(self) -> None:
+        process = self.market.parts["api"].process
+        if process is None:
+            return
+        pid = process.pid
+        try:
+            proc = self.procs.get(pid) or self.procs.setdefault(pid, self._psutil.Process(pid))
+            cpu = sum(proc.cpu_times()[:2])
+        except self._psutil.Error:
+            return
+        # The first API's start-up is before the run; a restarted one's is the run's cost.
+        self.first.setdefault(pid, cpu if not self.first else 0.0)
+        self.last[pid] = cpu
+
+    def seconds(self) -> float:
+        return sum(self.last[pid] - self.first[pid] for pid in self.last)
+
+
 def run_api_bench(
-    node_binary: str | None, load: Load, *, data: Path | None = None, log=print
+    node_binary: str | None,
+    load: Load,
+    *,
+    data: Path | None = None,
+    kill: list[str] = (),
+    log=print,
 ) -> dict:
+    kills = kill_plan(list(kill), load)
     keep = data is not None
     root = Path(data) if data else Path(tempfile.mkdtemp(prefix="wattchain-loadtest-"))
-    root.mkdir(parents=True, exist_ok=True)
-    logs = root / "logs"
-    node = DevNode(node_binary, log_path=logs / "node.log").start()
-    api = workers = None
+    if (root / "orders.db").exists() or (root / "chain").exists():
+        raise RuntimeError(f"{root} holds a market already: give a new or empty folder (--data)")
+    market: Market | None = None
+    locust: subprocess.Popen | None = None
     try:
-        chain = Chain(node.url).connect()
-        plan = _plan(load, chain.market_params().interval_ms / 1000)
+        log(f"[bench] starting a market in {root}")
+        market = start_market(root, holder="wattchain bench api", node_binary=node_binary)
+        supervisor = market.supervisor
+        chain = Chain(market.node_url).connect()
+        params = chain.market_params()
+        plan = _plan(load, params.interval_ms / 1000)
         uris = _traders(load, plan[0])
         log(f"[bench] registering and funding {len(uris)} traders")
         settings = Settings()
@@ -205,20 +419,13 @@ def run_api_bench(
                 for uri in uris
             ],
         )
-        workers = start_workers(root, node.url, logs / "workers.log")
-        port = free_port()
-        api = start_api(root, node.url, port, logs / "api.log")
-        url = f"http://127.0.0.1:{port}"
-        wait_http(f"{url}/health", 90, api)
-        margin_ms = Settings().order_margin_ms + 1_000  # sent no closer to the gate than this
+        margin_ms = settings.order_margin_ms + 1_000  # sent no closer to the gate than this
         orders_file, acks_file = root / "bench-orders.jsonl", root / "bench-acks.json"
         signed_at = time.monotonic()
         n = _sign_orders(chain, uris, plan, orders_file, margin_ms)
+        block_s = chain.block_ms() / 1000
+        chain.close()  # a killed node breaks it; the follow-up reads the stores
         log(f"[bench] signed {n} orders in {time.monotonic() - signed_at:.1f} s; running Locust")
-        import psutil  # locust's own dependency: only this bench needs it
-
-        api_proc = psutil.Process(api.pid)
-        cpu_before, started = sum(api_proc.cpu_times()[:2]), time.monotonic()
         env = {
             "WATTCHAIN_LOAD_ORDERS_FILE": str(orders_file),
             "WATTCHAIN_LOAD_ACKS_FILE": str(acks_file),
@@ -229,31 +436,50 @@ def run_api_bench(
             "WATTCHAIN_LOAD_BURST_S": str(load.burst_s),
             "WATTCHAIN_LOAD_BURST": str(load.burst),
             "WATTCHAIN_LOAD_MARGIN_MS": str(margin_ms),
-            "WATTCHAIN_LOAD_INTERVAL_MS": str(chain.market_params().interval_ms),
+            "WATTCHAIN_LOAD_INTERVAL_MS": str(params.interval_ms),
         }
         stats_prefix = root / "locust"
-        locust = Path(sys.executable).with_name("locust")
-        with open(logs / "locust.log", "w") as locust_log:
-            subprocess.run(
-                [str(locust), "-f", str(LOCUSTFILE), "--headless", "--host", url]
+        locust_bin = Path(sys.executable).with_name("locust")
+        cpu = _ApiCpu(market)
+        started = time.monotonic()
+        killer = Killer(market, DataDir(root), kills, started)
+
+        def tick() -> None:
+            # The main thread restarts dead parts: a child dies with the thread that started it.
+            supervisor.check()
+            killer.tick()
+            cpu.sample()
+
+        with open(root / "logs" / "locust.log", "w") as locust_log:
+            locust = subprocess.Popen(
+                [str(locust_bin), "-f", str(LOCUSTFILE), "--headless", "--host", market.api_url]
                 + ["--only-summary", "--csv", str(stats_prefix), "--loglevel", "WARNING"],
                 env={**os.environ, **env},
                 stdout=locust_log,
                 stderr=subprocess.STDOUT,
-                timeout=load.seconds + 120,
-                check=False,
             )
+        while locust.poll() is None:
+            if time.monotonic() - started > load.seconds + 120:
+                locust.terminate()
+                locust.wait(30)
+                break
+            tick()
+            time.sleep(0.2)
         elapsed = time.monotonic() - started
-        cpu_api = (sum(api_proc.cpu_times()[:2]) - cpu_before) / elapsed * 100
+        end_unix = time.time()
+        cpu_api = cpu.seconds() / elapsed * 100
         result = json.loads(acks_file.read_text())
         acks, outcomes = result["acks"], result["outcomes"]
         stats = _locust_stats(stats_prefix)
         log(f"[bench] {len(acks)} acknowledged; following them to the chain")
-        followed = _follow(DataDir(root), acks, timeout_s=120)
-        block_s = chain.block_ms() / 1000
+        followed = _follow(DataDir(root), acks, 120, tick)
+        while killer.waiting():  # a part killed late in the run: wait for it to be back
+            tick()
+            time.sleep(0.2)
         lag = followed["relay_lag_p99_s"]
         refused = {k: v for k, v in outcomes.items() if k.startswith(("503", "429"))}
-        failures = sum(v for k, v in outcomes.items() if k[:3].isdigit()) - sum(refused.values())
+        answered = sum(v for k, v in outcomes.items() if k.split(" ")[0].isdigit())
+        excused = killer.attribute(result.get("timeline", {}), end_unix)
         return {
             "orders_per_s": round(len(acks) / elapsed, 1),
             "p50_ms": _ms(stats.get("50%")),
@@ -261,19 +487,23 @@ def run_api_bench(
             "acknowledged": len(acks),
             **followed,
             "relay_lag_p99_blocks": None if lag is None else round(lag / block_s, 1),
-            "duplicated": _duplicated(DataDir(root), 60, followed["on_chain"]),
-            "failures": failures,
+            "duplicated": _duplicated(DataDir(root)),
+            "failures": answered - sum(refused.values()) - sum(excused.values()),
             "refused": refused,
-            "unsent": {k: v for k, v in outcomes.items() if not k[:3].isdigit()},
+            "unsent": {k: v for k, v in outcomes.items() if not k.split(" ")[0].isdigit()},
             "cpu_api_pct": round(cpu_api, 1),
             "target_orders_per_s": load.rate,
             "seconds": round(elapsed, 1),
+            "restarts": {w.name: w.restarts for w in supervisor.watched},
+            **({"kills": [k.report() for k in kills]} if kills else {}),
+            **({"unanswered_while_down": dict(excused)} if kills else {}),
         }
     finally:
-        for child in (api, workers):
-            if child is not None:
-                child.stop()
-        node.stop()
+        if locust is not None and locust.poll() is None:
+            locust.kill()
+            locust.wait(10)
+        if market is not None:
+            market.stop()
         if not keep:
             shutil.rmtree(root, ignore_errors=True)
 
@@ -300,4 +530,12 @@ def misses(result: dict, thresholds: dict) -> list[str]:
         value = result[figure]
         if thresholds.get(key) is not None and (value is None or value > thresholds[key]):
             out.append(f"{figure} {value} > {thresholds[key]}")
+    for kill in result.get("kills", []):
+        if kill["at_s"] is None:
+            out.append(f"{kill['part']} was never killed (the run ended first)")
+        elif kill["back_after_s"] is None:
+            out.append(
+                f"{kill['part']}, killed at {kill['at_s']} s, was not back within "
+                f"{BACK_TIMEOUT_S:.0f} s"
+            )
     return out

@@ -9,7 +9,8 @@
     wattchain workers [--data DIR] [--node URL]          relayer, scheduler, settler, indexer
     wattchain ingest --sites FILE [--node URL]           read, sign and submit meter readings
     wattchain report --data DIR --from K --to K          the clearing house's report (JSON)
-    wattchain bench api [--rate R ...]                   order intake under load (make loadtest)
+    wattchain bench api [--rate R ...] [--kill api,...]  order intake under load (make loadtest),
+                                                         parts killed -9 once each meanwhile
     wattchain bench chain --orders N [--json]            one interval of N orders through the
                                                          chain, cleared and settled (JSON)
 
@@ -164,6 +165,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--max-duplicated", type=int, default=0)
     p.add_argument("--max-failures", type=int, default=0)
     p.add_argument("--max-relay-lag-p99-s", type=float, default=None)
+    p.add_argument(
+        "--kill",
+        default="",
+        help="parts to kill -9 once each during the hold, spread over it, e.g. api,workers,node;"
+        " each must be back (restarted) or the run fails",
+    )
 
     p = bench.add_parser(
         "chain",
@@ -414,9 +421,17 @@ def cmd_bench(args) -> int:
     from .bench import Load, misses, run_api_bench
 
     load = Load(args.rate, args.ramp, args.hold, args.burst, args.burst_factor)
-    result = run_api_bench(
-        args.node_bin, load, data=args.data, log=lambda m: print(m, file=sys.stderr)
-    )
+    try:
+        result = run_api_bench(
+            args.node_bin,
+            load,
+            data=args.data,
+            kill=[p.strip() for p in args.kill.split(",") if p.strip()],
+            log=lambda m: print(m, file=sys.stderr),
+        )
+    except (RuntimeError, TimeoutError, OSError) as exc:  # a part gave up, a busy folder
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return 1
     print(json.dumps(result), flush=True)
     missed = misses(result, {k: v for k, v in vars(args).items() if k.startswith(("min_", "max_"))})
     for miss in missed:
