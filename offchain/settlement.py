@@ -39,7 +39,7 @@ class Settler:
         operator: Keypair,
         *,
         finality: bool = True,
-        page: int = 256,
+        page: int = 1_000,
         min_delay_ms: int = 2_000,
         timeout_s: float = 120.0,
     ):
