@@ -67,6 +67,9 @@ class ChainConnection:
         self._genesis: str | None = None
         self._block_tx_cache: OrderedDict[str, list[str]] = OrderedDict()
         self.reconnects = 0
+        # Connections made, the first one included: when it changes, the node may be one that
+        # restarted, its transaction pool emptied.
+        self.opened = 0
 
     # -- connection -------------------------------------------------------------------------
     def connect(self, timeout_s: float | None = None) -> ChainConnection:
@@ -109,6 +112,7 @@ class ChainConnection:
         self._genesis = genesis
         self._substrate = substrate
         self._block_tx_cache.clear()
+        self.opened += 1
 
     def close(self) -> None:
         if self._substrate is not None:

@@ -210,6 +210,15 @@ class MarketReads(ChainConnection):
         )
         return None if v is None else int(v)
 
+    def client_order_ids(
+        self, keys: Sequence[tuple[str, int]], block_hash: str | None = None
+    ) -> list[int | None]:
+        """client_order_id for many (owner, client order id) at once: a round trip a thousand."""
+        values = self.query_multi(
+            PALLET, "ClientOrders", [[ss58(owner), coid] for owner, coid in keys], block_hash
+        )
+        return [None if v is None else int(v) for v in values]
+
     def clearing(self, interval: int, block_hash: str | None = None) -> ChainClearing | None:
         summary = self.query(PALLET, "Clearings", [interval], block_hash=block_hash)
         if summary is None:

@@ -32,6 +32,8 @@ class ScriptedChain:
         self.next_id = 0
         self.landed: list[Receipt] = []
         self.drop_next = False
+        self.lose_next = False  # the next extrinsic vanishes with the node's pool
+        self.opened = 1  # connections made (a new one: maybe to a restarted node)
 
     def market_params(self, block_hash=None, interval=None):
         return PARAMS
@@ -48,6 +50,9 @@ class ScriptedChain:
         if self.drop_next:
             self.drop_next = False
             self.dropped = tx
+            return tx
+        if self.lose_next:
+            self.lose_next = False
             return tx
         error = self.verdict(function, items)
         events = []
@@ -103,6 +108,9 @@ class ScriptedChain:
 
     def client_order_id(self, owner, coid):
         return self.on_chain.get((owner, coid))
+
+    def client_order_ids(self, keys):
+        return [self.on_chain.get(key) for key in keys]
 
 
 def log_orders(data, n, interval=None, start=0):
@@ -177,6 +185,22 @@ def test_pool_refusal_of_a_batch_splits_it_and_a_dropped_tx_is_resent(tmp_path):
     chain2.drop_next = True
     run(Relayer(data, chain2, dev_keypair("Dave"), batch=8))
     assert log.counts() == {"onchain": 4} and len(chain2.sent) == 2  # dropped once, resent once
+
+
+def test_batches_in_flight_when_the_node_restarted_are_resent_at_once(tmp_path):
+    """A restarted node has lost its pool and the batch in it. Found dropped only at the end of
+    its mortality (two minutes), its orders would miss their gates: it is resent as soon as the
+    relayer is connected again."""
+    data = DataDir(tmp_path)
+    log = log_orders(data, 3)
+    chain = ScriptedChain()
+    chain.lose_next = True
+    relayer = Relayer(data, chain, dev_keypair("Dave"), batch=8)
+    run(relayer, rounds=3)
+    assert log.counts() == {"submitted": 3} and len(chain.sent) == 1  # nothing says it is gone
+    chain.opened += 1  # connected again, to the restarted node
+    run(relayer, rounds=3)
+    assert log.counts() == {"onchain": 3} and len(chain.sent) == 2
 
 
 def test_late_orders_are_refused_without_spoiling_a_batch(tmp_path):
