@@ -2,10 +2,10 @@
 on a market of its own (real node, workers, API as supervised processes, Locust as the load), a
 modest rate for about 40 s, every acknowledged order followed to a finalized block. Meanwhile
 the API and the workers are each killed -9 once (`--kill`): each must come back, and nothing
-acknowledged may be lost or placed twice. (A killed node is not in this gate: it takes about
-15 s to come back, longer than the 6 s before its gate up to which the API acknowledges an
-order, so orders acknowledged just before the kill miss their gate; `make loadtest` with
-`--kill node` measures that.)
+acknowledged may be lost or placed twice. (A killed node is not in this gate: it took 9-22 s
+to be back in the measured runs, longer than the 6 s before its gate up to which the API
+acknowledges an order, so orders acknowledged just before the kill miss their gate;
+`make loadtest` with `--kill node` measures that, docs/api.md.)
 The 10-minute run at 1,000 orders/s is the benchmark (`make loadtest`; figures in the README)."""
 
 from __future__ import annotations
