@@ -11,7 +11,14 @@ from .connection import DEFAULT_URL, PALLET, Block, Event
 from .errors import ChainError, ChainUnavailable
 from .onboarding import Newcomer, onboard
 from .reads import Balance, ChainClearing, ChainMatch, ChainOrder, GridLine
-from .transactions import Chain, PendingTx, Receipt, ReceiptWatcher
+from .transactions import (
+    Chain,
+    PendingTx,
+    Receipt,
+    ReceiptWatcher,
+    relayed_cancels_args,
+    relayed_orders_args,
+)
 
 __all__ = [
     "Balance",
@@ -31,4 +38,6 @@ __all__ = [
     "Receipt",
     "ReceiptWatcher",
     "onboard",
+    "relayed_cancels_args",
+    "relayed_orders_args",
 ]

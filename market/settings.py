@@ -64,13 +64,14 @@ class Settings(BaseSettings):
     # sits above the market's intake (1,000 orders/s) so one load-testing machine fits.
     client_rate_limit: str | None = "2000/second"
     participant_rate_limit: str | None = "100/second"
-    # Orders per relayed extrinsic (at most the chain's MaxRelayBatch, 256) and extrinsics in
-    # flight: 1,280 orders, about what a block takes (715 to 1,540 relayed orders, README,
-    # "Weights"). The API's back-pressure promises orders the pace measured on chain, not this
-    # product (api/backpressure.py): with it `make loadtest` lost no acknowledged order at 10 in
-    # flight (the head-of-backlog estimate it replaced lost 1,093 at 4 and 1,962 at 10).
-    relay_batch: int = Field(128, ge=1)
-    relay_in_flight: int = Field(10, ge=1)
+    # Orders per relayed extrinsic (the chain's MaxRelayBatch, 256) and extrinsics in flight:
+    # 3,584 orders, about the most a block takes (3,350 to 3,600, README, "Weights"). A batch
+    # frees its slot when the relayer sees it in a block, so in flight x batch is the most the
+    # relayer sends a block: 10 x 128 held `wattchain bench chain` to 590 orders/s, 14 x 256 gave
+    # 938. The API's back-pressure promises orders the pace measured on chain, not this
+    # product (api/backpressure.py).
+    relay_batch: int = Field(256, ge=1)
+    relay_in_flight: int = Field(14, ge=1)
     # Participants per `settle_interval` call (the chain's most, 1,000, take about 310 ms of a
     # call's 650: README, "Weights"); the settler halves it for a call the block cannot take.
     # When an interval may settle is the chain's rule (its readings, or the market's reading

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from substrateinterface import Keypair
 
-from chain import PALLET, Chain, ChainError
+from chain import PALLET, Chain, ChainError, relayed_cancels_args, relayed_orders_args
 from market import MarketParams, SignedCancel, SignedOrder, now_ms, ss58
 from store import DataDir, alert
 from store.orderlog import LoggedOrder, OrderLog
@@ -189,25 +189,20 @@ class Relayer:
     def _submit(self, table: str, group: list) -> bool:
         if table == "orders":
             function = "place_orders_relayed"
-            params = {
-                "orders": [
-                    SignedOrder(e.owner, e.spec, bytes.fromhex(e.signature[2:])).to_call_arg()
-                    for e in group
-                ]
-            }
+            args = relayed_orders_args(
+                [SignedOrder(e.owner, e.spec, bytes.fromhex(e.signature[2:])) for e in group]
+            )
         else:
             function = "cancel_orders_relayed"
-            params = {
-                "cancels": [
-                    SignedCancel(
-                        e.owner, e.client_order_id, bytes.fromhex(e.signature[2:])
-                    ).to_call_arg()
+            args = relayed_cancels_args(
+                [
+                    SignedCancel(e.owner, e.client_order_id, bytes.fromhex(e.signature[2:]))
                     for e in group
                 ]
-            }
+            )
         seqs = [e.seq for e in group]
         try:
-            tx = self.chain.submit_nowait(self.signer, function, params)
+            tx = self.chain.submit_nowait(self.signer, function, args)
         except ChainError as exc:
             text = f"{exc.name}: {exc.detail}"
             metrics.RELAY_BATCHES.labels("refused").inc()

@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 
 from chain import ChainError, Event, PendingTx, Receipt
-from market import MarketParams, OrderSpec, dev_keypair, sign_order
+from market import MarketParams, OrderSpec, dev_keypair, sign_order, ss58
 from offchain.relayer import Relayer
 from store import DataDir
 from store.orderlog import OrderLog
@@ -39,7 +39,7 @@ class ScriptedChain:
         return PARAMS
 
     def submit_nowait(self, signer, function, params, **_):
-        items = params.get("orders") or params.get("cancels")
+        items = _entries(function, params)
         reason = self.refuse(function, items)
         if reason:
             raise ChainError("InvalidTransaction", reason)
@@ -111,6 +111,25 @@ class ScriptedChain:
 
     def client_order_ids(self, keys):
         return [self.on_chain.get(key) for key in keys]
+
+
+def _entries(function: str, args: bytes) -> list[dict]:
+    """The relayed batch the relayer encoded, as plain dicts: a length (compact, here one byte:
+    batches stay under 64), then fixed-size entries."""
+    count, body = args[0] >> 2, args[1:]
+    size = 32 + 37 + 64 if function == "place_orders_relayed" else 32 + 8 + 64
+    assert args[0] & 3 == 0 and len(body) == count * size
+    entries = []
+    for i in range(count):
+        entry = body[i * size : (i + 1) * size]
+        owner = ss58(entry[:32])
+        if function == "place_orders_relayed":
+            spec = OrderSpec.decode(entry[32:69])
+            entries.append({"owner": owner, "spec": {"client_order_id": spec.client_order_id}})
+        else:
+            cid = int.from_bytes(entry[32:40], "little")
+            entries.append({"owner": owner, "client_order_id": cid})
+    return entries
 
 
 def log_orders(data, n, interval=None, start=0):
