@@ -49,6 +49,9 @@ class Receipt:
     events: list[Event]
     finalized: bool = False
     call: str = ""
+    # False from a watcher that does not read events (`watcher(events=False)`): then only where
+    # the tx landed is known, not `success`, `error` or `events`; `Chain.with_events` reads them.
+    events_read: bool = True
 
     def raise_for_error(self) -> Receipt:
         if self.error is not None:
@@ -239,8 +242,17 @@ class Chain(MarketReads):
     def resync_nonce(self, account: str) -> None:
         _tracker(self.genesis_hash_hex, ss58(account)).next = None
 
-    def watcher(self, *, finality: bool = False) -> ReceiptWatcher:
-        return ReceiptWatcher(self, finality=finality)
+    def watcher(self, *, finality: bool = False, events: bool = True) -> ReceiptWatcher:
+        return ReceiptWatcher(self, finality=finality, events=events)
+
+    def with_events(self, receipt: Receipt, tx: PendingTx) -> Receipt:
+        """The receipt of a watcher that did not read events, with them (and so its outcome)."""
+        events = self.events(receipt.block_hash)
+        full = self._receipt(
+            tx, receipt.block_hash, receipt.block_number, receipt.extrinsic_index, events
+        )
+        full.finalized = receipt.finalized
+        return full
 
     def wait(
         self,
@@ -459,9 +471,10 @@ class ReceiptWatcher:
     often as convenient. With finality, a receipt is ready once its block is finalized and still
     canonical (a retracted block puts the tx back to be found again)."""
 
-    def __init__(self, chain: Chain, *, finality: bool = False):
+    def __init__(self, chain: Chain, *, finality: bool = False, events: bool = True):
         self.chain = chain
         self.finality = finality
+        self.read_events = events
         self.pending: dict[str, PendingTx] = {}
         self.included: dict[str, Receipt] = {}
         self.scanned: int | None = None
@@ -488,7 +501,21 @@ class ReceiptWatcher:
             hits = [
                 (i, h) for i, h in enumerate(hashes) if h in self.pending and h not in self.included
             ]
-            if hits:
+            if hits and not self.read_events:
+                for index, tx_hash in hits:
+                    tx = self.pending[tx_hash]
+                    self.included[tx_hash] = Receipt(
+                        tx_hash,
+                        block_hash,
+                        number,
+                        index,
+                        True,
+                        None,
+                        [],
+                        call=tx.call,
+                        events_read=False,
+                    )
+            elif hits:
                 events = chain.events(block_hash)
                 for index, tx_hash in hits:
                     self.included[tx_hash] = chain._receipt(

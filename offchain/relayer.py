@@ -19,7 +19,15 @@ from dataclasses import dataclass
 
 from substrateinterface import Keypair
 
-from chain import PALLET, Chain, ChainError, relayed_cancels_args, relayed_orders_args
+from chain import (
+    PALLET,
+    Chain,
+    ChainError,
+    PendingTx,
+    Receipt,
+    relayed_cancels_args,
+    relayed_orders_args,
+)
 from market import MarketParams, SignedCancel, SignedOrder, now_ms, ss58
 from store import DataDir, alert
 from store.orderlog import LoggedOrder, OrderLog
@@ -47,6 +55,7 @@ LATE_GRACE_MS = (
 class _Flight:
     table: str
     entries: list  # LoggedOrder | LoggedCancel
+    tx: PendingTx
 
 
 class Relayer:
@@ -61,7 +70,10 @@ class Relayer:
         self.batch = max(1, batch)
         self.in_flight = max(1, in_flight)
         self.log = OrderLog(data.orders())
-        self.watcher = chain.watcher()
+        # Where a batch landed is enough when all its orders are on chain as sent (read raw,
+        # `_placed_as_sent`); a block's events are decoded only when they are not: decoding a
+        # full block's took about a second of the workers' time.
+        self.watcher = chain.watcher(events=False)
         self.flights: dict[str, _Flight] = {}
         self._recovered = False
         self._opened: int | None = None  # the chain's connections at the last step
@@ -226,7 +238,7 @@ class Relayer:
         self._saw_best(tx.best_at_submit)
         self.log.mark_submitted(table, seqs, tx.tx_hash)
         self.watcher.add(tx)
-        self.flights[tx.tx_hash] = _Flight(table, group)
+        self.flights[tx.tx_hash] = _Flight(table, group, tx)
         log.debug("sent %d %s in %s", len(group), table, tx.tx_hash)
         return True
 
@@ -239,6 +251,15 @@ class Relayer:
             flight = self.flights.pop(receipt.tx_hash, None)
             if flight is None:
                 continue
+            if not receipt.events_read:
+                placed = self._placed_as_sent(flight, receipt)
+                if placed is not None:
+                    self.log.mark_onchain(
+                        "orders", placed, receipt.block_hash, receipt.block_number
+                    )
+                    self._landed(flight, receipt)
+                    continue
+                receipt = self.chain.with_events(receipt, flight.tx)
             seqs = [e.seq for e in flight.entries]
             if receipt.success:
                 event = (
@@ -252,7 +273,7 @@ class Relayer:
                         self.log.mark_rejected(flight.table, e.seq, error)
                         metrics.RELAY_REJECTED.labels(KIND[flight.table], error).inc()
                 kept = [e for e in flight.entries if (e.owner, e.client_order_id) not in refused]
-                flight = _Flight(flight.table, kept)
+                flight = _Flight(flight.table, kept, flight.tx)
                 seqs = [e.seq for e in kept]
                 if flight.table == "orders":
                     placed = {
@@ -280,10 +301,7 @@ class Relayer:
                         receipt.block_hash,
                         receipt.block_number,
                     )
-                self.relayed += len(seqs)
-                metrics.RELAY_BATCHES.labels("landed").inc()
-                metrics.RELAYED.labels(KIND[flight.table]).inc(len(seqs))
-                self._lag(flight.table, flight.entries, receipt.block_number)
+                self._landed(flight, receipt)
             elif len(seqs) == 1:
                 error = receipt.error.name if receipt.error else "ExtrinsicFailed"
                 log.info("chain rejected %s entry %d: %s", flight.table, seqs[0], error)
@@ -306,6 +324,30 @@ class Relayer:
                 metrics.RELAY_BATCHES.labels("dropped").inc()
                 log.warning("%s; resending its %d entries", exc, len(flight.entries))
                 self.log.back_to_pending(flight.table, [e.seq for e in flight.entries], solo=False)
+
+    def _placed_as_sent(self, flight: _Flight, receipt: Receipt) -> list | None:
+        """(seq, order id) of every order of a landed batch when each is on chain, in that
+        block, with the owner and content sent; None when any is not (refused, or the batch
+        failed): then the block's events tell why."""
+        if flight.table != "orders":
+            return None
+        keys = [(e.owner, e.spec.client_order_id) for e in flight.entries]
+        ids = self.chain.client_order_ids(keys, receipt.block_hash)
+        if any(i is None for i in ids):
+            return None
+        # A client order id taken by another order (other content) is a refusal, not a landing.
+        found = {o.order_id: o for o in self.chain.orders(ids, receipt.block_hash)}
+        for e, order_id in zip(flight.entries, ids):
+            order = found.get(order_id)
+            if order is None or order.owner != ss58(e.owner) or order.spec != e.spec:
+                return None
+        return [(e.seq, order_id) for e, order_id in zip(flight.entries, ids)]
+
+    def _landed(self, flight: _Flight, receipt: Receipt) -> None:
+        self.relayed += len(flight.entries)
+        metrics.RELAY_BATCHES.labels("landed").inc()
+        metrics.RELAYED.labels(KIND[flight.table]).inc(len(flight.entries))
+        self._lag(flight.table, flight.entries, receipt.block_number)
 
     def _resend_after_reconnect(self) -> None:
         """After a new connection the node may be one that restarted: its pool, and the batches

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 
-from chain import ChainError, Event, PendingTx, Receipt
+from chain import ChainError, ChainOrder, Event, PendingTx, Receipt
 from market import MarketParams, OrderSpec, dev_keypair, sign_order, ss58
 from offchain.relayer import Relayer
 from store import DataDir
@@ -25,8 +25,15 @@ class ScriptedChain:
         verdict=lambda f, items: None,
         refuse=lambda f, items: None,
         refuse_entry=lambda item: None,
+        light=False,
     ):
         self.verdict, self.refuse, self.refuse_entry = verdict, refuse, refuse_entry
+        # light: the watcher tells only where a tx landed, as the relayer's real one does; the
+        # relayer then reads its orders (client_order_ids, orders) or asks for the events.
+        self.light = light
+        self.specs: dict[int, tuple[str, OrderSpec]] = {}
+        self.full: dict[str, Receipt] = {}
+        self.events_read = 0
         self.sent: list[tuple[str, list]] = []
         self.on_chain: dict[tuple[str, int], int] = {}
         self.next_id = 0
@@ -65,6 +72,7 @@ class ScriptedChain:
                     events.append(Event("EnergyTrading", "RelayedOrderRefused", event, 1, 0))
                 elif key not in self.on_chain:
                     self.on_chain[key] = self.next_id
+                    self.specs[self.next_id] = (o["owner"], o["order_spec"])
                     events.append(
                         Event(
                             "EnergyTrading",
@@ -80,10 +88,21 @@ class ScriptedChain:
                     )
                     self.next_id += 1
         err = None if error is None else ChainError(error, pallet="EnergyTrading")
-        self.landed.append(Receipt(tx.tx_hash, "0xblock", 5, 1, error is None, err, events))
+        receipt = Receipt(tx.tx_hash, "0xblock", 5, 1, error is None, err, events)
+        self.full[tx.tx_hash] = receipt
+        if self.light:
+            receipt = Receipt(tx.tx_hash, "0xblock", 5, 1, True, None, [], events_read=False)
+        self.landed.append(receipt)
         return tx
 
-    def watcher(self, finality=False):
+    def with_events(self, receipt, tx):
+        self.events_read += 1
+        return self.full[tx.tx_hash]
+
+    def orders(self, ids, block_hash=None):
+        return [ChainOrder(i, *self.specs[i], "open") for i in ids if i in self.specs]
+
+    def watcher(self, finality=False, events=True):
         chain = self
 
         class W:
@@ -109,7 +128,7 @@ class ScriptedChain:
     def client_order_id(self, owner, coid):
         return self.on_chain.get((owner, coid))
 
-    def client_order_ids(self, keys):
+    def client_order_ids(self, keys, block_hash=None):
         return [self.on_chain.get(key) for key in keys]
 
 
@@ -125,7 +144,13 @@ def _entries(function: str, args: bytes) -> list[dict]:
         owner = ss58(entry[:32])
         if function == "place_orders_relayed":
             spec = OrderSpec.decode(entry[32:69])
-            entries.append({"owner": owner, "spec": {"client_order_id": spec.client_order_id}})
+            entries.append(
+                {
+                    "owner": owner,
+                    "spec": {"client_order_id": spec.client_order_id},
+                    "order_spec": spec,
+                }
+            )
         else:
             cid = int.from_bytes(entry[32:40], "little")
             entries.append({"owner": owner, "client_order_id": cid})
@@ -159,6 +184,37 @@ def test_batches_land_and_get_their_chain_ids(tmp_path):
     assert [len(items) for _, items in chain.sent] == [4, 4, 2]
     assert log.counts() == {"onchain": 10}
     assert log.order(BOB.ss58_address, 7)["order_id"] == chain.on_chain[(BOB.ss58_address, 7)]
+
+
+def test_a_batch_whose_orders_are_all_on_chain_as_sent_needs_no_events(tmp_path):
+    data = DataDir(tmp_path)
+    log = log_orders(data, 10)
+    chain = ScriptedChain(light=True)
+    run(Relayer(data, chain, dev_keypair("Dave"), batch=4, in_flight=2))
+    assert log.counts() == {"onchain": 10}
+    assert log.order(BOB.ss58_address, 7)["order_id"] == chain.on_chain[(BOB.ss58_address, 7)]
+    assert chain.events_read == 0
+
+
+def test_an_order_whose_client_id_another_order_holds_is_not_taken_for_it(tmp_path):
+    """Batch poisoning seen from the relayer's cheap check: the owner's client order id is on
+    chain, but for another order (other content). The relayer must not mark its entry with that
+    order's id: it reads the block's events, and the pallet's refusal names the entry."""
+    data = DataDir(tmp_path)
+    log = log_orders(data, 5)
+    interval = log.order(BOB.ss58_address, 3)["interval"]
+
+    def conflicting(o):
+        return "ClientOrderIdReused" if o["spec"]["client_order_id"] == 3 else None
+
+    chain = ScriptedChain(refuse_entry=conflicting, light=True)
+    chain.on_chain[(BOB.ss58_address, 3)] = 99
+    chain.specs[99] = (BOB.ss58_address, OrderSpec(3, interval, "bid", 1, 51))
+    run(Relayer(data, chain, dev_keypair("Dave"), batch=8))
+    assert chain.events_read == 1
+    assert log.counts() == {"onchain": 4, "rejected": 1}
+    assert log.order(BOB.ss58_address, 3)["error"] == "ClientOrderIdReused"
+    assert log.order(BOB.ss58_address, 3)["order_id"] is None
 
 
 def test_a_failed_batch_is_split_and_only_the_bad_order_rejected(tmp_path):
