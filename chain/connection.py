@@ -15,10 +15,12 @@ from typing import Any
 
 from substrateinterface import SubstrateInterface
 from substrateinterface.exceptions import SubstrateRequestException
+from substrateinterface.utils.hasher import xxh128
 
 from market import SS58_FORMAT
 
 from .errors import CONNECTION_ERRORS, ChainError, ChainUnavailable
+from .events import EventDecoder
 
 log = logging.getLogger("wattchain.chain")
 
@@ -47,12 +49,13 @@ class Block:
     events: list[Event]
 
 
-# Decoded events by (genesis, block hash), shared by every connection of the process. The relayer
-# decodes a block's events when its batch lands and the indexer the same block once finalized;
-# scalecodec takes about 0.3 ms an event, and a full block holds thousands.
+# Decoded events by (genesis, block hash), shared by every connection of the process: the
+# relayer (when a batch of its fails) and the indexer read the same blocks.
 _EVENTS_CACHED = 64
 _EVENTS: OrderedDict[tuple[str, str], tuple[Event, ...]] = OrderedDict()
 _EVENTS_LOCK = threading.Lock()
+_EVENTS_KEY = "0x" + (xxh128(b"System") + xxh128(b"Events")).hex()
+_DECODERS: dict[int, EventDecoder] = {}  # by runtime spec version (built once, then read only)
 
 
 class ChainConnection:
@@ -230,26 +233,28 @@ class ChainConnection:
             cached = _EVENTS.get(key)
         if cached is not None:
             return list(cached)
-        records = self._call(lambda s: s.get_events(block_hash))
-        events = []
-        for i, record in enumerate(records):
-            v = record.value
-            events.append(
-                Event(
-                    pallet=v["module_id"],
-                    name=v["event_id"],
-                    attributes=v.get("attributes"),
-                    extrinsic_index=v.get("extrinsic_idx")
-                    if v.get("phase") == "ApplyExtrinsic"
-                    else None,
-                    index=i,
-                )
-            )
+        raw, decoder = self._call(lambda s: self._raw_events(s, block_hash))
+        events = [
+            Event(pallet, name, attributes, extrinsic_index, i)
+            for i, (pallet, name, attributes, extrinsic_index) in enumerate(decoder.decode(raw))
+        ]
         with _EVENTS_LOCK:
             _EVENTS[key] = tuple(events)
             while len(_EVENTS) > _EVENTS_CACHED:
                 _EVENTS.popitem(last=False)
         return events
+
+    def _raw_events(self, s: SubstrateInterface, block_hash: str) -> tuple[bytes, EventDecoder]:
+        """The block's `System.Events`, raw, and the decoder of its runtime."""
+        s.init_runtime(block_hash=block_hash)  # the block's own runtime, cached by version
+        version = s.runtime_version
+        decoder = _DECODERS.get(version)
+        if decoder is None:
+            events = s.metadata.get_metadata_pallet("System").get_storage_function("Events")
+            registry = s.metadata.portable_registry.value["types"]
+            decoder = _DECODERS[version] = EventDecoder(registry, events.value["type"]["Plain"])
+        raw = s.rpc_request("state_getStorage", [_EVENTS_KEY, block_hash]).get("result")
+        return (bytes.fromhex(raw[2:]) if raw else b"\x00"), decoder
 
     def block(self, number: int, *, with_events: bool = True) -> Block:
         block_hash = self.block_hash(number)

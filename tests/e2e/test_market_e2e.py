@@ -29,7 +29,7 @@ from e2e_helpers import (
 
 import matcher
 from api.client import Client, OrderRefused, fresh_client_order_id, order_body
-from chain import PALLET, Chain
+from chain import PALLET, Chain, ChainError
 from market import OrderSpec, interval_clock, keypair, now_ms, sign_order
 from meter_bridge import Accreditation, MeterKey, sign_reading, start_simulator
 from meter_bridge.reading import RawReading
@@ -853,3 +853,42 @@ def test_a_device_is_configured_on_the_page_and_the_ingest_applies_it(market, tm
     finally:
         ingest.stop()
         sim.stop()
+
+
+def test_every_event_of_the_market_decodes_as_substrate_interface_decodes_it(market):
+    """chain/events.py decodes `System.Events` itself (scalecodec was most of the workers' time
+    under load). Every event this module's market produced (orders, refusals, failed calls,
+    clearings, settlements, meters, balances, fees) must come out as substrate-interface's
+    decoder gives it: pallet, name, attributes and extrinsic."""
+    chain = market.chain
+    # A call that fails: its ExtrinsicFailed carries the pallet's error, read by its name.
+    with pytest.raises(ChainError) as failed:
+        chain.submit(keypair(TRADERS[0]), "cancel_order", {"client_order_id": 2**64 - 1})
+    assert failed.value.name == "UnknownOrder"
+    kinds = set()
+    for number in range(1, chain.best_number() + 1):
+        block_hash = chain.block_hash(number)
+        ours = [
+            (e.pallet, e.name, e.attributes, e.extrinsic_index) for e in chain.events(block_hash)
+        ]
+        theirs = [
+            (
+                r.value["module_id"],
+                r.value["event_id"],
+                r.value.get("attributes"),
+                r.value.get("extrinsic_idx") if r.value.get("phase") == "ApplyExtrinsic" else None,
+            )
+            for r in chain.substrate.get_events(block_hash)
+        ]
+        assert ours == theirs, f"block {number}"
+        kinds.update((pallet, name) for pallet, name, _, _ in ours)
+    expected = {
+        ("System", "ExtrinsicFailed"),
+        (PALLET, "OrderPlaced"),
+        (PALLET, "RelayedOrderRefused"),
+        (PALLET, "ClearingAccepted"),
+        (PALLET, "Traded"),
+        (PALLET, "ReadingAccepted"),
+        (PALLET, "ParticipantSettled"),
+    }
+    assert expected <= kinds, expected - kinds
