@@ -47,8 +47,9 @@ from .processes import start_workers
 
 ORDERS_PER_TRADER = 100
 # How fast the relayer is assumed to take orders to the chain when choosing the interval: the
-# orders must all be on chain before its gate. Cautious, so a slow run is measured, not lost.
-ASSUMED_ORDERS_PER_S = 150
+# orders must all be on chain before its gate. Cautious (it measures about 1,000), so a slow run
+# is measured, not lost.
+ASSUMED_ORDERS_PER_S = 300
 SETUP_S = 20  # the workers' start and the first relayed batch
 VOID_WAIT_S = 300
 
