@@ -282,7 +282,11 @@ class OrderLog:
             "SELECT * FROM orders WHERE status = ? ORDER BY seq LIMIT ?",
             (PENDING, limit + len(exclude)),
         ).fetchall()
-        return [LoggedOrder.from_row(r) for r in rows if r["seq"] not in exclude][:limit]
+        # Only the rows returned are built: with 14 batches of 256 in flight, building all the
+        # rows read (3,840) for each batch took a sixth of the relayer's time in a profile.
+        return [
+            LoggedOrder.from_row(r) for r in [r for r in rows if r["seq"] not in exclude][:limit]
+        ]
 
     def pending_cancels(self, limit: int, *, exclude: set[int] = frozenset()) -> list[LoggedCancel]:
         """Cancels whose order has left the log's pending states (so the chain knows it, or the
@@ -303,9 +307,8 @@ class OrderLog:
                 r["attempts"],
                 r["received_ms"],
             )
-            for r in rows
-            if r["seq"] not in exclude
-        ][:limit]
+            for r in [r for r in rows if r["seq"] not in exclude][:limit]
+        ]
 
     def submitted(self, table: str) -> list[sqlite3.Row]:
         return self.conn.execute(
