@@ -18,19 +18,9 @@ from market import ss58
 # decode(data, pos) -> (value, position after it)
 Decode = Callable[[bytes, int], tuple[Any, int]]
 
+# Fixed-width integers: name -> (bytes, signed).
 _FIXED = {
-    "u8": (1, False),
-    "u16": (2, False),
-    "u32": (4, False),
-    "u64": (8, False),
-    "u128": (16, False),
-    "u256": (32, False),
-    "i8": (1, True),
-    "i16": (2, True),
-    "i32": (4, True),
-    "i64": (8, True),
-    "i128": (16, True),
-    "i256": (32, True),
+    f"{sign}{bits}": (bits // 8, sign == "i") for sign in "ui" for bits in (8, 16, 32, 64, 128, 256)
 }
 
 
@@ -139,16 +129,7 @@ class EventDecoder:
                 return byte_vec
             return self._repeat(item_type, compact)
         if kind == "tuple":
-            parts = [self._decoder(i) for i in spec]
-
-            def tuple_of(data: bytes, pos: int) -> tuple[Any, int]:
-                out = []
-                for part in parts:
-                    value, pos = part(data, pos)
-                    out.append(value)
-                return tuple(out), pos
-
-            return tuple_of
+            return _tuple_of([self._decoder(i) for i in spec])
         raise ValueError(f"type {type_id} ({kind}) has no decoder here")
 
     def _repeat(self, item_type: int, length: Decode) -> Decode:
@@ -170,18 +151,7 @@ class EventDecoder:
             return lambda data, pos: (unit, pos)
         decoders = [self._decoder(f["type"]) for f in fields]
         if fields[0].get("name") is None:
-            if len(decoders) == 1:
-                return decoders[0]
-            parts = decoders
-
-            def unnamed(data: bytes, pos: int) -> tuple[Any, int]:
-                out = []
-                for part in parts:
-                    value, pos = part(data, pos)
-                    out.append(value)
-                return tuple(out), pos
-
-            return unnamed
+            return decoders[0] if len(decoders) == 1 else _tuple_of(decoders)
         named = list(zip([f["name"] for f in fields], decoders))
 
         def struct_of(data: bytes, pos: int) -> tuple[dict, int]:
@@ -206,6 +176,17 @@ class EventDecoder:
             return {name: value}, pos
 
         return variant
+
+
+def _tuple_of(parts: list[Decode]) -> Decode:
+    def tuple_of(data: bytes, pos: int) -> tuple[Any, int]:
+        out = []
+        for part in parts:
+            value, pos = part(data, pos)
+            out.append(value)
+        return tuple(out), pos
+
+    return tuple_of
 
 
 def _primitive(name: str) -> Decode:
