@@ -24,7 +24,8 @@ _FIXED = {
 }
 
 
-def compact(data: bytes, pos: int) -> tuple[int, int]:
+def read_compact(data: bytes, pos: int) -> tuple[int, int]:
+    """SCALE's compact integer at `pos`: (its value, the position after it)."""
     mode = data[pos] & 3
     if mode == 0:
         return data[pos] >> 2, pos + 1
@@ -46,7 +47,7 @@ class EventDecoder:
         self._records = self._sequence_item(events_type)
 
     def decode(self, data: bytes) -> list[tuple[str, str, Any, int | None]]:
-        count, pos = compact(data, 0)
+        count, pos = read_compact(data, 0)
         out = []
         for _ in range(count):
             record, pos = self._records(data, pos)
@@ -103,7 +104,7 @@ class EventDecoder:
         if kind == "primitive":
             return _primitive(spec)
         if kind == "compact":
-            return compact
+            return read_compact
         if kind == "composite":
             return self._fields(spec["fields"], unit=())
         if kind == "variant":
@@ -123,11 +124,11 @@ class EventDecoder:
             if is_byte:
 
                 def byte_vec(data: bytes, pos: int) -> tuple[str, int]:
-                    n, pos = compact(data, pos)
+                    n, pos = read_compact(data, pos)
                     return "0x" + data[pos : pos + n].hex(), pos + n
 
                 return byte_vec
-            return self._repeat(item_type, compact)
+            return self._repeat(item_type, read_compact)
         if kind == "tuple":
             return _tuple_of([self._decoder(i) for i in spec])
         raise ValueError(f"type {type_id} ({kind}) has no decoder here")
@@ -201,7 +202,7 @@ def _primitive(name: str) -> Decode:
     if name == "str":
 
         def text(data: bytes, pos: int) -> tuple[str, int]:
-            n, pos = compact(data, pos)
+            n, pos = read_compact(data, pos)
             return data[pos : pos + n].decode("utf-8"), pos + n
 
         return text

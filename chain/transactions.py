@@ -20,6 +20,7 @@ from market import SignedCancel, SignedOrder, public_key, ss58, to_chain_name
 
 from .connection import PALLET, Event
 from .errors import ChainError, request_error_text
+from .events import read_compact
 from .reads import MarketReads
 
 log = logging.getLogger("wattchain.chain")
@@ -598,19 +599,6 @@ def _compact(n: int) -> bytes:
     return bytes([((len(raw) - 4) << 2) | 3]) + raw
 
 
-def _compact_len(data: bytes) -> tuple[int, int]:
-    """(value, bytes it took) of the compact integer that starts `data`."""
-    mode = data[0] & 3
-    if mode == 0:
-        return data[0] >> 2, 1
-    if mode == 1:
-        return int.from_bytes(data[:2], "little") >> 2, 2
-    if mode == 2:
-        return int.from_bytes(data[:4], "little") >> 2, 4
-    size = (data[0] >> 2) + 4
-    return int.from_bytes(data[1 : 1 + size], "little"), 1 + size
-
-
 def _sign_encoded(
     s: SubstrateInterface, signer: Keypair, call: bytes, nonce: int | None, era_period: int
 ) -> bytes:
@@ -627,7 +615,7 @@ def _sign_encoded(
     template = bytes(
         s.create_signed_extrinsic(call=remark, keypair=signer, nonce=nonce, era=era).data.data
     )
-    _, skip = _compact_len(template)
+    _, skip = read_compact(template, 0)
     body = template[skip:]
     # version 4 signed (0x84), MultiAddress::Id (0x00 ++ 32 bytes), MultiSignature (variant ++ 64)
     signed_part = 1 + 33 + 1 + 64
