@@ -1,6 +1,7 @@
 """WattChain's client of its node: the one wrapper around substrate-interface.
 
 - `connection`: connect with retry, reconnect, JSON-RPC, blocks, events, storage by name;
+- `events`: a block's `System.Events` decoded by functions compiled from the metadata;
 - `reads`: the EnergyTrading pallet's storage as plain Python;
 - `transactions`: nonces, signing, submission, receipts (`Chain` is the whole client);
 - `errors`: `ChainError` (named after the pallet's error) and `ChainUnavailable`;
