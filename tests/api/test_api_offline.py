@@ -181,16 +181,15 @@ def test_concurrent_orders_each_get_their_own_202_once_logged(api, tmp_path):
 
 def test_interval_cap(tmp_path):
     app = create_app(Settings(data_dir=tmp_path, max_orders_per_interval=2), chain=FakeChainView())
+    # One interval for the whole test: body()'s default moves on when the clock crosses an
+    # interval's boundary between two orders (a third order then found a fresh interval).
+    k = open_interval()
     with TestClient(app) as api:
         for i in range(2):
-            assert api.post("/orders", json=body(client_order_id=i)).status_code == 202
-        assert error_of(api.post("/orders", json=body(client_order_id=5))) == (422, "IntervalFull")
-        assert (
-            api.post(
-                "/orders", json=body(client_order_id=6, interval=open_interval() + 1)
-            ).status_code
-            == 202
-        )
+            assert api.post("/orders", json=body(client_order_id=i, interval=k)).status_code == 202
+        full = api.post("/orders", json=body(client_order_id=5, interval=k))
+        assert error_of(full) == (422, "IntervalFull")
+        assert api.post("/orders", json=body(client_order_id=6, interval=k + 1)).status_code == 202
 
 
 def test_bids_waiting_for_relay_count_against_funds(api):
