@@ -44,7 +44,7 @@ class EventDecoder:
     def __init__(self, registry: list[dict], events_type: int):
         self._types = {t["id"]: t["type"] for t in registry}
         self._compiled: dict[int, Decode] = {}
-        self._records = self._sequence_item(events_type)
+        self._records = self._record_decoder(events_type)
 
     def decode(self, data: bytes) -> list[tuple[str, str, Any, int | None]]:
         count, pos = read_compact(data, 0)
@@ -57,7 +57,7 @@ class EventDecoder:
         return out
 
     # -- the record: phase, the runtime's event (pallet variant around the pallet's event), topics
-    def _sequence_item(self, events_type: int) -> Decode:
+    def _record_decoder(self, events_type: int) -> Decode:
         record_type = self._types[events_type]["def"]["sequence"]["type"]
         fields = {
             f["name"]: f["type"] for f in self._types[record_type]["def"]["composite"]["fields"]
