@@ -26,6 +26,10 @@ log = logging.getLogger("wattchain.chain")
 
 PALLET = "EnergyTrading"
 DEFAULT_URL = "ws://127.0.0.1:9944"
+# The longest wait between two tries to reach a node that is away. A refused connection costs
+# nothing, and every second between the node answering again and its clients noticing is a
+# second that orders in flight lose towards their gate.
+RETRY_MAX_S = 0.5
 
 # scalecodec keeps type registries in shared state: two threads decoding metadata at once can
 # see each other's half-loaded registry ("Decoder class for Compact<u32> not found").
@@ -86,7 +90,7 @@ class ChainConnection:
     def connect(self, timeout_s: float | None = None) -> ChainConnection:
         """Connect, retrying until the node answers or `timeout_s` passes."""
         deadline = time.monotonic() + (self.connect_timeout_s if timeout_s is None else timeout_s)
-        delay, last = 0.2, None
+        delay, last = 0.1, None
         while True:
             try:
                 self._open()
@@ -96,7 +100,7 @@ class ChainConnection:
             if time.monotonic() >= deadline:
                 raise ChainUnavailable(f"cannot reach node at {self.url}: {last}")
             time.sleep(delay)
-            delay = min(delay * 2, 2.0)
+            delay = min(delay * 2, RETRY_MAX_S)
 
     def _open(self) -> None:
         self.close()
@@ -152,7 +156,7 @@ class ChainConnection:
     def _call(self, fn: Callable[[SubstrateInterface], Any]) -> Any:
         """Run fn(substrate), reconnecting (for up to retry_s) when the connection drops."""
         deadline = time.monotonic() + self.retry_s
-        delay = 0.2
+        delay = 0.1
         while True:
             try:
                 return fn(self.substrate)
@@ -166,7 +170,7 @@ class ChainConnection:
                 if time.monotonic() >= deadline:
                     raise ChainUnavailable(f"node at {self.url} unreachable: {exc}") from exc
                 time.sleep(delay)
-                delay = min(delay * 2, 2.0)
+                delay = min(delay * 2, RETRY_MAX_S)
                 try:
                     self._open()
                     self.reconnects += 1
