@@ -1,6 +1,6 @@
 """`wattchain run` with its real node, as the load-test recipe uses it: fixed ports, the URLs
-printed once it is ready, its node restarted after a kill -9 (the chain kept), and nothing left
-behind after a kill -9 of `run` itself."""
+printed once it is ready, its node restarted after a kill -9 (the chain kept, the compiled
+runtime cached), and nothing left behind after a kill -9 of `run` itself."""
 
 from __future__ import annotations
 
@@ -40,6 +40,9 @@ def test_run_prints_its_urls_restarts_its_node_and_leaves_nothing_behind(node_bi
         chain = Chain(rpc_url).connect(timeout_s=60)
         wait_for(lambda: chain.best_number() > height, 30, "blocks on the kept chain")
         chain.close()
+        # What lets a restart skip compiling the runtime (service.rs): wasmtime's cache of it.
+        cache = tmp_path / "market" / "chain" / "wasm-cache"
+        assert any(p.is_file() for p in cache.rglob("*")), f"nothing cached in {cache}"
 
         children = children_of(run.pid)
         assert len(children) == 3  # node, workers, API
