@@ -4,6 +4,8 @@ order log, the index and the operator's store live in the data folder the worker
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -41,6 +43,8 @@ STATIC = Path(__file__).parent / "static"
 # How long the API's start waits for a first connection to the node. A node that answers takes
 # about a second; without one the API starts anyway (503 until it connects in the background).
 NODE_WAIT_S = 15.0
+# Where `serve` hands its settings to its worker processes.
+WORKER_SETTINGS = "WATTCHAIN_API_WORKER_SETTINGS"
 
 
 def create_app(settings: Settings | None = None, *, chain: ChainView | None = None) -> FastAPI:
@@ -54,7 +58,8 @@ def create_app(settings: Settings | None = None, *, chain: ChainView | None = No
         # Create the stores' schemas before the first request reads them.
         app.state.data.orders(), app.state.data.index(), app.state.data.ops()
         app.state.chain = chain or ChainView(settings.node_url).start(wait_s=NODE_WAIT_S)
-        NODE_REACHABLE.set_function(lambda: float(getattr(app.state.chain, "node_reachable", True)))
+        # Then the chain view sets it as the node comes and goes (a stand-in view keeps this).
+        NODE_REACHABLE.set(float(getattr(app.state.chain, "node_reachable", True)))
         log.info("API on data folder %s, node %s", settings.data_dir, settings.node_url)
         yield
         app.state.chain.close()
@@ -132,17 +137,36 @@ class AppFiles(StaticFiles):
 
 
 def serve(settings: Settings, *, log_level: str = "warning") -> None:
-    """Run the API with uvicorn in this process until interrupted."""
+    """Run the API with uvicorn until interrupted: in this process, or with `api_processes` > 1
+    in that many worker processes sharing the port (uvicorn binds it, starts them and restarts
+    one that dies). One process runs out of a core first (docs/api.md, "Processes")."""
     import uvicorn
 
-    uvicorn.run(
-        create_app(settings),
+    common = dict(
         host=settings.api_host,
         port=settings.api_port,
         log_level=log_level,
         access_log=False,
         timeout_graceful_shutdown=3,
     )
+    if settings.api_processes == 1:
+        uvicorn.run(create_app(settings), **common)
+        return
+    # The workers start afresh (spawned), so they read the settings as this process resolved
+    # them (file, environment, command line) from the environment, and count their metrics in
+    # files that /metrics adds up (prometheus-client's multiprocess mode, set before they
+    # import it).
+    metrics_dir = Path(settings.data_dir) / "api-metrics"
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir(parents=True)
+    os.environ[WORKER_SETTINGS] = settings.model_dump_json()
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    uvicorn.run(f"{__name__}:worker_app", factory=True, workers=settings.api_processes, **common)
+
+
+def worker_app() -> FastAPI:
+    """The app of one of `serve`'s worker processes."""
+    return create_app(Settings.model_validate_json(os.environ[WORKER_SETTINGS]))
 
 
 __all__ = ["create_app", "serve"]

@@ -32,7 +32,7 @@ from chain import Balance, Chain, ChainUnavailable
 from chain.errors import CONNECTION_ERRORS
 from market import MarketParams, now_ms, ss58
 
-from .metrics import STALE_ANSWERS
+from .metrics import NODE_REACHABLE, STALE_ANSWERS
 
 log = logging.getLogger(__name__)
 
@@ -225,14 +225,17 @@ class ChainView:
             job.future.set_exception(exc)
 
     def _ok(self) -> None:
-        if not self._reachable and self._connected_once.is_set():
-            log.info("node at %s answers again", self.url)
+        if not self._reachable:
+            if self._connected_once.is_set():
+                log.info("node at %s answers again", self.url)
+            NODE_REACHABLE.set(1)
         self._reachable = True
         self.last_ok_ms = now_ms()
 
     def _failed(self, why: str) -> None:
         if self._reachable:
             log.warning("%s; serving cached values, reconnecting in the background", why)
+            NODE_REACHABLE.set(0)
         self._reachable = False
         self.last_error = why
 

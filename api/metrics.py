@@ -34,6 +34,7 @@ CANCELS_REFUSED = Counter(
 NODE_REACHABLE = Gauge(
     "wattchain_api_node_reachable",
     "1 while the API reads the node, 0 while it serves the last values it read",
+    multiprocess_mode="livemin",  # several API processes: 0 when any of them cannot read it
 )
 STALE_ANSWERS = Counter(
     "wattchain_api_stale_reads_total",

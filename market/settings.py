@@ -82,6 +82,10 @@ class Settings(BaseSettings):
     # The market's local time zone: times shown to people (web page, demo) are in it.
     timezone: str = "America/Sao_Paulo"
     api_host: str = "127.0.0.1"
+    # API processes sharing api_port (uvicorn's workers). One process runs out of a core near
+    # 450 orders/s. Each counts its rate limits alone, and sees the others' orders in the relay
+    # backlog within a quarter of a second (docs/api.md, "Processes").
+    api_processes: int = Field(1, ge=1, le=32)
     api_port: int = Field(8000, ge=0, le=65_535)  # 0: a free port (`wattchain run` prints it)
     # The RPC port of the node that `wattchain run` and `wattchain node` start (0: a free port,
     # printed once the node is up).

@@ -12,7 +12,7 @@ relay log, and prints one JSON line:
   (answers other than 202 and the honest refusals), `refused` (503 RelayBacklog, 429
   RateLimited, by reason);
 - `relay_lag_p99_s` and `relay_lag_p99_blocks` (202 to on chain), `cpu_api_pct` (of one core,
-  over the run, the API's restarts included);
+  over the run, the API's restarts and worker processes included);
 - `restarts`: how often the supervisor restarted each part; with `--kill`, `kills`: each
   part killed (SIGKILL, once, spread over the hold), when (`at_s`, seconds into the run), how
   long it took to be back (`back_after_s`, null if it never was) and what the load saw
@@ -365,15 +365,22 @@ class _ApiCpu:
         process = self.market.parts["api"].process
         if process is None:
             return
-        pid = process.pid
         try:
-            proc = self.procs.get(pid) or self.procs.setdefault(pid, self._psutil.Process(pid))
-            cpu = sum(proc.cpu_times()[:2])
+            api = self.procs.get(process.pid) or self._psutil.Process(process.pid)
+            # With api_processes > 1 the API is uvicorn's parent and its worker processes.
+            procs = [api, *api.children(recursive=True)]
         except self._psutil.Error:
             return
         # The first API's start-up is before the run; a restarted one's is the run's cost.
-        self.first.setdefault(pid, cpu if not self.first else 0.0)
-        self.last[pid] = cpu
+        before_run = not self.first
+        for proc in procs:
+            try:
+                proc = self.procs.setdefault(proc.pid, proc)
+                cpu = sum(proc.cpu_times()[:2])
+            except self._psutil.Error:
+                continue
+            self.first.setdefault(proc.pid, cpu if before_run else 0.0)
+            self.last[proc.pid] = cpu
 
     def seconds(self) -> float:
         return sum(self.last[pid] - self.first[pid] for pid in self.last)
@@ -385,6 +392,7 @@ def run_api_bench(
     *,
     data: Path | None = None,
     kill: list[str] = (),
+    api_processes: int = 2,
     log=print,
 ) -> dict:
     kills = kill_plan(list(kill), load)
@@ -396,7 +404,12 @@ def run_api_bench(
     locust: subprocess.Popen | None = None
     try:
         log(f"[bench] starting a market in {root}")
-        market = start_market(root, holder="wattchain bench api", node_binary=node_binary)
+        market = start_market(
+            root,
+            holder="wattchain bench api",
+            node_binary=node_binary,
+            api_processes=api_processes,
+        )
         supervisor = market.supervisor
         chain = Chain(market.node_url).connect()
         params = chain.market_params()
@@ -492,6 +505,7 @@ def run_api_bench(
             "refused": refused,
             "unsent": {k: v for k, v in outcomes.items() if not k.split(" ")[0].isdigit()},
             "cpu_api_pct": round(cpu_api, 1),
+            "api_processes": api_processes,
             "target_orders_per_s": load.rate,
             "seconds": round(elapsed, 1),
             "restarts": {w.name: w.restarts for w in supervisor.watched},

@@ -127,6 +127,9 @@ def parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--host", default=None)
     p.add_argument("--port", "--api-port", dest="port", type=int, default=None)
+    p.add_argument(
+        "--processes", type=int, default=None, help="processes sharing the port (api_processes)"
+    )
 
     p = sub.add_parser("workers", help="run the off-chain workers")
     _common(p)
@@ -165,6 +168,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--max-duplicated", type=int, default=0)
     p.add_argument("--max-failures", type=int, default=0)
     p.add_argument("--max-relay-lag-p99-s", type=float, default=None)
+    p.add_argument(
+        "--api-processes",
+        type=int,
+        default=2,
+        help="the API's processes (default 2: one runs out of a core first)",
+    )
     p.add_argument(
         "--kill",
         default="",
@@ -286,7 +295,7 @@ def cmd_api(args) -> int:
     from api.app import serve
 
     _logging(args.verbose)
-    settings = _settings(args, api_host=args.host, api_port=args.port)
+    settings = _settings(args, api_host=args.host, api_port=args.port, api_processes=args.processes)
     serve(settings, log_level="debug" if args.verbose else "warning")
     return 0
 
@@ -427,6 +436,7 @@ def cmd_bench(args) -> int:
             load,
             data=args.data,
             kill=[p.strip() for p in args.kill.split(",") if p.strip()],
+            api_processes=args.api_processes,
             log=lambda m: print(m, file=sys.stderr),
         )
     except (RuntimeError, TimeoutError, OSError) as exc:  # a part gave up, a busy folder

@@ -186,13 +186,15 @@ def start_market(
     sites: Path | None = None,
     extra: list[str] | None = None,
     restart_limit: int = 10,
+    api_processes: int | None = None,
     say: Callable[[str], None] = lambda _: None,
 ) -> Market:
     """Start a market on `data` and return once its API answers: the node (unless `node_url`
     names one; its chain in DATA/chain, kept across restarts), the workers, the API and, with
     `sites`, meter ingest, each a supervised child with its log in DATA/logs. The folder is
     locked for `holder` (a second market on it is refused). `extra` is passed to every Python
-    part (`--config`, `-v`). Nothing is left running if it fails."""
+    part (`--config`, `-v`); `api_processes` (None: the settings') to the API. Nothing is left
+    running if it fails."""
     data = Path(data).resolve()
     logs = data / "logs"
     market = Market(Supervisor(restart_limit=restart_limit), "", "", {})
@@ -225,12 +227,18 @@ def start_market(
             node.start()
             node_url = node.url
         market.node_url = node_url
+        processes = ["--processes", str(api_processes)] if api_processes else []
         parts = {
             "workers": start_workers(
                 data, node_url, logs / "workers.log", extra=extra, keep_fds=keep
             ),
             "api": start_api(
-                data, node_url, api_port, logs / "api.log", extra=extra, keep_fds=keep
+                data,
+                node_url,
+                api_port,
+                logs / "api.log",
+                extra=[*(extra or []), *processes],
+                keep_fds=keep,
             ),
         }
         if sites is not None:
