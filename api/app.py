@@ -4,8 +4,6 @@ order log, the index and the operator's store live in the data folder the worker
 from __future__ import annotations
 
 import logging
-import os
-import shutil
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -43,8 +41,6 @@ STATIC = Path(__file__).parent / "static"
 # How long the API's start waits for a first connection to the node. A node that answers takes
 # about a second; without one the API starts anyway (503 until it connects in the background).
 NODE_WAIT_S = 15.0
-# Where `serve` hands its settings to its worker processes.
-WORKER_SETTINGS = "WATTCHAIN_API_WORKER_SETTINGS"
 
 
 def create_app(settings: Settings | None = None, *, chain: ChainView | None = None) -> FastAPI:
@@ -136,37 +132,23 @@ class AppFiles(StaticFiles):
         return response
 
 
-def serve(settings: Settings, *, log_level: str = "warning") -> None:
-    """Run the API with uvicorn until interrupted: in this process, or with `api_processes` > 1
-    in that many worker processes sharing the port (uvicorn binds it, starts them and restarts
-    one that dies). One process runs out of a core first (docs/api.md, "Processes")."""
-    import uvicorn
-
-    common = dict(
+def uvicorn_options(settings: Settings, log_level: str) -> dict:
+    """How uvicorn serves the API, in one process (`serve`) or several
+    (`wattchain.processes.serve_api`)."""
+    return dict(
         host=settings.api_host,
         port=settings.api_port,
         log_level=log_level,
         access_log=False,
         timeout_graceful_shutdown=3,
     )
-    if settings.api_processes == 1:
-        uvicorn.run(create_app(settings), **common)
-        return
-    # The workers start afresh (spawned), so they read the settings as this process resolved
-    # them (file, environment, command line) from the environment, and count their metrics in
-    # files that /metrics adds up (prometheus-client's multiprocess mode, set before they
-    # import it).
-    metrics_dir = Path(settings.data_dir) / "api-metrics"
-    shutil.rmtree(metrics_dir, ignore_errors=True)
-    metrics_dir.mkdir(parents=True)
-    os.environ[WORKER_SETTINGS] = settings.model_dump_json()
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
-    uvicorn.run(f"{__name__}:worker_app", factory=True, workers=settings.api_processes, **common)
 
 
-def worker_app() -> FastAPI:
-    """The app of one of `serve`'s worker processes."""
-    return create_app(Settings.model_validate_json(os.environ[WORKER_SETTINGS]))
+def serve(settings: Settings, *, log_level: str = "warning") -> None:
+    """Run the API with uvicorn in this process until interrupted."""
+    import uvicorn
+
+    uvicorn.run(create_app(settings), **uvicorn_options(settings, log_level))
 
 
-__all__ = ["create_app", "serve"]
+__all__ = ["create_app", "serve", "uvicorn_options"]

@@ -292,11 +292,11 @@ def cmd_node(args) -> int:
 
 
 def cmd_api(args) -> int:
-    from api.app import serve
+    from .processes import serve_api
 
     _logging(args.verbose)
     settings = _settings(args, api_host=args.host, api_port=args.port, api_processes=args.processes)
-    serve(settings, log_level="debug" if args.verbose else "warning")
+    serve_api(settings, log_level="debug" if args.verbose else "warning")
     return 0
 
 

@@ -17,9 +17,12 @@ from pathlib import Path
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
-def die_with_parent(sig: int = signal.SIGKILL) -> Callable[[], None] | None:
+def die_with_parent(
+    sig: int = signal.SIGKILL, *, parent: int | None = None
+) -> Callable[[], None] | None:
     """A `preexec_fn` for subprocess.Popen: the child gets `sig` when its parent dies, however
-    it dies (kill -9 included). None where there is no prctl (not Linux).
+    it dies (kill -9 included). None where there is no prctl (not Linux). A process that
+    another program started calls it itself, with `parent` its parent's PID (os.getppid()).
 
     The kernel sends the signal when the *thread* that started the child ends, so start
     children from a thread that lives as long as they should (the main thread does)."""
@@ -29,7 +32,7 @@ def die_with_parent(sig: int = signal.SIGKILL) -> Callable[[], None] | None:
     prctl = ctypes.CDLL(None, use_errno=True).prctl
     prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
     prctl.restype = ctypes.c_int
-    parent = os.getpid()
+    parent = os.getpid() if parent is None else parent
 
     def preexec() -> None:
         prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0)

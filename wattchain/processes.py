@@ -7,6 +7,7 @@ market on a data folder under one supervisor (`wattchain run`, `wattchain bench 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,12 +15,21 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
+
+from market.settings import Settings
 
 from .lifecycle import DataLock, die_with_parent, port_free
 from .node import REPO_ROOT, DevNode, free_port
 from .supervisor import Supervisor
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+# Where serve_api hands its settings to the API's worker processes.
+API_WORKER_SETTINGS = "WATTCHAIN_API_WORKER_SETTINGS"
 
 
 def _env() -> dict:
@@ -107,6 +117,45 @@ def start_api(
         log_path,
         keep_fds=keep_fds,
     ).start()
+
+
+def serve_api(settings: Settings, *, log_level: str = "warning") -> None:
+    """`wattchain api`: the API until interrupted, in this process, or with `api_processes` > 1
+    in that many worker processes sharing the port (uvicorn binds it, starts them and restarts
+    one that dies). One process runs out of a core first (docs/api.md, "Processes")."""
+    from api.app import serve, uvicorn_options
+
+    if settings.api_processes == 1:
+        serve(settings, log_level=log_level)
+        return
+    import uvicorn
+
+    # The workers start afresh (spawned): they read the settings as this process resolved them
+    # (file, environment, command line) from the environment, and count their metrics in files
+    # that /metrics adds up (prometheus-client's multiprocess mode, set before they import it).
+    metrics_dir = Path(settings.data_dir) / "api-metrics"
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir(parents=True)
+    os.environ[API_WORKER_SETTINGS] = settings.model_dump_json()
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    uvicorn.run(
+        f"{__name__}:api_worker",
+        factory=True,
+        workers=settings.api_processes,
+        **uvicorn_options(settings, log_level),
+    )
+
+
+def api_worker() -> FastAPI:
+    """The app of one of serve_api's worker processes. It dies with the process that started
+    it (uvicorn's, killed -9 say), which multiprocessing does not arrange: no worker may go on
+    holding the port and the data folder after the API is gone."""
+    preexec = die_with_parent(parent=os.getppid())
+    if preexec is not None:
+        preexec()
+    from api.app import create_app
+
+    return create_app(Settings.model_validate_json(os.environ[API_WORKER_SETTINGS]))
 
 
 def start_workers(

@@ -1,9 +1,14 @@
 """An API of several processes (`api_processes`, issue 11's throughput): uvicorn's worker
 processes share the port, and `/metrics` adds up what each counted (prometheus-client's
 multiprocess mode), so whichever process answers a scrape reports every order refused. With
-each process reporting only its own, the scrapes would disagree and fall short."""
+each process reporting only its own, the scrapes would disagree and fall short. And no worker
+outlives the API killed -9 (issue 11, "Supervision")."""
 
 from __future__ import annotations
+
+import os
+import signal
+import time
 
 import httpx
 import psutil
@@ -15,6 +20,13 @@ from wattchain.node import free_port
 from wattchain.processes import Child, wait_http
 
 REFUSED = 40
+
+
+def gone(worker: psutil.Process) -> bool:
+    try:
+        return worker.status() == psutil.STATUS_ZOMBIE  # an orphan's, for init to reap
+    except psutil.NoSuchProcess:
+        return True
 
 
 def refused(text: str) -> float:
@@ -50,6 +62,16 @@ def test_two_api_processes_share_the_port_and_count_together(start_node, tmp_pat
         scrapes = [httpx.get(f"{url}/metrics", timeout=10).text for _ in range(6)]
         assert [refused(text) for text in scrapes] == [REFUSED] * 6
         assert all("wattchain_api_node_reachable 1.0" in text for text in scrapes)
+
+        os.kill(api.pid, signal.SIGKILL)  # uvicorn's process alone, as a crash
+        api.process.wait(5)
+        deadline = time.monotonic() + 10
+        while not all(gone(w) for w in workers) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert all(gone(w) for w in workers), f"workers {workers} outlived the API"
     finally:
         api.stop()
-    assert not any(w.is_running() and w.status() != psutil.STATUS_ZOMBIE for w in workers)
+        try:  # what a failed check left behind (the API's group outlives its leader)
+            os.killpg(api.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
