@@ -2,7 +2,8 @@
 the workers and meter ingest, each its own process so one can die (kill -9) without the other.
 Each child leads its own process group and dies with the process that started it
 (`lifecycle.die_with_parent`), so none outlives a killed parent. `start_market` starts a whole
-market on a data folder under one supervisor (`wattchain run`, `wattchain bench api`)."""
+market on a data folder under one supervisor (`wattchain run`, `wattchain bench api`).
+`serve_api` is `wattchain api` itself: the API in one process or in several."""
 
 from __future__ import annotations
 
