@@ -567,12 +567,8 @@ class ReceiptWatcher:
 
 def relayed_orders_args(orders: Sequence[SignedOrder]) -> bytes:
     """`place_orders_relayed`'s argument: `Vec<SignedOrder>` (owner, spec, signature)."""
-    keys: dict[str, bytes] = {}  # an owner's SS58 decoded once a batch, not once an order
     return _compact(len(orders)) + b"".join(
-        (keys.get(o.owner) or keys.setdefault(o.owner, public_key(o.owner)))
-        + o.spec.encode()
-        + _signature(o.signature)
-        for o in orders
+        public_key(o.owner) + o.spec.encode() + _signature(o.signature) for o in orders
     )
 
 

@@ -3,6 +3,7 @@ signed messages, sr25519 signatures checked exactly as the pallet checks them.""
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import TYPE_CHECKING, Protocol
 
 import sr25519
@@ -12,6 +13,10 @@ if TYPE_CHECKING:  # the key type of substrate-interface; imported only when a k
     from substrateinterface import Keypair
 
 SS58_FORMAT = 42
+# Addresses converted and remembered. scalecodec's base58, in pure Python, took about a twentieth
+# of the API's time per order and a decode an order in each relayed batch; a market's traders
+# are far fewer than this.
+_REMEMBERED = 4096
 
 
 class Signer(Protocol):
@@ -49,7 +54,7 @@ def public_key(account: str | bytes) -> bytes:
     elif isinstance(account, str) and account.startswith("0x"):
         raw = bytes.fromhex(account[2:])
     elif isinstance(account, str):
-        raw = bytes.fromhex(ss58_decode(account))
+        raw = _decoded(account)
     else:
         raise ValueError(f"not an account: {account!r}")
     if len(raw) != 32:
@@ -59,7 +64,17 @@ def public_key(account: str | bytes) -> bytes:
 
 def ss58(account: str | bytes) -> str:
     """The SS58 (format 42) address of an account given as address, 0x hex or bytes."""
-    return str(ss58_encode(public_key(account), ss58_format=SS58_FORMAT))
+    return _encoded(public_key(account))
+
+
+@lru_cache(maxsize=_REMEMBERED)
+def _decoded(address: str) -> bytes:
+    return bytes.fromhex(ss58_decode(address))  # a bad address raises, and is not remembered
+
+
+@lru_cache(maxsize=_REMEMBERED)
+def _encoded(key: bytes) -> str:
+    return str(ss58_encode(key, ss58_format=SS58_FORMAT))
 
 
 def verify_sr25519(public: bytes, message: bytes, signature: bytes) -> bool:

@@ -22,6 +22,7 @@ import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from itertools import islice
 from typing import NamedTuple
 
 from prometheus_client import Histogram
@@ -107,6 +108,13 @@ class LoggedCancel:
     status: str
     attempts: int
     received_ms: int | None = None
+
+
+def _first(rows: list[sqlite3.Row], limit: int, exclude: set[int]) -> Iterator[sqlite3.Row]:
+    """The first `limit` rows whose seq is not in `exclude`. Only those are then built: with 14
+    batches of 256 in flight, building every row read (3,840) for each batch took a sixth of
+    the relayer's time in a profile."""
+    return islice((r for r in rows if r["seq"] not in exclude), limit)
 
 
 class OrderLog:
@@ -282,11 +290,7 @@ class OrderLog:
             "SELECT * FROM orders WHERE status = ? ORDER BY seq LIMIT ?",
             (PENDING, limit + len(exclude)),
         ).fetchall()
-        # Only the rows returned are built: with 14 batches of 256 in flight, building all the
-        # rows read (3,840) for each batch took a sixth of the relayer's time in a profile.
-        return [
-            LoggedOrder.from_row(r) for r in [r for r in rows if r["seq"] not in exclude][:limit]
-        ]
+        return [LoggedOrder.from_row(r) for r in _first(rows, limit, exclude)]
 
     def pending_cancels(self, limit: int, *, exclude: set[int] = frozenset()) -> list[LoggedCancel]:
         """Cancels whose order has left the log's pending states (so the chain knows it, or the
@@ -307,7 +311,7 @@ class OrderLog:
                 r["attempts"],
                 r["received_ms"],
             )
-            for r in [r for r in rows if r["seq"] not in exclude][:limit]
+            for r in _first(rows, limit, exclude)
         ]
 
     def submitted(self, table: str) -> list[sqlite3.Row]:
