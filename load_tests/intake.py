@@ -7,6 +7,11 @@ users up to the target rate, holds it, then bursts to `WATTCHAIN_LOAD_BURST`x th
 before a gate. A user takes the next order of the earliest interval whose gate is still far
 enough away (`WATTCHAIN_LOAD_MARGIN_MS`), so no order is sent knowing it is late.
 
+With `WATTCHAIN_LOAD_BATCH_SHARE` above 0, that share of the orders comes from aggregators (a
+retailer or a cooperative placing its members' orders): each sends POST /orders/batch with
+`WATTCHAIN_LOAD_BATCH_SIZE` orders at the same orders/s as a trader, and each order of a batch
+counts by its own answer in the results.
+
 Every 202 is recorded as (owner, client_order_id, interval) in WATTCHAIN_LOAD_ACKS_FILE at the
 end, for the orchestrator to follow to the chain, with the count of each outcome, and the same
 per tenth of a second (`timeline`, keyed by unix time x 10) so the orchestrator can tell what
@@ -17,7 +22,8 @@ with no answer at all (the API down) is `0 <the error's type>`.
 Environment: WATTCHAIN_LOAD_ORDERS_FILE, WATTCHAIN_LOAD_ACKS_FILE, WATTCHAIN_LOAD_RATE (orders/s
 held), WATTCHAIN_LOAD_USER_RATE (default 10), WATTCHAIN_LOAD_RAMP_S, WATTCHAIN_LOAD_HOLD_S,
 WATTCHAIN_LOAD_BURST_S, WATTCHAIN_LOAD_BURST (default 2), WATTCHAIN_LOAD_MARGIN_MS (default 5000),
-WATTCHAIN_LOAD_INTERVAL_MS (the market's interval, for the burst's timing).
+WATTCHAIN_LOAD_INTERVAL_MS (the market's interval, for the burst's timing),
+WATTCHAIN_LOAD_BATCH_SHARE (default 0), WATTCHAIN_LOAD_BATCH_SIZE (default 25).
 """
 
 from __future__ import annotations
@@ -39,6 +45,8 @@ BURST_S = float(ENV.get("WATTCHAIN_LOAD_BURST_S", "5"))
 BURST = float(ENV.get("WATTCHAIN_LOAD_BURST", "2"))
 MARGIN_MS = int(ENV.get("WATTCHAIN_LOAD_MARGIN_MS", "5000"))
 INTERVAL_MS = int(ENV.get("WATTCHAIN_LOAD_INTERVAL_MS", "20000"))
+BATCH_SHARE = float(ENV.get("WATTCHAIN_LOAD_BATCH_SHARE", "0"))
+BATCH_SIZE = int(ENV.get("WATTCHAIN_LOAD_BATCH_SIZE", "25"))
 
 
 def _load_orders() -> deque:
@@ -76,7 +84,38 @@ def _write_acks(**_):
             json.dump({"acks": ACKS, "outcomes": OUTCOMES, "timeline": TIMELINE}, f)
 
 
+def _refused(status: int, error: str) -> bool:
+    """An honest refusal with Retry-After, not a lost order."""
+    return (status, error) in ((503, "RelayBacklog"), (429, "RateLimited"))
+
+
+def _count(order: dict, status: int, error: str) -> bool:
+    """Record one order's answer; whether it is a failure."""
+    if status == 202:
+        body = order["body"]
+        ACKS.append((body["owner"], body["client_order_id"], order["interval"]))
+        _seen("202")
+        return False
+    outcome = f"{status} {error}".strip()
+    OUTCOMES[outcome] += 1
+    _seen(outcome)
+    return not _refused(status, error)
+
+
+def _error(response) -> str:
+    if response.status_code == 0:  # no answer: connection refused or reset
+        return type(response.error).__name__ if response.error else "NoAnswer"
+    try:
+        return response.json().get("error", "")
+    except ValueError:
+        return ""
+
+
 class Trader(FastHttpUser):
+    """A trader: one order per request."""
+
+    weight = max(0, round(100 * (1 - BATCH_SHARE)))
+    abstract = weight == 0
     wait_time = constant_throughput(USER_RATE)
 
     @task
@@ -85,31 +124,47 @@ class Trader(FastHttpUser):
         if order is None:
             OUTCOMES["no order left"] += 1
             return
-        body = order["body"]
         with self.client.post(
-            "/orders", json=body, name="POST /orders", catch_response=True
+            "/orders", json=order["body"], name="POST /orders", catch_response=True
         ) as response:
             status = response.status_code
-            if status == 202:
-                ACKS.append((body["owner"], body["client_order_id"], order["interval"]))
-                _seen("202")
-                response.success()
-                return
-            error = ""
-            if status == 0:  # no answer: connection refused or reset
-                error = type(response.error).__name__ if response.error else "NoAnswer"
-            else:
-                try:
-                    error = response.json().get("error", "")
-                except ValueError:
-                    pass
-            outcome = f"{status} {error}".strip()
-            OUTCOMES[outcome] += 1
-            _seen(outcome)
-            if (status, error) in ((503, "RelayBacklog"), (429, "RateLimited")):
-                response.success()  # an honest refusal with Retry-After, not a lost order
-            else:
+            error = "" if status == 202 else _error(response)
+            if _count(order, status, error):
                 response.failure(f"{status} {error}: {response.text[:200]}")
+            else:
+                response.success()
+
+
+class Aggregator(FastHttpUser):
+    """An aggregator: BATCH_SIZE orders per request, USER_RATE orders/s like a trader."""
+
+    weight = max(0, round(100 * BATCH_SHARE))
+    abstract = weight == 0
+    wait_time = constant_throughput(USER_RATE / BATCH_SIZE)
+
+    @task
+    def place_orders(self):
+        batch = [order for order in (next_order() for _ in range(BATCH_SIZE)) if order]
+        if not batch:
+            OUTCOMES["no order left"] += 1
+            return
+        with self.client.post(
+            "/orders/batch",
+            json={"orders": [order["body"] for order in batch]},
+            name="POST /orders/batch",
+            catch_response=True,
+        ) as response:
+            if response.status_code == 200:
+                answers = [
+                    (r["status"], r["body"].get("error", "")) for r in response.json()["results"]
+                ]
+            else:
+                answers = [(response.status_code, _error(response))] * len(batch)
+            failed = [a for order, a in zip(batch, answers) if _count(order, *a)]
+            if failed:
+                response.failure(f"{len(failed)} of {len(batch)} orders failed: {failed[0]}")
+            else:
+                response.success()
 
 
 class RampHoldBurst(LoadTestShape):

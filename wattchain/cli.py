@@ -162,6 +162,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--hold", type=float, default=600, help="seconds held (default 600)")
     p.add_argument("--burst", type=float, default=10, help="seconds of burst before a gate")
     p.add_argument("--burst-factor", type=float, default=2, help="x the rate in the burst")
+    p.add_argument(
+        "--batch-share",
+        type=float,
+        default=0.0,
+        help="share of the orders that aggregators send in POST /orders/batch (default 0)",
+    )
+    p.add_argument("--batch-size", type=int, default=25, help="orders per batch (default 25)")
     p.add_argument("--min-orders-per-s", type=float, default=None)
     p.add_argument("--max-p99-ms", type=float, default=None)
     p.add_argument("--max-lost", type=int, default=0)
@@ -429,7 +436,17 @@ def cmd_bench(args) -> int:
         return 0
     from .bench import Load, misses, run_api_bench
 
-    load = Load(args.rate, args.ramp, args.hold, args.burst, args.burst_factor)
+    if not 0 <= args.batch_share <= 1:
+        raise SystemExit(f"--batch-share {args.batch_share} is not between 0 and 1")
+    load = Load(
+        args.rate,
+        args.ramp,
+        args.hold,
+        args.burst,
+        args.burst_factor,
+        batch_share=args.batch_share,
+        batch_size=args.batch_size,
+    )
     try:
         result = run_api_bench(
             args.node_bin,

@@ -1,7 +1,7 @@
 """The short `make loadtest` that gates `.ci/run` (issue 11, items 6 and 8): `wattchain bench api`
 on a market of its own (real node, workers, an API of two processes, all supervised, Locust as
-the load), a modest rate for about 40 s, every acknowledged order followed to a finalized
-block. Meanwhile the API, the workers and the node are each killed -9 once (`--kill`): each must
+the load; half the orders from aggregators in batches of 10), a modest rate for about 40 s, every
+acknowledged order followed to a finalized block. Meanwhile the API, the workers and the node are each killed -9 once (`--kill`): each must
 come back, and nothing acknowledged may be lost or placed twice. The node is back in seconds
 (it keeps its compiled runtime), within the 6 s before its gate up to which the API
 acknowledges an order. The 10-minute run at 1,000 orders/s is the benchmark (`make loadtest`;
@@ -25,6 +25,7 @@ def test_a_short_load_run_with_each_part_killed_loses_nothing(node_binary, tmp_p
     run = subprocess.run(
         [sys.executable, "-m", "wattchain.cli", "bench", "api", "--node-bin", str(node_binary)]
         + ["--rate", "40", "--ramp", "5", "--hold", "30", "--burst", "5"]
+        + ["--batch-share", "0.5", "--batch-size", "10"]
         + ["--kill", ",".join(PARTS)]
         + ["--min-orders-per-s", "15", "--max-lost", "0", "--max-duplicated", "0"]
         + ["--max-failures", "0", "--data", str(tmp_path / "market")],
@@ -38,6 +39,10 @@ def test_a_short_load_run_with_each_part_killed_loses_nothing(node_binary, tmp_p
     assert (result["lost"], result["duplicated"], result["failures"]) == (0, 0, 0), result
     assert result["p99_ms"] is not None and result["cpu_api_pct"] > 0, result
     assert result["api_processes"] == 2, result
+    # Both kinds of request were sent, and an order's answer time is the slower kind's.
+    kinds = result["by_request"]
+    assert all(kinds[name]["requests"] > 0 for name in ("POST /orders", "POST /orders/batch"))
+    assert result["p99_ms"] == max(kind["p99_ms"] for kind in kinds.values()), result
     # Each part was killed in turn during the hold and came back.
     assert [k["part"] for k in result["kills"]] == PARTS, result
     assert all(k["back_after_s"] is not None for k in result["kills"]), result
