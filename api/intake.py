@@ -15,13 +15,22 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
 
-from chain import ChainUnavailable
-from market import SIDES, OrderSpec, cancel_message, now_ms, order_message, verify_sr25519
+from chain import Balance, ChainUnavailable
+from market import (
+    SIDES,
+    MarketParams,
+    OrderSpec,
+    cancel_message,
+    now_ms,
+    order_message,
+    verify_sr25519,
+)
 from market.settings import Settings
 from store import OrderLog, queries, spec_json
 from store.queries import client_order_id_used, order_on_chain
@@ -107,11 +116,14 @@ def place_orders(
     answers = [_verified_or_refused(item, chain, guards) for item in items]
     admit = [i for i, answer in enumerate(answers) if isinstance(answer, VerifiedOrder)]
     if admit:
+        # And what the orders need of the node: read inside the lock, a read the chain view
+        # had to make held the log from every other request of the process for that long.
+        known = ChainAnswers(chain, [answers[i] for i in admit], orders)
         with orders.group_commit():
             for i in admit:
                 try:
                     answers[i] = (
-                        admit_order(answers[i], chain, orders, guards, index, settings),
+                        admit_order(answers[i], known, orders, guards, index, settings),
                         202,
                     )
                 except (APIError, ChainUnavailable) as exc:
@@ -129,6 +141,58 @@ def place_orders(
         )
         for body, status in answers
     ]
+
+
+class ChainAnswers:
+    """What `admit_order` asks the chain view about a batch's orders, asked before the log's
+    write lock is taken. A bid's balance is read fresh when the cached one does not cover the
+    owner's bids of the batch and those awaiting relay, as `admit_order` would read it. A read
+    that fails is raised again for the orders that need it (each is refused alone)."""
+
+    def __init__(self, chain: ChainView, batch: list[VerifiedOrder], orders: OrderLog):
+        self.genesis_hash = chain.genesis_hash
+        self.block_ms = chain.block_ms
+        self.max_intervals_ahead = chain.max_intervals_ahead
+        self._answers: dict[tuple, Any] = {}
+        self._ask(("params",), chain.params)
+        bids: dict[str, int] = {}
+        for order in batch:
+            owner, spec = order.owner, order.spec
+            self._ask(("zone", owner), chain.zone_of, owner)
+            source = spec.source
+            if spec.side == "offer" and source != "grid_mix":
+                self._ask(("meters", owner, source), chain.meters_of_source, owner, source)
+            if spec.side == "bid":
+                bids[owner] = bids.get(owner, 0) + spec.price_ticks * spec.quantity_wh
+        for owner, cost in bids.items():
+            balance = self._ask(("balance", owner), chain.balance, owner)
+            if balance is None or cost + orders.unsettled_bid_cost(owner) > balance.free:
+                self._ask(("balance", owner), chain.balance, owner, fresh=True)
+
+    def _ask(self, key: tuple, read: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        try:
+            self._answers[key] = answer = read(*args, **kwargs)
+        except ChainUnavailable as exc:
+            self._answers[key], answer = exc, None
+        return answer
+
+    def _answer(self, *key: Any) -> Any:
+        answer = self._answers[key]
+        if isinstance(answer, ChainUnavailable):
+            raise answer
+        return answer
+
+    def params(self) -> MarketParams:
+        return self._answer("params")
+
+    def zone_of(self, account: str) -> int | None:
+        return self._answer("zone", account)
+
+    def meters_of_source(self, account: str, source: str) -> int:
+        return self._answer("meters", account, source)
+
+    def balance(self, account: str, *, fresh: bool = False) -> Balance:
+        return self._answer("balance", account)
 
 
 def _verified_or_refused(
@@ -183,7 +247,7 @@ def verify_order(body: OrderCreate, chain: ChainView) -> VerifiedOrder:
 
 def admit_order(
     order: VerifiedOrder,
-    chain: ChainView,
+    chain: ChainView | ChainAnswers,
     orders: OrderLog,
     guards: Guards,
     index: sqlite3.Connection,

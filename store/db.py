@@ -3,6 +3,7 @@ store/schema.py."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import sqlite3
 import threading
@@ -19,14 +20,50 @@ from .schema import ADDED_COLUMNS, BACKFILLS, INDEX_SCHEMA, OPS_SCHEMA, ORDERS_S
 T = TypeVar("T")
 
 
+class Connection(sqlite3.Connection):
+    """An SQLite connection with its handle on its database's writers' lock (`<db>-writers`).
+
+    A write transaction (`transaction`, `GroupCommit`) takes that file lock before SQLite's
+    write lock. A writer waiting on SQLite's lock polls it, sleeping longer each time up to
+    100 ms, so under steady writes from the API's processes the relayer waited out most of
+    its time there (80 % at 1,000 orders/s) and blocks went out half empty. Waiting on the
+    file lock, the kernel wakes the next writer as soon as the lock is free."""
+
+    writers: Any = None  # the lock file, opened at the first write transaction
+
+    def lock_writers(self) -> bool:
+        """Waits for the writers' lock; False for a database in memory (no other process)."""
+        if self.writers is None:
+            path = self.execute("PRAGMA database_list").fetchone()[2]
+            if not path:
+                return False
+            self.writers = open(f"{path}-writers", "ab")  # held while connected
+        fcntl.flock(self.writers, fcntl.LOCK_EX)
+        return True
+
+    def unlock_writers(self) -> None:
+        fcntl.flock(self.writers, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        super().close()
+        if self.writers is not None:
+            self.writers.close()
+
+
 def connect(
     path: str | os.PathLike, schema: str, *, synchronous: str = "FULL", readonly: bool = False
-) -> sqlite3.Connection:
+) -> Connection:
     """A connection in WAL mode. synchronous=FULL makes every commit durable (fsync of the WAL)
     before it returns: what the order log needs before the API answers 202."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(str(path), timeout=30.0, isolation_level=None, check_same_thread=False)
+    conn = sqlite3.connect(
+        str(path),
+        timeout=30.0,
+        isolation_level=None,
+        check_same_thread=False,
+        factory=Connection,
+    )
     conn.row_factory = sqlite3.Row
     conn.execute("PRAGMA busy_timeout = 30000")
     conn.execute("PRAGMA journal_mode = WAL")
@@ -64,29 +101,50 @@ def _statements(script: str) -> list[str]:
     return [s for s in statements if s != ";"]
 
 
+@contextmanager
+def writing(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """The database's writers' lock held around a write transaction (see `Connection`)."""
+    lock = getattr(conn, "lock_writers", None)  # a plain sqlite3 connection has none
+    locks = lock is not None and lock()
+    try:
+        yield conn
+    finally:
+        if locks:
+            conn.unlock_writers()
+
+
 class transaction:
-    """`with transaction(conn):` BEGIN IMMEDIATE ... COMMIT (ROLLBACK on error).
-    `commit_seconds`, if given, is called with how long the COMMIT took (the fsync, at
-    synchronous=FULL)."""
+    """`with transaction(conn):` BEGIN IMMEDIATE ... COMMIT (ROLLBACK on error), the writers'
+    lock held throughout. `commit_seconds`, if given, is called with how long the COMMIT took
+    (the fsync, at synchronous=FULL)."""
 
     def __init__(
         self, conn: sqlite3.Connection, *, commit_seconds: Callable[[float], None] | None = None
     ):
         self.conn = conn
         self.commit_seconds = commit_seconds
+        self._writing = writing(conn)
 
     def __enter__(self) -> sqlite3.Connection:
-        self.conn.execute("BEGIN IMMEDIATE")
+        self._writing.__enter__()
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            self._writing.__exit__(None, None, None)
+            raise
         return self.conn
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            start = time.perf_counter()
-            self.conn.execute("COMMIT")
-            if self.commit_seconds is not None:
-                self.commit_seconds(time.perf_counter() - start)
-        else:
-            self.conn.execute("ROLLBACK")
+        try:
+            if exc_type is None:
+                start = time.perf_counter()
+                self.conn.execute("COMMIT")
+                if self.commit_seconds is not None:
+                    self.commit_seconds(time.perf_counter() - start)
+            else:
+                self.conn.execute("ROLLBACK")
+        finally:
+            self._writing.__exit__(None, None, None)
 
 
 class CommitFailed(sqlite3.OperationalError):
@@ -154,6 +212,10 @@ class GroupCommit:
         return job.outcome()
 
     def _commit(self, conn: sqlite3.Connection, group: list[_Write]) -> None:
+        with writing(conn):
+            self._commit_locked(conn, group)
+
+    def _commit_locked(self, conn: sqlite3.Connection, group: list[_Write]) -> None:
         try:
             conn.execute("BEGIN IMMEDIATE")
             for job in group:
