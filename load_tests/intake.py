@@ -188,9 +188,10 @@ class RampHoldBurst(LoadTestShape):
             now_ms = time.time_ns() // 1_000_000
             gate_ms = ORDERS[0]["gate_ms"] if ORDERS else now_ms + INTERVAL_MS
             wait = (gate_ms - MARGIN_MS - now_ms) / 1000 - BURST_S
-            while wait < 0:
-                wait += INTERVAL_MS / 1000
-            self.burst_at = t + wait
+            # The next such moment: the next order may be intervals ahead of the clock (a fast
+            # load uses up an interval's orders before its gate), and waiting for its gate
+            # held the rate up to a minute longer than asked, past the orders signed for it.
+            self.burst_at = t + wait % (INTERVAL_MS / 1000)
         if t < self.burst_at:
             return users, users
         if t < self.burst_at + BURST_S:

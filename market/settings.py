@@ -65,13 +65,14 @@ class Settings(BaseSettings):
     client_rate_limit: str | None = "2000/second"
     participant_rate_limit: str | None = "100/second"
     # Orders per relayed extrinsic (the chain's MaxRelayBatch, 256) and extrinsics in flight:
-    # 3,584 orders, about the most a block takes (2,560 to 3,600 by how many traders share a
-    # batch: README, "Weights"). A batch frees its slot when the relayer sees it in a block, so
-    # in flight x batch is the most the relayer sends a block (10 x 128 held it to 1,280). The
-    # API's back-pressure promises orders the pace measured on chain, not this product
-    # (api/backpressure.py).
+    # 7,168 orders, two blocks' worth (a block takes 2,560 to 3,600 by how many traders share a
+    # batch: README, "Weights"). A batch frees its slot when the relayer sees it in a block, and
+    # its next batches reach the pool after the next block has begun: with one block's worth
+    # (14), blocks went out full and nearly empty by turns, 1,792 orders a block on average
+    # (`make loadtest`). The API's back-pressure promises orders the pace measured on chain,
+    # not this product (api/backpressure.py).
     relay_batch: int = Field(256, ge=1)
-    relay_in_flight: int = Field(14, ge=1)
+    relay_in_flight: int = Field(28, ge=1)
     # Participants per `settle_interval` call (the chain's most, 1,000, take about 310 ms of a
     # call's 650: README, "Weights"); the settler halves it for a call the block cannot take.
     # When an interval may settle is the chain's rule (its readings, or the market's reading

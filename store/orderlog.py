@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from itertools import islice
 from typing import NamedTuple
@@ -123,6 +123,7 @@ class OrderLog:
         self.conn = conn
         self.commits = commits or log_commits()
         self._grouped = False
+        self._updating = False
 
     # -- the API's side ---------------------------------------------------------------------
     @contextmanager
@@ -319,8 +320,25 @@ class OrderLog:
             f"SELECT * FROM {_table(table)} WHERE status = ? ORDER BY seq", (SUBMITTED,)
         ).fetchall()
 
+    @contextmanager
+    def updates(self) -> Iterator[None]:
+        """`with log.updates():` the relay-state writes inside (mark_*, back_to_pending) commit
+        together: one wait for the log's write lock and one fsync, not one per batch of
+        orders. The relayer gathers a step's writes to make them here, after its chain reads."""
+        if self._updating:
+            raise RuntimeError("updates() does not nest")
+        with transaction(self.conn):
+            self._updating = True
+            try:
+                yield
+            finally:
+                self._updating = False
+
+    def _update(self) -> AbstractContextManager[sqlite3.Connection]:
+        return nullcontext(self.conn) if self._updating else transaction(self.conn)
+
     def mark_submitted(self, table: str, seqs: list[int], tx_hash: str) -> None:
-        with transaction(self.conn) as c:
+        with self._update() as c:
             c.executemany(
                 f"UPDATE {_table(table)} SET status = ?, tx_hash = ?, updated_ms = ? WHERE seq = ?",
                 [(SUBMITTED, tx_hash, now_ms(), s) for s in seqs],
@@ -334,7 +352,7 @@ class OrderLog:
         block_number: int | None,
     ) -> None:
         """items: (seq, chain order id or None)."""
-        with transaction(self.conn) as c:
+        with self._update() as c:
             if table == "orders":
                 c.executemany(
                     "UPDATE orders SET status = ?, order_id = ?, block_hash = ?, block_number = ?,"
@@ -349,7 +367,7 @@ class OrderLog:
                 )
 
     def mark_rejected(self, table: str, seq: int, error: str) -> None:
-        with transaction(self.conn) as c:
+        with self._update() as c:
             c.execute(
                 f"UPDATE {_table(table)} SET status = ?, error = ?, updated_ms = ? WHERE seq = ?",
                 (REJECTED, error, now_ms(), seq),
@@ -360,7 +378,7 @@ class OrderLog:
     ) -> None:
         """Return entries to the queue; `solo` marks them to go one per extrinsic next time
         (their batch failed as a whole, so one of them is bad and must be found)."""
-        with transaction(self.conn) as c:
+        with self._update() as c:
             c.executemany(
                 f"UPDATE {_table(table)} SET status = ?, attempts = attempts + ?, error = ?,"
                 " updated_ms = ? WHERE seq = ?",

@@ -300,3 +300,23 @@ def test_recovery_of_submitted_entries(tmp_path):
     assert log.order(BOB.ss58_address, 0)["order_id"] == 42
     assert log.counts() == {"onchain": 2}
     assert [len(items) for _, items in chain.sent] == [1]  # only the other one is resent
+
+
+def test_a_step_commits_its_writes_together(tmp_path):
+    """Each batch sent is marked submitted, and each landed one on chain, in one transaction a
+    step (one wait for the log's write lock and one fsync), not one a batch."""
+    data = DataDir(tmp_path)
+    log = log_orders(data, 10)
+    chain = ScriptedChain()
+    relayer = Relayer(data, chain, dev_keypair("Dave"), batch=2, in_flight=5)
+    commits: list[str] = []
+    data.orders().set_trace_callback(
+        lambda sql: commits.append(sql) if sql.strip().upper() == "COMMIT" else None
+    )
+    relayer.step()
+    assert len(chain.sent) == 5 and log.counts() == {"submitted": 10}
+    assert len(commits) == 1
+    commits.clear()
+    relayer.step()
+    assert log.counts() == {"onchain": 10}
+    assert len(commits) == 1

@@ -4,6 +4,7 @@ when sent one after the other, and a failed commit fails every append of its gro
 
 from __future__ import annotations
 
+import fcntl
 import json
 import multiprocessing
 import os
@@ -17,7 +18,7 @@ import pytest
 
 from market import OrderSpec, now_ms
 from store import DataDir, ThreadConnection
-from store.db import CommitFailed, GroupCommit
+from store.db import CommitFailed, GroupCommit, transaction
 from store.orderlog import OrderLog
 
 OWNER = "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY"
@@ -206,3 +207,33 @@ def test_a_write_that_fails_fails_alone(tmp_path):
         assert first.result(10).outcome == last.result(10).outcome == "new"
     lead.join(10)
     assert log.counts() == {"pending": 2} and log.cancel("x", 1) is None
+
+
+def _writers_lock_free(path) -> bool:
+    """Whether another open file description could take the database's writers' lock now."""
+    with open(f"{path}-writers", "ab") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        fcntl.flock(f, fcntl.LOCK_UN)
+        return True
+
+
+def test_write_transactions_hold_the_writers_lock_and_release_it_however_they_end(tmp_path):
+    """Writers of a database queue on its `-writers` file lock (store.db.Connection): held from
+    before BEGIN IMMEDIATE to after COMMIT or ROLLBACK, by transactions and group commits."""
+    data = DataDir(tmp_path)
+    conn = data.orders()
+    with transaction(conn):
+        assert not _writers_lock_free(data.orders_path)
+    assert _writers_lock_free(data.orders_path)
+    with pytest.raises(RuntimeError), transaction(conn):
+        assert not _writers_lock_free(data.orders_path)
+        raise RuntimeError("a write that fails")
+    assert _writers_lock_free(data.orders_path)
+    seen = []
+    log = OrderLog(conn, GroupCommit())
+    log.append_order(OWNER, spec(1), SIG)
+    log.commits.run(conn, lambda c: seen.append(_writers_lock_free(data.orders_path)))
+    assert seen == [False] and _writers_lock_free(data.orders_path)

@@ -1,8 +1,9 @@
 """The short `make loadtest` that gates `.ci/run` (issue 11, items 6 and 8): `wattchain bench api`
 on a market of its own (real node, workers, an API of two processes, all supervised, Locust as
-the load; half the orders from aggregators in batches of 10), a modest rate for about 40 s, every
-acknowledged order followed to a finalized block. Meanwhile the API, the workers and the node are each killed -9 once (`--kill`): each must
-come back, and nothing acknowledged may be lost or placed twice. The node is back in seconds
+the load; half the orders from aggregators in batches of 10), a modest rate for about 40 s,
+every acknowledged order followed to a finalized block. Meanwhile the API, the workers and the
+node are each killed -9 once (`--kill`): each must come back, and nothing acknowledged may be
+lost or placed twice. The node is back in seconds
 (it keeps its compiled runtime), within the 6 s before its gate up to which the API
 acknowledges an order. The 10-minute run at 1,000 orders/s is the benchmark (`make loadtest`;
 figures in the README)."""
