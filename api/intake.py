@@ -116,8 +116,8 @@ def place_orders(
     answers = [_verified_or_refused(item, chain, guards) for item in items]
     admit = [i for i, answer in enumerate(answers) if isinstance(answer, VerifiedOrder)]
     if admit:
-        # And what the orders need of the node: read inside the lock, a read the chain view
-        # had to make held the log from every other request of the process for that long.
+        # What the orders need of the node, asked before the log's write lock: asked inside
+        # it, a read the chain view had to fetch held the log from the process's other requests.
         known = ChainAnswers(chain, [answers[i] for i in admit], orders)
         with orders.group_commit():
             for i in admit:
