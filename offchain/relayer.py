@@ -115,12 +115,15 @@ class Relayer:
         """One round: collect what landed, send what waits. Returns entries sent."""
         if not self._recovered:
             self.recover()
-        self._collect()
-        self._resend_after_reconnect()
         sent = 0
-        if time.monotonic() >= self._pause_until:
-            sent += self._send("orders")
-            sent += self._send("cancels")
+        try:
+            self._collect()
+            self._resend_after_reconnect()
+            if time.monotonic() >= self._pause_until:
+                sent += self._send("orders")
+                sent += self._send("cancels")
+        finally:
+            self._flush()
         self._publish_backlog()
         return sent
 
@@ -170,8 +173,8 @@ class Relayer:
         self._writes.append(partial(write, *args, **kwargs))
 
     def _flush(self) -> None:
-        """The writes `_later` gathered, in one transaction of the log: each batch's own took
-        the log's write lock and an fsync, and at 1,000 orders/s the relayer waited on it
+        """The step's writes `_later` gathered, in one transaction of the log: each batch's own
+        took the log's write lock and an fsync, and at 1,000 orders/s the relayer waited on it
         between batches behind the API's appends."""
         writes, self._writes = self._writes, []
         if writes:
@@ -180,12 +183,6 @@ class Relayer:
                     write()
 
     def _send(self, table: str) -> int:
-        try:
-            return self._send_batches(table)
-        finally:
-            self._flush()
-
-    def _send_batches(self, table: str) -> int:
         sent = 0
         while len(self.flights) < self.in_flight:
             exclude = self._in_flight_seqs(table)
@@ -271,12 +268,6 @@ class Relayer:
     def _collect(self) -> None:
         if not self.flights:
             return
-        try:
-            self._collect_landed()
-        finally:
-            self._flush()
-
-    def _collect_landed(self) -> None:
         ready, dropped = self.watcher.poll()
         for receipt in ready:
             flight = self.flights.pop(receipt.tx_hash, None)

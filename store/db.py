@@ -115,38 +115,24 @@ def writing(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
             conn.unlock_writers()
 
 
-class transaction:
+@contextmanager
+def transaction(
+    conn: sqlite3.Connection, *, commit_seconds: Callable[[float], None] | None = None
+) -> Iterator[sqlite3.Connection]:
     """`with transaction(conn):` BEGIN IMMEDIATE ... COMMIT (ROLLBACK on error), the writers'
     lock held throughout. `commit_seconds`, if given, is called with how long the COMMIT took
     (the fsync, at synchronous=FULL)."""
-
-    def __init__(
-        self, conn: sqlite3.Connection, *, commit_seconds: Callable[[float], None] | None = None
-    ):
-        self.conn = conn
-        self.commit_seconds = commit_seconds
-        self._writing = writing(conn)
-
-    def __enter__(self) -> sqlite3.Connection:
-        self._writing.__enter__()
+    with writing(conn):
+        conn.execute("BEGIN IMMEDIATE")
         try:
-            self.conn.execute("BEGIN IMMEDIATE")
+            yield conn
         except BaseException:
-            self._writing.__exit__(None, None, None)
+            conn.execute("ROLLBACK")
             raise
-        return self.conn
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        try:
-            if exc_type is None:
-                start = time.perf_counter()
-                self.conn.execute("COMMIT")
-                if self.commit_seconds is not None:
-                    self.commit_seconds(time.perf_counter() - start)
-            else:
-                self.conn.execute("ROLLBACK")
-        finally:
-            self._writing.__exit__(None, None, None)
+        start = time.perf_counter()
+        conn.execute("COMMIT")
+        if commit_seconds is not None:
+            commit_seconds(time.perf_counter() - start)
 
 
 class CommitFailed(sqlite3.OperationalError):
