@@ -141,6 +141,10 @@ def uvicorn_options(settings: Settings, log_level: str) -> dict:
         log_level=log_level,
         access_log=False,
         timeout_graceful_shutdown=3,
+        # Named, not left to "auto", so that a missing one fails the start instead of falling
+        # back to the pure-Python parser and loop unnoticed.
+        http="httptools",
+        loop="uvloop",
     )
 
 
