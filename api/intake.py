@@ -8,8 +8,9 @@ only translate HTTP to these calls.
 An order passes two stages: `verify_order` (its form and signature: no store, no lock) and
 `admit_order` (against the log, the index and the chain's state, then appended). POST /orders
 runs both for one order; POST /orders/batch (`place_orders`) verifies every order first, then
-admits them one after the other in one group commit of the log, so each order is judged as if
-POSTed alone after the ones before it, and one fsync makes all the accepted ones durable."""
+admits them one after the other as one write of the log's group commit (`OrderLog.together`),
+so each order is judged as if POSTed alone after the ones before it, and the group's one fsync
+makes all the accepted ones durable."""
 
 from __future__ import annotations
 
@@ -119,7 +120,8 @@ def place_orders(
         # What the orders need of the node, asked before the log's write lock: asked inside
         # it, a read the chain view had to fetch held the log from the process's other requests.
         known = ChainAnswers(chain, [answers[i] for i in admit], orders)
-        with orders.group_commit():
+
+        def admit_all() -> None:
             for i in admit:
                 try:
                     answers[i] = (
@@ -128,6 +130,8 @@ def place_orders(
                     )
                 except (APIError, ChainUnavailable) as exc:
                     answers[i] = error_answer(exc)
+
+        orders.together(admit_all)
     # The group has committed: every 202 below is on disk.
     for body, status in answers:
         if status == 202:

@@ -173,29 +173,29 @@ class GroupCommit:
         self.commit_seconds = commit_seconds
         self._cond = threading.Condition()
         self._queue: list[_Write] = []
-        self._leading = False  # a group is being committed, or a caller holds `alone()`
-        self._alone: int | None = None  # the thread holding `alone()`
+        self._leading = False  # a group is being committed
+        self._leader: int | None = None  # the thread committing it
 
     def run(self, conn: sqlite3.Connection, write: Callable[[sqlite3.Connection], T]) -> T:
         """`write(c)` in a transaction on some thread's connection `c`, committed (with others)
         before this returns its result."""
         job = _Write(write)
         with self._cond:
-            if self._alone == threading.get_ident():
-                raise RuntimeError("run() inside alone() would wait for itself")
+            if self._leading and self._leader == threading.get_ident():
+                raise RuntimeError("run() inside a write of the group would wait for itself")
             self._queue.append(job)
             while self._leading and not job.done:
                 self._cond.wait()
             lead = not job.done
             if lead:
-                self._leading = True
+                self._leading, self._leader = True, threading.get_ident()
                 group, self._queue = self._queue, []
         if lead:
             try:
                 self._commit(conn, group)
             finally:
                 with self._cond:
-                    self._leading = False
+                    self._leading, self._leader = False, None
                     self._cond.notify_all()
         return job.outcome()
 
@@ -230,23 +230,6 @@ class GroupCommit:
         finally:
             for job in group:
                 job.done = True
-
-    @contextmanager
-    def alone(self, conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-        """`with commits.alone(conn):` a transaction of the caller's own on `conn`, between two
-        groups (BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on an exception): for writes that read
-        each other's changes and must commit together (a batch of orders)."""
-        with self._cond:
-            while self._leading:
-                self._cond.wait()
-            self._leading, self._alone = True, threading.get_ident()
-        try:
-            with transaction(conn, commit_seconds=self.commit_seconds):
-                yield conn
-        finally:
-            with self._cond:
-                self._leading, self._alone = False, None
-                self._cond.notify_all()
 
 
 class ThreadConnection:

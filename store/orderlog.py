@@ -7,9 +7,9 @@ a resubmission idempotent: the same order gets the first answer again, a differe
 
 Appends commit in groups: the appends that the threads of a process (the API's requests) make
 at the same time share one transaction and one commit, one fsync for them all (a GroupCommit,
-shared by the process's OrderLogs: `log_commits()`). `group_commit()` holds one transaction for
-the appends in its block, with reads on the log between them that see the entries appended
-before them: what a batch of orders (POST /orders/batch) uses.
+shared by the process's OrderLogs: `log_commits()`). `together(work)` makes a whole piece of
+work one write of such a group: its appends, and its reads of the log between them, which see
+the entries appended before them. A batch of orders (POST /orders/batch) is one.
 
 The checks on an order's path read tallies that triggers keep with the entries (store/schema.py,
 ORDER_TALLIES): one look-up each, however many entries the interval or the owner has.
@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from itertools import islice
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 from prometheus_client import Histogram
 
@@ -38,6 +38,8 @@ LOG_COMMIT_SECONDS = Histogram(
     "Time of the order log's commit (its fsync) that makes orders and cancels durable",
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )
+
+T = TypeVar("T")
 
 # Entry states.
 PENDING, SUBMITTED, ONCHAIN, REJECTED = "pending", "submitted", "onchain", "rejected"
@@ -126,23 +128,31 @@ class OrderLog:
         self._updating = False
 
     # -- the API's side ---------------------------------------------------------------------
-    @contextmanager
-    def group_commit(self) -> Iterator[None]:
-        """`with log.group_commit():` the appends inside share one transaction (BEGIN IMMEDIATE:
-        the log's write lock is held throughout, between the process's other groups) and one
-        commit at the end. An append's entry is durable only once the block has returned without
-        an exception; on one, nothing of the group is kept."""
+    def together(self, work: Callable[[], T]) -> T:
+        """`work()` as one write of the process's group commit: its appends and its reads of the
+        log are made in the group's transaction, so they see its earlier appends, and this
+        returns its result once the group has committed (its appends durable). If it raises,
+        none of its appends is kept, and the group's other writes are. It may run on another
+        thread (the group's leader), so it must use this log, not a connection of its own.
+
+        A batch of orders used to take the log for itself instead, between two groups, and the
+        process's other requests waited for its checks and its own fsync (batches' p99 3.0 s
+        under `make loadtest --batch-share 0.8`)."""
         if self._grouped:
-            raise RuntimeError("group_commit() does not nest")
-        with self.commits.alone(self.conn):
-            self._grouped = True
+            raise RuntimeError("together() does not nest")
+
+        def write(conn: sqlite3.Connection) -> T:
+            own, self.conn, self._grouped = self.conn, conn, True
             try:
-                yield
+                return work()
             finally:
-                self._grouped = False
+                self.conn, self._grouped = own, False
+
+        return self.commits.run(self.conn, write)
 
     def _append(self, write: Callable[[sqlite3.Connection], Appended]) -> Appended:
-        """`write` in the group's transaction already open, or committed with the other threads'."""
+        """`write` in the group's transaction (in `together`), or committed with the other
+        threads' writes."""
         if self._grouped:
             return write(self.conn)
         return self.commits.run(self.conn, write)
@@ -154,7 +164,7 @@ class OrderLog:
         or refuse another order under its client order id ("conflict"). With `not_after_ms`,
         a new order that reaches the log's write lock later than that is not logged ("late"):
         the caller's checks were made for an earlier moment. Returns once the entry is durable
-        (in group_commit(): the answer holds once the block has returned)."""
+        (in `together`: the answer holds once it has returned)."""
         body = spec_json(spec)
         return self._append(
             lambda c: _write_order(c, owner, spec, body, signature_hex, not_after_ms)

@@ -106,9 +106,9 @@ def run_chain_bench(
         data_dir = DataDir(root)
         log_db = OrderLog(data_dir.orders())
         logged_ms = now_ms()
-        with log_db.group_commit():
-            for s in signed:
-                log_db.append_order(s.owner, s.spec, "0x" + s.signature.hex())
+        log_db.together(
+            lambda: [log_db.append_order(s.owner, s.spec, "0x" + s.signature.hex()) for s in signed]
+        )
         relayed = _follow_relay(log_db, gate_ms + 30_000)
         log(f"[bench] {relayed['on_chain']} orders on chain; waiting for the clearing")
         outcome = _follow_interval(chain, data_dir, params, interval, gate_ms)

@@ -135,13 +135,14 @@ def test_an_order_the_margin_admits_is_not_refused_for_a_backlog_under_a_block(t
 def fill(log: OrderLog, n: int, interval: int, first_id: int) -> list[int]:
     """`n` of Dave's orders appended to the log at once (one commit); their seqs. Nothing
     verifies their signatures: no relayer reads them."""
-    with log.group_commit():
-        return [
+    return log.together(
+        lambda: [
             log.append_order(
                 DAVE.ss58_address, OrderSpec(first_id + i, interval, "offer", 100, 50), SIG
             ).seq
             for i in range(n)
         ]
+    )
 
 
 def test_before_any_measured_pace_the_api_assumes_one_batch_a_block(tmp_path):

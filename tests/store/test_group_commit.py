@@ -147,6 +147,49 @@ def test_writes_sent_while_a_group_commits_make_the_next_group(tmp_path):
     assert log.counts() == {"pending": 2}
 
 
+def test_a_batch_joins_the_group_of_the_single_appends_sent_with_it(tmp_path):
+    # A batch (`together`) is one write of the next group, not a transaction of its own between
+    # groups: it commits with the single appends that gathered meanwhile, its reads see its own
+    # earlier appends on whichever thread leads, and one that fails keeps the others.
+    data, counted = DataDir(tmp_path), Commits()
+
+    def log():  # each request with its own log, as the API's dependency gives it
+        return OrderLog(ThreadConnection(data.orders), counted.group)
+
+    release = threading.Event()
+    lead = hold_the_lead(counted.group, data.orders(), release)
+    batch_log, failing_log = log(), log()
+
+    def batch():
+        first = batch_log.append_order(OWNER, spec(10), SIG)
+        again = batch_log.append_order(OWNER, spec(10, quantity_wh=5), SIG)
+        batch_log.append_order(OWNER, spec(11), SIG)
+        return first.outcome, again.outcome, batch_log.unsettled_bid_cost(OWNER)
+
+    def failing():
+        failing_log.append_order(OWNER, spec(20), SIG)
+        raise ValueError("bad batch")
+
+    with ThreadPoolExecutor(4) as pool:
+        single = pool.submit(lambda: log().append_order(OWNER, spec(1), SIG))
+        wait_queued(counted.group, 1)
+        batched = pool.submit(batch_log.together, batch)
+        wait_queued(counted.group, 2)
+        failed = pool.submit(failing_log.together, failing)
+        wait_queued(counted.group, 3)
+        release.set()
+        assert single.result(10).outcome == "new"
+        # The single append came first in the group, so the batch's reads count it too.
+        assert batched.result(10) == ("new", "conflict", 3 * 80 * 1000)
+        with pytest.raises(ValueError, match="bad batch"):
+            failed.result(10)
+    lead.join(10)
+    assert counted.commits == 2  # the lead's, then the single order and both batches together
+    assert batch_log.counts() == {"pending": 3} and batch_log.order(OWNER, 20) is None
+    with pytest.raises(RuntimeError, match="wait for itself"):
+        counted.group.run(data.orders(), lambda c: counted.group.run(c, lambda _: None))
+
+
 def test_a_failed_commit_fails_every_append_of_its_group(tmp_path):
     # One connection for every thread, with a foreign key checked at COMMIT, so that a write can
     # make the group's commit fail.

@@ -114,9 +114,7 @@ def test_acknowledged_appends_survive_a_kill(tmp_path):
 
 def _group_then_die(path, n, ready):
     log = OrderLog(DataDir(path).orders())
-    with log.group_commit():
-        for i in range(n):
-            log.append_order(OWNER, spec(i), SIG)
+    log.together(lambda: [log.append_order(OWNER, spec(i), SIG) for i in range(n)])
     ready.value = n  # only after the group's one commit returned: what a batch acknowledges
     os.kill(os.getpid(), signal.SIGKILL)
 
@@ -124,19 +122,28 @@ def _group_then_die(path, n, ready):
 def test_a_group_commits_its_appends_together(tmp_path):
     log = OrderLog(DataDir(tmp_path).orders())
     other = OrderLog(DataDir(tmp_path).orders())  # another connection, as another process
-    with log.group_commit():
+
+    def batch():
         assert log.append_order(OWNER, spec(1), SIG).outcome == "new"
         assert log.append_order(OWNER, spec(1), SIG).outcome == "same"  # seen within the group
         assert log.append_order(OWNER, spec(1, quantity_wh=5), SIG).outcome == "conflict"
         assert log.append_order(OWNER, spec(2), SIG).outcome == "new"
         assert log.unsettled_bid_cost(OWNER) == 2 * 80 * 1000
         assert other.counts() == {}  # nothing durable, nothing visible, before the commit
+        return "done"
+
+    assert log.together(batch) == "done"
     assert other.counts() == {"pending": 2}
 
-    with pytest.raises(RuntimeError, match="boom"), log.group_commit():
+    def fails():
         log.append_order(OWNER, spec(3), SIG)
         raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        log.together(fails)
     assert log.order(OWNER, 3) is None and log.counts() == {"pending": 2}  # all or nothing
+    with pytest.raises(RuntimeError, match="does not nest"):
+        log.together(lambda: log.together(lambda: None))
 
     ready = multiprocessing.Value("i", 0)
     p = multiprocessing.get_context("fork").Process(
