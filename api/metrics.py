@@ -8,7 +8,11 @@ reason in the request scope (`note_error`) for it to read."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from prometheus_client import Counter, Gauge
+from prometheus_client.multiprocess import mark_process_dead
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 # The scope key under which the error handlers leave an answer's reason for OrderOutcomes.
@@ -40,6 +44,21 @@ STALE_ANSWERS = Counter(
     "wattchain_api_stale_reads_total",
     "Chain values the API served from its cache because the node did not answer in time",
 )
+
+
+def forget_dead_processes(directory: Path) -> None:
+    """Drops the live gauges of the API's processes that died (killed, and replaced by uvicorn):
+    with several processes each keeps its gauges in files of its own, and a dead one's would be
+    read as live for good, `wattchain_api_node_reachable` held at its last value. Counters stay:
+    what a dead process counted was counted. Each process calls this as it starts."""
+    for path in directory.glob("gauge_live*_*.db"):
+        pid = int(path.stem.rsplit("_", 1)[1])
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            mark_process_dead(pid, str(directory))
+        except PermissionError:
+            pass  # alive, someone else's: a pid reused since
 
 
 def order_accepted() -> None:

@@ -155,6 +155,9 @@ def api_worker() -> FastAPI:
     if preexec is not None:
         preexec()
     from api.app import create_app
+    from api.metrics import forget_dead_processes
+
+    forget_dead_processes(Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]))
 
     return create_app(Settings.model_validate_json(os.environ[API_WORKER_SETTINGS]))
 
