@@ -129,6 +129,6 @@ bench: python
 # followed to the chain; one JSON line, exit 1 below a threshold. `.ci/run` runs a short one
 # (tests/wattchain/test_bench_api.py). Change it with LOADTEST="--rate 300 --hold 60 ...".
 LOADTEST ?= --rate 1000 --ramp 30 --hold 600 --burst 10 --min-orders-per-s 1000 --max-p99-ms 250 \
-	--max-relay-lag-p99-s 4
+	--max-relay-lag-p99-blocks 2
 loadtest: python node
 	@WATTCHAIN_NODE=$(NODE_BIN) $(VENV)/bin/wattchain bench api $(LOADTEST)

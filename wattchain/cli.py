@@ -175,6 +175,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--max-duplicated", type=int, default=0)
     p.add_argument("--max-failures", type=int, default=0)
     p.add_argument("--max-relay-lag-p99-s", type=float, default=None)
+    p.add_argument("--max-relay-lag-p99-blocks", type=float, default=None)
     p.add_argument(
         "--api-processes",
         type=int,

@@ -11,12 +11,13 @@ figures in the README)."""
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 
 import pytest
 
-from wattchain.bench import Load, kill_plan, misses
+from wattchain.bench import BlockClock, Load, kill_plan, misses
 
 PARTS = ["api", "workers", "node"]
 
@@ -40,6 +41,8 @@ def test_a_short_load_run_with_each_part_killed_loses_nothing(node_binary, tmp_p
     assert (result["lost"], result["duplicated"], result["failures"]) == (0, 0, 0), result
     assert result["p99_ms"] is not None and result["cpu_api_pct"] > 0, result
     assert result["api_processes"] == 2, result
+    # No order can be in the block whose slot had begun when it was acknowledged.
+    assert result["relay_lag_p99_blocks"] >= 1, result
     # Both kinds of request were sent, and an order's answer time is the slower kind's.
     kinds = result["by_request"]
     assert all(kinds[name]["requests"] > 0 for name in ("POST /orders", "POST /orders/batch"))
@@ -83,3 +86,17 @@ def test_a_part_that_did_not_come_back_fails_the_run():
         "node, killed at 30.0 s, was not back within 120 s",
         "workers was never killed (the run ended first)",
     ]
+
+
+def test_relay_lag_counts_blocks_from_the_one_under_way_at_the_acknowledgement():
+    index = sqlite3.connect(":memory:")
+    index.execute("CREATE TABLE blocks (number INTEGER PRIMARY KEY, hash TEXT, timestamp_ms INT)")
+    # Genesis has no timestamp; blocks 1-3 began at 1,000, 3,000 and 5,000 ms.
+    index.executemany(
+        "INSERT INTO blocks VALUES (?, '', ?)", [(0, 0), (1, 1_000), (2, 3_000), (3, 5_000)]
+    )
+    clock = BlockClock(index)
+    assert clock.lag(3_500, 3) == 1  # acknowledged during block 2's slot, in the next block
+    assert clock.lag(3_000, 4) == 2  # block 2's slot had just begun: one block missed
+    assert clock.lag(2_999, 2) == 1
+    assert clock.lag(500, 1) == 1  # before the first block: counted from genesis
