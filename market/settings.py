@@ -64,13 +64,14 @@ class Settings(BaseSettings):
     # sits above the market's intake (1,000 orders/s) so one load-testing machine fits.
     client_rate_limit: str | None = "2000/second"
     participant_rate_limit: str | None = "100/second"
-    # Orders per relayed extrinsic (the chain's MaxRelayBatch, 256) and extrinsics in flight:
-    # 7,168 orders, two blocks' worth (a block takes 2,560 to 3,600 by how many traders share a
-    # batch: README, "Weights"). A batch frees its slot when the relayer sees it in a block, and
-    # its next batches reach the pool after the next block has begun: with one block's worth
-    # (14), blocks went out full and nearly empty by turns, 1,792 orders a block on average
-    # (`make loadtest`). The API's back-pressure promises orders the pace measured on chain,
-    # not this product (api/backpressure.py).
+    # Orders per relayed extrinsic (the chain's MaxRelayBatch, 256), and full batches' worth of
+    # orders in flight: 7,168, two blocks' worth (a block takes 2,560 to 3,600 by how many
+    # traders share a batch: README, "Weights"). Orders free their room when the relayer sees
+    # them in a block, and its next batches reach the pool after the next block has begun: with
+    # one block's worth (14), blocks went out full and nearly empty by turns, 1,792 orders a
+    # block on average (`make loadtest`). A batch not yet full goes once a slot, just before the
+    # next block (offchain/relayer.py). The API's back-pressure promises orders the pace
+    # measured on chain, not this product (api/backpressure.py).
     relay_batch: int = Field(256, ge=1)
     relay_in_flight: int = Field(28, ge=1)
     # Participants per `settle_interval` call (the chain's most, 1,000, take about 310 ms of a

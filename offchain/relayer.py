@@ -51,6 +51,13 @@ _RELAYER_FAULTS = (
 LATE_GRACE_MS = (
     2_000  # an order this long past its gate cannot make it: the chain's verdict is certain
 )
+# A batch not yet full is sent once a slot, this long before the next block begins (blocks
+# begin on the slot's boundaries), with whatever has gathered: in time for that block. Sent at
+# each step (0.1 s) instead, batches averaged 93 orders at 500 orders/s, each paid the batch's
+# 13.3 ms of weight, and blocks filled up at about 2,000 orders and left the rest to the next
+# one, which went out nearly empty: 10 % of the orders reached the chain 3 blocks after their
+# 202.
+PARTIAL_BATCH_LEAD_MS = 400
 
 
 @dataclass
@@ -64,13 +71,27 @@ class Relayer:
     name = "relayer"
 
     def __init__(
-        self, data: DataDir, chain: Chain, signer: Keypair, *, batch: int = 128, in_flight: int = 3
+        self,
+        data: DataDir,
+        chain: Chain,
+        signer: Keypair,
+        *,
+        batch: int = 128,
+        in_flight: int = 3,
+        partial_lead_ms: int | None = PARTIAL_BATCH_LEAD_MS,
+        clock: Callable[[], int] = now_ms,
     ):
+        """At most `in_flight` full batches' worth of entries in flight. A batch not yet full
+        waits for the last `partial_lead_ms` of the slot (None: it goes at once)."""
         self.data = data
         self.chain = chain
         self.signer = signer
         self.batch = max(1, batch)
-        self.in_flight = max(1, in_flight)
+        self.most_in_flight = self.batch * max(1, in_flight)
+        self.partial_lead_ms = partial_lead_ms
+        self.clock = clock
+        self._slot_ms: int | None = None
+        self._partial_sent: dict[str, int] = {}  # table: the slot its last partial batch went in
         self.log = OrderLog(data.orders())
         # Where a batch landed is enough when all its orders are on chain as sent (read raw,
         # `_placed_as_sent`); a block's events are decoded only when they are not: decoding a
@@ -169,6 +190,25 @@ class Relayer:
     def _in_flight_seqs(self, table: str) -> set[int]:
         return {e.seq for f in self.flights.values() if f.table == table for e in f.entries}
 
+    def _flying(self) -> int:
+        return sum(len(f.entries) for f in self.flights.values())
+
+    def _partial_turn(self, table: str) -> bool:
+        """Whether a batch not yet full may go now, taking the slot's turn if so: once a slot,
+        in its last `partial_lead_ms`."""
+        if self.partial_lead_ms is None:
+            return True
+        if self._slot_ms is None:
+            self._slot_ms = self.chain.block_ms()
+        now = self.clock()
+        slot = now // self._slot_ms
+        if self._partial_sent.get(table) == slot:
+            return False
+        if (slot + 1) * self._slot_ms - now > self.partial_lead_ms:
+            return False
+        self._partial_sent[table] = slot
+        return True
+
     def _later(self, write: Callable[..., None], *args, **kwargs) -> None:
         self._writes.append(partial(write, *args, **kwargs))
 
@@ -184,16 +224,19 @@ class Relayer:
 
     def _send(self, table: str) -> int:
         sent = 0
-        while len(self.flights) < self.in_flight:
+        while self._flying() < self.most_in_flight:
             exclude = self._in_flight_seqs(table)
+            room = min(self.batch, self.most_in_flight - self._flying())
             if table == "orders":
-                entries = self._drop_late(self.log.pending_orders(self.batch, exclude=exclude))
+                entries = self._drop_late(self.log.pending_orders(room, exclude=exclude))
             else:
-                entries = self.log.pending_cancels(self.batch, exclude=exclude)
+                entries = self.log.pending_cancels(room, exclude=exclude)
             if not entries:
                 break
             # Entries of a failed batch go alone, so the chain names the bad one.
             solo = [e for e in entries if e.attempts > 0]
+            if not solo and len(entries) < self.batch and not self._partial_turn(table):
+                break
             groups = [[e] for e in solo] if solo else [entries]
             for group in groups:
                 if not self._submit(table, group):

@@ -45,6 +45,9 @@ class ScriptedChain:
     def market_params(self, block_hash=None, interval=None):
         return PARAMS
 
+    def block_ms(self):
+        return 2_000
+
     def submit_nowait(self, signer, function, params, **_):
         items = _entries(function, params)
         reason = self.refuse(function, items)
@@ -179,7 +182,7 @@ def test_batches_land_and_get_their_chain_ids(tmp_path):
     data = DataDir(tmp_path)
     log = log_orders(data, 10)
     chain = ScriptedChain()
-    relayer = Relayer(data, chain, dev_keypair("Dave"), batch=4, in_flight=2)
+    relayer = Relayer(data, chain, dev_keypair("Dave"), partial_lead_ms=None, batch=4, in_flight=2)
     run(relayer)
     assert [len(items) for _, items in chain.sent] == [4, 4, 2]
     assert log.counts() == {"onchain": 10}
@@ -190,7 +193,7 @@ def test_a_batch_whose_orders_are_all_on_chain_as_sent_needs_no_events(tmp_path)
     data = DataDir(tmp_path)
     log = log_orders(data, 10)
     chain = ScriptedChain(light=True)
-    run(Relayer(data, chain, dev_keypair("Dave"), batch=4, in_flight=2))
+    run(Relayer(data, chain, dev_keypair("Dave"), partial_lead_ms=None, batch=4, in_flight=2))
     assert log.counts() == {"onchain": 10}
     assert log.order(BOB.ss58_address, 7)["order_id"] == chain.on_chain[(BOB.ss58_address, 7)]
     assert chain.events_read == 0
@@ -210,7 +213,7 @@ def test_an_order_whose_client_id_another_order_holds_is_not_taken_for_it(tmp_pa
     chain = ScriptedChain(refuse_entry=conflicting, light=True)
     chain.on_chain[(BOB.ss58_address, 3)] = 99
     chain.specs[99] = (BOB.ss58_address, OrderSpec(3, interval, "bid", 1, 51))
-    run(Relayer(data, chain, dev_keypair("Dave"), batch=8))
+    run(Relayer(data, chain, dev_keypair("Dave"), partial_lead_ms=None, batch=8))
     assert chain.events_read == 1
     assert log.counts() == {"onchain": 4, "rejected": 1}
     assert log.order(BOB.ss58_address, 3)["error"] == "ClientOrderIdReused"
@@ -227,7 +230,7 @@ def test_a_failed_batch_is_split_and_only_the_bad_order_rejected(tmp_path):
         return None
 
     chain = ScriptedChain(verdict=bad)
-    run(Relayer(data, chain, dev_keypair("Dave"), batch=8))
+    run(Relayer(data, chain, dev_keypair("Dave"), partial_lead_ms=None, batch=8))
     assert [len(items) for _, items in chain.sent] == [5, 1, 1, 1, 1, 1]
     assert log.counts() == {"onchain": 4, "rejected": 1}
     assert log.order(BOB.ss58_address, 3)["error"] == "InsufficientBalance"
@@ -241,7 +244,7 @@ def test_an_entry_the_pallet_refuses_is_rejected_alone_and_the_batch_lands(tmp_p
         return "ClientOrderIdReused" if o["spec"]["client_order_id"] == 3 else None
 
     chain = ScriptedChain(refuse_entry=conflicting)
-    run(Relayer(data, chain, dev_keypair("Dave"), batch=8))
+    run(Relayer(data, chain, dev_keypair("Dave"), partial_lead_ms=None, batch=8))
     assert [len(items) for _, items in chain.sent] == [5]  # no split, no resend
     assert log.counts() == {"onchain": 4, "rejected": 1}
     assert log.order(BOB.ss58_address, 3)["error"] == "ClientOrderIdReused"
@@ -253,12 +256,12 @@ def test_pool_refusal_of_a_batch_splits_it_and_a_dropped_tx_is_resent(tmp_path):
     log = log_orders(data, 3)
     chain = ScriptedChain(refuse=lambda f, items: "ExhaustsResources" if len(items) > 1 else None)
     chain.drop_next = False
-    run(Relayer(data, chain, dev_keypair("Dave"), batch=8))
+    run(Relayer(data, chain, dev_keypair("Dave"), partial_lead_ms=None, batch=8))
     assert log.counts() == {"onchain": 3}
     log_orders(data, 1, start=10)
     chain2 = ScriptedChain()
     chain2.drop_next = True
-    run(Relayer(data, chain2, dev_keypair("Dave"), batch=8))
+    run(Relayer(data, chain2, dev_keypair("Dave"), partial_lead_ms=None, batch=8))
     assert log.counts() == {"onchain": 4} and len(chain2.sent) == 2  # dropped once, resent once
 
 
@@ -270,7 +273,7 @@ def test_batches_in_flight_when_the_node_restarted_are_resent_at_once(tmp_path):
     log = log_orders(data, 3)
     chain = ScriptedChain()
     chain.lose_next = True
-    relayer = Relayer(data, chain, dev_keypair("Dave"), batch=8)
+    relayer = Relayer(data, chain, dev_keypair("Dave"), partial_lead_ms=None, batch=8)
     run(relayer, rounds=3)
     assert log.counts() == {"submitted": 3} and len(chain.sent) == 1  # nothing says it is gone
     chain.opened += 1  # connected again, to the restarted node
@@ -284,7 +287,7 @@ def test_late_orders_are_refused_without_spoiling_a_batch(tmp_path):
     log = log_orders(data, 2, interval=current - 1)
     log_orders(data, 2, start=5)
     chain = ScriptedChain()
-    run(Relayer(data, chain, dev_keypair("Dave")))
+    run(Relayer(data, chain, dev_keypair("Dave"), partial_lead_ms=None))
     assert log.counts() == {"onchain": 2, "rejected": 2}
     assert log.order(BOB.ss58_address, 0)["error"] == "GateClosed"
 
@@ -296,7 +299,7 @@ def test_recovery_of_submitted_entries(tmp_path):
     log.mark_submitted("orders", seqs, "0xdead")  # a previous run sent them, then died
     chain = ScriptedChain()
     chain.on_chain[(BOB.ss58_address, 0)] = 42  # one of them made it
-    run(Relayer(data, chain, dev_keypair("Dave")))
+    run(Relayer(data, chain, dev_keypair("Dave"), partial_lead_ms=None))
     assert log.order(BOB.ss58_address, 0)["order_id"] == 42
     assert log.counts() == {"onchain": 2}
     assert [len(items) for _, items in chain.sent] == [1]  # only the other one is resent
@@ -308,7 +311,7 @@ def test_a_step_commits_its_writes_together(tmp_path):
     data = DataDir(tmp_path)
     log = log_orders(data, 10)
     chain = ScriptedChain()
-    relayer = Relayer(data, chain, dev_keypair("Dave"), batch=2, in_flight=5)
+    relayer = Relayer(data, chain, dev_keypair("Dave"), partial_lead_ms=None, batch=2, in_flight=5)
     commits: list[str] = []
     data.orders().set_trace_callback(
         lambda sql: commits.append(sql) if sql.strip().upper() == "COMMIT" else None
@@ -320,3 +323,30 @@ def test_a_step_commits_its_writes_together(tmp_path):
     relayer.step()
     assert log.counts() == {"onchain": 10}
     assert len(commits) == 1
+
+
+def test_a_batch_not_yet_full_waits_for_the_end_of_the_slot_once_a_slot(tmp_path):
+    """Full batches go at once; what is left goes in one batch a slot, just before the next
+    block begins (blocks begin on the slot's boundaries: 2 s here), not in a small batch at
+    every step: each batch costs the block its own weight."""
+    data = DataDir(tmp_path)
+    log = log_orders(data, 6)
+    chain = ScriptedChain()
+    now = [10_500]  # 1.5 s into the slot that began at 10,000 ms
+    relayer = Relayer(data, chain, dev_keypair("Dave"), batch=4, in_flight=4, clock=lambda: now[0])
+    relayer.step()
+    assert [len(items) for _, items in chain.sent] == [4]  # the full one; 2 wait
+    now[0] = 11_700  # 300 ms before the next block: within PARTIAL_BATCH_LEAD_MS
+    relayer.step()
+    assert [len(items) for _, items in chain.sent] == [4, 2]
+    log_orders(data, 1, start=6)
+    now[0] = 11_800
+    relayer.step()
+    assert len(chain.sent) == 2  # the slot's partial batch has gone; the next slot's turn
+    now[0] = 12_100
+    relayer.step()
+    assert len(chain.sent) == 2
+    now[0] = 13_650
+    run(relayer, rounds=2)
+    assert [len(items) for _, items in chain.sent] == [4, 2, 1]
+    assert log.counts() == {"onchain": 7}

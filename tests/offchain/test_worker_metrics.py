@@ -35,14 +35,14 @@ def test_relay_lag_backlog_and_outcomes(tmp_path):
 
     # The relayer cannot pay its fees: nothing leaves the log, the backlog shows it.
     broke = ScriptedChain(refuse=lambda f, items: "Inability to pay some fees")
-    relayer = Relayer(data, broke, dev_keypair("Dave"), batch=8)
+    relayer = Relayer(data, broke, dev_keypair("Dave"), partial_lead_ms=None, batch=8)
     time.sleep(0.01)
     relayer.step()
     assert value("wattchain_relay_backlog", kind="order", state="pending") == 5
     assert value("wattchain_relay_oldest_pending_age_seconds", kind="order") > 0
 
     # It can again: every entry lands in block 5, sent when the best block was 0.
-    run(Relayer(data, ScriptedChain(), dev_keypair("Dave"), batch=8))
+    run(Relayer(data, ScriptedChain(), dev_keypair("Dave"), partial_lead_ms=None, batch=8))
     assert value("wattchain_relayed_total", kind="order") - relayed == 5
     assert value("wattchain_relay_lag_blocks_count", kind="order") - lags == 5
     assert value("wattchain_relay_lag_blocks_sum", kind="order") - lag_blocks == 5 * 5
@@ -53,7 +53,7 @@ def test_relay_lag_backlog_and_outcomes(tmp_path):
 
     current = PARAMS.interval_at(time.time_ns() // 1_000_000)
     log_orders(data, 1, interval=current - 1, start=50)  # its gate is long past
-    run(Relayer(data, ScriptedChain(), dev_keypair("Dave")), rounds=1)
+    run(Relayer(data, ScriptedChain(), dev_keypair("Dave"), partial_lead_ms=None), rounds=1)
     assert value("wattchain_relay_rejected_total", kind="order", reason="GateClosed") - late == 1
 
 
