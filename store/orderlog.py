@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from itertools import islice
 from typing import NamedTuple, TypeVar
@@ -125,7 +125,6 @@ class OrderLog:
         self.conn = conn
         self.commits = commits or log_commits()
         self._grouped = False
-        self._updating = False
 
     # -- the API's side ---------------------------------------------------------------------
     def together(self, work: Callable[[], T]) -> T:
@@ -330,22 +329,11 @@ class OrderLog:
             f"SELECT * FROM {_table(table)} WHERE status = ? ORDER BY seq", (SUBMITTED,)
         ).fetchall()
 
-    @contextmanager
-    def updates(self) -> Iterator[None]:
-        """`with log.updates():` the relay-state writes inside (mark_*, back_to_pending) commit
-        together: one wait for the log's write lock and one fsync, not one per batch of
-        orders. The relayer gathers a step's writes to make them here, after its chain reads."""
-        if self._updating:
-            raise RuntimeError("updates() does not nest")
-        with transaction(self.conn):
-            self._updating = True
-            try:
-                yield
-            finally:
-                self._updating = False
-
     def _update(self) -> AbstractContextManager[sqlite3.Connection]:
-        return nullcontext(self.conn) if self._updating else transaction(self.conn)
+        """The relay-state writes (mark_*, back_to_pending): in `together`'s transaction (the
+        relayer makes a step's writes in one, after its chain reads: one wait for the log's
+        write lock and one fsync, not one a batch), or in one of their own."""
+        return nullcontext(self.conn) if self._grouped else transaction(self.conn)
 
     def mark_submitted(self, table: str, seqs: list[int], tx_hash: str) -> None:
         with self._update() as c:
