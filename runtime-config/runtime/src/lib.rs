@@ -272,6 +272,7 @@ impl pallet_multisig::Config for Runtime {
 
 parameter_types! {
 	pub const MaxOrdersPerInterval: u32 = 10_000;
+	pub const BookPageSize: u32 = 1_024;
 	pub const MaxRelayBatch: u32 = 256;
 	pub const MaxMatches: u32 = 10_000;
 	pub const MaxZones: u32 = 64;
@@ -293,6 +294,7 @@ impl pallet_energy_trading::Config for Runtime {
 	type OperatorOrigin = frame_system::EnsureRoot<AccountId>;
 	type ClearingDeposit = ClearingDeposit;
 	type MaxOrdersPerInterval = MaxOrdersPerInterval;
+	type BookPageSize = BookPageSize;
 	type MaxRelayBatch = MaxRelayBatch;
 	type MaxMatches = MaxMatches;
 	type MaxZones = MaxZones;

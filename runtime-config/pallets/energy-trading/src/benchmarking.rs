@@ -92,15 +92,27 @@ fn after_gate<T: Config>() {
 	T::BenchmarkHelper::set_now(INTERVAL * 1_000);
 }
 
-/// Fills `INTERVAL`'s book with `n` placeholder ids: a call that appends to the book pays to
-/// read and write all of it, so it is measured with the book as full as the call allows.
+/// Fills `INTERVAL`'s book up to `n` orders with placeholder offers: a call that appends to
+/// a page, or rewrites one, pays to read and write all of it, so it is measured with the pages
+/// as full as the call allows.
 fn crowd_book<T: Config>(n: u32) {
-	let ids: BoundedVec<OrderId, T::MaxOrdersPerInterval> = (0..n as u64)
-		.map(|i| u64::MAX - i)
-		.collect::<Vec<_>>()
-		.try_into()
-		.expect("within");
-	IntervalOrders::<T>::insert(INTERVAL, ids);
+	let size = T::BookPageSize::get();
+	let owner: T::AccountId = account("crowd", 0, 0);
+	for slot in BookLen::<T>::get(INTERVAL)..n {
+		let order = Order {
+			owner: owner.clone(),
+			spec: spec(u64::MAX - slot as u64, Side::Offer, 1_000, 60),
+			status: OrderStatus::Open,
+		};
+		let key = BookPages::<T>::hashed_key_for(INTERVAL, slot / size);
+		sp_io::storage::append(&key, order.encode());
+	}
+	BookLen::<T>::mutate(INTERVAL, |len| *len = (*len).max(n));
+}
+
+/// The id the next order placed in `INTERVAL` gets.
+fn next_order_id<T: Config>() -> OrderId {
+	order_id(INTERVAL, BookLen::<T>::get(INTERVAL)).expect("INTERVAL packs")
 }
 
 /// Moves the clock past the end of `INTERVAL`: its gate has closed and it has ended.
@@ -235,7 +247,7 @@ mod benchmarks {
 		crowd_book::<T>(full - 1);
 		#[extrinsic_call]
 		_(RawOrigin::Signed(who), spec(1, Side::Bid, 1_000, 50));
-		assert_eq!(IntervalOrders::<T>::get(INTERVAL).len() as u32, full);
+		assert_eq!(BookLen::<T>::get(INTERVAL), full);
 	}
 
 	/// `t` traders each place their first order in the interval, then `e` further orders
@@ -271,7 +283,7 @@ mod benchmarks {
 			orders.try_into().expect("t + e is within the bound");
 		#[extrinsic_call]
 		_(RawOrigin::Signed(relayer), batch);
-		assert_eq!(IntervalOrders::<T>::get(INTERVAL).len() as u32, before + t + e);
+		assert_eq!(BookLen::<T>::get(INTERVAL), before + t + e);
 	}
 
 	#[benchmark]
@@ -280,10 +292,12 @@ mod benchmarks {
 		let who: T::AccountId = account("buyer", 0, 0);
 		funded_participant::<T>(&who);
 		Market::<T>::do_place_order(who.clone(), spec(1, Side::Bid, 1_000, 50))?;
+		// Its page full: the cancel rewrites all of it.
+		crowd_book::<T>(T::BookPageSize::get());
 		#[extrinsic_call]
 		_(RawOrigin::Signed(who.clone()), 1);
 		let id = ClientOrders::<T>::get(&who, 1).expect("placed");
-		assert_eq!(Orders::<T>::get(id).map(|o| o.status), Some(OrderStatus::Cancelled));
+		assert_eq!(Market::<T>::order(id).map(|o| o.status), Some(OrderStatus::Cancelled));
 		Ok(())
 	}
 
@@ -301,14 +315,15 @@ mod benchmarks {
 			let signature = sign(&public, &cancel_message(&genesis, &public.0, i as u64));
 			cancels.push(SignedCancel { owner, client_order_id: i as u64, signature });
 		}
+		crowd_book::<T>(n.next_multiple_of(T::BookPageSize::get()));
 		let relayer: T::AccountId = whitelisted_caller();
 		let batch: BoundedVec<_, T::MaxRelayBatch> =
 			cancels.try_into().expect("n is within the bound");
 		#[extrinsic_call]
 		_(RawOrigin::Signed(relayer), batch);
-		assert!(IntervalOrders::<T>::get(INTERVAL)
+		assert!(Market::<T>::book_slice(INTERVAL, 0, n)
 			.iter()
-			.all(|id| Orders::<T>::get(id).map(|o| o.status) == Some(OrderStatus::Cancelled)));
+			.all(|(_, o)| o.status == OrderStatus::Cancelled));
 		Ok(())
 	}
 
@@ -333,9 +348,9 @@ mod benchmarks {
 		let mut matches = Vec::new();
 		let mut trade =
 			|b: &T::AccountId, s: &T::AccountId, cid: u64| -> Result<(), BenchmarkError> {
-				let bid = NextOrderId::<T>::get();
+				let bid = next_order_id::<T>();
 				Market::<T>::do_place_order(b.clone(), spec(cid, Side::Bid, 1_000, 60))?;
-				let offer = NextOrderId::<T>::get();
+				let offer = next_order_id::<T>();
 				Market::<T>::do_place_order(s.clone(), spec(cid, Side::Offer, 1_000, 40))?;
 				matches.push(Match {
 					bid,
@@ -424,9 +439,7 @@ mod benchmarks {
 		for i in 0..n {
 			Market::<T>::do_place_order(who.clone(), spec(i as u64, Side::Offer, 1_000, 60))?;
 		}
-		let mut ids = IntervalOrders::<T>::get(INTERVAL).into_inner();
-		ids.resize(T::MaxOrdersPerInterval::get() as usize, u64::MAX);
-		IntervalOrders::<T>::insert(INTERVAL, BoundedVec::truncate_from(ids));
+		crowd_book::<T>(T::MaxOrdersPerInterval::get());
 		#[block]
 		{
 			Market::<T>::prune_orders(INTERVAL, 0, n);

@@ -12,10 +12,10 @@
 //! (`DepositNotCovered`). The operator sees the event and may withdraw the submitter's right.
 
 use crate::{
-	BalanceOf, BookShape, ClearingMatches, ClearingPrices, ClearingSummary, Clearings, Config,
-	Distributor, Error, Event, HoldReason, IntervalId, IntervalOrders, Line, Match, Mechanism,
-	MeterSources, Order, OrderId, OrderStatus, Orders, Outstanding, Pallet, Position, Positions,
-	Side, Voided, WeightInfo, ZoneId, ZonePrice,
+	BalanceOf, BookLen, BookShape, ClearingMatches, ClearingPrices, ClearingSummary, Clearings,
+	Config, Distributor, Error, Event, HoldReason, IntervalId, Line, Match, Mechanism,
+	MeterSources, Order, OrderId, OrderStatus, Outstanding, Pallet, Position, Positions, Side,
+	Voided, WeightInfo, ZoneId, ZonePrice,
 };
 use alloc::collections::{btree_map::BTreeMap, btree_set::BTreeSet};
 use frame_support::{
@@ -59,10 +59,7 @@ impl<T: Config> Pallet<T> {
 		matches: &[Match],
 		witness: BookShape,
 	) -> Result<BookShape, DispatchError> {
-		ensure!(
-			IntervalOrders::<T>::decode_len(interval).unwrap_or(0) as u32 <= witness.orders,
-			Error::<T>::WitnessTooSmall
-		);
+		ensure!(BookLen::<T>::get(interval) <= witness.orders, Error::<T>::WitnessTooSmall);
 		Self::ensure_not_pruned(interval)?;
 		let params = Self::params_for(interval);
 		ensure!(!Clearings::<T>::contains_key(interval), Error::<T>::AlreadyCleared);
@@ -78,15 +75,13 @@ impl<T: Config> Pallet<T> {
 			Error::<T>::DepositNotCovered
 		);
 
-		let ids = IntervalOrders::<T>::get(interval);
-		let mut book: BTreeMap<OrderId, (Order<T::AccountId>, u64)> = BTreeMap::new();
-		for id in ids.iter() {
-			if let Some(order) = Orders::<T>::get(id) {
-				book.insert(*id, (order, 0));
-			}
-		}
+		// The book, read a page at a time: its gate has closed, so it is frozen.
+		let entries = Self::book(interval);
+		let orders = entries.len() as u32;
+		let mut book: BTreeMap<OrderId, (Order<T::AccountId>, u64)> =
+			entries.into_iter().map(|(id, order)| (id, (order, 0))).collect();
 		let shape = BookShape {
-			orders: ids.len() as u32,
+			orders,
 			traders: book
 				.values()
 				.filter(|(o, _)| o.status == OrderStatus::Open)

@@ -4,14 +4,15 @@
 //! ones, and the parameter sets follow each other in time. Compiled for `try-runtime` and tests only.
 
 use crate::{
-	Clearings, Config, Debts, EarlierGridStarts, EarlierGrids, EarlierParams, EnergyBalance,
-	EnergyIssuance, EnergyPools, EnergySource, GridFrom, HoldReason, IntervalOrders, MeterSources,
-	Meters, OrderStatus, Orders, Pallet, Params, ParamsFrom, Participants, Positions, Settled,
-	Settlements, Side, Voided, Voiding,
+	BookLen, BookPages, Clearings, ClientOrders, Config, Debts, EarlierGridStarts, EarlierGrids,
+	EarlierParams, EnergyBalance, EnergyIssuance, EnergyPools, EnergySource, GridFrom, HoldReason,
+	MeterSources, Meters, OrderStatus, Pallet, Params, ParamsFrom, Participants, Positions,
+	Settled, Settlements, Side, Voided, Voiding,
 };
 use alloc::collections::btree_map::BTreeMap;
 use frame_support::{
 	ensure,
+	pallet_prelude::Get,
 	traits::fungible::{Inspect, InspectHold},
 };
 use sp_runtime::SaturatedConversion;
@@ -23,17 +24,41 @@ impl<T: Config> Pallet<T> {
 		// A bid holds until its interval is cleared or voided (a book being voided has its
 		// first `Voiding` orders released); orders carry no outcome of their own.
 		let mut expected: BTreeMap<T::AccountId, u128> = BTreeMap::new();
-		for (interval, ids) in IntervalOrders::<T>::iter() {
+		for (interval, len) in BookLen::<T>::iter() {
 			if Clearings::<T>::contains_key(interval) || Voided::<T>::contains_key(interval) {
 				continue;
 			}
-			let released = Voiding::<T>::get(interval).unwrap_or(0) as usize;
-			for order in ids.iter().skip(released).filter_map(Orders::<T>::get) {
+			let released = Voiding::<T>::get(interval).unwrap_or(0);
+			for (_, order) in Self::book_slice(interval, released, len) {
 				if order.status == OrderStatus::Open && order.spec.side == Side::Bid {
 					*expected.entry(order.owner.clone()).or_default() +=
 						order.spec.price_ticks as u128 * order.spec.quantity_wh as u128;
 				}
 			}
+		}
+		// Each book is its `BookLen` orders in full pages and a last one, and every client id
+		// names its owner's order of that client id.
+		let size = T::BookPageSize::get();
+		for (interval, len) in BookLen::<T>::iter() {
+			for page in 0..len.div_ceil(size) {
+				let want = (len - page * size).min(size);
+				ensure!(
+					BookPages::<T>::decode_len(interval, page) == Some(want as usize),
+					"a book page holds other than its share of the book's length"
+				);
+			}
+		}
+		ensure!(
+			BookPages::<T>::iter_keys()
+				.all(|(interval, page)| page < BookLen::<T>::get(interval).div_ceil(size)),
+			"a book page beyond its book's length"
+		);
+		for (owner, cid, id) in ClientOrders::<T>::iter() {
+			let order = Self::order(id).ok_or("a client id names no order")?;
+			ensure!(
+				order.owner == owner && order.spec.client_order_id == cid,
+				"a client id names another order"
+			);
 		}
 		let reason: T::RuntimeHoldReason = HoldReason::BidReserve.into();
 		for (who, want) in expected.iter() {

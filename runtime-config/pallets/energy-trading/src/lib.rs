@@ -140,6 +140,9 @@ pub mod pallet {
 		/// Orders one interval can hold.
 		#[pallet::constant]
 		type MaxOrdersPerInterval: Get<u32>;
+		/// Orders in one page of a book (`BookPages`).
+		#[pallet::constant]
+		type BookPageSize: Get<u32>;
 		/// Orders or cancellations in one relayed batch.
 		#[pallet::constant]
 		type MaxRelayBatch: Get<u32>;
@@ -282,18 +285,10 @@ pub mod pallet {
 	pub type ClearingSubmitters<T: Config> =
 		StorageMap<_, Blake2_128Concat, T::AccountId, (), OptionQuery>;
 
-	/// The id the next order placed will get (ids are chain-wide and never reused). Written by
-	/// `place_order` and `place_orders_relayed`.
+	/// Orders ever placed. The interval length is frozen once it is above 0 (interval ids are
+	/// derived from it). Written by `place_order` and `place_orders_relayed`.
 	#[pallet::storage]
-	pub type NextOrderId<T: Config> = StorageValue<_, OrderId, ValueQuery>;
-
-	/// Every order ever placed: order id to its `Order` (owner, spec and status). Inserted by
-	/// `place_order` / `place_orders_relayed`; its status is set by `cancel_order` /
-	/// `cancel_orders_relayed` (cancelled). A clearing or a voiding writes no order: what became
-	/// of an open order is its interval's record (`Clearings`, `ClearingMatches`, `Voided`).
-	#[pallet::storage]
-	pub type Orders<T: Config> =
-		StorageMap<_, Twox64Concat, OrderId, Order<T::AccountId>, OptionQuery>;
+	pub type OrdersPlaced<T: Config> = StorageValue<_, u64, ValueQuery>;
 
 	/// `(owner, client order id)` to order id: what makes a resubmission idempotent. Written by
 	/// `place_order` and `place_orders_relayed`.
@@ -308,15 +303,27 @@ pub mod pallet {
 		OptionQuery,
 	>;
 
-	/// The book of each interval: interval id to its order ids in placement order (cancelled
-	/// ones included), at most `MaxOrdersPerInterval`. Appended to by `place_order` and
-	/// `place_orders_relayed`.
+	/// How many orders each interval's book holds (cancelled ones included), at most
+	/// `MaxOrdersPerInterval`. Written by `place_order` and `place_orders_relayed`.
 	#[pallet::storage]
-	pub type IntervalOrders<T: Config> = StorageMap<
+	pub type BookLen<T: Config> = StorageMap<_, Twox64Concat, IntervalId, u32, ValueQuery>;
+
+	/// Each interval's book in pages of `BookPageSize` orders, in placement order: `(interval,
+	/// page)` to its `Order`s (owner, spec and status). The order in slot `s` is entry
+	/// `s % BookPageSize` of page `s / BookPageSize`, and its id packs the interval and the slot
+	/// (`order_id`). So a placement appends to one page, and reading a book of 10,000 orders
+	/// is 10 reads, not one per order. Appended to by `place_order` and `place_orders_relayed`;
+	/// the cancellations set an entry's status. A clearing or a voiding writes no order: what
+	/// became of an open order is its interval's record (`Clearings`, `ClearingMatches`,
+	/// `Voided`). Gates close, so a closed interval's book is its frozen snapshot.
+	#[pallet::storage]
+	pub type BookPages<T: Config> = StorageDoubleMap<
 		_,
 		Twox64Concat,
 		IntervalId,
-		BoundedVec<OrderId, T::MaxOrdersPerInterval>,
+		Twox64Concat,
+		u32,
+		BoundedVec<Order<T::AccountId>, T::BookPageSize>,
 		ValueQuery,
 	>;
 
@@ -409,7 +416,7 @@ pub mod pallet {
 		OptionQuery,
 	>;
 
-	/// Intervals being voided: interval id to how many orders of its book (`IntervalOrders`, in
+	/// Intervals being voided: interval id to how many orders of its book (`BookPages`, in
 	/// order) are voided so far. Written by `void_interval`, removed when the last is done.
 	#[pallet::storage]
 	pub type Voiding<T: Config> = StorageMap<_, Twox64Concat, IntervalId, u32, OptionQuery>;
@@ -1099,6 +1106,8 @@ pub mod pallet {
 			let block = <T as frame_system::Config>::BlockWeights::get();
 			let max = block.get(DispatchClass::Normal).max_extrinsic.unwrap_or(block.max_block);
 			let full = T::MaxOrdersPerInterval::get();
+			assert!(full <= 1 << SLOT_BITS, "order ids cannot number a full book");
+			assert!(T::BookPageSize::get() > 0, "a book page holds at least one order");
 			for (what, weight) in [
 				(
 					"a full relayed batch of one order per trader",

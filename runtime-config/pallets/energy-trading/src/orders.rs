@@ -1,12 +1,12 @@
 //! The order book: placing and cancelling orders, by their owners directly or relayed with the
-//! owners' off-chain signatures. A bid holds its maximum cost from placement until its interval
-//! is cleared or it is cancelled.
+//! owners' off-chain signatures, and reading a book by its pages. A bid holds its maximum cost
+//! from placement until its interval is cleared or it is cancelled.
 
 use crate::weights::WeightInfo;
 use crate::{
-	cancel_message, order_message, ClientOrders, Config, Error, Event, HoldReason, IntervalId,
-	IntervalOrders, Mechanism, MeterSources, NextOrderId, Order, OrderId, OrderSpec, OrderStatus,
-	Orders, Pallet, Participants, Side, SignedCancel, SignedOrder, TraderSides,
+	cancel_message, order_id, order_message, order_place, BookLen, BookPages, ClientOrders, Config,
+	Error, Event, HoldReason, IntervalId, Mechanism, MeterSources, Order, OrderId, OrderSpec,
+	OrderStatus, OrdersPlaced, Pallet, Participants, Side, SignedCancel, SignedOrder, TraderSides,
 };
 use alloc::{
 	collections::{BTreeMap, BTreeSet},
@@ -43,25 +43,30 @@ impl<T: Config> Pallet<T> {
 	/// other orders are placed all the same. So one bad or hostile order cannot poison a batch.
 	///
 	/// Each order is checked and placed in a storage layer of its own, and appended to its book
-	/// after it. The books' lengths are read once per batch and counted here, so a full book
-	/// still refuses an order inside its layer.
+	/// after it. The books' lengths are read once per batch, counted here and written at its
+	/// end, so a full book still refuses an order inside its layer.
 	pub(crate) fn do_place_orders_relayed(orders: Vec<SignedOrder<T::AccountId>>) {
 		let genesis = Self::genesis_bytes();
-		let mut books: BTreeMap<IntervalId, u32> = BTreeMap::new();
+		let mut books: BTreeMap<IntervalId, (u32, u32)> = BTreeMap::new();
 		for signed in orders {
 			let (owner, client_order_id) = (signed.owner.clone(), signed.spec.client_order_id);
 			let interval = signed.spec.interval;
-			let booked = *books.entry(interval).or_insert_with(|| Self::book_len(interval));
-			let placed = with_storage_layer(|| -> Result<Option<OrderId>, DispatchError> {
-				let owner_raw = Self::account_bytes(&signed.owner)?;
-				let msg = order_message(&genesis, &owner_raw, &signed.spec);
-				Self::verify_sr25519(&signed.signature, &msg, &owner_raw)?;
-				Self::place_unbooked(signed.owner, signed.spec, booked)
-			});
+			let (booked, _) =
+				*books.entry(interval).or_insert_with(|| (BookLen::<T>::get(interval), 0));
+			let placed =
+				with_storage_layer(|| -> Result<Option<Order<T::AccountId>>, DispatchError> {
+					let owner_raw = Self::account_bytes(&signed.owner)?;
+					let msg = order_message(&genesis, &owner_raw, &signed.spec);
+					Self::verify_sr25519(&signed.signature, &msg, &owner_raw)?;
+					Self::place_unbooked(signed.owner, signed.spec, booked)
+				});
 			match placed {
-				Ok(Some(order_id)) => {
-					Self::append_to_book(interval, order_id);
-					books.insert(interval, booked.saturating_add(1));
+				Ok(Some(order)) => {
+					Self::append_to_book(interval, booked, order);
+					books.entry(interval).and_modify(|(len, added)| {
+						*len = len.saturating_add(1);
+						*added = added.saturating_add(1);
+					});
 				},
 				Ok(None) => {},
 				Err(error) => Self::deposit_event(Event::RelayedOrderRefused {
@@ -70,6 +75,16 @@ impl<T: Config> Pallet<T> {
 					error,
 				}),
 			}
+		}
+		let mut placed = 0u64;
+		for (interval, (len, added)) in books {
+			if added > 0 {
+				BookLen::<T>::insert(interval, len);
+				placed = placed.saturating_add(added as u64);
+			}
+		}
+		if placed > 0 {
+			OrdersPlaced::<T>::mutate(|n| *n = n.saturating_add(placed));
 		}
 	}
 
@@ -96,34 +111,69 @@ impl<T: Config> Pallet<T> {
 	/// is the same order, and refused otherwise.
 	pub(crate) fn do_place_order(owner: T::AccountId, spec: OrderSpec) -> DispatchResult {
 		let interval = spec.interval;
-		if let Some(order_id) = Self::place_unbooked(owner, spec, Self::book_len(interval))? {
-			Self::append_to_book(interval, order_id);
+		let booked = BookLen::<T>::get(interval);
+		if let Some(order) = Self::place_unbooked(owner, spec, booked)? {
+			Self::append_to_book(interval, booked, order);
+			BookLen::<T>::insert(interval, booked.saturating_add(1));
+			OrdersPlaced::<T>::mutate(|n| *n = n.saturating_add(1));
 		}
 		Ok(())
 	}
 
-	/// The number of orders in `interval`'s book (read without decoding it).
-	fn book_len(interval: IntervalId) -> u32 {
-		IntervalOrders::<T>::decode_len(interval).unwrap_or(0) as u32
+	/// Appends an order to slot `slot` of its book, in place, for a caller that checked the
+	/// book's room (`place_unbooked`) and counts it in `BookLen`. Not `try_append`: its own
+	/// check reads the page, and every read of an appended value copies all of it.
+	fn append_to_book(interval: IntervalId, slot: u32, order: Order<T::AccountId>) {
+		let page = slot / T::BookPageSize::get();
+		sp_io::storage::append(&BookPages::<T>::hashed_key_for(interval, page), order.encode());
 	}
 
-	/// Appends an order to its book in place, for a caller that checked the book's room
-	/// (`place_unbooked`). Not `try_append`: its own check reads the value, and every read of
-	/// an appended value copies all of it (80 KB for a book of 10,000).
-	fn append_to_book(interval: IntervalId, order_id: OrderId) {
-		sp_io::storage::append(&IntervalOrders::<T>::hashed_key_for(interval), order_id.encode());
+	/// The order `id`, read from its book page.
+	pub fn order(id: OrderId) -> Option<Order<T::AccountId>> {
+		let (interval, slot) = order_place(id);
+		let size = T::BookPageSize::get();
+		BookPages::<T>::get(interval, slot / size).get((slot % size) as usize).cloned()
+	}
+
+	/// The orders of slots `start..end` of `interval`'s book with their ids, in placement
+	/// order: one read per page they span.
+	pub fn book_slice(
+		interval: IntervalId,
+		start: u32,
+		end: u32,
+	) -> Vec<(OrderId, Order<T::AccountId>)> {
+		let size = T::BookPageSize::get();
+		let mut out = Vec::with_capacity(end.saturating_sub(start) as usize);
+		let mut slot = start;
+		while slot < end {
+			let page = BookPages::<T>::get(interval, slot / size);
+			let first = slot % size;
+			for (order, s) in page.into_iter().skip(first as usize).zip(slot..end) {
+				// Slots fit `SLOT_BITS` (`integrity_test`), so every slot has an id.
+				if let Some(id) = order_id(interval, s) {
+					out.push((id, order));
+				}
+			}
+			slot = slot.saturating_add(size - first);
+		}
+		out
+	}
+
+	/// Every order of `interval`'s book with its id, in placement order.
+	pub fn book(interval: IntervalId) -> Vec<(OrderId, Order<T::AccountId>)> {
+		Self::book_slice(interval, 0, BookLen::<T>::get(interval))
 	}
 
 	/// `do_place_order` but for the book: checks the order, its book's room (`booked` orders in
-	/// it) included, and places it everywhere else. Returns the new order's id, for its caller
-	/// to append to the book, or `None` for an order already placed.
+	/// it) included, and places it everywhere else. Returns the new order, for its caller to
+	/// append to slot `booked` of the book, or `None` for an order already placed.
 	fn place_unbooked(
 		owner: T::AccountId,
 		spec: OrderSpec,
 		booked: u32,
-	) -> Result<Option<OrderId>, DispatchError> {
+	) -> Result<Option<Order<T::AccountId>>, DispatchError> {
 		if let Some(existing) = ClientOrders::<T>::get(&owner, spec.client_order_id) {
-			let order = Orders::<T>::get(existing).ok_or(Error::<T>::UnknownOrder)?;
+			let order = Self::order(existing).ok_or(Error::<T>::UnknownOrder)?;
 			ensure!(order.spec == spec, Error::<T>::ClientOrderIdReused);
 			return Ok(None);
 		}
@@ -165,7 +215,7 @@ impl<T: Config> Pallet<T> {
 			Ok(())
 		})?;
 		ensure!(booked < T::MaxOrdersPerInterval::get(), Error::<T>::IntervalFull);
-		let order_id = NextOrderId::<T>::get();
+		let order_id = order_id(spec.interval, booked).ok_or(Error::<T>::IntervalTooFarAhead)?;
 		if spec.side == Side::Bid {
 			T::Currency::hold(
 				&HoldReason::BidReserve.into(),
@@ -174,15 +224,10 @@ impl<T: Config> Pallet<T> {
 			)
 			.map_err(|_| Error::<T>::InsufficientBalance)?;
 		}
-		NextOrderId::<T>::put(order_id.checked_add(1).ok_or(Error::<T>::Overflow)?);
 		ClientOrders::<T>::insert(&owner, spec.client_order_id, order_id);
-		Orders::<T>::insert(
-			order_id,
-			Order { owner: owner.clone(), spec, status: OrderStatus::Open },
-		);
 		Self::deposit_event(Event::OrderPlaced {
 			order_id,
-			owner,
+			owner: owner.clone(),
 			client_order_id: spec.client_order_id,
 			interval: spec.interval,
 			side: spec.side,
@@ -192,7 +237,7 @@ impl<T: Config> Pallet<T> {
 			source: spec.source,
 			renewable_only: spec.renewable_only,
 		});
-		Ok(Some(order_id))
+		Ok(Some(Order { owner, spec, status: OrderStatus::Open }))
 	}
 
 	/// Cancels `owner`'s order before its gate closes and releases a bid's hold. Cancelling a
@@ -201,7 +246,10 @@ impl<T: Config> Pallet<T> {
 	pub(crate) fn do_cancel(owner: T::AccountId, client_order_id: u64) -> DispatchResult {
 		let order_id =
 			ClientOrders::<T>::get(&owner, client_order_id).ok_or(Error::<T>::UnknownOrder)?;
-		let mut order = Orders::<T>::get(order_id).ok_or(Error::<T>::UnknownOrder)?;
+		let (interval, slot) = order_place(order_id);
+		let (page_no, entry) = (slot / T::BookPageSize::get(), slot % T::BookPageSize::get());
+		let mut page = BookPages::<T>::get(interval, page_no);
+		let order = page.get_mut(entry as usize).ok_or(Error::<T>::UnknownOrder)?;
 		if order.status == OrderStatus::Cancelled {
 			return Ok(());
 		}
@@ -219,7 +267,7 @@ impl<T: Config> Pallet<T> {
 			*entry = entry.filter(|(_, count)| *count > 1).map(|(side, count)| (side, count - 1));
 		});
 		order.status = OrderStatus::Cancelled;
-		Orders::<T>::insert(order_id, order);
+		BookPages::<T>::insert(interval, page_no, page);
 		Self::deposit_event(Event::OrderCancelled { order_id, owner, client_order_id });
 		Ok(())
 	}

@@ -8,8 +8,8 @@
 //! with orders and neither cleared nor voided) stops the cursor until it is.
 
 use crate::{
-	ClearingMatches, ClearingPrices, Clearings, ClientOrders, Config, EarlierParams, Error,
-	IntervalId, IntervalOrders, Metered, MeteredCount, Orders, Outstanding, Pallet, Params,
+	BookLen, BookPages, ClearingMatches, ClearingPrices, Clearings, ClientOrders, Config,
+	EarlierParams, Error, IntervalId, Metered, MeteredCount, Outstanding, Pallet, Params,
 	ParamsFrom, Positions, PruneCursor, Settled, Settlements, TraderSides, Voided, Voiding,
 	WeightInfo,
 };
@@ -41,7 +41,7 @@ impl<T: Config> Pallet<T> {
 		let traded = Clearings::<T>::get(interval).is_some_and(|c| c.match_count > 0);
 		let closed = Clearings::<T>::contains_key(interval)
 			|| Voided::<T>::contains_key(interval)
-			|| IntervalOrders::<T>::decode_len(interval).unwrap_or(0) == 0;
+			|| BookLen::<T>::get(interval) == 0;
 		!traded && closed && MeteredCount::<T>::get(interval) == 0
 	}
 
@@ -70,7 +70,7 @@ impl<T: Config> Pallet<T> {
 			if interval.saturating_add(retain) > current || !Self::done_with(interval) {
 				break;
 			}
-			let total = IntervalOrders::<T>::decode_len(interval).unwrap_or(0) as u32;
+			let total = BookLen::<T>::get(interval);
 			if done < total {
 				let base = T::WeightInfo::prune_orders(0);
 				let per_order = T::WeightInfo::prune_orders(1).saturating_sub(base);
@@ -119,12 +119,17 @@ impl<T: Config> Pallet<T> {
 		}
 	}
 
-	/// Removes orders `[done, done + n)` of `interval`'s book and their client ids.
+	/// Removes orders `[done, done + n)` of `interval`'s book: their client ids, and each page
+	/// whose last order is among them.
 	pub(crate) fn prune_orders(interval: IntervalId, done: u32, n: u32) {
-		let ids = IntervalOrders::<T>::get(interval);
-		for id in ids.iter().skip(done as usize).take(n as usize) {
-			if let Some(order) = Orders::<T>::take(id) {
-				ClientOrders::<T>::remove(&order.owner, order.spec.client_order_id);
+		let end = done.saturating_add(n);
+		for (_, order) in Self::book_slice(interval, done, end) {
+			ClientOrders::<T>::remove(&order.owner, order.spec.client_order_id);
+		}
+		let (size, total) = (T::BookPageSize::get(), BookLen::<T>::get(interval));
+		for page in done / size..end.div_ceil(size) {
+			if page.saturating_add(1).saturating_mul(size).min(total) <= end {
+				BookPages::<T>::remove(interval, page);
 			}
 		}
 	}
@@ -146,7 +151,7 @@ impl<T: Config> Pallet<T> {
 			return false;
 		}
 		Outstanding::<T>::remove(interval);
-		IntervalOrders::<T>::remove(interval);
+		BookLen::<T>::remove(interval);
 		Clearings::<T>::remove(interval);
 		ClearingMatches::<T>::remove(interval);
 		ClearingPrices::<T>::remove(interval);

@@ -5,7 +5,7 @@
 use crate::{
 	ClearingSubmitters, Config, Distributor, EarlierGridStarts, EarlierGrids, EarlierParams,
 	EnergySource, Error, Event, Grid, GridFrom, GridLines, IntervalId, Line, MarketOperator,
-	MarketParams, Meter, MeterEpochs, MeterKey, MeterSources, Meters, NextOrderId, Pallet, Params,
+	MarketParams, Meter, MeterEpochs, MeterKey, MeterSources, Meters, OrdersPlaced, Pallet, Params,
 	ParamsFrom, Participant, Participants, ZoneId,
 };
 use alloc::vec::Vec;
@@ -215,7 +215,7 @@ impl<T: Config> Pallet<T> {
 		if params.interval_ms != latest.interval_ms {
 			// Nothing traded yet: the clock starts over, with no earlier sets of parameters or
 			// grids (their interval ids counted in the old length).
-			ensure!(NextOrderId::<T>::get() == 0, Error::<T>::BadParams);
+			ensure!(OrdersPlaced::<T>::get() == 0, Error::<T>::BadParams);
 			EarlierParams::<T>::kill();
 			ParamsFrom::<T>::put(0);
 			for start in EarlierGridStarts::<T>::take() {

@@ -37,7 +37,7 @@ fn spec(cid: u64, interval: u64, side: Side, qty: u64, price: u64, zone: u16) ->
 
 /// Places an order as its owner and returns its id.
 fn place(who: &AccountId32, s: OrderSpec) -> OrderId {
-	let id = NextOrderId::<Test>::get();
+	let id = order_id(s.interval, BookLen::<Test>::get(s.interval)).expect("an id");
 	assert_ok!(Market::place_order(origin(who), s));
 	id
 }
@@ -128,14 +128,13 @@ fn submit_checked(
 /// The shape of `interval`'s book, as a submitter declares it: its orders and the owners of
 /// its open ones.
 fn book_shape(interval: u64) -> BookShape {
-	let ids = IntervalOrders::<Test>::get(interval);
-	let traders: std::collections::BTreeSet<_> = ids
+	let book = Market::book(interval);
+	let traders: std::collections::BTreeSet<_> = book
 		.iter()
-		.filter_map(Orders::<Test>::get)
-		.filter(|o| o.status == OrderStatus::Open)
-		.map(|o| o.owner)
+		.filter(|(_, o)| o.status == OrderStatus::Open)
+		.map(|(_, o)| o.owner.clone())
 		.collect();
-	BookShape { orders: ids.len() as u32, traders: traders.len() as u32 }
+	BookShape { orders: book.len() as u32, traders: traders.len() as u32 }
 }
 
 /// `submit_clearing` as the submitter sends it; a rejected clearing is `Ok` here.
@@ -582,11 +581,11 @@ fn bid_holds_its_maximum_cost_and_resubmission_is_idempotent() {
 		);
 		assert_eq!(held(&buyer()), 120_000);
 		assert_eq!(free(&buyer()), before - 120_000);
-		assert_eq!(IntervalOrders::<Test>::get(2).into_inner(), vec![id]);
+		assert_eq!(Market::book(2).into_iter().map(|(id, _)| id).collect::<Vec<_>>(), vec![id]);
 
 		// Same id, same content: nothing changes.
 		assert_ok!(Market::place_order(origin(&buyer()), s));
-		assert_eq!(NextOrderId::<Test>::get(), id + 1);
+		assert_eq!(BookLen::<Test>::get(2), 1);
 		assert_eq!(held(&buyer()), 120_000);
 		// Same id, other content: refused.
 		assert_noop!(
@@ -755,14 +754,14 @@ fn relayed_orders_need_their_owners_signatures() {
 			origin(&relayer),
 			BoundedVec::truncate_from(vec![a.clone(), b.clone()])
 		));
-		assert_eq!(IntervalOrders::<Test>::get(2).len(), 2);
+		assert_eq!(BookLen::<Test>::get(2), 2);
 		assert_eq!(held(&buyer()), 5_000);
 		// A replay of the same batch is skipped, not doubled.
 		assert_ok!(Market::place_orders_relayed(
 			origin(&relayer),
 			BoundedVec::truncate_from(vec![a.clone()])
 		));
-		assert_eq!(IntervalOrders::<Test>::get(2).len(), 2);
+		assert_eq!(BookLen::<Test>::get(2), 2);
 
 		// A relayer that alters an order (or signs for someone else) gets that order refused,
 		// by name; the batch's honest orders are placed all the same.
@@ -779,7 +778,7 @@ fn relayed_orders_need_their_owners_signatures() {
 			refusals(),
 			vec![(buyer(), 2, E::BadSignature.into()), (buyer(), 4, E::BadSignature.into())]
 		);
-		assert_eq!(IntervalOrders::<Test>::get(2).len(), 3);
+		assert_eq!(BookLen::<Test>::get(2), 3);
 		assert!(ClientOrders::<Test>::get(buyer(), 2).is_none());
 		assert!(ClientOrders::<Test>::get(buyer(), 4).is_none());
 		assert_eq!(held(&buyer()), 10_000);
@@ -821,11 +820,11 @@ fn one_conflicting_order_cannot_poison_a_relayed_batch() {
 		assert_eq!(refusals(), vec![(buyer(), 7, E::ClientOrderIdReused.into())]);
 		assert!(ClientOrders::<Test>::get(seller(), 1).is_some());
 		assert!(ClientOrders::<Test>::get(buyer(), 8).is_some());
-		assert_eq!(IntervalOrders::<Test>::get(2).len(), 3);
+		assert_eq!(BookLen::<Test>::get(2), 3);
 		// Only the honest bid holds funds; the refused one left nothing behind.
 		assert_eq!(held(&buyer()), held_before + 5_000);
 		let first = ClientOrders::<Test>::get(buyer(), 7).expect("still the direct order");
-		assert_eq!(Orders::<Test>::get(first).map(|o| o.spec.quantity_wh), Some(100));
+		assert_eq!(Market::order(first).map(|o| o.spec.quantity_wh), Some(100));
 	});
 }
 
@@ -855,14 +854,18 @@ fn a_relayed_batch_fills_a_book_to_its_bound_and_no_further() {
 			refusals(),
 			vec![(buyer(), 2, E::IntervalFull.into()), (seller(), max + 1, E::IntervalFull.into())]
 		);
-		assert_eq!(IntervalOrders::<Test>::get(2).len() as u64, max);
-		assert_eq!(IntervalOrders::<Test>::get(3).len(), 1);
+		assert_eq!(BookLen::<Test>::get(2) as u64, max);
+		assert_eq!(BookLen::<Test>::get(3), 1);
 		assert_eq!(held(&buyer()), 2 * 5_000);
 		assert!(ClientOrders::<Test>::get(buyer(), 2).is_none());
 		// The book the batch appended to decodes as every order it holds, in order.
-		let book = IntervalOrders::<Test>::get(2);
-		assert!(book.windows(2).all(|w| w[0] < w[1]));
+		let book: Vec<_> = Market::book(2).into_iter().map(|(id, _)| id).collect();
+		assert!(book.windows(2).all(|w| w[0] + 1 == w[1]));
 		assert_eq!(book.last(), ClientOrders::<Test>::get(buyer(), 1).as_ref());
+		assert_eq!(
+			BookPages::<Test>::iter_prefix(2).count() as u32,
+			max as u32 / BookPageSize::get()
+		);
 		assert_ok!(Market::do_try_state());
 	});
 }
@@ -893,7 +896,7 @@ fn cancelling_releases_the_hold_until_gate_closure() {
 			Ev::OrderCancelled { order_id: id, owner: buyer(), client_order_id: 5 }.into(),
 		);
 		assert_eq!(held(&buyer()), 0);
-		assert_eq!(Orders::<Test>::get(id).map(|o| o.status), Some(OrderStatus::Cancelled));
+		assert_eq!(Market::order(id).map(|o| o.status), Some(OrderStatus::Cancelled));
 		// Cancelling twice is harmless.
 		assert_ok!(Market::cancel_order(origin(&buyer()), 5));
 		assert_noop!(Market::cancel_order(origin(&buyer()), 6), E::UnknownOrder);
@@ -969,7 +972,7 @@ fn a_uniform_clearing_takes_the_buyers_payment_and_releases_holds() {
 		assert_eq!(held(&buyer()), 0);
 		assert_eq!(free(&buyer()), buyer_before - 150 * 42);
 		// No order is written: the clearing is their record.
-		assert_eq!(Orders::<Test>::get(b2).map(|o| o.status), Some(OrderStatus::Open));
+		assert_eq!(Market::order(b2).map(|o| o.status), Some(OrderStatus::Open));
 		let summary = Clearings::<Test>::get(2).expect("stored");
 		assert_eq!(
 			(summary.volume_wh, summary.match_count, summary.mechanism),
@@ -1827,7 +1830,7 @@ fn an_old_reading_never_counts_again_after_re_accreditation() {
 // ---------------------------------------------------------------- voiding
 
 fn void(interval: u64, max_orders: u32) -> DispatchResult {
-	let book = IntervalOrders::<Test>::get(interval).len() as u32;
+	let book = BookLen::<Test>::get(interval);
 	Market::void_interval(origin(&account("Relayer")), interval, max_orders, book)
 		.map(|_| ())
 		.map_err(|e| e.error)
@@ -1864,7 +1867,7 @@ fn an_interval_nobody_cleared_is_voided_and_every_hold_released() {
 		assert!(!Voiding::<Test>::contains_key(2));
 		// No order is written: the interval's record says what became of them.
 		for id in [b1, b2, o1, o2] {
-			assert_eq!(Orders::<Test>::get(id).map(|o| o.status), Some(OrderStatus::Open));
+			assert_eq!(Market::order(id).map(|o| o.status), Some(OrderStatus::Open));
 		}
 		assert_noop!(void(2, 3), E::AlreadyVoided);
 		assert_noop!(Market::cancel_order(origin(&buyer()), 1), E::GateClosed);
@@ -1947,7 +1950,7 @@ fn state_stays_flat_as_intervals_go_by() {
 			let p = MarketParams { feed_in_ticks: 20 + k % 7, ..params() };
 			assert_ok!(Market::set_market_params(origin(&operator()), p));
 			idle();
-			most_orders = most_orders.max(Orders::<Test>::iter().count());
+			most_orders = most_orders.max(BookPages::<Test>::iter_values().map(|p| p.len()).sum());
 			most_param_sets = most_param_sets.max(EarlierParams::<Test>::get().len());
 		}
 		assert!(most_param_sets <= kept_sets(), "{most_param_sets} parameter sets kept");
@@ -1979,11 +1982,12 @@ fn pruning_waits_for_an_interval_that_is_not_done_with() {
 			idle();
 		}
 		assert_eq!(PruneCursor::<Test>::get(), Some((2, 0)));
-		assert_eq!(IntervalOrders::<Test>::get(2).len(), 4);
+		assert_eq!(BookLen::<Test>::get(2), 4);
 		assert_ok!(void(2, 10));
 		idle();
 		assert_eq!(PruneCursor::<Test>::get(), Some((keep_from(), 0)));
-		assert!(IntervalOrders::<Test>::get(2).is_empty());
+		assert_eq!(BookLen::<Test>::get(2), 0);
+		assert!(BookPages::<Test>::iter_prefix(2).next().is_none());
 		assert_eq!(ClientOrders::<Test>::get(buyer(), 1), None);
 	});
 }
@@ -2008,7 +2012,7 @@ fn pruning_uses_only_the_weight_left_and_carries_on() {
 		assert_eq!(Market::on_idle(1, frame_support::weights::Weight::zero()), Default::default());
 		idle();
 		assert!(PruneCursor::<Test>::get().expect("set").0 > 2);
-		assert!(Orders::<Test>::iter().next().is_none());
+		assert!(BookPages::<Test>::iter().next().is_none());
 	});
 }
 

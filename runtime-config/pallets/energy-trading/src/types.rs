@@ -8,8 +8,24 @@ use serde::{Deserialize, Serialize};
 
 /// A market interval: interval `k` covers unix milliseconds `[k * interval_ms, (k + 1) * interval_ms)`.
 pub type IntervalId = u64;
-/// Chain-wide order id, given in placement order.
+/// An order's id says where it sits: its interval in the high bits and its slot in the
+/// interval's book (placement order) in the low `SLOT_BITS`. So finding an order is reading its
+/// book page, with no index of orders to keep (see `book_page`).
 pub type OrderId = u64;
+/// Bits of an order id that hold its slot in its interval's book.
+pub const SLOT_BITS: u32 = 24;
+
+/// The id of the order in `slot` of `interval`'s book; `None` for an interval too far out to
+/// pack (beyond 2^40, thousands of years at one-second intervals).
+pub fn order_id(interval: IntervalId, slot: u32) -> Option<OrderId> {
+	(interval >> (64 - SLOT_BITS) == 0 && slot < 1 << SLOT_BITS)
+		.then(|| interval << SLOT_BITS | slot as u64)
+}
+
+/// An order id's interval and slot.
+pub fn order_place(id: OrderId) -> (IntervalId, u32) {
+	(id >> SLOT_BITS, (id & ((1 << SLOT_BITS) - 1)) as u32)
+}
 /// A grid zone (a feeder, a substation area).
 pub type ZoneId = u16;
 /// An accredited meter is known by its sr25519 public key.

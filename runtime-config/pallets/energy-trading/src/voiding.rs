@@ -6,8 +6,8 @@
 //! traded.
 
 use crate::{
-	BalanceOf, Clearings, Config, Error, Event, HoldReason, IntervalId, IntervalOrders,
-	OrderStatus, Orders, Pallet, Side, Voided, Voiding,
+	BalanceOf, BookLen, Clearings, Config, Error, Event, HoldReason, IntervalId, OrderStatus,
+	Pallet, Side, Voided, Voiding,
 };
 use alloc::collections::btree_map::BTreeMap;
 use frame_support::{
@@ -28,8 +28,7 @@ impl<T: Config> Pallet<T> {
 		book_orders: u32,
 	) -> Result<(u32, u32), DispatchError> {
 		Self::ensure_not_pruned(interval)?;
-		let ids = IntervalOrders::<T>::get(interval);
-		let total = ids.len() as u32;
+		let total = BookLen::<T>::get(interval);
 		ensure!(total <= book_orders, Error::<T>::WitnessTooSmall);
 		ensure!(!Clearings::<T>::contains_key(interval), Error::<T>::AlreadyCleared);
 		ensure!(!Voided::<T>::contains_key(interval), Error::<T>::AlreadyVoided);
@@ -42,8 +41,7 @@ impl<T: Config> Pallet<T> {
 		// What this page's open bids hold, per buyer: each gets it back in one release, and no
 		// order is written (the interval's `Voided` record says what became of them).
 		let mut held_by_buyer: BTreeMap<T::AccountId, BalanceOf<T>> = BTreeMap::new();
-		for id in ids.iter().take(end as usize).skip(start as usize) {
-			let Some(order) = Orders::<T>::get(id) else { continue };
+		for (_, order) in Self::book_slice(interval, start, end) {
 			if order.status == OrderStatus::Open && order.spec.side == Side::Bid {
 				let held = held_by_buyer.entry(order.owner).or_insert_with(Zero::zero);
 				*held =
