@@ -14,10 +14,23 @@ from market import MarketParams, OrderSpec, from_chain_name, public_key, ss58, t
 from market.clearinghouse import SettlementLine, Trade, build_report
 
 from .connection import PALLET, ChainConnection
+from .events import read_compact
 
 # An order's SCALE bytes: owner (32), `OrderSpec` (37), status (1, in this order of variants).
 ORDER_BYTES = 70
 ORDER_STATUSES = ("open", "cancelled")
+# An order id is its interval in the high bits and its slot in the interval's book in the low
+# `SLOT_BITS` (the pallet's `order_id`); the slot's book page is `slot // BookPageSize`.
+SLOT_BITS = 20
+
+
+def order_id(interval: int, slot: int) -> int:
+    return interval << SLOT_BITS | slot
+
+
+def order_place(order_id: int) -> tuple[int, int]:
+    """An order id's interval and slot."""
+    return order_id >> SLOT_BITS, order_id & ((1 << SLOT_BITS) - 1)
 
 
 @dataclass(frozen=True)
@@ -162,31 +175,28 @@ class MarketReads(ChainConnection):
         v = self.query(PALLET, "MarketOperator", block_hash=block_hash)
         return None if v is None else ss58(v)
 
-    def interval_order_ids(self, interval: int, block_hash: str | None = None) -> list[int]:
-        return [
-            int(i)
-            for i in self.query(PALLET, "IntervalOrders", [interval], block_hash=block_hash) or []
-        ]
+    def book_len(self, interval: int, block_hash: str | None = None) -> int:
+        """How many orders the interval's book holds, cancelled ones included."""
+        return int(self.query(PALLET, "BookLen", [interval], block_hash=block_hash) or 0)
+
+    def book_page_size(self) -> int:
+        if self._book_page_size is None:
+            self._book_page_size = int(self.constant(PALLET, "BookPageSize"))
+        return self._book_page_size
+
+    _book_page_size: int | None = None
 
     def orders(self, order_ids: Sequence[int], block_hash: str | None = None) -> list[ChainOrder]:
-        """The orders that exist among `order_ids`, read raw and decoded by their fixed layout
-        (owner, `OrderSpec`, status: 70 bytes): the generic decoder took 15 s for a book of
-        10,000, most of the time from gate closure to a clearing."""
-        prefix = xxh128(PALLET.encode()) + xxh128(b"Orders")
-        keys = ["0x" + (prefix + two_x64_concat(i.to_bytes(8, "little"))).hex() for i in order_ids]
-        raw = self._raw_values(keys, block_hash)
-        owners: dict[bytes, str] = {}
+        """The orders that exist among `order_ids`, in their order: a read per book page they
+        sit in (`_book_pages`)."""
+        size = self.book_page_size()
+        places = [order_place(i) for i in order_ids]
+        pages = self._book_pages(sorted({(k, slot // size) for k, slot in places}), block_hash)
         found = []
-        for order_id, key in zip(order_ids, keys):
-            value = raw.get(key)
-            if value is None:
-                continue
-            data = bytes.fromhex(value[2:])
-            if len(data) != ORDER_BYTES or data[-1] >= len(ORDER_STATUSES):
-                raise ValueError(f"order {order_id} does not decode as an order: {value}")
-            owner = owners.get(data[:32]) or owners.setdefault(data[:32], ss58(data[:32]))
-            spec = OrderSpec.decode(data[32:69])
-            found.append(ChainOrder(order_id, owner, spec, ORDER_STATUSES[data[69]]))
+        for interval, slot in places:
+            page_orders = pages.get((interval, slot // size), [])
+            if slot % size < len(page_orders):
+                found.append(page_orders[slot % size])
         return found
 
     def order(self, order_id: int, block_hash: str | None = None) -> ChainOrder | None:
@@ -195,7 +205,56 @@ class MarketReads(ChainConnection):
 
     def orders_of_interval(self, interval: int, block_hash: str | None = None) -> list[ChainOrder]:
         """Every order of the interval's book (any status), in placement order."""
-        return self.orders(self.interval_order_ids(interval, block_hash), block_hash)
+        size = self.book_page_size()
+        length = self.book_len(interval, block_hash)
+        pages = self._book_pages([(interval, p) for p in range(-(-length // size))], block_hash)
+        return [o for p in range(-(-length // size)) for o in pages.get((interval, p), [])]
+
+    def _book_pages(
+        self, keys: Sequence[tuple[int, int]], block_hash: str | None
+    ) -> dict[tuple[int, int], list[ChainOrder]]:
+        """Book pages by (interval, page), read raw and decoded by the orders' fixed layout
+        (a SCALE compact count, then `ORDER_BYTES` per order): the generic decoder took 15 s
+        for a book of 10,000, most of the time from gate closure to a clearing."""
+        prefix = xxh128(PALLET.encode()) + xxh128(b"BookPages")
+        storage_keys = [
+            "0x"
+            + (
+                prefix
+                + two_x64_concat(k.to_bytes(8, "little"))
+                + two_x64_concat(p.to_bytes(4, "little"))
+            ).hex()
+            for k, p in keys
+        ]
+        raw = self._raw_values(storage_keys, block_hash)
+        size = self.book_page_size()
+        owners: dict[bytes, str] = {}
+        pages = {}
+        for (interval, page), key in zip(keys, storage_keys):
+            value = raw.get(key)
+            if value is None:
+                continue
+            data = bytes.fromhex(value[2:])
+            count, at = read_compact(data, 0)
+            if len(data) != at + count * ORDER_BYTES:
+                raise ValueError(f"book page {page} of interval {interval} does not decode")
+            orders = []
+            for i in range(count):
+                entry = data[at + i * ORDER_BYTES : at + (i + 1) * ORDER_BYTES]
+                if entry[-1] >= len(ORDER_STATUSES):
+                    raise ValueError(f"order {i} of book page {page} has an unknown status")
+                owner = owners.get(entry[:32]) or owners.setdefault(entry[:32], ss58(entry[:32]))
+                spec = OrderSpec.decode(entry[32:69])
+                orders.append(
+                    ChainOrder(
+                        order_id(interval, page * size + i),
+                        owner,
+                        spec,
+                        ORDER_STATUSES[entry[69]],
+                    )
+                )
+            pages[(interval, page)] = orders
+        return pages
 
     def client_order_id(
         self, owner: str, client_order_id: int, block_hash: str | None = None

@@ -153,7 +153,7 @@ class Scheduler:
             # whose orders nobody cleared (their bids' funds stay held until someone does).
             k = self.params().first_open_interval(now_ms())
             for j in range(max(0, k - self.lookback), k):
-                if self.chain.interval_order_ids(j) and not self.chain.is_cleared(j):
+                if self.chain.book_len(j) and not self.chain.is_cleared(j):
                     log.info("interval %d has orders but no clearing: starting there", j)
                     k = j
                     break
@@ -231,7 +231,7 @@ class Scheduler:
             metrics.CLEARING_ATTEMPTS.labels("voiding").inc()
         voided = 0
         while self.chain.voided_at(interval) is None:
-            book = len(self.chain.interval_order_ids(interval))
+            book = self.chain.book_len(interval)
             params = {"interval": interval, "max_orders": VOID_PAGE, "book_orders": book}
             try:
                 # A page goes on from the chain's own cursor, so one lost to a reorg is redone
@@ -292,7 +292,7 @@ class Scheduler:
             return False
         if self.attempts(interval) or self.chain.is_cleared(interval):
             return False
-        return not self.chain.interval_order_ids(interval) and not int(
+        return not self.chain.book_len(interval) and not int(
             self.chain.query(PALLET, "MeteredCount", [interval]) or 0
         )
 

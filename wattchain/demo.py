@@ -251,7 +251,7 @@ class Demo:
 
     def _print(self, interval: int, placed: int) -> None:
         chain = self.chain
-        orders = len(chain.interval_order_ids(interval))
+        orders = chain.book_len(interval)
         clearing = chain.clearing(interval)
         report = chain.settlement_report(interval)
         attempt = queries.committed_clearing_attempt(DataDir(self.data_dir).ops(), interval)

@@ -8,6 +8,7 @@ import pytest
 from e2e_helpers import setup_participants, wait_until
 
 from chain import PALLET, Chain, ChainError, relayed_cancels_args, relayed_orders_args
+from chain.reads import order_place
 from market import (
     READING_TAG,
     OrderSpec,
@@ -54,8 +55,8 @@ def test_metadata_names(chain):
     } <= calls
     storage = {s.name for s in pallet.storage}
     assert {
-        "Orders",
-        "IntervalOrders",
+        "BookPages",
+        "BookLen",
         "Clearings",
         "ClearingMatches",
         "ClearingPrices",
@@ -138,7 +139,8 @@ def test_owner_signs_submits_and_reads_back_an_order(chain, market):
     order = chain.order(order_id, receipt.block_hash)
     assert (order.owner, order.spec, order.status) == (bob.ss58_address, spec, "open")
     assert chain.client_order_id(bob.ss58_address, spec.client_order_id) == order_id
-    assert order_id in chain.interval_order_ids(spec.interval)
+    assert order_id in [o.order_id for o in chain.orders_of_interval(spec.interval)]
+    assert order_place(order_id) == (spec.interval, chain.book_len(spec.interval) - 1)
     after = chain.balance(bob.ss58_address)
     assert after.reserved - before.reserved == 70 * 1_200  # the bid's hold: price * quantity units
 

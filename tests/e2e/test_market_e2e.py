@@ -571,9 +571,9 @@ def test_kill9_of_the_api_and_the_workers_loses_nothing(market):
     wait_until(
         all_on_chain, 120, f"all {len(acknowledged)} acknowledged orders on chain\n{market.logs()}"
     )
-    ids = chain.interval_order_ids(k)
-    on_chain = {(o.owner, o.spec.client_order_id): o for o in chain.orders(ids)}
-    assert len(ids) == len(on_chain)  # nothing placed twice
+    book = chain.orders_of_interval(k)
+    on_chain = {(o.owner, o.spec.client_order_id): o for o in book}
+    assert len(book) == len(on_chain) == chain.book_len(k)  # nothing placed twice
     for a in acknowledged:
         o = on_chain[(a["owner"], a["body"]["client_order_id"])]
         assert (o.spec.quantity_wh, o.spec.price_ticks, o.spec.side) == (10, 50, "offer")

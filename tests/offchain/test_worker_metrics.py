@@ -78,8 +78,8 @@ class ClearingChain:
     def grid(self, block_hash=None, *, interval=None):
         return []
 
-    def interval_order_ids(self, interval):
-        return []
+    def book_len(self, interval):
+        return 0
 
     def voided_at(self, interval, block_hash=None):
         return self.voided.get(interval)

@@ -888,6 +888,36 @@ fn an_oversized_batch_cannot_even_be_decoded() {
 }
 
 #[test]
+fn an_order_id_is_its_interval_and_slot_and_its_page_holds_it() {
+	run(|| {
+		let size = BookPageSize::get();
+		let ids: Vec<OrderId> = (0..size + 4)
+			.map(|i| place(&seller(), spec(i as u64, 2, Side::Offer, 10, 10, 0)))
+			.collect();
+		place(&buyer(), spec(1, 3, Side::Bid, 100, 50, 0));
+		for (slot, id) in ids.iter().enumerate() {
+			assert_eq!(order_place(*id), (2, slot as u32));
+		}
+		// Two pages: a full one and one of 4; the next interval's book starts at slot 0.
+		assert_eq!(BookPages::<Test>::decode_len(2, 0), Some(size as usize));
+		assert_eq!(BookPages::<Test>::decode_len(2, 1), Some(4));
+		assert_eq!(BookLen::<Test>::get(3), 1);
+		assert_eq!(ClientOrders::<Test>::get(buyer(), 1), order_id(3, 0));
+		// A cancel on the second page rewrites its entry and no other.
+		let last = *ids.last().expect("placed");
+		assert_ok!(Market::cancel_order(origin(&seller()), size as u64 + 3));
+		let book = Market::book(2);
+		assert_eq!(book.len(), ids.len());
+		for (id, order) in book {
+			let want = if id == last { OrderStatus::Cancelled } else { OrderStatus::Open };
+			assert_eq!((order.owner, order.status), (seller(), want));
+		}
+		assert_eq!(Market::order(last + 1), None);
+		assert_ok!(Market::do_try_state());
+	});
+}
+
+#[test]
 fn cancelling_releases_the_hold_until_gate_closure() {
 	run(|| {
 		let id = place(&buyer(), spec(5, 2, Side::Bid, 100, 50, 0));

@@ -12,14 +12,15 @@ pub type IntervalId = u64;
 /// interval's book (placement order) in the low `SLOT_BITS`. So finding an order is reading its
 /// book page, with no index of orders to keep (see `book_page`).
 pub type OrderId = u64;
-/// Bits of an order id that hold its slot in its interval's book.
-pub const SLOT_BITS: u32 = 24;
+/// Bits of an order id that hold its slot in its interval's book: room for 2^20 orders an
+/// interval, and ids stay below 2^53 (exact in JSON's numbers) for intervals of a second or more.
+pub const SLOT_BITS: u32 = 20;
 
 /// The id of the order in `slot` of `interval`'s book; `None` for an interval too far out to
-/// pack (beyond 2^40, thousands of years at one-second intervals).
+/// pack (beyond 2^44, half a million years at one-second intervals).
 pub fn order_id(interval: IntervalId, slot: u32) -> Option<OrderId> {
 	(interval >> (64 - SLOT_BITS) == 0 && slot < 1 << SLOT_BITS)
-		.then(|| interval << SLOT_BITS | slot as u64)
+		.then_some(interval << SLOT_BITS | slot as u64)
 }
 
 /// An order id's interval and slot.
