@@ -305,7 +305,8 @@ def participant_orders(
     limit: int,
 ) -> list[sqlite3.Row]:
     """The participant's orders on chain with an order id below `before` (of one interval if
-    given), newest first; at most `limit`."""
+    given), latest interval first and, within one, latest placed first (an order id packs its
+    interval and its place in the book); at most `limit`."""
     where, args = ["owner = ?", "order_id < ?"], [account, before]
     if interval is not None:
         where.append("interval = ?")

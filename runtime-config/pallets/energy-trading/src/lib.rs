@@ -312,10 +312,11 @@ pub mod pallet {
 	/// page)` to its `Order`s (owner, spec and status). The order in slot `s` is entry
 	/// `s % BookPageSize` of page `s / BookPageSize`, and its id packs the interval and the slot
 	/// (`order_id`). So a placement appends to one page, and reading a book of 10,000 orders
-	/// is 10 reads, not one per order. Appended to by `place_order` and `place_orders_relayed`;
-	/// the cancellations set an entry's status. A clearing or a voiding writes no order: what
-	/// became of an open order is its interval's record (`Clearings`, `ClearingMatches`,
-	/// `Voided`). Gates close, so a closed interval's book is its frozen snapshot.
+	/// is 40 reads (of 256), not one per order. Appended to by `place_order` and
+	/// `place_orders_relayed`; the cancellations set an entry's status. A clearing or a voiding
+	/// writes no order: what became of an open order is its interval's record (`Clearings`,
+	/// `ClearingMatches`, `Voided`). Gates close, so a closed interval's book is its frozen
+	/// snapshot.
 	#[pallet::storage]
 	pub type BookPages<T: Config> = StorageDoubleMap<
 		_,
