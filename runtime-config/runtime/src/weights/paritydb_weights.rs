@@ -1,9 +1,9 @@
 //! THIS FILE WAS AUTO-GENERATED USING THE SUBSTRATE BENCHMARK CLI VERSION 64.0.0
-//! DATE: 2026-12-06 (Y/M/D)
-//! HOSTNAME: `vm`, CPU: `AMD EPYC`
+//! DATE: 2026-12-07 (Y/M/D)
+//! HOSTNAME: `vm`, CPU: `Intel(R) Xeon(R) Processor`
 //!
 //! DATABASE: `ParityDb`, RUNTIME: `WattChain Development`
-//! BLOCK-NUM: `Number(82)`
+//! BLOCK-NUM: `Number(56)`
 //! SKIP-WRITE: `false`, SKIP-READ: `false`, WARMUPS: `2`
 //! STATE-VERSION: `V1`, STATE-CACHE-SIZE: ``
 //! WEIGHT-PATH: `runtime-config/runtime/src/weights/`
@@ -45,31 +45,31 @@ pub mod constants {
 			/// Calculated by multiplying the *P95Percentile* of all values with `2.0` and adding `0`.
 			///
 			/// Stats nanoseconds:
-			///   Min, Max: 842, 3_707_186
-			///   Average:  4_759
-			///   Median:   4_296
-			///   Std-Dev:  25923.71
+			///   Min, Max: 634, 6_484_452
+			///   Average:  3_497
+			///   Median:   2_596
+			///   Std-Dev:  62836.48
 			///
 			/// Percentiles nanoseconds:
-			///   99th: 9_885
-			///   95th: 7_000
-			///   75th: 5_117
-			read: 14_000 * constants::WEIGHT_REF_TIME_PER_NANOS,
+			///   99th: 7_435
+			///   95th: 4_242
+			///   75th: 2_948
+			read: 8_484 * constants::WEIGHT_REF_TIME_PER_NANOS,
 
 			/// Time to write one storage item.
 			/// Calculated by multiplying the *P95Percentile* of all values with `2.0` and adding `0`.
 			///
 			/// Stats nanoseconds:
-			///   Min, Max: 9_732, 98_000
-			///   Average:  15_399
-			///   Median:   13_256
-			///   Std-Dev:  6963.93
+			///   Min, Max: 9_594, 109_633
+			///   Average:  11_826
+			///   Median:   10_698
+			///   Std-Dev:  9644.41
 			///
 			/// Percentiles nanoseconds:
-			///   99th: 25_784
-			///   95th: 23_594
-			///   75th: 17_387
-			write: 47_188 * constants::WEIGHT_REF_TIME_PER_NANOS,
+			///   99th: 23_464
+			///   95th: 11_897
+			///   75th: 11_043
+			write: 23_794 * constants::WEIGHT_REF_TIME_PER_NANOS,
 		};
 	}
 
