@@ -65,15 +65,15 @@ class Settings(BaseSettings):
     client_rate_limit: str | None = "2000/second"
     participant_rate_limit: str | None = "100/second"
     # Orders per relayed extrinsic (the chain's MaxRelayBatch, 256), and full batches' worth of
-    # orders in flight: 7,168, two blocks' worth (a block takes 2,560 to 3,600 by how many
+    # orders in flight: 12,288, two blocks' worth (a block takes 3,072 to 6,144 by how many
     # traders share a batch: README, "Weights"). Orders free their room when the relayer sees
     # them in a block, and its next batches reach the pool after the next block has begun: with
-    # one block's worth (14), blocks went out full and nearly empty by turns, 1,792 orders a
-    # block on average (`make loadtest`). A batch not yet full goes once a slot, just before the
+    # one block's worth, blocks went out full and nearly empty by turns (`make loadtest`; and
+    # `wattchain bench chain` with 28 in flight: 4,352 orders, then 2,816 and 2,832). A batch not yet full goes once a slot, just before the
     # next block (offchain/relayer.py). The API's back-pressure promises orders the pace
     # measured on chain, not this product (api/backpressure.py).
     relay_batch: int = Field(256, ge=1)
-    relay_in_flight: int = Field(28, ge=1)
+    relay_in_flight: int = Field(48, ge=1)
     # Participants per `settle_interval` call (the chain's most, 1,000, take about 310 ms of a
     # call's 650: README, "Weights"); the settler halves it for a call the block cannot take.
     # When an interval may settle is the chain's rule (its readings, or the market's reading
