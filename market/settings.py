@@ -69,9 +69,10 @@ class Settings(BaseSettings):
     # traders share a batch: README, "Weights"). Orders free their room when the relayer sees
     # them in a block, and its next batches reach the pool after the next block has begun: with
     # one block's worth, blocks went out full and nearly empty by turns (`make loadtest`; and
-    # `wattchain bench chain` with 28 in flight: 4,352 orders, then 2,816 and 2,832). A batch not yet full goes once a slot, just before the
-    # next block (offchain/relayer.py). The API's back-pressure promises orders the pace
-    # measured on chain, not this product (api/backpressure.py).
+    # `wattchain bench chain` with 28 in flight: 4,352 orders, then 2,816 and 2,832). A batch
+    # not yet full goes once a slot, just before the next block (offchain/relayer.py). The
+    # API's back-pressure promises orders the pace measured on chain, not this product
+    # (api/backpressure.py).
     relay_batch: int = Field(256, ge=1)
     relay_in_flight: int = Field(48, ge=1)
     # Participants per `settle_interval` call (the chain's most, 1,000, take about 310 ms of a
