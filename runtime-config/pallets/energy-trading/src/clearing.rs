@@ -35,8 +35,8 @@ impl<T: Config> Pallet<T> {
 	/// A clearing's weight, from its book's shape and its matches. The benchmark prices three
 	/// things apart: a pair of traders with one match between them (each account pays, is paid
 	/// or gets its hold back once, and gets its position), a further match between traders
-	/// already counted (its two orders and its checks), and an order no match names (read
-	/// once). Each is an upper bound of what the shape can take: the pairs cover every trader,
+	/// already counted (its checks), and an order no match names (its share of a book page,
+	/// read once). Each is an upper bound of what the shape can take: the pairs cover every trader,
 	/// pairs and further matches every match, and all three every order.
 	pub fn submit_clearing_weight(book: BookShape, matches: u32) -> Weight {
 		let orders = book.orders.min(T::MaxOrdersPerInterval::get());
