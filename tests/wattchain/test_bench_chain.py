@@ -28,8 +28,11 @@ def test_an_interval_of_orders_is_relayed_cleared_and_settled(node_binary, tmp_p
     assert result["cleared"] and not result["voided"] and result["matches"] > 0, result
     assert result["gate_to_final_blocks"] >= 1 and result["gate_to_final_ms"] > 0, result
     assert result["settled"] and result["settle_blocks"] >= 1, result
-    # The weights come from the runtime: a match costs more than reading one more order.
-    assert result["match_weight_ns"] > result["book_order_weight_ns"] > 0, result
+    # The weights come from the runtime. The book is read by pages, once a call, so a match
+    # reads no order and an order no match names costs no more than its share of a page.
+    assert result["match_weight_ns"] > result["book_order_weight_ns"] >= 0, result
     # Money moves once per account, so a trader costs more than a match between counted ones.
     assert result["trader_weight_ns"] > result["match_weight_ns"], result
     assert result["transfer_weight_ns"] > 0 and result["orders_on_chain_per_s"] > 0, result
+    # Issue 9's target: a verified match costs at most two plain transfers.
+    assert result["match_weight_ns"] <= 2 * result["transfer_weight_ns"], result
