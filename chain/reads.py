@@ -179,12 +179,13 @@ class MarketReads(ChainConnection):
         """How many orders the interval's book holds, cancelled ones included."""
         return int(self.query(PALLET, "BookLen", [interval], block_hash=block_hash) or 0)
 
+    _book_page_size: int | None = None
+
     def book_page_size(self) -> int:
+        """Orders in a book page (the pallet's `BookPageSize`), read once."""
         if self._book_page_size is None:
             self._book_page_size = int(self.constant(PALLET, "BookPageSize"))
         return self._book_page_size
-
-    _book_page_size: int | None = None
 
     def orders(self, order_ids: Sequence[int], block_hash: str | None = None) -> list[ChainOrder]:
         """The orders that exist among `order_ids`, in their order: a read per book page they
@@ -205,10 +206,12 @@ class MarketReads(ChainConnection):
 
     def orders_of_interval(self, interval: int, block_hash: str | None = None) -> list[ChainOrder]:
         """Every order of the interval's book (any status), in placement order."""
-        size = self.book_page_size()
-        length = self.book_len(interval, block_hash)
-        pages = self._book_pages([(interval, p) for p in range(-(-length // size))], block_hash)
-        return [o for p in range(-(-length // size)) for o in pages.get((interval, p), [])]
+        keys = [
+            (interval, p)
+            for p in range(-(-self.book_len(interval, block_hash) // self.book_page_size()))
+        ]
+        pages = self._book_pages(keys, block_hash)
+        return [o for key in keys for o in pages.get(key, [])]
 
     def _book_pages(
         self, keys: Sequence[tuple[int, int]], block_hash: str | None

@@ -59,7 +59,8 @@ impl<T: Config> Pallet<T> {
 		matches: &[Match],
 		witness: BookShape,
 	) -> Result<BookShape, DispatchError> {
-		ensure!(BookLen::<T>::get(interval) <= witness.orders, Error::<T>::WitnessTooSmall);
+		let orders = BookLen::<T>::get(interval);
+		ensure!(orders <= witness.orders, Error::<T>::WitnessTooSmall);
 		Self::ensure_not_pruned(interval)?;
 		let params = Self::params_for(interval);
 		ensure!(!Clearings::<T>::contains_key(interval), Error::<T>::AlreadyCleared);
@@ -76,8 +77,7 @@ impl<T: Config> Pallet<T> {
 		);
 
 		// The book, read a page at a time: its gate has closed, so it is frozen.
-		let entries = Self::book(interval);
-		let orders = entries.len() as u32;
+		let entries = Self::book_slice(interval, 0, orders);
 		let mut book: BTreeMap<OrderId, (Order<T::AccountId>, u64)> =
 			entries.into_iter().map(|(id, order)| (id, (order, 0))).collect();
 		let shape = BookShape {

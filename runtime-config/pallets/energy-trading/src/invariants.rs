@@ -7,7 +7,7 @@ use crate::{
 	BookLen, BookPages, Clearings, ClientOrders, Config, Debts, EarlierGridStarts, EarlierGrids,
 	EarlierParams, EnergyBalance, EnergyIssuance, EnergyPools, EnergySource, GridFrom, HoldReason,
 	MeterSources, Meters, OrderStatus, Pallet, Params, ParamsFrom, Participants, Positions,
-	Settled, Settlements, Side, Voided, Voiding,
+	PruneCursor, Settled, Settlements, Side, Voided, Voiding,
 };
 use alloc::collections::btree_map::BTreeMap;
 use frame_support::{
@@ -24,7 +24,21 @@ impl<T: Config> Pallet<T> {
 		// A bid holds until its interval is cleared or voided (a book being voided has its
 		// first `Voiding` orders released); orders carry no outcome of their own.
 		let mut expected: BTreeMap<T::AccountId, u128> = BTreeMap::new();
+		let size = T::BookPageSize::get();
 		for (interval, len) in BookLen::<T>::iter() {
+			// Each book is its `BookLen` orders in full pages and a last one, less the pages
+			// pruning has passed the last order of (`PruneCursor`, its interval's orders done).
+			let pruned = PruneCursor::<T>::get()
+				.and_then(|(next, done)| (next == interval).then_some(done))
+				.unwrap_or(0);
+			for page in 0..len.div_ceil(size) {
+				let share = (len - page * size).min(size);
+				let want = (page * size + share > pruned).then_some(share as usize);
+				ensure!(
+					BookPages::<T>::decode_len(interval, page) == want,
+					"a book page holds other than its share of the book's length"
+				);
+			}
 			if Clearings::<T>::contains_key(interval) || Voided::<T>::contains_key(interval) {
 				continue;
 			}
@@ -36,18 +50,7 @@ impl<T: Config> Pallet<T> {
 				}
 			}
 		}
-		// Each book is its `BookLen` orders in full pages and a last one, and every client id
-		// names its owner's order of that client id.
-		let size = T::BookPageSize::get();
-		for (interval, len) in BookLen::<T>::iter() {
-			for page in 0..len.div_ceil(size) {
-				let want = (len - page * size).min(size);
-				ensure!(
-					BookPages::<T>::decode_len(interval, page) == Some(want as usize),
-					"a book page holds other than its share of the book's length"
-				);
-			}
-		}
+		// No page lies beyond its book, and every client id names its owner's order of that id.
 		ensure!(
 			BookPages::<T>::iter_keys()
 				.all(|(interval, page)| page < BookLen::<T>::get(interval).div_ceil(size)),

@@ -124,15 +124,21 @@ impl<T: Config> Pallet<T> {
 	/// book's room (`place_unbooked`) and counts it in `BookLen`. Not `try_append`: its own
 	/// check reads the page, and every read of an appended value copies all of it.
 	fn append_to_book(interval: IntervalId, slot: u32, order: Order<T::AccountId>) {
-		let page = slot / T::BookPageSize::get();
+		let (page, _) = Self::page_of(slot);
 		sp_io::storage::append(&BookPages::<T>::hashed_key_for(interval, page), order.encode());
+	}
+
+	/// The page a slot of a book is on, and its entry there.
+	fn page_of(slot: u32) -> (u32, usize) {
+		let size = T::BookPageSize::get();
+		(slot / size, (slot % size) as usize)
 	}
 
 	/// The order `id`, read from its book page.
 	pub fn order(id: OrderId) -> Option<Order<T::AccountId>> {
 		let (interval, slot) = order_place(id);
-		let size = T::BookPageSize::get();
-		BookPages::<T>::get(interval, slot / size).get((slot % size) as usize).cloned()
+		let (page, entry) = Self::page_of(slot);
+		BookPages::<T>::get(interval, page).get(entry).cloned()
 	}
 
 	/// The orders of slots `start..end` of `interval`'s book with their ids, in placement
@@ -247,9 +253,9 @@ impl<T: Config> Pallet<T> {
 		let order_id =
 			ClientOrders::<T>::get(&owner, client_order_id).ok_or(Error::<T>::UnknownOrder)?;
 		let (interval, slot) = order_place(order_id);
-		let (page_no, entry) = (slot / T::BookPageSize::get(), slot % T::BookPageSize::get());
+		let (page_no, entry) = Self::page_of(slot);
 		let mut page = BookPages::<T>::get(interval, page_no);
-		let order = page.get_mut(entry as usize).ok_or(Error::<T>::UnknownOrder)?;
+		let order = page.get_mut(entry).ok_or(Error::<T>::UnknownOrder)?;
 		if order.status == OrderStatus::Cancelled {
 			return Ok(());
 		}

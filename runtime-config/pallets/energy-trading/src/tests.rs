@@ -2023,6 +2023,24 @@ fn pruning_waits_for_an_interval_that_is_not_done_with() {
 }
 
 #[test]
+fn pruning_removes_a_page_once_past_its_last_order() {
+	run(|| {
+		let size = BookPageSize::get();
+		for i in 0..size + 4 {
+			place(&seller(), spec(i as u64, 2, Side::Offer, 10, 10, 0));
+		}
+		Market::prune_orders(2, 0, size + 1);
+		PruneCursor::<Test>::put((2, size + 1));
+		// The first page is gone with its client ids; the second keeps all its orders.
+		assert_eq!(BookPages::<Test>::decode_len(2, 0), None);
+		assert_eq!(BookPages::<Test>::decode_len(2, 1), Some(4));
+		assert_eq!(ClientOrders::<Test>::get(seller(), size as u64), None);
+		assert!(ClientOrders::<Test>::get(seller(), size as u64 + 1).is_some());
+		assert_ok!(Market::do_try_state());
+	});
+}
+
+#[test]
 fn pruning_uses_only_the_weight_left_and_carries_on() {
 	use frame_support::traits::Hooks;
 	run(|| {
@@ -2039,6 +2057,7 @@ fn pruning_uses_only_the_weight_left_and_carries_on() {
 		let used = Market::on_idle(System::block_number(), one);
 		assert!(used.all_lte(one));
 		assert_eq!(PruneCursor::<Test>::get(), Some((2, 1)));
+		assert_ok!(Market::do_try_state());
 		assert_eq!(Market::on_idle(1, frame_support::weights::Weight::zero()), Default::default());
 		idle();
 		assert!(PruneCursor::<Test>::get().expect("set").0 > 2);

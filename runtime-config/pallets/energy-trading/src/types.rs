@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 pub type IntervalId = u64;
 /// An order's id says where it sits: its interval in the high bits and its slot in the
 /// interval's book (placement order) in the low `SLOT_BITS`. So finding an order is reading its
-/// book page, with no index of orders to keep (see `book_page`).
+/// book page, with no index of orders to keep (see `Pallet::order`).
 pub type OrderId = u64;
 /// Bits of an order id that hold its slot in its interval's book: room for 2^20 orders an
 /// interval, and ids stay below 2^53 (exact in JSON's numbers) for intervals of a second or more.
