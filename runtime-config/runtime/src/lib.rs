@@ -276,7 +276,13 @@ parameter_types! {
 	/// reads 40 of them for a book of 10,000.
 	pub const BookPageSize: u32 = 256;
 	pub const MaxRelayBatch: u32 = 256;
-	pub const MaxMatches: u32 = 10_000;
+	/// A page of a clearing is 400 KB of matches: nine fit the 3.75 MB a block gives normal
+	/// calls.
+	pub const MaxMatchesPerPage: u32 = 10_000;
+	/// 320,000 matches a clearing, more than a book of `MaxOrdersPerInterval` orders needs.
+	pub const MaxClearingPages: u32 = 32;
+	/// A registered clearing may go five blocks (10 s) without a page.
+	pub const SubmissionPatience: BlockNumber = 5;
 	pub const MaxZones: u32 = 64;
 	pub const MaxMeteredPerInterval: u32 = 10_000;
 	/// A week of fifteen-minute intervals.
@@ -298,7 +304,9 @@ impl pallet_energy_trading::Config for Runtime {
 	type MaxOrdersPerInterval = MaxOrdersPerInterval;
 	type BookPageSize = BookPageSize;
 	type MaxRelayBatch = MaxRelayBatch;
-	type MaxMatches = MaxMatches;
+	type MaxMatchesPerPage = MaxMatchesPerPage;
+	type MaxClearingPages = MaxClearingPages;
+	type SubmissionPatience = SubmissionPatience;
 	type MaxZones = MaxZones;
 	type MaxMeteredPerInterval = MaxMeteredPerInterval;
 	type MaxIntervalsAhead = MaxIntervalsAhead;

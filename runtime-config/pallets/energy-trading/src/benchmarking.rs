@@ -338,8 +338,8 @@ mod benchmarks {
 	#[benchmark]
 	fn submit_clearing(
 		o: Linear<0, { T::MaxOrdersPerInterval::get() / 4 }>,
-		p: Linear<1, { T::MaxMatches::get().min(T::MaxOrdersPerInterval::get() / 16) }>,
-		e: Linear<0, { T::MaxMatches::get().min(T::MaxOrdersPerInterval::get() / 4) }>,
+		p: Linear<1, { T::MaxMatchesPerPage::get().min(T::MaxOrdersPerInterval::get() / 16) }>,
+		e: Linear<0, { T::MaxMatchesPerPage::get().min(T::MaxOrdersPerInterval::get() / 4) }>,
 	) -> Result<(), BenchmarkError> {
 		setup_market::<T>();
 		// The interval's grid is an earlier one (a change came after its gate closed), read
@@ -386,7 +386,7 @@ mod benchmarks {
 		let prices: BoundedVec<_, T::MaxZones> =
 			vec![ZonePrice { zone: 0, price: 50 }].try_into().expect("one");
 		let volume = 1_000 * matches.len() as u64;
-		let matches: BoundedVec<_, T::MaxMatches> =
+		let matches: BoundedVec<_, T::MaxMatchesPerPage> =
 			matches.try_into().expect("p + e is within the bound");
 		let book = BookShape { orders: 2 * (p + e) + o, traders: 2 * p + (o > 0) as u32 };
 		#[extrinsic_call]
@@ -400,6 +400,111 @@ mod benchmarks {
 			book,
 		);
 		assert!(Clearings::<T>::contains_key(INTERVAL));
+		Ok(())
+	}
+
+	/// A registration that takes over an abandoned one, whose deposit it burns and whose pages
+	/// (all but the last) it removes.
+	#[benchmark]
+	fn register_clearing() -> Result<(), BenchmarkError> {
+		setup_market::<T>();
+		full_grid::<T>(MAX_LINES);
+		let pages = T::MaxClearingPages::get();
+		let absent: T::AccountId = account("absent", 0, 0);
+		let submitter: T::AccountId = whitelisted_caller();
+		for who in [&absent, &submitter] {
+			ClearingSubmitters::<T>::insert(who, ());
+			funded_participant::<T>(who);
+		}
+		let prices: BoundedVec<_, T::MaxZones> =
+			vec![ZonePrice { zone: 0, price: 50 }].try_into().expect("one");
+		after_gate::<T>();
+		let m = Match { bid: 0, offer: 1, quantity_wh: 1, buyer_price: 50, seller_price: 50 };
+		Market::<T>::do_register_clearing(
+			absent,
+			INTERVAL,
+			Mechanism::Uniform,
+			1,
+			prices.clone(),
+			pages,
+			pages,
+		)?;
+		for page in 0..pages - 1 {
+			ClearingPages::<T>::insert(INTERVAL, page, BoundedVec::truncate_from(vec![m]));
+		}
+		PendingClearings::<T>::mutate(INTERVAL, |p| {
+			if let Some(p) = p {
+				p.verified_pages = pages - 1;
+			}
+		});
+		let now = frame_system::Pallet::<T>::block_number();
+		frame_system::Pallet::<T>::set_block_number(now + T::SubmissionPatience::get());
+		#[extrinsic_call]
+		_(RawOrigin::Signed(submitter.clone()), INTERVAL, Mechanism::Uniform, 1, prices, 1, 1);
+		assert!(PendingClearings::<T>::get(INTERVAL).is_some_and(|p| p.submitter == submitter));
+		Ok(())
+	}
+
+	/// A page before the last of `m` matches naming orders on `b` book pages, each with the
+	/// fills of earlier pages: a bid and an offer head every page, and match `i` pairs page
+	/// `i`'s bid with page `i + 1`'s offer (mod `b`).
+	#[benchmark]
+	fn submit_clearing_page(
+		m: Linear<
+			{ T::MaxOrdersPerInterval::get() / T::BookPageSize::get() },
+			{ T::MaxMatchesPerPage::get() },
+		>,
+		b: Linear<1, { T::MaxOrdersPerInterval::get() / T::BookPageSize::get() }>,
+	) -> Result<(), BenchmarkError> {
+		setup_market::<T>();
+		full_grid::<T>(MAX_LINES);
+		let size = T::BookPageSize::get();
+		let (buyer, seller): (T::AccountId, T::AccountId) =
+			(account("buyer", 0, 0), account("seller", 0, 0));
+		let head = |owner: &T::AccountId, side: Side, page: u32, price: u64| Order {
+			owner: owner.clone(),
+			spec: spec(page as u64, side, u32::MAX as u64, price),
+			status: OrderStatus::Open,
+		};
+		for page in 0..b {
+			let mut orders = vec![head(&buyer, Side::Bid, page, 60), head(&seller, Side::Offer, page, 40)];
+			orders.resize(size.max(2) as usize, head(&seller, Side::Offer, page, 9_000));
+			orders.truncate(size as usize);
+			BookPages::<T>::insert(INTERVAL, page, BoundedVec::truncate_from(orders));
+		}
+		BookLen::<T>::insert(INTERVAL, b * size);
+		let slot = |page: u32, entry: u32| order_id(INTERVAL, page * size + entry).expect("packs");
+		let matches: Vec<Match> = (0..m)
+			.map(|i| Match {
+				bid: slot(i % b, 0),
+				offer: slot((i + 1) % b, 1.min(size - 1)),
+				quantity_wh: 1,
+				buyer_price: 50,
+				seller_price: 50,
+			})
+			.collect();
+		let submitter: T::AccountId = whitelisted_caller();
+		ClearingSubmitters::<T>::insert(&submitter, ());
+		funded_participant::<T>(&submitter);
+		let prices: BoundedVec<_, T::MaxZones> =
+			vec![ZonePrice { zone: 0, price: 50 }].try_into().expect("one");
+		after_gate::<T>();
+		Market::<T>::do_register_clearing(
+			submitter.clone(),
+			INTERVAL,
+			Mechanism::Uniform,
+			2 * m as u64,
+			prices,
+			2 * m,
+			3,
+		)?;
+		// Page 0 went before, with the same matches: its fills are there to read.
+		Market::<T>::do_clearing_page(submitter.clone(), INTERVAL, 0, &matches, None)?;
+		let matches: BoundedVec<_, T::MaxMatchesPerPage> =
+			matches.try_into().expect("m is within the bound");
+		#[extrinsic_call]
+		_(RawOrigin::Signed(submitter), INTERVAL, 1, matches, None);
+		assert!(PendingClearings::<T>::get(INTERVAL).is_some_and(|p| p.verified_pages == 2));
 		Ok(())
 	}
 
@@ -440,6 +545,12 @@ mod benchmarks {
 			Market::<T>::do_place_order(who.clone(), spec(i as u64, Side::Offer, 1_000, 60))?;
 		}
 		crowd_book::<T>(T::MaxOrdersPerInterval::get());
+		// A clearing's fills of every page go with it.
+		let size = T::BookPageSize::get();
+		for page in 0..T::MaxOrdersPerInterval::get().div_ceil(size) {
+			let fills = BoundedVec::truncate_from(vec![1u64; size as usize]);
+			Fills::<T>::insert(INTERVAL, page, (1, fills));
+		}
 		#[block]
 		{
 			Market::<T>::prune_orders(INTERVAL, 0, n);
@@ -460,13 +571,15 @@ mod benchmarks {
 				mechanism: Mechanism::Zonal,
 				volume_wh: 1,
 				match_count: 1,
+				pages: T::MaxClearingPages::get(),
 				submitter,
 				block: frame_system::Pallet::<T>::block_number(),
 			},
 		);
 		let m = Match { bid: 0, offer: 1, quantity_wh: 1, buyer_price: 1, seller_price: 1 };
-		let matches = vec![m; T::MaxMatches::get() as usize];
-		ClearingMatches::<T>::insert(INTERVAL, BoundedVec::truncate_from(matches));
+		for page in 0..T::MaxClearingPages::get() {
+			ClearingPages::<T>::insert(INTERVAL, page, BoundedVec::truncate_from(vec![m]));
+		}
 		let prices = vec![ZonePrice { zone: 0, price: 1 }; T::MaxZones::get() as usize];
 		ClearingPrices::<T>::insert(INTERVAL, BoundedVec::truncate_from(prices));
 		for i in 0..crate::pruning::TAIL_KEYS {
@@ -584,6 +697,7 @@ mod benchmarks {
 				mechanism: Mechanism::Uniform,
 				volume_wh: 1_000 * p as u64,
 				match_count: p,
+				pages: 1,
 				submitter: distributor,
 				block: frame_system::Pallet::<T>::block_number(),
 			},

@@ -3,26 +3,48 @@
 //! and their capacities and fees, the mechanism's price rule, no gains from trade left) before
 //! paying out from the buyers' holds.
 //!
-//! **The submitter stakes a deposit on each clearing** (`ClearingDeposit`), as a signed
-//! submission does in the multi-block election. A call that is merely early, late, for a
-//! cleared or voided interval or underpriced fails as usual and costs its fee. A clearing that
-//! gets that far and then fails a check is a wrong answer: the call succeeds, so that the
-//! penalty sticks, but nothing of the clearing applies; `ClearingRejected` names the check,
-//! and the deposit is burned. A submitter that cannot cover the deposit is refused up front
-//! (`DepositNotCovered`). The operator sees the event and may withdraw the submitter's right.
+//! **A clearing is sent in pages**, so that a city's interval fits however many blocks it
+//! needs (the model is the signed phase of the multi-block election):
+//! 1. `register_clearing` claims the clearing's mechanism, zone prices, volume, match count
+//!    and page count, and holds the submitter's deposit (`ClearingDeposit`). One registration
+//!    per interval is live; one that sends no page for `SubmissionPatience` blocks may be taken
+//!    over by another submitter, and its deposit is burned.
+//! 2. `submit_clearing_page` sends pages in order from 0, by the registrant only. Each page is
+//!    verified on arrival against the book, which is frozen since gate closure: every check of
+//!    a match, reading only the book pages its matches name. What the pages fill of each order
+//!    is kept in `Fills` (by book page, tagged with the registration's attempt), the lines'
+//!    flows and the energy in the registration, the page itself in `ClearingPages`.
+//! 3. The last page runs the whole-solution checks (the claimed volume and match count, line
+//!    capacities and congestion rents, equilibrium and price priority over the whole book with
+//!    its fills) and then applies the clearing: money moves per account, netted over the
+//!    interval. Nothing moves money before that.
+//!
+//! `submit_clearing` is the same in one call: a registration and its only page.
+//!
+//! A call that is merely early, late, out of order, for a cleared or voided interval, from the
+//! wrong account or underpriced fails as usual and costs its fee. A page that gets that far
+//! and then fails a check is a wrong answer: the call succeeds, so that the penalty sticks, but
+//! nothing of the clearing applies; `ClearingRejected` names the page and the check, the
+//! deposit is burned, and the interval is open to a new registration until its end. A
+//! registration still incomplete at the interval's end is rejected the same way when the
+//! interval is voided.
 
 use crate::{
-	BalanceOf, BookLen, BookShape, ClearingMatches, ClearingPrices, ClearingSummary, Clearings,
-	Config, Distributor, Error, Event, HoldReason, IntervalId, Line, Match, Mechanism,
-	MeterSources, Order, OrderId, OrderStatus, Outstanding, Pallet, Position, Positions, Side,
-	Voided, WeightInfo, ZoneId, ZonePrice,
+	BalanceOf, BookLen, BookPages, BookShape, ClearingAttempts, ClearingPages, ClearingPrices,
+	ClearingSummary, ClearingWitness, Clearings, Config, Distributor, Error, Event, Fills,
+	HoldReason, IntervalId, Line, Match, Mechanism, MeterSources, Order, OrderId, OrderStatus,
+	Outstanding, Pallet, PendingClearing, PendingClearings, Position, Positions, Side, Voided,
+	WeightInfo, ZoneId, ZonePrice,
 };
-use alloc::collections::{btree_map::BTreeMap, btree_set::BTreeSet};
+use alloc::{
+	collections::{btree_map::BTreeMap, btree_set::BTreeSet},
+	vec::Vec,
+};
 use frame_support::{
 	ensure,
 	pallet_prelude::{BoundedVec, DispatchResult, Get, Weight},
 	traits::{
-		fungible::{Inspect, Mutate, MutateHold},
+		fungible::{Inspect, MutateHold},
 		tokens::{Fortitude, Precision, Preservation, Restriction},
 	},
 };
@@ -30,6 +52,20 @@ use sp_runtime::{
 	traits::{Saturating, Zero},
 	DispatchError, SaturatedConversion,
 };
+
+/// The registration of a clearing, with this runtime's types.
+type Pending<T> = PendingClearing<
+	<T as frame_system::Config>::AccountId,
+	BalanceOf<T>,
+	frame_system::pallet_prelude::BlockNumberFor<T>,
+>;
+
+/// A book page as a clearing page reads it: its orders and what the verified pages fill of
+/// each (Wh).
+struct FilledPage<AccountId> {
+	orders: Vec<Order<AccountId>>,
+	fills: Vec<u64>,
+}
 
 impl<T: Config> Pallet<T> {
 	/// A clearing's weight, from its book's shape and its matches. The benchmark prices three
@@ -46,10 +82,33 @@ impl<T: Config> Pallet<T> {
 		T::WeightInfo::submit_clearing(unmatched, pairs, further)
 	}
 
-	/// Checks a clearing against the interval's book and applies it, or, when it fails a
-	/// check, burns the submitter's deposit instead. The witness priced the call: its orders
-	/// are checked before any order is read, its traders once the book is. Returns the book's
-	/// shape (for the weight).
+	/// A clearing page's weight. A page before the last is priced by its matches and the book
+	/// pages they name (each read once, with its fills). The last page, which also checks and
+	/// applies the whole clearing, is priced as the whole clearing in one call, which covers
+	/// its own verification as well.
+	pub fn clearing_page_weight(matches: &[Match], finish: Option<&ClearingWitness>) -> Weight {
+		match finish {
+			Some(w) => Self::submit_clearing_weight(
+				BookShape { orders: w.orders, traders: w.traders },
+				w.matches,
+			),
+			None => {
+				let size = T::BookPageSize::get().max(1);
+				let named: BTreeSet<(u64, u32)> = matches
+					.iter()
+					.flat_map(|m| [m.bid, m.offer])
+					.map(|id| {
+						let (interval, slot) = crate::order_place(id);
+						(interval, slot / size)
+					})
+					.collect();
+				T::WeightInfo::submit_clearing_page(matches.len() as u32, named.len() as u32)
+			},
+		}
+	}
+
+	/// The whole clearing in one call: a registration and its only page. Returns the book's
+	/// shape (for the weight); the witness when the registration was refused.
 	pub(crate) fn do_submit_clearing(
 		submitter: T::AccountId,
 		interval: IntervalId,
@@ -59,9 +118,40 @@ impl<T: Config> Pallet<T> {
 		matches: &[Match],
 		witness: BookShape,
 	) -> Result<BookShape, DispatchError> {
-		let orders = BookLen::<T>::get(interval);
-		ensure!(orders <= witness.orders, Error::<T>::WitnessTooSmall);
+		ensure!(BookLen::<T>::get(interval) <= witness.orders, Error::<T>::WitnessTooSmall);
+		let count = matches.len() as u32;
+		Self::do_register_clearing(
+			submitter.clone(),
+			interval,
+			mechanism,
+			volume_wh,
+			zone_prices,
+			count,
+			1,
+		)?;
+		let finish =
+			ClearingWitness { orders: witness.orders, traders: witness.traders, matches: count };
+		let shape = Self::do_clearing_page(submitter, interval, 0, matches, Some(finish))?;
+		Ok(shape.unwrap_or(witness))
+	}
+
+	/// Registers a clearing of `interval` in `pages` pages, holding its submitter's deposit.
+	/// A registration that went `SubmissionPatience` blocks without a page is rejected first.
+	pub(crate) fn do_register_clearing(
+		submitter: T::AccountId,
+		interval: IntervalId,
+		mechanism: Mechanism,
+		volume_wh: u64,
+		zone_prices: BoundedVec<ZonePrice, T::MaxZones>,
+		matches: u32,
+		pages: u32,
+	) -> DispatchResult {
 		Self::ensure_not_pruned(interval)?;
+		ensure!(pages > 0 && pages <= T::MaxClearingPages::get(), Error::<T>::BadPageCount);
+		ensure!(
+			matches <= pages.saturating_mul(T::MaxMatchesPerPage::get()),
+			Error::<T>::BadPageCount
+		);
 		let params = Self::params_for(interval);
 		ensure!(!Clearings::<T>::contains_key(interval), Error::<T>::AlreadyCleared);
 		ensure!(!Voided::<T>::contains_key(interval), Error::<T>::AlreadyVoided);
@@ -69,17 +159,118 @@ impl<T: Config> Pallet<T> {
 		ensure!(now >= params.gate_closure(interval), Error::<T>::GateNotClosed);
 		// After its end the interval belongs to `void_interval`, which may have begun.
 		ensure!(now < params.interval_end(interval), Error::<T>::ClearingDeadlinePassed);
+		ensure!(mechanism == params.mechanism, Error::<T>::WrongMechanism);
+		Self::check_zone_prices(mechanism, &zone_prices, matches == 0)?;
+		let block = frame_system::Pallet::<T>::block_number();
+		if let Some(live) = PendingClearings::<T>::get(interval) {
+			let expires = live.touched.saturating_add(T::SubmissionPatience::get());
+			ensure!(block >= expires, Error::<T>::ClearingInProgress);
+			let page = live.verified_pages;
+			Self::reject_pending(interval, live, page, Error::<T>::SubmissionExpired.into())?;
+		}
 		let deposit = T::ClearingDeposit::get();
 		ensure!(
 			T::Currency::reducible_balance(&submitter, Preservation::Preserve, Fortitude::Polite)
 				>= deposit,
 			Error::<T>::DepositNotCovered
 		);
+		T::Currency::hold(&HoldReason::ClearingDeposit.into(), &submitter, deposit)
+			.map_err(|_| Error::<T>::DepositNotCovered)?;
+		let attempt = ClearingAttempts::<T>::mutate(interval, |n| {
+			*n = n.saturating_add(1);
+			*n
+		});
+		ClearingPrices::<T>::insert(interval, zone_prices);
+		PendingClearings::<T>::insert(
+			interval,
+			PendingClearing {
+				submitter: submitter.clone(),
+				deposit,
+				mechanism,
+				volume_wh,
+				matches,
+				pages,
+				attempt,
+				verified_pages: 0,
+				verified_matches: 0,
+				verified_wh: 0,
+				flows: Default::default(),
+				touched: block,
+			},
+		);
+		Self::deposit_event(Event::ClearingRegistered {
+			interval,
+			submitter,
+			mechanism,
+			volume_wh,
+			matches,
+			pages,
+		});
+		Ok(())
+	}
 
-		// The book, read a page at a time: its gate has closed, so it is frozen.
-		let entries = Self::book_slice(interval, 0, orders);
-		let mut book: BTreeMap<OrderId, (Order<T::AccountId>, u64)> =
-			entries.into_iter().map(|(id, order)| (id, (order, 0))).collect();
+	/// Verifies page `index` of the clearing registered for `interval` and, after the last
+	/// page, the whole clearing, which it then applies; a failed check rejects the clearing
+	/// instead. Returns the book's shape when the call read the whole book (the last page).
+	pub(crate) fn do_clearing_page(
+		submitter: T::AccountId,
+		interval: IntervalId,
+		index: u32,
+		matches: &[Match],
+		finish: Option<ClearingWitness>,
+	) -> Result<Option<BookShape>, DispatchError> {
+		let mut pending =
+			PendingClearings::<T>::get(interval).ok_or(Error::<T>::ClearingNotRegistered)?;
+		ensure!(pending.submitter == submitter, Error::<T>::NotRegistrant);
+		ensure!(index == pending.verified_pages, Error::<T>::PageOutOfOrder);
+		let params = Self::params_for(interval);
+		ensure!(
+			Self::now_ms() < params.interval_end(interval),
+			Error::<T>::ClearingDeadlinePassed
+		);
+		let orders = BookLen::<T>::get(interval);
+		let last = index.saturating_add(1) >= pending.pages;
+		let witness = match (last, finish) {
+			(false, _) => None,
+			(true, None) => return Err(Error::<T>::WitnessTooSmall.into()),
+			(true, Some(w)) => {
+				ensure!(
+					orders <= w.orders && pending.matches <= w.matches,
+					Error::<T>::WitnessTooSmall
+				);
+				Some(w)
+			},
+		};
+
+		// The page's checks write nothing: a failed one leaves only the burned deposit behind.
+		let pages = match Self::verify_page(interval, orders, &mut pending, matches) {
+			Ok(pages) => pages,
+			Err(error) => {
+				Self::reject_pending(interval, pending, index, error)?;
+				return Ok(None);
+			},
+		};
+		for (page, filled) in pages {
+			let fills = BoundedVec::truncate_from(filled.fills);
+			Fills::<T>::insert(interval, page, (pending.attempt, fills));
+		}
+		let bounded: BoundedVec<Match, T::MaxMatchesPerPage> =
+			matches.to_vec().try_into().map_err(|_| Error::<T>::Overflow)?;
+		ClearingPages::<T>::insert(interval, index, bounded);
+		pending.verified_pages = index.saturating_add(1);
+		pending.touched = frame_system::Pallet::<T>::block_number();
+		Self::deposit_event(Event::ClearingPageVerified {
+			interval,
+			page: index,
+			matches: matches.len() as u32,
+		});
+		let Some(witness) = witness else {
+			PendingClearings::<T>::insert(interval, pending);
+			return Ok(None);
+		};
+
+		// The whole solution, against the whole book with its fills.
+		let book = Self::filled_book(interval, pending.attempt, orders);
 		let shape = BookShape {
 			orders,
 			traders: book
@@ -90,61 +281,115 @@ impl<T: Config> Pallet<T> {
 				.len() as u32,
 		};
 		ensure!(shape.traders <= witness.traders, Error::<T>::WitnessTooSmall);
-		// The checks write nothing: a failed one leaves only the burned deposit behind.
-		let verdict = Self::verify_clearing(
-			interval,
-			(mechanism, params.mechanism),
-			volume_wh,
-			&zone_prices,
-			matches,
-			&mut book,
-		);
-		if let Err(error) = verdict {
-			T::Currency::burn_from(
-				&submitter,
-				deposit,
-				Preservation::Preserve,
-				Precision::Exact,
-				Fortitude::Polite,
-			)?;
-			Self::deposit_event(Event::ClearingRejected {
-				interval,
-				submitter,
-				error,
-				slashed: deposit,
-			});
-			return Ok(shape);
+		let all: Vec<Match> = (0..pending.pages)
+			.flat_map(|page| ClearingPages::<T>::get(interval, page).into_inner())
+			.collect();
+		let prices = ClearingPrices::<T>::get(interval);
+		if let Err(error) = Self::verify_whole(interval, &pending, &prices, &all, &book) {
+			Self::reject_pending(interval, pending, index, error)?;
+			return Ok(Some(shape));
 		}
-		Self::apply_clearing(
-			submitter,
-			interval,
-			mechanism,
-			volume_wh,
-			zone_prices,
-			matches,
-			book,
-		)?;
-		Ok(shape)
+		Self::apply_clearing(interval, pending, prices, &all, book)?;
+		Ok(Some(shape))
 	}
 
-	/// Every check of a clearing against the book (whose fill counts it fills in) and the grid
-	/// of its interval. `mechanisms` are the clearing's and the interval's.
-	fn verify_clearing(
+	/// Rejects the registered clearing of `interval` at `page` for `error`: its deposit is
+	/// burned, its pages and prices removed (its fills count no more, being of its attempt).
+	pub(crate) fn reject_pending(
 		interval: IntervalId,
-		(mechanism, interval_mechanism): (Mechanism, Mechanism),
-		volume_wh: u64,
-		zone_prices: &[ZonePrice],
-		matches: &[Match],
-		book: &mut BTreeMap<OrderId, (Order<T::AccountId>, u64)>,
+		pending: Pending<T>,
+		page: u32,
+		error: DispatchError,
 	) -> DispatchResult {
-		ensure!(mechanism == interval_mechanism, Error::<T>::WrongMechanism);
-		let prices = Self::check_zone_prices(mechanism, zone_prices, matches.is_empty())?;
+		let slashed = T::Currency::burn_held(
+			&HoldReason::ClearingDeposit.into(),
+			&pending.submitter,
+			pending.deposit,
+			Precision::BestEffort,
+			Fortitude::Force,
+		)?;
+		let _ = ClearingPages::<T>::clear_prefix(interval, T::MaxClearingPages::get(), None);
+		ClearingPrices::<T>::remove(interval);
+		PendingClearings::<T>::remove(interval);
+		Self::deposit_event(Event::ClearingRejected {
+			interval,
+			submitter: pending.submitter,
+			page,
+			error,
+			slashed,
+		});
+		Ok(())
+	}
+
+	/// `interval`'s book, each order with what the registration `attempt` filled of it.
+	fn filled_book(
+		interval: IntervalId,
+		attempt: u32,
+		orders: u32,
+	) -> BTreeMap<OrderId, (Order<T::AccountId>, u64)> {
+		let size = T::BookPageSize::get();
+		let mut book = BTreeMap::new();
+		for page in 0..orders.div_ceil(size) {
+			let filled = Self::filled_page(interval, attempt, page);
+			for (entry, (order, fill)) in filled.orders.into_iter().zip(filled.fills).enumerate() {
+				let slot = page.saturating_mul(size).saturating_add(entry as u32);
+				if let Some(id) = crate::order_id(interval, slot) {
+					book.insert(id, (order, fill));
+				}
+			}
+		}
+		book
+	}
+
+	/// Book page `page` of `interval` with the fills of registration `attempt`.
+	fn filled_page(interval: IntervalId, attempt: u32, page: u32) -> FilledPage<T::AccountId> {
+		let orders = BookPages::<T>::get(interval, page).into_inner();
+		let mut fills = Fills::<T>::get(interval, page)
+			.filter(|(of, _)| *of == attempt)
+			.map(|(_, fills)| fills.into_inner())
+			.unwrap_or_default();
+		fills.resize(orders.len(), 0);
+		FilledPage { orders, fills }
+	}
+
+	/// Every check of one page's matches against the book (reading the pages they name, whose
+	/// fills it adds to) and the grid; the registration gains the page's energy, matches and
+	/// flows. Returns the book pages read, with their new fills.
+	fn verify_page(
+		interval: IntervalId,
+		orders: u32,
+		pending: &mut Pending<T>,
+		matches: &[Match],
+	) -> Result<BTreeMap<u32, FilledPage<T::AccountId>>, DispatchError> {
+		let mechanism = pending.mechanism;
+		let prices = Self::check_zone_prices(
+			mechanism,
+			&ClearingPrices::<T>::get(interval),
+			pending.matches == 0,
+		)?;
 		let mut grid = GridFlows::load::<T>(interval);
-		let mut total: u64 = 0;
+		grid.flow = pending.flows.iter().map(|(a, b, q)| ((*a, *b), *q)).collect();
+		let mut pages: BTreeMap<u32, FilledPage<T::AccountId>> = BTreeMap::new();
+		let mut entry = |id: OrderId| -> Result<(u32, usize), DispatchError> {
+			let (of, slot) = crate::order_place(id);
+			ensure!(of == interval && slot < orders, Error::<T>::OrderNotInInterval);
+			let (page, entry) = Self::page_of(slot);
+			if !pages.contains_key(&page) {
+				pages.insert(page, Self::filled_page(interval, pending.attempt, page));
+			}
+			Ok((page, entry))
+		};
+		let mut places = Vec::with_capacity(matches.len());
 		for m in matches {
+			places.push((entry(m.bid)?, entry(m.offer)?));
+		}
+		let mut total: u64 = 0;
+		for (m, ((bid_page, bid_entry), (offer_page, offer_entry))) in matches.iter().zip(places) {
 			ensure!(m.quantity_wh > 0, Error::<T>::ZeroQuantityMatch);
 			let (bid_zone, bid_limit, renewable_only) = {
-				let (bid, filled) = book.get_mut(&m.bid).ok_or(Error::<T>::OrderNotInInterval)?;
+				let p = pages.get_mut(&bid_page).ok_or(Error::<T>::OrderNotInInterval)?;
+				let bid = p.orders.get(bid_entry).ok_or(Error::<T>::OrderNotInInterval)?;
+				let filled = p.fills.get_mut(bid_entry).ok_or(Error::<T>::OrderNotInInterval)?;
 				ensure!(bid.spec.side == Side::Bid, Error::<T>::WrongSide);
 				ensure!(bid.status == OrderStatus::Open, Error::<T>::OrderCancelled);
 				*filled = filled.checked_add(m.quantity_wh).ok_or(Error::<T>::Overflow)?;
@@ -152,8 +397,9 @@ impl<T: Config> Pallet<T> {
 				(bid.spec.zone, bid.spec.price_ticks, bid.spec.renewable_only)
 			};
 			let (offer_zone, offer_limit, source) = {
-				let (offer, filled) =
-					book.get_mut(&m.offer).ok_or(Error::<T>::OrderNotInInterval)?;
+				let p = pages.get_mut(&offer_page).ok_or(Error::<T>::OrderNotInInterval)?;
+				let offer = p.orders.get(offer_entry).ok_or(Error::<T>::OrderNotInInterval)?;
+				let filled = p.fills.get_mut(offer_entry).ok_or(Error::<T>::OrderNotInInterval)?;
 				ensure!(offer.spec.side == Side::Offer, Error::<T>::WrongSide);
 				ensure!(offer.status == OrderStatus::Open, Error::<T>::OrderCancelled);
 				*filled = filled.checked_add(m.quantity_wh).ok_or(Error::<T>::Overflow)?;
@@ -186,23 +432,49 @@ impl<T: Config> Pallet<T> {
 			ensure!(prescribed, Error::<T>::PriceNotPerMechanism);
 			total = total.checked_add(m.quantity_wh).ok_or(Error::<T>::Overflow)?;
 		}
-		ensure!(total == volume_wh, Error::<T>::UnbalancedEnergy);
+		pending.verified_wh = pending.verified_wh.checked_add(total).ok_or(Error::<T>::Overflow)?;
+		ensure!(pending.verified_wh <= pending.volume_wh, Error::<T>::UnbalancedEnergy);
+		pending.verified_matches = pending.verified_matches.saturating_add(matches.len() as u32);
+		ensure!(pending.verified_matches <= pending.matches, Error::<T>::MatchCountMismatch);
+		let flows: Vec<(ZoneId, ZoneId, i128)> =
+			grid.flow.iter().map(|((a, b), q)| (*a, *b, *q)).collect();
+		// One flow per line at most, and lines are bounded by `MAX_LINES`.
+		pending.flows = BoundedVec::try_from(flows).map_err(|_| Error::<T>::NoLine)?;
+		Ok(pages)
+	}
+
+	/// The checks of the whole clearing, once its pages are verified: the claim is met, the
+	/// lines hold, and the book is in equilibrium.
+	fn verify_whole(
+		interval: IntervalId,
+		pending: &Pending<T>,
+		zone_prices: &[ZonePrice],
+		matches: &[Match],
+		book: &BTreeMap<OrderId, (Order<T::AccountId>, u64)>,
+	) -> DispatchResult {
+		let mechanism = pending.mechanism;
+		ensure!(pending.verified_matches == pending.matches, Error::<T>::MatchCountMismatch);
+		ensure!(pending.verified_wh == pending.volume_wh, Error::<T>::UnbalancedEnergy);
+		let prices = Self::check_zone_prices(mechanism, zone_prices, matches.is_empty())?;
+		let mut grid = GridFlows::load::<T>(interval);
+		grid.flow = pending.flows.iter().map(|(a, b, q)| ((*a, *b), *q)).collect();
 		Self::check_lines(mechanism, &prices, &grid)?;
 		Self::check_equilibrium(mechanism, &prices, book, matches, &grid)
 	}
 
-	/// Applies a verified clearing: payments, holds released, positions. Money moves per
-	/// account, netted over the interval, and no order is written: the clearing's record
-	/// (`Clearings`, `ClearingMatches`) is what became of its book.
+	/// Applies a verified clearing: payments, holds released, positions, the deposit released.
+	/// Money moves per account, netted over the interval, and no order is written: the
+	/// clearing's record (`Clearings`, `ClearingPages`, `ClearingPrices`) is what became of
+	/// its book.
 	fn apply_clearing(
-		submitter: T::AccountId,
 		interval: IntervalId,
-		mechanism: Mechanism,
-		volume_wh: u64,
+		pending: Pending<T>,
 		zone_prices: BoundedVec<ZonePrice, T::MaxZones>,
 		matches: &[Match],
 		book: BTreeMap<OrderId, (Order<T::AccountId>, u64)>,
 	) -> DispatchResult {
+		let (submitter, mechanism, volume_wh) =
+			(pending.submitter.clone(), pending.mechanism, pending.volume_wh);
 		// Every check passed. Each buyer pays from its hold into the clearing house, once; the
 		// distributor gets its fees now, and each seller's proceeds wait in the clearing house
 		// for its delivery to be metered (`settlement.rs`). Then the rest of each buyer's hold
@@ -282,17 +554,22 @@ impl<T: Config> Pallet<T> {
 			Outstanding::<T>::insert(interval, outstanding);
 		}
 
+		// The submitter staked its deposit on a right answer, and it was one.
+		T::Currency::release(
+			&HoldReason::ClearingDeposit.into(),
+			&submitter,
+			pending.deposit,
+			Precision::BestEffort,
+		)?;
+		PendingClearings::<T>::remove(interval);
 		let match_count = matches.len() as u32;
-		let bounded: BoundedVec<Match, T::MaxMatches> =
-			matches.to_vec().try_into().map_err(|_| Error::<T>::Overflow)?;
-		ClearingMatches::<T>::insert(interval, bounded);
-		ClearingPrices::<T>::insert(interval, zone_prices.clone());
 		Clearings::<T>::insert(
 			interval,
 			ClearingSummary {
 				mechanism,
 				volume_wh,
 				match_count,
+				pages: pending.pages,
 				submitter: submitter.clone(),
 				block: frame_system::Pallet::<T>::block_number(),
 			},

@@ -4,7 +4,7 @@
 //! ones, and the parameter sets follow each other in time. Compiled for `try-runtime` and tests only.
 
 use crate::{
-	BookLen, BookPages, Clearings, ClientOrders, Config, Debts, EarlierGridStarts, EarlierGrids,
+	BookLen, BookPages, ClearingPages, ClearingSubmitters, Clearings, PendingClearings, ClientOrders, Config, Debts, EarlierGridStarts, EarlierGrids,
 	EarlierParams, EnergyBalance, EnergyIssuance, EnergyPools, EnergySource, GridFrom, HoldReason,
 	MeterSources, Meters, OrderStatus, Pallet, Params, ParamsFrom, Participants, Positions,
 	PruneCursor, Settled, Settlements, Side, Voided, Voiding,
@@ -62,6 +62,28 @@ impl<T: Config> Pallet<T> {
 				order.owner == owner && order.spec.client_order_id == cid,
 				"a client id names another order"
 			);
+		}
+		// A submitter's deposit is held for each of its registered clearings, and only then.
+		let mut deposits: BTreeMap<T::AccountId, u128> = BTreeMap::new();
+		for (interval, pending) in PendingClearings::<T>::iter() {
+			ensure!(
+				!Clearings::<T>::contains_key(interval) && !Voided::<T>::contains_key(interval),
+				"a registered clearing of a cleared or voided interval"
+			);
+			ensure!(
+				pending.verified_pages < pending.pages
+					&& ClearingPages::<T>::iter_key_prefix(interval)
+						.all(|page| page < pending.verified_pages),
+				"a registered clearing's pages are not its verified ones"
+			);
+			*deposits.entry(pending.submitter).or_default() +=
+				pending.deposit.saturated_into::<u128>();
+		}
+		let deposit: T::RuntimeHoldReason = HoldReason::ClearingDeposit.into();
+		for (who, _) in ClearingSubmitters::<T>::iter() {
+			let held: u128 = T::Currency::balance_on_hold(&deposit, &who).saturated_into();
+			let want = deposits.get(&who).copied().unwrap_or(0);
+			ensure!(held == want, "a deposit held other than for the submitter's registrations");
 		}
 		let reason: T::RuntimeHoldReason = HoldReason::BidReserve.into();
 		for (who, want) in expected.iter() {

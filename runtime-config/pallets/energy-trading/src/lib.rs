@@ -133,8 +133,9 @@ pub mod pallet {
 		/// Who may accredit meters, register participants and set fees and parameters,
 		/// besides the market-operator and distributor accounts in storage (governance).
 		type OperatorOrigin: EnsureOrigin<Self::RuntimeOrigin>;
-		/// What a clearing submitter stakes on each clearing: burned when the clearing fails
-		/// the pallet's checks, untouched when it passes (see `clearing.rs`).
+		/// What a clearing submitter stakes on each clearing, held from its registration:
+		/// burned when the clearing fails the pallet's checks or is abandoned, released when it
+		/// is applied (see `clearing.rs`).
 		#[pallet::constant]
 		type ClearingDeposit: Get<BalanceOf<Self>>;
 		/// Orders one interval can hold.
@@ -146,9 +147,16 @@ pub mod pallet {
 		/// Orders or cancellations in one relayed batch.
 		#[pallet::constant]
 		type MaxRelayBatch: Get<u32>;
-		/// Matches in one clearing.
+		/// Matches in one page of a clearing.
 		#[pallet::constant]
-		type MaxMatches: Get<u32>;
+		type MaxMatchesPerPage: Get<u32>;
+		/// Pages in one clearing.
+		#[pallet::constant]
+		type MaxClearingPages: Get<u32>;
+		/// Blocks a registered clearing may go without a page before another submitter may
+		/// take its interval (its deposit is then burned).
+		#[pallet::constant]
+		type SubmissionPatience: Get<BlockNumberFor<Self>>;
 		/// Zone prices in one clearing.
 		#[pallet::constant]
 		type MaxZones: Get<u32>;
@@ -184,6 +192,9 @@ pub mod pallet {
 	pub enum HoldReason {
 		/// A bid's maximum cost, until its interval is cleared or it is cancelled.
 		BidReserve,
+		/// A clearing submitter's deposit, from its registration until the clearing is applied
+		/// or rejected.
+		ClearingDeposit,
 	}
 
 	// Storage. Each item says what it maps and which calls write it; genesis may seed the
@@ -344,7 +355,7 @@ pub mod pallet {
 	>;
 
 	/// Accepted clearings: interval id to its `ClearingSummary` (mechanism, volume, match count,
-	/// submitter, block). Written once per interval by `submit_clearing`.
+	/// pages, submitter, block). Written once per interval by the clearing's last page.
 	#[pallet::storage]
 	pub type Clearings<T: Config> = StorageMap<
 		_,
@@ -354,14 +365,53 @@ pub mod pallet {
 		OptionQuery,
 	>;
 
-	/// The matches of each accepted clearing: interval id to its `Match`es. Written by
-	/// `submit_clearing`.
+	/// The clearing registered for an interval and being sent in pages: interval id to its
+	/// `PendingClearing` (claim and progress). Written by `register_clearing` and each page;
+	/// removed when the clearing is applied, rejected, taken over or voided.
 	#[pallet::storage]
-	pub type ClearingMatches<T: Config> =
-		StorageMap<_, Twox64Concat, IntervalId, BoundedVec<Match, T::MaxMatches>, ValueQuery>;
+	pub type PendingClearings<T: Config> = StorageMap<
+		_,
+		Twox64Concat,
+		IntervalId,
+		PendingClearing<T::AccountId, BalanceOf<T>, BlockNumberFor<T>>,
+		OptionQuery,
+	>;
 
-	/// The prices of each accepted clearing: interval id to its zone prices (one for a uniform
-	/// clearing, one per zone for a zonal one, none for pay-as-bid). Written by `submit_clearing`.
+	/// Clearings registered per interval so far: each registration's `attempt`.
+	#[pallet::storage]
+	pub type ClearingAttempts<T: Config> =
+		StorageMap<_, Twox64Concat, IntervalId, u32, ValueQuery>;
+
+	/// How much of each order the verified pages of a registered clearing fill: (interval, book
+	/// page) to the attempt they belong to and one quantity (Wh) per order of the page. Fills
+	/// of an earlier attempt count as none. Written by the clearing pages, pruned with the book.
+	#[pallet::storage]
+	pub type Fills<T: Config> = StorageDoubleMap<
+		_,
+		Twox64Concat,
+		IntervalId,
+		Twox64Concat,
+		u32,
+		(u32, BoundedVec<u64, T::BookPageSize>),
+		OptionQuery,
+	>;
+
+	/// The matches of a registered or accepted clearing, by page: (interval, page) to its
+	/// `Match`es. Written by each verified page; removed when the clearing is rejected.
+	#[pallet::storage]
+	pub type ClearingPages<T: Config> = StorageDoubleMap<
+		_,
+		Twox64Concat,
+		IntervalId,
+		Twox64Concat,
+		u32,
+		BoundedVec<Match, T::MaxMatchesPerPage>,
+		ValueQuery,
+	>;
+
+	/// The prices of each accepted (or registered) clearing: interval id to its zone prices (one
+	/// for a uniform clearing, one per zone for a zonal one, none for pay-as-bid). Written by
+	/// `register_clearing`; removed when the clearing is rejected.
 	#[pallet::storage]
 	pub type ClearingPrices<T: Config> =
 		StorageMap<_, Twox64Concat, IntervalId, BoundedVec<ZonePrice, T::MaxZones>, ValueQuery>;
@@ -610,12 +660,25 @@ pub mod pallet {
 			buyer_price: u64,
 			seller_price: u64,
 		},
-		/// A clearing failed the pallet's checks (`error` says which): nothing of it applies,
+		/// A clearing is registered, to be sent in `pages` pages.
+		ClearingRegistered {
+			interval: IntervalId,
+			submitter: T::AccountId,
+			mechanism: Mechanism,
+			volume_wh: u64,
+			matches: u32,
+			pages: u32,
+		},
+		/// Page `page` of a registered clearing passed its checks.
+		ClearingPageVerified { interval: IntervalId, page: u32, matches: u32 },
+		/// A clearing failed the pallet's checks in page `page` (`error` says which), or was
+		/// abandoned (`SubmissionExpired`, `ClearingDeadlinePassed`): nothing of it applies,
 		/// and its submitter's deposit (`slashed`) is burned. The interval stays open to a
 		/// valid clearing until its end.
 		ClearingRejected {
 			interval: IntervalId,
 			submitter: T::AccountId,
+			page: u32,
 			error: DispatchError,
 			slashed: BalanceOf<T>,
 		},
@@ -845,6 +908,21 @@ pub mod pallet {
 		/// A declared upper bound (orders in the book, matches, metered participants) is below
 		/// the real count, so the call was priced too low.
 		WitnessTooSmall,
+		/// Another submitter's clearing of this interval is registered and not yet expired.
+		ClearingInProgress,
+		/// No clearing of this interval is registered (or it was rejected).
+		ClearingNotRegistered,
+		/// Only the submitter that registered the clearing may send its pages.
+		NotRegistrant,
+		/// A clearing's page is not the next one expected: pages go in order from 0, once each.
+		PageOutOfOrder,
+		/// A clearing has no page, more pages than `MaxClearingPages`, or a page beyond its
+		/// claim.
+		BadPageCount,
+		/// The pages' matches are more, or in the end fewer, than the registration claimed.
+		MatchCountMismatch,
+		/// A registered clearing went `SubmissionPatience` blocks without a page.
+		SubmissionExpired,
 	}
 
 	// The calls check the origin and delegate; the logic is in the module of its concern.
@@ -996,7 +1074,8 @@ pub mod pallet {
 			Ok(())
 		}
 
-		/// Submit the clearing of `interval` (clearing submitters). It is checked in full and
+		/// Submit the whole clearing of `interval` in one call (clearing submitters): a
+		/// registration and its only page (see `register_clearing`). It is checked in full and
 		/// either applied whole, paying sellers and the distributor from the buyers' holds and
 		/// releasing every remaining hold of the interval, or rejected with the first failed check.
 		/// `book` is an upper bound of the interval's book (its orders, cancelled ones included,
@@ -1010,7 +1089,7 @@ pub mod pallet {
 			mechanism: Mechanism,
 			volume_wh: u64,
 			zone_prices: BoundedVec<ZonePrice, T::MaxZones>,
-			matches: BoundedVec<Match, T::MaxMatches>,
+			matches: BoundedVec<Match, T::MaxMatchesPerPage>,
 			book: BookShape,
 		) -> DispatchResultWithPostInfo {
 			let submitter = Self::ensure_clearing_submitter(origin)?;
@@ -1024,6 +1103,58 @@ pub mod pallet {
 				book,
 			)?;
 			Ok(Some(Self::submit_clearing_weight(shape, matches.len() as u32)).into())
+		}
+
+		/// Register a clearing of `interval` to be sent in `pages` pages (clearing submitters),
+		/// claiming its mechanism, zone prices, volume and match count, and holding the
+		/// submitter's deposit until the clearing is applied (released) or rejected (burned).
+		/// One registration per interval is live; one that has sent no page for
+		/// `SubmissionPatience` blocks may be taken over.
+		#[pallet::call_index(23)]
+		#[pallet::weight(T::WeightInfo::register_clearing())]
+		pub fn register_clearing(
+			origin: OriginFor<T>,
+			interval: IntervalId,
+			mechanism: Mechanism,
+			volume_wh: u64,
+			zone_prices: BoundedVec<ZonePrice, T::MaxZones>,
+			matches: u32,
+			pages: u32,
+		) -> DispatchResult {
+			let submitter = Self::ensure_clearing_submitter(origin)?;
+			Self::do_register_clearing(
+				submitter,
+				interval,
+				mechanism,
+				volume_wh,
+				zone_prices,
+				matches,
+				pages,
+			)
+		}
+
+		/// Send page `page` of the clearing registered for `interval` (its registrant; pages
+		/// in order from 0). The page is verified on arrival; the last one, which carries
+		/// `finish` (an upper bound of the book and of the clearing's matches, which price it),
+		/// also checks the whole clearing and applies it. A page that fails a check rejects the
+		/// clearing: `ClearingRejected` names the page and the check.
+		#[pallet::call_index(24)]
+		#[pallet::weight(Pallet::<T>::clearing_page_weight(matches, finish.as_ref()))]
+		pub fn submit_clearing_page(
+			origin: OriginFor<T>,
+			interval: IntervalId,
+			page: u32,
+			matches: BoundedVec<Match, T::MaxMatchesPerPage>,
+			finish: Option<ClearingWitness>,
+		) -> DispatchResultWithPostInfo {
+			let submitter = ensure_signed(origin)?;
+			let shape = Self::do_clearing_page(submitter, interval, page, &matches, finish)?;
+			// The last page is priced by its witness; refunded to the book it read.
+			let used = match (shape, finish) {
+				(Some(shape), Some(w)) => Some(Self::submit_clearing_weight(shape, w.matches)),
+				_ => None,
+			};
+			Ok(used.into())
 		}
 
 		/// Submit a meter's signed reading for an interval that has ended. The first reading of
@@ -1062,7 +1193,7 @@ pub mod pallet {
 		#[pallet::weight(T::WeightInfo::void_interval(
 			(*book_orders).min(T::MaxOrdersPerInterval::get()),
 			(*max_orders).min(T::MaxOrdersPerInterval::get()),
-		))]
+		).saturating_add(T::WeightInfo::register_clearing()))]
 		pub fn void_interval(
 			origin: OriginFor<T>,
 			interval: IntervalId,
@@ -1070,8 +1201,11 @@ pub mod pallet {
 			book_orders: u32,
 		) -> DispatchResultWithPostInfo {
 			ensure_signed(origin)?;
-			let (book, voided) = Self::do_void_interval(interval, max_orders, book_orders)?;
-			Ok(Some(T::WeightInfo::void_interval(book, voided)).into())
+			let (book, voided, rejected) =
+				Self::do_void_interval(interval, max_orders, book_orders)?;
+			// Rejecting a registration left incomplete costs what replacing one does.
+			let rejecting = if rejected { T::WeightInfo::register_clearing() } else { Weight::zero() };
+			Ok(Some(T::WeightInfo::void_interval(book, voided).saturating_add(rejecting)).into())
 		}
 
 		/// Settle the next `max_participants` participants of a cleared or voided interval
@@ -1109,12 +1243,35 @@ pub mod pallet {
 			let full = T::MaxOrdersPerInterval::get();
 			assert!(full <= 1 << SLOT_BITS, "order ids cannot number a full book");
 			assert!(T::BookPageSize::get() > 0, "a book page holds at least one order");
+			// A matcher's clearing fills an order completely with each match but the last, so
+			// a full book needs fewer matches than it has orders.
+			let pages = T::MaxClearingPages::get();
+			assert!(
+				pages.saturating_mul(T::MaxMatchesPerPage::get()) >= full,
+				"a full book's clearing does not fit in MaxClearingPages pages"
+			);
+			let length = <T as frame_system::Config>::BlockLength::get();
+			let page_bytes = T::MaxMatchesPerPage::get() as usize * Match::max_encoded_len();
+			assert!(
+				page_bytes <= *length.max.get(DispatchClass::Normal) as usize,
+				"a full clearing page is longer than a block allows"
+			);
+			let page = T::MaxMatchesPerPage::get();
 			for (what, weight) in [
+				(
+					"a full clearing page before the last, naming a full book",
+					T::WeightInfo::submit_clearing_page(page, full.div_ceil(T::BookPageSize::get())),
+				),
+				("a clearing's registration", T::WeightInfo::register_clearing()),
 				(
 					"a full relayed batch of one order per trader",
 					T::WeightInfo::place_orders_relayed(T::MaxRelayBatch::get(), 0),
 				),
-				("voiding one order of a full book", T::WeightInfo::void_interval(full, 1)),
+				(
+					"voiding one order of a full book",
+					T::WeightInfo::void_interval(full, 1)
+						.saturating_add(T::WeightInfo::register_clearing()),
+				),
 				("settling one participant", T::WeightInfo::settle_interval(1)),
 				("placing an order in an almost full book", T::WeightInfo::place_order()),
 			] {

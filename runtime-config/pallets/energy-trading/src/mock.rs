@@ -69,7 +69,9 @@ parameter_types! {
 	pub const MaxOrdersPerInterval: u32 = 64;
 	pub const BookPageSize: u32 = 16;
 	pub const MaxRelayBatch: u32 = 8;
-	pub const MaxMatches: u32 = 128;
+	pub const MaxMatchesPerPage: u32 = 128;
+	pub const MaxClearingPages: u32 = 4;
+	pub const SubmissionPatience: u64 = 3;
 	pub const MaxZones: u32 = 4;
 	pub const MaxMeteredPerInterval: u32 = 8;
 	pub const MaxIntervalsAhead: u64 = 10;
@@ -87,7 +89,9 @@ impl pallet_energy_trading::Config for Test {
 	type MaxOrdersPerInterval = MaxOrdersPerInterval;
 	type BookPageSize = BookPageSize;
 	type MaxRelayBatch = MaxRelayBatch;
-	type MaxMatches = MaxMatches;
+	type MaxMatchesPerPage = MaxMatchesPerPage;
+	type MaxClearingPages = MaxClearingPages;
+	type SubmissionPatience = SubmissionPatience;
 	type MaxZones = MaxZones;
 	type MaxMeteredPerInterval = MaxMeteredPerInterval;
 	type MaxIntervalsAhead = MaxIntervalsAhead;

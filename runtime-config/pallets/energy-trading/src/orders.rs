@@ -129,7 +129,7 @@ impl<T: Config> Pallet<T> {
 	}
 
 	/// The page a slot of a book is on, and its entry there.
-	fn page_of(slot: u32) -> (u32, usize) {
+	pub(crate) fn page_of(slot: u32) -> (u32, usize) {
 		let size = T::BookPageSize::get();
 		(slot / size, (slot % size) as usize)
 	}

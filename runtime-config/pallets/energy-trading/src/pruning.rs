@@ -2,16 +2,16 @@
 //! with (settled, or with nothing to settle), so that the state stays flat however long the
 //! market runs; the indexer keeps the history. Pruning runs in `on_idle`, only with the weight
 //! the block has left, from a cursor (`PruneCursor`): first the interval's orders and their
-//! client ids, a page at a time, then the rest of the interval (clearing, matches, prices,
-//! metered energy, positions, traders' sides, settlement lines, markers), and the parameter
-//! sets of pruned intervals. An interval that is not done with (cleared but not settled, or
+//! client ids, a page at a time (with the clearing's fills of each page), then the rest of the
+//! interval (clearing, its pages of matches, prices, metered energy, positions, traders' sides,
+//! settlement lines, markers), and the parameter sets of pruned intervals. An interval that is not done with (cleared but not settled, or
 //! with orders and neither cleared nor voided) stops the cursor until it is.
 
 use crate::{
-	BookLen, BookPages, ClearingMatches, ClearingPrices, Clearings, ClientOrders, Config,
-	EarlierParams, Error, IntervalId, Metered, MeteredCount, Outstanding, Pallet, Params,
-	ParamsFrom, Positions, PruneCursor, Settled, Settlements, TraderSides, Voided, Voiding,
-	WeightInfo,
+	BookLen, BookPages, ClearingAttempts, ClearingPages, ClearingPrices, Clearings, ClientOrders,
+	Config, EarlierParams, Error, Fills, IntervalId, Metered, MeteredCount, Outstanding, Pallet,
+	Params, ParamsFrom, PendingClearings, Positions, PruneCursor, Settled, Settlements, TraderSides, Voided,
+	Voiding, WeightInfo,
 };
 use frame_support::{ensure, pallet_prelude::Get, weights::WeightMeter};
 use sp_runtime::DispatchResult;
@@ -70,6 +70,17 @@ impl<T: Config> Pallet<T> {
 			if interval.saturating_add(retain) > current || !Self::done_with(interval) {
 				break;
 			}
+			// Only an empty book's clearing can still be registered here (a book's is applied or
+			// rejected by then): it was abandoned.
+			if let Some(pending) = PendingClearings::<T>::get(interval) {
+				if meter.try_consume(T::WeightInfo::register_clearing()).is_err() {
+					break;
+				}
+				let (page, error) = (pending.verified_pages, Error::<T>::ClearingDeadlinePassed);
+				if Self::reject_pending(interval, pending, page, error.into()).is_err() {
+					break;
+				}
+			}
 			let total = BookLen::<T>::get(interval);
 			if done < total {
 				let base = T::WeightInfo::prune_orders(0);
@@ -120,7 +131,7 @@ impl<T: Config> Pallet<T> {
 	}
 
 	/// Removes orders `[done, done + n)` of `interval`'s book: their client ids, and each page
-	/// whose last order is among them.
+	/// whose last order is among them, with the clearing fills of that page.
 	pub(crate) fn prune_orders(interval: IntervalId, done: u32, n: u32) {
 		let end = done.saturating_add(n);
 		for (_, order) in Self::book_slice(interval, done, end) {
@@ -130,6 +141,7 @@ impl<T: Config> Pallet<T> {
 		for page in done / size..end.div_ceil(size) {
 			if page.saturating_add(1).saturating_mul(size).min(total) <= end {
 				BookPages::<T>::remove(interval, page);
+				Fills::<T>::remove(interval, page);
 			}
 		}
 	}
@@ -153,7 +165,9 @@ impl<T: Config> Pallet<T> {
 		Outstanding::<T>::remove(interval);
 		BookLen::<T>::remove(interval);
 		Clearings::<T>::remove(interval);
-		ClearingMatches::<T>::remove(interval);
+		// At most `MaxClearingPages` pages, and a rejected clearing's are gone already.
+		let _ = ClearingPages::<T>::clear_prefix(interval, T::MaxClearingPages::get(), None);
+		ClearingAttempts::<T>::remove(interval);
 		ClearingPrices::<T>::remove(interval);
 		MeteredCount::<T>::remove(interval);
 		Settled::<T>::remove(interval);

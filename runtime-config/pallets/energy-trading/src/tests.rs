@@ -1008,7 +1008,7 @@ fn a_uniform_clearing_takes_the_buyers_payment_and_releases_holds() {
 			(summary.volume_wh, summary.match_count, summary.mechanism),
 			(150, 2, Mechanism::Uniform)
 		);
-		assert_eq!(ClearingMatches::<Test>::get(2).len(), 2);
+		assert_eq!(ClearingPages::<Test>::get(2, 0).len(), 2);
 		System::assert_last_event(
 			Ev::ClearingAccepted {
 				interval: 2,
@@ -1061,6 +1061,7 @@ fn an_invalid_clearing_burns_its_submitters_deposit() {
 			Ev::ClearingRejected {
 				interval: 2,
 				submitter: operator(),
+				page: 0,
 				error: E::NotEquilibrium.into(),
 				slashed: CLEARING_DEPOSIT,
 			}

@@ -2,7 +2,9 @@
 //! The byte layout of the signed messages is the contract with the Python side
 //! (`docs/chain-interface.md`): change both together.
 
+use crate::MAX_LINES;
 use codec::{Decode, DecodeWithMemTracking, Encode, MaxEncodedLen};
+use frame_support::{traits::ConstU32, BoundedVec};
 use scale_info::TypeInfo;
 use serde::{Deserialize, Serialize};
 
@@ -269,14 +271,63 @@ pub struct Line {
 	pub fee_ticks: u64,
 }
 
-/// What is kept of an accepted clearing (its matches are stored beside it).
+/// What is kept of an accepted clearing (its matches are stored beside it, in `pages` pages).
 #[derive(Encode, Decode, MaxEncodedLen, TypeInfo, Clone, PartialEq, Eq, Debug)]
 pub struct ClearingSummary<AccountId, BlockNumber> {
 	pub mechanism: Mechanism,
 	pub volume_wh: u64,
 	pub match_count: u32,
+	pub pages: u32,
 	pub submitter: AccountId,
 	pub block: BlockNumber,
+}
+
+/// What the last page of a clearing costs to finish, as its submitter declares it (an upper
+/// bound, checked): the interval's book (`BookShape`) and the clearing's matches over all its
+/// pages, which the whole-solution checks and the payments go through once more.
+#[derive(
+	Encode,
+	Decode,
+	DecodeWithMemTracking,
+	MaxEncodedLen,
+	TypeInfo,
+	Clone,
+	Copy,
+	PartialEq,
+	Eq,
+	Debug,
+	Default,
+)]
+pub struct ClearingWitness {
+	pub orders: u32,
+	pub traders: u32,
+	pub matches: u32,
+}
+
+/// A clearing registered and being sent in pages: what its submitter claims, and what the
+/// pages verified so far add up to (see `clearing.rs`).
+#[derive(Encode, Decode, MaxEncodedLen, TypeInfo, Clone, PartialEq, Eq, Debug)]
+pub struct PendingClearing<AccountId, Balance, BlockNumber> {
+	pub submitter: AccountId,
+	/// Held from the submitter until the clearing is applied (released) or rejected (burned).
+	pub deposit: Balance,
+	pub mechanism: Mechanism,
+	/// The claim: total volume, matches and pages of the whole clearing.
+	pub volume_wh: u64,
+	pub matches: u32,
+	pub pages: u32,
+	/// Numbers this registration among the interval's: its fills (`Fills`) carry it, so that
+	/// those of a rejected one never count.
+	pub attempt: u32,
+	/// The pages verified so far (`0..verified_pages`), their matches and energy.
+	pub verified_pages: u32,
+	pub verified_matches: u32,
+	pub verified_wh: u64,
+	/// Net flow of the verified matches over each line, `(a, b, Wh from a to b)` with `a < b`.
+	pub flows: BoundedVec<(ZoneId, ZoneId, i128), ConstU32<MAX_LINES>>,
+	/// The block of the registration or of its latest page: `SubmissionPatience` blocks later
+	/// without a page, another submitter may take the interval.
+	pub touched: BlockNumber,
 }
 
 /// Market parameters the operator sets.

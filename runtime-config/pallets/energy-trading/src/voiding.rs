@@ -3,11 +3,12 @@
 //! went away or someone attacked the clearing. Voiding is permissionless and paged: each call
 //! voids the next `max_orders` orders of the book and releases the bids' holds, and the call
 //! that reaches the end marks the interval voided. A voided interval settles as if nothing had
-//! traded.
+//! traded. A clearing still registered then is rejected first (`ClearingDeadlinePassed`): its
+//! submitter did not finish it in time, and its deposit is burned.
 
 use crate::{
 	BalanceOf, BookLen, Clearings, Config, Error, Event, HoldReason, IntervalId, OrderStatus,
-	Pallet, Side, Voided, Voiding,
+	Pallet, PendingClearings, Side, Voided, Voiding,
 };
 use alloc::collections::btree_map::BTreeMap;
 use frame_support::{
@@ -21,12 +22,13 @@ use sp_runtime::{
 
 impl<T: Config> Pallet<T> {
 	/// Voids up to `max_orders` more orders of `interval`'s book after its deadline. Returns
-	/// (orders in the book, orders voided by this call) for the weight.
+	/// (orders in the book, orders voided by this call, whether it rejected a registration)
+	/// for the weight.
 	pub(crate) fn do_void_interval(
 		interval: IntervalId,
 		max_orders: u32,
 		book_orders: u32,
-	) -> Result<(u32, u32), DispatchError> {
+	) -> Result<(u32, u32, bool), DispatchError> {
 		Self::ensure_not_pruned(interval)?;
 		let total = BookLen::<T>::get(interval);
 		ensure!(total <= book_orders, Error::<T>::WitnessTooSmall);
@@ -37,6 +39,12 @@ impl<T: Config> Pallet<T> {
 		let start = Voiding::<T>::get(interval).unwrap_or(0).min(total);
 		ensure!(max_orders > 0 || start == total, Error::<T>::NothingToVoid);
 		let end = start.saturating_add(max_orders).min(total);
+		let pending = PendingClearings::<T>::get(interval);
+		let rejected = pending.is_some();
+		if let Some(pending) = pending {
+			let page = pending.verified_pages;
+			Self::reject_pending(interval, pending, page, Error::<T>::ClearingDeadlinePassed.into())?;
+		}
 
 		// What this page's open bids hold, per buyer: each gets it back in one release, and no
 		// order is written (the interval's `Voided` record says what became of them).
@@ -64,6 +72,6 @@ impl<T: Config> Pallet<T> {
 		} else {
 			Voiding::<T>::insert(interval, end);
 		}
-		Ok((total, end - start))
+		Ok((total, end - start, rejected))
 	}
 }

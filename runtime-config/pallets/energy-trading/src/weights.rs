@@ -28,6 +28,8 @@ pub trait WeightInfo {
 	fn cancel_order() -> Weight;
 	fn cancel_orders_relayed(n: u32) -> Weight;
 	fn submit_clearing(o: u32, p: u32, e: u32) -> Weight;
+	fn register_clearing() -> Weight;
+	fn submit_clearing_page(m: u32, b: u32) -> Weight;
 	fn submit_reading() -> Weight;
 	fn transfer_energy() -> Weight;
 	fn settle_interval(p: u32) -> Weight;
@@ -107,6 +109,18 @@ macro_rules! weights {
 				.saturating_add(<$db>::get().reads_writes(1, 0).saturating_mul(o as u64))
 				.saturating_add(<$db>::get().reads_writes(8, 6).saturating_mul(p as u64))
 				.saturating_add(<$db>::get().reads_writes(2, 0).saturating_mul(e as u64))
+		}
+		fn register_clearing() -> Weight {
+			Weight::from_parts(3 * BASE_PS, 8_000)
+				.saturating_add(<$db>::get().reads_writes(8, 6))
+				.saturating_add(<$db>::get().writes(32))
+		}
+		fn submit_clearing_page(m: u32, b: u32) -> Weight {
+			Weight::from_parts(3 * BASE_PS, 10_000)
+				.saturating_add(Weight::from_parts(BASE_PS / 2, 300).saturating_mul(m as u64))
+				.saturating_add(Weight::from_parts(BASE_PS, 20_000).saturating_mul(b as u64))
+				.saturating_add(<$db>::get().reads_writes(5, 3))
+				.saturating_add(<$db>::get().reads_writes(2, 1).saturating_mul(b as u64))
 		}
 		fn submit_reading() -> Weight {
 			Weight::from_parts(2 * BASE_PS + SIG_VERIFY_PS, 8_000)
