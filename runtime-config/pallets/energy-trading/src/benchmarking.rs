@@ -467,7 +467,8 @@ mod benchmarks {
 			status: OrderStatus::Open,
 		};
 		for page in 0..b {
-			let mut orders = vec![head(&buyer, Side::Bid, page, 60), head(&seller, Side::Offer, page, 40)];
+			let mut orders =
+				vec![head(&buyer, Side::Bid, page, 60), head(&seller, Side::Offer, page, 40)];
 			orders.resize(size.max(2) as usize, head(&seller, Side::Offer, page, 9_000));
 			orders.truncate(size as usize);
 			BookPages::<T>::insert(INTERVAL, page, BoundedVec::truncate_from(orders));

@@ -224,10 +224,7 @@ impl<T: Config> Pallet<T> {
 		ensure!(pending.submitter == submitter, Error::<T>::NotRegistrant);
 		ensure!(index == pending.verified_pages, Error::<T>::PageOutOfOrder);
 		let params = Self::params_for(interval);
-		ensure!(
-			Self::now_ms() < params.interval_end(interval),
-			Error::<T>::ClearingDeadlinePassed
-		);
+		ensure!(Self::now_ms() < params.interval_end(interval), Error::<T>::ClearingDeadlinePassed);
 		let orders = BookLen::<T>::get(interval);
 		let last = index.saturating_add(1) >= pending.pages;
 		let witness = match (last, finish) {

@@ -4,10 +4,11 @@
 //! ones, and the parameter sets follow each other in time. Compiled for `try-runtime` and tests only.
 
 use crate::{
-	BookLen, BookPages, ClearingPages, ClearingSubmitters, Clearings, PendingClearings, ClientOrders, Config, Debts, EarlierGridStarts, EarlierGrids,
-	EarlierParams, EnergyBalance, EnergyIssuance, EnergyPools, EnergySource, GridFrom, HoldReason,
-	MeterSources, Meters, OrderStatus, Pallet, Params, ParamsFrom, Participants, Positions,
-	PruneCursor, Settled, Settlements, Side, Voided, Voiding,
+	BookLen, BookPages, ClearingPages, ClearingSubmitters, Clearings, ClientOrders, Config, Debts,
+	EarlierGridStarts, EarlierGrids, EarlierParams, EnergyBalance, EnergyIssuance, EnergyPools,
+	EnergySource, GridFrom, HoldReason, MeterSources, Meters, OrderStatus, Pallet, Params,
+	ParamsFrom, Participants, PendingClearings, Positions, PruneCursor, Settled, Settlements, Side,
+	Voided, Voiding,
 };
 use alloc::collections::btree_map::BTreeMap;
 use frame_support::{

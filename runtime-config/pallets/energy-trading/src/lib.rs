@@ -379,8 +379,7 @@ pub mod pallet {
 
 	/// Clearings registered per interval so far: each registration's `attempt`.
 	#[pallet::storage]
-	pub type ClearingAttempts<T: Config> =
-		StorageMap<_, Twox64Concat, IntervalId, u32, ValueQuery>;
+	pub type ClearingAttempts<T: Config> = StorageMap<_, Twox64Concat, IntervalId, u32, ValueQuery>;
 
 	/// How much of each order the verified pages of a registered clearing fill: (interval, book
 	/// page) to the attempt they belong to and one quantity (Wh) per order of the page. Fills
@@ -1204,7 +1203,8 @@ pub mod pallet {
 			let (book, voided, rejected) =
 				Self::do_void_interval(interval, max_orders, book_orders)?;
 			// Rejecting a registration left incomplete costs what replacing one does.
-			let rejecting = if rejected { T::WeightInfo::register_clearing() } else { Weight::zero() };
+			let rejecting =
+				if rejected { T::WeightInfo::register_clearing() } else { Weight::zero() };
 			Ok(Some(T::WeightInfo::void_interval(book, voided).saturating_add(rejecting)).into())
 		}
 
@@ -1260,7 +1260,10 @@ pub mod pallet {
 			for (what, weight) in [
 				(
 					"a full clearing page before the last, naming a full book",
-					T::WeightInfo::submit_clearing_page(page, full.div_ceil(T::BookPageSize::get())),
+					T::WeightInfo::submit_clearing_page(
+						page,
+						full.div_ceil(T::BookPageSize::get()),
+					),
 				),
 				("a clearing's registration", T::WeightInfo::register_clearing()),
 				(

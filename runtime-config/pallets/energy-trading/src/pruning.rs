@@ -10,8 +10,8 @@
 use crate::{
 	BookLen, BookPages, ClearingAttempts, ClearingPages, ClearingPrices, Clearings, ClientOrders,
 	Config, EarlierParams, Error, Fills, IntervalId, Metered, MeteredCount, Outstanding, Pallet,
-	Params, ParamsFrom, PendingClearings, Positions, PruneCursor, Settled, Settlements, TraderSides, Voided,
-	Voiding, WeightInfo,
+	Params, ParamsFrom, PendingClearings, Positions, PruneCursor, Settled, Settlements,
+	TraderSides, Voided, Voiding, WeightInfo,
 };
 use frame_support::{ensure, pallet_prelude::Get, weights::WeightMeter};
 use sp_runtime::DispatchResult;

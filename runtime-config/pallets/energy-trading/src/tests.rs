@@ -2326,6 +2326,321 @@ fn settlement_goes_page_by_page_and_a_reading_between_pages_waits_for_the_next()
 	});
 }
 
+// ---------------------------------------------------------------- paged clearings
+
+/// The page and error of the `ClearingRejected` event among the events from `from` on.
+fn rejected_since(from: u32) -> Option<(u32, DispatchError)> {
+	System::events().into_iter().skip(from as usize).find_map(|r| match r.event {
+		RuntimeEvent::Market(Ev::ClearingRejected { page, error, .. }) => Some((page, error)),
+		_ => None,
+	})
+}
+
+/// A uniform clearing of `interval` sent by `who` in pages cut before the match indexes
+/// `cuts`: a registration, then each page, the last with its witness. The invariants are
+/// checked after every call. `Ok(Some((page, error)))` is a rejection (the calls succeeded);
+/// `Err` a refused call.
+fn send_in_pages(
+	who: &AccountId32,
+	interval: u64,
+	prices: &[(u16, u64)],
+	matches: &[Match],
+	volume: u64,
+	cuts: &[usize],
+) -> Result<Option<(u32, DispatchError)>, DispatchError> {
+	let mut bounds: Vec<usize> =
+		cuts.iter().copied().filter(|c| *c > 0 && *c < matches.len()).collect();
+	bounds.sort();
+	bounds.dedup();
+	let pages: Vec<&[Match]> = core::iter::once(0)
+		.chain(bounds.iter().copied())
+		.zip(bounds.iter().copied().chain(core::iter::once(matches.len())))
+		.map(|(a, b)| &matches[a..b])
+		.collect();
+	let zp: Vec<ZonePrice> =
+		prices.iter().map(|(z, p)| ZonePrice { zone: *z, price: *p }).collect();
+	Market::register_clearing(
+		origin(who),
+		interval,
+		Mechanism::Uniform,
+		volume,
+		BoundedVec::truncate_from(zp),
+		matches.len() as u32,
+		pages.len() as u32,
+	)?;
+	Market::do_try_state().expect("invariants hold after a registration");
+	// Registering may have rejected an abandoned registration: this clearing's events follow.
+	let from = System::event_count();
+	let shape = book_shape(interval);
+	let witness = ClearingWitness {
+		orders: shape.orders,
+		traders: shape.traders,
+		matches: matches.len() as u32,
+	};
+	for (index, page) in pages.iter().enumerate() {
+		let finish = (index + 1 == pages.len()).then_some(witness);
+		Market::submit_clearing_page(
+			origin(who),
+			interval,
+			index as u32,
+			BoundedVec::truncate_from(page.to_vec()),
+			finish,
+		)
+		.map_err(|e| e.error)?;
+		Market::do_try_state().expect("invariants hold after every page");
+		if let Some(rejection) = rejected_since(from) {
+			return Ok(Some(rejection));
+		}
+	}
+	Ok(None)
+}
+
+/// A second clearing submitter, funded.
+fn second_submitter() -> AccountId32 {
+	let who = account("Relayer");
+	assert_ok!(Market::set_clearing_submitter(RuntimeOrigin::root(), who.clone(), true));
+	who
+}
+
+#[test]
+fn a_clearing_in_pages_is_verified_page_by_page_and_applied_after_the_last() {
+	run(|| {
+		let (b1, b2, o1, _) = simple_book();
+		let buyer_before = free(&buyer()) + held(&buyer());
+		close_gate(2);
+		let alice = free(&operator());
+		let matches = [m(b1, o1, 100, 42, 42), m(b2, o1, 50, 42, 42)];
+		let zp = BoundedVec::truncate_from(vec![ZonePrice { zone: 0, price: 42 }]);
+		assert_ok!(Market::register_clearing(
+			origin(&operator()),
+			2,
+			Mechanism::Uniform,
+			150,
+			zp,
+			2,
+			2
+		));
+		// The deposit is held from the registration on.
+		assert_eq!(free(&operator()), alice - CLEARING_DEPOSIT);
+		let page = |i: usize| BoundedVec::truncate_from(vec![matches[i]]);
+		assert_ok!(Market::submit_clearing_page(origin(&operator()), 2, 0, page(0), None));
+		System::assert_last_event(
+			Ev::ClearingPageVerified { interval: 2, page: 0, matches: 1 }.into(),
+		);
+		// Verified, not applied: no money moved, and the first bid's fill is kept.
+		assert!(!Clearings::<Test>::contains_key(2));
+		assert_eq!(free(&buyer()), buyer_before - held(&buyer()));
+		assert_eq!(held(&buyer()), 100 * 60 + 100 * 45);
+		assert_eq!(Fills::<Test>::get(2, 0).map(|(attempt, f)| (attempt, f[0])), Some((1, 100)));
+		// The last page needs its witness, which prices the whole clearing.
+		assert_noop!(
+			Market::submit_clearing_page(origin(&operator()), 2, 1, page(1), None),
+			E::WitnessTooSmall
+		);
+		let witness = ClearingWitness { orders: 4, traders: 2, matches: 2 };
+		assert_ok!(Market::submit_clearing_page(origin(&operator()), 2, 1, page(1), Some(witness)));
+		let summary = Clearings::<Test>::get(2).expect("applied");
+		assert_eq!((summary.match_count, summary.pages, summary.volume_wh), (2, 2, 150));
+		assert_eq!(ClearingPages::<Test>::get(2, 1).to_vec(), vec![matches[1]]);
+		assert_eq!(free(&buyer()), buyer_before - 150 * 42);
+		assert_eq!(held(&buyer()), 0);
+		// The deposit comes back whole.
+		assert_eq!(free(&operator()), alice);
+		assert!(!PendingClearings::<Test>::contains_key(2));
+	});
+}
+
+#[test]
+fn pages_go_in_order_from_their_registrant_only() {
+	run(|| {
+		let (b1, b2, o1, _) = simple_book();
+		let matches = [m(b1, o1, 100, 42, 42), m(b2, o1, 50, 42, 42)];
+		let page = |i: usize| BoundedVec::truncate_from(vec![matches[i]]);
+		let zp = || BoundedVec::truncate_from(vec![ZonePrice { zone: 0, price: 42 }]);
+		let register = |who: &AccountId32, pages: u32| {
+			Market::register_clearing(origin(who), 2, Mechanism::Uniform, 150, zp(), 2, pages)
+		};
+		assert_noop!(register(&operator(), 2), E::GateNotClosed);
+		close_gate(2);
+		assert_noop!(
+			Market::submit_clearing_page(origin(&operator()), 2, 0, page(0), None),
+			E::ClearingNotRegistered
+		);
+		assert_noop!(register(&seller(), 2), E::NotClearingSubmitter);
+		assert_noop!(register(&operator(), 0), E::BadPageCount);
+		assert_noop!(register(&operator(), MaxClearingPages::get() + 1), E::BadPageCount);
+		assert_ok!(register(&operator(), 3));
+		let other = second_submitter();
+		// One live registration per interval.
+		assert_noop!(register(&other, 2), E::ClearingInProgress);
+		assert_noop!(
+			Market::submit_clearing_page(origin(&other), 2, 0, page(0), None),
+			E::NotRegistrant
+		);
+		// Missing, out of order, duplicated.
+		assert_noop!(
+			Market::submit_clearing_page(origin(&operator()), 2, 1, page(0), None),
+			E::PageOutOfOrder
+		);
+		assert_ok!(Market::submit_clearing_page(origin(&operator()), 2, 0, page(0), None));
+		assert_noop!(
+			Market::submit_clearing_page(origin(&operator()), 2, 0, page(0), None),
+			E::PageOutOfOrder
+		);
+		assert_noop!(
+			Market::submit_clearing_page(origin(&operator()), 2, 2, page(1), None),
+			E::PageOutOfOrder
+		);
+		assert_ok!(Market::submit_clearing_page(origin(&operator()), 2, 1, page(1), None));
+		// The third page claimed: none of the two matches is left, so its last page is empty
+		// and the clearing is complete.
+		let witness = ClearingWitness { orders: 4, traders: 2, matches: 2 };
+		assert_ok!(Market::submit_clearing_page(
+			origin(&operator()),
+			2,
+			2,
+			BoundedVec::new(),
+			Some(witness)
+		));
+		assert!(Clearings::<Test>::contains_key(2));
+		assert_noop!(register(&other, 1), E::AlreadyCleared);
+	});
+}
+
+#[test]
+fn a_bad_page_rejects_the_whole_clearing_and_names_itself() {
+	run(|| {
+		let (b1, b2, o1, o2) = simple_book();
+		close_gate(2);
+		let held_before = held(&buyer());
+		let (alice, issuance) = (free(&operator()), Balances::total_issuance());
+		// Page 1 names the 55-tick offer at 42: below its limit.
+		let bad = [m(b1, o1, 100, 42, 42), m(b2, o2, 50, 42, 42)];
+		let got = send_in_pages(&operator(), 2, &[(0, 42)], &bad, 150, &[1]);
+		assert_eq!(got, Ok(Some((1, E::OfferLimitViolated.into()))));
+		// Nothing of it applies: no clearing, no pages, no prices, holds as they were; the
+		// deposit is burned.
+		assert!(!Clearings::<Test>::contains_key(2) && !PendingClearings::<Test>::contains_key(2));
+		assert_eq!(ClearingPages::<Test>::iter_prefix(2).count(), 0);
+		assert!(!ClearingPrices::<Test>::contains_key(2));
+		assert_eq!(held(&buyer()), held_before);
+		assert_eq!(free(&operator()), alice - CLEARING_DEPOSIT);
+		assert_eq!(Balances::total_issuance(), issuance - CLEARING_DEPOSIT);
+		// Claiming more matches than the pages carry fails at the last page; claiming fewer,
+		// at the page that passes the claim.
+		let good = [m(b1, o1, 100, 42, 42), m(b2, o1, 50, 42, 42)];
+		let zp = || BoundedVec::truncate_from(vec![ZonePrice { zone: 0, price: 42 }]);
+		assert_ok!(Market::register_clearing(
+			origin(&operator()),
+			2,
+			Mechanism::Uniform,
+			150,
+			zp(),
+			1,
+			2
+		));
+		assert_ok!(Market::submit_clearing_page(
+			origin(&operator()),
+			2,
+			0,
+			BoundedVec::truncate_from(good.to_vec()),
+			None
+		));
+		System::assert_last_event(
+			Ev::ClearingRejected {
+				interval: 2,
+				submitter: operator(),
+				page: 0,
+				error: E::MatchCountMismatch.into(),
+				slashed: CLEARING_DEPOSIT,
+			}
+			.into(),
+		);
+		// The fills of rejected attempts count for nothing: a valid clearing, in pages, passes.
+		assert_eq!(send_in_pages(&operator(), 2, &[(0, 42)], &good, 150, &[1]), Ok(None));
+		assert_eq!(Clearings::<Test>::get(2).map(|c| c.pages), Some(2));
+	});
+}
+
+#[test]
+fn an_abandoned_registration_expires_and_another_submitter_takes_the_interval() {
+	run(|| {
+		let (b1, b2, o1, _) = simple_book();
+		close_gate(2);
+		let alice = free(&operator());
+		let zp = || BoundedVec::truncate_from(vec![ZonePrice { zone: 0, price: 42 }]);
+		assert_ok!(Market::register_clearing(
+			origin(&operator()),
+			2,
+			Mechanism::Uniform,
+			150,
+			zp(),
+			2,
+			2
+		));
+		let other = second_submitter();
+		let patience: u64 = SubmissionPatience::get();
+		System::set_block_number(1 + patience - 1);
+		assert_noop!(
+			Market::register_clearing(origin(&other), 2, Mechanism::Uniform, 150, zp(), 2, 1),
+			E::ClearingInProgress
+		);
+		System::set_block_number(1 + patience);
+		let good = [m(b1, o1, 100, 42, 42), m(b2, o1, 50, 42, 42)];
+		assert_eq!(send_in_pages(&other, 2, &[(0, 42)], &good, 150, &[]), Ok(None));
+		// The first registrant's deposit went for its abandoned registration.
+		assert_eq!(free(&operator()), alice - CLEARING_DEPOSIT);
+		assert_eq!(Clearings::<Test>::get(2).map(|c| c.submitter), Some(other));
+		assert!(System::events().iter().any(|r| r.event
+			== RuntimeEvent::Market(Ev::ClearingRejected {
+				interval: 2,
+				submitter: operator(),
+				page: 0,
+				error: E::SubmissionExpired.into(),
+				slashed: CLEARING_DEPOSIT,
+			})));
+	});
+}
+
+#[test]
+fn a_registration_unfinished_at_the_deadline_is_rejected_when_the_interval_is_voided() {
+	run(|| {
+		let (b1, _, o1, _) = simple_book();
+		close_gate(2);
+		let zp = BoundedVec::truncate_from(vec![ZonePrice { zone: 0, price: 42 }]);
+		assert_ok!(Market::register_clearing(
+			origin(&operator()),
+			2,
+			Mechanism::Uniform,
+			150,
+			zp,
+			2,
+			2
+		));
+		let page = BoundedVec::truncate_from(vec![m(b1, o1, 100, 42, 42)]);
+		assert_ok!(Market::submit_clearing_page(origin(&operator()), 2, 0, page.clone(), None));
+		end_interval(2);
+		assert_noop!(
+			Market::submit_clearing_page(origin(&operator()), 2, 1, page, None),
+			E::ClearingDeadlinePassed
+		);
+		let alice = free(&operator());
+		assert_ok!(Market::void_interval(origin(&seller()), 2, 10, 10));
+		assert!(Voided::<Test>::contains_key(2));
+		assert!(!PendingClearings::<Test>::contains_key(2));
+		assert_eq!(ClearingPages::<Test>::iter_prefix(2).count(), 0);
+		// Its deposit stays burned; every bid's hold is back.
+		assert_eq!(free(&operator()), alice);
+		assert_eq!(Balances::balance_on_hold(&HoldReason::ClearingDeposit.into(), &operator()), 0);
+		assert_eq!(held(&buyer()), 0);
+		assert!(System::events().iter().any(|r| matches!(
+			&r.event,
+			RuntimeEvent::Market(Ev::ClearingRejected { page: 1, error, .. })
+				if *error == E::ClearingDeadlinePassed.into()
+		)));
+	});
+}
+
 // ---------------------------------------------------------------- randomized clearings
 
 mod fuzz {
@@ -2380,8 +2695,26 @@ mod fuzz {
 		Balances::total_issuance()
 	}
 
-	/// Thousands of random books: the reference clearing is always accepted, and each kind of
-	/// corruption of it is always rejected with its own error, leaving no trace.
+	/// Clearings of `interval` rejected so far.
+	fn rejected_here(interval: u64) -> usize {
+		System::events()
+			.iter()
+			.filter(|r| {
+				matches!(r.event, RuntimeEvent::Market(Ev::ClearingRejected { interval: k, .. }) if k == interval)
+			})
+			.count()
+	}
+
+	/// Cuts that split `n` matches into 1 to `MaxClearingPages` pages at random.
+	fn random_cuts(rng: &mut SmallRng, n: usize) -> Vec<usize> {
+		let pages = rng.gen_range(1..=(MaxClearingPages::get() as usize).min(n.max(1)));
+		(1..pages).map(|_| rng.gen_range(1..n.max(2))).collect()
+	}
+
+	/// Thousands of random books, each cleared in random pages: the reference clearing is
+	/// always accepted, and each kind of corruption of it is always rejected, in the page that
+	/// holds the defect, with its own error; nothing of it applies, and the invariants hold
+	/// after every call.
 	#[test]
 	fn invalid_clearings_are_always_rejected_and_valid_ones_accepted() {
 		let mut rng = SmallRng::seed_from_u64(0x5747_4154);
@@ -2526,16 +2859,50 @@ mod fuzz {
 				);
 				for (ms, ps, volume, err) in bad {
 					let volume = volume.unwrap_or_else(|| ms.iter().map(|m| m.quantity_wh).sum());
-					assert_noop!(
-						clear_with_volume(interval, Mechanism::Uniform, &ps, &ms, volume),
-						err
-					);
+					let cuts = random_cuts(&mut rng, ms.len());
+					// The match that shows the defect: the first one (or, for a price beyond a
+					// limit, the first priced beyond its order's), or the overfilling last one.
+					// The whole-solution checks run at the last page.
+					let limit = |id: OrderId, of: &[(OrderId, u64, u64)]| {
+						of.iter().find(|o| o.0 == id).map_or(0, |o| o.2)
+					};
+					let culprit = match err {
+						E::BidLimitExceeded => {
+							ms.iter().position(|x| x.buyer_price > limit(x.bid, &book.bids))
+						},
+						E::OfferLimitViolated => {
+							ms.iter().position(|x| x.seller_price < limit(x.offer, &book.offers))
+						},
+						E::Overfilled | E::UnbalancedEnergy | E::NotEquilibrium => {
+							Some(ms.len().saturating_sub(1))
+						},
+						_ => Some(0),
+					}
+					.expect("the corruption shows in a match");
+					let page = cuts
+						.iter()
+						.filter(|c| **c > 0 && **c < ms.len())
+						.collect::<std::collections::BTreeSet<_>>()
+						.into_iter()
+						.filter(|c| **c <= culprit)
+						.count() as u32;
+					let held_before = held(&buyer());
+					let got = send_in_pages(&operator(), interval, &ps, &ms, volume, &cuts);
+					assert_eq!(got, Ok(Some((page, err.into()))), "case {case}");
+					assert!(!Clearings::<Test>::contains_key(interval));
+					assert!(!PendingClearings::<Test>::contains_key(interval));
+					assert_eq!(ClearingPages::<Test>::iter_prefix(interval).count(), 0);
+					assert_eq!(held(&buyer()), held_before);
 					rejected += 1;
 				}
+				// The deposits burned: money was destroyed only there.
+				let issuance = issuance - CLEARING_DEPOSIT * rejected_here(interval) as u128;
 
+				let volume = matches.iter().map(|m| m.quantity_wh).sum();
+				let cuts = random_cuts(&mut rng, matches.len());
 				assert_eq!(
-					clear(interval, Mechanism::Uniform, &prices, &matches),
-					Ok(()),
+					send_in_pages(&operator(), interval, &prices, &matches, volume, &cuts),
+					Ok(None),
 					"case {case}"
 				);
 				accepted += 1;

@@ -43,7 +43,12 @@ impl<T: Config> Pallet<T> {
 		let rejected = pending.is_some();
 		if let Some(pending) = pending {
 			let page = pending.verified_pages;
-			Self::reject_pending(interval, pending, page, Error::<T>::ClearingDeadlinePassed.into())?;
+			Self::reject_pending(
+				interval,
+				pending,
+				page,
+				Error::<T>::ClearingDeadlinePassed.into(),
+			)?;
 		}
 
 		// What this page's open bids hold, per buyer: each gets it back in one release, and no

@@ -693,4 +693,10 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 			.saturating_add(T::DbWeight::get().writes((3_u64).saturating_mul(p.into())))
 			.saturating_add(Weight::from_parts(0, 2603).saturating_mul(p.into()))
 	}
+	fn register_clearing() -> Weight {
+		pallet_energy_trading::weights::SubstrateWeight::<T>::register_clearing()
+	}
+	fn submit_clearing_page(m: u32, b: u32) -> Weight {
+		pallet_energy_trading::weights::SubstrateWeight::<T>::submit_clearing_page(m, b)
+	}
 }
