@@ -249,10 +249,14 @@ class IntervalProgressPublic(BaseModel):
     interval: int
     start_ms: int
     gate_closure_ms: int
-    state: Literal["open", "empty", "closed", "rejected", "cleared", "voided", "settled"] = Field(
+    state: Literal[
+        "open", "empty", "closed", "verifying", "rejected", "cleared", "voided", "settled"
+    ] = Field(
         description="open for orders; empty (gate passed without orders: nothing to clear); "
-        "closed (gate passed, no clearing yet); rejected (the "
-        "chain refused the scheduler's latest clearing, it may retry until the interval ends); "
+        "closed (gate passed, no clearing yet); verifying (a clearing sent in pages is "
+        "registered and `verified_pages` of its `pages` passed the chain's checks); rejected "
+        "(the chain refused the latest clearing, in `rejected_page`; it may retry until the "
+        "interval ends); "
         "cleared; voided (no valid clearing by the interval's end, every hold released); "
         "settled (after metering)"
     )
@@ -263,6 +267,9 @@ class IntervalProgressPublic(BaseModel):
     match_count: int | None = None
     block_number: int | None = Field(None, description="Block of the clearing or the voiding")
     error: str | None = Field(None, description="Why the latest clearing was rejected")
+    pages: int | None = Field(None, description="Pages of the latest registered clearing")
+    verified_pages: int | None = Field(None, description="Of them, verified by the chain so far")
+    rejected_page: int | None = Field(None, description="The page the chain rejected it in")
 
 
 class PositionPublic(BaseModel):

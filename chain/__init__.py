@@ -11,7 +11,7 @@
 from .connection import DEFAULT_URL, PALLET, Block, Event
 from .errors import ChainError, ChainUnavailable
 from .onboarding import Newcomer, onboard
-from .reads import Balance, ChainClearing, ChainMatch, ChainOrder, GridLine
+from .reads import Balance, ChainClearing, ChainMatch, ChainOrder, GridLine, order_place
 from .transactions import (
     Chain,
     PendingTx,
@@ -39,6 +39,7 @@ __all__ = [
     "Receipt",
     "ReceiptWatcher",
     "onboard",
+    "order_place",
     "relayed_cancels_args",
     "relayed_orders_args",
 ]

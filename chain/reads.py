@@ -77,6 +77,7 @@ class ChainClearing:
     block_number: int
     zone_prices: list[tuple[int, int]]
     matches: list[ChainMatch]
+    pages: int = 1  # the pages it was sent in
 
 
 @dataclass(frozen=True)
@@ -180,6 +181,13 @@ class MarketReads(ChainConnection):
         return int(self.query(PALLET, "BookLen", [interval], block_hash=block_hash) or 0)
 
     _book_page_size: int | None = None
+    _max_matches_per_page: int | None = None
+
+    def max_matches_per_page(self) -> int:
+        """Matches in one page of a clearing (the pallet's `MaxMatchesPerPage`), read once."""
+        if self._max_matches_per_page is None:
+            self._max_matches_per_page = int(self.constant(PALLET, "MaxMatchesPerPage"))
+        return self._max_matches_per_page
 
     def book_page_size(self) -> int:
         """Orders in a book page (the pallet's `BookPageSize`), read once."""
@@ -304,13 +312,20 @@ class MarketReads(ChainConnection):
         summary = self.query(PALLET, "Clearings", [interval], block_hash=block_hash)
         if summary is None:
             return None
-        matches = self.query(PALLET, "ClearingMatches", [interval], block_hash=block_hash) or []
+        # The matches are kept by the pages the clearing was sent in.
+        matches = [
+            m
+            for page in range(int(summary["pages"]))
+            for m in self.query(PALLET, "ClearingPages", [interval, page], block_hash=block_hash)
+            or []
+        ]
         prices = self.query(PALLET, "ClearingPrices", [interval], block_hash=block_hash) or []
         return ChainClearing(
             interval=interval,
             mechanism=from_chain_name(summary["mechanism"]),
             volume_wh=int(summary["volume_wh"]),
             match_count=int(summary["match_count"]),
+            pages=int(summary["pages"]),
             submitter=ss58(summary["submitter"]),
             block_number=int(summary["block"]),
             zone_prices=[(int(p["zone"]), int(p["price"])) for p in prices],

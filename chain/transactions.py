@@ -304,7 +304,9 @@ class Chain(MarketReads):
                 error = self._dispatch_error(e.attributes, tx, block_hash, index)
             elif e.pallet == PALLET and e.name == "ClearingRejected":
                 # The extrinsic succeeded so that the submitter's deposit is burned, but the
-                # clearing was refused: to the caller, a refusal named by its check.
+                # clearing was refused: to the caller, a refusal named by its check. (A
+                # registration may first reject another's abandoned one: then its own outcome
+                # is the last event, and `ClearingAccepted` wins.)
                 success = False
                 error = self.error_of(
                     e.attributes["error"],
@@ -312,6 +314,8 @@ class Chain(MarketReads):
                     block_hash=block_hash,
                     extrinsic_index=index,
                 )
+        if any(e.pallet == PALLET and e.name == "ClearingAccepted" for e in mine):
+            success, error = True, None
         return Receipt(tx.tx_hash, block_hash, number, index, success, error, mine, call=tx.call)
 
     def _dispatch_error(
@@ -399,16 +403,48 @@ class Chain(MarketReads):
             "volume_wh": int(volume_wh),
             "book": {"orders": int(book_orders), "traders": int(book_traders)},
             "zone_prices": [{"zone": int(z), "price": int(p)} for z, p in zone_prices],
-            "matches": [
-                {
-                    "bid": int(m["bid"]),
-                    "offer": int(m["offer"]),
-                    "quantity_wh": int(m["quantity_wh"]),
-                    "buyer_price": int(m["buyer_price"]),
-                    "seller_price": int(m["seller_price"]),
-                }
-                for m in matches
-            ],
+            "matches": _chain_matches(matches),
+        }
+
+    @staticmethod
+    def registration_params(
+        interval: int,
+        mechanism: str,
+        volume_wh: int,
+        zone_prices: Iterable[tuple[int, int]],
+        matches: int,
+        pages: int,
+    ) -> dict:
+        """The arguments of `register_clearing`: the claim of a clearing sent in `pages`
+        pages with `matches` matches in all."""
+        return {
+            "interval": interval,
+            "mechanism": to_chain_name(mechanism),
+            "volume_wh": int(volume_wh),
+            "zone_prices": [{"zone": int(z), "price": int(p)} for z, p in zone_prices],
+            "matches": int(matches),
+            "pages": int(pages),
+        }
+
+    @staticmethod
+    def clearing_page_params(
+        interval: int,
+        page: int,
+        matches: Iterable[dict],
+        finish: tuple[int, int, int] | None = None,
+    ) -> dict:
+        """The arguments of `submit_clearing_page`. The last page carries `finish`: the
+        book's orders and traders (as `clearing_params`' book) and the clearing's matches over
+        all pages, which price it."""
+        witness = None
+        if finish is not None:
+            orders, traders, total = finish
+            witness = {"orders": int(orders), "traders": int(traders), "matches": int(total)}
+        return {
+            "interval": interval,
+            "page": int(page),
+            "matches": _chain_matches(matches),
+            "finish": witness,
         }
 
     @staticmethod
@@ -597,6 +633,20 @@ def _compact(n: int) -> bytes:
         return ((n << 2) | 2).to_bytes(4, "little")
     raw = n.to_bytes((n.bit_length() + 7) // 8, "little")
     return bytes([((len(raw) - 4) << 2) | 3]) + raw
+
+
+def _chain_matches(matches: Iterable[dict]) -> list[dict]:
+    """Matches as the pallet's `Match` (bid, offer, quantity_wh, buyer_price, seller_price)."""
+    return [
+        {
+            "bid": int(m["bid"]),
+            "offer": int(m["offer"]),
+            "quantity_wh": int(m["quantity_wh"]),
+            "buyer_price": int(m["buyer_price"]),
+            "seller_price": int(m["seller_price"]),
+        }
+        for m in matches
+    ]
 
 
 def _sign_encoded(

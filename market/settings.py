@@ -80,6 +80,9 @@ class Settings(BaseSettings):
     # When an interval may settle is the chain's rule (its readings, or the market's reading
     # deadline), not a setting.
     settle_page: int = Field(1_000, ge=1, le=1_000)
+    # Matches per page of a clearing; 0: as many as the chain takes (`MaxMatchesPerPage`,
+    # 10,000). Smaller pages leave room in each block for other calls.
+    clearing_page_matches: int = Field(0, ge=0)
     settle_min_delay_ms: int = Field(2_000, ge=0)
     finality: bool = True  # clearings and settlements wait for finality before counting as done
     # The market's local time zone: times shown to people (web page, demo) are in it.

@@ -31,6 +31,7 @@ _TABLES = (
     "orders",
     "trades",
     "clearings",
+    "clearing_progress",
     "voided_intervals",
     "settlements",
     "settlement_debts",
@@ -272,6 +273,42 @@ class Indexer:
             "UPDATE orders SET status = 'cleared', updated_block = ?"
             " WHERE interval = ? AND status = 'open'",
             (block.number, interval),
+        )
+        c.execute(
+            "UPDATE clearing_progress SET state = 'applied', block_number = ? WHERE interval = ?",
+            (block.number, interval),
+        )
+
+    # A clearing's progress: registered, its pages verified one by one, then applied or
+    # rejected (with the page and the check).
+    def _on_ClearingRegistered(self, c, block, e):
+        a = e.attributes
+        c.execute(
+            "INSERT OR REPLACE INTO clearing_progress (interval, submitter, state, pages,"
+            " verified_pages, matches, block_number) VALUES (?, ?, 'registered', ?, 0, ?, ?)",
+            (
+                int(a["interval"]),
+                ss58(a["submitter"]),
+                int(a["pages"]),
+                int(a["matches"]),
+                block.number,
+            ),
+        )
+
+    def _on_ClearingPageVerified(self, c, block, e):
+        c.execute(
+            "UPDATE clearing_progress SET state = 'verifying', verified_pages = ?,"
+            " block_number = ? WHERE interval = ?",
+            (int(e.attributes["page"]) + 1, block.number, int(e.attributes["interval"])),
+        )
+
+    def _on_ClearingRejected(self, c, block, e):
+        a = e.attributes
+        error = self.chain.error_of(a["error"]).name
+        c.execute(
+            "UPDATE clearing_progress SET state = 'rejected', page = ?, error = ?,"
+            " block_number = ? WHERE interval = ? AND submitter = ?",
+            (int(a["page"]), error, block.number, int(a["interval"]), ss58(a["submitter"])),
         )
 
     def _on_IntervalVoided(self, c, block, e):

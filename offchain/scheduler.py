@@ -3,7 +3,10 @@
 For interval k, once a finalized block's timestamp has passed k's gate closure the book is
 frozen (the pallet refuses orders and cancels from then on), so the scheduler reads k's orders
 FROM THE CHAIN at that block, runs the matcher on them and submits `submit_clearing`, then waits
-for inclusion and finality. Every interval is cleared, empty ones too: settlement needs it.
+for inclusion and finality. Every interval is cleared, empty ones too: settlement needs it. A
+clearing with more matches than a page holds (`MaxMatchesPerPage`) goes in pages: its
+registration and every page are signed with consecutive nonces, logged, and broadcast at once,
+so that blocks take them in order as fast as they fit (`_submit_paged`).
 
 Never twice, never blindly:
 - before submitting it reads `Clearings(k)`; a cleared interval is recorded, not resubmitted;
@@ -28,7 +31,16 @@ from collections.abc import Callable
 
 from substrateinterface import Keypair
 
-from chain import PALLET, Chain, ChainError, ChainOrder, GridLine, PendingTx, Receipt
+from chain import (
+    PALLET,
+    Chain,
+    ChainError,
+    ChainOrder,
+    GridLine,
+    PendingTx,
+    Receipt,
+    order_place,
+)
 from market import MarketParams, now_ms
 from store import DataDir, alert, transaction
 
@@ -50,6 +62,23 @@ def default_clear(orders: list[dict], mechanism: str, network: dict | None = Non
     import matcher
 
     return matcher.clear_orders(orders, mechanism=mechanism, network=network)
+
+
+def clearing_pages(matches: list[dict], page_size: int, book_page_size: int) -> list[list[dict]]:
+    """A clearing's matches in pages of at most `page_size`, sorted by the book pages of their
+    bid and offer, so that each page names few book pages (the pallet reads each once a page).
+    One page (maybe empty) when they all fit."""
+    if len(matches) <= page_size:
+        return [matches]
+
+    def book_pages(m: dict) -> tuple[int, int]:
+        return (
+            order_place(m["bid"])[1] // book_page_size,
+            order_place(m["offer"])[1] // book_page_size,
+        )
+
+    ordered = sorted(matches, key=book_pages)
+    return [ordered[i : i + page_size] for i in range(0, len(ordered), page_size)]
 
 
 def matcher_network(lines: list[GridLine], orders: list[ChainOrder]) -> dict | None:
@@ -98,6 +127,7 @@ class Scheduler:
         timeout_s: float = 120.0,
         lookback: int = 96,
         skip_after_intervals: int = 2,
+        page_matches: int | None = None,
     ):
         self.data = data
         self.chain = chain
@@ -108,6 +138,8 @@ class Scheduler:
         self.timeout_s = timeout_s
         self.lookback = lookback
         self.skip_after_intervals = skip_after_intervals
+        # Matches per page of a clearing, at most the chain's (None: the chain's).
+        self.page_matches = page_matches
         self.ops = data.ops()
         self._params: MarketParams | None = None
         if start_interval is not None:
@@ -361,6 +393,17 @@ class Scheduler:
             book_orders=len(book),
             book_traders=len({o.owner for o in orders}),
         )
+        page_size = min(self.page_matches or 2**32, self.chain.max_matches_per_page())
+        pages = clearing_pages(result["matches"], page_size, self.chain.book_page_size())
+        if len(pages) > 1:
+            params = Chain.registration_params(
+                interval,
+                clearing.mechanism,
+                result["volume_wh"],
+                zone_prices,
+                len(result["matches"]),
+                len(pages),
+            )
         created = now_ms()
         with transaction(self.ops) as c:
             attempt_id = c.execute(
@@ -383,6 +426,9 @@ class Scheduler:
         metrics.CLEARING_ATTEMPTS.labels("signing").inc()
         if problems:
             return self._rejected(attempt_id, interval, "local check: " + "; ".join(problems))
+        if len(pages) > 1:
+            witness = (len(book), len({o.owner for o in orders}), len(result["matches"]))
+            return self._submit_paged(attempt_id, interval, params, pages, witness)
 
         def log_signed(tx: PendingTx) -> None:
             # Durable before broadcast: a restart broadcasts these very bytes, never new ones.
@@ -426,6 +472,119 @@ class Scheduler:
             tx.tx_hash,
         )
         return self._follow(attempt_id, interval, tx)
+
+    def _submit_paged(
+        self,
+        attempt_id: int,
+        interval: int,
+        registration: dict,
+        pages: list[list[dict]],
+        witness: tuple[int, int, int],
+    ) -> dict:
+        """Registers the clearing and sends its pages, each signed and logged before the node
+        sees it (`clearing_txs`), all at once: the pallet takes them in nonce order, and a
+        restart broadcasts the very same bytes (`_resume`)."""
+        calls = [("register_clearing", registration)] + [
+            (
+                "submit_clearing_page",
+                Chain.clearing_page_params(
+                    interval, i, page, witness if i == len(pages) - 1 else None
+                ),
+            )
+            for i, page in enumerate(pages)
+        ]
+
+        def log_signed(tx: PendingTx, seq: int, call: str) -> None:
+            with transaction(self.ops) as c:
+                c.execute(
+                    "INSERT INTO clearing_txs (attempt_id, seq, call, tx_hash, tx_data, nonce,"
+                    " best_at_submit, mortal_until) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        attempt_id,
+                        seq,
+                        call,
+                        tx.tx_hash,
+                        tx.data,
+                        tx.nonce,
+                        tx.best_at_submit,
+                        tx.mortal_until,
+                    ),
+                )
+                # The attempt's own columns name its last extrinsic, the one that applies it.
+                c.execute(
+                    "UPDATE clearing_attempts SET state = 'signed', pages = ?, tx_hash = ?,"
+                    " tx_data = ?, nonce = ?, best_at_submit = ?, mortal_until = ?,"
+                    " updated_ms = ? WHERE id = ?",
+                    (
+                        len(pages),
+                        tx.tx_hash,
+                        tx.data,
+                        tx.nonce,
+                        tx.best_at_submit,
+                        tx.mortal_until,
+                        now_ms(),
+                        attempt_id,
+                    ),
+                )
+
+        txs: list[PendingTx] = []
+        for seq, (call, params) in enumerate(calls):
+            try:
+                txs.append(
+                    self.chain.submit_nowait(
+                        self.operator,
+                        call,
+                        params,
+                        era_period=CLEARING_ERA,
+                        before_broadcast=lambda tx, seq=seq, call=call: log_signed(tx, seq, call),
+                    )
+                )
+            except ChainError as exc:
+                # The pool refused it: a verdict on this clearing. Pages already broadcast fail
+                # on chain, and a registration left without its pages is rejected at the
+                # interval's end.
+                where = "registration" if seq == 0 else f"page {seq - 1}"
+                detail = f"{exc.name}: {exc.detail}" if exc.detail else exc.name
+                return self._rejected(attempt_id, interval, f"{where}: {detail}")
+        self._update(attempt_id, state="submitted")
+        log.info(
+            "interval %d: clearing of %d matches submitted in %d pages (%s ... %s)",
+            interval,
+            witness[2],
+            len(pages),
+            txs[0].tx_hash,
+            txs[-1].tx_hash,
+        )
+        return self._follow_all(attempt_id, interval, txs)
+
+    def _follow_all(self, attempt_id: int, interval: int, txs: list[PendingTx]) -> dict:
+        """Follows a paged clearing's extrinsics to their blocks; the first that failed (a
+        registration refused, a page rejected) decides, or else the last, which applied it."""
+        try:
+            receipts = self.chain.wait(
+                txs, finality=self.finality, timeout_s=self.timeout_s + 2 * len(txs)
+            )
+        except ChainError as exc:
+            if exc.name != "Dropped":
+                raise
+            self._update(attempt_id, state="dropped", error=str(exc))
+            log.warning("interval %d: a page of its clearing was dropped: %s", interval, exc)
+            if self.chain.is_cleared(interval):
+                return self._adopt_existing(interval)
+            # A registration that landed without all its pages expires (`SubmissionPatience`)
+            # or is rejected at the interval's end; the next step starts a fresh attempt.
+            return self.attempts(interval)[-1]
+        failed = [r for r in receipts if not r.success]
+        if failed:
+            seq = receipts.index(failed[0])
+            log.error(
+                "interval %d: clearing %s failed at its %s",
+                interval,
+                failed[0].tx_hash,
+                "registration" if seq == 0 else f"page {seq - 1}",
+            )
+        decisive = failed[0] if failed else receipts[-1]
+        return self._record_receipt(attempt_id, interval, decisive)
 
     def _follow(self, attempt_id: int, interval: int, tx: PendingTx) -> dict:
         try:
@@ -501,6 +660,11 @@ class Scheduler:
         """A previous run signed (and maybe broadcast) a clearing: find out what became of it.
         Returns the outcome, or None when that extrinsic provably never made it into a block."""
         interval = attempt["interval"]
+        logged = self.ops.execute(
+            "SELECT * FROM clearing_txs WHERE attempt_id = ? ORDER BY seq", (attempt["id"],)
+        ).fetchall()
+        if logged:
+            return self._resume_paged(attempt, [dict(r) for r in logged])
         tx = PendingTx(
             tx_hash=attempt["tx_hash"],
             signer=self.operator.ss58_address,
@@ -532,6 +696,32 @@ class Scheduler:
                 return self._adopt_existing(interval)
             return None
         return self._record_receipt(attempt["id"], interval, receipt)
+
+    def _resume_paged(self, attempt: dict, logged: list[dict]) -> dict | None:
+        """`_resume` for a clearing sent in pages: every logged extrinsic, re-broadcast as
+        signed, then followed like the first time."""
+        interval = attempt["interval"]
+        txs = [
+            PendingTx(
+                tx_hash=row["tx_hash"],
+                signer=self.operator.ss58_address,
+                nonce=row["nonce"],
+                call=f"{PALLET}.{row['call']}",
+                data=row["tx_data"],
+                best_at_submit=row["best_at_submit"],
+                mortal_until=row["mortal_until"],
+            )
+            for row in logged
+        ]
+        log.info("interval %d: resuming a clearing of %d extrinsics", interval, len(txs))
+        for tx in txs:
+            try:
+                self.chain.broadcast(tx)
+            except ChainError as exc:
+                log.info("interval %d: re-broadcast of %s refused (%s)", interval, tx.tx_hash, exc)
+        self._update(attempt["id"], state="submitted")
+        outcome = self._follow_all(attempt["id"], interval, txs)
+        return None if outcome["state"] == "dropped" else outcome
 
     def _adopt_existing(self, interval: int) -> dict:
         """The interval is cleared on chain by an attempt we did not see land: record that."""
@@ -581,4 +771,4 @@ class Scheduler:
             metrics.CLEARING_ATTEMPTS.labels(fields["state"]).inc()
 
 
-__all__ = ["Scheduler", "book_for_clearing", "default_clear", "matcher_network"]
+__all__ = ["Scheduler", "book_for_clearing", "clearing_pages", "default_clear", "matcher_network"]

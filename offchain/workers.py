@@ -41,6 +41,7 @@ def build_worker(name: str, settings: Settings, data: DataDir, chain: Chain, **k
             chain,
             keypair(settings.submitter_uri),
             finality=settings.finality,
+            page_matches=settings.clearing_page_matches or None,
             **kwargs,
         )
     if name == "settler":

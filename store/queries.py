@@ -168,12 +168,15 @@ def zone_flows(conn: sqlite3.Connection, interval: int) -> list[sqlite3.Row]:
 
 def interval_progress(conn: sqlite3.Connection, first: int, last: int) -> dict[int, dict]:
     """What the index knows of intervals `first..=last`, by interval: `orders` on chain, and
-    its `clearing`, `voided` and `settled` rows where it has them."""
+    its `clearing`, `progress` (of its latest registered clearing), `voided` and `settled`
+    rows where it has them."""
     span = (first, last)
     found: dict[int, dict] = {}
 
     def at(k: int) -> dict:
-        return found.setdefault(k, {"orders": 0, "clearing": None, "voided": None, "settled": None})
+        return found.setdefault(
+            k, {"orders": 0, "clearing": None, "progress": None, "voided": None, "settled": None}
+        )
 
     for r in conn.execute(
         "SELECT interval, COUNT(*) AS n FROM orders WHERE interval BETWEEN ? AND ?"
@@ -183,12 +186,20 @@ def interval_progress(conn: sqlite3.Connection, first: int, last: int) -> dict[i
         at(r["interval"])["orders"] = r["n"]
     for table, key in (
         ("clearings", "clearing"),
+        ("clearing_progress", "progress"),
         ("voided_intervals", "voided"),
         ("intervals_settled", "settled"),
     ):
         for r in conn.execute(f"SELECT * FROM {table} WHERE interval BETWEEN ? AND ?", span):
             at(r["interval"])[key] = r
     return found
+
+
+def clearing_progress(conn: sqlite3.Connection, interval: int) -> sqlite3.Row | None:
+    """The interval's latest registered clearing: its state, pages and pages verified."""
+    return conn.execute(
+        "SELECT * FROM clearing_progress WHERE interval = ?", (interval,)
+    ).fetchone()
 
 
 # -- settlement -------------------------------------------------------------------------------

@@ -204,6 +204,13 @@ CREATE TABLE IF NOT EXISTS clearings (
     block_number INTEGER NOT NULL, block_hash TEXT NOT NULL, extrinsic_index INTEGER,
     timestamp_ms INTEGER
 );
+CREATE TABLE IF NOT EXISTS clearing_progress (  -- the latest clearing registered per interval
+    interval INTEGER PRIMARY KEY, submitter TEXT NOT NULL,
+    state TEXT NOT NULL,             -- registered | verifying | applied | rejected
+    pages INTEGER NOT NULL, verified_pages INTEGER NOT NULL, matches INTEGER NOT NULL,
+    page INTEGER, error TEXT,        -- where and why it was rejected
+    block_number INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS voided_intervals (  -- no valid clearing by the interval's end
     interval INTEGER PRIMARY KEY, orders INTEGER NOT NULL,
     block_number INTEGER NOT NULL, block_hash TEXT NOT NULL, timestamp_ms INTEGER
@@ -262,9 +269,16 @@ CREATE TABLE IF NOT EXISTS clearing_attempts (
     best_at_submit INTEGER, mortal_until INTEGER,   -- where to look for the tx after a restart
     block_hash TEXT, block_number INTEGER, extrinsic_index INTEGER, error TEXT,
     created_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL,
-    commit_latency_ms INTEGER       -- from gate closure to finality of the clearing
+    commit_latency_ms INTEGER,      -- from gate closure to finality of the clearing
+    pages INTEGER                   -- a clearing sent in pages: how many (clearing_txs)
 );
 CREATE INDEX IF NOT EXISTS clearing_attempts_interval ON clearing_attempts (interval, id);
+CREATE TABLE IF NOT EXISTS clearing_txs (  -- a paged clearing's extrinsics, logged when signed
+    attempt_id INTEGER NOT NULL, seq INTEGER NOT NULL,  -- 0: the registration, 1 + i: page i
+    call TEXT NOT NULL, tx_hash TEXT NOT NULL, tx_data TEXT NOT NULL, nonce INTEGER NOT NULL,
+    best_at_submit INTEGER NOT NULL, mortal_until INTEGER NOT NULL,
+    PRIMARY KEY (attempt_id, seq)
+);
 CREATE TABLE IF NOT EXISTS settle_attempts (
     id INTEGER PRIMARY KEY AUTOINCREMENT, interval INTEGER NOT NULL, state TEXT NOT NULL,
     tx_hash TEXT, block_hash TEXT, block_number INTEGER, error TEXT, missing_meters TEXT,
@@ -341,7 +355,10 @@ ADDED_COLUMNS: dict[str, dict[str, tuple[tuple[str, str], ...]]] = {
         # from it to a buyer.
         "energy_moves": (("interval", "INTEGER"),),
     },
-    OPS_SCHEMA: {"alerts": (("acked_ms", "INTEGER"), ("acked_by", "TEXT"))},
+    OPS_SCHEMA: {
+        "alerts": (("acked_ms", "INTEGER"), ("acked_by", "TEXT")),
+        "clearing_attempts": (("pages", "INTEGER"),),
+    },
     # Readings bound to a chain and an accreditation epoch.
     INGEST_SCHEMA: {"readings": (("genesis_hash", "TEXT"), ("epoch", "INTEGER"))},
 }

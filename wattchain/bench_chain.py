@@ -12,7 +12,7 @@ object:
   `MaxOrdersPerInterval`); `orders_on_chain_per_s`, from the first order logged to the last
   one on chain;
 - `matches`, `cleared`, `voided` and `clearing_error` (the scheduler's last word when the
-  chain did not take its clearing); `pages` (1: a clearing is one call today);
+  chain did not take its clearing); `pages` (the pages its clearing was sent in; 0 if none);
 - `gate_to_final_ms` and `gate_to_final_blocks`, from gate closure to the clearing seen in a
   finalized block; `settled` and `settle_blocks` (from the clearing's block);
 - `match_weight_ns`, the runtime's ref time for one more match in `submit_clearing` between
@@ -201,7 +201,9 @@ def _follow_interval(chain: Chain, data: DataDir, params, interval: int, gate_ms
         "cleared": clearing is not None,
         "voided": voided is not None,
         "clearing_error": None if clearing else refusal,
-        "pages": 1,
+        "pages": progress["pages"]
+        if (progress := queries.clearing_progress(index, interval))
+        else 0,
         "gate_to_final_ms": final_ms - gate_ms if clearing and final_ms else None,
         "gate_to_final_blocks": (
             clearing["block_number"] - gate_block if clearing and gate_block else None

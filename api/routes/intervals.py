@@ -157,7 +157,8 @@ def list_interval_progress(
     chain: ChainDep,
 ) -> list[IntervalProgressPublic]:
     """Each interval of `from_interval..=to_interval` (at most 200) and how far it has come:
-    open, empty, closed, rejected, cleared, voided or settled, with its clearing's summary.
+    open, empty, closed, verifying (a clearing's pages being verified on chain: `verified_pages`
+    of `pages`), rejected, cleared, voided or settled, with its clearing's summary.
     Times follow the latest parameters, as the book's do: an interval closed under an earlier
     gate length shows that of today (its length cannot change once orders exist)."""
     if to_interval < from_interval:
@@ -170,7 +171,7 @@ def list_interval_progress(
     out = []
     for k in range(from_interval, to_interval + 1):
         row = known.get(k, {})
-        clearing, voided = row.get("clearing"), row.get("voided")
+        clearing, voided, progress = row.get("clearing"), row.get("voided"), row.get("progress")
         attempt = attempts.get(k)
         gate = params.gate_closure(k)
         item = IntervalProgressPublic(
@@ -186,8 +187,15 @@ def list_interval_progress(
             item.state = "cleared"
         elif voided is not None:
             item.state, item.block_number = "voided", voided["block_number"]
+        elif progress is not None and progress["state"] in ("registered", "verifying"):
+            item.state = "verifying"
+        elif progress is not None and progress["state"] == "rejected":
+            item.state, item.error = "rejected", progress["error"]
         elif attempt is not None and attempt["state"] == "rejected":
             item.state, item.error = "rejected", attempt["error"]
+        if progress is not None:
+            item.pages, item.verified_pages = progress["pages"], progress["verified_pages"]
+            item.rejected_page = progress["page"]
         if clearing is not None:
             summary = _clearing(clearing, None)
             item.mechanism, item.price = summary.mechanism, summary.price

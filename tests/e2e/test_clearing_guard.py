@@ -1,7 +1,7 @@
 """The scheduler's guards against a real node: a clearing the chain rejects is recorded with the
 pallet's error name, raised as an alert and never submitted again, and the interval is voided
 at its end with every hold released; a crash between submitting a clearing and its inclusion
-does not clear the interval twice."""
+does not clear the interval twice, nor does one in the middle of a clearing sent in pages."""
 
 from __future__ import annotations
 
@@ -230,14 +230,25 @@ def test_each_interval_is_cleared_by_the_mechanism_its_parameters_fix(chain, tmp
             "submit_clearing",
             Chain.clearing_params(k, "zonal", 0, [], [], 9, 9),
         )
+    # Refused at registration, before any deposit is held: it costs only the fee.
     assert refused.value.name == "WrongMechanism"
-    # A clearing that fails a check costs its submitter the runtime's deposit, burned.
+    assert not [e for e in chain.events(refused.value.block_hash) if e.name == "ClearingRejected"]
+    # A clearing that fails a check costs its submitter the runtime's deposit, burned: an empty
+    # pay-as-bid clearing of a crossing book leaves gains from trade.
     deposit = int(chain.constant(PALLET, "ClearingDeposit"))
+    with pytest.raises(ChainError) as rejected_by:
+        chain.submit(
+            keypair(SUBMITTER),
+            "submit_clearing",
+            Chain.clearing_params(k, "pay-as-bid", 0, [], [], 9, 9),
+        )
+    assert rejected_by.value.name == "NotEquilibrium"
     (rejected,) = [
-        e for e in chain.events(refused.value.block_hash) if e.name == "ClearingRejected"
+        e for e in chain.events(rejected_by.value.block_hash) if e.name == "ClearingRejected"
     ]
     assert ss58(rejected.attributes["submitter"]) == submitter
     assert int(rejected.attributes["slashed"]) == deposit > 0
+    assert int(rejected.attributes["page"]) == 0
 
     scheduler = Scheduler(DataDir(tmp_path), chain, keypair(SUBMITTER), start_interval=k)
     assert scheduler.clear_interval(k)["state"] == "committed"
@@ -320,3 +331,61 @@ def test_catching_up_skips_long_past_empty_intervals(chain, tmp_path):
     assert [o["state"] for o in outcomes] == ["skipped"] * 5
     assert [o["interval"] for o in outcomes] == list(range(start, start + 5))
     assert chain.account_next_nonce(keypair(SUBMITTER).ss58_address) == nonce  # nothing submitted
+
+
+def test_a_clearing_in_pages_is_applied_after_its_last_page_and_survives_a_crash(
+    chain, tmp_path, monkeypatch
+):
+    """With pages of one match, the scheduler registers the clearing and sends its two pages
+    at once; it dies after signing (and logging) the second page but before the node saw it.
+    Restarted, it broadcasts the very same extrinsics and follows them: the chain verifies
+    page by page and applies the clearing once, after its last page."""
+    k = chain.market_params().first_open_interval(now_ms(), 4_000)
+    place_crossing_orders(chain, k)
+    wait_for_gate(chain, k)
+    data = DataDir(tmp_path)
+    scheduler = Scheduler(data, chain, keypair(SUBMITTER), start_interval=k, page_matches=1)
+    broadcast, sent = chain.broadcast, []
+
+    def dies_at_the_second_page(tx):
+        if tx.call.endswith("submit_clearing_page") and any(
+            c.endswith("submit_clearing_page") for c in sent
+        ):
+            raise Crash(tx.tx_hash)
+        sent.append(tx.call)
+        return broadcast(tx)
+
+    monkeypatch.setattr(chain, "broadcast", dies_at_the_second_page)
+    with pytest.raises(Crash):
+        scheduler.clear_interval(k)
+    monkeypatch.undo()
+    logged = [dict(r) for r in data.ops().execute("SELECT * FROM clearing_txs ORDER BY seq")]
+    assert [r["call"] for r in logged] == [
+        "register_clearing",
+        "submit_clearing_page",
+        "submit_clearing_page",
+    ]
+    assert scheduler.attempts(k)[-1]["state"] == "signed"
+
+    restarted = Scheduler(data, chain, keypair(SUBMITTER), start_interval=k, page_matches=1)
+    outcome = restarted.clear_interval(k)
+    assert (outcome["state"], outcome["pages"]) == ("committed", 2)
+    assert outcome["tx_hash"] == logged[-1]["tx_hash"]  # the last page applied it
+    cleared = chain.clearing(k)
+    assert (cleared.pages, cleared.match_count, len(cleared.matches)) == (2, 2, 2)
+    assert cleared.volume_wh == 800
+    # The pages were verified one by one, in order, and the clearing applied once.
+    events = [
+        e
+        for n in range(outcome["block_number"] - 8, outcome["block_number"] + 1)
+        for e in chain.events(chain.block_hash(n))
+        if e.pallet == PALLET and int(e.attributes.get("interval", -1)) == k
+    ]
+    names = [e.name for e in events if e.name.startswith("Clearing")]
+    assert names == [
+        "ClearingRegistered",
+        "ClearingPageVerified",
+        "ClearingPageVerified",
+        "ClearingAccepted",
+    ]
+    assert [int(e.attributes["page"]) for e in events if e.name == "ClearingPageVerified"] == [0, 1]

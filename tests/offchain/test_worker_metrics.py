@@ -16,7 +16,7 @@ from chain import ChainOrder, Event, PendingTx, Receipt
 from market import OrderSpec, dev_keypair
 from market.settings import Settings
 from offchain.relayer import Relayer
-from offchain.scheduler import Scheduler
+from offchain.scheduler import Scheduler, clearing_pages
 from offchain.workers import Workers
 from store import DataDir
 
@@ -80,6 +80,12 @@ class ClearingChain:
 
     def book_len(self, interval):
         return 0
+
+    def max_matches_per_page(self):
+        return 10_000
+
+    def book_page_size(self):
+        return 256
 
     def voided_at(self, interval, block_hash=None):
         return self.voided.get(interval)
@@ -220,3 +226,22 @@ def test_a_clearing_the_chain_would_refuse_is_never_submitted(tmp_path):
     unchecked = Scheduler(DataDir(tmp_path / "b"), chain, dev_keypair("One"), precheck=False)
     assert unchecked.clear_interval(k, book_at="0xb0")["state"] == "committed"
     assert chain.submitted == ["submit_clearing"]
+
+
+def test_a_clearing_goes_in_pages_sorted_by_the_book_pages_it_names():
+    """Matches sorted by their bid's book page, then their offer's, and cut into pages: each
+    page names few book pages, which the chain reads once a page. One page when all fit."""
+    size = 256
+    # Interval 3's orders: slot s has id 3 << 20 | s.
+    ids = [3 << 20 | slot for slot in range(4 * size)]
+    matches = [
+        {"bid": ids[b], "offer": ids[o], "quantity_wh": 1, "buyer_price": 5, "seller_price": 5}
+        for b, o in [(3 * size, 1), (0, 2 * size), (size + 1, 0), (1, size)]
+    ]
+    assert clearing_pages(matches, 4, size) == [matches]
+    pages = clearing_pages(matches, 3, size)
+    assert [len(p) for p in pages] == [3, 1]
+    slot = (1 << 20) - 1
+    named = [(m["bid"] & slot, m["offer"] & slot) for p in pages for m in p]
+    book_pages = [(bid // size, offer // size) for bid, offer in named]
+    assert book_pages == [(0, 1), (0, 2), (1, 0), (3, 0)]

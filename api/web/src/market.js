@@ -76,7 +76,7 @@ export function marketView(root, app) {
       [t("interval"), t("state"), t("orders"), t("price"), t("volume")],
       recent.map((r) => [
         label(r.interval),
-        `<span class="state state-${esc(r.state)}" title="${esc(r.error || "")}">${esc(t("state_" + r.state))}</span>`,
+        `<span class="state state-${esc(r.state)}" title="${esc(r.error || "")}">${esc(t("state_" + r.state, { verified: r.verified_pages, pages: r.pages }))}</span>`,
         number(r.orders),
         ["cleared", "settled"].includes(r.state)
           ? (r.volume_wh > 0 ? esc(r.price != null ? price(r.price) : t(r.mechanism)) : `<em>${esc(t("no_trade"))}</em>`)

@@ -371,9 +371,9 @@ impl<T: Config> Pallet<T> {
 			let (of, slot) = crate::order_place(id);
 			ensure!(of == interval && slot < orders, Error::<T>::OrderNotInInterval);
 			let (page, entry) = Self::page_of(slot);
-			if !pages.contains_key(&page) {
-				pages.insert(page, Self::filled_page(interval, pending.attempt, page));
-			}
+			pages
+				.entry(page)
+				.or_insert_with(|| Self::filled_page(interval, pending.attempt, page));
 			Ok((page, entry))
 		};
 		let mut places = Vec::with_capacity(matches.len());

@@ -51,8 +51,8 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 		// Proof Size summary in bytes:
 		//  Measured:  `19`
 		//  Estimated: `1504`
-		// Minimum execution time: 8_837_000 picoseconds.
-		Weight::from_parts(9_941_000, 0)
+		// Minimum execution time: 8_967_000 picoseconds.
+		Weight::from_parts(9_964_000, 0)
 			.saturating_add(Weight::from_parts(0, 1504))
 			.saturating_add(T::DbWeight::get().reads(4))
 			.saturating_add(T::DbWeight::get().writes(3))
@@ -77,7 +77,7 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 		// Proof Size summary in bytes:
 		//  Measured:  `200`
 		//  Estimated: `3585`
-		// Minimum execution time: 21_403_000 picoseconds.
+		// Minimum execution time: 21_649_000 picoseconds.
 		Weight::from_parts(23_065_000, 0)
 			.saturating_add(Weight::from_parts(0, 3585))
 			.saturating_add(T::DbWeight::get().reads(8))
@@ -101,8 +101,8 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 		// Proof Size summary in bytes:
 		//  Measured:  `315`
 		//  Estimated: `3585`
-		// Minimum execution time: 18_903_000 picoseconds.
-		Weight::from_parts(20_546_000, 0)
+		// Minimum execution time: 19_025_000 picoseconds.
+		Weight::from_parts(20_543_000, 0)
 			.saturating_add(Weight::from_parts(0, 3585))
 			.saturating_add(T::DbWeight::get().reads(7))
 			.saturating_add(T::DbWeight::get().writes(4))
@@ -135,8 +135,8 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 		// Proof Size summary in bytes:
 		//  Measured:  `5586`
 		//  Estimated: `7071`
-		// Minimum execution time: 55_000_000 picoseconds.
-		Weight::from_parts(58_063_000, 0)
+		// Minimum execution time: 55_100_000 picoseconds.
+		Weight::from_parts(58_413_000, 0)
 			.saturating_add(Weight::from_parts(0, 7071))
 			.saturating_add(T::DbWeight::get().reads(11))
 			.saturating_add(T::DbWeight::get().writes(21))
@@ -155,8 +155,8 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 		// Proof Size summary in bytes:
 		//  Measured:  `19`
 		//  Estimated: `1504`
-		// Minimum execution time: 7_638_000 picoseconds.
-		Weight::from_parts(8_554_000, 0)
+		// Minimum execution time: 7_577_000 picoseconds.
+		Weight::from_parts(8_595_000, 0)
 			.saturating_add(Weight::from_parts(0, 1504))
 			.saturating_add(T::DbWeight::get().reads(4))
 			.saturating_add(T::DbWeight::get().writes(3))
@@ -175,8 +175,8 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 		// Proof Size summary in bytes:
 		//  Measured:  `19`
 		//  Estimated: `1504`
-		// Minimum execution time: 8_835_000 picoseconds.
-		Weight::from_parts(9_923_000, 0)
+		// Minimum execution time: 8_955_000 picoseconds.
+		Weight::from_parts(10_109_000, 0)
 			.saturating_add(Weight::from_parts(0, 1504))
 			.saturating_add(T::DbWeight::get().reads(4))
 			.saturating_add(T::DbWeight::get().writes(3))
@@ -201,8 +201,8 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 		// Proof Size summary in bytes:
 		//  Measured:  `2587`
 		//  Estimated: `4072`
-		// Minimum execution time: 24_077_000 picoseconds.
-		Weight::from_parts(26_299_000, 0)
+		// Minimum execution time: 24_445_000 picoseconds.
+		Weight::from_parts(26_436_000, 0)
 			.saturating_add(Weight::from_parts(0, 4072))
 			.saturating_add(T::DbWeight::get().reads(8))
 			.saturating_add(T::DbWeight::get().writes(5))
@@ -221,8 +221,8 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 		// Proof Size summary in bytes:
 		//  Measured:  `19`
 		//  Estimated: `1504`
-		// Minimum execution time: 7_593_000 picoseconds.
-		Weight::from_parts(8_530_000, 0)
+		// Minimum execution time: 7_590_000 picoseconds.
+		Weight::from_parts(8_643_000, 0)
 			.saturating_add(Weight::from_parts(0, 1504))
 			.saturating_add(T::DbWeight::get().reads(4))
 			.saturating_add(T::DbWeight::get().writes(3))
@@ -244,7 +244,7 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 	/// Storage: `System::Account` (r:1 w:1)
 	/// Proof: `System::Account` (`max_values`: None, `max_size`: Some(128), added: 2603, mode: `MaxEncodedLen`)
 	/// Storage: `Balances::Holds` (r:1 w:1)
-	/// Proof: `Balances::Holds` (`max_values`: None, `max_size`: Some(67), added: 2542, mode: `MaxEncodedLen`)
+	/// Proof: `Balances::Holds` (`max_values`: None, `max_size`: Some(85), added: 2560, mode: `MaxEncodedLen`)
 	/// Storage: `System::Number` (r:1 w:0)
 	/// Proof: `System::Number` (`max_values`: Some(1), `max_size`: Some(4), added: 499, mode: `MaxEncodedLen`)
 	/// Storage: `System::ExecutionPhase` (r:1 w:0)
@@ -261,8 +261,8 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 		// Proof Size summary in bytes:
 		//  Measured:  `2332`
 		//  Estimated: `21415`
-		// Minimum execution time: 130_502_000 picoseconds.
-		Weight::from_parts(143_980_000, 0)
+		// Minimum execution time: 132_993_000 picoseconds.
+		Weight::from_parts(151_223_000, 0)
 			.saturating_add(Weight::from_parts(0, 21415))
 			.saturating_add(T::DbWeight::get().reads(15))
 			.saturating_add(T::DbWeight::get().writes(9))
@@ -286,7 +286,7 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 	/// Storage: `System::Account` (r:128 w:128)
 	/// Proof: `System::Account` (`max_values`: None, `max_size`: Some(128), added: 2603, mode: `MaxEncodedLen`)
 	/// Storage: `Balances::Holds` (r:128 w:128)
-	/// Proof: `Balances::Holds` (`max_values`: None, `max_size`: Some(67), added: 2542, mode: `MaxEncodedLen`)
+	/// Proof: `Balances::Holds` (`max_values`: None, `max_size`: Some(85), added: 2560, mode: `MaxEncodedLen`)
 	/// Storage: `System::Number` (r:1 w:0)
 	/// Proof: `System::Number` (`max_values`: Some(1), `max_size`: Some(4), added: 499, mode: `MaxEncodedLen`)
 	/// Storage: `System::ExecutionPhase` (r:1 w:0)
@@ -303,15 +303,15 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 	/// The range of component `e` is `[0, 128]`.
 	fn place_orders_relayed(t: u32, e: u32, ) -> Weight {
 		// Proof Size summary in bytes:
-		//  Measured:  `20212 + t * (69 ±0)`
+		//  Measured:  `20108 + t * (69 ±0)`
 		//  Estimated: `41840 + e * (2547 ±0) + t * (2603 ±0)`
-		// Minimum execution time: 12_683_499_000 picoseconds.
-		Weight::from_parts(12_745_389_000, 0)
+		// Minimum execution time: 12_884_315_000 picoseconds.
+		Weight::from_parts(29_469_033, 0)
 			.saturating_add(Weight::from_parts(0, 41840))
-			// Standard Error: 3_447_370
-			.saturating_add(Weight::from_parts(50_688_372, 0).saturating_mul(t.into()))
-			// Standard Error: 3_449_649
-			.saturating_add(Weight::from_parts(36_343_298, 0).saturating_mul(e.into()))
+			// Standard Error: 1_617_882
+			.saturating_add(Weight::from_parts(123_819_245, 0).saturating_mul(t.into()))
+			// Standard Error: 1_603_207
+			.saturating_add(Weight::from_parts(105_657_894, 0).saturating_mul(e.into()))
 			.saturating_add(T::DbWeight::get().reads(12))
 			.saturating_add(T::DbWeight::get().reads((5_u64).saturating_mul(t.into())))
 			.saturating_add(T::DbWeight::get().reads((1_u64).saturating_mul(e.into())))
@@ -334,7 +334,7 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 	/// Storage: `System::Account` (r:1 w:1)
 	/// Proof: `System::Account` (`max_values`: None, `max_size`: Some(128), added: 2603, mode: `MaxEncodedLen`)
 	/// Storage: `Balances::Holds` (r:1 w:1)
-	/// Proof: `Balances::Holds` (`max_values`: None, `max_size`: Some(67), added: 2542, mode: `MaxEncodedLen`)
+	/// Proof: `Balances::Holds` (`max_values`: None, `max_size`: Some(85), added: 2560, mode: `MaxEncodedLen`)
 	/// Storage: `System::Number` (r:1 w:0)
 	/// Proof: `System::Number` (`max_values`: Some(1), `max_size`: Some(4), added: 499, mode: `MaxEncodedLen`)
 	/// Storage: `System::ExecutionPhase` (r:1 w:0)
@@ -349,8 +349,8 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 		// Proof Size summary in bytes:
 		//  Measured:  `18816`
 		//  Estimated: `21415`
-		// Minimum execution time: 88_724_000 picoseconds.
-		Weight::from_parts(93_266_000, 0)
+		// Minimum execution time: 89_547_000 picoseconds.
+		Weight::from_parts(99_919_000, 0)
 			.saturating_add(Weight::from_parts(0, 21415))
 			.saturating_add(T::DbWeight::get().reads(12))
 			.saturating_add(T::DbWeight::get().writes(6))
@@ -370,7 +370,7 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 	/// Storage: `System::Account` (r:256 w:256)
 	/// Proof: `System::Account` (`max_values`: None, `max_size`: Some(128), added: 2603, mode: `MaxEncodedLen`)
 	/// Storage: `Balances::Holds` (r:256 w:256)
-	/// Proof: `Balances::Holds` (`max_values`: None, `max_size`: Some(67), added: 2542, mode: `MaxEncodedLen`)
+	/// Proof: `Balances::Holds` (`max_values`: None, `max_size`: Some(85), added: 2560, mode: `MaxEncodedLen`)
 	/// Storage: `System::Number` (r:1 w:0)
 	/// Proof: `System::Number` (`max_values`: Some(1), `max_size`: Some(4), added: 499, mode: `MaxEncodedLen`)
 	/// Storage: `System::ExecutionPhase` (r:1 w:0)
@@ -384,13 +384,13 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 	/// The range of component `n` is `[1, 256]`.
 	fn cancel_orders_relayed(n: u32, ) -> Weight {
 		// Proof Size summary in bytes:
-		//  Measured:  `18494 + n * (295 ±0)`
+		//  Measured:  `18584 + n * (294 ±0)`
 		//  Estimated: `21415 + n * (2603 ±0)`
-		// Minimum execution time: 148_531_000 picoseconds.
-		Weight::from_parts(155_543_000, 0)
+		// Minimum execution time: 158_062_000 picoseconds.
+		Weight::from_parts(162_284_000, 0)
 			.saturating_add(Weight::from_parts(0, 21415))
-			// Standard Error: 268_249
-			.saturating_add(Weight::from_parts(124_082_750, 0).saturating_mul(n.into()))
+			// Standard Error: 201_029
+			.saturating_add(Weight::from_parts(127_610_766, 0).saturating_mul(n.into()))
 			.saturating_add(T::DbWeight::get().reads(9))
 			.saturating_add(T::DbWeight::get().reads((4_u64).saturating_mul(n.into())))
 			.saturating_add(T::DbWeight::get().writes(3))
@@ -408,29 +408,35 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 	/// Storage: `EnergyTrading::Params` (r:1 w:0)
 	/// Proof: `EnergyTrading::Params` (`max_values`: Some(1), `max_size`: Some(65), added: 560, mode: `MaxEncodedLen`)
 	/// Storage: `EnergyTrading::Clearings` (r:1 w:1)
-	/// Proof: `EnergyTrading::Clearings` (`max_values`: None, `max_size`: Some(65), added: 2540, mode: `MaxEncodedLen`)
+	/// Proof: `EnergyTrading::Clearings` (`max_values`: None, `max_size`: Some(69), added: 2544, mode: `MaxEncodedLen`)
 	/// Storage: `EnergyTrading::Voided` (r:1 w:0)
 	/// Proof: `EnergyTrading::Voided` (`max_values`: None, `max_size`: Some(20), added: 2495, mode: `MaxEncodedLen`)
 	/// Storage: `Timestamp::Now` (r:1 w:0)
 	/// Proof: `Timestamp::Now` (`max_values`: Some(1), `max_size`: Some(8), added: 503, mode: `MaxEncodedLen`)
-	/// Storage: `EnergyTrading::BookPages` (r:35 w:0)
-	/// Proof: `EnergyTrading::BookPages` (`max_values`: None, `max_size`: Some(17950), added: 20425, mode: `MaxEncodedLen`)
-	/// Storage: `EnergyTrading::GridFrom` (r:1 w:0)
-	/// Proof: `EnergyTrading::GridFrom` (`max_values`: Some(1), `max_size`: Some(8), added: 503, mode: `MaxEncodedLen`)
-	/// Storage: `EnergyTrading::EarlierGridStarts` (r:1 w:0)
-	/// Proof: `EnergyTrading::EarlierGridStarts` (`max_values`: Some(1), `max_size`: Some(129), added: 624, mode: `MaxEncodedLen`)
-	/// Storage: `EnergyTrading::EarlierGrids` (r:1 w:0)
-	/// Proof: `EnergyTrading::EarlierGrids` (`max_values`: None, `max_size`: Some(5138), added: 7613, mode: `MaxEncodedLen`)
 	/// Storage: `System::Number` (r:1 w:0)
 	/// Proof: `System::Number` (`max_values`: Some(1), `max_size`: Some(4), added: 499, mode: `MaxEncodedLen`)
+	/// Storage: `EnergyTrading::PendingClearings` (r:1 w:1)
+	/// Proof: `EnergyTrading::PendingClearings` (`max_values`: None, `max_size`: Some(5227), added: 7702, mode: `MaxEncodedLen`)
+	/// Storage: `Balances::Holds` (r:626 w:626)
+	/// Proof: `Balances::Holds` (`max_values`: None, `max_size`: Some(85), added: 2560, mode: `MaxEncodedLen`)
 	/// Storage: `System::ExecutionPhase` (r:1 w:0)
 	/// Proof: `System::ExecutionPhase` (`max_values`: Some(1), `max_size`: Some(5), added: 500, mode: `MaxEncodedLen`)
 	/// Storage: `System::EventCount` (r:1 w:1)
 	/// Proof: `System::EventCount` (`max_values`: Some(1), `max_size`: Some(4), added: 499, mode: `MaxEncodedLen`)
 	/// Storage: `System::Events` (r:1 w:1)
 	/// Proof: `System::Events` (`max_values`: Some(1), `max_size`: None, mode: `Measured`)
-	/// Storage: `Balances::Holds` (r:625 w:625)
-	/// Proof: `Balances::Holds` (`max_values`: None, `max_size`: Some(67), added: 2542, mode: `MaxEncodedLen`)
+	/// Storage: `EnergyTrading::ClearingAttempts` (r:1 w:1)
+	/// Proof: `EnergyTrading::ClearingAttempts` (`max_values`: None, `max_size`: Some(20), added: 2495, mode: `MaxEncodedLen`)
+	/// Storage: `EnergyTrading::GridFrom` (r:1 w:0)
+	/// Proof: `EnergyTrading::GridFrom` (`max_values`: Some(1), `max_size`: Some(8), added: 503, mode: `MaxEncodedLen`)
+	/// Storage: `EnergyTrading::EarlierGridStarts` (r:1 w:0)
+	/// Proof: `EnergyTrading::EarlierGridStarts` (`max_values`: Some(1), `max_size`: Some(129), added: 624, mode: `MaxEncodedLen`)
+	/// Storage: `EnergyTrading::EarlierGrids` (r:1 w:0)
+	/// Proof: `EnergyTrading::EarlierGrids` (`max_values`: None, `max_size`: Some(5138), added: 7613, mode: `MaxEncodedLen`)
+	/// Storage: `EnergyTrading::BookPages` (r:35 w:0)
+	/// Proof: `EnergyTrading::BookPages` (`max_values`: None, `max_size`: Some(17950), added: 20425, mode: `MaxEncodedLen`)
+	/// Storage: `EnergyTrading::Fills` (r:35 w:25)
+	/// Proof: `EnergyTrading::Fills` (`max_values`: None, `max_size`: Some(2082), added: 4557, mode: `MaxEncodedLen`)
 	/// Storage: `System::Account` (r:626 w:626)
 	/// Proof: `System::Account` (`max_values`: None, `max_size`: Some(128), added: 2603, mode: `MaxEncodedLen`)
 	/// Storage: `EnergyTrading::MeterSources` (r:1875 w:0)
@@ -439,38 +445,133 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 	/// Proof: `EnergyTrading::Outstanding` (`max_values`: None, `max_size`: Some(20), added: 2495, mode: `MaxEncodedLen`)
 	/// Storage: `EnergyTrading::ClearingPrices` (r:0 w:1)
 	/// Proof: `EnergyTrading::ClearingPrices` (`max_values`: None, `max_size`: Some(658), added: 3133, mode: `MaxEncodedLen`)
-	/// Storage: `EnergyTrading::ClearingMatches` (r:0 w:1)
-	/// Proof: `EnergyTrading::ClearingMatches` (`max_values`: None, `max_size`: Some(400018), added: 402493, mode: `MaxEncodedLen`)
 	/// Storage: `EnergyTrading::Positions` (r:0 w:1250)
 	/// Proof: `EnergyTrading::Positions` (`max_values`: None, `max_size`: Some(104), added: 2579, mode: `MaxEncodedLen`)
+	/// Storage: `EnergyTrading::ClearingPages` (r:0 w:1)
+	/// Proof: `EnergyTrading::ClearingPages` (`max_values`: None, `max_size`: Some(400030), added: 402505, mode: `MaxEncodedLen`)
 	/// The range of component `o` is `[0, 2500]`.
 	/// The range of component `p` is `[1, 625]`.
 	/// The range of component `e` is `[0, 2500]`.
 	fn submit_clearing(o: u32, p: u32, e: u32, ) -> Weight {
 		// Proof Size summary in bytes:
-		//  Measured:  `6927 + e * (140 ±0) + o * (70 ±0) + p * (397 ±0)`
-		//  Estimated: `307365 + e * (140 ±0) + o * (70 ±0) + p * (7608 ±0)`
-		// Minimum execution time: 9_409_416_000 picoseconds.
-		Weight::from_parts(9_519_193_000, 0)
+		//  Measured:  `7444 + e * (140 ±0) + o * (70 ±0) + p * (397 ±0)`
+		//  Estimated: `307365 + e * (140 ±7) + o * (70 ±7) + p * (7608 ±0)`
+		// Minimum execution time: 10_490_305_000 picoseconds.
+		Weight::from_parts(10_582_476_000, 0)
 			.saturating_add(Weight::from_parts(0, 307365))
-			// Standard Error: 463_061
-			.saturating_add(Weight::from_parts(102_058_739, 0).saturating_mul(p.into()))
-			// Standard Error: 115_704
-			.saturating_add(Weight::from_parts(1_846_150, 0).saturating_mul(e.into()))
-			.saturating_add(T::DbWeight::get().reads(16))
+			// Standard Error: 494_087
+			.saturating_add(Weight::from_parts(105_141_787, 0).saturating_mul(p.into()))
+			// Standard Error: 123_456
+			.saturating_add(Weight::from_parts(1_850_479, 0).saturating_mul(e.into()))
+			.saturating_add(T::DbWeight::get().reads(18))
 			.saturating_add(T::DbWeight::get().reads((5_u64).saturating_mul(p.into())))
-			.saturating_add(T::DbWeight::get().writes(7))
+			.saturating_add(T::DbWeight::get().writes(11))
 			.saturating_add(T::DbWeight::get().writes((4_u64).saturating_mul(p.into())))
 			.saturating_add(Weight::from_parts(0, 140).saturating_mul(e.into()))
 			.saturating_add(Weight::from_parts(0, 70).saturating_mul(o.into()))
 			.saturating_add(Weight::from_parts(0, 7608).saturating_mul(p.into()))
+	}
+	/// Storage: `EnergyTrading::ClearingSubmitters` (r:1 w:0)
+	/// Proof: `EnergyTrading::ClearingSubmitters` (`max_values`: None, `max_size`: Some(48), added: 2523, mode: `MaxEncodedLen`)
+	/// Storage: `EnergyTrading::PruneCursor` (r:1 w:0)
+	/// Proof: `EnergyTrading::PruneCursor` (`max_values`: Some(1), `max_size`: Some(12), added: 507, mode: `MaxEncodedLen`)
+	/// Storage: `EnergyTrading::ParamsFrom` (r:1 w:0)
+	/// Proof: `EnergyTrading::ParamsFrom` (`max_values`: Some(1), `max_size`: Some(8), added: 503, mode: `MaxEncodedLen`)
+	/// Storage: `EnergyTrading::Params` (r:1 w:0)
+	/// Proof: `EnergyTrading::Params` (`max_values`: Some(1), `max_size`: Some(65), added: 560, mode: `MaxEncodedLen`)
+	/// Storage: `EnergyTrading::Clearings` (r:1 w:0)
+	/// Proof: `EnergyTrading::Clearings` (`max_values`: None, `max_size`: Some(69), added: 2544, mode: `MaxEncodedLen`)
+	/// Storage: `EnergyTrading::Voided` (r:1 w:0)
+	/// Proof: `EnergyTrading::Voided` (`max_values`: None, `max_size`: Some(20), added: 2495, mode: `MaxEncodedLen`)
+	/// Storage: `Timestamp::Now` (r:1 w:0)
+	/// Proof: `Timestamp::Now` (`max_values`: Some(1), `max_size`: Some(8), added: 503, mode: `MaxEncodedLen`)
+	/// Storage: `System::Number` (r:1 w:0)
+	/// Proof: `System::Number` (`max_values`: Some(1), `max_size`: Some(4), added: 499, mode: `MaxEncodedLen`)
+	/// Storage: `EnergyTrading::PendingClearings` (r:1 w:1)
+	/// Proof: `EnergyTrading::PendingClearings` (`max_values`: None, `max_size`: Some(5227), added: 7702, mode: `MaxEncodedLen`)
+	/// Storage: `System::Account` (r:1 w:1)
+	/// Proof: `System::Account` (`max_values`: None, `max_size`: Some(128), added: 2603, mode: `MaxEncodedLen`)
+	/// Storage: `Balances::Holds` (r:2 w:2)
+	/// Proof: `Balances::Holds` (`max_values`: None, `max_size`: Some(85), added: 2560, mode: `MaxEncodedLen`)
+	/// Storage: `Balances::TotalIssuance` (r:1 w:1)
+	/// Proof: `Balances::TotalIssuance` (`max_values`: Some(1), `max_size`: Some(16), added: 511, mode: `MaxEncodedLen`)
+	/// Storage: `System::ExecutionPhase` (r:1 w:0)
+	/// Proof: `System::ExecutionPhase` (`max_values`: Some(1), `max_size`: Some(5), added: 500, mode: `MaxEncodedLen`)
+	/// Storage: `System::EventCount` (r:1 w:1)
+	/// Proof: `System::EventCount` (`max_values`: Some(1), `max_size`: Some(4), added: 499, mode: `MaxEncodedLen`)
+	/// Storage: `System::Events` (r:1 w:1)
+	/// Proof: `System::Events` (`max_values`: Some(1), `max_size`: None, mode: `Measured`)
+	/// Storage: `EnergyTrading::ClearingPages` (r:31 w:31)
+	/// Proof: `EnergyTrading::ClearingPages` (`max_values`: None, `max_size`: Some(400030), added: 402505, mode: `MaxEncodedLen`)
+	/// Storage: `EnergyTrading::ClearingAttempts` (r:1 w:1)
+	/// Proof: `EnergyTrading::ClearingAttempts` (`max_values`: None, `max_size`: Some(20), added: 2495, mode: `MaxEncodedLen`)
+	/// Storage: `EnergyTrading::ClearingPrices` (r:0 w:1)
+	/// Proof: `EnergyTrading::ClearingPrices` (`max_values`: None, `max_size`: Some(658), added: 3133, mode: `MaxEncodedLen`)
+	fn register_clearing() -> Weight {
+		// Proof Size summary in bytes:
+		//  Measured:  `2391`
+		//  Estimated: `12478645`
+		// Minimum execution time: 157_032_000 picoseconds.
+		Weight::from_parts(171_496_000, 0)
+			.saturating_add(Weight::from_parts(0, 12478645))
+			.saturating_add(T::DbWeight::get().reads(48))
+			.saturating_add(T::DbWeight::get().writes(40))
+	}
+	/// Storage: `EnergyTrading::PendingClearings` (r:1 w:1)
+	/// Proof: `EnergyTrading::PendingClearings` (`max_values`: None, `max_size`: Some(5227), added: 7702, mode: `MaxEncodedLen`)
+	/// Storage: `EnergyTrading::ParamsFrom` (r:1 w:0)
+	/// Proof: `EnergyTrading::ParamsFrom` (`max_values`: Some(1), `max_size`: Some(8), added: 503, mode: `MaxEncodedLen`)
+	/// Storage: `EnergyTrading::Params` (r:1 w:0)
+	/// Proof: `EnergyTrading::Params` (`max_values`: Some(1), `max_size`: Some(65), added: 560, mode: `MaxEncodedLen`)
+	/// Storage: `Timestamp::Now` (r:1 w:0)
+	/// Proof: `Timestamp::Now` (`max_values`: Some(1), `max_size`: Some(8), added: 503, mode: `MaxEncodedLen`)
+	/// Storage: `EnergyTrading::BookLen` (r:1 w:0)
+	/// Proof: `EnergyTrading::BookLen` (`max_values`: None, `max_size`: Some(20), added: 2495, mode: `MaxEncodedLen`)
+	/// Storage: `EnergyTrading::ClearingPrices` (r:1 w:0)
+	/// Proof: `EnergyTrading::ClearingPrices` (`max_values`: None, `max_size`: Some(658), added: 3133, mode: `MaxEncodedLen`)
+	/// Storage: `EnergyTrading::GridFrom` (r:1 w:0)
+	/// Proof: `EnergyTrading::GridFrom` (`max_values`: Some(1), `max_size`: Some(8), added: 503, mode: `MaxEncodedLen`)
+	/// Storage: `EnergyTrading::Grid` (r:1 w:0)
+	/// Proof: `EnergyTrading::Grid` (`max_values`: Some(1), `max_size`: Some(5122), added: 5617, mode: `MaxEncodedLen`)
+	/// Storage: `EnergyTrading::BookPages` (r:39 w:0)
+	/// Proof: `EnergyTrading::BookPages` (`max_values`: None, `max_size`: Some(17950), added: 20425, mode: `MaxEncodedLen`)
+	/// Storage: `EnergyTrading::Fills` (r:39 w:39)
+	/// Proof: `EnergyTrading::Fills` (`max_values`: None, `max_size`: Some(2082), added: 4557, mode: `MaxEncodedLen`)
+	/// Storage: `System::Number` (r:1 w:0)
+	/// Proof: `System::Number` (`max_values`: Some(1), `max_size`: Some(4), added: 499, mode: `MaxEncodedLen`)
+	/// Storage: `System::ExecutionPhase` (r:1 w:0)
+	/// Proof: `System::ExecutionPhase` (`max_values`: Some(1), `max_size`: Some(5), added: 500, mode: `MaxEncodedLen`)
+	/// Storage: `System::EventCount` (r:1 w:1)
+	/// Proof: `System::EventCount` (`max_values`: Some(1), `max_size`: Some(4), added: 499, mode: `MaxEncodedLen`)
+	/// Storage: `System::Events` (r:1 w:1)
+	/// Proof: `System::Events` (`max_values`: Some(1), `max_size`: None, mode: `Measured`)
+	/// Storage: `EnergyTrading::ClearingPages` (r:0 w:1)
+	/// Proof: `EnergyTrading::ClearingPages` (`max_values`: None, `max_size`: Some(400030), added: 402505, mode: `MaxEncodedLen`)
+	/// The range of component `m` is `[39, 10000]`.
+	/// The range of component `b` is `[1, 39]`.
+	fn submit_clearing_page(m: u32, b: u32, ) -> Weight {
+		// Proof Size summary in bytes:
+		//  Measured:  `13832 + b * (17994 ±0)`
+		//  Estimated: `8692 + b * (20425 ±16)`
+		// Minimum execution time: 664_931_000 picoseconds.
+		Weight::from_parts(688_181_000, 0)
+			.saturating_add(Weight::from_parts(0, 8692))
+			// Standard Error: 1_397
+			.saturating_add(Weight::from_parts(43_530, 0).saturating_mul(m.into()))
+			// Standard Error: 358_899
+			.saturating_add(Weight::from_parts(21_807_482, 0).saturating_mul(b.into()))
+			.saturating_add(T::DbWeight::get().reads(12))
+			.saturating_add(T::DbWeight::get().reads((2_u64).saturating_mul(b.into())))
+			.saturating_add(T::DbWeight::get().writes(4))
+			.saturating_add(T::DbWeight::get().writes((1_u64).saturating_mul(b.into())))
+			.saturating_add(Weight::from_parts(0, 20425).saturating_mul(b.into()))
 	}
 	/// Storage: `EnergyTrading::PruneCursor` (r:1 w:0)
 	/// Proof: `EnergyTrading::PruneCursor` (`max_values`: Some(1), `max_size`: Some(12), added: 507, mode: `MaxEncodedLen`)
 	/// Storage: `EnergyTrading::BookLen` (r:1 w:0)
 	/// Proof: `EnergyTrading::BookLen` (`max_values`: None, `max_size`: Some(20), added: 2495, mode: `MaxEncodedLen`)
 	/// Storage: `EnergyTrading::Clearings` (r:1 w:0)
-	/// Proof: `EnergyTrading::Clearings` (`max_values`: None, `max_size`: Some(65), added: 2540, mode: `MaxEncodedLen`)
+	/// Proof: `EnergyTrading::Clearings` (`max_values`: None, `max_size`: Some(69), added: 2544, mode: `MaxEncodedLen`)
 	/// Storage: `EnergyTrading::Voided` (r:1 w:0)
 	/// Proof: `EnergyTrading::Voided` (`max_values`: None, `max_size`: Some(20), added: 2495, mode: `MaxEncodedLen`)
 	/// Storage: `EnergyTrading::ParamsFrom` (r:1 w:0)
@@ -481,12 +582,14 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 	/// Proof: `Timestamp::Now` (`max_values`: Some(1), `max_size`: Some(8), added: 503, mode: `MaxEncodedLen`)
 	/// Storage: `EnergyTrading::Voiding` (r:1 w:1)
 	/// Proof: `EnergyTrading::Voiding` (`max_values`: None, `max_size`: Some(20), added: 2495, mode: `MaxEncodedLen`)
+	/// Storage: `EnergyTrading::PendingClearings` (r:1 w:0)
+	/// Proof: `EnergyTrading::PendingClearings` (`max_values`: None, `max_size`: Some(5227), added: 7702, mode: `MaxEncodedLen`)
 	/// Storage: `EnergyTrading::BookPages` (r:20 w:0)
 	/// Proof: `EnergyTrading::BookPages` (`max_values`: None, `max_size`: Some(17950), added: 20425, mode: `MaxEncodedLen`)
 	/// Storage: `System::Account` (r:5000 w:5000)
 	/// Proof: `System::Account` (`max_values`: None, `max_size`: Some(128), added: 2603, mode: `MaxEncodedLen`)
 	/// Storage: `Balances::Holds` (r:5000 w:5000)
-	/// Proof: `Balances::Holds` (`max_values`: None, `max_size`: Some(67), added: 2542, mode: `MaxEncodedLen`)
+	/// Proof: `Balances::Holds` (`max_values`: None, `max_size`: Some(85), added: 2560, mode: `MaxEncodedLen`)
 	/// Storage: `System::Number` (r:1 w:0)
 	/// Proof: `System::Number` (`max_values`: Some(1), `max_size`: Some(4), added: 499, mode: `MaxEncodedLen`)
 	/// Storage: `System::ExecutionPhase` (r:1 w:0)
@@ -499,14 +602,14 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 	/// The range of component `n` is `[1, 5000]`.
 	fn void_interval(o: u32, n: u32, ) -> Weight {
 		// Proof Size summary in bytes:
-		//  Measured:  `17710 + n * (226 ±0)`
+		//  Measured:  `17751 + n * (226 ±0)`
 		//  Estimated: `15604 + n * (2603 ±0) + o * (1 ±0)`
-		// Minimum execution time: 293_967_000 picoseconds.
-		Weight::from_parts(405_225_000, 0)
+		// Minimum execution time: 280_680_000 picoseconds.
+		Weight::from_parts(361_662_000, 0)
 			.saturating_add(Weight::from_parts(0, 15604))
-			// Standard Error: 112_210
-			.saturating_add(Weight::from_parts(51_923_095, 0).saturating_mul(n.into()))
-			.saturating_add(T::DbWeight::get().reads(13))
+			// Standard Error: 128_118
+			.saturating_add(Weight::from_parts(53_638_032, 0).saturating_mul(n.into()))
+			.saturating_add(T::DbWeight::get().reads(14))
 			.saturating_add(T::DbWeight::get().reads((2_u64).saturating_mul(n.into())))
 			.saturating_add(T::DbWeight::get().writes(3))
 			.saturating_add(T::DbWeight::get().writes((2_u64).saturating_mul(n.into())))
@@ -517,6 +620,8 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 	/// Proof: `EnergyTrading::BookPages` (`max_values`: None, `max_size`: Some(17950), added: 20425, mode: `MaxEncodedLen`)
 	/// Storage: `EnergyTrading::BookLen` (r:1 w:0)
 	/// Proof: `EnergyTrading::BookLen` (`max_values`: None, `max_size`: Some(20), added: 2495, mode: `MaxEncodedLen`)
+	/// Storage: `EnergyTrading::Fills` (r:0 w:19)
+	/// Proof: `EnergyTrading::Fills` (`max_values`: None, `max_size`: Some(2082), added: 4557, mode: `MaxEncodedLen`)
 	/// Storage: `EnergyTrading::ClientOrders` (r:0 w:5000)
 	/// Proof: `EnergyTrading::ClientOrders` (`max_values`: None, `max_size`: Some(72), added: 2547, mode: `MaxEncodedLen`)
 	/// The range of component `n` is `[0, 5000]`.
@@ -524,11 +629,11 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 		// Proof Size summary in bytes:
 		//  Measured:  `8600 + n * (70 ±0)`
 		//  Estimated: `13512 + n * (80 ±0)`
-		// Minimum execution time: 11_064_000 picoseconds.
-		Weight::from_parts(11_941_000, 0)
+		// Minimum execution time: 14_041_000 picoseconds.
+		Weight::from_parts(14_728_000, 0)
 			.saturating_add(Weight::from_parts(0, 13512))
-			// Standard Error: 6_454
-			.saturating_add(Weight::from_parts(2_233_829, 0).saturating_mul(n.into()))
+			// Standard Error: 7_769
+			.saturating_add(Weight::from_parts(2_332_388, 0).saturating_mul(n.into()))
 			.saturating_add(T::DbWeight::get().reads(1))
 			.saturating_add(T::DbWeight::get().writes((1_u64).saturating_mul(n.into())))
 			.saturating_add(Weight::from_parts(0, 80).saturating_mul(n.into()))
@@ -543,31 +648,33 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 	/// Proof: `EnergyTrading::Positions` (`max_values`: None, `max_size`: Some(104), added: 2579, mode: `MaxEncodedLen`)
 	/// Storage: `EnergyTrading::TraderSides` (r:256 w:256)
 	/// Proof: `EnergyTrading::TraderSides` (`max_values`: None, `max_size`: Some(69), added: 2544, mode: `MaxEncodedLen`)
+	/// Storage: `EnergyTrading::ClearingPages` (r:32 w:32)
+	/// Proof: `EnergyTrading::ClearingPages` (`max_values`: None, `max_size`: Some(400030), added: 402505, mode: `MaxEncodedLen`)
 	/// Storage: `EnergyTrading::Outstanding` (r:0 w:1)
 	/// Proof: `EnergyTrading::Outstanding` (`max_values`: None, `max_size`: Some(20), added: 2495, mode: `MaxEncodedLen`)
 	/// Storage: `EnergyTrading::MeteredCount` (r:0 w:1)
 	/// Proof: `EnergyTrading::MeteredCount` (`max_values`: None, `max_size`: Some(20), added: 2495, mode: `MaxEncodedLen`)
+	/// Storage: `EnergyTrading::ClearingAttempts` (r:0 w:1)
+	/// Proof: `EnergyTrading::ClearingAttempts` (`max_values`: None, `max_size`: Some(20), added: 2495, mode: `MaxEncodedLen`)
 	/// Storage: `EnergyTrading::Clearings` (r:0 w:1)
-	/// Proof: `EnergyTrading::Clearings` (`max_values`: None, `max_size`: Some(65), added: 2540, mode: `MaxEncodedLen`)
+	/// Proof: `EnergyTrading::Clearings` (`max_values`: None, `max_size`: Some(69), added: 2544, mode: `MaxEncodedLen`)
 	/// Storage: `EnergyTrading::BookLen` (r:0 w:1)
 	/// Proof: `EnergyTrading::BookLen` (`max_values`: None, `max_size`: Some(20), added: 2495, mode: `MaxEncodedLen`)
 	/// Storage: `EnergyTrading::Voiding` (r:0 w:1)
 	/// Proof: `EnergyTrading::Voiding` (`max_values`: None, `max_size`: Some(20), added: 2495, mode: `MaxEncodedLen`)
 	/// Storage: `EnergyTrading::ClearingPrices` (r:0 w:1)
 	/// Proof: `EnergyTrading::ClearingPrices` (`max_values`: None, `max_size`: Some(658), added: 3133, mode: `MaxEncodedLen`)
-	/// Storage: `EnergyTrading::ClearingMatches` (r:0 w:1)
-	/// Proof: `EnergyTrading::ClearingMatches` (`max_values`: None, `max_size`: Some(400018), added: 402493, mode: `MaxEncodedLen`)
 	/// Storage: `EnergyTrading::Voided` (r:0 w:1)
 	/// Proof: `EnergyTrading::Voided` (`max_values`: None, `max_size`: Some(20), added: 2495, mode: `MaxEncodedLen`)
 	fn prune_tail() -> Weight {
 		// Proof Size summary in bytes:
-		//  Measured:  `77329`
-		//  Estimated: `667614`
-		// Minimum execution time: 1_201_498_000 picoseconds.
-		Weight::from_parts(1_277_407_000, 0)
-			.saturating_add(Weight::from_parts(0, 667614))
-			.saturating_add(T::DbWeight::get().reads(1025))
-			.saturating_add(T::DbWeight::get().writes(1033))
+		//  Measured:  `78865`
+		//  Estimated: `12881150`
+		// Minimum execution time: 1_228_834_000 picoseconds.
+		Weight::from_parts(1_370_801_000, 0)
+			.saturating_add(Weight::from_parts(0, 12881150))
+			.saturating_add(T::DbWeight::get().reads(1057))
+			.saturating_add(T::DbWeight::get().writes(1065))
 	}
 	/// Storage: `EnergyTrading::Meters` (r:1 w:1)
 	/// Proof: `EnergyTrading::Meters` (`max_values`: None, `max_size`: Some(120), added: 2595, mode: `MaxEncodedLen`)
@@ -611,8 +718,8 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 		// Proof Size summary in bytes:
 		//  Measured:  `759`
 		//  Estimated: `3636`
-		// Minimum execution time: 107_414_000 picoseconds.
-		Weight::from_parts(119_847_000, 0)
+		// Minimum execution time: 107_487_000 picoseconds.
+		Weight::from_parts(122_206_000, 0)
 			.saturating_add(Weight::from_parts(0, 3636))
 			.saturating_add(T::DbWeight::get().reads(19))
 			.saturating_add(T::DbWeight::get().writes(9))
@@ -631,8 +738,8 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 		// Proof Size summary in bytes:
 		//  Measured:  `286`
 		//  Estimated: `6052`
-		// Minimum execution time: 16_950_000 picoseconds.
-		Weight::from_parts(18_348_000, 0)
+		// Minimum execution time: 17_057_000 picoseconds.
+		Weight::from_parts(18_693_000, 0)
 			.saturating_add(Weight::from_parts(0, 6052))
 			.saturating_add(T::DbWeight::get().reads(6))
 			.saturating_add(T::DbWeight::get().writes(4))
@@ -640,7 +747,7 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 	/// Storage: `EnergyTrading::PruneCursor` (r:1 w:0)
 	/// Proof: `EnergyTrading::PruneCursor` (`max_values`: Some(1), `max_size`: Some(12), added: 507, mode: `MaxEncodedLen`)
 	/// Storage: `EnergyTrading::Clearings` (r:1 w:0)
-	/// Proof: `EnergyTrading::Clearings` (`max_values`: None, `max_size`: Some(65), added: 2540, mode: `MaxEncodedLen`)
+	/// Proof: `EnergyTrading::Clearings` (`max_values`: None, `max_size`: Some(69), added: 2544, mode: `MaxEncodedLen`)
 	/// Storage: `EnergyTrading::Settled` (r:1 w:0)
 	/// Proof: `EnergyTrading::Settled` (`max_values`: None, `max_size`: Some(20), added: 2495, mode: `MaxEncodedLen`)
 	/// Storage: `EnergyTrading::ParamsFrom` (r:1 w:0)
@@ -682,21 +789,15 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 		// Proof Size summary in bytes:
 		//  Measured:  `1128 + p * (302 ±0)`
 		//  Estimated: `6196 + p * (2603 ±0)`
-		// Minimum execution time: 160_166_000 picoseconds.
-		Weight::from_parts(160_290_000, 0)
+		// Minimum execution time: 160_480_000 picoseconds.
+		Weight::from_parts(160_746_000, 0)
 			.saturating_add(Weight::from_parts(0, 6196))
-			// Standard Error: 224_127
-			.saturating_add(Weight::from_parts(100_304_627, 0).saturating_mul(p.into()))
+			// Standard Error: 208_242
+			.saturating_add(Weight::from_parts(101_609_644, 0).saturating_mul(p.into()))
 			.saturating_add(T::DbWeight::get().reads(20))
 			.saturating_add(T::DbWeight::get().reads((4_u64).saturating_mul(p.into())))
 			.saturating_add(T::DbWeight::get().writes(6))
 			.saturating_add(T::DbWeight::get().writes((3_u64).saturating_mul(p.into())))
 			.saturating_add(Weight::from_parts(0, 2603).saturating_mul(p.into()))
-	}
-	fn register_clearing() -> Weight {
-		pallet_energy_trading::weights::SubstrateWeight::<T>::register_clearing()
-	}
-	fn submit_clearing_page(m: u32, b: u32) -> Weight {
-		pallet_energy_trading::weights::SubstrateWeight::<T>::submit_clearing_page(m, b)
 	}
 }
