@@ -432,20 +432,22 @@ class Chain(MarketReads):
         page: int,
         matches: Iterable[dict],
         finish: tuple[int, int, int] | None = None,
-    ) -> dict:
-        """The arguments of `submit_clearing_page`. The last page carries `finish`: the
-        book's orders and traders (as `clearing_params`' book) and the clearing's matches over
-        all pages, which price it."""
-        witness = None
-        if finish is not None:
-            orders, traders, total = finish
-            witness = {"orders": int(orders), "traders": int(traders), "matches": int(total)}
-        return {
-            "interval": interval,
-            "page": int(page),
-            "matches": _chain_matches(matches),
-            "finish": witness,
-        }
+    ) -> bytes:
+        """The arguments of `submit_clearing_page`, SCALE-encoded here (a page holds up to
+        10,000 matches, which substrate-interface would take seconds to encode). The last page
+        carries `finish`: the book's orders and traders (as `clearing_params`' book) and the
+        clearing's matches over all pages, which price it."""
+        rows = [
+            (m["bid"], m["offer"], m["quantity_wh"], m["buyer_price"], m["seller_price"])
+            for m in matches
+        ]
+        witness = b"\x00" if finish is None else b"\x01" + struct.pack("<III", *finish)
+        return (
+            struct.pack("<QI", interval, page)
+            + _compact(len(rows))
+            + b"".join(struct.pack("<5Q", *row) for row in rows)
+            + witness
+        )
 
     @staticmethod
     def reading_params(

@@ -271,7 +271,8 @@ impl pallet_multisig::Config for Runtime {
 }
 
 parameter_types! {
-	pub const MaxOrdersPerInterval: u32 = 10_000;
+	/// A city's interval: a book of up to 782 pages, cleared in up to 20 pages of matches.
+	pub const MaxOrdersPerInterval: u32 = 200_000;
 	/// 18 KB pages: a placement appends to one and a cancel rewrites one, while a clearing
 	/// reads 40 of them for a book of 10,000.
 	pub const BookPageSize: u32 = 256;

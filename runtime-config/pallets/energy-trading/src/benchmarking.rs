@@ -110,6 +110,13 @@ fn crowd_book<T: Config>(n: u32) {
 	BookLen::<T>::mutate(INTERVAL, |len| *len = (*len).max(n));
 }
 
+/// The largest book the benchmarks build: a call reads and writes a book a page at a time, so
+/// its cost per order or page is the same in a bigger one, which would only make the setup
+/// slow. The weights are linear, and `integrity_test` checks them at `MaxOrdersPerInterval`.
+fn bench_book<T: Config>() -> u32 {
+	T::MaxOrdersPerInterval::get().min(10_000)
+}
+
 /// The id the next order placed in `INTERVAL` gets.
 fn next_order_id<T: Config>() -> OrderId {
 	order_id(INTERVAL, BookLen::<T>::get(INTERVAL)).expect("INTERVAL packs")
@@ -243,7 +250,7 @@ mod benchmarks {
 		setup_market::<T>();
 		let who: T::AccountId = account("buyer", 0, 0);
 		funded_participant::<T>(&who);
-		let full = T::MaxOrdersPerInterval::get();
+		let full = bench_book::<T>();
 		crowd_book::<T>(full - 1);
 		#[extrinsic_call]
 		_(RawOrigin::Signed(who), spec(1, Side::Bid, 1_000, 50));
@@ -261,7 +268,7 @@ mod benchmarks {
 		e: Linear<0, { T::MaxRelayBatch::get() / 2 }>,
 	) {
 		setup_market::<T>();
-		let before = T::MaxOrdersPerInterval::get() - (t + e);
+		let before = bench_book::<T>() - (t + e);
 		crowd_book::<T>(before);
 		let genesis = genesis::<T>();
 		let traders: Vec<_> = (0..t)
@@ -332,14 +339,14 @@ mod benchmarks {
 	/// names, of one idle seller. Each trader has meters to count, and each buyer a hold to pay
 	/// from and release.
 	///
-	/// The ranges keep the book within `MaxOrdersPerInterval` (o + 2p + 2e) and give the cheap
+	/// The ranges keep the book within `bench_book` (o + 2p + 2e) and give the cheap
 	/// further matches the widest range: each component is measured with the others at their
 	/// highest, and a match's few microseconds must stand out from the rest of the call.
 	#[benchmark]
 	fn submit_clearing(
-		o: Linear<0, { T::MaxOrdersPerInterval::get() / 4 }>,
-		p: Linear<1, { T::MaxMatchesPerPage::get().min(T::MaxOrdersPerInterval::get() / 16) }>,
-		e: Linear<0, { T::MaxMatchesPerPage::get().min(T::MaxOrdersPerInterval::get() / 4) }>,
+		o: Linear<0, { bench_book::<T>() / 4 }>,
+		p: Linear<1, { T::MaxMatchesPerPage::get().min(bench_book::<T>() / 16) }>,
+		e: Linear<0, { T::MaxMatchesPerPage::get().min(bench_book::<T>() / 4) }>,
 	) -> Result<(), BenchmarkError> {
 		setup_market::<T>();
 		// The interval's grid is an earlier one (a change came after its gate closed), read
@@ -450,11 +457,8 @@ mod benchmarks {
 	/// `i`'s bid with page `i + 1`'s offer (mod `b`).
 	#[benchmark]
 	fn submit_clearing_page(
-		m: Linear<
-			{ T::MaxOrdersPerInterval::get() / T::BookPageSize::get() },
-			{ T::MaxMatchesPerPage::get() },
-		>,
-		b: Linear<1, { T::MaxOrdersPerInterval::get() / T::BookPageSize::get() }>,
+		m: Linear<{ bench_book::<T>() / T::BookPageSize::get() }, { T::MaxMatchesPerPage::get() }>,
+		b: Linear<1, { bench_book::<T>() / T::BookPageSize::get() }>,
 	) -> Result<(), BenchmarkError> {
 		setup_market::<T>();
 		full_grid::<T>(MAX_LINES);
@@ -512,8 +516,8 @@ mod benchmarks {
 	/// `n` open bids (each its own buyer, so each releases a hold) voided, in a book of `n + o`.
 	#[benchmark]
 	fn void_interval(
-		o: Linear<0, { T::MaxOrdersPerInterval::get() / 2 }>,
-		n: Linear<1, { T::MaxOrdersPerInterval::get() / 2 }>,
+		o: Linear<0, { bench_book::<T>() / 2 }>,
+		n: Linear<1, { bench_book::<T>() / 2 }>,
 	) -> Result<(), BenchmarkError> {
 		setup_market::<T>();
 		for i in 0..n {
@@ -536,19 +540,17 @@ mod benchmarks {
 
 	/// `n` orders of a full book pruned (reading the book is part of the cost).
 	#[benchmark]
-	fn prune_orders(
-		n: Linear<0, { T::MaxOrdersPerInterval::get() / 2 }>,
-	) -> Result<(), BenchmarkError> {
+	fn prune_orders(n: Linear<0, { bench_book::<T>() / 2 }>) -> Result<(), BenchmarkError> {
 		setup_market::<T>();
 		let who: T::AccountId = account("seller", 0, 0);
 		selling_participant::<T>(&who);
 		for i in 0..n {
 			Market::<T>::do_place_order(who.clone(), spec(i as u64, Side::Offer, 1_000, 60))?;
 		}
-		crowd_book::<T>(T::MaxOrdersPerInterval::get());
+		crowd_book::<T>(bench_book::<T>());
 		// A clearing's fills of every page go with it.
 		let size = T::BookPageSize::get();
-		for page in 0..T::MaxOrdersPerInterval::get().div_ceil(size) {
+		for page in 0..bench_book::<T>().div_ceil(size) {
 			let fills = BoundedVec::truncate_from(vec![1u64; size as usize]);
 			Fills::<T>::insert(INTERVAL, page, (1, fills));
 		}

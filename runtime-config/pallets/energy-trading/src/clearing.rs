@@ -83,9 +83,10 @@ impl<T: Config> Pallet<T> {
 	}
 
 	/// A clearing page's weight. A page before the last is priced by its matches and the book
-	/// pages they name (each read once, with its fills). The last page, which also checks and
-	/// applies the whole clearing, is priced as the whole clearing in one call, which covers
-	/// its own verification as well.
+	/// pages they name (each read once, with its fills), and by what rejecting the clearing
+	/// would take (burning the deposit, removing its pages: what taking over an abandoned
+	/// registration takes). The last page, which also checks and applies the whole clearing, is
+	/// priced as the whole clearing in one call, which covers its own verification as well.
 	pub fn clearing_page_weight(matches: &[Match], finish: Option<&ClearingWitness>) -> Weight {
 		match finish {
 			Some(w) => Self::submit_clearing_weight(
@@ -103,6 +104,7 @@ impl<T: Config> Pallet<T> {
 					})
 					.collect();
 				T::WeightInfo::submit_clearing_page(matches.len() as u32, named.len() as u32)
+					.saturating_add(T::WeightInfo::register_clearing())
 			},
 		}
 	}

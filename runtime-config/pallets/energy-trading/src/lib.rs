@@ -1146,7 +1146,8 @@ pub mod pallet {
 			matches: BoundedVec<Match, T::MaxMatchesPerPage>,
 			finish: Option<ClearingWitness>,
 		) -> DispatchResultWithPostInfo {
-			let submitter = ensure_signed(origin)?;
+			// A submitter whose right was withdrawn sends no more pages, even of its own.
+			let submitter = Self::ensure_clearing_submitter(origin)?;
 			let shape = Self::do_clearing_page(submitter, interval, page, &matches, finish)?;
 			// The last page is priced by its witness; refunded to the book it read.
 			let used = match (shape, finish) {

@@ -2477,6 +2477,10 @@ fn pages_go_in_order_from_their_registrant_only() {
 			Market::submit_clearing_page(origin(&other), 2, 0, page(0), None),
 			E::NotRegistrant
 		);
+		assert_noop!(
+			Market::submit_clearing_page(origin(&seller()), 2, 0, page(0), None),
+			E::NotClearingSubmitter
+		);
 		// Missing, out of order, duplicated.
 		assert_noop!(
 			Market::submit_clearing_page(origin(&operator()), 2, 1, page(0), None),
