@@ -51,8 +51,8 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 		// Proof Size summary in bytes:
 		//  Measured:  `19`
 		//  Estimated: `1504`
-		// Minimum execution time: 8_967_000 picoseconds.
-		Weight::from_parts(9_964_000, 0)
+		// Minimum execution time: 9_208_000 picoseconds.
+		Weight::from_parts(13_691_000, 0)
 			.saturating_add(Weight::from_parts(0, 1504))
 			.saturating_add(T::DbWeight::get().reads(4))
 			.saturating_add(T::DbWeight::get().writes(3))
@@ -77,8 +77,8 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 		// Proof Size summary in bytes:
 		//  Measured:  `200`
 		//  Estimated: `3585`
-		// Minimum execution time: 21_649_000 picoseconds.
-		Weight::from_parts(23_065_000, 0)
+		// Minimum execution time: 22_089_000 picoseconds.
+		Weight::from_parts(31_282_000, 0)
 			.saturating_add(Weight::from_parts(0, 3585))
 			.saturating_add(T::DbWeight::get().reads(8))
 			.saturating_add(T::DbWeight::get().writes(5))
@@ -101,8 +101,8 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 		// Proof Size summary in bytes:
 		//  Measured:  `315`
 		//  Estimated: `3585`
-		// Minimum execution time: 19_025_000 picoseconds.
-		Weight::from_parts(20_543_000, 0)
+		// Minimum execution time: 19_254_000 picoseconds.
+		Weight::from_parts(24_628_000, 0)
 			.saturating_add(Weight::from_parts(0, 3585))
 			.saturating_add(T::DbWeight::get().reads(7))
 			.saturating_add(T::DbWeight::get().writes(4))
@@ -135,8 +135,8 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 		// Proof Size summary in bytes:
 		//  Measured:  `5586`
 		//  Estimated: `7071`
-		// Minimum execution time: 55_100_000 picoseconds.
-		Weight::from_parts(58_413_000, 0)
+		// Minimum execution time: 56_672_000 picoseconds.
+		Weight::from_parts(72_044_000, 0)
 			.saturating_add(Weight::from_parts(0, 7071))
 			.saturating_add(T::DbWeight::get().reads(11))
 			.saturating_add(T::DbWeight::get().writes(21))
@@ -155,8 +155,8 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 		// Proof Size summary in bytes:
 		//  Measured:  `19`
 		//  Estimated: `1504`
-		// Minimum execution time: 7_577_000 picoseconds.
-		Weight::from_parts(8_595_000, 0)
+		// Minimum execution time: 8_204_000 picoseconds.
+		Weight::from_parts(12_047_000, 0)
 			.saturating_add(Weight::from_parts(0, 1504))
 			.saturating_add(T::DbWeight::get().reads(4))
 			.saturating_add(T::DbWeight::get().writes(3))
@@ -175,8 +175,8 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 		// Proof Size summary in bytes:
 		//  Measured:  `19`
 		//  Estimated: `1504`
-		// Minimum execution time: 8_955_000 picoseconds.
-		Weight::from_parts(10_109_000, 0)
+		// Minimum execution time: 9_179_000 picoseconds.
+		Weight::from_parts(13_696_000, 0)
 			.saturating_add(Weight::from_parts(0, 1504))
 			.saturating_add(T::DbWeight::get().reads(4))
 			.saturating_add(T::DbWeight::get().writes(3))
@@ -201,8 +201,8 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 		// Proof Size summary in bytes:
 		//  Measured:  `2587`
 		//  Estimated: `4072`
-		// Minimum execution time: 24_445_000 picoseconds.
-		Weight::from_parts(26_436_000, 0)
+		// Minimum execution time: 25_228_000 picoseconds.
+		Weight::from_parts(34_114_000, 0)
 			.saturating_add(Weight::from_parts(0, 4072))
 			.saturating_add(T::DbWeight::get().reads(8))
 			.saturating_add(T::DbWeight::get().writes(5))
@@ -221,8 +221,8 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 		// Proof Size summary in bytes:
 		//  Measured:  `19`
 		//  Estimated: `1504`
-		// Minimum execution time: 7_590_000 picoseconds.
-		Weight::from_parts(8_643_000, 0)
+		// Minimum execution time: 7_938_000 picoseconds.
+		Weight::from_parts(12_176_000, 0)
 			.saturating_add(Weight::from_parts(0, 1504))
 			.saturating_add(T::DbWeight::get().reads(4))
 			.saturating_add(T::DbWeight::get().writes(3))
@@ -261,8 +261,8 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 		// Proof Size summary in bytes:
 		//  Measured:  `2332`
 		//  Estimated: `21415`
-		// Minimum execution time: 132_993_000 picoseconds.
-		Weight::from_parts(151_223_000, 0)
+		// Minimum execution time: 138_621_000 picoseconds.
+		Weight::from_parts(166_810_000, 0)
 			.saturating_add(Weight::from_parts(0, 21415))
 			.saturating_add(T::DbWeight::get().reads(15))
 			.saturating_add(T::DbWeight::get().writes(9))
@@ -303,15 +303,15 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 	/// The range of component `e` is `[0, 128]`.
 	fn place_orders_relayed(t: u32, e: u32, ) -> Weight {
 		// Proof Size summary in bytes:
-		//  Measured:  `20108 + t * (69 ±0)`
+		//  Measured:  `20152 + t * (69 ±0)`
 		//  Estimated: `41840 + e * (2547 ±0) + t * (2603 ±0)`
-		// Minimum execution time: 12_884_315_000 picoseconds.
-		Weight::from_parts(29_469_033, 0)
+		// Minimum execution time: 14_500_345_000 picoseconds.
+		Weight::from_parts(14_755_219_000, 0)
 			.saturating_add(Weight::from_parts(0, 41840))
-			// Standard Error: 1_617_882
-			.saturating_add(Weight::from_parts(123_819_245, 0).saturating_mul(t.into()))
-			// Standard Error: 1_603_207
-			.saturating_add(Weight::from_parts(105_657_894, 0).saturating_mul(e.into()))
+			// Standard Error: 4_379_513
+			.saturating_add(Weight::from_parts(65_662_267, 0).saturating_mul(t.into()))
+			// Standard Error: 4_382_408
+			.saturating_add(Weight::from_parts(46_892_297, 0).saturating_mul(e.into()))
 			.saturating_add(T::DbWeight::get().reads(12))
 			.saturating_add(T::DbWeight::get().reads((5_u64).saturating_mul(t.into())))
 			.saturating_add(T::DbWeight::get().reads((1_u64).saturating_mul(e.into())))
@@ -349,8 +349,8 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 		// Proof Size summary in bytes:
 		//  Measured:  `18816`
 		//  Estimated: `21415`
-		// Minimum execution time: 89_547_000 picoseconds.
-		Weight::from_parts(99_919_000, 0)
+		// Minimum execution time: 94_695_000 picoseconds.
+		Weight::from_parts(119_474_000, 0)
 			.saturating_add(Weight::from_parts(0, 21415))
 			.saturating_add(T::DbWeight::get().reads(12))
 			.saturating_add(T::DbWeight::get().writes(6))
@@ -384,13 +384,13 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 	/// The range of component `n` is `[1, 256]`.
 	fn cancel_orders_relayed(n: u32, ) -> Weight {
 		// Proof Size summary in bytes:
-		//  Measured:  `18584 + n * (294 ±0)`
+		//  Measured:  `18556 + n * (295 ±0)`
 		//  Estimated: `21415 + n * (2603 ±0)`
-		// Minimum execution time: 158_062_000 picoseconds.
-		Weight::from_parts(162_284_000, 0)
+		// Minimum execution time: 193_361_000 picoseconds.
+		Weight::from_parts(198_803_000, 0)
 			.saturating_add(Weight::from_parts(0, 21415))
-			// Standard Error: 201_029
-			.saturating_add(Weight::from_parts(127_610_766, 0).saturating_mul(n.into()))
+			// Standard Error: 320_952
+			.saturating_add(Weight::from_parts(156_193_099, 0).saturating_mul(n.into()))
 			.saturating_add(T::DbWeight::get().reads(9))
 			.saturating_add(T::DbWeight::get().reads((4_u64).saturating_mul(n.into())))
 			.saturating_add(T::DbWeight::get().writes(3))
@@ -456,13 +456,13 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 		// Proof Size summary in bytes:
 		//  Measured:  `7444 + e * (140 ±0) + o * (70 ±0) + p * (397 ±0)`
 		//  Estimated: `307365 + e * (140 ±7) + o * (70 ±7) + p * (7608 ±0)`
-		// Minimum execution time: 10_490_305_000 picoseconds.
-		Weight::from_parts(10_582_476_000, 0)
+		// Minimum execution time: 12_494_959_000 picoseconds.
+		Weight::from_parts(12_696_255_000, 0)
 			.saturating_add(Weight::from_parts(0, 307365))
-			// Standard Error: 494_087
-			.saturating_add(Weight::from_parts(105_141_787, 0).saturating_mul(p.into()))
-			// Standard Error: 123_456
-			.saturating_add(Weight::from_parts(1_850_479, 0).saturating_mul(e.into()))
+			// Standard Error: 741_141
+			.saturating_add(Weight::from_parts(126_728_476, 0).saturating_mul(p.into()))
+			// Standard Error: 185_187
+			.saturating_add(Weight::from_parts(3_028_934, 0).saturating_mul(e.into()))
 			.saturating_add(T::DbWeight::get().reads(18))
 			.saturating_add(T::DbWeight::get().reads((5_u64).saturating_mul(p.into())))
 			.saturating_add(T::DbWeight::get().writes(11))
@@ -511,12 +511,14 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 		// Proof Size summary in bytes:
 		//  Measured:  `2391`
 		//  Estimated: `12478645`
-		// Minimum execution time: 157_032_000 picoseconds.
-		Weight::from_parts(171_496_000, 0)
+		// Minimum execution time: 159_196_000 picoseconds.
+		Weight::from_parts(211_416_000, 0)
 			.saturating_add(Weight::from_parts(0, 12478645))
 			.saturating_add(T::DbWeight::get().reads(48))
 			.saturating_add(T::DbWeight::get().writes(40))
 	}
+	/// Storage: `EnergyTrading::ClearingSubmitters` (r:1 w:0)
+	/// Proof: `EnergyTrading::ClearingSubmitters` (`max_values`: None, `max_size`: Some(48), added: 2523, mode: `MaxEncodedLen`)
 	/// Storage: `EnergyTrading::PendingClearings` (r:1 w:1)
 	/// Proof: `EnergyTrading::PendingClearings` (`max_values`: None, `max_size`: Some(5227), added: 7702, mode: `MaxEncodedLen`)
 	/// Storage: `EnergyTrading::ParamsFrom` (r:1 w:0)
@@ -551,16 +553,16 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 	/// The range of component `b` is `[1, 39]`.
 	fn submit_clearing_page(m: u32, b: u32, ) -> Weight {
 		// Proof Size summary in bytes:
-		//  Measured:  `13832 + b * (17994 ±0)`
-		//  Estimated: `8692 + b * (20425 ±16)`
-		// Minimum execution time: 664_931_000 picoseconds.
-		Weight::from_parts(688_181_000, 0)
+		//  Measured:  `13906 + b * (17994 ±0)`
+		//  Estimated: `8692 + b * (20425 ±0)`
+		// Minimum execution time: 665_153_000 picoseconds.
+		Weight::from_parts(755_734_000, 0)
 			.saturating_add(Weight::from_parts(0, 8692))
-			// Standard Error: 1_397
-			.saturating_add(Weight::from_parts(43_530, 0).saturating_mul(m.into()))
-			// Standard Error: 358_899
-			.saturating_add(Weight::from_parts(21_807_482, 0).saturating_mul(b.into()))
-			.saturating_add(T::DbWeight::get().reads(12))
+			// Standard Error: 1_367
+			.saturating_add(Weight::from_parts(39_473, 0).saturating_mul(m.into()))
+			// Standard Error: 351_095
+			.saturating_add(Weight::from_parts(25_171_787, 0).saturating_mul(b.into()))
+			.saturating_add(T::DbWeight::get().reads(13))
 			.saturating_add(T::DbWeight::get().reads((2_u64).saturating_mul(b.into())))
 			.saturating_add(T::DbWeight::get().writes(4))
 			.saturating_add(T::DbWeight::get().writes((1_u64).saturating_mul(b.into())))
@@ -604,11 +606,11 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 		// Proof Size summary in bytes:
 		//  Measured:  `17751 + n * (226 ±0)`
 		//  Estimated: `15604 + n * (2603 ±0) + o * (1 ±0)`
-		// Minimum execution time: 280_680_000 picoseconds.
-		Weight::from_parts(361_662_000, 0)
+		// Minimum execution time: 389_510_000 picoseconds.
+		Weight::from_parts(499_429_000, 0)
 			.saturating_add(Weight::from_parts(0, 15604))
-			// Standard Error: 128_118
-			.saturating_add(Weight::from_parts(53_638_032, 0).saturating_mul(n.into()))
+			// Standard Error: 308_222
+			.saturating_add(Weight::from_parts(64_421_002, 0).saturating_mul(n.into()))
 			.saturating_add(T::DbWeight::get().reads(14))
 			.saturating_add(T::DbWeight::get().reads((2_u64).saturating_mul(n.into())))
 			.saturating_add(T::DbWeight::get().writes(3))
@@ -628,12 +630,12 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 	fn prune_orders(n: u32, ) -> Weight {
 		// Proof Size summary in bytes:
 		//  Measured:  `8600 + n * (70 ±0)`
-		//  Estimated: `13512 + n * (80 ±0)`
-		// Minimum execution time: 14_041_000 picoseconds.
-		Weight::from_parts(14_728_000, 0)
+		//  Estimated: `13512 + n * (80 ±1)`
+		// Minimum execution time: 17_356_000 picoseconds.
+		Weight::from_parts(17_490_000, 0)
 			.saturating_add(Weight::from_parts(0, 13512))
-			// Standard Error: 7_769
-			.saturating_add(Weight::from_parts(2_332_388, 0).saturating_mul(n.into()))
+			// Standard Error: 18_869
+			.saturating_add(Weight::from_parts(2_565_571, 0).saturating_mul(n.into()))
 			.saturating_add(T::DbWeight::get().reads(1))
 			.saturating_add(T::DbWeight::get().writes((1_u64).saturating_mul(n.into())))
 			.saturating_add(Weight::from_parts(0, 80).saturating_mul(n.into()))
@@ -670,8 +672,8 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 		// Proof Size summary in bytes:
 		//  Measured:  `78865`
 		//  Estimated: `12881150`
-		// Minimum execution time: 1_228_834_000 picoseconds.
-		Weight::from_parts(1_370_801_000, 0)
+		// Minimum execution time: 1_374_718_000 picoseconds.
+		Weight::from_parts(1_537_627_000, 0)
 			.saturating_add(Weight::from_parts(0, 12881150))
 			.saturating_add(T::DbWeight::get().reads(1057))
 			.saturating_add(T::DbWeight::get().writes(1065))
@@ -718,8 +720,8 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 		// Proof Size summary in bytes:
 		//  Measured:  `759`
 		//  Estimated: `3636`
-		// Minimum execution time: 107_487_000 picoseconds.
-		Weight::from_parts(122_206_000, 0)
+		// Minimum execution time: 118_079_000 picoseconds.
+		Weight::from_parts(148_200_000, 0)
 			.saturating_add(Weight::from_parts(0, 3636))
 			.saturating_add(T::DbWeight::get().reads(19))
 			.saturating_add(T::DbWeight::get().writes(9))
@@ -738,8 +740,8 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 		// Proof Size summary in bytes:
 		//  Measured:  `286`
 		//  Estimated: `6052`
-		// Minimum execution time: 17_057_000 picoseconds.
-		Weight::from_parts(18_693_000, 0)
+		// Minimum execution time: 17_444_000 picoseconds.
+		Weight::from_parts(27_122_000, 0)
 			.saturating_add(Weight::from_parts(0, 6052))
 			.saturating_add(T::DbWeight::get().reads(6))
 			.saturating_add(T::DbWeight::get().writes(4))
@@ -789,11 +791,11 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 		// Proof Size summary in bytes:
 		//  Measured:  `1128 + p * (302 ±0)`
 		//  Estimated: `6196 + p * (2603 ±0)`
-		// Minimum execution time: 160_480_000 picoseconds.
-		Weight::from_parts(160_746_000, 0)
+		// Minimum execution time: 201_060_000 picoseconds.
+		Weight::from_parts(202_731_000, 0)
 			.saturating_add(Weight::from_parts(0, 6196))
-			// Standard Error: 208_242
-			.saturating_add(Weight::from_parts(101_609_644, 0).saturating_mul(p.into()))
+			// Standard Error: 238_907
+			.saturating_add(Weight::from_parts(124_197_078, 0).saturating_mul(p.into()))
 			.saturating_add(T::DbWeight::get().reads(20))
 			.saturating_add(T::DbWeight::get().reads((4_u64).saturating_mul(p.into())))
 			.saturating_add(T::DbWeight::get().writes(6))
