@@ -155,14 +155,9 @@ class Chain(MarketReads):
         key = (module, function)
         index = self._call_indices.get(key)
         if index is None:
-            fields = s.get_metadata_call_function(module, function).value["fields"]
-            empty = {f["name"]: [] for f in fields}
-            composed = s.compose_call(
-                call_module=module,
-                call_function=function,
-                call_params=_encodable(s, module, function, empty),
-            )
-            index = self._call_indices[key] = bytes(composed.data.data)[:2]
+            pallet = s.get_metadata_module(module).value["index"]
+            call = s.get_metadata_call_function(module, function).value["index"]
+            index = self._call_indices[key] = bytes([pallet, call])
         return index
 
     def broadcast(self, tx: PendingTx) -> PendingTx:
@@ -238,6 +233,53 @@ class Chain(MarketReads):
                 if tracker.next == nonce:
                     tracker.next = nonce + 1
                 return tx
+        raise AssertionError("unreachable")
+
+    def submit_all_nowait(
+        self,
+        signer: Keypair,
+        calls: Sequence[tuple[str, dict | bytes]],
+        *,
+        module: str = PALLET,
+        era_period: int = 64,
+        before_broadcast: Callable[[list[PendingTx]], None] | None = None,
+    ) -> list[PendingTx]:
+        """`submit_nowait` for calls that go together, in order (a clearing's registration and
+        pages): all signed with consecutive nonces, all handed to `before_broadcast` (to log
+        them) before the node sees any, then broadcast in order. So a crash leaves all of them
+        logged or none broadcast. A refusal of the first on a nonce problem resyncs and signs
+        them again (at most twice); a refusal of a later one raises, with those before it out."""
+        tracker = _tracker(self.genesis_hash_hex, signer.ss58_address)
+        with tracker.lock:
+            for attempt in range(3):
+                if tracker.next is None:
+                    tracker.next = self.account_next_nonce(signer.ss58_address)
+                first = tracker.next
+                txs = [
+                    self.sign(
+                        signer,
+                        function,
+                        params,
+                        module=module,
+                        nonce=first + i,
+                        era_period=era_period,
+                    )
+                    for i, (function, params) in enumerate(calls)
+                ]
+                if before_broadcast is not None:
+                    before_broadcast(txs)
+                for i, tx in enumerate(txs):
+                    try:
+                        self.broadcast(tx)
+                    except ChainError as exc:
+                        tracker.next = None
+                        if i == 0 and _is_nonce_problem(exc.detail) and attempt < 2:
+                            break  # none is out: sign them all again
+                        raise
+                else:
+                    if tracker.next == first:
+                        tracker.next = first + len(txs)
+                    return txs
         raise AssertionError("unreachable")
 
     def resync_nonce(self, account: str) -> None:

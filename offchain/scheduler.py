@@ -481,9 +481,9 @@ class Scheduler:
         pages: list[list[dict]],
         witness: tuple[int, int, int],
     ) -> dict:
-        """Registers the clearing and sends its pages, each signed and logged before the node
-        sees it (`clearing_txs`), all at once: the pallet takes them in nonce order, and a
-        restart broadcasts the very same bytes (`_resume`)."""
+        """Registers the clearing and sends its pages, all signed and logged before the node
+        sees any (`clearing_txs`), then broadcast at once: the pallet takes them in nonce order,
+        and a restart broadcasts the very same bytes (`_resume`)."""
         calls = [("register_clearing", registration)] + [
             (
                 "submit_clearing_page",
@@ -494,58 +494,54 @@ class Scheduler:
             for i, page in enumerate(pages)
         ]
 
-        def log_signed(tx: PendingTx, seq: int, call: str) -> None:
+        def log_signed(txs: list[PendingTx]) -> None:
+            # All of them, before the node sees any: a restart broadcasts these very bytes.
             with transaction(self.ops) as c:
-                c.execute(
+                c.execute("DELETE FROM clearing_txs WHERE attempt_id = ?", (attempt_id,))
+                c.executemany(
                     "INSERT INTO clearing_txs (attempt_id, seq, call, tx_hash, tx_data, nonce,"
                     " best_at_submit, mortal_until) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        attempt_id,
-                        seq,
-                        call,
-                        tx.tx_hash,
-                        tx.data,
-                        tx.nonce,
-                        tx.best_at_submit,
-                        tx.mortal_until,
-                    ),
+                    [
+                        (
+                            attempt_id,
+                            seq,
+                            call,
+                            tx.tx_hash,
+                            tx.data,
+                            tx.nonce,
+                            tx.best_at_submit,
+                            tx.mortal_until,
+                        )
+                        for seq, ((call, _), tx) in enumerate(zip(calls, txs, strict=True))
+                    ],
                 )
                 # The attempt's own columns name its last extrinsic, the one that applies it.
+                last = txs[-1]
                 c.execute(
                     "UPDATE clearing_attempts SET state = 'signed', pages = ?, tx_hash = ?,"
                     " tx_data = ?, nonce = ?, best_at_submit = ?, mortal_until = ?,"
                     " updated_ms = ? WHERE id = ?",
                     (
                         len(pages),
-                        tx.tx_hash,
-                        tx.data,
-                        tx.nonce,
-                        tx.best_at_submit,
-                        tx.mortal_until,
+                        last.tx_hash,
+                        last.data,
+                        last.nonce,
+                        last.best_at_submit,
+                        last.mortal_until,
                         now_ms(),
                         attempt_id,
                     ),
                 )
 
-        txs: list[PendingTx] = []
-        for seq, (call, params) in enumerate(calls):
-            try:
-                txs.append(
-                    self.chain.submit_nowait(
-                        self.operator,
-                        call,
-                        params,
-                        era_period=CLEARING_ERA,
-                        before_broadcast=lambda tx, seq=seq, call=call: log_signed(tx, seq, call),
-                    )
-                )
-            except ChainError as exc:
-                # The pool refused it: a verdict on this clearing. Pages already broadcast fail
-                # on chain, and a registration left without its pages is rejected at the
-                # interval's end.
-                where = "registration" if seq == 0 else f"page {seq - 1}"
-                detail = f"{exc.name}: {exc.detail}" if exc.detail else exc.name
-                return self._rejected(attempt_id, interval, f"{where}: {detail}")
+        try:
+            txs = self.chain.submit_all_nowait(
+                self.operator, calls, era_period=CLEARING_ERA, before_broadcast=log_signed
+            )
+        except ChainError as exc:
+            # The pool refused one: a verdict on this clearing. Those before it fail on chain
+            # or, a registration left without its pages, are rejected at the interval's end.
+            detail = f"{exc.name}: {exc.detail}" if exc.detail else exc.name
+            return self._rejected(attempt_id, interval, detail)
         self._update(attempt_id, state="submitted")
         log.info(
             "interval %d: clearing of %d matches submitted in %d pages (%s ... %s)",
