@@ -64,6 +64,24 @@ def default_clear(orders: list[dict], mechanism: str, network: dict | None = Non
     return matcher.clear_orders(orders, mechanism=mechanism, network=network)
 
 
+def _record_signed(c, attempt_id: int, tx: PendingTx, pages: int | None = None) -> None:
+    """Marks an attempt signed with the extrinsic that decides it, and where to find it."""
+    c.execute(
+        "UPDATE clearing_attempts SET state = 'signed', pages = ?, tx_hash = ?, tx_data = ?,"
+        " nonce = ?, best_at_submit = ?, mortal_until = ?, updated_ms = ? WHERE id = ?",
+        (
+            pages,
+            tx.tx_hash,
+            tx.data,
+            tx.nonce,
+            tx.best_at_submit,
+            tx.mortal_until,
+            now_ms(),
+            attempt_id,
+        ),
+    )
+
+
 def clearing_pages(matches: list[dict], page_size: int, book_page_size: int) -> list[list[dict]]:
     """A clearing's matches in pages of at most `page_size`, sorted by the book pages of their
     bid and offer, so that each page names few book pages (the pallet reads each once a page).
@@ -433,20 +451,7 @@ class Scheduler:
         def log_signed(tx: PendingTx) -> None:
             # Durable before broadcast: a restart broadcasts these very bytes, never new ones.
             with transaction(self.ops) as c:
-                c.execute(
-                    "UPDATE clearing_attempts SET state = 'signed', tx_hash = ?, tx_data = ?,"
-                    " nonce = ?, best_at_submit = ?, mortal_until = ?, updated_ms = ?"
-                    " WHERE id = ?",
-                    (
-                        tx.tx_hash,
-                        tx.data,
-                        tx.nonce,
-                        tx.best_at_submit,
-                        tx.mortal_until,
-                        now_ms(),
-                        attempt_id,
-                    ),
-                )
+                _record_signed(c, attempt_id, tx)
 
         try:
             tx = self.chain.submit_nowait(
@@ -516,22 +521,7 @@ class Scheduler:
                     ],
                 )
                 # The attempt's own columns name its last extrinsic, the one that applies it.
-                last = txs[-1]
-                c.execute(
-                    "UPDATE clearing_attempts SET state = 'signed', pages = ?, tx_hash = ?,"
-                    " tx_data = ?, nonce = ?, best_at_submit = ?, mortal_until = ?,"
-                    " updated_ms = ? WHERE id = ?",
-                    (
-                        len(pages),
-                        last.tx_hash,
-                        last.data,
-                        last.nonce,
-                        last.best_at_submit,
-                        last.mortal_until,
-                        now_ms(),
-                        attempt_id,
-                    ),
-                )
+                _record_signed(c, attempt_id, txs[-1], pages=len(pages))
 
         try:
             txs = self.chain.submit_all_nowait(
