@@ -205,35 +205,14 @@ class Chain(MarketReads):
         """Sign with the tracked nonce and broadcast; on a nonce problem resync and retry (at
         most twice). `before_broadcast(tx)` runs after signing and before the node sees the tx,
         e.g. to log its bytes durably so a restart can broadcast the very same extrinsic."""
-        tracker = _tracker(self.genesis_hash_hex, signer.ss58_address)
-        with tracker.lock:
-            for attempt in range(3):
-                if tracker.next is None:
-                    tracker.next = self.account_next_nonce(signer.ss58_address)
-                nonce = tracker.next
-                tx = self.sign(
-                    signer, function, params, module=module, nonce=nonce, era_period=era_period
-                )
-                if before_broadcast is not None:
-                    before_broadcast(tx)
-                try:
-                    self.broadcast(tx)
-                except ChainError as exc:
-                    tracker.next = None  # after any refusal the pool's view is the safe one
-                    if _is_nonce_problem(exc.detail) and attempt < 2:
-                        log.info(
-                            "nonce %d of %s refused (%s); resyncing",
-                            nonce,
-                            signer.ss58_address,
-                            exc.detail,
-                        )
-                        continue
-                    raise
-                # A reconnect during sign/broadcast forgets nonces; then the pool decides next time.
-                if tracker.next == nonce:
-                    tracker.next = nonce + 1
-                return tx
-        raise AssertionError("unreachable")
+        log_first = None if before_broadcast is None else (lambda txs: before_broadcast(txs[0]))
+        return self.submit_all_nowait(
+            signer,
+            [(function, params)],
+            module=module,
+            era_period=era_period,
+            before_broadcast=log_first,
+        )[0]
 
     def submit_all_nowait(
         self,
@@ -272,11 +251,19 @@ class Chain(MarketReads):
                     try:
                         self.broadcast(tx)
                     except ChainError as exc:
-                        tracker.next = None
+                        tracker.next = None  # after any refusal the pool's view is the safe one
                         if i == 0 and _is_nonce_problem(exc.detail) and attempt < 2:
+                            log.info(
+                                "nonce %d of %s refused (%s); resyncing",
+                                first,
+                                signer.ss58_address,
+                                exc.detail,
+                            )
                             break  # none is out: sign them all again
                         raise
                 else:
+                    # A reconnect during sign/broadcast forgets nonces; then the pool decides
+                    # next time.
                     if tracker.next == first:
                         tracker.next = first + len(txs)
                     return txs
