@@ -651,15 +651,7 @@ class Scheduler:
         ).fetchall()
         if logged:
             return self._resume_paged(attempt, [dict(r) for r in logged])
-        tx = PendingTx(
-            tx_hash=attempt["tx_hash"],
-            signer=self.operator.ss58_address,
-            nonce=attempt["nonce"],
-            call=f"{PALLET}.submit_clearing",
-            data=attempt["tx_data"],
-            best_at_submit=attempt["best_at_submit"],
-            mortal_until=attempt["mortal_until"],
-        )
+        tx = self._logged_tx(attempt, "submit_clearing")
         log.info("interval %d: resuming clearing %s from a previous run", interval, tx.tx_hash)
         try:
             self.chain.broadcast(tx)  # the same bytes: at most one of them can ever be included
@@ -683,22 +675,23 @@ class Scheduler:
             return None
         return self._record_receipt(attempt["id"], interval, receipt)
 
+    def _logged_tx(self, row: dict, call: str) -> PendingTx:
+        """A signed extrinsic as ops.db logged it (an attempt's row or one of `clearing_txs`)."""
+        return PendingTx(
+            tx_hash=row["tx_hash"],
+            signer=self.operator.ss58_address,
+            nonce=row["nonce"],
+            call=f"{PALLET}.{call}",
+            data=row["tx_data"],
+            best_at_submit=row["best_at_submit"],
+            mortal_until=row["mortal_until"],
+        )
+
     def _resume_paged(self, attempt: dict, logged: list[dict]) -> dict | None:
         """`_resume` for a clearing sent in pages: every logged extrinsic, re-broadcast as
         signed, then followed like the first time."""
         interval = attempt["interval"]
-        txs = [
-            PendingTx(
-                tx_hash=row["tx_hash"],
-                signer=self.operator.ss58_address,
-                nonce=row["nonce"],
-                call=f"{PALLET}.{row['call']}",
-                data=row["tx_data"],
-                best_at_submit=row["best_at_submit"],
-                mortal_until=row["mortal_until"],
-            )
-            for row in logged
-        ]
+        txs = [self._logged_tx(row, row["call"]) for row in logged]
         log.info("interval %d: resuming a clearing of %d extrinsics", interval, len(txs))
         for tx in txs:
             try:
