@@ -4,6 +4,7 @@ settlement lines, meters and balances."""
 from __future__ import annotations
 
 import dataclasses
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +23,8 @@ ORDER_STATUSES = ("open", "cancelled")
 # An order id is its interval in the high bits and its slot in the interval's book in the low
 # `SLOT_BITS` (the pallet's `order_id`); the slot's book page is `slot // BookPageSize`.
 SLOT_BITS = 20
+# A `Match`'s SCALE bytes: bid, offer, quantity, buyer's and seller's price, a u64 each.
+MATCH_BYTES = 40
 
 
 def order_id(interval: int, slot: int) -> int:
@@ -312,13 +315,7 @@ class MarketReads(ChainConnection):
         summary = self.query(PALLET, "Clearings", [interval], block_hash=block_hash)
         if summary is None:
             return None
-        # The matches are kept by the pages the clearing was sent in.
-        matches = [
-            m
-            for page in range(int(summary["pages"]))
-            for m in self.query(PALLET, "ClearingPages", [interval, page], block_hash=block_hash)
-            or []
-        ]
+        matches = self.clearing_matches(interval, int(summary["pages"]), block_hash)
         prices = self.query(PALLET, "ClearingPrices", [interval], block_hash=block_hash) or []
         return ChainClearing(
             interval=interval,
@@ -329,17 +326,40 @@ class MarketReads(ChainConnection):
             submitter=ss58(summary["submitter"]),
             block_number=int(summary["block"]),
             zone_prices=[(int(p["zone"]), int(p["price"])) for p in prices],
-            matches=[
-                ChainMatch(
-                    int(m["bid"]),
-                    int(m["offer"]),
-                    int(m["quantity_wh"]),
-                    int(m["buyer_price"]),
-                    int(m["seller_price"]),
-                )
-                for m in matches
-            ],
+            matches=matches,
         )
+
+    def clearing_matches(
+        self, interval: int, pages: int, block_hash: str | None = None
+    ) -> list[ChainMatch]:
+        """The matches of the interval's clearing, from the `pages` pages it was sent in
+        (`ClearingPages`), in order: the trades' record, read raw and decoded by the fixed
+        layout of a `Match` (a SCALE compact count, then five u64 each), since a city's
+        clearing has 100,000 of them."""
+        prefix = xxh128(PALLET.encode()) + xxh128(b"ClearingPages")
+        key = two_x64_concat(interval.to_bytes(8, "little"))
+        matches: list[ChainMatch] = []
+        for page in range(pages):
+            # A page a request: a page is 400 KB, and a node answers at most 15 MB (in hex).
+            storage_key = "0x" + (prefix + key + two_x64_concat(page.to_bytes(4, "little"))).hex()
+            value = self._raw_values([storage_key], block_hash).get(storage_key)
+            if value is None:
+                continue
+            data = bytes.fromhex(value[2:])
+            count, at = read_compact(data, 0)
+            if len(data) != at + count * MATCH_BYTES:
+                raise ValueError(f"clearing page {page} of interval {interval} does not decode")
+            matches.extend(ChainMatch(*m) for m in struct.iter_unpack("<5Q", data[at:]))
+        return matches
+
+    def pending_clearing(self, interval: int, block_hash: str | None = None) -> dict | None:
+        """The interval's registered clearing still being sent (`PendingClearings`): its
+        `submitter`, claimed `matches`, `pages` and `volume_wh`, and `verified_pages`; or None."""
+        p = self.query(PALLET, "PendingClearings", [interval], block_hash=block_hash)
+        if p is None:
+            return None
+        fields = ("matches", "pages", "volume_wh", "verified_pages")
+        return {"submitter": ss58(p["submitter"])} | {f: int(p[f]) for f in fields}
 
     def is_cleared(self, interval: int, block_hash: str | None = None) -> bool:
         return self.query(PALLET, "Clearings", [interval], block_hash=block_hash) is not None

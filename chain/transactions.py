@@ -522,6 +522,25 @@ class Chain(MarketReads):
 
         return self._call(run)
 
+    def raw_call_ref_time(self, function: str, args: bytes, *, module: str = PALLET) -> int:
+        """`call_ref_time` of a call given as its SCALE-encoded arguments (as
+        `clearing_page_params` makes them), through the runtime API's raw bytes: its answer
+        starts with the weight, two compact integers (ref time, proof size)."""
+        call = self._call(lambda s: self._call_index(s, module, function)) + args
+        data = call + struct.pack("<I", len(call))
+        result = self.rpc(
+            "state_call", ["TransactionPaymentCallApi_query_call_info", "0x" + data.hex()]
+        )
+        if not result:
+            raise ChainError("CallInfo", f"the runtime gave no weight for {module}.{function}")
+        ref_time, _ = read_compact(bytes.fromhex(result[2:]), 0)
+        return ref_time
+
+    def max_call_ref_time(self) -> int:
+        """The most ref time (ps) one normal extrinsic may take in a block (`BlockWeights`)."""
+        weights = self.constant("System", "BlockWeights")
+        return int(weights["per_class"]["normal"]["max_extrinsic"]["ref_time"])
+
     def encode_call_args(self, function: str, params: dict, module: str = PALLET) -> bytes:
         """The SCALE bytes of a call's arguments (the call data without its 2-byte index)."""
         call = self._call(

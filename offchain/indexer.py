@@ -20,7 +20,6 @@ STREAMED = (
     "IntervalSettled",
     "ParticipantSettled",
     "SettlementDebt",
-    "Traded",
     "OrderPlaced",
     "OrderCancelled",
     "ReadingAccepted",
@@ -220,32 +219,6 @@ class Indexer:
             (block.number, int(e.attributes["order_id"])),
         )
 
-    def _on_Traded(self, c, block, e):
-        a = e.attributes
-        c.execute(
-            "INSERT INTO trades (interval, bid, offer, buyer, seller, quantity_wh, buyer_price,"
-            " seller_price, block_number, block_hash, extrinsic_index)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                int(a["interval"]),
-                int(a["bid"]),
-                int(a["offer"]),
-                ss58(a["buyer"]),
-                ss58(a["seller"]),
-                int(a["quantity_wh"]),
-                int(a["buyer_price"]),
-                int(a["seller_price"]),
-                block.number,
-                block.hash,
-                e.extrinsic_index,
-            ),
-        )
-        for order_id in (int(a["bid"]), int(a["offer"])):
-            c.execute(
-                "UPDATE orders SET filled_wh = filled_wh + ?, updated_block = ? WHERE order_id = ?",
-                (int(a["quantity_wh"]), block.number, order_id),
-            )
-
     def _on_ClearingAccepted(self, c, block, e):
         a = e.attributes
         interval = int(a["interval"])
@@ -269,6 +242,9 @@ class Indexer:
                 block.timestamp_ms,
             ),
         )
+        self._index_trades(
+            c, block, e.extrinsic_index, interval, int(a["pages"]), int(a["matches"])
+        )
         c.execute(
             "UPDATE orders SET status = 'cleared', updated_block = ?"
             " WHERE interval = ? AND status = 'open'",
@@ -277,6 +253,56 @@ class Indexer:
         c.execute(
             "UPDATE clearing_progress SET state = 'applied', block_number = ? WHERE interval = ?",
             (block.number, interval),
+        )
+
+    def _index_trades(self, c, block, extrinsic_index, interval, pages, matches) -> None:
+        """The trades of a clearing just accepted: its matches, kept by the chain in its pages
+        (no event per trade: a city's clearing has 100,000), with each order's owner from the
+        index and fills added up per order. Read at the accepting block; a node that no longer
+        holds that block's state (the indexer far behind a pruning node) still has the pages at
+        its head until the interval is pruned, and one that has neither fails loudly, never
+        indexing a clearing without its trades."""
+        trades = self.chain.clearing_matches(interval, pages, block.hash)
+        if len(trades) != matches:
+            trades = self.chain.clearing_matches(interval, pages, self.chain.finalized_hash())
+        if len(trades) != matches:
+            raise RuntimeError(
+                f"the node no longer holds the {matches} matches of interval {interval}'s"
+                f" clearing (block {block.number}); index from an archive node"
+                " (--state-pruning archive)"
+            )
+        owners = dict(
+            c.execute("SELECT order_id, owner FROM orders WHERE interval = ?", (interval,))
+        )
+        filled: dict[int, int] = {}
+        rows = []
+        for t in trades:
+            filled[t.bid] = filled.get(t.bid, 0) + t.quantity_wh
+            filled[t.offer] = filled.get(t.offer, 0) + t.quantity_wh
+            rows.append(
+                (
+                    interval,
+                    t.bid,
+                    t.offer,
+                    owners[t.bid],
+                    owners[t.offer],
+                    t.quantity_wh,
+                    t.buyer_price,
+                    t.seller_price,
+                    block.number,
+                    block.hash,
+                    extrinsic_index,
+                )
+            )
+        c.executemany(
+            "INSERT INTO trades (interval, bid, offer, buyer, seller, quantity_wh, buyer_price,"
+            " seller_price, block_number, block_hash, extrinsic_index)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+        c.executemany(
+            "UPDATE orders SET filled_wh = filled_wh + ?, updated_block = ? WHERE order_id = ?",
+            [(wh, block.number, order) for order, wh in filled.items()],
         )
 
     # A clearing's progress: registered, its pages verified one by one, then applied or

@@ -444,8 +444,10 @@ class Scheduler:
         metrics.CLEARING_ATTEMPTS.labels("signing").inc()
         if problems:
             return self._rejected(attempt_id, interval, "local check: " + "; ".join(problems))
+        witness = (len(book), len({o.owner for o in orders}), len(result["matches"]))
+        if heavy := self._too_heavy(interval, pages, witness):
+            return self._rejected(attempt_id, interval, "local check: " + heavy)
         if len(pages) > 1:
-            witness = (len(book), len({o.owner for o in orders}), len(result["matches"]))
             return self._submit_paged(attempt_id, interval, params, pages, witness)
 
         def log_signed(tx: PendingTx) -> None:
@@ -489,27 +491,50 @@ class Scheduler:
         """Registers the clearing and sends its pages, all signed and logged before the node
         sees any (`clearing_txs`), then broadcast at once: the pallet takes them in nonce order,
         and a restart broadcasts the very same bytes (`_resume`)."""
-        calls = [("register_clearing", registration)] + [
+        calls = [("register_clearing", registration)]
+        calls += self._page_calls(interval, pages, witness, 0)
+        return self._send_paged(attempt_id, interval, calls, first_seq=0, pages=len(pages))
+
+    @staticmethod
+    def _page_calls(
+        interval: int, pages: list[list[dict]], witness: tuple[int, int, int], start: int
+    ) -> list[tuple[str, bytes]]:
+        """`submit_clearing_page` of pages `start..`; the last carries the witness."""
+        last = len(pages) - 1
+        return [
             (
                 "submit_clearing_page",
-                Chain.clearing_page_params(
-                    interval, i, page, witness if i == len(pages) - 1 else None
-                ),
+                Chain.clearing_page_params(interval, i, pages[i], witness if i == last else None),
             )
-            for i, page in enumerate(pages)
+            for i in range(start, len(pages))
         ]
+
+    def _send_paged(
+        self,
+        attempt_id: int,
+        interval: int,
+        calls: list[tuple[str, dict | bytes]],
+        *,
+        first_seq: int,
+        pages: int,
+    ) -> dict:
+        """Signs `calls` (the attempt's extrinsics from `first_seq` on: 0 the registration, then
+        a page each) with consecutive nonces, logs them all, broadcasts them, follows them."""
 
         def log_signed(txs: list[PendingTx]) -> None:
             # All of them, before the node sees any: a restart broadcasts these very bytes.
             with transaction(self.ops) as c:
-                c.execute("DELETE FROM clearing_txs WHERE attempt_id = ?", (attempt_id,))
+                c.execute(
+                    "DELETE FROM clearing_txs WHERE attempt_id = ? AND seq >= ?",
+                    (attempt_id, first_seq),
+                )
                 c.executemany(
                     "INSERT INTO clearing_txs (attempt_id, seq, call, tx_hash, tx_data, nonce,"
                     " best_at_submit, mortal_until) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     [
                         (
                             attempt_id,
-                            seq,
+                            first_seq + i,
                             call,
                             tx.tx_hash,
                             tx.data,
@@ -517,11 +542,11 @@ class Scheduler:
                             tx.best_at_submit,
                             tx.mortal_until,
                         )
-                        for seq, ((call, _), tx) in enumerate(zip(calls, txs, strict=True))
+                        for i, ((call, _), tx) in enumerate(zip(calls, txs, strict=True))
                     ],
                 )
                 # The attempt's own columns name its last extrinsic, the one that applies it.
-                _record_signed(c, attempt_id, txs[-1], pages=len(pages))
+                _record_signed(c, attempt_id, txs[-1], pages=pages)
 
         try:
             txs = self.chain.submit_all_nowait(
@@ -534,14 +559,45 @@ class Scheduler:
             return self._rejected(attempt_id, interval, detail)
         self._update(attempt_id, state="submitted")
         log.info(
-            "interval %d: clearing of %d matches submitted in %d pages (%s ... %s)",
+            "interval %d: clearing in %d pages, extrinsics %d to %d submitted (%s ... %s)",
             interval,
-            witness[2],
-            len(pages),
+            pages,
+            first_seq,
+            first_seq + len(txs) - 1,
             txs[0].tx_hash,
             txs[-1].tx_hash,
         )
         return self._follow_all(attempt_id, interval, txs)
+
+    def _send_missing_pages(self, attempt_id: int, interval: int) -> dict | None:
+        """After a page was dropped (a restarted node lost its pool, say): if this attempt's
+        registration still stands, its first pages verified, the rest are signed again with
+        fresh nonces and sent. The pallet takes the registrant's pages late unless another
+        submitter took the interval over, so the deposit is not lost to a new registration.
+        None when no registration of this attempt stands."""
+        live = self.chain.pending_clearing(interval)
+        row = next(a for a in self.attempts(interval) if a["id"] == attempt_id)
+        if live is None or live["submitter"] != self.operator.ss58_address:
+            return None
+        result = json.loads(row["clearing"])
+        page_size = min(self.page_matches or 2**32, self.chain.max_matches_per_page())
+        pages = clearing_pages(result["matches"], page_size, self.chain.book_page_size())
+        claim = (len(pages), len(result["matches"]), result["volume_wh"])
+        if (live["pages"], live["matches"], live["volume_wh"]) != claim:
+            return None  # another attempt's registration
+        book = self.chain.orders_of_interval(interval, row["read_at"])
+        traders = len({o.owner for o in book_for_clearing(book)})
+        witness = (len(book), traders, len(result["matches"]))
+        start = live["verified_pages"]
+        log.warning(
+            "interval %d: its registration stands with %d of %d pages verified; sending the"
+            " rest again",
+            interval,
+            start,
+            len(pages),
+        )
+        calls = self._page_calls(interval, pages, witness, start)
+        return self._send_paged(attempt_id, interval, calls, first_seq=start + 1, pages=len(pages))
 
     def _follow_all(self, attempt_id: int, interval: int, txs: list[PendingTx]) -> dict:
         """Follows a paged clearing's extrinsics to their blocks; the first that failed (a
@@ -557,9 +613,12 @@ class Scheduler:
             log.warning("interval %d: a page of its clearing was dropped: %s", interval, exc)
             if self.chain.is_cleared(interval):
                 return self._adopt_existing(interval)
-            # A registration that landed without all its pages expires (`SubmissionPatience`)
-            # or is rejected at the interval's end; the next step starts a fresh attempt.
-            return self.attempts(interval)[-1]
+            resumed = self._send_missing_pages(attempt_id, interval)
+            if resumed is not None:
+                return resumed
+            # No registration of ours stands (it was dropped too, or taken over): a fresh
+            # attempt, which is no blind retry since nothing of this one is on chain.
+            return self.clear_interval(interval)
         failed = [r for r in receipts if not r.success]
         if failed:
             seq = receipts.index(failed[0])
@@ -629,6 +688,27 @@ class Scheduler:
         book = matcher.book_from_orders([o.matcher_dict() for o in orders])
         found = matcher.verify(book, result, matcher.as_network(grid))
         return [str(v) for v in found[:3]]
+
+    def _too_heavy(
+        self, interval: int, pages: list[list[dict]], witness: tuple[int, int, int]
+    ) -> str | None:
+        """Why the call that applies this clearing cannot fit a block, or None. That call (the
+        last page, or `submit_clearing`) is priced as the whole clearing by the book's orders
+        and traders and its matches (`witness`), as the runtime says. Checked before anything is
+        signed: the pool would refuse it, but only after the registration and the pages before
+        it had landed, and the deposit they hold would be burned at the interval's end."""
+        last = Chain.clearing_page_params(interval, len(pages) - 1, pages[-1][:1], witness)
+        need = self.chain.raw_call_ref_time("submit_clearing_page", last)
+        allowed = self.chain.max_call_ref_time()
+        if need <= allowed:
+            return None
+        orders, traders, matches = witness
+        return (
+            f"applying {matches} matches between {traders} traders of a book of {orders} orders"
+            f" takes {need / 1e9:.0f} ms of weight, more than the {allowed / 1e9:.0f} ms a"
+            " block allows one call; not registered (the interval is voided at its end and"
+            " every hold released)"
+        )
 
     def _rejected(self, attempt_id: int, interval: int, error: str) -> dict:
         self._update(attempt_id, state="rejected", error=error)

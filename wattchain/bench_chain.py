@@ -14,7 +14,8 @@ object:
 - `matches`, `cleared`, `voided` and `clearing_error` (the scheduler's last word when the
   chain did not take its clearing); `pages` (the pages its clearing was sent in; 0 if none);
 - `gate_to_final_ms` and `gate_to_final_blocks`, from gate closure to the clearing seen in a
-  finalized block; `settled` and `settle_blocks` (from the clearing's block);
+  finalized block; `settled`, `settle_blocks` (from the clearing's block) and
+  `settled_in_next_interval` (before the end of the interval after this one);
 - `match_weight_ns`, the runtime's ref time for one more match in `submit_clearing` between
   traders already counted (its bid and offer added to the book), `trader_weight_ns` for one
   more trader in its book (who pays, is paid or gets a hold back, once),
@@ -210,6 +211,7 @@ def _follow_interval(chain: Chain, data: DataDir, params, interval: int, gate_ms
         ),
         "settled": False,
         "settle_blocks": None,
+        "settled_in_next_interval": False,
     }
     if clearing is None:
         return out
@@ -219,6 +221,9 @@ def _follow_interval(chain: Chain, data: DataDir, params, interval: int, gate_ms
         if settled_in is not None:
             out["settled"] = True
             out["settle_blocks"] = settled_in - clearing["block_number"]
+            # The target: settled before the interval after this one ends.
+            after_next = queries.first_block_at(index, params.interval_end(interval + 1))
+            out["settled_in_next_interval"] = after_next is None or settled_in < after_next
             break
         time.sleep(0.5)
     return out

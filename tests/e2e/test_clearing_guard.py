@@ -1,7 +1,8 @@
 """The scheduler's guards against a real node: a clearing the chain rejects is recorded with the
 pallet's error name, raised as an alert and never submitted again, and the interval is voided
 at its end with every hold released; a crash between submitting a clearing and its inclusion
-does not clear the interval twice, nor does one in the middle of a clearing sent in pages."""
+does not clear the interval twice, nor does one in the middle of a clearing sent in pages; a
+page the node lost is sent again under the same registration."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import matcher
 from chain import PALLET, Chain, ChainError, GridLine
 from market import OrderSpec, keypair, now_ms, sign_order, ss58
 from meter_bridge import MeterKey
+from offchain import scheduler as scheduler_module
 from offchain.scheduler import Scheduler
 from store import DataDir
 
@@ -389,3 +391,53 @@ def test_a_clearing_in_pages_is_applied_after_its_last_page_and_survives_a_crash
         "ClearingAccepted",
     ]
     assert [int(e.attributes["page"]) for e in events if e.name == "ClearingPageVerified"] == [0, 1]
+
+
+def test_a_dropped_page_is_sent_again_under_the_same_registration(chain, tmp_path, monkeypatch):
+    """A node that restarts loses its pool: here the last page of a clearing in two pages
+    never reaches it. Once that page is past its mortality (8 blocks here, so that it is known
+    lost well before the interval's end), the scheduler finds its registration standing with
+    page 0 verified and signs page 1 again: the clearing is applied under that registration,
+    and no deposit is burned by a new one taking it over."""
+    monkeypatch.setattr(scheduler_module, "CLEARING_ERA", 8)
+    k = chain.market_params().first_open_interval(now_ms(), 4_000)
+    place_crossing_orders(chain, k)
+    wait_for_gate(chain, k)
+    data = DataDir(tmp_path)
+    scheduler = Scheduler(data, chain, keypair(SUBMITTER), start_interval=k, page_matches=1)
+    broadcast, pages_sent = chain.broadcast, []
+
+    def loses_the_second_page(tx):
+        if tx.call.endswith("submit_clearing_page"):
+            pages_sent.append(tx.tx_hash)
+            if len(pages_sent) == 2:
+                return tx  # the node never gets it
+        return broadcast(tx)
+
+    monkeypatch.setattr(chain, "broadcast", loses_the_second_page)
+    outcome = scheduler.clear_interval(k)
+    assert (outcome["state"], outcome["pages"]) == ("committed", 2), outcome
+    assert len(pages_sent) == 3 and outcome["tx_hash"] == pages_sent[2]  # page 1, signed again
+    logged = [dict(r) for r in data.ops().execute("SELECT * FROM clearing_txs ORDER BY seq")]
+    assert [(r["seq"], r["call"]) for r in logged] == [
+        (0, "register_clearing"),
+        (1, "submit_clearing_page"),
+        (2, "submit_clearing_page"),
+    ]
+    assert logged[2]["tx_hash"] == pages_sent[2]
+    cleared = chain.clearing(k)
+    assert (cleared.pages, cleared.match_count, cleared.volume_wh) == (2, 2, 800)
+    names = [
+        e.name
+        for n in range(outcome["block_number"] - 15, outcome["block_number"] + 1)
+        for e in chain.events(chain.block_hash(n))
+        if e.pallet == PALLET
+        and e.name.startswith("Clearing")
+        and int(e.attributes.get("interval", -1)) == k
+    ]
+    assert names == [
+        "ClearingRegistered",
+        "ClearingPageVerified",
+        "ClearingPageVerified",
+        "ClearingAccepted",
+    ]

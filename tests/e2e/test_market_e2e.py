@@ -887,7 +887,7 @@ def test_every_event_of_the_market_decodes_as_substrate_interface_decodes_it(mar
         (PALLET, "OrderPlaced"),
         (PALLET, "RelayedOrderRefused"),
         (PALLET, "ClearingAccepted"),
-        (PALLET, "Traded"),
+        (PALLET, "ClearingPageVerified"),
         (PALLET, "ReadingAccepted"),
         (PALLET, "ParticipantSettled"),
     }

@@ -93,6 +93,15 @@ class ClearingChain:
     def finalized_hash(self):
         return "0xf1"
 
+    # The weight of the call that applies a clearing, and a block's limit (ref time, ps).
+    applying_ps = 400 * 10**9
+
+    def raw_call_ref_time(self, function, args):
+        return self.applying_ps
+
+    def max_call_ref_time(self):
+        return 650 * 10**9
+
     def submit_nowait(self, signer, function, params, *, before_broadcast=None, **_):
         self.submitted.append(function)
         tx = PendingTx("0x" + "11" * 32, signer.ss58_address, 1, function, "0x00", 3, 19)
@@ -245,3 +254,27 @@ def test_a_clearing_goes_in_pages_sorted_by_the_book_pages_it_names():
     named = [(m["bid"] & slot, m["offer"] & slot) for p in pages for m in p]
     book_pages = [(bid // size, offer // size) for bid, offer in named]
     assert book_pages == [(0, 1), (0, 2), (1, 0), (3, 0)]
+
+
+def test_a_clearing_too_heavy_for_a_block_is_never_registered(tmp_path):
+    """The call that applies a clearing pays every trader once, priced as the whole clearing.
+    One above a block's limit would be refused by the pool only after its registration and
+    earlier pages had landed, their deposit then burned at the interval's end: so the scheduler
+    asks the runtime first, and nothing is signed. The reason names the figures."""
+    k = 3 * 10**6
+    crossing = [
+        ChainOrder(1, "bob", OrderSpec(1, k, "offer", 500, 40), "open"),
+        ChainOrder(2, "ann", OrderSpec(2, k, "bid", 500, 60), "open"),
+    ]
+    data = DataDir(tmp_path)
+    chain = ClearingChain(crossing)
+    chain.applying_ps = 900 * 10**9
+    attempt = Scheduler(data, chain, dev_keypair("One"), start_interval=k).clear_interval(
+        k, book_at="0xb0"
+    )
+    assert attempt["state"] == "rejected" and chain.submitted == []
+    assert attempt["error"] == (
+        "local check: applying 1 matches between 2 traders of a book of 2 orders takes 900 ms"
+        " of weight, more than the 650 ms a block allows one call; not registered (the interval"
+        " is voided at its end and every hold released)"
+    )

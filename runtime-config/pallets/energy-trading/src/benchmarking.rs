@@ -514,10 +514,11 @@ mod benchmarks {
 	}
 
 	/// `n` open bids (each its own buyer, so each releases a hold) voided, in a book of `n + o`.
+	/// The buyers and the idle seller are at most the traders an interval may have.
 	#[benchmark]
 	fn void_interval(
 		o: Linear<0, { bench_book::<T>() / 2 }>,
-		n: Linear<1, { bench_book::<T>() / 2 }>,
+		n: Linear<1, { (bench_book::<T>() / 2).min(T::MaxTradersPerInterval::get() - 1) }>,
 	) -> Result<(), BenchmarkError> {
 		setup_market::<T>();
 		for i in 0..n {

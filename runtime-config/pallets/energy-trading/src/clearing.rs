@@ -498,16 +498,6 @@ impl<T: Config> Pallet<T> {
 			let seller = positions.entry(offer.owner.clone()).or_default();
 			seller.contracted_wh = seller.contracted_wh.saturating_sub(q);
 			seller.proceeds = seller.proceeds.saturating_add(to_seller.saturated_into());
-			Self::deposit_event(Event::Traded {
-				interval,
-				bid: m.bid,
-				offer: m.offer,
-				buyer: bid.owner.clone(),
-				seller: offer.owner.clone(),
-				quantity_wh: m.quantity_wh,
-				buyer_price: m.buyer_price,
-				seller_price: m.seller_price,
-			});
 		}
 		let mut held_by_buyer: BTreeMap<T::AccountId, BalanceOf<T>> = BTreeMap::new();
 		for (order, _) in book.values() {
@@ -579,6 +569,7 @@ impl<T: Config> Pallet<T> {
 			mechanism,
 			volume_wh,
 			matches: match_count,
+			pages: pending.pages,
 			zone_prices,
 			grid_fees_paid: fees_paid,
 		});

@@ -1,14 +1,15 @@
 //! The pallet's invariants, checked by `try_state` and after every unit and randomized test:
-//! each account's bid hold equals the maximum cost of its open bids, energy tokens held and
+//! each account's bid hold equals the maximum cost of its open bids, each interval counts its
+//! traders (at most `MaxTradersPerInterval`), energy tokens held and
 //! pooled add up to their issuance, the meters counted per owner and source are the accredited
 //! ones, and the parameter sets follow each other in time. Compiled for `try-runtime` and tests only.
 
 use crate::{
 	BookLen, BookPages, ClearingPages, ClearingSubmitters, Clearings, ClientOrders, Config, Debts,
 	EarlierGridStarts, EarlierGrids, EarlierParams, EnergyBalance, EnergyIssuance, EnergyPools,
-	EnergySource, GridFrom, HoldReason, MeterSources, Meters, OrderStatus, Pallet, Params,
-	ParamsFrom, Participants, PendingClearings, Positions, PruneCursor, Settled, Settlements, Side,
-	Voided, Voiding,
+	EnergySource, GridFrom, HoldReason, IntervalTraders, MeterSources, Meters, OrderStatus, Pallet,
+	Params, ParamsFrom, Participants, PendingClearings, Positions, PruneCursor, Settled,
+	Settlements, Side, TraderSides, Voided, Voiding,
 };
 use alloc::collections::btree_map::BTreeMap;
 use frame_support::{
@@ -64,6 +65,26 @@ impl<T: Config> Pallet<T> {
 				"a client id names another order"
 			);
 		}
+		// Each interval counts its traders, and no more than it may (the one being pruned may be
+		// part way through its traders' removal).
+		let pruning = PruneCursor::<T>::get().map(|(next, _)| next);
+		let mut traders: BTreeMap<u64, u32> = BTreeMap::new();
+		for (interval, _, _) in TraderSides::<T>::iter() {
+			*traders.entry(interval).or_default() += 1;
+		}
+		for (interval, n) in IntervalTraders::<T>::iter() {
+			ensure!(n <= T::MaxTradersPerInterval::get(), "more traders than an interval may have");
+			ensure!(
+				Some(interval) == pruning || traders.get(&interval).copied().unwrap_or(0) == n,
+				"an interval's trader count differs from its traders"
+			);
+		}
+		ensure!(
+			traders
+				.keys()
+				.all(|k| Some(*k) == pruning || IntervalTraders::<T>::contains_key(k)),
+			"an interval with traders and no count"
+		);
 		// A submitter's deposit is held for each of its registered clearings, and only then.
 		let mut deposits: BTreeMap<T::AccountId, u128> = BTreeMap::new();
 		for (interval, pending) in PendingClearings::<T>::iter() {

@@ -141,6 +141,11 @@ pub mod pallet {
 		/// Orders one interval can hold.
 		#[pallet::constant]
 		type MaxOrdersPerInterval: Get<u32>;
+		/// Participants with orders in one interval. The call that applies a clearing pays each
+		/// once, so this bounds its weight: `integrity_test` proves that a clearing of a full
+		/// book among this many traders fits a block, so no interval is too big to clear.
+		#[pallet::constant]
+		type MaxTradersPerInterval: Get<u32>;
 		/// Orders in one page of a book (`BookPages`).
 		#[pallet::constant]
 		type BookPageSize: Get<u32>;
@@ -353,6 +358,11 @@ pub mod pallet {
 		(Side, u32),
 		OptionQuery,
 	>;
+
+	/// How many participants have orders (not cancelled) in an interval: its `TraderSides`
+	/// entries, at most `MaxTradersPerInterval`.
+	#[pallet::storage]
+	pub type IntervalTraders<T: Config> = StorageMap<_, Twox64Concat, IntervalId, u32, ValueQuery>;
 
 	/// Accepted clearings: interval id to its `ClearingSummary` (mechanism, volume, match count,
 	/// pages, submitter, block). Written once per interval by the clearing's last page.
@@ -648,17 +658,6 @@ pub mod pallet {
 		},
 		/// An order left the book before gate closure; its hold is released.
 		OrderCancelled { order_id: OrderId, owner: T::AccountId, client_order_id: u64 },
-		/// One trade of an accepted clearing.
-		Traded {
-			interval: IntervalId,
-			bid: OrderId,
-			offer: OrderId,
-			buyer: T::AccountId,
-			seller: T::AccountId,
-			quantity_wh: u64,
-			buyer_price: u64,
-			seller_price: u64,
-		},
 		/// A clearing is registered, to be sent in `pages` pages.
 		ClearingRegistered {
 			interval: IntervalId,
@@ -681,13 +680,16 @@ pub mod pallet {
 			error: DispatchError,
 			slashed: BalanceOf<T>,
 		},
-		/// A clearing passed every check and was paid out.
+		/// A clearing passed every check and was paid out. Its trades are its matches, in
+		/// `ClearingPages` (`pages` of them), not one event each: a city's clearing has 100,000,
+		/// more than a block's events can carry over RPC.
 		ClearingAccepted {
 			interval: IntervalId,
 			submitter: T::AccountId,
 			mechanism: Mechanism,
 			volume_wh: u64,
 			matches: u32,
+			pages: u32,
 			zone_prices: BoundedVec<ZonePrice, T::MaxZones>,
 			grid_fees_paid: BalanceOf<T>,
 		},
@@ -777,6 +779,9 @@ pub mod pallet {
 		ClientOrderIdReused,
 		/// The interval's book is full.
 		IntervalFull,
+		/// The interval has `MaxTradersPerInterval` participants with orders: a new one may
+		/// place orders in a later interval (or through an aggregator that already trades).
+		TooManyTraders,
 		/// The owner has orders on the other side of this interval: a participant buys or sells
 		/// in an interval, never both, so that it cannot trade with itself.
 		SelfTrade,
@@ -1235,8 +1240,9 @@ pub mod pallet {
 
 		/// The configured maxima fit the block: a full relayed batch, a void of one order of a
 		/// full book (so voiding always progresses), a page of settlement with one participant
-		/// (so settlement always progresses), a page of pruning. A whole clearing of the maxima
-		/// does not fit yet (see the README's "Limits").
+		/// (so settlement always progresses), a page of pruning, and the call that applies a
+		/// clearing of a full book among the most traders an interval may have (so no interval
+		/// is too big to clear).
 		fn integrity_test() {
 			use frame_support::dispatch::DispatchClass;
 			let block = <T as frame_system::Config>::BlockWeights::get();
@@ -1267,6 +1273,13 @@ pub mod pallet {
 					),
 				),
 				("a clearing's registration", T::WeightInfo::register_clearing()),
+				(
+					"applying a clearing of a full book among MaxTradersPerInterval traders",
+					Pallet::<T>::submit_clearing_weight(
+						BookShape { orders: full, traders: T::MaxTradersPerInterval::get() },
+						full,
+					),
+				),
 				(
 					"a full relayed batch of one order per trader",
 					T::WeightInfo::place_orders_relayed(T::MaxRelayBatch::get(), 0),

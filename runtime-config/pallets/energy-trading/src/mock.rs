@@ -67,6 +67,7 @@ impl pallet_timestamp::Config for Test {
 
 parameter_types! {
 	pub const MaxOrdersPerInterval: u32 = 64;
+	pub const MaxTradersPerInterval: u32 = 16;
 	pub const BookPageSize: u32 = 16;
 	pub const MaxRelayBatch: u32 = 8;
 	pub const MaxMatchesPerPage: u32 = 128;
@@ -87,6 +88,7 @@ impl pallet_energy_trading::Config for Test {
 	type OperatorOrigin = frame_system::EnsureRoot<AccountId32>;
 	type ClearingDeposit = ClearingDeposit;
 	type MaxOrdersPerInterval = MaxOrdersPerInterval;
+	type MaxTradersPerInterval = MaxTradersPerInterval;
 	type BookPageSize = BookPageSize;
 	type MaxRelayBatch = MaxRelayBatch;
 	type MaxMatchesPerPage = MaxMatchesPerPage;

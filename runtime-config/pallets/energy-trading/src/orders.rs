@@ -5,8 +5,9 @@
 use crate::weights::WeightInfo;
 use crate::{
 	cancel_message, order_id, order_message, order_place, BookLen, BookPages, ClientOrders, Config,
-	Error, Event, HoldReason, IntervalId, Mechanism, MeterSources, Order, OrderId, OrderSpec,
-	OrderStatus, OrdersPlaced, Pallet, Participants, Side, SignedCancel, SignedOrder, TraderSides,
+	Error, Event, HoldReason, IntervalId, IntervalTraders, Mechanism, MeterSources, Order, OrderId,
+	OrderSpec, OrderStatus, OrdersPlaced, Pallet, Participants, Side, SignedCancel, SignedOrder,
+	TraderSides,
 };
 use alloc::{
 	collections::{BTreeMap, BTreeSet},
@@ -215,6 +216,13 @@ impl<T: Config> Pallet<T> {
 			Error::<T>::IntervalTooFarAhead
 		);
 		TraderSides::<T>::try_mutate(spec.interval, &owner, |entry| -> DispatchResult {
+			if entry.is_none() {
+				IntervalTraders::<T>::try_mutate(spec.interval, |traders| -> DispatchResult {
+					ensure!(*traders < T::MaxTradersPerInterval::get(), Error::<T>::TooManyTraders);
+					*traders = traders.saturating_add(1);
+					Ok(())
+				})?;
+			}
 			let (side, count) = entry.get_or_insert((spec.side, 0));
 			ensure!(*side == spec.side, Error::<T>::SelfTrade);
 			*count = count.checked_add(1).ok_or(Error::<T>::Overflow)?;
@@ -271,6 +279,10 @@ impl<T: Config> Pallet<T> {
 		}
 		TraderSides::<T>::mutate_exists(order.spec.interval, &owner, |entry| {
 			*entry = entry.filter(|(_, count)| *count > 1).map(|(side, count)| (side, count - 1));
+			if entry.is_none() {
+				// Its last order gone: the owner no longer counts among the interval's traders.
+				IntervalTraders::<T>::mutate(order.spec.interval, |n| *n = n.saturating_sub(1));
+			}
 		});
 		order.status = OrderStatus::Cancelled;
 		BookPages::<T>::insert(interval, page_no, page);

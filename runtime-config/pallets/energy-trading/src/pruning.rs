@@ -9,9 +9,9 @@
 
 use crate::{
 	BookLen, BookPages, ClearingAttempts, ClearingPages, ClearingPrices, Clearings, ClientOrders,
-	Config, EarlierParams, Error, Fills, IntervalId, Metered, MeteredCount, Outstanding, Pallet,
-	Params, ParamsFrom, PendingClearings, Positions, PruneCursor, Settled, Settlements,
-	TraderSides, Voided, Voiding, WeightInfo,
+	Config, EarlierParams, Error, Fills, IntervalId, IntervalTraders, Metered, MeteredCount,
+	Outstanding, Pallet, Params, ParamsFrom, PendingClearings, Positions, PruneCursor, Settled,
+	Settlements, TraderSides, Voided, Voiding, WeightInfo,
 };
 use frame_support::{ensure, pallet_prelude::Get, weights::WeightMeter};
 use sp_runtime::DispatchResult;
@@ -163,6 +163,7 @@ impl<T: Config> Pallet<T> {
 			return false;
 		}
 		Outstanding::<T>::remove(interval);
+		IntervalTraders::<T>::remove(interval);
 		BookLen::<T>::remove(interval);
 		Clearings::<T>::remove(interval);
 		// At most `MaxClearingPages` pages, and a rejected clearing's are gone already.

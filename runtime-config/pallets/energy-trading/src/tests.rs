@@ -668,6 +668,45 @@ fn a_bid_without_funds_and_a_full_book_are_refused() {
 	});
 }
 
+/// The call that applies a clearing pays each trader once, so an interval takes at most
+/// `MaxTradersPerInterval` traders: a new one beyond them is refused, directly or relayed, while
+/// those already in may add orders, and one whose orders are all cancelled frees its place.
+#[test]
+fn an_interval_takes_at_most_its_traders() {
+	run(|| {
+		let max = MaxTradersPerInterval::get();
+		let offer = |cid, interval| OrderSpec {
+			source: EnergySource::GridMix,
+			..spec(cid, interval, Side::Offer, 10, 40, 0)
+		};
+		let traders: Vec<_> = (0..max).map(|i| account(&format!("Trader{i}"))).collect();
+		for who in &traders {
+			assert_ok!(Market::register_participant(origin(&operator()), who.clone(), 0));
+			place(who, offer(1, 2));
+		}
+		assert_eq!(IntervalTraders::<Test>::get(2), max);
+		assert_noop!(Market::place_order(origin(&seller()), offer(1, 2)), E::TooManyTraders);
+		assert_ok!(Market::place_orders_relayed(
+			origin(&account("Relayer")),
+			BoundedVec::truncate_from(vec![signed_order("Bob", offer(1, 2))])
+		));
+		System::assert_last_event(
+			Ev::RelayedOrderRefused {
+				owner: seller(),
+				client_order_id: 1,
+				error: E::TooManyTraders.into(),
+			}
+			.into(),
+		);
+		place(&traders[0], offer(2, 2));
+		place(&seller(), offer(3, 3));
+		assert_ok!(Market::cancel_order(origin(&traders[1]), 1));
+		assert_eq!(IntervalTraders::<Test>::get(2), max - 1);
+		place(&seller(), offer(1, 2));
+		assert_eq!(IntervalTraders::<Test>::get(2), max);
+	});
+}
+
 #[test]
 fn an_offer_claims_only_a_source_its_owner_meters() {
 	run(|| {
@@ -1016,6 +1055,7 @@ fn a_uniform_clearing_takes_the_buyers_payment_and_releases_holds() {
 				mechanism: Mechanism::Uniform,
 				volume_wh: 150,
 				matches: 2,
+				pages: 1,
 				zone_prices: BoundedVec::truncate_from(vec![ZonePrice { zone: 0, price: 42 }]),
 				grid_fees_paid: 0,
 			}

@@ -51,8 +51,8 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 		// Proof Size summary in bytes:
 		//  Measured:  `19`
 		//  Estimated: `1504`
-		// Minimum execution time: 9_208_000 picoseconds.
-		Weight::from_parts(13_691_000, 0)
+		// Minimum execution time: 8_897_000 picoseconds.
+		Weight::from_parts(10_392_000, 0)
 			.saturating_add(Weight::from_parts(0, 1504))
 			.saturating_add(T::DbWeight::get().reads(4))
 			.saturating_add(T::DbWeight::get().writes(3))
@@ -77,8 +77,8 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 		// Proof Size summary in bytes:
 		//  Measured:  `200`
 		//  Estimated: `3585`
-		// Minimum execution time: 22_089_000 picoseconds.
-		Weight::from_parts(31_282_000, 0)
+		// Minimum execution time: 21_635_000 picoseconds.
+		Weight::from_parts(23_841_000, 0)
 			.saturating_add(Weight::from_parts(0, 3585))
 			.saturating_add(T::DbWeight::get().reads(8))
 			.saturating_add(T::DbWeight::get().writes(5))
@@ -101,8 +101,8 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 		// Proof Size summary in bytes:
 		//  Measured:  `315`
 		//  Estimated: `3585`
-		// Minimum execution time: 19_254_000 picoseconds.
-		Weight::from_parts(24_628_000, 0)
+		// Minimum execution time: 19_149_000 picoseconds.
+		Weight::from_parts(23_614_000, 0)
 			.saturating_add(Weight::from_parts(0, 3585))
 			.saturating_add(T::DbWeight::get().reads(7))
 			.saturating_add(T::DbWeight::get().writes(4))
@@ -135,8 +135,8 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 		// Proof Size summary in bytes:
 		//  Measured:  `5586`
 		//  Estimated: `7071`
-		// Minimum execution time: 56_672_000 picoseconds.
-		Weight::from_parts(72_044_000, 0)
+		// Minimum execution time: 56_062_000 picoseconds.
+		Weight::from_parts(67_366_000, 0)
 			.saturating_add(Weight::from_parts(0, 7071))
 			.saturating_add(T::DbWeight::get().reads(11))
 			.saturating_add(T::DbWeight::get().writes(21))
@@ -155,8 +155,8 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 		// Proof Size summary in bytes:
 		//  Measured:  `19`
 		//  Estimated: `1504`
-		// Minimum execution time: 8_204_000 picoseconds.
-		Weight::from_parts(12_047_000, 0)
+		// Minimum execution time: 7_601_000 picoseconds.
+		Weight::from_parts(9_071_000, 0)
 			.saturating_add(Weight::from_parts(0, 1504))
 			.saturating_add(T::DbWeight::get().reads(4))
 			.saturating_add(T::DbWeight::get().writes(3))
@@ -175,8 +175,8 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 		// Proof Size summary in bytes:
 		//  Measured:  `19`
 		//  Estimated: `1504`
-		// Minimum execution time: 9_179_000 picoseconds.
-		Weight::from_parts(13_696_000, 0)
+		// Minimum execution time: 8_973_000 picoseconds.
+		Weight::from_parts(10_303_000, 0)
 			.saturating_add(Weight::from_parts(0, 1504))
 			.saturating_add(T::DbWeight::get().reads(4))
 			.saturating_add(T::DbWeight::get().writes(3))
@@ -201,8 +201,8 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 		// Proof Size summary in bytes:
 		//  Measured:  `2587`
 		//  Estimated: `4072`
-		// Minimum execution time: 25_228_000 picoseconds.
-		Weight::from_parts(34_114_000, 0)
+		// Minimum execution time: 24_420_000 picoseconds.
+		Weight::from_parts(26_807_000, 0)
 			.saturating_add(Weight::from_parts(0, 4072))
 			.saturating_add(T::DbWeight::get().reads(8))
 			.saturating_add(T::DbWeight::get().writes(5))
@@ -221,8 +221,8 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 		// Proof Size summary in bytes:
 		//  Measured:  `19`
 		//  Estimated: `1504`
-		// Minimum execution time: 7_938_000 picoseconds.
-		Weight::from_parts(12_176_000, 0)
+		// Minimum execution time: 7_611_000 picoseconds.
+		Weight::from_parts(8_798_000, 0)
 			.saturating_add(Weight::from_parts(0, 1504))
 			.saturating_add(T::DbWeight::get().reads(4))
 			.saturating_add(T::DbWeight::get().writes(3))
@@ -241,6 +241,8 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 	/// Proof: `Timestamp::Now` (`max_values`: Some(1), `max_size`: Some(8), added: 503, mode: `MaxEncodedLen`)
 	/// Storage: `EnergyTrading::TraderSides` (r:1 w:1)
 	/// Proof: `EnergyTrading::TraderSides` (`max_values`: None, `max_size`: Some(69), added: 2544, mode: `MaxEncodedLen`)
+	/// Storage: `EnergyTrading::IntervalTraders` (r:1 w:1)
+	/// Proof: `EnergyTrading::IntervalTraders` (`max_values`: None, `max_size`: Some(20), added: 2495, mode: `MaxEncodedLen`)
 	/// Storage: `System::Account` (r:1 w:1)
 	/// Proof: `System::Account` (`max_values`: None, `max_size`: Some(128), added: 2603, mode: `MaxEncodedLen`)
 	/// Storage: `Balances::Holds` (r:1 w:1)
@@ -259,13 +261,13 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 	/// Proof: `EnergyTrading::OrdersPlaced` (`max_values`: Some(1), `max_size`: Some(8), added: 503, mode: `MaxEncodedLen`)
 	fn place_order() -> Weight {
 		// Proof Size summary in bytes:
-		//  Measured:  `2332`
+		//  Measured:  `2369`
 		//  Estimated: `21415`
-		// Minimum execution time: 138_621_000 picoseconds.
-		Weight::from_parts(166_810_000, 0)
+		// Minimum execution time: 137_405_000 picoseconds.
+		Weight::from_parts(149_075_000, 0)
 			.saturating_add(Weight::from_parts(0, 21415))
-			.saturating_add(T::DbWeight::get().reads(15))
-			.saturating_add(T::DbWeight::get().writes(9))
+			.saturating_add(T::DbWeight::get().reads(16))
+			.saturating_add(T::DbWeight::get().writes(10))
 	}
 	/// Storage: `System::BlockHash` (r:1 w:0)
 	/// Proof: `System::BlockHash` (`max_values`: None, `max_size`: Some(44), added: 2519, mode: `MaxEncodedLen`)
@@ -283,6 +285,8 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 	/// Proof: `Timestamp::Now` (`max_values`: Some(1), `max_size`: Some(8), added: 503, mode: `MaxEncodedLen`)
 	/// Storage: `EnergyTrading::TraderSides` (r:128 w:128)
 	/// Proof: `EnergyTrading::TraderSides` (`max_values`: None, `max_size`: Some(69), added: 2544, mode: `MaxEncodedLen`)
+	/// Storage: `EnergyTrading::IntervalTraders` (r:1 w:1)
+	/// Proof: `EnergyTrading::IntervalTraders` (`max_values`: None, `max_size`: Some(20), added: 2495, mode: `MaxEncodedLen`)
 	/// Storage: `System::Account` (r:128 w:128)
 	/// Proof: `System::Account` (`max_values`: None, `max_size`: Some(128), added: 2603, mode: `MaxEncodedLen`)
 	/// Storage: `Balances::Holds` (r:128 w:128)
@@ -303,19 +307,19 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 	/// The range of component `e` is `[0, 128]`.
 	fn place_orders_relayed(t: u32, e: u32, ) -> Weight {
 		// Proof Size summary in bytes:
-		//  Measured:  `20152 + t * (69 ±0)`
+		//  Measured:  `20252 + t * (68 ±0)`
 		//  Estimated: `41840 + e * (2547 ±0) + t * (2603 ±0)`
-		// Minimum execution time: 14_500_345_000 picoseconds.
-		Weight::from_parts(14_755_219_000, 0)
+		// Minimum execution time: 12_835_229_000 picoseconds.
+		Weight::from_parts(12_953_778_000, 0)
 			.saturating_add(Weight::from_parts(0, 41840))
-			// Standard Error: 4_379_513
-			.saturating_add(Weight::from_parts(65_662_267, 0).saturating_mul(t.into()))
-			// Standard Error: 4_382_408
-			.saturating_add(Weight::from_parts(46_892_297, 0).saturating_mul(e.into()))
-			.saturating_add(T::DbWeight::get().reads(12))
+			// Standard Error: 3_980_201
+			.saturating_add(Weight::from_parts(66_484_842, 0).saturating_mul(t.into()))
+			// Standard Error: 3_982_833
+			.saturating_add(Weight::from_parts(37_046_098, 0).saturating_mul(e.into()))
+			.saturating_add(T::DbWeight::get().reads(13))
 			.saturating_add(T::DbWeight::get().reads((5_u64).saturating_mul(t.into())))
 			.saturating_add(T::DbWeight::get().reads((1_u64).saturating_mul(e.into())))
-			.saturating_add(T::DbWeight::get().writes(6))
+			.saturating_add(T::DbWeight::get().writes(7))
 			.saturating_add(T::DbWeight::get().writes((4_u64).saturating_mul(t.into())))
 			.saturating_add(T::DbWeight::get().writes((1_u64).saturating_mul(e.into())))
 			.saturating_add(Weight::from_parts(0, 2547).saturating_mul(e.into()))
@@ -345,15 +349,17 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 	/// Proof: `System::Events` (`max_values`: Some(1), `max_size`: None, mode: `Measured`)
 	/// Storage: `EnergyTrading::TraderSides` (r:1 w:1)
 	/// Proof: `EnergyTrading::TraderSides` (`max_values`: None, `max_size`: Some(69), added: 2544, mode: `MaxEncodedLen`)
+	/// Storage: `EnergyTrading::IntervalTraders` (r:1 w:1)
+	/// Proof: `EnergyTrading::IntervalTraders` (`max_values`: None, `max_size`: Some(20), added: 2495, mode: `MaxEncodedLen`)
 	fn cancel_order() -> Weight {
 		// Proof Size summary in bytes:
-		//  Measured:  `18816`
+		//  Measured:  `18860`
 		//  Estimated: `21415`
-		// Minimum execution time: 94_695_000 picoseconds.
-		Weight::from_parts(119_474_000, 0)
+		// Minimum execution time: 94_320_000 picoseconds.
+		Weight::from_parts(109_413_000, 0)
 			.saturating_add(Weight::from_parts(0, 21415))
-			.saturating_add(T::DbWeight::get().reads(12))
-			.saturating_add(T::DbWeight::get().writes(6))
+			.saturating_add(T::DbWeight::get().reads(13))
+			.saturating_add(T::DbWeight::get().writes(7))
 	}
 	/// Storage: `System::BlockHash` (r:1 w:0)
 	/// Proof: `System::BlockHash` (`max_values`: None, `max_size`: Some(44), added: 2519, mode: `MaxEncodedLen`)
@@ -381,19 +387,21 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 	/// Proof: `System::Events` (`max_values`: Some(1), `max_size`: None, mode: `Measured`)
 	/// Storage: `EnergyTrading::TraderSides` (r:256 w:256)
 	/// Proof: `EnergyTrading::TraderSides` (`max_values`: None, `max_size`: Some(69), added: 2544, mode: `MaxEncodedLen`)
+	/// Storage: `EnergyTrading::IntervalTraders` (r:1 w:1)
+	/// Proof: `EnergyTrading::IntervalTraders` (`max_values`: None, `max_size`: Some(20), added: 2495, mode: `MaxEncodedLen`)
 	/// The range of component `n` is `[1, 256]`.
 	fn cancel_orders_relayed(n: u32, ) -> Weight {
 		// Proof Size summary in bytes:
-		//  Measured:  `18556 + n * (295 ±0)`
+		//  Measured:  `18552 + n * (295 ±0)`
 		//  Estimated: `21415 + n * (2603 ±0)`
-		// Minimum execution time: 193_361_000 picoseconds.
-		Weight::from_parts(198_803_000, 0)
+		// Minimum execution time: 182_860_000 picoseconds.
+		Weight::from_parts(164_430_363, 0)
 			.saturating_add(Weight::from_parts(0, 21415))
-			// Standard Error: 320_952
-			.saturating_add(Weight::from_parts(156_193_099, 0).saturating_mul(n.into()))
-			.saturating_add(T::DbWeight::get().reads(9))
+			// Standard Error: 940_403
+			.saturating_add(Weight::from_parts(137_328_239, 0).saturating_mul(n.into()))
+			.saturating_add(T::DbWeight::get().reads(10))
 			.saturating_add(T::DbWeight::get().reads((4_u64).saturating_mul(n.into())))
-			.saturating_add(T::DbWeight::get().writes(3))
+			.saturating_add(T::DbWeight::get().writes(4))
 			.saturating_add(T::DbWeight::get().writes((3_u64).saturating_mul(n.into())))
 			.saturating_add(Weight::from_parts(0, 2603).saturating_mul(n.into()))
 	}
@@ -454,15 +462,15 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 	/// The range of component `e` is `[0, 2500]`.
 	fn submit_clearing(o: u32, p: u32, e: u32, ) -> Weight {
 		// Proof Size summary in bytes:
-		//  Measured:  `7444 + e * (140 ±0) + o * (70 ±0) + p * (397 ±0)`
-		//  Estimated: `307365 + e * (140 ±7) + o * (70 ±7) + p * (7608 ±0)`
-		// Minimum execution time: 12_494_959_000 picoseconds.
-		Weight::from_parts(12_696_255_000, 0)
+		//  Measured:  `7481 + e * (140 ±0) + o * (70 ±0) + p * (397 ±0)`
+		//  Estimated: `307365 + e * (140 ±0) + o * (70 ±0) + p * (7608 ±0)`
+		// Minimum execution time: 5_725_881_000 picoseconds.
+		Weight::from_parts(6_012_731_000, 0)
 			.saturating_add(Weight::from_parts(0, 307365))
-			// Standard Error: 741_141
-			.saturating_add(Weight::from_parts(126_728_476, 0).saturating_mul(p.into()))
-			// Standard Error: 185_187
-			.saturating_add(Weight::from_parts(3_028_934, 0).saturating_mul(e.into()))
+			// Standard Error: 602_025
+			.saturating_add(Weight::from_parts(110_123_184, 0).saturating_mul(p.into()))
+			// Standard Error: 150_426
+			.saturating_add(Weight::from_parts(1_545_731, 0).saturating_mul(e.into()))
 			.saturating_add(T::DbWeight::get().reads(18))
 			.saturating_add(T::DbWeight::get().reads((5_u64).saturating_mul(p.into())))
 			.saturating_add(T::DbWeight::get().writes(11))
@@ -511,8 +519,8 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 		// Proof Size summary in bytes:
 		//  Measured:  `2391`
 		//  Estimated: `12478645`
-		// Minimum execution time: 159_196_000 picoseconds.
-		Weight::from_parts(211_416_000, 0)
+		// Minimum execution time: 158_630_000 picoseconds.
+		Weight::from_parts(176_981_000, 0)
 			.saturating_add(Weight::from_parts(0, 12478645))
 			.saturating_add(T::DbWeight::get().reads(48))
 			.saturating_add(T::DbWeight::get().writes(40))
@@ -555,13 +563,13 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 		// Proof Size summary in bytes:
 		//  Measured:  `13906 + b * (17994 ±0)`
 		//  Estimated: `8692 + b * (20425 ±0)`
-		// Minimum execution time: 665_153_000 picoseconds.
-		Weight::from_parts(755_734_000, 0)
+		// Minimum execution time: 693_032_000 picoseconds.
+		Weight::from_parts(739_259_000, 0)
 			.saturating_add(Weight::from_parts(0, 8692))
-			// Standard Error: 1_367
-			.saturating_add(Weight::from_parts(39_473, 0).saturating_mul(m.into()))
-			// Standard Error: 351_095
-			.saturating_add(Weight::from_parts(25_171_787, 0).saturating_mul(b.into()))
+			// Standard Error: 1_435
+			.saturating_add(Weight::from_parts(45_603, 0).saturating_mul(m.into()))
+			// Standard Error: 368_720
+			.saturating_add(Weight::from_parts(22_946_421, 0).saturating_mul(b.into()))
 			.saturating_add(T::DbWeight::get().reads(13))
 			.saturating_add(T::DbWeight::get().reads((2_u64).saturating_mul(b.into())))
 			.saturating_add(T::DbWeight::get().writes(4))
@@ -586,11 +594,11 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 	/// Proof: `EnergyTrading::Voiding` (`max_values`: None, `max_size`: Some(20), added: 2495, mode: `MaxEncodedLen`)
 	/// Storage: `EnergyTrading::PendingClearings` (r:1 w:0)
 	/// Proof: `EnergyTrading::PendingClearings` (`max_values`: None, `max_size`: Some(5227), added: 7702, mode: `MaxEncodedLen`)
-	/// Storage: `EnergyTrading::BookPages` (r:20 w:0)
+	/// Storage: `EnergyTrading::BookPages` (r:12 w:0)
 	/// Proof: `EnergyTrading::BookPages` (`max_values`: None, `max_size`: Some(17950), added: 20425, mode: `MaxEncodedLen`)
-	/// Storage: `System::Account` (r:5000 w:5000)
+	/// Storage: `System::Account` (r:2999 w:2999)
 	/// Proof: `System::Account` (`max_values`: None, `max_size`: Some(128), added: 2603, mode: `MaxEncodedLen`)
-	/// Storage: `Balances::Holds` (r:5000 w:5000)
+	/// Storage: `Balances::Holds` (r:2999 w:2999)
 	/// Proof: `Balances::Holds` (`max_values`: None, `max_size`: Some(85), added: 2560, mode: `MaxEncodedLen`)
 	/// Storage: `System::Number` (r:1 w:0)
 	/// Proof: `System::Number` (`max_values`: Some(1), `max_size`: Some(4), added: 499, mode: `MaxEncodedLen`)
@@ -601,16 +609,16 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 	/// Storage: `System::Events` (r:1 w:1)
 	/// Proof: `System::Events` (`max_values`: Some(1), `max_size`: None, mode: `Measured`)
 	/// The range of component `o` is `[0, 5000]`.
-	/// The range of component `n` is `[1, 5000]`.
+	/// The range of component `n` is `[1, 2999]`.
 	fn void_interval(o: u32, n: u32, ) -> Weight {
 		// Proof Size summary in bytes:
-		//  Measured:  `17751 + n * (226 ±0)`
-		//  Estimated: `15604 + n * (2603 ±0) + o * (1 ±0)`
-		// Minimum execution time: 389_510_000 picoseconds.
-		Weight::from_parts(499_429_000, 0)
-			.saturating_add(Weight::from_parts(0, 15604))
-			// Standard Error: 308_222
-			.saturating_add(Weight::from_parts(64_421_002, 0).saturating_mul(n.into()))
+		//  Measured:  `14652 + n * (225 ±0)`
+		//  Estimated: `13340 + n * (2603 ±1) + o * (1 ±0)`
+		// Minimum execution time: 434_894_000 picoseconds.
+		Weight::from_parts(515_586_440, 0)
+			.saturating_add(Weight::from_parts(0, 13340))
+			// Standard Error: 310_872
+			.saturating_add(Weight::from_parts(51_912_759, 0).saturating_mul(n.into()))
 			.saturating_add(T::DbWeight::get().reads(14))
 			.saturating_add(T::DbWeight::get().reads((2_u64).saturating_mul(n.into())))
 			.saturating_add(T::DbWeight::get().writes(3))
@@ -630,12 +638,12 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 	fn prune_orders(n: u32, ) -> Weight {
 		// Proof Size summary in bytes:
 		//  Measured:  `8600 + n * (70 ±0)`
-		//  Estimated: `13512 + n * (80 ±1)`
-		// Minimum execution time: 17_356_000 picoseconds.
-		Weight::from_parts(17_490_000, 0)
+		//  Estimated: `13512 + n * (80 ±0)`
+		// Minimum execution time: 12_287_000 picoseconds.
+		Weight::from_parts(13_932_000, 0)
 			.saturating_add(Weight::from_parts(0, 13512))
-			// Standard Error: 18_869
-			.saturating_add(Weight::from_parts(2_565_571, 0).saturating_mul(n.into()))
+			// Standard Error: 9_457
+			.saturating_add(Weight::from_parts(2_306_529, 0).saturating_mul(n.into()))
 			.saturating_add(T::DbWeight::get().reads(1))
 			.saturating_add(T::DbWeight::get().writes((1_u64).saturating_mul(n.into())))
 			.saturating_add(Weight::from_parts(0, 80).saturating_mul(n.into()))
@@ -660,6 +668,8 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 	/// Proof: `EnergyTrading::ClearingAttempts` (`max_values`: None, `max_size`: Some(20), added: 2495, mode: `MaxEncodedLen`)
 	/// Storage: `EnergyTrading::Clearings` (r:0 w:1)
 	/// Proof: `EnergyTrading::Clearings` (`max_values`: None, `max_size`: Some(69), added: 2544, mode: `MaxEncodedLen`)
+	/// Storage: `EnergyTrading::IntervalTraders` (r:0 w:1)
+	/// Proof: `EnergyTrading::IntervalTraders` (`max_values`: None, `max_size`: Some(20), added: 2495, mode: `MaxEncodedLen`)
 	/// Storage: `EnergyTrading::BookLen` (r:0 w:1)
 	/// Proof: `EnergyTrading::BookLen` (`max_values`: None, `max_size`: Some(20), added: 2495, mode: `MaxEncodedLen`)
 	/// Storage: `EnergyTrading::Voiding` (r:0 w:1)
@@ -672,11 +682,11 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 		// Proof Size summary in bytes:
 		//  Measured:  `78865`
 		//  Estimated: `12881150`
-		// Minimum execution time: 1_374_718_000 picoseconds.
-		Weight::from_parts(1_537_627_000, 0)
+		// Minimum execution time: 1_259_057_000 picoseconds.
+		Weight::from_parts(1_429_718_000, 0)
 			.saturating_add(Weight::from_parts(0, 12881150))
 			.saturating_add(T::DbWeight::get().reads(1057))
-			.saturating_add(T::DbWeight::get().writes(1065))
+			.saturating_add(T::DbWeight::get().writes(1066))
 	}
 	/// Storage: `EnergyTrading::Meters` (r:1 w:1)
 	/// Proof: `EnergyTrading::Meters` (`max_values`: None, `max_size`: Some(120), added: 2595, mode: `MaxEncodedLen`)
@@ -720,8 +730,8 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 		// Proof Size summary in bytes:
 		//  Measured:  `759`
 		//  Estimated: `3636`
-		// Minimum execution time: 118_079_000 picoseconds.
-		Weight::from_parts(148_200_000, 0)
+		// Minimum execution time: 110_847_000 picoseconds.
+		Weight::from_parts(133_646_000, 0)
 			.saturating_add(Weight::from_parts(0, 3636))
 			.saturating_add(T::DbWeight::get().reads(19))
 			.saturating_add(T::DbWeight::get().writes(9))
@@ -740,8 +750,8 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 		// Proof Size summary in bytes:
 		//  Measured:  `286`
 		//  Estimated: `6052`
-		// Minimum execution time: 17_444_000 picoseconds.
-		Weight::from_parts(27_122_000, 0)
+		// Minimum execution time: 17_178_000 picoseconds.
+		Weight::from_parts(19_660_000, 0)
 			.saturating_add(Weight::from_parts(0, 6052))
 			.saturating_add(T::DbWeight::get().reads(6))
 			.saturating_add(T::DbWeight::get().writes(4))
@@ -791,11 +801,11 @@ impl<T: frame_system::Config> pallet_energy_trading::WeightInfo for WeightInfo<T
 		// Proof Size summary in bytes:
 		//  Measured:  `1128 + p * (302 ±0)`
 		//  Estimated: `6196 + p * (2603 ±0)`
-		// Minimum execution time: 201_060_000 picoseconds.
-		Weight::from_parts(202_731_000, 0)
+		// Minimum execution time: 166_003_000 picoseconds.
+		Weight::from_parts(168_377_000, 0)
 			.saturating_add(Weight::from_parts(0, 6196))
-			// Standard Error: 238_907
-			.saturating_add(Weight::from_parts(124_197_078, 0).saturating_mul(p.into()))
+			// Standard Error: 277_735
+			.saturating_add(Weight::from_parts(108_837_972, 0).saturating_mul(p.into()))
 			.saturating_add(T::DbWeight::get().reads(20))
 			.saturating_add(T::DbWeight::get().reads((4_u64).saturating_mul(p.into())))
 			.saturating_add(T::DbWeight::get().writes(6))
