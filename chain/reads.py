@@ -15,6 +15,7 @@ from market import MarketParams, OrderSpec, from_chain_name, public_key, ss58, t
 from market.clearinghouse import SettlementLine, Trade, build_report
 
 from .connection import PALLET, ChainConnection
+from .errors import ChainError
 from .events import read_compact
 
 # An order's SCALE bytes: owner (32), `OrderSpec` (37), status (1, in this order of variants).
@@ -240,7 +241,8 @@ class MarketReads(ChainConnection):
             ).hex()
             for k, p in keys
         ]
-        raw = self._raw_values(storage_keys, block_hash)
+        # 200 pages of 18 KB a request: 7 MB in hex (a full book of 200,000 orders is 782).
+        raw = self._raw_values(storage_keys, block_hash, per_request=200)
         size = self.book_page_size()
         owners: dict[bytes, str] = {}
         pages = {}
@@ -301,13 +303,20 @@ class MarketReads(ChainConnection):
             )
         return out
 
-    def _raw_values(self, keys: Sequence[str], block_hash: str | None) -> dict[str, str | None]:
-        """Storage values (0x hex, None when absent) of many hex keys: a round trip a thousand."""
+    def _raw_values(
+        self, keys: Sequence[str], block_hash: str | None, per_request: int = 1_000
+    ) -> dict[str, str | None]:
+        """Storage values (0x hex, None when absent) of many hex keys, `per_request` keys a
+        round trip: a node answers at most 15 MB, and a value takes twice its size in hex."""
         raw: dict[str, str | None] = {}
-        for start in range(0, len(keys), 1_000):
-            for change_set in (
-                self.rpc("state_queryStorageAt", [keys[start : start + 1_000], block_hash]) or []
-            ):
+        for start in range(0, len(keys), per_request):
+            batch = keys[start : start + per_request]
+            params = [batch, block_hash]
+            answer = self._call(lambda s, p=params: s.rpc_request("state_queryStorageAt", p))
+            if "error" in answer:
+                # Never a silent gap: a book read without some pages would be cleared wrong.
+                raise ChainError("StorageRead", str(answer["error"].get("message", answer)))
+            for change_set in answer.get("result") or []:
                 raw.update((k, v) for k, v in change_set["changes"])
         return raw
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 
-from chain import PALLET, Block, Chain
+from chain import PALLET, Block, Chain, ChainError
 from market import from_chain_name, ss58
 from store import DataDir, transaction
 
@@ -262,7 +262,10 @@ class Indexer:
         holds that block's state (the indexer far behind a pruning node) still has the pages at
         its head until the interval is pruned, and one that has neither fails loudly, never
         indexing a clearing without its trades."""
-        trades = self.chain.clearing_matches(interval, pages, block.hash)
+        try:
+            trades = self.chain.clearing_matches(interval, pages, block.hash)
+        except ChainError:  # that block's state is discarded
+            trades = []
         if len(trades) != matches:
             trades = self.chain.clearing_matches(interval, pages, self.chain.finalized_hash())
         if len(trades) != matches:
