@@ -28,6 +28,16 @@ SLOT_BITS = 20
 MATCH_BYTES = 40
 
 
+def _fixed_items(value: str, size: int, what: str) -> bytes:
+    """The items of a SCALE `Vec` of `size`-byte items, from its storage value in hex: what
+    follows the compact count, checked to hold exactly that many."""
+    data = bytes.fromhex(value[2:])
+    count, at = read_compact(data, 0)
+    if len(data) != at + count * size:
+        raise ValueError(f"{what} does not decode")
+    return data[at:]
+
+
 def order_id(interval: int, slot: int) -> int:
     return interval << SLOT_BITS | slot
 
@@ -250,13 +260,10 @@ class MarketReads(ChainConnection):
             value = raw.get(key)
             if value is None:
                 continue
-            data = bytes.fromhex(value[2:])
-            count, at = read_compact(data, 0)
-            if len(data) != at + count * ORDER_BYTES:
-                raise ValueError(f"book page {page} of interval {interval} does not decode")
+            body = _fixed_items(value, ORDER_BYTES, f"book page {page} of interval {interval}")
             orders = []
-            for i in range(count):
-                entry = data[at + i * ORDER_BYTES : at + (i + 1) * ORDER_BYTES]
+            for i in range(len(body) // ORDER_BYTES):
+                entry = body[i * ORDER_BYTES : (i + 1) * ORDER_BYTES]
                 if entry[-1] >= len(ORDER_STATUSES):
                     raise ValueError(f"order {i} of book page {page} has an unknown status")
                 owner = owners.get(entry[:32]) or owners.setdefault(entry[:32], ss58(entry[:32]))
@@ -354,11 +361,8 @@ class MarketReads(ChainConnection):
             value = self._raw_values([storage_key], block_hash).get(storage_key)
             if value is None:
                 continue
-            data = bytes.fromhex(value[2:])
-            count, at = read_compact(data, 0)
-            if len(data) != at + count * MATCH_BYTES:
-                raise ValueError(f"clearing page {page} of interval {interval} does not decode")
-            matches.extend(ChainMatch(*m) for m in struct.iter_unpack("<5Q", data[at:]))
+            body = _fixed_items(value, MATCH_BYTES, f"clearing page {page} of interval {interval}")
+            matches.extend(ChainMatch(*m) for m in struct.iter_unpack("<5Q", body))
         return matches
 
     def pending_clearing(self, interval: int, block_hash: str | None = None) -> dict | None:

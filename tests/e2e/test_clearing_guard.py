@@ -335,6 +335,16 @@ def test_catching_up_skips_long_past_empty_intervals(chain, tmp_path):
     assert chain.account_next_nonce(keypair(SUBMITTER).ss58_address) == nonce  # nothing submitted
 
 
+def closed_interval_in_pages(chain: Chain, tmp_path) -> tuple[int, DataDir, Scheduler]:
+    """An interval with crossing orders whose gate has closed, and a scheduler that sends
+    clearings in pages of one match (so this one in two pages)."""
+    k = chain.market_params().first_open_interval(now_ms(), 4_000)
+    place_crossing_orders(chain, k)
+    wait_for_gate(chain, k)
+    data = DataDir(tmp_path)
+    return k, data, Scheduler(data, chain, keypair(SUBMITTER), start_interval=k, page_matches=1)
+
+
 def test_a_clearing_in_pages_is_applied_after_its_last_page_and_survives_a_crash(
     chain, tmp_path, monkeypatch
 ):
@@ -342,11 +352,7 @@ def test_a_clearing_in_pages_is_applied_after_its_last_page_and_survives_a_crash
     at once; it dies after signing (and logging) the second page but before the node saw it.
     Restarted, it broadcasts the very same extrinsics and follows them: the chain verifies
     page by page and applies the clearing once, after its last page."""
-    k = chain.market_params().first_open_interval(now_ms(), 4_000)
-    place_crossing_orders(chain, k)
-    wait_for_gate(chain, k)
-    data = DataDir(tmp_path)
-    scheduler = Scheduler(data, chain, keypair(SUBMITTER), start_interval=k, page_matches=1)
+    k, data, scheduler = closed_interval_in_pages(chain, tmp_path)
     broadcast, sent = chain.broadcast, []
 
     def dies_at_the_second_page(tx):
@@ -400,11 +406,7 @@ def test_a_dropped_page_is_sent_again_under_the_same_registration(chain, tmp_pat
     page 0 verified and signs page 1 again: the clearing is applied under that registration,
     and no deposit is burned by a new one taking it over."""
     monkeypatch.setattr(scheduler_module, "CLEARING_ERA", 8)
-    k = chain.market_params().first_open_interval(now_ms(), 4_000)
-    place_crossing_orders(chain, k)
-    wait_for_gate(chain, k)
-    data = DataDir(tmp_path)
-    scheduler = Scheduler(data, chain, keypair(SUBMITTER), start_interval=k, page_matches=1)
+    k, data, scheduler = closed_interval_in_pages(chain, tmp_path)
     broadcast, pages_sent = chain.broadcast, []
 
     def loses_the_second_page(tx):
