@@ -178,8 +178,14 @@ class ChainConnection:
                     continue
 
     def rpc(self, method: str, params: list | None = None) -> Any:
-        """A raw JSON-RPC call; returns its `result`."""
+        """A raw JSON-RPC call; returns its `result` (None for what the node does not have),
+        raises ChainError('RpcError') when the node answers with an error."""
         response = self._call(lambda s: s.rpc_request(method, params or []))
+        if "error" in response:
+            # Never a silent None: a storage read that fails would leave a gap in a book.
+            error = response["error"]
+            message = error.get("message", error) if isinstance(error, dict) else error
+            raise ChainError("RpcError", f"{method}: {message}")
         return response.get("result")
 
     # -- blocks -----------------------------------------------------------------------------

@@ -15,7 +15,6 @@ from market import MarketParams, OrderSpec, from_chain_name, public_key, ss58, t
 from market.clearinghouse import SettlementLine, Trade, build_report
 
 from .connection import PALLET, ChainConnection
-from .errors import ChainError
 from .events import read_compact
 
 # An order's SCALE bytes: owner (32), `OrderSpec` (37), status (1, in this order of variants).
@@ -318,12 +317,7 @@ class MarketReads(ChainConnection):
         raw: dict[str, str | None] = {}
         for start in range(0, len(keys), per_request):
             batch = keys[start : start + per_request]
-            params = [batch, block_hash]
-            answer = self._call(lambda s, p=params: s.rpc_request("state_queryStorageAt", p))
-            if "error" in answer:
-                # Never a silent gap: a book read without some pages would be cleared wrong.
-                raise ChainError("StorageRead", str(answer["error"].get("message", answer)))
-            for change_set in answer.get("result") or []:
+            for change_set in self.rpc("state_queryStorageAt", [batch, block_hash]) or []:
                 raw.update((k, v) for k, v in change_set["changes"])
         return raw
 

@@ -531,8 +531,6 @@ class Chain(MarketReads):
         result = self.rpc(
             "state_call", ["TransactionPaymentCallApi_query_call_info", "0x" + data.hex()]
         )
-        if not result:
-            raise ChainError("CallInfo", f"the runtime gave no weight for {module}.{function}")
         ref_time, _ = read_compact(bytes.fromhex(result[2:]), 0)
         return ref_time
 

@@ -99,6 +99,12 @@ def clearing_pages(matches: list[dict], page_size: int, book_page_size: int) -> 
     return [ordered[i : i + page_size] for i in range(0, len(ordered), page_size)]
 
 
+def clearing_witness(book: list[ChainOrder], matches: list[dict]) -> tuple[int, int, int]:
+    """What prices the call that applies a clearing: the book's orders (cancelled ones
+    included), the accounts with open orders in it, and the matches."""
+    return (len(book), len({o.owner for o in book_for_clearing(book)}), len(matches))
+
+
 def matcher_network(lines: list[GridLine], orders: list[ChainOrder]) -> dict | None:
     """The chain's grid as the matcher takes it (docs/matcher.md, "Network"), over the book's
     zones and the lines': energy crosses zones only over a line, up to its capacity. Without
@@ -402,17 +408,17 @@ class Scheduler:
             if clearing.mechanism == "uniform" and result["price"] is None
             else clearing.chain_zone_prices()
         )
+        witness = clearing_witness(book, result["matches"])
         params = Chain.clearing_params(
             interval,
             clearing.mechanism,
             result["volume_wh"],
             zone_prices,
             result["matches"],
-            book_orders=len(book),
-            book_traders=len({o.owner for o in orders}),
+            book_orders=witness[0],
+            book_traders=witness[1],
         )
-        page_size = min(self.page_matches or 2**32, self.chain.max_matches_per_page())
-        pages = clearing_pages(result["matches"], page_size, self.chain.book_page_size())
+        pages = self._pages(result["matches"])
         if len(pages) > 1:
             params = Chain.registration_params(
                 interval,
@@ -444,7 +450,6 @@ class Scheduler:
         metrics.CLEARING_ATTEMPTS.labels("signing").inc()
         if problems:
             return self._rejected(attempt_id, interval, "local check: " + "; ".join(problems))
-        witness = (len(book), len({o.owner for o in orders}), len(result["matches"]))
         if heavy := self._too_heavy(interval, pages, witness):
             return self._rejected(attempt_id, interval, "local check: " + heavy)
         if len(pages) > 1:
@@ -580,14 +585,12 @@ class Scheduler:
         if live is None or live["submitter"] != self.operator.ss58_address:
             return None
         result = json.loads(row["clearing"])
-        page_size = min(self.page_matches or 2**32, self.chain.max_matches_per_page())
-        pages = clearing_pages(result["matches"], page_size, self.chain.book_page_size())
+        pages = self._pages(result["matches"])
         claim = (len(pages), len(result["matches"]), result["volume_wh"])
         if (live["pages"], live["matches"], live["volume_wh"]) != claim:
             return None  # another attempt's registration
         book = self.chain.orders_of_interval(interval, row["read_at"])
-        traders = len({o.owner for o in book_for_clearing(book)})
-        witness = (len(book), traders, len(result["matches"]))
+        witness = clearing_witness(book, result["matches"])
         start = live["verified_pages"]
         log.warning(
             "interval %d: its registration stands with %d of %d pages verified; sending the"
@@ -688,6 +691,11 @@ class Scheduler:
         book = matcher.book_from_orders([o.matcher_dict() for o in orders])
         found = matcher.verify(book, result, matcher.as_network(grid))
         return [str(v) for v in found[:3]]
+
+    def _pages(self, matches: list[dict]) -> list[list[dict]]:
+        """The clearing's matches in the pages it is sent in (the same ones every time)."""
+        page_size = min(self.page_matches or 2**32, self.chain.max_matches_per_page())
+        return clearing_pages(matches, page_size, self.chain.book_page_size())
 
     def _too_heavy(
         self, interval: int, pages: list[list[dict]], witness: tuple[int, int, int]
