@@ -22,6 +22,7 @@ from .chainview import ChainView
 from .intake import Guards
 from .limits import BATCH_PATH, BodyLimit, batch_body_bytes
 from .metrics import NODE_REACHABLE, OrderOutcomes
+from .order_entry import DirectOrderEntry, intake_pool
 from .ratelimit import ClientRateLimit, RateLimits
 from .routes import (
     devices,
@@ -56,8 +57,10 @@ def create_app(settings: Settings | None = None, *, chain: ChainView | None = No
         app.state.chain = chain or ChainView(settings.node_url).start(wait_s=NODE_WAIT_S)
         # Then the chain view sets it as the node comes and goes (a stand-in view keeps this).
         NODE_REACHABLE.set(float(getattr(app.state.chain, "node_reachable", True)))
+        app.state.intake_pool = intake_pool()
         log.info("API on data folder %s, node %s", settings.data_dir, settings.node_url)
         yield
+        app.state.intake_pool.shutdown()
         app.state.chain.close()
 
     app = FastAPI(
@@ -76,6 +79,7 @@ def create_app(settings: Settings | None = None, *, chain: ChainView | None = No
     rates = RateLimits(settings.client_rate_limit, settings.participant_rate_limit)
     app.state.guards = Guards(RelayQueue(settings), rates)
     app.state.log_commits = log_commits()
+    app.add_middleware(DirectOrderEntry)  # innermost: inside the limits and the counting
     app.add_middleware(
         BodyLimit,
         max_bytes=settings.max_body_bytes,

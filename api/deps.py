@@ -9,6 +9,7 @@ import sqlite3
 from typing import Annotated
 
 from fastapi import Depends, Query, Request
+from starlette.datastructures import State
 
 from market.settings import Settings
 from store import DataDir, ThreadConnection
@@ -33,8 +34,17 @@ async def get_chain(request: Request) -> ChainView:
 
 # Connections are per thread, and FastAPI may run a dependency and its endpoint on different
 # threads: hand out stand-ins that pick the calling thread's connection at each use.
+def index_of(state: State) -> sqlite3.Connection:
+    return ThreadConnection(state.data.index)
+
+
+def order_log_of(state: State) -> OrderLog:
+    # One GroupCommit for the process: concurrent requests' appends commit together.
+    return OrderLog(ThreadConnection(state.data.orders), state.log_commits)
+
+
 async def get_index(request: Request) -> sqlite3.Connection:
-    return ThreadConnection(request.app.state.data.index)
+    return index_of(request.app.state)
 
 
 async def get_ops(request: Request) -> sqlite3.Connection:
@@ -42,8 +52,7 @@ async def get_ops(request: Request) -> sqlite3.Connection:
 
 
 async def get_order_log(request: Request) -> OrderLog:
-    # One GroupCommit for the process: concurrent requests' appends commit together.
-    return OrderLog(ThreadConnection(request.app.state.data.orders), request.app.state.log_commits)
+    return order_log_of(request.app.state)
 
 
 async def get_guards(request: Request) -> Guards:
@@ -71,4 +80,6 @@ __all__ = [
     "GuardsDep",
     "OrderLogDep",
     "SettingsDep",
+    "index_of",
+    "order_log_of",
 ]

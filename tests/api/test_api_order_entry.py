@@ -1,0 +1,160 @@
+"""POST /orders answered directly (api/order_entry.py, issue 11's throughput): every answer is
+the one the framework's route gives, byte for byte, and the direct path does take the valid
+orders. Against the stand-in chain view of test_api_offline.py: no node."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import pytest
+from fastapi.testclient import TestClient
+from prometheus_client import REGISTRY
+from test_api_offline import BOB, CHARLIE, DAVE, PARAMS, FakeChainView, body, open_interval
+
+from api import intake
+from api.app import create_app
+from api.order_entry import DirectOrderEntry
+from chain import ChainUnavailable
+from market import dev_keypair
+from market.settings import Settings
+
+JSON = {"content-type": "application/json"}
+EVE = dev_keypair("Eve")
+
+
+class OutageForEve(FakeChainView):
+    """The node does not answer about Eve: her order gets 503 ChainUnavailable, Retry-After."""
+
+    def zone_of(self, account):
+        if account == EVE.ss58_address:
+            raise ChainUnavailable("node down")
+        return super().zone_of(account)
+
+
+def requests(k: int) -> list[tuple[bytes, dict[str, str]]]:
+    """(body, headers) of POST /orders: valid orders, each refusal of the intake, and bodies the
+    direct path passes on to the route."""
+
+    def order(**kw) -> bytes:
+        return json.dumps(body(interval=k, **kw)).encode()
+
+    bad_signature = {**body(interval=k, client_order_id=7), "signature": "0x" + "00" * 64}
+    now_interval = PARAMS.interval_at(time.time_ns() // 1_000_000)
+    cases = [
+        order(client_order_id=1),
+        order(client_order_id=1),  # the same order again: the first answer
+        order(client_order_id=1, quantity_wh=999),  # its id, other content: 409
+        order(client_order_id=2, side="offer", source="solar"),  # self-trade: 409
+        json.dumps(bad_signature).encode(),
+        order(signer=DAVE, client_order_id=3),  # not registered
+        order(client_order_id=4, zone=3),
+        order(client_order_id=5, price_ticks=0),
+        json.dumps(body(client_order_id=6, interval=now_interval)).encode(),  # gate closed
+        order(signer=CHARLIE, client_order_id=8, zone=1, price_ticks=900),  # over its balance
+        json.dumps({**body(interval=k, client_order_id=9), "owner": "nobody"}).encode(),
+        order(signer=EVE, client_order_id=15),  # the node does not answer
+        # Passed on to the route: not JSON, not an order, not JSON by its content type.
+        b'{"owner": ',
+        b"[1, 2]",
+        json.dumps({**body(interval=k, client_order_id=10), "quantity_wh": 1.5}).encode(),
+        json.dumps({**body(interval=k, client_order_id=11), "extra": 1}).encode(),
+        b"",
+    ]
+    sent = [(case, JSON) for case in cases]
+    sent.append((order(client_order_id=12), {"content-type": "application/json; charset=utf-8"}))
+    sent.append((order(client_order_id=13), {"content-type": "text/plain"}))
+    sent.append((order(client_order_id=14), {}))
+    return sent
+
+
+def answers(app, sent) -> tuple[list[tuple[int, dict | None, dict]], dict]:
+    """Each request's (status, JSON body less its time, headers that matter), and how the
+    order counters moved."""
+
+    def counted() -> dict:
+        return {
+            (m.name, tuple(sorted(s.labels.items()))): s.value
+            for m in REGISTRY.collect()
+            if m.name.startswith("wattchain_orders_")
+            for s in m.samples
+            if s.name.endswith("_total")
+        }
+
+    got = []
+    before = counted()
+    with TestClient(app) as api:
+        for content, headers in sent:
+            response = api.post("/orders", content=content, headers=headers)
+            try:
+                payload = response.json()
+                payload.pop("received_ms", None)
+            except ValueError:
+                payload = None
+            kept = {h: response.headers.get(h) for h in ("content-type", "retry-after")}
+            got.append((response.status_code, payload, kept))
+    after = counted()
+    moved = {key: after[key] - before.get(key, 0.0) for key in after}
+    return got, {key: n for key, n in moved.items() if n}
+
+
+def test_the_direct_path_answers_as_the_route_does(tmp_path, monkeypatch):
+    # Which thread ran the intake: the direct path's pool is named "intake", the route's is
+    # the framework's.
+    threads: list[str] = []
+    place_order = intake.place_order
+
+    def spied(*args):
+        threads.append(threading.current_thread().name)
+        return place_order(*args)
+
+    monkeypatch.setattr(intake, "place_order", spied)
+
+    def app(folder: str, direct: bool):
+        settings = Settings(data_dir=tmp_path / folder, order_margin_ms=4_000)
+        made = create_app(settings, chain=OutageForEve())
+        if not direct:  # the framework's route alone
+            kept = [m for m in made.user_middleware if m.cls is not DirectOrderEntry]
+            made.user_middleware = kept
+        return made
+
+    sent = requests(open_interval())
+    route, route_counts = answers(app("route", direct=False), sent)
+    assert not any(name.startswith("intake") for name in threads)
+    threads.clear()
+    direct, direct_counts = answers(app("direct", direct=True), sent)
+
+    for case, (expected, got) in enumerate(zip(route, direct, strict=True)):
+        assert got == expected, (case, sent[case][0][:80])
+    assert direct_counts == route_counts
+    # The cases refused on their form or their content type (422 InvalidRequest) are the
+    # route's; every well-formed order is the direct path's.
+    statuses = [status for status, _, _ in direct]
+    assert statuses[:12] == [202, 202, 409, 409, 400, 403, 422, 422, 422, 422, 400, 503]
+    assert statuses[12:] == [422, 422, 422, 422, 422, 202, 422, 422]
+    assert direct[11][2]["retry-after"] == "2"
+    assert len(threads) == 13 and all(name.startswith("intake") for name in threads)
+
+
+@pytest.mark.parametrize("declared", [True, False])
+def test_a_body_over_the_limit_is_refused_before_the_direct_path_reads_it(tmp_path, declared):
+    app = create_app(Settings(data_dir=tmp_path, max_body_bytes=4_096), chain=FakeChainView())
+    big = json.dumps({**body(client_order_id=1), "owner": "x" * 8_000}).encode()
+    with TestClient(app) as api:
+        if declared:
+            response = api.post("/orders", content=big, headers=JSON)
+        else:  # chunked: no Content-Length, counted as it arrives
+            response = api.post("/orders", content=iter([big[:3_000], big[3_000:]]), headers=JSON)
+    assert response.status_code == 413 and response.json()["error"] == "BodyTooLarge"
+
+
+def test_the_direct_path_logs_the_order_for_relay(tmp_path):
+    k = open_interval()
+    app = create_app(Settings(data_dir=tmp_path, order_margin_ms=4_000), chain=FakeChainView())
+    with TestClient(app) as api:
+        accepted = api.post("/orders", json=body(client_order_id=21, interval=k))
+        assert accepted.status_code == 202, accepted.text
+        shown = api.get(f"/orders/{BOB.ss58_address}/21").json()
+    assert shown["relay_status"] == "pending" and shown["interval"] == k
+    assert accepted.json()["log_seq"] >= 1
