@@ -275,22 +275,24 @@ class DataDir:
         """The meter-reading ingest's queue (store/readings.py opens it)."""
         return self.root / "ingest.db"
 
-    def _conn(self, name: str, path: Path, schema: str, synchronous: str) -> sqlite3.Connection:
+    def _conn(self, name: str, schema: str, synchronous: str) -> sqlite3.Connection:
+        # Called for every statement of a request (ThreadConnection): the path is built only
+        # when this thread opens its connection.
         conn = getattr(self._local, name, None)
         if conn is None:
-            conn = connect(path, schema, synchronous=synchronous)
+            conn = connect(self.root / f"{name}.db", schema, synchronous=synchronous)
             setattr(self._local, name, conn)
         return conn
 
     def orders(self) -> sqlite3.Connection:
-        return self._conn("orders", self.orders_path, ORDERS_SCHEMA, "FULL")
+        return self._conn("orders", ORDERS_SCHEMA, "FULL")
 
     def index(self) -> sqlite3.Connection:
         # Rebuildable from the chain, so a lost tail after power loss costs nothing.
-        return self._conn("index", self.index_path, INDEX_SCHEMA, "NORMAL")
+        return self._conn("index", INDEX_SCHEMA, "NORMAL")
 
     def ops(self) -> sqlite3.Connection:
-        return self._conn("ops", self.ops_path, OPS_SCHEMA, "FULL")
+        return self._conn("ops", OPS_SCHEMA, "FULL")
 
     def close(self) -> None:
         for name in ("orders", "index", "ops"):

@@ -397,43 +397,107 @@ def _outage(outcome: str) -> bool:
     return outcome.startswith("0 ")
 
 
-class _ApiCpu:
-    """CPU seconds the API's processes spent since the run started, a killed one's counted up
-    to its last sample."""
+def _part_pids(market: Market, locust: subprocess.Popen | None) -> dict[str, int]:
+    """The process of each part of the market (the node, the workers, the API) and of Locust."""
+    pids = {
+        name: process.pid
+        for name, part in market.parts.items()
+        if (process := getattr(part, "process", None)) is not None
+    }
+    if locust is not None:
+        pids["locust"] = locust.pid
+    return pids
 
-    def __init__(self, market: Market):
-        import psutil  # locust's own dependency: only this bench needs it
 
-        self._psutil = psutil
-        self.market = market
+def _processes(pids: dict[str, int]) -> list[tuple[str, object]]:
+    """(part, psutil process) of each part's process and its children: the API in several
+    processes is uvicorn's parent and its workers."""
+    import psutil  # locust's own dependency: only this bench needs it
+
+    found = []
+    for part, pid in pids.items():
+        try:
+            root = psutil.Process(pid)
+            found += [(part, proc) for proc in [root, *root.children(recursive=True)]]
+        except psutil.Error:
+            continue
+    return found
+
+
+class _PartsCpu:
+    """CPU seconds each part spent since the run started (the API, the node, the workers,
+    Locust), its child processes included, a killed one's counted up to its last sample."""
+
+    def __init__(self):
+        import psutil
+
+        self._error = psutil.Error
         self.procs: dict[int, object] = {}
+        self.part_of: dict[int, str] = {}
         self.first: dict[int, float] = {}
         self.last: dict[int, float] = {}
-        self.sample()
+        self.seen: set[str] = set()
 
-    def sample(self) -> None:
-        process = self.market.parts["api"].process
-        if process is None:
-            return
-        try:
-            api = self.procs.get(process.pid) or self._psutil.Process(process.pid)
-            # With api_processes > 1 the API is uvicorn's parent and its worker processes.
-            procs = [api, *api.children(recursive=True)]
-        except self._psutil.Error:
-            return
-        # The first API's start-up is before the run; a restarted one's is the run's cost.
-        before_run = not self.first
-        for proc in procs:
+    def sample(self, pids: dict[str, int]) -> None:
+        # A part's start-up is before the run; a restarted one's is the run's cost.
+        new = set(pids) - self.seen
+        self.seen |= new
+        for part, proc in _processes(pids):
             try:
                 proc = self.procs.setdefault(proc.pid, proc)
                 cpu = sum(proc.cpu_times()[:2])
-            except self._psutil.Error:
+            except self._error:
                 continue
-            self.first.setdefault(proc.pid, cpu if before_run else 0.0)
+            self.part_of[proc.pid] = part
+            self.first.setdefault(proc.pid, cpu if part in new else 0.0)
             self.last[proc.pid] = cpu
 
-    def seconds(self) -> float:
-        return sum(self.last[pid] - self.first[pid] for pid in self.last)
+    def seconds(self) -> dict[str, float]:
+        spent: Counter[str] = Counter()
+        for pid, cpu in self.last.items():
+            spent[self.part_of[pid]] += cpu - self.first[pid]
+        return dict(spent)
+
+
+class Pinning:
+    """The API on `api_cpus`, everything else (the node, the workers, Locust, this bench) on the
+    machine's other CPUs: what the API's cores take with the load generator apart (`taskset`).
+    Applied again to processes that restart."""
+
+    def __init__(self, api_cpus: set[int]):
+        import psutil
+
+        self._error = psutil.Error
+        every = os.sched_getaffinity(0)
+        self.api_cpus = sorted(api_cpus)
+        self.rest = sorted(every - api_cpus)
+        if not api_cpus <= every or not self.rest:
+            raise RuntimeError(
+                f"--api-cpus {','.join(map(str, self.api_cpus))}: give some of this machine's "
+                f"CPUs ({','.join(map(str, sorted(every)))}), not all of them"
+            )
+        os.sched_setaffinity(0, self.rest)  # this bench, and what it starts from now on
+        self.pinned: set[int] = set()
+
+    def apply(self, pids: dict[str, int]) -> None:
+        for part, proc in _processes(pids):
+            if proc.pid in self.pinned:
+                continue
+            try:
+                proc.cpu_affinity(self.api_cpus if part == "api" else self.rest)
+            except self._error:
+                continue
+            self.pinned.add(proc.pid)
+
+    def observed(self, pids: dict[str, int]) -> dict[str, list[int]]:
+        """The CPUs each part's processes may run on now, as the kernel has them."""
+        cpus: dict[str, set[int]] = {}
+        for part, proc in _processes(pids):
+            try:
+                cpus.setdefault(part, set()).update(proc.cpu_affinity())
+            except self._error:
+                continue
+        return {part: sorted(found) for part, found in sorted(cpus.items())}
 
 
 def run_api_bench(
@@ -443,9 +507,11 @@ def run_api_bench(
     data: Path | None = None,
     kill: list[str] = (),
     api_processes: int = 2,
+    api_cpus: set[int] | None = None,
     log=print,
 ) -> dict:
     kills = kill_plan(list(kill), load)
+    pinning = Pinning(api_cpus) if api_cpus else None
     keep = data is not None
     root = Path(data) if data else Path(tempfile.mkdtemp(prefix="wattchain-loadtest-"))
     if (root / "orders.db").exists() or (root / "chain").exists():
@@ -504,7 +570,7 @@ def run_api_bench(
         }
         stats_prefix = root / "locust"
         locust_bin = Path(sys.executable).with_name("locust")
-        cpu = _ApiCpu(market)
+        cpu = _PartsCpu()
         started = time.monotonic()
         killer = Killer(market, DataDir(root), kills, started)
 
@@ -512,7 +578,10 @@ def run_api_bench(
             # The main thread restarts dead parts: a child dies with the thread that started it.
             supervisor.check()
             killer.tick()
-            cpu.sample()
+            pids = _part_pids(market, locust)
+            if pinning is not None:
+                pinning.apply(pids)
+            cpu.sample(pids)
 
         with open(root / "logs" / "locust.log", "w") as locust_log:
             locust = subprocess.Popen(
@@ -522,6 +591,7 @@ def run_api_bench(
                 stdout=locust_log,
                 stderr=subprocess.STDOUT,
             )
+        tick()
         while locust.poll() is None:
             if time.monotonic() - started > load.seconds + 120:
                 locust.terminate()
@@ -531,7 +601,8 @@ def run_api_bench(
             time.sleep(0.2)
         elapsed = time.monotonic() - started
         end_unix = time.time()
-        cpu_api = cpu.seconds() / elapsed * 100
+        pinned = pinning.observed(_part_pids(market, None)) if pinning is not None else None
+        spent = cpu.seconds()
         result = json.loads(acks_file.read_text())
         acks, outcomes = result["acks"], result["outcomes"]
         stats = _locust_stats(stats_prefix)
@@ -553,8 +624,14 @@ def run_api_bench(
             "failures": answered - sum(refused.values()) - sum(excused.values()),
             "refused": refused,
             "unsent": {k: v for k, v in outcomes.items() if not k.split(" ")[0].isdigit()},
-            "cpu_api_pct": round(cpu_api, 1),
+            "cpu_api_pct": round(spent.get("api", 0.0) / elapsed * 100, 1),
+            "cpu_ms_per_order": {
+                part: round(seconds * 1000 / max(1, len(acks)), 3)
+                for part, seconds in sorted(spent.items())
+            },
+            "cpu_pct": {part: round(seconds / elapsed * 100, 1) for part, seconds in spent.items()},
             "api_processes": api_processes,
+            **({"pinned": pinned} if pinned is not None else {}),
             "target_orders_per_s": load.rate,
             **(
                 {

@@ -183,6 +183,13 @@ def parser() -> argparse.ArgumentParser:
         help="the API's processes (default 2: one runs out of a core first)",
     )
     p.add_argument(
+        "--api-cpus",
+        type=_cpu_list,
+        default=None,
+        help="run the API on these CPUs (e.g. 0) and the rest (node, workers, Locust) on the "
+        "others, as taskset would: what the API's cores take with the load apart",
+    )
+    p.add_argument(
         "--kill",
         default="",
         help="parts to kill -9 once each during the hold, spread over it, e.g. api,workers,node;"
@@ -209,6 +216,20 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--to", dest="to_interval", type=int, required=True)
     p.add_argument("--account", default=None)
     return top
+
+
+def _cpu_list(text: str) -> set[int]:
+    """ "0", "0,1" or "0-2": a set of CPU numbers."""
+    cpus: set[int] = set()
+    try:
+        for item in text.split(","):
+            first, _, last = item.strip().partition("-")
+            cpus.update(range(int(first), int(last or first) + 1))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a CPU list: 0, 0,1 or 0-2") from None
+    if not cpus:
+        raise argparse.ArgumentTypeError(f"{text!r} names no CPU")
+    return cpus
 
 
 def _bench_common(p) -> None:
@@ -455,6 +476,7 @@ def cmd_bench(args) -> int:
             data=args.data,
             kill=[p.strip() for p in args.kill.split(",") if p.strip()],
             api_processes=args.api_processes,
+            api_cpus=args.api_cpus,
             log=lambda m: print(m, file=sys.stderr),
         )
     except (RuntimeError, TimeoutError, OSError) as exc:  # a part gave up, a busy folder

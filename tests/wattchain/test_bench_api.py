@@ -3,21 +3,24 @@ on a market of its own (real node, workers, an API of two processes, all supervi
 the load; half the orders from aggregators in batches of 10), a modest rate for about 40 s,
 every acknowledged order followed to a finalized block. Meanwhile the API, the workers and the
 node are each killed -9 once (`--kill`): each must come back, and nothing acknowledged may be
-lost or placed twice. The node is back in seconds
-(it keeps its compiled runtime), within the 6 s before its gate up to which the API
-acknowledges an order. The 10-minute run at 1,000 orders/s is the benchmark (`make loadtest`;
+lost or placed twice. The node is back in seconds (it keeps its compiled runtime), within the
+6 s before its gate up to which the API acknowledges an order. The API runs on CPU 0 and the
+rest on the others (`--api-cpus 0`), parts that restart too, and the run says where the CPU
+went, part by part. The 10-minute run at 1,000 orders/s is the benchmark (`make loadtest`;
 figures in the README)."""
 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import subprocess
 import sys
 
 import pytest
 
-from wattchain.bench import BlockClock, Load, kill_plan, misses
+from wattchain.bench import BlockClock, Load, Pinning, kill_plan, misses
+from wattchain.cli import main
 
 PARTS = ["api", "workers", "node"]
 
@@ -28,7 +31,7 @@ def test_a_short_load_run_with_each_part_killed_loses_nothing(node_binary, tmp_p
         [sys.executable, "-m", "wattchain.cli", "bench", "api", "--node-bin", str(node_binary)]
         + ["--rate", "40", "--ramp", "5", "--hold", "30", "--burst", "5"]
         + ["--batch-share", "0.5", "--batch-size", "10"]
-        + ["--kill", ",".join(PARTS)]
+        + ["--kill", ",".join(PARTS), "--api-cpus", "0"]
         + ["--min-orders-per-s", "15", "--max-lost", "0", "--max-duplicated", "0"]
         + ["--max-failures", "0", "--data", str(tmp_path / "market")],
         capture_output=True,
@@ -41,6 +44,11 @@ def test_a_short_load_run_with_each_part_killed_loses_nothing(node_binary, tmp_p
     assert (result["lost"], result["duplicated"], result["failures"]) == (0, 0, 0), result
     assert result["p99_ms"] is not None and result["cpu_api_pct"] > 0, result
     assert result["api_processes"] == 2, result
+    others = sorted(os.sched_getaffinity(0) - {0})
+    assert result["pinned"] == {"api": [0], "node": others, "workers": others}, result
+    spent = result["cpu_ms_per_order"]
+    assert set(spent) == {"api", "node", "workers", "locust"}, result
+    assert all(ms > 0 for ms in spent.values()), result
     # No order can be in the block whose slot had begun when it was acknowledged.
     assert result["relay_lag_p99_blocks"] >= 1, result
     # Both kinds of request were sent, and an order's answer time is the slower kind's.
@@ -100,3 +108,13 @@ def test_relay_lag_counts_blocks_from_the_one_under_way_at_the_acknowledgement()
     assert clock.lag(3_000, 4) == 2  # block 2's slot had just begun: one block missed
     assert clock.lag(2_999, 2) == 1
     assert clock.lag(500, 1) == 1  # before the first block: counted from genesis
+
+
+def test_the_api_cpus_are_some_of_the_machines_not_all(capsys):
+    with pytest.raises(RuntimeError, match="not all of them"):
+        Pinning(set(os.sched_getaffinity(0)))
+    with pytest.raises(RuntimeError, match="not all of them"):
+        Pinning({max(os.sched_getaffinity(0)) + 1})
+    with pytest.raises(SystemExit):
+        main(["bench", "api", "--api-cpus", "0-x"])
+    assert "'0-x' is not a CPU list" in capsys.readouterr().err
