@@ -22,7 +22,7 @@ from .chainview import ChainView
 from .intake import Guards
 from .limits import BATCH_PATH, BodyLimit, batch_body_bytes
 from .metrics import NODE_REACHABLE, OrderOutcomes
-from .order_entry import DirectOrderEntry, intake_pool
+from .order_entry import DirectOrderEntry, OrderQueue
 from .ratelimit import ClientRateLimit, RateLimits
 from .routes import (
     devices,
@@ -57,10 +57,10 @@ def create_app(settings: Settings | None = None, *, chain: ChainView | None = No
         app.state.chain = chain or ChainView(settings.node_url).start(wait_s=NODE_WAIT_S)
         # Then the chain view sets it as the node comes and goes (a stand-in view keeps this).
         NODE_REACHABLE.set(float(getattr(app.state.chain, "node_reachable", True)))
-        app.state.intake_pool = intake_pool()
+        app.state.order_queue = OrderQueue(app.state).start()
         log.info("API on data folder %s, node %s", settings.data_dir, settings.node_url)
         yield
-        app.state.intake_pool.shutdown()
+        app.state.order_queue.close()
         app.state.chain.close()
 
     app = FastAPI(

@@ -15,6 +15,7 @@ makes all the accepted ones durable."""
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,7 +40,7 @@ from store.queries import client_order_id_used, order_on_chain
 from . import metrics
 from .backpressure import RelayQueue
 from .chainview import ChainView
-from .errors import APIError, error_answer, invalid_request_body
+from .errors import APIError, error_answer, error_body, invalid_request_body
 from .models import (
     CancelCreate,
     ErrorPublic,
@@ -51,6 +52,8 @@ from .models import (
 )
 from .params import account_key
 from .ratelimit import RateLimits
+
+log = logging.getLogger(__name__)
 
 
 def owner_key(value: str) -> tuple[str, bytes]:
@@ -116,22 +119,10 @@ def place_orders(
     # Form and signatures first, outside the log's write lock: they read no store.
     answers = [_verified_or_refused(item, chain, guards) for item in items]
     admit = [i for i, answer in enumerate(answers) if isinstance(answer, VerifiedOrder)]
-    if admit:
-        # What the orders need of the node, asked before the log's write lock: asked inside
-        # it, a read the chain view had to fetch held the log from the process's other requests.
-        known = ChainAnswers(chain, [answers[i] for i in admit], orders)
-
-        def admit_all() -> None:
-            for i in admit:
-                try:
-                    answers[i] = (
-                        admit_order(answers[i], known, orders, guards, index, settings),
-                        202,
-                    )
-                except (APIError, ChainUnavailable) as exc:
-                    answers[i] = error_answer(exc)
-
-        orders.together(admit_all)
+    for i, outcome in zip(
+        admit, admit_together([answers[i] for i in admit], chain, orders, guards, index, settings)
+    ):
+        answers[i] = (outcome, 202) if isinstance(outcome, dict) else refusal(outcome)
     # The group has committed: every 202 below is on disk.
     for body, status in answers:
         if status == 202:
@@ -145,6 +136,45 @@ def place_orders(
         )
         for body, status in answers
     ]
+
+
+def admit_together(
+    batch: list[VerifiedOrder],
+    chain: ChainView,
+    orders: OrderLog,
+    guards: Guards,
+    index: sqlite3.Connection,
+    settings: Settings,
+) -> list[dict[str, Any] | Exception]:
+    """`admit_order` for each verified order, one after the other, as one write of the log's
+    group commit: each is judged as if POSTed alone after the ones before it, and one commit
+    makes the accepted ones durable (it has returned before this does). Each gets the answer of
+    its 202 or the exception that refuses it, which refuses only that order."""
+    outcomes: list[dict[str, Any] | Exception] = []
+    if not batch:
+        return outcomes
+    # What the orders need of the node, asked before the log's write lock: asked inside it, a
+    # read the chain view had to fetch held the log from the process's other requests.
+    known = ChainAnswers(chain, batch, orders)
+
+    def admit_all() -> None:
+        for order in batch:
+            try:
+                outcomes.append(admit_order(order, known, orders, guards, index, settings))
+            except Exception as exc:  # an order's own refusal (or fault) is its answer alone
+                outcomes.append(exc)
+
+    orders.together(admit_all)
+    return outcomes
+
+
+def refusal(exc: Exception) -> tuple[dict, int]:
+    """(body, status) of an order refused by `exc`: its 4xx or 503, or 500 InternalError for a
+    fault of the API (logged with its traceback)."""
+    if isinstance(exc, APIError | ChainUnavailable):
+        return error_answer(exc)
+    log.error("order intake failed", exc_info=exc)
+    return error_body("InternalError", "the API failed on this order"), 500
 
 
 class ChainAnswers:

@@ -206,6 +206,7 @@ class GroupCommit:
     def _commit_locked(self, conn: sqlite3.Connection, group: list[_Write]) -> None:
         try:
             conn.execute("BEGIN IMMEDIATE")
+            changes = conn.total_changes
             for job in group:
                 conn.execute("SAVEPOINT write")
                 try:
@@ -218,7 +219,8 @@ class GroupCommit:
                 conn.execute("RELEASE write")
             start = time.perf_counter()
             conn.execute("COMMIT")
-            if self.commit_seconds is not None:
+            # A group that wrote nothing (replays, refusals) commits no page: no fsync to time.
+            if self.commit_seconds is not None and conn.total_changes != changes:
                 self.commit_seconds(time.perf_counter() - start)
         except BaseException as exc:
             for job in group:

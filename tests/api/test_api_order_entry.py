@@ -1,5 +1,5 @@
 """POST /orders answered directly (api/order_entry.py, issue 11's throughput): every answer is
-the one the framework's route gives, byte for byte, and the direct path does take the valid
+the one the framework's route gives, and the direct path does take the valid
 orders. Against the stand-in chain view of test_api_offline.py: no node."""
 
 from __future__ import annotations
@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from fastapi.testclient import TestClient
@@ -100,16 +101,16 @@ def answers(app, sent) -> tuple[list[tuple[int, dict | None, dict]], dict]:
 
 
 def test_the_direct_path_answers_as_the_route_does(tmp_path, monkeypatch):
-    # Which thread ran the intake: the direct path's pool is named "intake", the route's is
+    # Which thread checked each order: the direct path's is "order-intake", the route's are
     # the framework's.
     threads: list[str] = []
-    place_order = intake.place_order
+    verified = intake.verified
 
     def spied(*args):
         threads.append(threading.current_thread().name)
-        return place_order(*args)
+        return verified(*args)
 
-    monkeypatch.setattr(intake, "place_order", spied)
+    monkeypatch.setattr(intake, "verified", spied)
 
     def app(folder: str, direct: bool):
         settings = Settings(data_dir=tmp_path / folder, order_margin_ms=4_000)
@@ -121,7 +122,7 @@ def test_the_direct_path_answers_as_the_route_does(tmp_path, monkeypatch):
 
     sent = requests(open_interval())
     route, route_counts = answers(app("route", direct=False), sent)
-    assert not any(name.startswith("intake") for name in threads)
+    assert threads and "order-intake" not in threads
     threads.clear()
     direct, direct_counts = answers(app("direct", direct=True), sent)
 
@@ -134,7 +135,7 @@ def test_the_direct_path_answers_as_the_route_does(tmp_path, monkeypatch):
     assert statuses[:12] == [202, 202, 409, 409, 400, 403, 422, 422, 422, 422, 400, 503]
     assert statuses[12:] == [422, 422, 422, 422, 422, 202, 422, 422]
     assert direct[11][2]["retry-after"] == "2"
-    assert len(threads) == 13 and all(name.startswith("intake") for name in threads)
+    assert len(threads) == 13 and set(threads) == {"order-intake"}
 
 
 @pytest.mark.parametrize("declared", [True, False])
@@ -158,3 +159,52 @@ def test_the_direct_path_logs_the_order_for_relay(tmp_path):
         shown = api.get(f"/orders/{BOB.ss58_address}/21").json()
     assert shown["relay_status"] == "pending" and shown["interval"] == k
     assert accepted.json()["log_seq"] >= 1
+
+
+def test_orders_that_arrive_together_are_admitted_as_one_group(tmp_path, monkeypatch):
+    # The first order's group is held while 29 more arrive: they make the next group, one
+    # commit for all of them; an order whose check fails for a fault of the API gets its 500
+    # alone, and the rest of its group is logged.
+    groups: list[int] = []
+    release = threading.Event()
+    admit_together, admit_order = intake.admit_together, intake.admit_order
+
+    def held(batch, *args):
+        groups.append(len(batch))
+        if len(groups) == 1:
+            release.wait(10)
+        return admit_together(batch, *args)
+
+    def faulty(order, *args):
+        if order.spec.client_order_id == 13:
+            raise RuntimeError("a fault of the API")
+        return admit_order(order, *args)
+
+    monkeypatch.setattr(intake, "admit_together", held)
+    monkeypatch.setattr(intake, "admit_order", faulty)
+    k = open_interval()
+    app = create_app(
+        Settings(data_dir=tmp_path, order_margin_ms=4_000, max_open_orders_per_participant=None),
+        chain=FakeChainView(),
+    )
+    with TestClient(app, raise_server_exceptions=False) as api:
+        waiting = app.state.order_queue._queue
+
+        def place(i: int) -> int:
+            return api.post("/orders", json=body(client_order_id=i, interval=k)).status_code
+
+        with ThreadPoolExecutor(30) as pool:
+            first = pool.submit(place, 0)
+            while not groups:
+                time.sleep(0.01)
+            rest = [pool.submit(place, i) for i in range(1, 30)]
+            while waiting.qsize() < 29:
+                time.sleep(0.01)
+            release.set()
+            statuses = [first.result(10)] + [f.result(10) for f in rest]
+        assert groups == [1, 29]
+        assert statuses == [202] * 13 + [500] + [202] * 16
+        listed = api.get(f"/orders/{BOB.ss58_address}/14").json()
+    assert listed["relay_status"] == "pending"
+    logged = app.state.data.orders().execute("SELECT count(*) FROM orders").fetchone()[0]
+    assert logged == 29
