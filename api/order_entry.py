@@ -11,12 +11,12 @@ What it does not take it passes on, untouched, to the route in api/routes/orders
 stays the operation's definition in the schema: a body that is not JSON, or not a valid
 `OrderCreate`, so that every 400 and 422 is the framework's own, word for word.
 
-The orders it takes are admitted by one thread, `OrderQueue`, in groups: whatever arrived while
-the last group was being admitted and committed. A thread per request had each order wake a
-worker, wait for the group commit on a condition and wake the event loop: the kernel's task
-switching was 38 % of the API's CPU (perf). A group is judged as a batch is (`admit_together`:
-each order as if POSTed alone after the ones before it, one commit for all), so one thread
-hand-off and one wake of the loop serve the whole group.
+The orders it takes are admitted in groups by a few threads (`OrderQueue`): a thread takes
+whatever arrived while it was admitting and committing its last group. A thread per request had
+each order wake a worker, wait for the group commit on a condition and wake the event loop:
+the kernel's task switching was 38 % of the API's CPU (perf). A group is judged as a batch is
+(`admit_together`: each order as if POSTed alone after the ones before it, one commit for all),
+so one thread hand-off and one wake of the loop serve the whole group.
 """
 
 from __future__ import annotations
@@ -44,24 +44,35 @@ PATH = "/orders"
 # The most orders admitted as one group: it holds the log's write lock while it is judged, and
 # the process's other writers (cancels, batches) and the other API processes wait for it.
 MAX_GROUP = 100
+# Threads that admit groups. One alone spent a third of its time waiting for the commit's fsync
+# and for the node's answer to a balance read (py-spy, under `make loadtest`): with three, one
+# group's reads and checks go on while another's commit is written, and a slow read of the
+# node holds up only its own group.
+INTAKE_THREADS = 3
 
 
 class OrderQueue:
-    """Orders read by the direct path, admitted by one thread in groups (see the module's
-    docstring). `place` gives an order's 202 answer or raises what refuses it."""
+    """Orders read by the direct path, admitted in groups by INTAKE_THREADS threads (see the
+    module's docstring). `place` gives an order's 202 answer or raises what refuses it."""
 
     def __init__(self, state: State):
         self.state = state
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name="order-intake", daemon=True)
+        self._threads = [
+            threading.Thread(target=self._run, name="order-intake", daemon=True)
+            for _ in range(INTAKE_THREADS)
+        ]
 
     def start(self) -> OrderQueue:
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
         return self
 
     def close(self) -> None:
-        self._queue.put(None)
-        self._thread.join(timeout=10)
+        for _ in self._threads:
+            self._queue.put(None)  # each thread stops at one, after the orders before it
+        for thread in self._threads:
+            thread.join(timeout=10)
 
     async def place(self, order: OrderCreate) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
@@ -203,4 +214,4 @@ def _replay(body: bytes, receive: Receive) -> Receive:
     return replayed
 
 
-__all__ = ["MAX_GROUP", "DirectOrderEntry", "OrderQueue"]
+__all__ = ["INTAKE_THREADS", "MAX_GROUP", "DirectOrderEntry", "OrderQueue"]

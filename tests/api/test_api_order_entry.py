@@ -16,7 +16,7 @@ from test_api_offline import BOB, CHARLIE, DAVE, PARAMS, FakeChainView, body, op
 
 from api import intake
 from api.app import create_app
-from api.order_entry import DirectOrderEntry
+from api.order_entry import INTAKE_THREADS, DirectOrderEntry
 from chain import ChainUnavailable
 from market import dev_keypair
 from market.settings import Settings
@@ -162,23 +162,28 @@ def test_the_direct_path_logs_the_order_for_relay(tmp_path):
 
 
 def test_orders_that_arrive_together_are_admitted_as_one_group(tmp_path, monkeypatch):
-    # The first order's group is held while 29 more arrive: they make the next group, one
-    # commit for all of them; an order whose check fails for a fault of the API gets its 500
-    # alone, and the rest of its group is logged.
+    # Each intake thread is held on a group of one order while 40 more arrive: those are then
+    # admitted in a few groups, not one by one; an order whose check fails for a fault of the
+    # API gets its 500 alone, and the rest of its group is logged.
     groups: list[int] = []
     release = threading.Event()
     admit_together, admit_order = intake.admit_together, intake.admit_order
 
     def held(batch, *args):
         groups.append(len(batch))
-        if len(groups) == 1:
-            release.wait(10)
+        release.wait(10)
         return admit_together(batch, *args)
 
     def faulty(order, *args):
         if order.spec.client_order_id == 13:
             raise RuntimeError("a fault of the API")
         return admit_order(order, *args)
+
+    def until(done) -> None:
+        deadline = time.monotonic() + 10
+        while not done():
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
 
     monkeypatch.setattr(intake, "admit_together", held)
     monkeypatch.setattr(intake, "admit_order", faulty)
@@ -187,24 +192,26 @@ def test_orders_that_arrive_together_are_admitted_as_one_group(tmp_path, monkeyp
         Settings(data_dir=tmp_path, order_margin_ms=4_000, max_open_orders_per_participant=None),
         chain=FakeChainView(),
     )
+    first, n = INTAKE_THREADS, 40
     with TestClient(app, raise_server_exceptions=False) as api:
         waiting = app.state.order_queue._queue
 
         def place(i: int) -> int:
             return api.post("/orders", json=body(client_order_id=i, interval=k)).status_code
 
-        with ThreadPoolExecutor(30) as pool:
-            first = pool.submit(place, 0)
-            while not groups:
-                time.sleep(0.01)
-            rest = [pool.submit(place, i) for i in range(1, 30)]
-            while waiting.qsize() < 29:
-                time.sleep(0.01)
+        with ThreadPoolExecutor(first + n) as pool:
+            sent = []
+            for i in range(first):  # one thread after the other takes one order and is held
+                sent.append(pool.submit(place, i))
+                until(lambda i=i: len(groups) == i + 1)
+            sent += [pool.submit(place, i) for i in range(first, first + n)]
+            until(lambda: waiting.qsize() == n)
             release.set()
-            statuses = [first.result(10)] + [f.result(10) for f in rest]
-        assert groups == [1, 29]
-        assert statuses == [202] * 13 + [500] + [202] * 16
+            statuses = [f.result(10) for f in sent]
+        assert groups[:first] == [1] * first
+        assert sum(groups[first:]) == n and len(groups[first:]) <= INTAKE_THREADS, groups
+        assert statuses == [202] * 13 + [500] + [202] * (first + n - 14)
         listed = api.get(f"/orders/{BOB.ss58_address}/14").json()
     assert listed["relay_status"] == "pending"
     logged = app.state.data.orders().execute("SELECT count(*) FROM orders").fetchone()[0]
-    assert logged == 29
+    assert logged == first + n - 1
