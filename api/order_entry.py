@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import queue
 import threading
 from typing import Any
@@ -39,6 +40,8 @@ from .deps import index_of, order_log_of
 from .errors import APIError, error_answer, retry_headers
 from .metrics import note_error
 from .models import OrderAccepted, OrderCreate
+
+log = logging.getLogger(__name__)
 
 PATH = "/orders"
 # The most orders admitted as one group: it holds the log's write lock while it is judged, and
@@ -97,12 +100,19 @@ class OrderQueue:
             stopping = item is None
             if not group:
                 continue
-            outcomes = self._admit([order for order, _, _ in group], orders, index)
+            try:
+                outcomes = self._admit([order for order, _, _ in group], orders, index)
+            except Exception as exc:  # a fault outside any order's checks: this group's 500s
+                log.exception("admitting a group of orders failed")
+                outcomes = [exc] * len(group)
             loops: dict[asyncio.AbstractEventLoop, list] = {}
             for (_, answer, loop), outcome in zip(group, outcomes, strict=True):
                 loops.setdefault(loop, []).append((answer, outcome))
             for loop, settled in loops.items():  # one wake of each loop for the group
-                loop.call_soon_threadsafe(_settle, settled)
+                try:
+                    loop.call_soon_threadsafe(_settle, settled)
+                except RuntimeError:  # the loop has closed: nobody waits for these answers
+                    pass
 
     def _admit(self, group: list[OrderCreate], orders, index) -> list[dict | Exception]:
         state = self.state
@@ -120,7 +130,7 @@ class OrderQueue:
                 )
             )
         except Exception as exc:  # the group as a whole: the node never reached, a failed commit
-            return [exc] * len(group)
+            return [order if isinstance(order, Exception) else exc for order in checked]
         return [
             next(admitted) if isinstance(order, intake.VerifiedOrder) else order
             for order in checked

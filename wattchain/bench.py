@@ -506,7 +506,7 @@ def run_api_bench(
     *,
     data: Path | None = None,
     kill: list[str] = (),
-    api_processes: int = 2,
+    api_processes: int = 1,
     api_cpus: set[int] | None = None,
     log=print,
 ) -> dict:

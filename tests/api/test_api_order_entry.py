@@ -215,3 +215,27 @@ def test_orders_that_arrive_together_are_admitted_as_one_group(tmp_path, monkeyp
     assert listed["relay_status"] == "pending"
     logged = app.state.data.orders().execute("SELECT count(*) FROM orders").fetchone()[0]
     assert logged == first + n - 1
+
+
+def test_a_group_that_fails_whole_gets_its_500s_and_the_intake_goes_on(tmp_path, monkeypatch):
+    # A failed commit (here any fault of the group as a whole): its orders are answered 500,
+    # none is logged, and the intake threads take the next orders as before.
+    admit_together = intake.admit_together
+    failures = iter([RuntimeError("the commit failed")])
+
+    def failing_once(batch, *args):
+        failure = next(failures, None)
+        if failure is not None:
+            raise failure
+        return admit_together(batch, *args)
+
+    monkeypatch.setattr(intake, "admit_together", failing_once)
+    k = open_interval()
+    app = create_app(Settings(data_dir=tmp_path, order_margin_ms=4_000), chain=FakeChainView())
+    with TestClient(app, raise_server_exceptions=False) as api:
+        failed = api.post("/orders", json=body(client_order_id=31, interval=k))
+        assert failed.status_code == 500 and failed.json()["error"] == "InternalError"
+        assert api.get(f"/orders/{BOB.ss58_address}/31").status_code == 404
+        for i in range(2 * INTAKE_THREADS):
+            placed = api.post("/orders", json=body(client_order_id=32 + i, interval=k))
+            assert placed.status_code == 202, placed.text

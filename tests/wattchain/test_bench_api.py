@@ -31,7 +31,7 @@ def test_a_short_load_run_with_each_part_killed_loses_nothing(node_binary, tmp_p
         [sys.executable, "-m", "wattchain.cli", "bench", "api", "--node-bin", str(node_binary)]
         + ["--rate", "40", "--ramp", "5", "--hold", "30", "--burst", "5"]
         + ["--batch-share", "0.5", "--batch-size", "10"]
-        + ["--kill", ",".join(PARTS), "--api-cpus", "0"]
+        + ["--kill", ",".join(PARTS), "--api-cpus", "0", "--api-processes", "2"]
         + ["--min-orders-per-s", "15", "--max-lost", "0", "--max-duplicated", "0"]
         + ["--max-failures", "0", "--data", str(tmp_path / "market")],
         capture_output=True,
