@@ -278,11 +278,11 @@ class DataDir:
         return self.root / "ingest.db"
 
     def _conn(self, name: str, schema: str, synchronous: str) -> sqlite3.Connection:
-        # Called for every statement of a request (ThreadConnection): the path is built only
-        # when this thread opens its connection.
+        # Called for every statement of a request (ThreadConnection): the path (its property,
+        # `orders_path`, ...) is built only when this thread opens its connection.
         conn = getattr(self._local, name, None)
         if conn is None:
-            conn = connect(self.root / f"{name}.db", schema, synchronous=synchronous)
+            conn = connect(getattr(self, f"{name}_path"), schema, synchronous=synchronous)
             setattr(self._local, name, conn)
         return conn
 
