@@ -111,6 +111,10 @@ def test_the_direct_path_answers_as_the_route_does(tmp_path, monkeypatch):
         return verified(*args)
 
     monkeypatch.setattr(intake, "verified", spied)
+    # One clock for both runs: a refusal names the next open interval, which must not move
+    # between them.
+    now = intake.now_ms()
+    monkeypatch.setattr(intake, "now_ms", lambda: now)
 
     def app(folder: str, direct: bool):
         settings = Settings(data_dir=tmp_path / folder, order_margin_ms=4_000)
