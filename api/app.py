@@ -58,9 +58,11 @@ def create_app(settings: Settings | None = None, *, chain: ChainView | None = No
         # Then the chain view sets it as the node comes and goes (a stand-in view keeps this).
         NODE_REACHABLE.set(float(getattr(app.state.chain, "node_reachable", True)))
         app.state.order_queue = OrderQueue(app.state).start()
+        app.state.checkpoints = app.state.data.orders_checkpoints()
         log.info("API on data folder %s, node %s", settings.data_dir, settings.node_url)
         yield
         app.state.order_queue.close()
+        app.state.checkpoints.stop()
         app.state.chain.close()
 
     app = FastAPI(

@@ -28,7 +28,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Any
 
-from chain import Balance, Chain, ChainUnavailable
+from chain import Balance, Chain, ChainUnavailable, settle_heap
 from chain.errors import CONNECTION_ERRORS
 from market import MarketParams, now_ms, ss58
 
@@ -205,6 +205,7 @@ class ChainView:
                 )
                 self._cache.clear()
             self._genesis, self._max_ahead, self._block_ms = genesis, max_ahead, block_ms
+        settle_heap()  # its metadata, out of the collector's full passes
         self._ok()
         self._connected_once.set()
         log.info("connected to the node at %s", self.url)

@@ -8,7 +8,7 @@
 - `onboarding`: the operator's registration of participants and meters.
 """
 
-from .connection import DEFAULT_URL, PALLET, Block, Event
+from .connection import DEFAULT_URL, PALLET, Block, Event, settle_heap
 from .errors import ChainError, ChainUnavailable
 from .onboarding import Newcomer, onboard
 from .reads import Balance, ChainClearing, ChainMatch, ChainOrder, GridLine, order_place
@@ -42,4 +42,5 @@ __all__ = [
     "order_place",
     "relayed_cancels_args",
     "relayed_orders_args",
+    "settle_heap",
 ]

@@ -4,6 +4,7 @@ maintenance) is used only inside this package, so an upgrade touches one folder.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import logging
 import threading
@@ -34,6 +35,20 @@ RETRY_MAX_S = 0.5
 # scalecodec keeps type registries in shared state: two threads decoding metadata at once can
 # see each other's half-loaded registry ("Decoder class for Compact<u32> not found").
 _INIT_LOCK = threading.Lock()
+
+
+def settle_heap() -> None:
+    """Puts what this process holds now out of the cyclic garbage collector's reach, for a
+    long-running process to call once it has connected (the API's chain view, the workers).
+
+    A connection's metadata and type registry are about 140,000 objects that live as long as
+    it does. The collector's full passes walked them all, about every 5 s under `make
+    loadtest`, and stopped every thread of the API for 160-210 ms each time: the p99 of an
+    order's answer. Frozen, they are still freed by reference counting; unfreezing first lets
+    one last collection free what earlier connections left in cycles."""
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
 
 
 @dataclass(frozen=True)

@@ -9,10 +9,11 @@ import threading
 import time
 from collections.abc import Callable
 
-from chain import Chain, ChainUnavailable
+from chain import Chain, ChainUnavailable, settle_heap
 from market import keypair
 from market.settings import Settings
 from store import DataDir
+from store.db import Checkpoints
 
 from . import metrics
 from .indexer import Indexer
@@ -69,6 +70,7 @@ def _loop(
             if worker is None:
                 chain.connect(timeout_s=30)
                 worker = build_worker(name, settings, data, chain, **kwargs)
+                settle_heap()  # the connection's metadata, out of the collector's full passes
                 ready(name)
             worked = worker.step()
             if not worked:
@@ -95,6 +97,7 @@ class Workers:
         self._lock = threading.Lock()
         self.scheduler_kwargs = scheduler_kwargs
         self.metrics_server = None
+        self.checkpoints: Checkpoints | None = None
 
     def _mark_ready(self, name: str) -> None:
         with self._lock:
@@ -105,11 +108,10 @@ class Workers:
         if self.settings.metrics_port is not None and self.metrics_server is None:
             self.metrics_server = metrics.serve(self.settings.metrics_port, self.settings.api_host)
         # Build the stores once up front so their schemas exist before any reader opens them.
-        (
-            DataDir(self.settings.data_dir).ops(),
-            DataDir(self.settings.data_dir).orders(),
-            DataDir(self.settings.data_dir).index(),
-        )
+        data = DataDir(self.settings.data_dir)
+        data.ops(), data.orders(), data.index()
+        if "relayer" in self.names and self.checkpoints is None:  # it writes the order log
+            self.checkpoints = data.orders_checkpoints()
         for name in self.names:
             kwargs = self.scheduler_kwargs if name == "scheduler" else {}
             t = threading.Thread(
@@ -136,6 +138,9 @@ class Workers:
         self.stop_event.set()
         for t in self.threads:
             t.join(timeout_s)
+        if self.checkpoints is not None:
+            self.checkpoints.stop()
+            self.checkpoints = None
         if self.metrics_server is not None:
             self.metrics_server.shutdown()
             self.metrics_server.server_close()

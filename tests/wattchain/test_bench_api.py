@@ -19,7 +19,7 @@ import sys
 
 import pytest
 
-from wattchain.bench import BlockClock, Load, Pinning, kill_plan, misses
+from wattchain.bench import BlockClock, Load, Pinning, held_rate, kill_plan, misses
 from wattchain.cli import main
 
 PARTS = ["api", "workers", "node"]
@@ -76,8 +76,31 @@ def test_the_kills_are_spread_over_the_hold_and_each_part_is_killed_once():
             kill_plan(bad, load)
 
 
+def test_the_rate_held_is_counted_over_the_hold_alone():
+    load = Load(rate=10, ramp_s=2, hold_s=3, burst_s=1, burst=2)
+    start = 17_966_789_000  # tenths of a unix second: the load's first answer
+    # 5 a second during the ramp, 10 during the hold (one tenth with a refusal), 20 after.
+    timeline = {str(start + t): {"202": 1} for t in range(0, 20, 2)}
+    timeline |= {str(start + t): {"202": 1} for t in range(20, 50)}
+    timeline[str(start + 30)] = {"202": 1, "503 RelayBacklog": 3}
+    timeline |= {str(start + t): {"202": 2} for t in range(50, 60)}
+    assert held_rate(timeline, load) == 10.0
+    # A run that ended before its hold did has no held rate.
+    assert held_rate({k: v for k, v in timeline.items() if int(k) < start + 40}, load) is None
+    assert held_rate({}, load) is None
+
+
+def test_the_orders_per_s_threshold_is_the_rate_held():
+    result = {"held_orders_per_s": 990.0, "orders_per_s": 1_020.0, "p99_ms": 100}
+    assert misses(result, {"min_orders_per_s": 1_000}) == ["held_orders_per_s 990.0 < 1000"]
+    assert misses({**result, "held_orders_per_s": None}, {"min_orders_per_s": 1_000}) == [
+        "held_orders_per_s None < 1000"
+    ]
+
+
 def test_a_part_that_did_not_come_back_fails_the_run():
     result = {
+        "held_orders_per_s": 40,
         "orders_per_s": 40,
         "p99_ms": 100,
         "lost": 0,
