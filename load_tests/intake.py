@@ -2,7 +2,7 @@
 
 The orders are signed before the run (WATTCHAIN_LOAD_ORDERS_FILE: JSON lines of
 {"interval", "gate_ms", "body"}, in interval order), so the generator only sends them. Each
-user sends at `WATTCHAIN_LOAD_USER_RATE` orders/s (`constant_throughput`); the shape ramps the
+user sends at `WATTCHAIN_LOAD_USER_RATE` orders/s on a fixed schedule (`paced`); the shape ramps the
 users up to the target rate, holds it, then bursts to `WATTCHAIN_LOAD_BURST`x the rate just
 before a gate. A user takes the next order of the earliest interval whose gate is still far
 enough away (`WATTCHAIN_LOAD_MARGIN_MS`), so no order is sent knowing it is late.
@@ -35,7 +35,7 @@ import os
 import time
 from collections import Counter, deque
 
-from locust import FastHttpUser, LoadTestShape, constant_throughput, events, task
+from locust import FastHttpUser, LoadTestShape, events, task
 
 ENV = os.environ
 RATE = float(ENV.get("WATTCHAIN_LOAD_RATE", "100"))
@@ -121,12 +121,31 @@ def _error(response) -> str:
         return ""
 
 
+def paced(rate: float):
+    """A user's wait_time: `rate` requests a second on a fixed schedule. After a slow answer
+    the user sends at once until it is back on schedule (up to a second behind; further
+    behind, it starts again from now). Locust's constant_throughput forgets the time a slow
+    answer took, so the load eased off exactly when the API was slow and a run could not
+    offer the rate it was asked for."""
+    period = 1.0 / rate
+
+    def wait_time(user) -> float:
+        now = time.monotonic()
+        due = getattr(user, "due", now) + period
+        if due < now - 1.0:
+            due = now
+        user.due = due
+        return max(0.0, due - now)
+
+    return wait_time
+
+
 class Trader(FastHttpUser):
     """A trader: one order per request."""
 
     weight = max(0, round(100 * (1 - BATCH_SHARE)))
     abstract = weight == 0
-    wait_time = constant_throughput(USER_RATE)
+    wait_time = paced(USER_RATE)
 
     @task
     def place_order(self):
@@ -150,7 +169,7 @@ class Aggregator(FastHttpUser):
 
     weight = max(0, round(100 * BATCH_SHARE))
     abstract = weight == 0
-    wait_time = constant_throughput(USER_RATE / BATCH_SIZE)
+    wait_time = paced(USER_RATE / BATCH_SIZE)
 
     @task
     def place_orders(self):

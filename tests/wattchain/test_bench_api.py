@@ -141,3 +141,28 @@ def test_the_api_cpus_are_some_of_the_machines_not_all(capsys):
     with pytest.raises(SystemExit):
         main(["bench", "api", "--api-cpus", "0-x"])
     assert "'0-x' is not a CPU list" in capsys.readouterr().err
+
+
+PACED = """
+import time
+from types import SimpleNamespace
+from load_tests import intake
+
+clock = [100.0]
+time.monotonic = lambda: clock[0]
+wait, user = intake.paced(10), SimpleNamespace()
+waits = []
+for now in (100.0, 100.1, 100.55, 100.56, 100.57, 100.58, 110.0, 110.0):
+    clock[0] = now
+    waits.append(round(wait(user), 3))
+print(waits)
+"""
+
+
+def test_a_user_makes_up_for_a_slow_answer_on_its_schedule():
+    """The load offers its rate even while answers are slow: a user 10 orders/s sends at once
+    after a 450 ms answer until it is back on schedule; a user far behind starts again."""
+    run = subprocess.run(
+        [sys.executable, "-c", PACED], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert run.stdout.strip() == "[0.1, 0.1, 0.0, 0.0, 0.0, 0.02, 0.0, 0.1]"
