@@ -1,11 +1,13 @@
 """`wattchain run` with its real node, as the load-test recipe uses it: fixed ports, the URLs
 printed once it is ready, the recipe itself (docs/api.md, "Load tests": traders prepared on
 the node, Locust's locustfile against the API), its node restarted after a kill -9 (the chain
-kept, the compiled runtime cached), and nothing left behind after a kill -9 of `run`."""
+kept, the compiled runtime cached), its meter ingest restarted likewise, and nothing left
+behind after a kill -9 of `run`."""
 
 from __future__ import annotations
 
 import csv
+import json
 import os
 import signal
 import subprocess
@@ -24,9 +26,13 @@ REPO = Path(__file__).resolve().parents[2]
 def test_run_prints_its_urls_restarts_its_node_and_leaves_nothing_behind(node_binary, tmp_path):
     rpc_port, api_port = free_port(), free_port()
     out, err = tmp_path / "run.out", tmp_path / "run.err"
+    # A meter nobody serves: the ingest runs (and retries it), supervised as the other parts.
+    sites = tmp_path / "sites.json"
+    site = {"name": "a", "model": "sdm630", "host": "127.0.0.1", "port": free_port()}
+    sites.write_text(json.dumps({"sites": [{**site, "key_uri": "//M/a"}]}))
     with open(out, "w") as stdout, open(err, "w") as stderr:
         run = wattchain(
-            "run", "--data", str(tmp_path / "market"),
+            "run", "--data", str(tmp_path / "market"), "--sites", str(sites),
             "--rpc-port", str(rpc_port), "--api-port", str(api_port),
             env={"WATTCHAIN_NODE": str(node_binary)}, stdout=stdout, stderr=stderr,
         )  # fmt: skip
@@ -51,8 +57,13 @@ def test_run_prints_its_urls_restarts_its_node_and_leaves_nothing_behind(node_bi
         cache = tmp_path / "market" / "chain" / "wasm-cache"
         assert any(p.is_file() for p in cache.rglob("*")), f"nothing cached in {cache}"
 
+        (ingest,) = [p for p in children_of(run.pid) if " ingest " in command_line(p)]
+        os.kill(ingest, signal.SIGKILL)
+        wait_for(lambda: "ingest restarted" in err.read_text(), 15, "the ingest's restart")
+        assert f"ingest (pid {ingest}) died: killed by signal 9 (SIGKILL)" in err.read_text()
+
         children = children_of(run.pid)
-        assert len(children) == 3  # node, workers, API
+        assert len(children) == 4  # node, workers, API, ingest
         run.kill()
         run.wait(5)
         wait_for(lambda: not any(running(p) for p in children), 5, f"{children} to die")
