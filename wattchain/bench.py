@@ -164,14 +164,14 @@ def held_rate(timeline: dict[str, dict[str, int]], load: Load) -> float | None:
     """202s per second over the hold: from the end of the ramp (counted from the load's first
     answer, in the timeline's tenths of a unix second) for `hold_s`; None if the run ended
     before the hold did."""
-    tenths = sorted(int(k) for k in timeline)
+    tenths = [int(k) for k in timeline]
     if not tenths:
         return None
-    start = tenths[0] + round(load.ramp_s * 10)
+    start = min(tenths) + round(load.ramp_s * 10)
     end = start + round(load.hold_s * 10)
-    if tenths[-1] < end - 1:
+    if max(tenths) < end - 1:
         return None
-    acks = sum(timeline[str(t)].get("202", 0) for t in tenths if start <= t < end)
+    acks = sum(seen.get("202", 0) for k, seen in timeline.items() if start <= int(k) < end)
     return round(acks / load.hold_s, 1)
 
 
