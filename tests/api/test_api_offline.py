@@ -79,8 +79,15 @@ def api(tmp_path):
         yield client
 
 
+PINNED_INTERVAL: int | None = None  # set for each test by tests/api/conftest.py
+
+
 def open_interval() -> int:
-    """An interval whose gate is at least 26 s away: open for the whole test."""
+    """An interval whose gate was at least 26 s away when the test began: open for the whole
+    test, and the same on every call, so an interval boundary mid-test cannot split a test's
+    orders over two intervals (a replay would become a conflict, a cap would not be reached)."""
+    if PINNED_INTERVAL is not None:
+        return PINNED_INTERVAL
     return PARAMS.first_open_interval(time.time_ns() // 1_000_000, 6_000) + 1
 
 
