@@ -73,6 +73,10 @@ def create_app(settings: Settings | None = None, *, chain: ChainView | None = No
         # the machines cannot reach and the app's origin must not run.
         docs_url=None,
         redoc_url=None,
+        # The API's metrics are Prometheus', at /metrics. FastAPI's own OpenTelemetry looked
+        # for a tracer and a meter on every request (3 % of the API's time under load) to
+        # send nowhere, as no provider is set.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
         description="Peer-to-peer electricity market: signed orders in, clearings, settlements and "
         "meter readings out. Energy in Wh, prices in ticks per kWh, money in units of "
         "1/1000 tick (1 BRL = 100 ticks = 100000 units).",

@@ -12,6 +12,10 @@ A dead or hung node must not stall a request (issue 11, "Node outage freezes the
 - When the node cannot answer (unreachable, or no answer in time) the last value read is
   served, and `node_reachable` turns false until a reader reads again. With nothing read yet,
   the call raises ChainUnavailable at once (the API answers 503 with Retry-After).
+- A cached value asked for in the last quarter of its cache time is read again in the
+  background and served meanwhile (REFRESH_AT): a value in steady use, such as a bidder's
+  balance, never makes a request wait for the node. Under `make loadtest` the groups of orders
+  that waited for such a read were held up to 100 ms.
 - An idle reader reads the chain's heads every `probe_s`: that keeps `/market`'s blocks fresh
   and notices a node that went away while nobody asked.
 """
@@ -36,6 +40,7 @@ from .metrics import NODE_REACHABLE, STALE_ANSWERS
 
 log = logging.getLogger(__name__)
 
+REFRESH_AT = 0.75  # of a value's cache time: from then on, a request for it reads it anew
 _PARAMS: tuple = ("params",)
 _HEADS: tuple = ("heads",)
 
@@ -250,20 +255,19 @@ class ChainView:
         cache: bool = True,
     ) -> tuple[Any, bool]:
         """(value, fresh): a cached value younger than its ttl, else a read by a reader within
-        read_timeout_s, else the last value read (fresh=False), else ChainUnavailable."""
+        read_timeout_s, else the last value read (fresh=False), else ChainUnavailable. A cached
+        value asked for past REFRESH_AT of its ttl is served, and read again in the background."""
         cached = self._cache.get(key)
         if cached is not None:
             ttl = ttl_s(cached[1]) if callable(ttl_s) else ttl_s
-            if time.monotonic() - cached[0] < ttl:
+            age = time.monotonic() - cached[0]
+            if age < ttl:
+                if cache and age >= ttl * REFRESH_AT and self._reachable:
+                    self._reading(key, fetch, cache)
                 return cached[1], True
         if not self._reachable:
             return self._fallback(key, cached, f"the node at {self.url} is unreachable")
-        with self._guard:
-            future = self._inflight.get(key)
-            if future is None or future.done():
-                future = Future()
-                self._inflight[key] = future
-                self._jobs.put(_Job(key, fetch, future, cache))
+        future = self._reading(key, fetch, cache)
         try:
             return future.result(timeout=self.read_timeout_s), True
         except FutureTimeout:
@@ -277,6 +281,16 @@ class ChainView:
             return self._fallback(key, cached, "the read was given up")
         except ChainUnavailable as exc:
             return self._fallback(key, cached, str(exc))
+
+    def _reading(self, key: Hashable, fetch: Callable[[Chain], Any], cache: bool) -> Future:
+        """The read of `key` under way, or a new one handed to the readers."""
+        with self._guard:
+            future = self._inflight.get(key)
+            if future is None or future.done():
+                future = Future()
+                self._inflight[key] = future
+                self._jobs.put(_Job(key, fetch, future, cache))
+        return future
 
     def _fallback(self, key: Hashable, cached: tuple[float, Any] | None, why: str):
         if cached is None:

@@ -94,4 +94,9 @@ class OrderSpec:
         )
 
     def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        # Every field is a plain value, so this is the dict dataclasses.asdict makes, without
+        # its deep copies: the API builds it for each order under the order log's write lock.
+        return {name: getattr(self, name) for name in _SPEC_FIELDS}
+
+
+_SPEC_FIELDS = tuple(field.name for field in dataclasses.fields(OrderSpec))

@@ -288,3 +288,45 @@ def test_what_a_connection_holds_is_kept_out_of_the_collectors_full_passes():
         view.close()
         silent.close()
         gc.unfreeze()
+
+
+def test_a_value_in_steady_use_is_read_again_before_it_expires():
+    """A bidder's balance, asked for in the last quarter of its cache time, is served from the
+    cache at once while a reader reads it anew: no request waits for the node for it (groups
+    of orders that did were held up to 100 ms under `make loadtest`)."""
+    silent = SilentNode()
+    node = ScriptedNode(silent)
+    reads: list[float] = []
+    slow_read = threading.Event()
+
+    class CountingChain(_ScriptedChain):
+        def balance(self, account):
+            reads.append(time.monotonic())
+            if len(reads) > 1:
+                slow_read.wait(5)  # the background read takes its time
+            return Balance(10**9 + len(reads), 0, 0)
+
+    view = ChainView(
+        "ws://scripted", balance_ttl_s=1.0, open_chain=lambda url, t: CountingChain(node)
+    ).start(wait_s=5)
+    try:
+        first = view.balance(BOB.ss58_address)
+        assert first.free == 10**9 + 1
+        assert view.balance(BOB.ss58_address) == first and len(reads) == 1  # young: no read
+        time.sleep(0.8)  # past REFRESH_AT (0.75) of the 1 s
+        started = time.monotonic()
+        assert view.balance(BOB.ss58_address) == first  # served from the cache...
+        assert time.monotonic() - started < 0.1  # ...at once, the read going on meanwhile
+        deadline = time.monotonic() + 2
+        while len(reads) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(reads) == 2
+        slow_read.set()
+        deadline = time.monotonic() + 2
+        while view.balance(BOB.ss58_address).free != 10**9 + 2:
+            assert time.monotonic() < deadline, "the background read never reached the cache"
+            time.sleep(0.01)
+    finally:
+        slow_read.set()
+        view.close()
+        silent.close()

@@ -7,7 +7,14 @@ from __future__ import annotations
 import pytest
 from e2e_helpers import setup_participants, wait_until
 
-from chain import PALLET, Chain, ChainError, relayed_cancels_args, relayed_orders_args
+from chain import (
+    PALLET,
+    Balance,
+    Chain,
+    ChainError,
+    relayed_cancels_args,
+    relayed_orders_args,
+)
 from chain.reads import order_place
 from market import (
     READING_TAG,
@@ -173,6 +180,12 @@ def test_owner_signs_submits_and_reads_back_an_order(chain, market):
     assert order_place(order_id) == (spec.interval, chain.book_len(spec.interval) - 1)
     after = chain.balance(bob.ss58_address)
     assert after.reserved - before.reserved == 70 * 1_200  # the bid's hold: price * quantity units
+    # The raw read of System.Account decodes it as the runtime's metadata does.
+    typed = chain.query("System", "Account", [bob.ss58_address], receipt.block_hash)["data"]
+    raw = chain.balance(bob.ss58_address, receipt.block_hash)
+    assert raw == Balance(int(typed["free"]), int(typed["reserved"]), int(typed["frozen"]))
+    assert raw.reserved > 0 and raw.free > 0
+    assert chain.balance(keypair("//Nobody").ss58_address) == Balance(0, 0, 0)
 
 
 def test_relayed_orders_and_pallet_errors_by_name(chain, market):
