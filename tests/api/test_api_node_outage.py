@@ -318,9 +318,10 @@ def test_a_value_in_steady_use_is_read_again_before_it_expires():
         assert view.balance(BOB.ss58_address) == first  # served from the cache...
         assert time.monotonic() - started < 0.1  # ...at once, the read going on meanwhile
         deadline = time.monotonic() + 2
-        while len(reads) < 2 and time.monotonic() < deadline:
+        while len(reads) < 2:
+            assert time.monotonic() < deadline, "no reader read the value anew"
             time.sleep(0.01)
-        assert len(reads) == 2
+        assert len(reads) == 2  # one read under way, shared: not one per request
         slow_read.set()
         deadline = time.monotonic() + 2
         while view.balance(BOB.ss58_address).free != 10**9 + 2:
